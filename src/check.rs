@@ -1,0 +1,94 @@
+//! `pg2qdrant check`: the config and every live prerequisite, one line per check.
+
+use crate::config::Config;
+use crate::sink::qdrant::{self, collections};
+use crate::source::catalog::{Catalog, CheckLine};
+
+/// Runs every check; the caller prints them and exits non-zero when any failed.
+pub async fn run(cfg: &Config) -> Vec<CheckLine> {
+    let mut lines = vec![CheckLine {
+        ok: true,
+        what: "config".into(),
+        detail: "valid".into(),
+    }];
+    match Catalog::connect(&cfg.source).await {
+        Ok(c) => {
+            lines.push(CheckLine {
+                ok: true,
+                what: "postgres".into(),
+                detail: "reachable".into(),
+            });
+            lines.extend(c.check(cfg).await);
+        }
+        Err(e) => lines.push(CheckLine {
+            ok: false,
+            what: "postgres".into(),
+            detail: format!("{e} ({})", e.hint().unwrap_or("")),
+        }),
+    }
+    let client = match qdrant::client(&cfg.qdrant) {
+        Ok(c) => c,
+        Err(e) => {
+            lines.push(CheckLine {
+                ok: false,
+                what: "qdrant".into(),
+                detail: e.to_string(),
+            });
+            return lines;
+        }
+    };
+    match client.health_check().await {
+        Ok(h) => lines.push(CheckLine {
+            ok: true,
+            what: "qdrant".into(),
+            detail: format!("reachable, version {}", h.version),
+        }),
+        Err(e) => {
+            lines.push(CheckLine {
+                ok: false,
+                what: "qdrant".into(),
+                detail: format!("{e}: is Qdrant running at qdrant.url?"),
+            });
+            return lines;
+        }
+    }
+    for (i, t) in cfg.tables.iter().enumerate() {
+        let what = format!("tables[{i}] collection {}", t.collection);
+        let line = match client.collection_exists(&t.collection).await {
+            Ok(false) if t.collection_config.create => CheckLine {
+                ok: true,
+                what,
+                detail: "missing; will be created at start".into(),
+            },
+            Ok(false) => CheckLine {
+                ok: false,
+                what,
+                detail: "missing and collection_config.create = false".into(),
+            },
+            Ok(true) => match collections::compatible(&client, t).await {
+                Ok(Ok(())) => CheckLine {
+                    ok: true,
+                    what,
+                    detail: "exists and is compatible".into(),
+                },
+                Ok(Err(p)) => CheckLine {
+                    ok: false,
+                    what,
+                    detail: format!("incompatible: {p}"),
+                },
+                Err(e) => CheckLine {
+                    ok: false,
+                    what,
+                    detail: e.to_string(),
+                },
+            },
+            Err(e) => CheckLine {
+                ok: false,
+                what,
+                detail: e.to_string(),
+            },
+        };
+        lines.push(line);
+    }
+    lines
+}

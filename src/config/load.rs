@@ -1,0 +1,158 @@
+//! Reading the file and applying `PG2QDRANT__SECTION__KEY` environment overrides.
+
+use super::{Config, TlsMode};
+use crate::error::Error;
+use std::path::Path;
+
+pub const ENV_PREFIX: &str = "PG2QDRANT__";
+
+/// Reads, overrides from the process environment, and validates.
+pub fn load(path: &Path) -> Result<Config, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::config(
+            path.display().to_string(),
+            format!("cannot read the config file: {e}"),
+        )
+    })?;
+    let mut cfg = parse(&text).map_err(|e| match e {
+        Error::Config { field, message } if field.is_empty() => Error::Config {
+            field: path.display().to_string(),
+            message,
+        },
+        other => other,
+    })?;
+    apply_env(&mut cfg, std::env::vars())?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Parses TOML text (no env, no validation). Unknown keys are errors that name the key.
+pub fn parse(text: &str) -> Result<Config, Error> {
+    toml::from_str(text).map_err(|e| Error::config("", e.to_string().trim_end().to_owned()))
+}
+
+/// Applies `PG2QDRANT__SECTION__KEY=value` overrides. An unknown key under the prefix is an
+/// error, as in the file, so a typo never silently does nothing.
+pub fn apply_env(
+    cfg: &mut Config,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), Error> {
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase().replace("__", ".");
+        let bad = |what: &str| {
+            Error::config(
+                name.clone(),
+                format!("{what} (got {:?})", redact_if_secret(&key, &value)),
+            )
+        };
+        let num = |v: &str| v.parse::<u64>().map_err(|_| bad("expected a whole number"));
+        let boolean = |v: &str| match v {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(bad("expected true or false")),
+        };
+        match key.as_str() {
+            "source.url" => cfg.source.url = value,
+            "source.slot" => cfg.source.slot = value,
+            "source.publication" => cfg.source.publication = value,
+            "source.create_slot" => cfg.source.create_slot = boolean(&value)?,
+            "source.create_publication" => cfg.source.create_publication = boolean(&value)?,
+            "source.tls" => {
+                cfg.source.tls = match value.as_str() {
+                    "disable" => TlsMode::Disable,
+                    "require" => TlsMode::Require,
+                    "verify-ca" => TlsMode::VerifyCa,
+                    "verify-full" => TlsMode::VerifyFull,
+                    _ => return Err(bad("expected disable, require, verify-ca or verify-full")),
+                }
+            }
+            "source.ca_file" => cfg.source.ca_file = Some(value.into()),
+            "source.status_interval_ms" => cfg.source.status_interval_ms = num(&value)?,
+            "qdrant.url" => cfg.qdrant.url = value,
+            "qdrant.api_key" => cfg.qdrant.api_key = Some(value).filter(|v| !v.is_empty()),
+            "qdrant.batch_size" => cfg.qdrant.batch_size = num(&value)? as usize,
+            "qdrant.linger_ms" => cfg.qdrant.linger_ms = num(&value)?,
+            "qdrant.timeout_ms" => cfg.qdrant.timeout_ms = num(&value)?,
+            "qdrant.max_backoff_ms" => cfg.qdrant.max_backoff_ms = num(&value)?,
+            "checkpoint.path" => cfg.checkpoint.path = value.into(),
+            "dead_letter.path" => cfg.dead_letter.path = value.into(),
+            "metrics.addr" => cfg.metrics.addr = value,
+            _ => {
+                return Err(Error::config(
+                    name.clone(),
+                    "unknown override; known: SOURCE__{URL,SLOT,PUBLICATION,CREATE_SLOT,CREATE_PUBLICATION,TLS,CA_FILE,\
+                     STATUS_INTERVAL_MS}, QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS}, \
+                     CHECKPOINT__PATH, DEAD_LETTER__PATH, METRICS__ADDR"
+                        .to_owned(),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn redact_if_secret<'a>(key: &str, value: &'a str) -> &'a str {
+    if key.contains("url") || key.contains("key") {
+        "<redacted>"
+    } else {
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [source]
+        url = "postgres://u@127.0.0.1/db"
+        slot = "s"
+        publication = "p"
+        [[tables]]
+        table = "public.t"
+        collection = "c"
+        vector = { column = "v", size = 3, distance = "Cosine" }
+    "#;
+
+    #[test]
+    fn unknown_key_names_the_key() {
+        let err = parse(&MINIMAL.replace("slot = \"s\"", "slot = \"s\"\nslott = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("slott"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_win_and_unknown_env_is_rejected() {
+        let mut cfg = parse(MINIMAL).unwrap();
+        apply_env(
+            &mut cfg,
+            [
+                ("PG2QDRANT__SOURCE__SLOT".to_owned(), "other".to_owned()),
+                ("PG2QDRANT__QDRANT__BATCH_SIZE".to_owned(), "7".to_owned()),
+                ("UNRELATED".to_owned(), "x".to_owned()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.source.slot, "other");
+        assert_eq!(cfg.qdrant.batch_size, 7);
+        let err = apply_env(
+            &mut cfg,
+            [("PG2QDRANT__SOURCE__SLOTT".to_owned(), "x".to_owned())],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("PG2QDRANT__SOURCE__SLOTT"),
+            "{err}"
+        );
+        let err = apply_env(
+            &mut cfg,
+            [("PG2QDRANT__QDRANT__LINGER_MS".to_owned(), "soon".to_owned())],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("whole number"), "{err}");
+    }
+}

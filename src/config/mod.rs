@@ -1,0 +1,330 @@
+//! Configuration: TOML with unknown keys rejected, defaults as named constants, env overrides
+//! `PG2QDRANT__SECTION__KEY`, and a `validate()` whose errors name the field path.
+
+mod load;
+mod validate;
+
+pub use load::{apply_env, load, parse};
+pub use validate::META_FIELD;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub const DEFAULT_QDRANT_URL: &str = "http://127.0.0.1:6334";
+pub const DEFAULT_BATCH_SIZE: usize = 256;
+pub const DEFAULT_LINGER_MS: u64 = 20;
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_MAX_BACKOFF_MS: u64 = 30_000;
+pub const DEFAULT_CHECKPOINT_PATH: &str = "pg2qdrant.checkpoint";
+pub const DEFAULT_DEAD_LETTER_PATH: &str = "pg2qdrant.deadletter.jsonl";
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9187";
+pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 1_000;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub qdrant: QdrantConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS without certificate verification.
+    Require,
+    /// TLS, certificate checked against `ca_file` (or the system roots).
+    VerifyCa,
+    /// As verify-ca, and the host name must match.
+    VerifyFull,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `postgres://user:password@host:port/db` (or key=value form). Never logged.
+    pub url: String,
+    /// Replication slot name, `[a-z0-9_]{1,63}`.
+    pub slot: String,
+    /// Publication name.
+    pub publication: String,
+    /// Create the slot when it does not exist.
+    #[serde(default = "yes")]
+    pub create_slot: bool,
+    /// Create the publication (for the configured tables) when it does not exist.
+    #[serde(default = "yes")]
+    pub create_publication: bool,
+    #[serde(default)]
+    pub tls: TlsMode,
+    /// CA certificate (PEM) for verify-ca / verify-full.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// How often progress is reported to the server, milliseconds.
+    #[serde(default = "default_status_interval_ms")]
+    pub status_interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QdrantConfig {
+    /// gRPC URL (port 6334 by default).
+    #[serde(default = "default_qdrant_url")]
+    pub url: String,
+    /// API key. Never logged.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Most changes in one write request.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Longest a change waits for its batch to fill, milliseconds.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// Timeout of one request, milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Cap of the retry backoff while Qdrant is unreachable, milliseconds.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+impl Default for QdrantConfig {
+    fn default() -> Self {
+        Self {
+            url: default_qdrant_url(),
+            api_key: None,
+            batch_size: DEFAULT_BATCH_SIZE,
+            linger_ms: DEFAULT_LINGER_MS,
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_backoff_ms: DEFAULT_MAX_BACKOFF_MS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Local file holding the last durable LSN; written atomically and fsynced.
+    #[serde(default = "default_checkpoint_path")]
+    pub path: PathBuf,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            path: default_checkpoint_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// JSON-lines file receiving rows that cannot be mapped.
+    #[serde(default = "default_dead_letter_path")]
+    pub path: PathBuf,
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        Self {
+            path: default_dead_letter_path(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Listen address of `/metrics` and `/healthz`; empty disables the listener.
+    #[serde(default = "default_metrics_addr")]
+    pub addr: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            addr: default_metrics_addr(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum Distance {
+    Cosine,
+    Euclid,
+    Dot,
+    Manhattan,
+}
+
+/// The unnamed vector of a collection.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorConfig {
+    /// Source column: real[], float8[], pgvector, or a jsonb number array.
+    pub column: String,
+    /// Dimensions.
+    pub size: u64,
+    pub distance: Distance,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedVectorConfig {
+    pub name: String,
+    pub column: String,
+    pub size: u64,
+    pub distance: Distance,
+}
+
+/// A payload field holding a timestamp column as integer unix seconds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnixSecondsConfig {
+    pub column: String,
+    pub field: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexType {
+    Keyword,
+    Integer,
+    Float,
+    Bool,
+    Datetime,
+    Uuid,
+    Text,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadIndexConfig {
+    pub field: String,
+    #[serde(rename = "type")]
+    pub kind: IndexType,
+}
+
+/// How to create the collection when it is missing.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// Create the collection when it does not exist.
+    #[serde(default = "yes")]
+    pub create: bool,
+    #[serde(default)]
+    pub hnsw_m: Option<u64>,
+    #[serde(default)]
+    pub hnsw_ef_construct: Option<u64>,
+    /// Kilobytes of vectors below which search scans instead of using HNSW.
+    #[serde(default)]
+    pub full_scan_threshold: Option<u64>,
+    #[serde(default)]
+    pub on_disk_payload: bool,
+    #[serde(default)]
+    pub payload_indexes: Vec<PayloadIndexConfig>,
+}
+
+impl Default for CollectionConfig {
+    fn default() -> Self {
+        Self {
+            create: true,
+            hnsw_m: None,
+            hnsw_ef_construct: None,
+            full_scan_threshold: None,
+            on_disk_payload: false,
+            payload_indexes: Vec::new(),
+        }
+    }
+}
+
+/// One mirrored table.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    /// `schema.table` or `table` (schema public).
+    pub table: String,
+    pub collection: String,
+    /// Key columns; default: the primary key.
+    #[serde(default)]
+    pub key: Option<Vec<String>>,
+    /// The unnamed vector (exclusive with `vectors`).
+    #[serde(default)]
+    pub vector: Option<VectorConfig>,
+    /// Named vectors (exclusive with `vector`).
+    #[serde(default)]
+    pub vectors: Vec<NamedVectorConfig>,
+    /// Payload columns; default: every column that is not a vector column.
+    #[serde(default)]
+    pub payload: Option<Vec<String>>,
+    /// Columns left out of the default payload.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Payload field names by column name.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    #[serde(default)]
+    pub unix_seconds: Vec<UnixSecondsConfig>,
+    /// A boolean column: rows where it is true are removed from Qdrant.
+    #[serde(default)]
+    pub soft_delete: Option<String>,
+    #[serde(default)]
+    pub collection_config: CollectionConfig,
+}
+
+impl TableConfig {
+    /// `(vector name or "" for the unnamed one, column, size, distance)`.
+    pub fn vector_columns(&self) -> Vec<(String, String, u64, Distance)> {
+        match &self.vector {
+            Some(v) => vec![(String::new(), v.column.clone(), v.size, v.distance)],
+            None => self
+                .vectors
+                .iter()
+                .map(|v| (v.name.clone(), v.column.clone(), v.size, v.distance))
+                .collect(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_status_interval_ms() -> u64 {
+    DEFAULT_STATUS_INTERVAL_MS
+}
+fn default_qdrant_url() -> String {
+    DEFAULT_QDRANT_URL.to_owned()
+}
+fn default_batch_size() -> usize {
+    DEFAULT_BATCH_SIZE
+}
+fn default_linger_ms() -> u64 {
+    DEFAULT_LINGER_MS
+}
+fn default_timeout_ms() -> u64 {
+    DEFAULT_TIMEOUT_MS
+}
+fn default_max_backoff_ms() -> u64 {
+    DEFAULT_MAX_BACKOFF_MS
+}
+fn default_checkpoint_path() -> PathBuf {
+    PathBuf::from(DEFAULT_CHECKPOINT_PATH)
+}
+fn default_dead_letter_path() -> PathBuf {
+    PathBuf::from(DEFAULT_DEAD_LETTER_PATH)
+}
+fn default_metrics_addr() -> String {
+    DEFAULT_METRICS_ADDR.to_owned()
+}

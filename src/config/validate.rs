@@ -1,0 +1,271 @@
+//! `Config::validate`: every error names the field path (`tables[2].vector.size`) and what to do.
+
+use super::{Config, TableConfig};
+use crate::error::Error;
+use std::collections::HashSet;
+
+/// Payload key reserved for the connector's own metadata (table, position, commit time).
+pub const META_FIELD: &str = "_pg2qdrant";
+
+fn is_simple_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), Error> {
+        let s = &self.source;
+        let pg: tokio_postgres::Config = s
+            .url
+            .parse()
+            .map_err(|e| Error::config("source.url", format!("not a PostgreSQL URL: {e}; expected postgres://user:password@host:port/database")))?;
+        if pg.get_hosts().is_empty() {
+            return Err(Error::config("source.url", "names no host".to_owned()));
+        }
+        if pg.get_user().is_none() {
+            return Err(Error::config("source.url", "names no user".to_owned()));
+        }
+        if !is_simple_name(&s.slot) {
+            return Err(Error::config(
+                "source.slot",
+                format!(
+                    "{:?} is not a valid slot name: use 1 to 63 of a-z, 0-9 and _",
+                    s.slot
+                ),
+            ));
+        }
+        if !is_simple_name(&s.publication) {
+            return Err(Error::config(
+                "source.publication",
+                format!(
+                    "{:?} is not a valid publication name: use 1 to 63 of a-z, 0-9 and _",
+                    s.publication
+                ),
+            ));
+        }
+        if s.status_interval_ms == 0 {
+            return Err(Error::config(
+                "source.status_interval_ms",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        let q = &self.qdrant;
+        if !(q.url.starts_with("http://") || q.url.starts_with("https://")) {
+            return Err(Error::config(
+                "qdrant.url",
+                format!(
+                    "{:?} must start with http:// or https:// (gRPC port, 6334 by default)",
+                    q.url
+                ),
+            ));
+        }
+        if q.batch_size == 0 || q.batch_size > 10_000 {
+            return Err(Error::config(
+                "qdrant.batch_size",
+                format!("{} is out of range 1..=10000", q.batch_size),
+            ));
+        }
+        if q.timeout_ms == 0 {
+            return Err(Error::config(
+                "qdrant.timeout_ms",
+                "must be at least 1".to_owned(),
+            ));
+        }
+        if q.max_backoff_ms < 10 {
+            return Err(Error::config(
+                "qdrant.max_backoff_ms",
+                "must be at least 10".to_owned(),
+            ));
+        }
+        if self.checkpoint.path.as_os_str().is_empty() {
+            return Err(Error::config(
+                "checkpoint.path",
+                "must not be empty".to_owned(),
+            ));
+        }
+        if !self.metrics.addr.is_empty()
+            && self.metrics.addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(Error::config(
+                "metrics.addr",
+                format!(
+                    "{:?} is not host:port (e.g. 127.0.0.1:9187)",
+                    self.metrics.addr
+                ),
+            ));
+        }
+        if self.tables.is_empty() {
+            return Err(Error::config(
+                "tables",
+                "no [[tables]] entry: name at least one table to mirror".to_owned(),
+            ));
+        }
+        let mut seen = HashSet::new();
+        for (i, t) in self.tables.iter().enumerate() {
+            validate_table(i, t)?;
+            if !seen.insert(crate::event::TableName::parse(&t.table)) {
+                return Err(Error::config(
+                    format!("tables[{i}].table"),
+                    format!("{} is listed twice", t.table),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_table(i: usize, t: &TableConfig) -> Result<(), Error> {
+    let f = |name: &str| format!("tables[{i}].{name}");
+    if t.table.is_empty() || t.table.split('.').count() > 2 {
+        return Err(Error::config(
+            f("table"),
+            format!("{:?}: expected table or schema.table", t.table),
+        ));
+    }
+    if t.collection.is_empty() {
+        return Err(Error::config(
+            f("collection"),
+            "must not be empty".to_owned(),
+        ));
+    }
+    match (&t.vector, t.vectors.is_empty()) {
+        (Some(_), false) => {
+            return Err(Error::config(
+                f("vector"),
+                "set either vector or vectors, not both".to_owned(),
+            ));
+        }
+        (None, true) => {
+            return Err(Error::config(
+                f("vector"),
+                "missing: name the vector column (vector = { column, size, distance })".to_owned(),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(v) = &t.vector {
+        if v.size == 0 || v.size > 65_536 {
+            return Err(Error::config(
+                f("vector.size"),
+                format!("{} is out of range 1..=65536", v.size),
+            ));
+        }
+        if v.column.is_empty() {
+            return Err(Error::config(
+                f("vector.column"),
+                "must not be empty".to_owned(),
+            ));
+        }
+    }
+    let mut names = HashSet::new();
+    for (j, v) in t.vectors.iter().enumerate() {
+        if v.name.is_empty() || !names.insert(&v.name) {
+            return Err(Error::config(
+                f(&format!("vectors[{j}].name")),
+                format!("{:?} is empty or used twice", v.name),
+            ));
+        }
+        if v.size == 0 || v.size > 65_536 {
+            return Err(Error::config(
+                f(&format!("vectors[{j}].size")),
+                format!("{} is out of range 1..=65536", v.size),
+            ));
+        }
+        if v.column.is_empty() {
+            return Err(Error::config(
+                f(&format!("vectors[{j}].column")),
+                "must not be empty".to_owned(),
+            ));
+        }
+    }
+    if let Some(k) = &t.key {
+        if k.is_empty() || k.iter().any(|c| c.is_empty()) {
+            return Err(Error::config(
+                f("key"),
+                "list at least one column, or leave key out to use the primary key".to_owned(),
+            ));
+        }
+    }
+    if t.soft_delete.as_deref() == Some("") {
+        return Err(Error::config(
+            f("soft_delete"),
+            "must name a boolean column".to_owned(),
+        ));
+    }
+    for (col, field) in &t.rename {
+        if field.is_empty() || field == META_FIELD {
+            return Err(Error::config(
+                f(&format!("rename.{col}")),
+                format!("{field:?} cannot be used as a payload field name"),
+            ));
+        }
+    }
+    for (j, u) in t.unix_seconds.iter().enumerate() {
+        if u.column.is_empty() || u.field.is_empty() || u.field == META_FIELD {
+            return Err(Error::config(
+                f(&format!("unix_seconds[{j}]")),
+                "needs a column and a payload field name".to_owned(),
+            ));
+        }
+    }
+    let c = &t.collection_config;
+    if c.hnsw_m == Some(0) {
+        return Err(Error::config(
+            f("collection_config.hnsw_m"),
+            "must be at least 1".to_owned(),
+        ));
+    }
+    if c.hnsw_ef_construct == Some(0) {
+        return Err(Error::config(
+            f("collection_config.hnsw_ef_construct"),
+            "must be at least 1".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn cfg(tables: &str) -> String {
+        format!(
+            "[source]\nurl = \"postgres://u@127.0.0.1/db\"\nslot = \"s\"\npublication = \"p\"\n{tables}"
+        )
+    }
+
+    #[test]
+    fn vector_size_error_names_the_path() {
+        let c = parse(&cfg(
+            "[[tables]]\ntable = \"a\"\ncollection = \"a\"\nvector = { column = \"v\", size = 3, distance = \"Cosine\" }\n\
+             [[tables]]\ntable = \"b\"\ncollection = \"b\"\nvector = { column = \"v\", size = 0, distance = \"Cosine\" }\n",
+        ))
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("tables[1].vector.size"), "{err}");
+    }
+
+    #[test]
+    fn bad_slot_name_is_rejected() {
+        let c = parse(&cfg("[[tables]]\ntable = \"a\"\ncollection = \"a\"\nvector = { column = \"v\", size = 3, distance = \"Cosine\" }\n")
+            .replace("slot = \"s\"", "slot = \"s; DROP\""))
+        .unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("source.slot"));
+    }
+
+    #[test]
+    fn missing_vector_is_rejected() {
+        let c = parse(&cfg("[[tables]]\ntable = \"a\"\ncollection = \"a\"\n")).unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("tables[0].vector"));
+    }
+}

@@ -1,0 +1,237 @@
+//! Errors, and the one place that decides what each one means for the process.
+//!
+//! Every failure is either **definite** (bad config, missing prerequisite, data that can never
+//! be written: retrying cannot help, so the operator or the dead-letter file must act) or
+//! **transient** (a dropped socket, a server restarting, a timeout: retry with backoff and never
+//! stop the process). [`Error::disposition`] is the only function that makes that call, and
+//! [`Error::hint`] says what an operator can do.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("config {field}: {message}")]
+    Config { field: String, message: String },
+
+    #[error("{what}: {hint}")]
+    Prerequisite { what: String, hint: String },
+
+    #[error("postgres: {context}: {source}")]
+    Postgres {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("replication: {context}: {source}")]
+    Replication {
+        context: String,
+        #[source]
+        source: pgwire_replication::PgWireError,
+    },
+
+    #[error("qdrant: {context}: {source}")]
+    Qdrant {
+        context: String,
+        #[source]
+        source: Box<qdrant_client::QdrantError>,
+    },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("pgoutput: {0}")]
+    Decode(#[from] crate::source::pgoutput::DecodeError),
+
+    #[error("stopped")]
+    Shutdown,
+}
+
+/// What the process does with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Retrying cannot help: stop (config, prerequisites) or dead-letter (one row or op).
+    Definite,
+    /// Retry with capped exponential backoff; never exit for it.
+    Transient,
+}
+
+impl Error {
+    pub fn config(field: impl Into<String>, message: String) -> Self {
+        Error::Config {
+            field: field.into(),
+            message,
+        }
+    }
+    pub fn prerequisite(what: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Prerequisite {
+            what: what.into(),
+            hint: hint.into(),
+        }
+    }
+    pub fn pg(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Postgres { context, source }
+    }
+    pub fn qdrant(context: impl Into<String>) -> impl FnOnce(qdrant_client::QdrantError) -> Self {
+        let context = context.into();
+        move |source| Error::Qdrant {
+            context,
+            source: Box::new(source),
+        }
+    }
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+    pub fn replication(
+        context: impl Into<String>,
+    ) -> impl FnOnce(pgwire_replication::PgWireError) -> Self {
+        let context = context.into();
+        move |source| Error::Replication { context, source }
+    }
+
+    /// The one classification of every error the connector meets.
+    pub fn disposition(&self) -> Disposition {
+        use Disposition::*;
+        match self {
+            Error::Config { .. }
+            | Error::Prerequisite { .. }
+            | Error::Decode(_)
+            | Error::Shutdown => Definite,
+            Error::Io { .. } => Transient,
+            Error::Postgres { source, .. } => match source.code().map(|c| c.code()) {
+                // No SQLSTATE: the connection broke or could not be opened.
+                None => Transient,
+                Some(code) => sqlstate_disposition(code),
+            },
+            Error::Replication { source, .. } => {
+                if source.is_auth() || source.is_tls() {
+                    Definite
+                } else if let pgwire_replication::PgWireError::Server(msg) = source {
+                    // The server error text carries "(SQLSTATE xxxxx)".
+                    match msg
+                        .rsplit_once("SQLSTATE ")
+                        .map(|(_, c)| c.trim_end_matches(')'))
+                    {
+                        Some(code) => sqlstate_disposition(code),
+                        None => Transient,
+                    }
+                } else {
+                    Transient
+                }
+            }
+            Error::Qdrant { source, .. } => qdrant_disposition(source),
+        }
+    }
+
+    /// What an operator can do about it, when we know.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Replication { source, .. } if source.is_auth() => {
+                Some("check the user and password in source.url; the user needs the REPLICATION attribute")
+            }
+            Error::Replication { source, .. } if source.to_string().contains("55006") => {
+                Some("the slot is in use by another connection (or a crashed one not yet timed out); it is retried")
+            }
+            Error::Postgres { source, .. } if source.code().is_none() => Some("is PostgreSQL running and reachable at source.url?"),
+            Error::Qdrant { .. } if self.disposition() == Disposition::Transient => {
+                Some("is Qdrant running and reachable at qdrant.url (gRPC port)?")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// SQLSTATE classes that go away by themselves.
+fn sqlstate_disposition(code: &str) -> Disposition {
+    let transient = code.starts_with("08") // connection exception
+        || code.starts_with("53") // insufficient resources
+        || code.starts_with("57P") // operator intervention: shutdown, crash, cannot connect now
+        || code == "55006" // object in use: slot still held by an old walsender
+        || code == "40001" // serialization failure
+        || code == "40P01"; // deadlock
+    if transient {
+        Disposition::Transient
+    } else {
+        Disposition::Definite
+    }
+}
+
+fn qdrant_disposition(e: &qdrant_client::QdrantError) -> Disposition {
+    use qdrant_client::QdrantError as Q;
+    use tonic::Code;
+    match e {
+        Q::ResponseError { status } => match status.code() {
+            Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::Unimplemented => Disposition::Definite,
+            _ => Disposition::Transient,
+        },
+        Q::ResourceExhaustedError { .. } | Q::Io(_) => Disposition::Transient,
+        Q::ConversionError(_) | Q::InvalidUri(_) => Disposition::Definite,
+        _ => Disposition::Transient,
+    }
+}
+
+/// Capped exponential backoff with a little jitter, for every retry loop.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: std::time::Duration,
+    max: std::time::Duration,
+}
+
+impl Backoff {
+    pub fn new(max: std::time::Duration) -> Self {
+        Self {
+            next: std::time::Duration::from_millis(100).min(max),
+            max,
+        }
+    }
+    /// The delay to wait now; doubles the next one up to the cap.
+    pub fn next_delay(&mut self) -> std::time::Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let jitter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.subsec_nanos() % 50)
+            .unwrap_or(0);
+        d + std::time::Duration::from_millis(u64::from(jitter))
+    }
+    pub fn reset(&mut self) {
+        self.next = std::time::Duration::from_millis(100).min(self.max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_are_classified() {
+        assert_eq!(sqlstate_disposition("08006"), Disposition::Transient);
+        assert_eq!(sqlstate_disposition("57P01"), Disposition::Transient);
+        assert_eq!(sqlstate_disposition("55006"), Disposition::Transient);
+        assert_eq!(sqlstate_disposition("42P01"), Disposition::Definite);
+        assert_eq!(sqlstate_disposition("28P01"), Disposition::Definite);
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        let mut b = Backoff::new(std::time::Duration::from_millis(400));
+        let delays: Vec<_> = (0..6).map(|_| b.next_delay().as_millis()).collect();
+        assert!(
+            delays[0] < 200 && *delays.last().unwrap() < 460,
+            "{delays:?}"
+        );
+    }
+}

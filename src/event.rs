@@ -1,0 +1,213 @@
+//! The domain change model shared by every stage after the decoder.
+//!
+//! Nothing here knows pgoutput, Qdrant or Kafka types: the source produces [`Change`]s, the
+//! mapping turns them into [`Op`]s on [`Document`]s, and each sink translates `Op`s into its own
+//! protocol.
+
+use crate::lsn::Position;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// A source table, `schema.name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl TableName {
+    /// Parses `schema.table` or `table` (schema `public`).
+    pub fn parse(s: &str) -> Self {
+        match s.split_once('.') {
+            Some((schema, name)) => Self {
+                schema: schema.to_owned(),
+                name: name.to_owned(),
+            },
+            None => Self {
+                schema: "public".to_owned(),
+                name: s.to_owned(),
+            },
+        }
+    }
+    /// The name quoted for SQL: `"schema"."table"`.
+    pub fn quoted(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A column as the source described it most recently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub type_oid: u32,
+    pub type_modifier: i32,
+    /// Part of the replica identity key.
+    pub is_key: bool,
+}
+
+/// One value of a row in PostgreSQL's text output form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Datum {
+    Null,
+    /// An unchanged TOASTed value the server did not send: keep what the sink has.
+    Unchanged,
+    Text(String),
+}
+
+/// A row image: values aligned with `columns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub columns: Arc<[Column]>,
+    pub values: Vec<Datum>,
+}
+
+impl Row {
+    pub fn get(&self, column: &str) -> Option<&Datum> {
+        self.columns
+            .iter()
+            .position(|c| c.name == column)
+            .and_then(|i| self.values.get(i))
+    }
+    pub fn column(&self, column: &str) -> Option<(&Column, &Datum)> {
+        let i = self.columns.iter().position(|c| c.name == column)?;
+        Some((&self.columns[i], self.values.get(i)?))
+    }
+    pub fn has_unchanged(&self) -> bool {
+        self.values.iter().any(|d| *d == Datum::Unchanged)
+    }
+    /// The row as a JSON object (text values), for dead-letter records.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        for (c, v) in self.columns.iter().zip(&self.values) {
+            let v = match v {
+                Datum::Null => Value::Null,
+                Datum::Unchanged => Value::String("<unchanged toast>".into()),
+                Datum::Text(s) => Value::String(s.clone()),
+            };
+            m.insert(c.name.clone(), v);
+        }
+        Value::Object(m)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeKind {
+    Insert {
+        new: Row,
+    },
+    /// `old` is the old key (or whole old row under REPLICA IDENTITY FULL) when the server sent it.
+    Update {
+        old: Option<Row>,
+        new: Row,
+    },
+    Delete {
+        old: Row,
+    },
+    Truncate,
+}
+
+/// One committed change of a watched table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub table: TableName,
+    pub position: Position,
+    /// Commit time, microseconds since 2000-01-01 (PostgreSQL epoch).
+    pub commit_time_micros: i64,
+    pub kind: ChangeKind,
+}
+
+/// A point identity, independent of any sink client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PointKey {
+    Num(u64),
+    Uuid(uuid::Uuid),
+}
+
+impl std::fmt::Display for PointKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PointKey::Num(n) => write!(f, "{n}"),
+            PointKey::Uuid(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+/// Vectors of a document: the unnamed default vector, or named vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vectors {
+    Default(Vec<f32>),
+    Named(Vec<(String, Vec<f32>)>),
+}
+
+/// What a point should hold after a change: payload fields, vectors, and the change's position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub key: PointKey,
+    pub payload: Map<String, Value>,
+    /// `None` in a merge whose vector column was an unchanged TOAST value.
+    pub vectors: Option<Vectors>,
+    pub position: Position,
+}
+
+/// A sink operation, produced by the mapping in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Replace the whole point (if the stored one is older).
+    Upsert { collection: Arc<str>, doc: Document },
+    /// Merge the given fields into the stored point (unchanged TOAST values were left out). If
+    /// the point is missing, the writer reads the current row from the source instead (`row`
+    /// is the new row image, with `Datum::Unchanged` where TOAST values were not sent).
+    Merge {
+        collection: Arc<str>,
+        doc: Document,
+        table: TableName,
+        row: Row,
+    },
+    /// Delete the point (if the stored one is older).
+    Delete {
+        collection: Arc<str>,
+        key: PointKey,
+        position: Position,
+    },
+    /// Delete every point of `table` older than `position`.
+    Truncate {
+        collection: Arc<str>,
+        table: TableName,
+        position: Position,
+    },
+}
+
+impl Op {
+    pub fn collection(&self) -> &Arc<str> {
+        match self {
+            Op::Upsert { collection, .. }
+            | Op::Merge { collection, .. }
+            | Op::Delete { collection, .. }
+            | Op::Truncate { collection, .. } => collection,
+        }
+    }
+    pub fn position(&self) -> Position {
+        match self {
+            Op::Upsert { doc, .. } | Op::Merge { doc, .. } => doc.position,
+            Op::Delete { position, .. } | Op::Truncate { position, .. } => *position,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Upsert { .. } => "upsert",
+            Op::Merge { .. } => "merge",
+            Op::Delete { .. } => "delete",
+            Op::Truncate { .. } => "truncate",
+        }
+    }
+}

@@ -1,0 +1,81 @@
+use clap::Parser;
+use pg2qdrant::cli::{Cli, Command};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PG2QDRANT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run { config } => {
+                let cfg = match pg2qdrant::config::load(&config) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+                let shutdown = CancellationToken::new();
+                tokio::spawn(signals(shutdown.clone()));
+                match pg2qdrant::run(cfg, shutdown).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                }
+            }
+            Command::Check { config } => {
+                let cfg = match pg2qdrant::config::load(&config) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        println!("FAIL config: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                let lines = pg2qdrant::check::run(&cfg).await;
+                for l in &lines {
+                    println!(
+                        "{} {}: {}",
+                        if l.ok { "ok  " } else { "FAIL" },
+                        l.what,
+                        l.detail
+                    );
+                }
+                if lines.iter().all(|l| l.ok) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+        }
+    })
+}
+
+fn fail(e: pg2qdrant::Error) -> ExitCode {
+    match e.hint() {
+        Some(h) => tracing::error!(hint = h, "{e}"),
+        None => tracing::error!("{e}"),
+    }
+    match e {
+        pg2qdrant::Error::Config { .. } => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    }
+}
+
+async fn signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

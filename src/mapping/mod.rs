@@ -1,0 +1,500 @@
+//! Table mapping: a committed [`Change`] of a watched table → sink [`Op`]s.
+//!
+//! Pure and synchronous. A row that cannot be mapped yields a [`MappingError`] naming the table,
+//! the key and the reason; the caller dead-letters it and streams on.
+
+pub mod key;
+pub mod value;
+
+use crate::config::{TableConfig, META_FIELD};
+use crate::event::{Change, ChangeKind, Datum, Document, Op, PointKey, Row, TableName, Vectors};
+use crate::lsn::{Lsn, Position};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// A row that cannot be written, with what to tell the operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingError {
+    pub table: TableName,
+    /// The row's key values (JSON object), when they could be read.
+    pub key: Value,
+    pub reason: String,
+    pub row: Value,
+}
+
+impl std::fmt::Display for MappingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "table {} key {}: {}", self.table, self.key, self.reason)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct VectorSpec {
+    /// Empty for the unnamed default vector.
+    name: String,
+    column: String,
+    size: usize,
+}
+
+/// A compiled `[[tables]]` entry.
+#[derive(Debug, Clone)]
+pub struct TableMapping {
+    pub table: TableName,
+    pub collection: Arc<str>,
+    /// Key columns, resolved at start-up (configured, else the primary key).
+    pub key: Vec<String>,
+    vectors: Vec<VectorSpec>,
+    payload: Option<Vec<String>>,
+    exclude: HashSet<String>,
+    rename: BTreeMap<String, String>,
+    unix_seconds: Vec<(String, String)>,
+    soft_delete: Option<String>,
+}
+
+impl TableMapping {
+    /// `key` is the resolved key column list (see `source::catalog`).
+    pub fn new(cfg: &TableConfig, key: Vec<String>) -> Self {
+        Self {
+            table: TableName::parse(&cfg.table),
+            collection: Arc::from(cfg.collection.as_str()),
+            key,
+            vectors: cfg
+                .vector_columns()
+                .into_iter()
+                .map(|(name, column, size, _)| VectorSpec {
+                    name,
+                    column,
+                    size: size as usize,
+                })
+                .collect(),
+            payload: cfg.payload.clone(),
+            exclude: cfg.exclude.iter().cloned().collect(),
+            rename: cfg.rename.clone(),
+            unix_seconds: cfg
+                .unix_seconds
+                .iter()
+                .map(|u| (u.column.clone(), u.field.clone()))
+                .collect(),
+            soft_delete: cfg.soft_delete.clone(),
+        }
+    }
+
+    /// Columns that hold vectors (never copied into the payload by default).
+    pub fn vector_columns(&self) -> impl Iterator<Item = &str> {
+        self.vectors.iter().map(|v| v.column.as_str())
+    }
+
+    /// Maps one change to the operations that bring the collection in step with it.
+    pub fn ops(&self, change: &Change) -> Result<Vec<Op>, MappingError> {
+        let pos = change.position;
+        let commit_time = change.commit_time_micros;
+        let collection = self.collection.clone();
+        match &change.kind {
+            ChangeKind::Insert { new } => Ok(vec![self.write_op(new, pos, commit_time)?]),
+            ChangeKind::Update { old, new } => {
+                // Under REPLICA IDENTITY FULL the new tuple may still hold unchanged TOAST
+                // values: the old row has them.
+                let new = match old {
+                    Some(old)
+                        if new.has_unchanged()
+                            && !old.has_unchanged()
+                            && old.columns.len() == new.columns.len() =>
+                    {
+                        fill_unchanged(new, old)
+                    }
+                    _ => new.clone(),
+                };
+                let new_key = self.point_key(&new)?;
+                let mut ops = Vec::with_capacity(2);
+                if let Some(old) = old {
+                    let old_key = self.point_key(old)?;
+                    if old_key != new_key {
+                        ops.push(Op::Delete {
+                            collection: collection.clone(),
+                            key: old_key,
+                            position: pos,
+                        });
+                    }
+                }
+                ops.push(self.write_op(&new, pos, commit_time)?);
+                Ok(ops)
+            }
+            ChangeKind::Delete { old } => Ok(vec![Op::Delete {
+                collection,
+                key: self.point_key(old)?,
+                position: pos,
+            }]),
+            ChangeKind::Truncate => Ok(vec![Op::Truncate {
+                collection,
+                table: self.table.clone(),
+                position: pos,
+            }]),
+        }
+    }
+
+    /// Upsert, merge (unchanged TOAST present) or delete (soft-deleted) for a new row image.
+    fn write_op(
+        &self,
+        row: &Row,
+        position: Position,
+        commit_time: i64,
+    ) -> Result<Op, MappingError> {
+        let collection = self.collection.clone();
+        let key = self.point_key(row)?;
+        if let Some(col) = &self.soft_delete {
+            match row.get(col) {
+                Some(Datum::Text(t)) if t == "t" || t == "true" => {
+                    return Ok(Op::Delete {
+                        collection,
+                        key,
+                        position,
+                    })
+                }
+                Some(Datum::Text(_)) | Some(Datum::Null) | Some(Datum::Unchanged) => {}
+                None => {
+                    return Err(self.error(
+                        row,
+                        format!("soft-delete column {col:?} is not in the table"),
+                    ))
+                }
+            }
+        }
+        let doc = self.document(row, key, position, commit_time)?;
+        if row.has_unchanged() {
+            Ok(Op::Merge {
+                collection,
+                doc,
+                table: self.table.clone(),
+                row: row.clone(),
+            })
+        } else {
+            Ok(Op::Upsert { collection, doc })
+        }
+    }
+
+    /// The document for a row; unchanged TOAST values are left out (a merge fills them).
+    pub fn document(
+        &self,
+        row: &Row,
+        key: PointKey,
+        position: Position,
+        commit_time: i64,
+    ) -> Result<Document, MappingError> {
+        let mut payload = Map::new();
+        let vector_cols: HashSet<&str> = self.vector_columns().collect();
+        let included = |name: &str| match &self.payload {
+            Some(list) => list.iter().any(|c| c == name),
+            None => !vector_cols.contains(name) && !self.exclude.contains(name),
+        };
+        for (col, datum) in row.columns.iter().zip(&row.values) {
+            if !included(&col.name) {
+                continue;
+            }
+            let field = self
+                .rename
+                .get(&col.name)
+                .cloned()
+                .unwrap_or_else(|| col.name.clone());
+            let value = match datum {
+                Datum::Unchanged => continue,
+                Datum::Null => Value::Null,
+                Datum::Text(t) => value::to_json(col.type_oid, t)
+                    .map_err(|e| self.error(row, format!("column {:?}: {e}", col.name)))?,
+            };
+            payload.insert(field, value);
+        }
+        for (column, field) in &self.unix_seconds {
+            match row.column(column) {
+                Some((c, Datum::Text(t))) => {
+                    let secs = value::unix_seconds(c.type_oid, t)
+                        .map_err(|e| self.error(row, format!("column {column:?}: {e}")))?;
+                    payload.insert(field.clone(), Value::from(secs));
+                }
+                Some((_, Datum::Null)) => {
+                    payload.insert(field.clone(), Value::Null);
+                }
+                Some((_, Datum::Unchanged)) => {}
+                None => {
+                    return Err(self.error(
+                        row,
+                        format!("unix_seconds column {column:?} is not in the table"),
+                    ))
+                }
+            }
+        }
+        payload.insert(
+            META_FIELD.to_owned(),
+            meta(&self.table, position, commit_time),
+        );
+        let vectors = self.vectors(row)?;
+        Ok(Document {
+            key,
+            payload,
+            vectors,
+            position,
+        })
+    }
+
+    fn vectors(&self, row: &Row) -> Result<Option<Vectors>, MappingError> {
+        let mut named = Vec::with_capacity(self.vectors.len());
+        for spec in &self.vectors {
+            let v = match row.get(&spec.column) {
+                None => {
+                    return Err(self.error(
+                        row,
+                        format!("vector column {:?} is not in the table", spec.column),
+                    ))
+                }
+                Some(Datum::Null) => {
+                    return Err(self.error(row, format!("vector column {:?} is NULL", spec.column)))
+                }
+                Some(Datum::Unchanged) => continue,
+                Some(Datum::Text(t)) => value::parse_vector(t, spec.size).map_err(|e| {
+                    self.error(row, format!("vector column {:?}: {e}", spec.column))
+                })?,
+            };
+            named.push((spec.name.clone(), v));
+        }
+        Ok(match (named.len(), self.vectors.first()) {
+            (0, _) => None,
+            (1, Some(first)) if first.name.is_empty() => {
+                Some(Vectors::Default(named.pop().expect("one").1))
+            }
+            _ => Some(Vectors::Named(named)),
+        })
+    }
+
+    pub fn point_key(&self, row: &Row) -> Result<PointKey, MappingError> {
+        let mut parts = Vec::with_capacity(self.key.len());
+        for col in &self.key {
+            match row.column(col) {
+                Some((c, Datum::Text(t))) => parts.push((c.type_oid, t.as_str())),
+                Some((_, d)) => {
+                    return Err(self.error(
+                        row,
+                        format!(
+                            "key column {col:?} is {}",
+                            if *d == Datum::Null {
+                                "NULL"
+                            } else {
+                                "not sent"
+                            }
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(self.error(row, format!("key column {col:?} is not in the table")))
+                }
+            }
+        }
+        Ok(key::point_key(&self.table, &parts))
+    }
+
+    fn key_json(&self, row: &Row) -> Value {
+        let mut m = Map::new();
+        for k in &self.key {
+            if let Some(d) = row.get(k) {
+                m.insert(
+                    k.clone(),
+                    match d {
+                        Datum::Text(t) => Value::String(t.clone()),
+                        _ => Value::Null,
+                    },
+                );
+            }
+        }
+        Value::Object(m)
+    }
+
+    fn error(&self, row: &Row, reason: String) -> MappingError {
+        MappingError {
+            table: self.table.clone(),
+            key: self.key_json(row),
+            reason,
+            row: row.to_json(),
+        }
+    }
+}
+
+fn fill_unchanged(new: &Row, old: &Row) -> Row {
+    let values = new
+        .values
+        .iter()
+        .zip(&old.values)
+        .map(|(n, o)| {
+            if *n == Datum::Unchanged {
+                o.clone()
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    Row {
+        columns: new.columns.clone(),
+        values,
+    }
+}
+
+/// PostgreSQL epoch (2000-01-01) in unix microseconds.
+const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// The connector's metadata object stored in every point under [`META_FIELD`].
+pub fn meta(table: &TableName, position: Position, commit_time_micros: i64) -> Value {
+    let unix_micros = commit_time_micros.saturating_add(PG_EPOCH_UNIX_MICROS);
+    let commit_time = chrono::DateTime::from_timestamp_micros(unix_micros)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+        .unwrap_or_default();
+    json!({
+        "table": table.to_string(),
+        "lsn": position.commit_lsn,
+        "seq": position.seq,
+        "commit_lsn": Lsn(position.commit_lsn).to_string(),
+        "commit_time": commit_time,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::event::Column;
+    use value::oid;
+
+    fn mapping(extra: &str) -> TableMapping {
+        let cfg = parse(&format!(
+            "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
+             [[tables]]\ntable = \"public.m\"\ncollection = \"c\"\nvector = {{ column = \"v\", size = 2, distance = \"Cosine\" }}\n{extra}"
+        ))
+        .unwrap();
+        TableMapping::new(&cfg.tables[0], vec!["id".into()])
+    }
+
+    fn row(values: &[Datum]) -> Row {
+        let cols: Vec<Column> = [
+            ("id", oid::INT8),
+            ("body", 25),
+            ("v", oid::FLOAT4_ARRAY),
+            ("gone", oid::BOOL),
+            ("ts", oid::TIMESTAMP),
+        ]
+        .iter()
+        .map(|(n, t)| Column {
+            name: (*n).into(),
+            type_oid: *t,
+            type_modifier: -1,
+            is_key: *n == "id",
+        })
+        .collect();
+        Row {
+            columns: cols.into(),
+            values: values.to_vec(),
+        }
+    }
+
+    fn t(s: &str) -> Datum {
+        Datum::Text(s.into())
+    }
+
+    fn change(kind: ChangeKind) -> Change {
+        Change {
+            table: TableName::parse("m"),
+            position: Position {
+                commit_lsn: 10,
+                seq: 1,
+            },
+            commit_time_micros: 0,
+            kind,
+        }
+    }
+
+    #[test]
+    fn insert_becomes_upsert_with_renames_and_unix_seconds() {
+        let m = mapping("rename = { id = \"message_id\" }\nunix_seconds = [{ column = \"ts\", field = \"ts_unix\" }]");
+        let ops = m
+            .ops(&change(ChangeKind::Insert {
+                new: row(&[
+                    t("5"),
+                    t("hi"),
+                    t("{1,2}"),
+                    t("f"),
+                    t("2023-10-13 10:30:00"),
+                ]),
+            }))
+            .unwrap();
+        let Op::Upsert { doc, .. } = &ops[0] else {
+            panic!("{ops:?}")
+        };
+        assert_eq!(doc.key, PointKey::Num(5));
+        assert_eq!(doc.payload["message_id"], json!(5));
+        assert_eq!(doc.payload["ts"], json!("2023-10-13T10:30:00"));
+        assert_eq!(doc.payload["ts_unix"], json!(1_697_193_000));
+        assert!(!doc.payload.contains_key("v"));
+        assert_eq!(doc.vectors, Some(Vectors::Default(vec![1.0, 2.0])));
+    }
+
+    #[test]
+    fn unchanged_toast_becomes_merge_without_that_field() {
+        let m = mapping("");
+        let new = row(&[t("5"), Datum::Unchanged, t("{1,2}"), t("f"), Datum::Null]);
+        let ops = m
+            .ops(&change(ChangeKind::Update { old: None, new }))
+            .unwrap();
+        let Op::Merge { doc, .. } = &ops[0] else {
+            panic!("{ops:?}")
+        };
+        assert!(!doc.payload.contains_key("body"));
+        assert_eq!(doc.payload["ts"], Value::Null);
+    }
+
+    #[test]
+    fn key_change_deletes_old_point_first() {
+        let m = mapping("");
+        let old = row(&[t("4"), Datum::Null, Datum::Null, Datum::Null, Datum::Null]);
+        let new = row(&[t("5"), t("x"), t("{1,2}"), t("f"), Datum::Null]);
+        let ops = m
+            .ops(&change(ChangeKind::Update {
+                old: Some(old),
+                new,
+            }))
+            .unwrap();
+        assert!(matches!(
+            &ops[0],
+            Op::Delete {
+                key: PointKey::Num(4),
+                ..
+            }
+        ));
+        assert!(matches!(&ops[1], Op::Upsert { .. }));
+    }
+
+    #[test]
+    fn soft_deleted_row_becomes_delete() {
+        let m = mapping("soft_delete = \"gone\"");
+        let ops = m
+            .ops(&change(ChangeKind::Insert {
+                new: row(&[t("5"), t("x"), t("{1,2}"), t("t"), Datum::Null]),
+            }))
+            .unwrap();
+        assert!(matches!(
+            &ops[0],
+            Op::Delete {
+                key: PointKey::Num(5),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_vector_names_table_key_and_reason() {
+        let m = mapping("");
+        let err = m
+            .ops(&change(ChangeKind::Insert {
+                new: row(&[t("5"), t("x"), t("{1,2,3}"), t("f"), Datum::Null]),
+            }))
+            .unwrap_err();
+        assert_eq!(err.table.to_string(), "public.m");
+        assert_eq!(err.key, json!({"id": "5"}));
+        assert!(err.reason.contains("3 dimensions"), "{}", err.reason);
+    }
+}

@@ -1,0 +1,60 @@
+//! The metrics catalogue: every name the binary exports, described once at start-up.
+//! Labels are table / collection / op, never a key (cardinality).
+
+pub mod server;
+
+pub mod names {
+    /// Changes decoded from the slot, by `table` and `op` (insert, update, delete, truncate).
+    pub const CHANGES_RECEIVED: &str = "pg2qdrant_changes_received_total";
+    /// Sink operations made durable, by `collection` and `op` (upsert, merge, delete, truncate).
+    pub const CHANGES_APPLIED: &str = "pg2qdrant_changes_applied_total";
+    /// Rows written to the dead-letter file, by `table`.
+    pub const DEAD_LETTERED: &str = "pg2qdrant_dead_lettered_total";
+    /// Ops per write batch.
+    pub const BATCH_SIZE: &str = "pg2qdrant_batch_size";
+    /// Seconds one batch took to become durable in Qdrant (retries included).
+    pub const WRITE_LATENCY: &str = "pg2qdrant_write_latency_seconds";
+    /// Failed write attempts that will be retried, by `sink`.
+    pub const WRITE_RETRIES: &str = "pg2qdrant_write_retries_total";
+    /// The last LSN acknowledged to the slot (as a number).
+    pub const LAST_ACKED_LSN: &str = "pg2qdrant_last_acked_lsn";
+    /// Bytes of WAL between the server's current position and our last acknowledgement.
+    pub const REPLICATION_LAG_BYTES: &str = "pg2qdrant_replication_lag_bytes";
+    /// Replication (re)connections.
+    pub const REPLICATION_CONNECTS: &str = "pg2qdrant_replication_connects_total";
+    /// TOAST merges that found no point and read the current row from PostgreSQL.
+    pub const TOAST_FETCHES: &str = "pg2qdrant_toast_row_fetches_total";
+}
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+pub fn describe() {
+    use names::*;
+    describe_counter!(
+        CHANGES_RECEIVED,
+        "Changes decoded from the replication slot"
+    );
+    describe_counter!(CHANGES_APPLIED, "Sink operations made durable");
+    describe_counter!(
+        DEAD_LETTERED,
+        "Rows that could not be mapped and went to the dead-letter file"
+    );
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Operations per write batch");
+    describe_histogram!(
+        WRITE_LATENCY,
+        Unit::Seconds,
+        "Time for one batch to become durable"
+    );
+    describe_counter!(WRITE_RETRIES, "Failed write attempts that are retried");
+    describe_gauge!(LAST_ACKED_LSN, "Last LSN acknowledged to the slot");
+    describe_gauge!(
+        REPLICATION_LAG_BYTES,
+        Unit::Bytes,
+        "WAL bytes between pg_current_wal_lsn() and the last ack"
+    );
+    describe_counter!(REPLICATION_CONNECTS, "Replication connections opened");
+    describe_counter!(
+        TOAST_FETCHES,
+        "TOAST merges that read the current row from PostgreSQL"
+    );
+}

@@ -1,0 +1,79 @@
+//! `/metrics` (Prometheus text) and `/healthz` on `[metrics] addr`. A deliberately tiny HTTP/1.1
+//! responder: two GET routes do not justify an HTTP framework's build time.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global recorder once per process (tests run several pipelines in one process).
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(super::names::BATCH_SIZE.to_owned()),
+                    &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(
+                            super::names::WRITE_LATENCY.to_owned(),
+                        ),
+                        &[
+                            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                            30.0,
+                        ],
+                    )
+                })
+                .expect("static bucket lists are non-empty")
+                .install_recorder()
+                .expect("the metrics recorder is installed once");
+            super::describe();
+            handle
+        })
+        .clone()
+}
+
+/// Serves until `shutdown`. Returns the bound address (port 0 picks a free one).
+pub async fn serve(
+    addr: &str,
+    handle: PrometheusHandle,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        let mut upkeep = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = upkeep.tick() => handle.run_upkeep(),
+                accepted = listener.accept() => {
+                    let Ok((mut sock, _)) = accepted else { continue };
+                    let handle = handle.clone();
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 1024];
+                        let n = sock.read(&mut buf).await.unwrap_or(0);
+                        let req = String::from_utf8_lossy(&buf[..n]);
+                        let path = req.split_whitespace().nth(1).unwrap_or("/");
+                        let (status, body) = match path {
+                            "/metrics" => ("200 OK", handle.render()),
+                            "/healthz" | "/readyz" => ("200 OK", "ok\n".to_owned()),
+                            _ => ("404 Not Found", "not found\n".to_owned()),
+                        };
+                        let resp = format!(
+                            "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = sock.write_all(resp.as_bytes()).await;
+                    });
+                }
+            }
+        }
+    });
+    Ok(local)
+}

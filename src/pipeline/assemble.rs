@@ -1,0 +1,317 @@
+//! Transaction assembly and batching: replication events in, ordered [`Batch`]es out.
+//!
+//! ```text
+//!  Begin ─▶ position = (commit LSN, 0)      XLogData ─▶ decode ─▶ Change ─▶ mapping ─▶ ops
+//!  Commit ─▶ ack candidate = end LSN         KeepAlive (idle, nothing buffered) ─▶ ack candidate
+//!  flush when ops ≥ batch_size or linger expired: Batch { ops, ack }
+//! ```
+//!
+//! A batch's `ack` is the end LSN of the newest transaction whose *last* change is in this batch
+//! or an earlier one. Batches are written strictly in order by one writer, so once a batch is
+//! durable every transaction up to its `ack` is durable: that is the in-order ack rule. A big
+//! transaction spans several batches and is acknowledged by the one holding its end.
+//!
+//! An idle keepalive may advance the ack to its `wal_end` only outside a transaction and with no
+//! ops buffered: everything before `wal_end` has been sent to us, and the writer acknowledges it
+//! only after every earlier batch is durable.
+
+use crate::event::{Change, ChangeKind, Op, TableName};
+use crate::lsn::{Lsn, Position};
+use crate::mapping::{MappingError, TableMapping};
+use crate::metrics::names;
+use crate::source::pgoutput::{decode, Message};
+use crate::source::relations::RelationCache;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Ops to write in order, and the LSN that becomes durable once they are.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub ops: Vec<Op>,
+    pub ack: Option<Lsn>,
+}
+
+/// Watched tables by name.
+pub type Mappings = HashMap<TableName, TableMapping>;
+
+#[derive(Debug)]
+struct Txn {
+    commit_lsn: Lsn,
+    commit_time: i64,
+    seq: u64,
+}
+
+pub struct Assembler {
+    mappings: Arc<Mappings>,
+    relations: RelationCache,
+    batch_size: usize,
+    linger: Duration,
+    ops: Vec<Op>,
+    ack: Option<Lsn>,
+    txn: Option<Txn>,
+    since: Option<Instant>,
+}
+
+impl Assembler {
+    pub fn new(mappings: Arc<Mappings>, batch_size: usize, linger: Duration) -> Self {
+        Self {
+            mappings,
+            relations: RelationCache::default(),
+            batch_size,
+            linger,
+            ops: Vec::new(),
+            ack: None,
+            txn: None,
+            since: None,
+        }
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.txn.is_some()
+    }
+
+    pub fn begin(&mut self, final_lsn: Lsn, commit_time_micros: i64) {
+        self.txn = Some(Txn {
+            commit_lsn: final_lsn,
+            commit_time: commit_time_micros,
+            seq: 0,
+        });
+    }
+
+    /// Decodes one pgoutput message. Rows that cannot be mapped are returned for the
+    /// dead-letter file; a full batch is returned for the writer.
+    pub fn data(
+        &mut self,
+        bytes: &[u8],
+        dead: &mut Vec<(MappingError, Lsn)>,
+    ) -> Result<Option<Batch>, crate::error::Error> {
+        let msg = decode(bytes)?;
+        let changes = match msg {
+            Message::Relation(rel) => {
+                self.relations.update(&rel);
+                return Ok(None);
+            }
+            Message::Insert { relation_id, new } => {
+                self.row_change(relation_id, new, |new| ChangeKind::Insert { new })?
+            }
+            Message::Update {
+                relation_id,
+                old,
+                new,
+            } => {
+                let old = match old {
+                    Some((_, t)) => Some(self.relations.row(relation_id, t).map_err(protocol)?.1),
+                    None => None,
+                };
+                self.row_change(relation_id, new, |new| ChangeKind::Update { old, new })?
+            }
+            Message::Delete { relation_id, old } => {
+                self.row_change(relation_id, old.1, |old| ChangeKind::Delete { old })?
+            }
+            Message::Truncate { relation_ids, .. } => relation_ids
+                .iter()
+                .filter_map(|id| self.relations.get(*id).map(|r| r.table.clone()))
+                .filter(|t| self.mappings.contains_key(t))
+                .map(|t| (t, ChangeKind::Truncate))
+                .collect(),
+            // Begin/Commit come as their own events from the transport; the rest carries nothing
+            // we mirror.
+            _ => return Ok(None),
+        };
+        for (table, kind) in changes {
+            let Some(mapping) = self.mappings.get(&table) else {
+                continue;
+            };
+            let txn = self
+                .txn
+                .as_mut()
+                .ok_or_else(|| protocol("change outside a transaction".to_owned()))?;
+            let position = Position::new(txn.commit_lsn, txn.seq);
+            txn.seq += 1;
+            let op_name = match &kind {
+                ChangeKind::Insert { .. } => "insert",
+                ChangeKind::Update { .. } => "update",
+                ChangeKind::Delete { .. } => "delete",
+                ChangeKind::Truncate => "truncate",
+            };
+            metrics::counter!(names::CHANGES_RECEIVED, "table" => table.to_string(), "op" => op_name).increment(1);
+            let change = Change {
+                table,
+                position,
+                commit_time_micros: txn.commit_time,
+                kind,
+            };
+            match mapping.ops(&change) {
+                Ok(ops) => {
+                    self.since.get_or_insert_with(Instant::now);
+                    self.ops.extend(ops);
+                }
+                Err(e) => dead.push((e, txn.commit_lsn)),
+            }
+        }
+        Ok(if self.ops.len() >= self.batch_size {
+            self.take()
+        } else {
+            None
+        })
+    }
+
+    fn row_change(
+        &self,
+        relation_id: u32,
+        tuple: Vec<crate::source::pgoutput::Cell>,
+        kind: impl FnOnce(crate::event::Row) -> ChangeKind,
+    ) -> Result<Vec<(TableName, ChangeKind)>, crate::error::Error> {
+        let (table, row) = self.relations.row(relation_id, tuple).map_err(protocol)?;
+        Ok(vec![(table, kind(row))])
+    }
+
+    /// The transaction ended: its end LSN may be acknowledged once its ops are durable.
+    pub fn commit(&mut self, end_lsn: Lsn) {
+        self.txn = None;
+        self.ack = Some(self.ack.map_or(end_lsn, |a| a.max(end_lsn)));
+        self.since.get_or_insert_with(Instant::now);
+    }
+
+    /// An idle keepalive: advance the ack when nothing is in flight here.
+    pub fn keepalive(&mut self, wal_end: Lsn) {
+        if self.txn.is_none() && self.ops.is_empty() && !wal_end.is_zero() {
+            self.ack = Some(self.ack.map_or(wal_end, |a| a.max(wal_end)));
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// When the buffered ops (or ack) must be flushed at the latest.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.since.map(|s| s + self.linger)
+    }
+
+    /// Everything buffered, as one batch (`None` when there is nothing).
+    pub fn take(&mut self) -> Option<Batch> {
+        self.since = None;
+        if self.ops.is_empty() && self.ack.is_none() {
+            return None;
+        }
+        Some(Batch {
+            ops: std::mem::take(&mut self.ops),
+            ack: self.ack.take(),
+        })
+    }
+
+    /// Forget a partial transaction (the stream broke; it will be replayed whole).
+    pub fn reset_stream(&mut self) {
+        self.txn = None;
+        self.relations = RelationCache::default();
+    }
+}
+
+fn protocol(msg: String) -> crate::error::Error {
+    crate::error::Error::prerequisite(
+        format!("replication protocol: {msg}"),
+        "this is a bug; please report it with the log",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+    use crate::source::pgoutput::{encode, Cell, Relation, RelationColumn};
+
+    fn assembler(batch: usize) -> Assembler {
+        let cfg = parse(
+            "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
+             [[tables]]\ntable = \"public.t\"\ncollection = \"c\"\nvector = { column = \"v\", size = 1, distance = \"Dot\" }\n",
+        )
+        .unwrap();
+        let m = TableMapping::new(&cfg.tables[0], vec!["id".into()]);
+        Assembler::new(
+            Arc::new([(m.table.clone(), m)].into_iter().collect()),
+            batch,
+            Duration::from_millis(10),
+        )
+    }
+
+    fn rel(name: &str) -> Vec<u8> {
+        encode(&Message::Relation(Relation {
+            id: if name == "t" { 1 } else { 2 },
+            namespace: "public".into(),
+            name: name.into(),
+            replica_identity: b'd',
+            columns: vec![
+                RelationColumn {
+                    flags: 1,
+                    name: "id".into(),
+                    type_oid: 20,
+                    type_modifier: -1,
+                },
+                RelationColumn {
+                    flags: 0,
+                    name: "v".into(),
+                    type_oid: 1021,
+                    type_modifier: -1,
+                },
+            ],
+        }))
+    }
+
+    fn insert(rel: u32, id: &str, v: &str) -> Vec<u8> {
+        encode(&Message::Insert {
+            relation_id: rel,
+            new: vec![Cell::Text(id.into()), Cell::Text(v.into())],
+        })
+    }
+
+    #[test]
+    fn big_transaction_is_acked_only_by_the_batch_holding_its_end() {
+        let mut a = assembler(2);
+        let mut dead = Vec::new();
+        a.begin(Lsn(100), 0);
+        assert!(a.data(&rel("t"), &mut dead).unwrap().is_none());
+        assert!(a.data(&insert(1, "1", "{1}"), &mut dead).unwrap().is_none());
+        let b1 = a
+            .data(&insert(1, "2", "{1}"), &mut dead)
+            .unwrap()
+            .expect("full batch");
+        assert_eq!((b1.ops.len(), b1.ack), (2, None));
+        a.data(&insert(1, "3", "{1}"), &mut dead).unwrap();
+        a.commit(Lsn(200));
+        let b2 = a.take().unwrap();
+        assert_eq!((b2.ops.len(), b2.ack), (1, Some(Lsn(200))));
+        assert_eq!(b2.ops[0].position(), Position::new(Lsn(100), 2));
+    }
+
+    #[test]
+    fn unwatched_tables_and_bad_rows_do_not_stop_the_stream() {
+        let mut a = assembler(10);
+        let mut dead = Vec::new();
+        a.begin(Lsn(100), 0);
+        a.data(&rel("other"), &mut dead).unwrap();
+        a.data(&insert(2, "1", "{1}"), &mut dead).unwrap();
+        a.data(&rel("t"), &mut dead).unwrap();
+        a.data(&insert(1, "1", "{1,2}"), &mut dead).unwrap();
+        a.commit(Lsn(150));
+        assert_eq!(dead.len(), 1);
+        assert!(dead[0].0.reason.contains("dimensions"));
+        let b = a.take().unwrap();
+        assert!(b.ops.is_empty());
+        assert_eq!(b.ack, Some(Lsn(150)));
+    }
+
+    #[test]
+    fn keepalive_advances_only_when_idle() {
+        let mut a = assembler(10);
+        let mut dead = Vec::new();
+        a.begin(Lsn(100), 0);
+        a.keepalive(Lsn(500));
+        assert!(a.take().is_none());
+        a.data(&rel("t"), &mut dead).unwrap();
+        a.data(&insert(1, "1", "{1}"), &mut dead).unwrap();
+        a.commit(Lsn(120));
+        a.keepalive(Lsn(500));
+        assert_eq!(a.take().unwrap().ack, Some(Lsn(120)));
+        a.keepalive(Lsn(500));
+        assert_eq!(a.take().unwrap().ack, Some(Lsn(500)));
+    }
+}

@@ -1,0 +1,4 @@
+//! Transaction assembly, batching, and the in-order durable writer.
+
+pub mod assemble;
+pub mod writer;

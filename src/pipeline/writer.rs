@@ -1,0 +1,259 @@
+//! The writer: the one task that makes batches durable, in order, then moves progress forward.
+//!
+//! ```text
+//!   Batch ─▶ resolve TOAST merges ─▶ sink.write (retry transient, capped backoff) ─▶ durable
+//!                                                          │
+//!                     ack LSN ─▶ watch (slot feedback) + checkpoint file (throttled, fsynced)
+//! ```
+//!
+//! Progress only moves on a durable write and never backwards. While Qdrant is unreachable the
+//! writer retries forever and acknowledges nothing; the replication stream backs up behind the
+//! bounded channel. After shutdown is requested, retries stop after a grace period and the
+//! unwritten batch is abandoned: nothing was acknowledged for it, so a restart replays it.
+
+use super::assemble::{Batch, Mappings};
+use crate::checkpoint::CheckpointStore;
+use crate::config::SourceConfig;
+use crate::deadletter::DeadLetter;
+use crate::error::{Backoff, Disposition, Error};
+use crate::event::{Datum, Op};
+use crate::lsn::Lsn;
+use crate::metrics::names;
+use crate::sink::Sink;
+use crate::source::catalog::Catalog;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// How often the checkpoint file is rewritten at most (the slot is fed continuously).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// How long a write is still retried after shutdown was requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Writer<S: Sink> {
+    pub sink: Arc<S>,
+    pub mappings: Arc<Mappings>,
+    pub source: SourceConfig,
+    pub checkpoint: Box<dyn CheckpointStore>,
+    pub durable: watch::Sender<Lsn>,
+    pub dead_letter: Arc<Mutex<DeadLetter>>,
+    pub max_backoff: Duration,
+    pub shutdown: CancellationToken,
+}
+
+impl<S: Sink> Writer<S> {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> Result<(), Error> {
+        let catalog: tokio::sync::Mutex<Option<Catalog>> = tokio::sync::Mutex::new(None);
+        let mut last_checkpoint = Instant::now() - CHECKPOINT_EVERY;
+        let mut pending_checkpoint: Option<Lsn> = None;
+        let result = loop {
+            let Some(batch) = rx.recv().await else {
+                break Ok(());
+            };
+            let started = Instant::now();
+            if !batch.ops.is_empty() {
+                let ops = match self
+                    .retry(|| self.resolve_merges(&catalog, batch.ops.clone()))
+                    .await
+                {
+                    Ok(ops) => ops,
+                    Err(e) => break Err(e),
+                };
+                if let Err(e) = self.write(&ops).await {
+                    break Err(e);
+                }
+                metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);
+                metrics::histogram!(names::WRITE_LATENCY).record(started.elapsed().as_secs_f64());
+                for op in &ops {
+                    metrics::counter!(names::CHANGES_APPLIED, "collection" => op.collection().to_string(), "op" => op.kind())
+                        .increment(1);
+                }
+            }
+            if let Some(lsn) = batch.ack {
+                self.durable.send_if_modified(|d| {
+                    let moved = lsn > *d;
+                    if moved {
+                        *d = lsn;
+                    }
+                    moved
+                });
+                metrics::gauge!(names::LAST_ACKED_LSN).set(lsn.as_u64() as f64);
+                pending_checkpoint = Some(lsn);
+                if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                    self.checkpoint.store(lsn)?;
+                    last_checkpoint = Instant::now();
+                    pending_checkpoint = None;
+                }
+            }
+        };
+        if let Some(lsn) = pending_checkpoint {
+            self.checkpoint.store(lsn)?;
+        }
+        result
+    }
+
+    /// Writes a batch; transient errors are retried, a definite one falls back to op by op.
+    async fn write(&self, ops: &[Op]) -> Result<(), Error> {
+        match self.retry(|| self.sink.write(ops)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.disposition() == Disposition::Definite && !matches!(e, Error::Shutdown) => {
+                tracing::warn!(error = %e, ops = ops.len(), "batch refused; writing op by op to isolate the bad one");
+                for op in ops {
+                    match self
+                        .retry(|| self.sink.write(std::slice::from_ref(op)))
+                        .await
+                    {
+                        Ok(()) => {}
+                        Err(e)
+                            if e.disposition() == Disposition::Definite
+                                && !matches!(e, Error::Shutdown) =>
+                        {
+                            self.dead_letter_op(op, &e.to_string())?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn dead_letter_op(&self, op: &Op, reason: &str) -> Result<(), Error> {
+        let (key, row) = match op {
+            Op::Upsert { doc, .. } | Op::Merge { doc, .. } => (
+                serde_json::json!(doc.key.to_string()),
+                serde_json::Value::Object(doc.payload.clone()),
+            ),
+            Op::Delete { key, .. } => (serde_json::json!(key.to_string()), serde_json::Value::Null),
+            Op::Truncate { table, .. } => (
+                serde_json::json!(table.to_string()),
+                serde_json::Value::Null,
+            ),
+        };
+        let table = format!("collection:{}", op.collection());
+        let lsn = Lsn(op.position().commit_lsn);
+        self.dead_letter
+            .lock()
+            .expect("dead-letter lock")
+            .write(&table, &key, lsn, reason, &row)
+    }
+
+    /// Runs `f` until it succeeds or fails definitely; transient failures back off (capped).
+    async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut backoff = Backoff::new(self.max_backoff);
+        let mut stop_by: Option<Instant> = None;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.disposition() == Disposition::Transient => {
+                    metrics::counter!(names::WRITE_RETRIES, "sink" => "qdrant").increment(1);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), retry_in_ms = delay.as_millis() as u64, "write failed; retrying");
+                    if self.shutdown.is_cancelled() {
+                        let deadline =
+                            *stop_by.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+                        if Instant::now() >= deadline {
+                            tracing::warn!("shutting down with an unwritten batch; it was not acknowledged and will be replayed");
+                            return Err(Error::Shutdown);
+                        }
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Replaces each TOAST merge whose point is missing by an upsert of the current row read
+    /// from PostgreSQL (or drops it when the row is gone: its delete follows in the stream).
+    async fn resolve_merges(
+        &self,
+        catalog: &tokio::sync::Mutex<Option<Catalog>>,
+        ops: Vec<Op>,
+    ) -> Result<Vec<Op>, Error> {
+        if !ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
+            return Ok(ops);
+        }
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let Op::Merge {
+                collection,
+                doc,
+                table,
+                row,
+            } = &op
+            else {
+                out.push(op);
+                continue;
+            };
+            if self
+                .sink
+                .missing(collection, std::slice::from_ref(&doc.key))
+                .await?
+                .is_empty()
+            {
+                out.push(op);
+                continue;
+            }
+            let Some(mapping) = self.mappings.get(table) else {
+                out.push(op);
+                continue;
+            };
+            metrics::counter!(names::TOAST_FETCHES, "table" => table.to_string()).increment(1);
+            let mut catalog = catalog.lock().await;
+            if catalog.is_none() {
+                *catalog = Some(Catalog::connect(&self.source).await?);
+            }
+            let key: Vec<(String, String, u32)> = mapping
+                .key
+                .iter()
+                .filter_map(|k| match row.column(k) {
+                    Some((c, Datum::Text(t))) => Some((k.clone(), t.clone(), c.type_oid)),
+                    _ => None,
+                })
+                .collect();
+            let fetched = catalog
+                .as_ref()
+                .expect("connected above")
+                .fetch_row(table, &row.columns, &key)
+                .await;
+            let row = match fetched {
+                Ok(row) => row,
+                Err(e) => {
+                    *catalog = None;
+                    return Err(e);
+                }
+            };
+            match row {
+                Some(row) => match mapping.document(&row, doc.key.clone(), doc.position, 0) {
+                    Ok(mut full) => {
+                        // Keep the change's own commit time.
+                        if let Some(meta) = doc.payload.get(crate::config::META_FIELD) {
+                            full.payload
+                                .insert(crate::config::META_FIELD.to_owned(), meta.clone());
+                        }
+                        out.push(Op::Upsert {
+                            collection: collection.clone(),
+                            doc: full,
+                        });
+                    }
+                    Err(e) => self
+                        .dead_letter
+                        .lock()
+                        .expect("dead-letter lock")
+                        .row(&e, Lsn(doc.position.commit_lsn))?,
+                },
+                None => {
+                    tracing::debug!(table = %table, key = %doc.key, "row gone before its TOAST merge; its delete follows")
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,26 @@
+//! Sinks: where ops become durable.
+
+pub mod qdrant;
+
+use crate::error::Error;
+use crate::event::{Op, PointKey};
+use std::future::Future;
+
+/// A destination for ops.
+///
+/// Contract: called by one writer task, one call at a time, batches in commit order. A call
+/// may be repeated (after a transient error) or replayed (after a restart) with ops the sink
+/// already applied: every op must be idempotent and fenced by its position, so replaying old
+/// ops never regresses newer data. `Ok` means every op of the call is durable. Errors are
+/// classified by [`Error::disposition`]: transient ones are retried by the caller with the same
+/// ops; a definite one makes the caller retry op by op and dead-letter what still fails.
+pub trait Sink: Send + Sync + 'static {
+    fn write(&self, ops: &[Op]) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Which of `keys` have no point in `collection` (for TOAST merges that need a full row).
+    fn missing(
+        &self,
+        collection: &str,
+        keys: &[PointKey],
+    ) -> impl Future<Output = Result<Vec<PointKey>, Error>> + Send;
+}

@@ -1,0 +1,68 @@
+//! Position fences: a write never replaces a point that holds a later position.
+//!
+//! Each point stores the position of the change that wrote it in `_pg2qdrant.lsn` (commit LSN)
+//! and `_pg2qdrant.seq` (ordinal within that transaction). A point is *older* than `(L, s)` when
+//!
+//! ```text
+//!   lsn < L  ∨  (lsn = L ∧ seq < s)  ∨  lsn is empty (written by someone else)
+//! ```
+//!
+//! Upserts carry one `update_filter` for the whole request, so the filter is the disjunction of
+//! `has_id(x) ∧ older(pos_x)` over the request's points: an existing point passes only its own
+//! clause; an absent point is inserted regardless. Deletes and merges select points with the
+//! same filter. Range bounds are f64 in Qdrant: exact for LSNs below 2^53 (8 PiB of WAL).
+
+use crate::config::META_FIELD;
+use crate::lsn::Position;
+use qdrant_client::qdrant::{Condition, Filter, PointId, Range};
+
+fn lsn_field() -> String {
+    format!("{META_FIELD}.lsn")
+}
+
+fn seq_field() -> String {
+    format!("{META_FIELD}.seq")
+}
+
+/// `stored position < pos`, or no stored position.
+pub fn older_than(pos: Position) -> Condition {
+    Filter::should([
+        Condition::range(
+            lsn_field(),
+            Range {
+                lt: Some(pos.commit_lsn as f64),
+                ..Default::default()
+            },
+        ),
+        Filter::must([
+            Condition::matches(lsn_field(), pos.commit_lsn as i64),
+            Condition::range(
+                seq_field(),
+                Range {
+                    lt: Some(pos.seq as f64),
+                    ..Default::default()
+                },
+            ),
+        ])
+        .into(),
+        Condition::is_empty(lsn_field()),
+    ])
+    .into()
+}
+
+/// Points among `points` whose stored position is older than their own new position.
+pub fn per_point(points: impl IntoIterator<Item = (PointId, Position)>) -> Filter {
+    Filter::should(
+        points
+            .into_iter()
+            .map(|(id, pos)| Filter::must([Condition::has_id([id]), older_than(pos)]).into()),
+    )
+}
+
+/// Every point of `table` older than `pos` (TRUNCATE).
+pub fn table_older_than(table: &str, pos: Position) -> Filter {
+    Filter::must([
+        Condition::matches(format!("{META_FIELD}.table"), table.to_owned()),
+        older_than(pos),
+    ])
+}

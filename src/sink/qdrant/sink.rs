@@ -1,0 +1,167 @@
+//! [`QdrantSink`]: ops → ordered, fenced `UpdateBatch` requests with `wait = true`.
+//!
+//! Consecutive ops of one collection go into one request, in order:
+//! - a run of upserts → one `Upsert` with `update_filter` = per-point fence (last op per id wins
+//!   within the run: it holds the latest position);
+//! - a run of deletes → one `DeletePoints` selecting by the per-point fence;
+//! - a merge → `UpdateVectors` (if a vector changed) then `SetPayload`, both fenced, so the
+//!   position in the payload moves only after the vectors were written;
+//! - a truncate → `DeletePoints` of every point of that table older than the truncate.
+//!
+//! Qdrant does not apply a batch atomically; every operation is idempotent and fenced, so a
+//! repeated or replayed request converges to the same state.
+
+use super::{fence, mapping};
+use crate::error::Error;
+use crate::event::{Op, PointKey};
+use crate::lsn::Position;
+use crate::sink::Sink;
+use qdrant_client::qdrant::points_update_operation::{
+    DeletePoints, Operation, PointStructList, SetPayload, UpdateVectors,
+};
+use qdrant_client::qdrant::{GetPointsBuilder, PointsUpdateOperation, UpdateBatchPointsBuilder};
+use qdrant_client::Qdrant;
+use std::collections::HashMap;
+
+pub struct QdrantSink {
+    client: Qdrant,
+}
+
+impl QdrantSink {
+    pub fn new(client: Qdrant) -> Self {
+        Self { client }
+    }
+
+    pub fn client(&self) -> &Qdrant {
+        &self.client
+    }
+}
+
+fn op(operation: Operation) -> PointsUpdateOperation {
+    PointsUpdateOperation {
+        operation: Some(operation),
+    }
+}
+
+fn delete_where(filter: qdrant_client::qdrant::Filter) -> PointsUpdateOperation {
+    op(Operation::DeletePoints(DeletePoints {
+        points: Some(filter.into()),
+        shard_key_selector: None,
+    }))
+}
+
+/// Translates ops of one collection into its ordered operation list.
+pub fn operations(ops: &[&Op]) -> Vec<PointsUpdateOperation> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        match ops[i] {
+            Op::Upsert { .. } => {
+                // Last op per id wins inside the run (it has the highest position).
+                let mut latest: HashMap<&PointKey, usize> = HashMap::new();
+                let start = i;
+                while let Some(Op::Upsert { doc, .. }) = ops.get(i) {
+                    latest.insert(&doc.key, i);
+                    i += 1;
+                }
+                let mut keep: Vec<usize> = latest.into_values().collect();
+                keep.sort_unstable();
+                let docs: Vec<_> = keep
+                    .iter()
+                    .map(|&j| match ops[j] {
+                        Op::Upsert { doc, .. } => doc,
+                        _ => unreachable!("run holds upserts only"),
+                    })
+                    .collect();
+                debug_assert!(start < i);
+                let filter =
+                    fence::per_point(docs.iter().map(|d| (mapping::point_id(&d.key), d.position)));
+                out.push(op(Operation::Upsert(PointStructList {
+                    points: docs.iter().map(|d| mapping::point(d)).collect(),
+                    shard_key_selector: None,
+                    update_filter: Some(filter),
+                    update_mode: None,
+                })));
+            }
+            Op::Delete { .. } => {
+                let mut targets: Vec<(qdrant_client::qdrant::PointId, Position)> = Vec::new();
+                while let Some(Op::Delete { key, position, .. }) = ops.get(i) {
+                    targets.push((mapping::point_id(key), *position));
+                    i += 1;
+                }
+                out.push(delete_where(fence::per_point(targets)));
+            }
+            Op::Merge { doc, .. } => {
+                let own = || fence::per_point([(mapping::point_id(&doc.key), doc.position)]);
+                if let Some(pv) = mapping::point_vectors(doc) {
+                    out.push(op(Operation::UpdateVectors(UpdateVectors {
+                        points: vec![pv],
+                        shard_key_selector: None,
+                        update_filter: Some(own()),
+                    })));
+                }
+                out.push(op(Operation::SetPayload(SetPayload {
+                    payload: mapping::payload(doc).into(),
+                    points_selector: Some(own().into()),
+                    shard_key_selector: None,
+                    key: None,
+                })));
+                i += 1;
+            }
+            Op::Truncate {
+                table, position, ..
+            } => {
+                out.push(delete_where(fence::table_older_than(
+                    &table.to_string(),
+                    *position,
+                )));
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+impl Sink for QdrantSink {
+    async fn write(&self, ops: &[Op]) -> Result<(), Error> {
+        let mut i = 0;
+        while i < ops.len() {
+            let collection = ops[i].collection().clone();
+            let mut segment = Vec::new();
+            while let Some(o) = ops.get(i).filter(|o| *o.collection() == collection) {
+                segment.push(o);
+                i += 1;
+            }
+            let operations = operations(&segment);
+            self.client
+                .update_points_batch(
+                    UpdateBatchPointsBuilder::new(collection.as_ref(), operations).wait(true),
+                )
+                .await
+                .map_err(Error::qdrant(format!(
+                    "write {} ops to collection {collection}",
+                    segment.len()
+                )))?;
+        }
+        Ok(())
+    }
+
+    async fn missing(&self, collection: &str, keys: &[PointKey]) -> Result<Vec<PointKey>, Error> {
+        let ids: Vec<_> = keys.iter().map(mapping::point_id).collect();
+        let found = self
+            .client
+            .get_points(
+                GetPointsBuilder::new(collection, ids)
+                    .with_payload(false)
+                    .with_vectors(false),
+            )
+            .await
+            .map_err(Error::qdrant(format!("read points of {collection}")))?;
+        let present: Vec<_> = found.result.into_iter().filter_map(|p| p.id).collect();
+        Ok(keys
+            .iter()
+            .filter(|k| !present.contains(&mapping::point_id(k)))
+            .cloned()
+            .collect())
+    }
+}

@@ -1,0 +1,408 @@
+//! Catalog queries and setup on an ordinary (non-replication) connection: prerequisites,
+//! primary keys, publication and slot creation, current rows for TOAST fallbacks, lag.
+
+use crate::config::{SourceConfig, TableConfig, TlsMode};
+use crate::error::Error;
+use crate::event::{quote_ident, Column, Datum, Row, TableName};
+use crate::lsn::{parse_lsn, Lsn};
+use tokio_postgres::{Client, NoTls};
+
+/// An open catalog connection.
+pub struct Catalog {
+    client: Client,
+}
+
+/// One line of `pg2qdrant check`.
+#[derive(Debug, Clone)]
+pub struct CheckLine {
+    pub ok: bool,
+    pub what: String,
+    pub detail: String,
+}
+
+/// What the server says about our slot.
+#[derive(Debug, Clone)]
+pub struct SlotInfo {
+    pub confirmed_flush: Option<Lsn>,
+    pub wal_status: Option<String>,
+    pub active: bool,
+    pub plugin: String,
+}
+
+impl Catalog {
+    pub async fn connect(cfg: &SourceConfig) -> Result<Self, Error> {
+        let pg: tokio_postgres::Config = cfg.url.parse().map_err(Error::pg("parse source.url"))?;
+        if cfg.tls != TlsMode::Disable {
+            // The catalog connection shares the replication connection's trust settings; see
+            // README "TLS": only the replication stream is encrypted in this release.
+            tracing::warn!(
+                "catalog connection does not use TLS yet; only the replication stream does"
+            );
+        }
+        let (client, conn) = pg.connect(NoTls).await.map_err(Error::pg("connect"))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "catalog connection closed");
+            }
+        });
+        Ok(Self { client })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub async fn wal_level(&self) -> Result<String, Error> {
+        let row = self
+            .client
+            .query_one("SHOW wal_level", &[])
+            .await
+            .map_err(Error::pg("SHOW wal_level"))?;
+        Ok(row.get(0))
+    }
+
+    /// Whether the table exists, its replica identity (`d`, `n`, `f`, `i`) and primary key columns.
+    pub async fn table_info(&self, t: &TableName) -> Result<Option<(char, Vec<String>)>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT c.oid, c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+                &[&t.schema, &t.name],
+            )
+            .await
+            .map_err(Error::pg(format!("look up table {t}")))?;
+        let Some(row) = row else { return Ok(None) };
+        let oid: u32 = row.get(0);
+        let ident: String = row.get(1);
+        let pk = self
+            .client
+            .query(
+                "SELECT a.attname::text FROM pg_index i \
+                 JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+                 WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+                &[&oid],
+            )
+            .await
+            .map_err(Error::pg(format!("primary key of {t}")))?;
+        Ok(Some((
+            ident.chars().next().unwrap_or('d'),
+            pk.iter().map(|r| r.get(0)).collect(),
+        )))
+    }
+
+    /// Resolves each table's key columns: the configured ones, else the primary key. Errors
+    /// name the table and what to do.
+    pub async fn resolve_keys(&self, tables: &[TableConfig]) -> Result<Vec<Vec<String>>, Error> {
+        let mut keys = Vec::with_capacity(tables.len());
+        for (i, t) in tables.iter().enumerate() {
+            let name = TableName::parse(&t.table);
+            let Some((ident, pk)) = self.table_info(&name).await? else {
+                return Err(Error::prerequisite(
+                    format!("tables[{i}].table: table {name} does not exist"),
+                    "create it, or fix the name (schema.table)",
+                ));
+            };
+            let key = match &t.key {
+                Some(k) => k.clone(),
+                None if !pk.is_empty() => pk.clone(),
+                None => {
+                    return Err(Error::prerequisite(
+                        format!("tables[{i}].key: table {name} has no primary key"),
+                        "add a primary key, or set key = [columns] and REPLICA IDENTITY FULL on the table",
+                    ))
+                }
+            };
+            // Deletes and key-changing updates carry only the replica identity columns.
+            let usable = match ident {
+                'f' => true,
+                'd' => key.iter().all(|k| pk.contains(k)),
+                _ => false,
+            };
+            if !usable {
+                return Err(Error::prerequisite(
+                    format!("tables[{i}]: replica identity of {name} does not include the key columns {key:?}"),
+                    format!("run ALTER TABLE {} REPLICA IDENTITY FULL, or use the primary key as key", name.quoted()),
+                ));
+            }
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    pub async fn publication_tables(
+        &self,
+        publication: &str,
+    ) -> Result<Option<Vec<TableName>>, Error> {
+        let exists = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&publication],
+            )
+            .await
+            .map_err(Error::pg("look up publication"))?;
+        if exists.is_none() {
+            return Ok(None);
+        }
+        let rows = self
+            .client
+            .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&publication])
+            .await
+            .map_err(Error::pg("list publication tables"))?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| TableName {
+                    schema: r.get(0),
+                    name: r.get(1),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Creates the publication for `tables` when missing (if allowed); otherwise checks that it
+    /// covers them.
+    pub async fn ensure_publication(
+        &self,
+        publication: &str,
+        tables: &[TableName],
+        create: bool,
+    ) -> Result<(), Error> {
+        match self.publication_tables(publication).await? {
+            None if create => {
+                let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
+                let sql = format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(publication), list.join(", "));
+                self.client.batch_execute(&sql).await.map_err(Error::pg("create publication"))?;
+                tracing::info!(publication, tables = list.len(), "created publication");
+                Ok(())
+            }
+            None => Err(Error::prerequisite(
+                format!("source.publication: publication {publication} does not exist"),
+                "create it (CREATE PUBLICATION .. FOR TABLE ..) or set source.create_publication = true",
+            )),
+            Some(present) => {
+                let missing: Vec<String> = tables.iter().filter(|t| !present.contains(t)).map(|t| t.to_string()).collect();
+                if missing.is_empty() {
+                    Ok(())
+                } else {
+                    Err(Error::prerequisite(
+                        format!("source.publication: publication {publication} does not include {}", missing.join(", ")),
+                        format!("run ALTER PUBLICATION {publication} ADD TABLE {}", missing.join(", ")),
+                    ))
+                }
+            }
+        }
+    }
+
+    pub async fn slot_info(&self, slot: &str) -> Result<Option<SlotInfo>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text, wal_status, active, plugin::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(Error::pg("look up slot"))?;
+        Ok(row.map(|r| SlotInfo {
+            confirmed_flush: r
+                .get::<_, Option<String>>(0)
+                .and_then(|s| parse_lsn(&s).ok()),
+            wal_status: r.get(1),
+            active: r.get(2),
+            plugin: r.get::<_, Option<String>>(3).unwrap_or_default(),
+        }))
+    }
+
+    /// Creates the logical slot (pgoutput) when missing (if allowed). Returns its confirmed LSN.
+    pub async fn ensure_slot(&self, slot: &str, create: bool) -> Result<Option<Lsn>, Error> {
+        match self.slot_info(slot).await? {
+            Some(info) if info.plugin != "pgoutput" => Err(Error::prerequisite(
+                format!("source.slot: slot {slot} uses plugin {}", info.plugin),
+                "use a pgoutput slot: drop it or choose another slot name",
+            )),
+            Some(info) if info.wal_status.as_deref() == Some("lost") => Err(Error::prerequisite(
+                format!("source.slot: slot {slot} has wal_status = lost (WAL it needed was removed)"),
+                "the slot cannot resume: drop it and resync the collections (max_slot_wal_keep_size too small?)",
+            )),
+            Some(info) => Ok(info.confirmed_flush),
+            None if create => {
+                let row = self
+                    .client
+                    .query_one("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot])
+                    .await
+                    .map_err(Error::pg("create slot"))?;
+                let lsn: String = row.get(0);
+                tracing::info!(slot, lsn = %lsn, "created replication slot");
+                Ok(parse_lsn(&lsn).ok())
+            }
+            None => Err(Error::prerequisite(
+                format!("source.slot: slot {slot} does not exist"),
+                "create it with pg_create_logical_replication_slot(slot, 'pgoutput') or set source.create_slot = true",
+            )),
+        }
+    }
+
+    pub async fn current_wal_lsn(&self) -> Result<Lsn, Error> {
+        let row = self
+            .client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(Error::pg("pg_current_wal_lsn"))?;
+        parse_lsn(row.get(0)).map_err(|e| Error::prerequisite("pg_current_wal_lsn", e))
+    }
+
+    /// The current row with the key of `key_row`, as text values aligned with `columns`; `None`
+    /// when the row no longer exists. Used when a TOAST merge finds no point to merge into.
+    pub async fn fetch_row(
+        &self,
+        table: &TableName,
+        columns: &[Column],
+        key: &[(String, String, u32)],
+    ) -> Result<Option<Row>, Error> {
+        let select: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{}::text", quote_ident(&c.name)))
+            .collect();
+        let mut types = Vec::with_capacity(key.len());
+        for (_, _, oid) in key {
+            let row = self
+                .client
+                .query_one("SELECT $1::oid::regtype::text", &[oid])
+                .await
+                .map_err(Error::pg("type name"))?;
+            types.push(row.get::<_, String>(0));
+        }
+        let wheres: Vec<String> = key
+            .iter()
+            .zip(&types)
+            .enumerate()
+            .map(|(i, ((col, _, _), ty))| {
+                format!("{} = ${}::text::{}", quote_ident(col), i + 1, ty)
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            select.join(", "),
+            table.quoted(),
+            wheres.join(" AND ")
+        );
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = key
+            .iter()
+            .map(|(_, v, _)| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let row = self
+            .client
+            .query_opt(&sql, &params)
+            .await
+            .map_err(Error::pg(format!("fetch current row of {table}")))?;
+        Ok(row.map(|r| Row {
+            columns: columns.to_vec().into(),
+            values: (0..columns.len())
+                .map(|i| {
+                    r.get::<_, Option<String>>(i)
+                        .map_or(Datum::Null, Datum::Text)
+                })
+                .collect(),
+        }))
+    }
+
+    /// The prerequisite checks of `pg2qdrant check`, one line each.
+    pub async fn check(&self, cfg: &crate::config::Config) -> Vec<CheckLine> {
+        let mut lines = Vec::new();
+        let mut line =
+            |ok: bool, what: String, detail: String| lines.push(CheckLine { ok, what, detail });
+        match self.wal_level().await {
+            Ok(l) if l == "logical" => line(true, "wal_level".into(), "logical".into()),
+            Ok(l) => line(
+                false,
+                "wal_level".into(),
+                format!("{l}: set wal_level = logical in postgresql.conf and restart"),
+            ),
+            Err(e) => line(false, "wal_level".into(), e.to_string()),
+        }
+        for (i, t) in cfg.tables.iter().enumerate() {
+            let what = format!("tables[{i}] {}", t.table);
+            match self.resolve_keys(std::slice::from_ref(t)).await {
+                Ok(k) => line(true, what, format!("key {:?}", k[0])),
+                Err(e) => line(false, what, e.to_string()),
+            }
+        }
+        let names: Vec<TableName> = cfg
+            .tables
+            .iter()
+            .map(|t| TableName::parse(&t.table))
+            .collect();
+        let publication = &cfg.source.publication;
+        match self.publication_tables(publication).await {
+            Ok(None) if cfg.source.create_publication => line(
+                true,
+                format!("publication {publication}"),
+                "missing; will be created at start".into(),
+            ),
+            Ok(None) => line(
+                false,
+                format!("publication {publication}"),
+                "missing and source.create_publication = false".into(),
+            ),
+            Ok(Some(present)) => {
+                let missing: Vec<String> = names
+                    .iter()
+                    .filter(|t| !present.contains(t))
+                    .map(|t| t.to_string())
+                    .collect();
+                if missing.is_empty() {
+                    line(
+                        true,
+                        format!("publication {publication}"),
+                        "covers every table".into(),
+                    )
+                } else {
+                    line(
+                        false,
+                        format!("publication {publication}"),
+                        format!("does not include {}", missing.join(", ")),
+                    )
+                }
+            }
+            Err(e) => line(false, format!("publication {publication}"), e.to_string()),
+        }
+        let slot = &cfg.source.slot;
+        match self.slot_info(slot).await {
+            Ok(None) if cfg.source.create_slot => line(
+                true,
+                format!("slot {slot}"),
+                "missing; will be created at start".into(),
+            ),
+            Ok(None) => line(
+                false,
+                format!("slot {slot}"),
+                "missing and source.create_slot = false".into(),
+            ),
+            Ok(Some(s)) if s.wal_status.as_deref() == Some("lost") => line(
+                false,
+                format!("slot {slot}"),
+                "wal_status = lost: drop the slot and resync".into(),
+            ),
+            Ok(Some(s)) if s.plugin != "pgoutput" => line(
+                false,
+                format!("slot {slot}"),
+                format!("plugin {} (need pgoutput)", s.plugin),
+            ),
+            Ok(Some(s)) => line(
+                true,
+                format!("slot {slot}"),
+                format!(
+                    "confirmed_flush_lsn {}, wal_status {}, {}",
+                    s.confirmed_flush
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    s.wal_status.unwrap_or_else(|| "-".into()),
+                    if s.active { "active" } else { "inactive" }
+                ),
+            ),
+            Err(e) => line(false, format!("slot {slot}"), e.to_string()),
+        }
+        lines
+    }
+}

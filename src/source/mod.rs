@@ -1,0 +1,6 @@
+//! The PostgreSQL side: catalog and setup, the replication stream, the pgoutput decoder.
+
+pub mod catalog;
+pub mod pgoutput;
+pub mod relations;
+pub mod stream;

@@ -1,0 +1,716 @@
+//! A pure decoder for pgoutput protocol version 1 messages.
+//!
+//! The replication transport hands us the payload of each `XLogData` frame; this module turns
+//! those bytes into [`Message`]s and nothing else: no I/O, no allocation before a length is
+//! checked against what is left, and an explicit [`DecodeError`] for every malformed input
+//! (unknown tag, short buffer, bad UTF-8), so random bytes can never panic it (see
+//! `fuzz/fuzz_targets/pgoutput.rs`).
+//!
+//! ```text
+//!  XLogData bytes ──decode()──▶ Message::{Begin, Commit, Origin, Relation, Type,
+//!                                         Insert, Update, Delete, Truncate, LogicalMessage}
+//! ```
+//!
+//! Layouts follow "Logical Replication Message Formats" (PostgreSQL 15 docs), protocol v1 (no
+//! streaming of in-progress transactions, so no xid fields inside change messages).
+
+use thiserror::Error;
+
+pub const TAG_BEGIN: u8 = b'B';
+pub const TAG_COMMIT: u8 = b'C';
+pub const TAG_ORIGIN: u8 = b'O';
+pub const TAG_RELATION: u8 = b'R';
+pub const TAG_TYPE: u8 = b'Y';
+pub const TAG_INSERT: u8 = b'I';
+pub const TAG_UPDATE: u8 = b'U';
+pub const TAG_DELETE: u8 = b'D';
+pub const TAG_TRUNCATE: u8 = b'T';
+pub const TAG_MESSAGE: u8 = b'M';
+
+pub const TUPLE_NEW: u8 = b'N';
+pub const TUPLE_KEY: u8 = b'K';
+pub const TUPLE_OLD: u8 = b'O';
+
+pub const CELL_NULL: u8 = b'n';
+pub const CELL_UNCHANGED_TOAST: u8 = b'u';
+pub const CELL_TEXT: u8 = b't';
+pub const CELL_BINARY: u8 = b'b';
+
+/// Relation column flag: the column is part of the replica identity key.
+pub const COLUMN_FLAG_KEY: u8 = 1;
+
+/// Truncate option bits.
+pub const TRUNCATE_CASCADE: u8 = 1;
+pub const TRUNCATE_RESTART_IDENTITY: u8 = 2;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("pgoutput message is empty")]
+    Empty,
+    #[error("unknown pgoutput message tag 0x{0:02x}")]
+    UnknownTag(u8),
+    #[error("pgoutput {what}: need {need} more bytes, {have} left")]
+    Short {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
+    #[error("pgoutput {what}: string is not NUL-terminated")]
+    Unterminated { what: &'static str },
+    #[error("pgoutput {what}: invalid UTF-8")]
+    Utf8 { what: &'static str },
+    #[error("pgoutput {what}: unexpected byte 0x{byte:02x}")]
+    Unexpected { what: &'static str, byte: u8 },
+    #[error("pgoutput {what}: negative count {count}")]
+    NegativeCount { what: &'static str, count: i64 },
+    #[error("pgoutput message has {0} trailing bytes")]
+    Trailing(usize),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationColumn {
+    pub flags: u8,
+    pub name: String,
+    pub type_oid: u32,
+    pub type_modifier: i32,
+}
+
+impl RelationColumn {
+    pub fn is_key(&self) -> bool {
+        self.flags & COLUMN_FLAG_KEY != 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Relation {
+    pub id: u32,
+    pub namespace: String,
+    pub name: String,
+    /// `d` default, `n` nothing, `f` full, `i` index.
+    pub replica_identity: u8,
+    pub columns: Vec<RelationColumn>,
+}
+
+/// One column value of a tuple as sent on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    Null,
+    /// An unchanged TOASTed value: the server did not send it; the sink must keep what it has.
+    UnchangedToast,
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+pub type Tuple = Vec<Cell>;
+
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Message {
+    Begin {
+        final_lsn: u64,
+        commit_time: i64,
+        xid: u32,
+    },
+    Commit {
+        flags: u8,
+        commit_lsn: u64,
+        end_lsn: u64,
+        commit_time: i64,
+    },
+    Origin {
+        lsn: u64,
+        name: String,
+    },
+    Relation(Relation),
+    Type {
+        id: u32,
+        namespace: String,
+        name: String,
+    },
+    Insert {
+        relation_id: u32,
+        new: Tuple,
+    },
+    /// `old` is the `K` (key only) or `O` (whole old row) tuple when the server sent one.
+    Update {
+        relation_id: u32,
+        old: Option<(u8, Tuple)>,
+        new: Tuple,
+    },
+    Delete {
+        relation_id: u32,
+        old: (u8, Tuple),
+    },
+    Truncate {
+        options: u8,
+        relation_ids: Vec<u32>,
+    },
+    LogicalMessage {
+        transactional: bool,
+        lsn: u64,
+        prefix: String,
+        content: Vec<u8>,
+    },
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Short {
+                what,
+                need: n,
+                have: self.buf.len(),
+            });
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.take(1, what)?[0])
+    }
+    fn i16(&mut self, what: &'static str) -> Result<i16, DecodeError> {
+        Ok(i16::from_be_bytes(
+            self.take(2, what)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn i32(&mut self, what: &'static str) -> Result<i32, DecodeError> {
+        Ok(i32::from_be_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(
+            self.take(8, what)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn i64(&mut self, what: &'static str) -> Result<i64, DecodeError> {
+        Ok(i64::from_be_bytes(
+            self.take(8, what)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn cstr(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let end = self
+            .buf
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(DecodeError::Unterminated { what })?;
+        let s = std::str::from_utf8(&self.buf[..end]).map_err(|_| DecodeError::Utf8 { what })?;
+        self.buf = &self.buf[end + 1..];
+        Ok(s.to_owned())
+    }
+    /// A non-negative count whose items need at least `min_item_bytes` each: rejects counts the
+    /// remaining buffer cannot possibly hold before anything is allocated.
+    fn count(
+        &self,
+        n: i64,
+        min_item_bytes: usize,
+        what: &'static str,
+    ) -> Result<usize, DecodeError> {
+        if n < 0 {
+            return Err(DecodeError::NegativeCount { what, count: n });
+        }
+        let n = n as usize;
+        let need = n.saturating_mul(min_item_bytes);
+        if need > self.buf.len() {
+            return Err(DecodeError::Short {
+                what,
+                need,
+                have: self.buf.len(),
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// Decodes one pgoutput message. Never panics; every byte must be consumed.
+pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+    let (&tag, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    let mut r = Reader { buf: rest };
+    let msg = match tag {
+        TAG_BEGIN => Message::Begin {
+            final_lsn: r.u64("begin.final_lsn")?,
+            commit_time: r.i64("begin.commit_time")?,
+            xid: r.u32("begin.xid")?,
+        },
+        TAG_COMMIT => Message::Commit {
+            flags: r.u8("commit.flags")?,
+            commit_lsn: r.u64("commit.lsn")?,
+            end_lsn: r.u64("commit.end_lsn")?,
+            commit_time: r.i64("commit.commit_time")?,
+        },
+        TAG_ORIGIN => Message::Origin {
+            lsn: r.u64("origin.lsn")?,
+            name: r.cstr("origin.name")?,
+        },
+        TAG_RELATION => Message::Relation(relation(&mut r)?),
+        TAG_TYPE => Message::Type {
+            id: r.u32("type.id")?,
+            namespace: r.cstr("type.namespace")?,
+            name: r.cstr("type.name")?,
+        },
+        TAG_INSERT => {
+            let relation_id = r.u32("insert.relation_id")?;
+            expect(&mut r, TUPLE_NEW, "insert.tuple_kind")?;
+            Message::Insert {
+                relation_id,
+                new: tuple(&mut r)?,
+            }
+        }
+        TAG_UPDATE => {
+            let relation_id = r.u32("update.relation_id")?;
+            let kind = r.u8("update.tuple_kind")?;
+            let (old, new) = match kind {
+                TUPLE_KEY | TUPLE_OLD => {
+                    let old = tuple(&mut r)?;
+                    expect(&mut r, TUPLE_NEW, "update.new_tuple_kind")?;
+                    (Some((kind, old)), tuple(&mut r)?)
+                }
+                TUPLE_NEW => (None, tuple(&mut r)?),
+                byte => {
+                    return Err(DecodeError::Unexpected {
+                        what: "update.tuple_kind",
+                        byte,
+                    })
+                }
+            };
+            Message::Update {
+                relation_id,
+                old,
+                new,
+            }
+        }
+        TAG_DELETE => {
+            let relation_id = r.u32("delete.relation_id")?;
+            let kind = r.u8("delete.tuple_kind")?;
+            if kind != TUPLE_KEY && kind != TUPLE_OLD {
+                return Err(DecodeError::Unexpected {
+                    what: "delete.tuple_kind",
+                    byte: kind,
+                });
+            }
+            Message::Delete {
+                relation_id,
+                old: (kind, tuple(&mut r)?),
+            }
+        }
+        TAG_TRUNCATE => {
+            let n = r.i32("truncate.count")?;
+            let options = r.u8("truncate.options")?;
+            let n = r.count(n.into(), 4, "truncate.relation_ids")?;
+            let mut relation_ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                relation_ids.push(r.u32("truncate.relation_id")?);
+            }
+            Message::Truncate {
+                options,
+                relation_ids,
+            }
+        }
+        TAG_MESSAGE => {
+            let flags = r.u8("message.flags")?;
+            let lsn = r.u64("message.lsn")?;
+            let prefix = r.cstr("message.prefix")?;
+            let len = r.i32("message.length")?;
+            let len = r.count(len.into(), 1, "message.content")?;
+            let content = r.take(len, "message.content")?.to_vec();
+            Message::LogicalMessage {
+                transactional: flags & 1 != 0,
+                lsn,
+                prefix,
+                content,
+            }
+        }
+        other => return Err(DecodeError::UnknownTag(other)),
+    };
+    if !r.buf.is_empty() {
+        return Err(DecodeError::Trailing(r.buf.len()));
+    }
+    Ok(msg)
+}
+
+fn expect(r: &mut Reader<'_>, want: u8, what: &'static str) -> Result<(), DecodeError> {
+    match r.u8(what)? {
+        b if b == want => Ok(()),
+        byte => Err(DecodeError::Unexpected { what, byte }),
+    }
+}
+
+fn relation(r: &mut Reader<'_>) -> Result<Relation, DecodeError> {
+    let id = r.u32("relation.id")?;
+    let namespace = r.cstr("relation.namespace")?;
+    let name = r.cstr("relation.name")?;
+    let replica_identity = r.u8("relation.replica_identity")?;
+    let n = r.i16("relation.column_count")?;
+    // flags(1) + name NUL(1) + type oid(4) + typmod(4)
+    let n = r.count(n.into(), 10, "relation.columns")?;
+    let mut columns = Vec::with_capacity(n);
+    for _ in 0..n {
+        columns.push(RelationColumn {
+            flags: r.u8("relation.column.flags")?,
+            name: r.cstr("relation.column.name")?,
+            type_oid: r.u32("relation.column.type_oid")?,
+            type_modifier: r.i32("relation.column.type_modifier")?,
+        });
+    }
+    Ok(Relation {
+        id,
+        namespace,
+        name,
+        replica_identity,
+        columns,
+    })
+}
+
+fn tuple(r: &mut Reader<'_>) -> Result<Tuple, DecodeError> {
+    let n = r.i16("tuple.column_count")?;
+    let n = r.count(n.into(), 1, "tuple.columns")?;
+    let mut cells = Vec::with_capacity(n);
+    for _ in 0..n {
+        let cell = match r.u8("tuple.cell_kind")? {
+            CELL_NULL => Cell::Null,
+            CELL_UNCHANGED_TOAST => Cell::UnchangedToast,
+            kind @ (CELL_TEXT | CELL_BINARY) => {
+                let len = r.i32("tuple.cell_length")?;
+                let len = r.count(len.into(), 1, "tuple.cell")?;
+                let raw = r.take(len, "tuple.cell")?;
+                if kind == CELL_TEXT {
+                    let s = std::str::from_utf8(raw)
+                        .map_err(|_| DecodeError::Utf8 { what: "tuple.cell" })?;
+                    Cell::Text(s.to_owned())
+                } else {
+                    Cell::Binary(raw.to_vec())
+                }
+            }
+            byte => {
+                return Err(DecodeError::Unexpected {
+                    what: "tuple.cell_kind",
+                    byte,
+                })
+            }
+        };
+        cells.push(cell);
+    }
+    Ok(cells)
+}
+
+/// Encodes a message back into pgoutput bytes. Used by tests (round trips, fixtures) and the fuzz
+/// corpus; the connector itself only decodes.
+pub fn encode(msg: &Message) -> Vec<u8> {
+    let mut out = Vec::new();
+    fn cstr(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(s.as_bytes());
+        out.push(0);
+    }
+    fn tuple(out: &mut Vec<u8>, t: &Tuple) {
+        out.extend_from_slice(&(t.len() as i16).to_be_bytes());
+        for c in t {
+            match c {
+                Cell::Null => out.push(CELL_NULL),
+                Cell::UnchangedToast => out.push(CELL_UNCHANGED_TOAST),
+                Cell::Text(s) => {
+                    out.push(CELL_TEXT);
+                    out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+                Cell::Binary(b) => {
+                    out.push(CELL_BINARY);
+                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    out.extend_from_slice(b);
+                }
+            }
+        }
+    }
+    match msg {
+        Message::Begin {
+            final_lsn,
+            commit_time,
+            xid,
+        } => {
+            out.push(TAG_BEGIN);
+            out.extend_from_slice(&final_lsn.to_be_bytes());
+            out.extend_from_slice(&commit_time.to_be_bytes());
+            out.extend_from_slice(&xid.to_be_bytes());
+        }
+        Message::Commit {
+            flags,
+            commit_lsn,
+            end_lsn,
+            commit_time,
+        } => {
+            out.push(TAG_COMMIT);
+            out.push(*flags);
+            out.extend_from_slice(&commit_lsn.to_be_bytes());
+            out.extend_from_slice(&end_lsn.to_be_bytes());
+            out.extend_from_slice(&commit_time.to_be_bytes());
+        }
+        Message::Origin { lsn, name } => {
+            out.push(TAG_ORIGIN);
+            out.extend_from_slice(&lsn.to_be_bytes());
+            cstr(&mut out, name);
+        }
+        Message::Relation(rel) => {
+            out.push(TAG_RELATION);
+            out.extend_from_slice(&rel.id.to_be_bytes());
+            cstr(&mut out, &rel.namespace);
+            cstr(&mut out, &rel.name);
+            out.push(rel.replica_identity);
+            out.extend_from_slice(&(rel.columns.len() as i16).to_be_bytes());
+            for c in &rel.columns {
+                out.push(c.flags);
+                cstr(&mut out, &c.name);
+                out.extend_from_slice(&c.type_oid.to_be_bytes());
+                out.extend_from_slice(&c.type_modifier.to_be_bytes());
+            }
+        }
+        Message::Type {
+            id,
+            namespace,
+            name,
+        } => {
+            out.push(TAG_TYPE);
+            out.extend_from_slice(&id.to_be_bytes());
+            cstr(&mut out, namespace);
+            cstr(&mut out, name);
+        }
+        Message::Insert { relation_id, new } => {
+            out.push(TAG_INSERT);
+            out.extend_from_slice(&relation_id.to_be_bytes());
+            out.push(TUPLE_NEW);
+            tuple(&mut out, new);
+        }
+        Message::Update {
+            relation_id,
+            old,
+            new,
+        } => {
+            out.push(TAG_UPDATE);
+            out.extend_from_slice(&relation_id.to_be_bytes());
+            if let Some((kind, t)) = old {
+                out.push(*kind);
+                tuple(&mut out, t);
+            }
+            out.push(TUPLE_NEW);
+            tuple(&mut out, new);
+        }
+        Message::Delete { relation_id, old } => {
+            out.push(TAG_DELETE);
+            out.extend_from_slice(&relation_id.to_be_bytes());
+            out.push(old.0);
+            tuple(&mut out, &old.1);
+        }
+        Message::Truncate {
+            options,
+            relation_ids,
+        } => {
+            out.push(TAG_TRUNCATE);
+            out.extend_from_slice(&(relation_ids.len() as i32).to_be_bytes());
+            out.push(*options);
+            for id in relation_ids {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+        }
+        Message::LogicalMessage {
+            transactional,
+            lsn,
+            prefix,
+            content,
+        } => {
+            out.push(TAG_MESSAGE);
+            out.push(u8::from(*transactional));
+            out.extend_from_slice(&lsn.to_be_bytes());
+            cstr(&mut out, prefix);
+            out.extend_from_slice(&(content.len() as i32).to_be_bytes());
+            out.extend_from_slice(content);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_insert_with_every_cell_kind() {
+        let msg = Message::Insert {
+            relation_id: 16384,
+            new: vec![
+                Cell::Text("1".into()),
+                Cell::Null,
+                Cell::UnchangedToast,
+                Cell::Binary(vec![1, 2]),
+            ],
+        };
+        assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+    }
+
+    #[test]
+    fn rejects_unknown_tag_and_short_input() {
+        assert_eq!(decode(b"Z"), Err(DecodeError::UnknownTag(b'Z')));
+        assert_eq!(decode(b""), Err(DecodeError::Empty));
+        assert!(matches!(decode(b"I\0\0"), Err(DecodeError::Short { .. })));
+    }
+
+    #[test]
+    fn huge_counts_fail_before_allocating() {
+        // Truncate claiming 2^31-1 relations with nothing behind it.
+        let bytes = [b'T', 0x7f, 0xff, 0xff, 0xff, 0];
+        assert!(matches!(decode(&bytes), Err(DecodeError::Short { .. })));
+        let neg = [b'T', 0xff, 0xff, 0xff, 0xff, 0];
+        assert!(matches!(
+            decode(&neg),
+            Err(DecodeError::NegativeCount { .. })
+        ));
+    }
+
+    #[test]
+    fn update_with_key_tuple_keeps_old_key() {
+        let msg = Message::Update {
+            relation_id: 7,
+            old: Some((TUPLE_KEY, vec![Cell::Text("1".into()), Cell::Null])),
+            new: vec![Cell::Text("2".into()), Cell::Text("x".into())],
+        };
+        assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        let mut b = encode(&Message::Type {
+            id: 1,
+            namespace: "public".into(),
+            name: "vector".into(),
+        });
+        b.push(0);
+        assert_eq!(decode(&b), Err(DecodeError::Trailing(1)));
+    }
+
+    fn cell() -> impl Strategy<Value = Cell> {
+        prop_oneof![
+            Just(Cell::Null),
+            Just(Cell::UnchangedToast),
+            ".{0,40}".prop_map(Cell::Text),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Cell::Binary),
+        ]
+    }
+
+    fn name() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9_ ]{0,20}"
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        let tuple = || proptest::collection::vec(cell(), 0..8);
+        prop_oneof![
+            (any::<u64>(), any::<i64>(), any::<u32>()).prop_map(|(final_lsn, commit_time, xid)| {
+                Message::Begin {
+                    final_lsn,
+                    commit_time,
+                    xid,
+                }
+            }),
+            (any::<u8>(), any::<u64>(), any::<u64>(), any::<i64>()).prop_map(
+                |(flags, commit_lsn, end_lsn, commit_time)| {
+                    Message::Commit {
+                        flags,
+                        commit_lsn,
+                        end_lsn,
+                        commit_time,
+                    }
+                }
+            ),
+            (
+                any::<u32>(),
+                name(),
+                name(),
+                any::<u8>(),
+                proptest::collection::vec((any::<u8>(), name(), any::<u32>(), any::<i32>()), 0..6)
+            )
+                .prop_map(|(id, namespace, n, ri, cols)| Message::Relation(Relation {
+                    id,
+                    namespace,
+                    name: n,
+                    replica_identity: ri,
+                    columns: cols
+                        .into_iter()
+                        .map(|(flags, name, type_oid, type_modifier)| RelationColumn {
+                            flags,
+                            name,
+                            type_oid,
+                            type_modifier
+                        })
+                        .collect(),
+                })),
+            (any::<u32>(), tuple())
+                .prop_map(|(relation_id, new)| Message::Insert { relation_id, new }),
+            (
+                any::<u32>(),
+                proptest::option::of((prop_oneof![Just(TUPLE_KEY), Just(TUPLE_OLD)], tuple())),
+                tuple()
+            )
+                .prop_map(|(relation_id, old, new)| Message::Update {
+                    relation_id,
+                    old,
+                    new
+                }),
+            (
+                any::<u32>(),
+                prop_oneof![Just(TUPLE_KEY), Just(TUPLE_OLD)],
+                tuple()
+            )
+                .prop_map(|(relation_id, k, t)| Message::Delete {
+                    relation_id,
+                    old: (k, t)
+                }),
+            (any::<u8>(), proptest::collection::vec(any::<u32>(), 0..5)).prop_map(
+                |(options, relation_ids)| Message::Truncate {
+                    options,
+                    relation_ids
+                }
+            ),
+            (
+                any::<bool>(),
+                any::<u64>(),
+                name(),
+                proptest::collection::vec(any::<u8>(), 0..30)
+            )
+                .prop_map(|(transactional, lsn, prefix, content)| {
+                    Message::LogicalMessage {
+                        transactional,
+                        lsn,
+                        prefix,
+                        content,
+                    }
+                }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_message_round_trips(msg in message()) {
+            prop_assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn every_truncation_of_a_valid_message_is_an_error(msg in message(), cut in 0usize..64) {
+            let bytes = encode(&msg);
+            if cut < bytes.len() {
+                prop_assert!(decode(&bytes[..cut]).is_err());
+            }
+        }
+    }
+}
