@@ -239,7 +239,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     };
     let durable = *durable_rx.borrow();
     if let Some(mut c) = client.take() {
+        // The transport reports progress on its status interval and not when stopping: wait
+        // for the final position to go out so the slot does not lag the checkpoint.
         c.update_applied_lsn(durable);
+        let reported = c.metrics();
+        let wait = Duration::from_millis(cfg.source.status_interval_ms) + Duration::from_secs(2);
+        let _ = tokio::time::timeout(wait, async {
+            while reported.last_applied_lsn() < durable && c.is_running() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
         let _ = tokio::time::timeout(Duration::from_secs(5), c.shutdown()).await;
     }
     tracing::info!(durable = %durable, "stopped");

@@ -16,7 +16,7 @@ pub enum Error {
     #[error("{what}: {hint}")]
     Prerequisite { what: String, hint: String },
 
-    #[error("postgres: {context}: {source}")]
+    #[error("postgres: {context}: {}", with_cause(source))]
     Postgres {
         context: String,
         #[source]
@@ -49,6 +49,18 @@ pub enum Error {
 
     #[error("stopped")]
     Shutdown,
+}
+
+/// An error's text followed by its causes (tokio-postgres keeps the useful part in the source).
+fn with_cause(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// What the process does with an error.

