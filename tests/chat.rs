@@ -1,0 +1,122 @@
+//! The shipped example, config/chat_history.toml, runs as it is (env overrides only).
+
+use crate::harness::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_history_example_runs_as_shipped() {
+    let schema =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/chat_schema.sql"))
+            .unwrap();
+    let db = TestDb::new("t_chat", &schema).await;
+    let _ = qdrant().delete_collection("chat_history").await;
+    let dir = work_dir("t_chat");
+    let mut cfg = pg2qdrant::config::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/chat_history.toml"
+    )))
+    .expect("shipped config is valid");
+    pg2qdrant::config::apply_env(
+        &mut cfg,
+        [
+            ("PG2QDRANT__SOURCE__URL".to_owned(), db.url.clone()),
+            ("PG2QDRANT__SOURCE__SLOT".to_owned(), "t_chat".to_owned()),
+            ("PG2QDRANT__QDRANT__URL".to_owned(), qdrant_url()),
+            (
+                "PG2QDRANT__CHECKPOINT__PATH".to_owned(),
+                dir.join("cp").display().to_string(),
+            ),
+            (
+                "PG2QDRANT__DEAD_LETTER__PATH".to_owned(),
+                dir.join("dl").display().to_string(),
+            ),
+            (
+                "PG2QDRANT__METRICS__ADDR".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
+        ],
+    )
+    .unwrap();
+    cfg.validate().unwrap();
+    let run = db.start(cfg).await;
+    db.exec(
+        "INSERT INTO chat_sessions (session_id, user_id) VALUES ('6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713', 'u1'), ('00000000-0000-4000-8000-000000000002', 'u2');
+         INSERT INTO chat_messages (id, session_id, role, content, \"timestamp\", embedding) VALUES
+           (1, '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713', 'user', 'hello', '2023-10-13 10:30:00', array_fill(0.5::real, ARRAY[384])),
+           (2, '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713', 'assistant', 'hi!', '2023-10-13 10:30:05', array_fill(0.5::real, ARRAY[384])),
+           (3, '00000000-0000-4000-8000-000000000002', 'user', 'other', '2023-10-13 11:00:00', array_fill(0.5::real, ARRAY[384]));",
+    )
+    .await;
+    wait_count("chat_history", 3).await;
+    let p = point("chat_history", 1).await.unwrap();
+    let mut fields: Vec<&str> = p
+        .payload
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "_pg2qdrant")
+        .collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "content",
+            "message_id",
+            "role",
+            "session_id",
+            "timestamp",
+            "timestamp_unix"
+        ]
+    );
+    assert_eq!(
+        p.payload["session_id"],
+        json!("6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713")
+    );
+    assert_eq!(p.payload["message_id"], json!(1));
+    assert_eq!(p.payload["role"], json!("user"));
+    assert_eq!(p.payload["content"], json!("hello"));
+    assert_eq!(p.payload["timestamp"], json!("2023-10-13T10:30:00"));
+    assert_eq!(p.payload["timestamp_unix"], json!(1_697_193_000));
+    assert_eq!(p.vector.as_ref().map(Vec::len), Some(384));
+
+    let info = qdrant()
+        .collection_info("chat_history")
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    let config = info.config.unwrap();
+    let params = config.params.unwrap();
+    #[allow(deprecated)]
+    let on_disk = params.on_disk_payload;
+    assert!(on_disk);
+    let hnsw = config.hnsw_config.unwrap();
+    assert_eq!(
+        (hnsw.m, hnsw.ef_construct, hnsw.full_scan_threshold),
+        (Some(16), Some(100), Some(10_000))
+    );
+    let mut indexed: Vec<(String, i32)> = info
+        .payload_schema
+        .iter()
+        .map(|(k, v)| (k.clone(), v.data_type))
+        .collect();
+    indexed.sort();
+    use qdrant_client::qdrant::PayloadSchemaType as T;
+    assert_eq!(
+        indexed,
+        vec![
+            ("message_id".to_owned(), T::Integer as i32),
+            ("role".to_owned(), T::Keyword as i32),
+            ("session_id".to_owned(), T::Keyword as i32),
+            ("timestamp_unix".to_owned(), T::Integer as i32),
+        ]
+    );
+
+    // Deleting a session removes its messages' points (the cascade arrives as row deletes).
+    db.exec("DELETE FROM chat_sessions WHERE session_id = '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713'")
+        .await;
+    wait_count("chat_history", 1).await;
+    assert!(point("chat_history", 3).await.is_some());
+    run.stop().await;
+}

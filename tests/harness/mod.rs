@@ -1,0 +1,424 @@
+//! Real services for the integration tests: PostgreSQL 15 and Qdrant 1.16.3 started by
+//! `scripts/test.sh` (their addresses come in `PG2QDRANT_TEST_*`). Each test gets its own
+//! database, slot, publication, collection and files, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use pg2qdrant::config::{parse, Config};
+use qdrant_client::qdrant::{
+    vector_output, vectors_output, CountPointsBuilder, GetPointsBuilder, PointId,
+    ScrollPointsBuilder, VectorOutput,
+};
+use qdrant_client::{Payload, Qdrant};
+use serde_json::Value;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run the tests through scripts/test.sh, which starts the services"
+        )
+    })
+}
+
+pub fn pg_base() -> String {
+    env("PG2QDRANT_TEST_PG")
+}
+pub fn qdrant_url() -> String {
+    env("PG2QDRANT_TEST_QDRANT_GRPC")
+}
+pub fn work_dir(name: &str) -> PathBuf {
+    let d = PathBuf::from(env("PG2QDRANT_TEST_WORK"))
+        .join("cases")
+        .join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// A fresh database named after the test, with `schema` applied; its slot is dropped first.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub client: Client,
+}
+
+impl TestDb {
+    pub async fn new(name: &str, schema: &str) -> Self {
+        let admin = connect(&format!("{}/postgres", pg_base())).await;
+        let _ = admin
+            .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", &[&name])
+            .await;
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let url = format!("{}/{name}", pg_base());
+        let client = connect(&url).await;
+        client.batch_execute(schema).await.unwrap();
+        let q = qdrant();
+        let _ = q.delete_collection(name).await;
+        Self {
+            name: name.to_owned(),
+            url,
+            client,
+        }
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        self.client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+
+    /// A config for this database: slot, publication and collection are all named after it.
+    /// `tables` is the `[[tables]]` TOML.
+    pub fn config(&self, tables: &str) -> Config {
+        let text = self.config_text(tables, &qdrant_url());
+        let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        cfg.validate().unwrap();
+        cfg
+    }
+
+    /// The TOML text of [`TestDb::config`], against the Qdrant at `qdrant_grpc`.
+    pub fn config_text(&self, tables: &str, qdrant_grpc: &str) -> String {
+        let dir = work_dir(&self.name);
+        let text = format!(
+            r#"
+[source]
+url = "{url}"
+slot = "{name}"
+publication = "{name}"
+status_interval_ms = 200
+[qdrant]
+url = "{qdrant}"
+batch_size = 64
+linger_ms = 10
+max_backoff_ms = 500
+[checkpoint]
+path = "{cp}"
+[dead_letter]
+path = "{dl}"
+[metrics]
+addr = ""
+{tables}
+"#,
+            url = self.url,
+            name = self.name,
+            qdrant = qdrant_grpc,
+            cp = dir.join("checkpoint").display(),
+            dl = dir.join("deadletter.jsonl").display(),
+        );
+        text
+    }
+
+    pub async fn slot_confirmed(&self) -> Option<String> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.name],
+            )
+            .await
+            .unwrap();
+        row.and_then(|r| r.get(0))
+    }
+
+    pub async fn current_lsn_u64(&self) -> u64 {
+        let row = self
+            .client
+            .query_one("SELECT (pg_current_wal_lsn() - '0/0')::bigint", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) as u64
+    }
+
+    pub async fn confirmed_u64(&self) -> u64 {
+        let row = self
+            .client
+            .query_one("SELECT COALESCE((confirmed_flush_lsn - '0/0')::bigint, 0) FROM pg_replication_slots WHERE slot_name = $1", &[&self.name])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) as u64
+    }
+}
+
+/// The connector running in-process.
+pub struct Running {
+    token: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), pg2qdrant::Error>>,
+}
+
+impl TestDb {
+    /// Starts the connector in-process and waits until its slot is streaming, so every change
+    /// made after this returns is captured.
+    pub async fn start(&self, cfg: Config) -> Running {
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(pg2qdrant::run(cfg, token.clone()));
+        self.wait_streaming().await;
+        Running { token, handle }
+    }
+
+    pub async fn wait_streaming(&self) {
+        wait_for("replication slot streaming", WAIT, || async {
+            let row = self
+                .client
+                .query_opt(
+                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                    &[&self.name],
+                )
+                .await
+                .unwrap();
+            row.map(|_| ())
+        })
+        .await;
+    }
+}
+
+impl Running {
+    pub async fn stop(self) {
+        self.token.cancel();
+        let r = tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("connector stops in time");
+        r.expect("connector task").expect("connector stops cleanly");
+    }
+}
+
+pub fn qdrant() -> Qdrant {
+    Qdrant::from_url(&qdrant_url())
+        .skip_compatibility_check()
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` until it returns `Some`, or panics naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Like [`wait_for`], but the panic carries the last reason `f` gave.
+pub async fn wait_ok<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(why) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {why}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub async fn count(collection: &str) -> u64 {
+    match qdrant()
+        .count(CountPointsBuilder::new(collection).exact(true))
+        .await
+    {
+        Ok(r) => r.result.map(|r| r.count).unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+pub async fn wait_count(collection: &str, n: u64) {
+    wait_for(&format!("{n} points in {collection}"), WAIT, || async {
+        (count(collection).await == n).then_some(())
+    })
+    .await;
+}
+
+/// A stored point: payload as JSON and its (unnamed) vector.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub payload: Value,
+    pub vector: Option<Vec<f32>>,
+}
+
+pub async fn point(collection: &str, id: impl Into<PointId>) -> Option<Stored> {
+    let r = qdrant()
+        .get_points(
+            GetPointsBuilder::new(collection, vec![id.into()])
+                .with_payload(true)
+                .with_vectors(true),
+        )
+        .await
+        .ok()?;
+    r.result.into_iter().next().map(|p| Stored {
+        payload: Value::from(Payload::from(p.payload)),
+        vector: p.vectors.and_then(|v| match v.vectors_options {
+            Some(vectors_output::VectorsOptions::Vector(v)) => dense(v),
+            _ => None,
+        }),
+    })
+}
+
+/// Every point of a collection: (id as string, stored).
+pub async fn all_points(collection: &str) -> Vec<(String, Stored)> {
+    let mut out = Vec::new();
+    let mut offset: Option<PointId> = None;
+    loop {
+        let mut b = ScrollPointsBuilder::new(collection)
+            .limit(1000)
+            .with_payload(true)
+            .with_vectors(true);
+        if let Some(o) = offset.take() {
+            b = b.offset(o);
+        }
+        let r = qdrant().scroll(b).await.unwrap();
+        for p in r.result {
+            let id = match p.id.and_then(|i| i.point_id_options) {
+                Some(qdrant_client::qdrant::point_id::PointIdOptions::Num(n)) => n.to_string(),
+                Some(qdrant_client::qdrant::point_id::PointIdOptions::Uuid(u)) => u,
+                None => String::new(),
+            };
+            let vector = p.vectors.and_then(|v| match v.vectors_options {
+                Some(vectors_output::VectorsOptions::Vector(v)) => dense(v),
+                _ => None,
+            });
+            out.push((
+                id,
+                Stored {
+                    payload: Value::from(Payload::from(p.payload)),
+                    vector,
+                },
+            ));
+        }
+        match r.next_page_offset {
+            Some(o) => offset = Some(o),
+            None => return out,
+        }
+    }
+}
+
+/// A `[[tables]]` entry with an unnamed Dot vector of `size` from column `v`.
+pub fn table(name: &str, collection: &str, size: u64, extra: &str) -> String {
+    format!(
+        "[[tables]]\ntable = \"public.{name}\"\ncollection = \"{collection}\"\nvector = {{ column = \"v\", size = {size}, distance = \"Dot\" }}\n{extra}\n"
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private Qdrant server (for tests that stop and restart it).
+pub struct PrivateQdrant {
+    pub dir: PathBuf,
+    pub http: u16,
+    pub grpc: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateQdrant {
+    pub async fn start(name: &str) -> Self {
+        let mut q = Self {
+            dir: work_dir(name).join("qdrant"),
+            http: free_port(),
+            grpc: free_port(),
+            child: None,
+        };
+        q.restart().await;
+        q
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    pub fn client(&self) -> Qdrant {
+        Qdrant::from_url(&self.url())
+            .skip_compatibility_check()
+            .build()
+            .unwrap()
+    }
+
+    pub async fn restart(&mut self) {
+        let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let child = std::process::Command::new(env("PG2QDRANT_TEST_QDRANT_BIN"))
+            .arg("--disable-telemetry")
+            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
+            .env("QDRANT__SERVICE__HTTP_PORT", self.http.to_string())
+            .env("QDRANT__SERVICE__GRPC_PORT", self.grpc.to_string())
+            .env("QDRANT__STORAGE__STORAGE_PATH", self.dir.join("storage"))
+            .env(
+                "QDRANT__STORAGE__SNAPSHOTS_PATH",
+                self.dir.join("snapshots"),
+            )
+            .env("QDRANT__TELEMETRY_DISABLED", "true")
+            .env("QDRANT__LOG_LEVEL", "WARN")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start qdrant");
+        self.child = Some(child);
+        let client = self.client();
+        wait_for("private qdrant healthy", WAIT, || async {
+            client.health_check().await.ok().map(|_| ())
+        })
+        .await;
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateQdrant {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[allow(deprecated)]
+fn dense(v: VectorOutput) -> Option<Vec<f32>> {
+    match v.vector {
+        Some(vector_output::Vector::Dense(d)) => Some(d.data),
+        Some(_) => None,
+        None => Some(v.data),
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests against real PostgreSQL 15 and Qdrant (see `scripts/test.sh`).
+//! One scenario per test, named for what it proves.
+
+mod harness;
+
+mod chat;
+mod recovery;
+mod streaming;

@@ -1,0 +1,176 @@
+//! Crashes and outages lose nothing: kill -9 of the connector, Qdrant stopped mid-load.
+
+use crate::harness::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+const LOAD: &str =
+    "CREATE TABLE docs (id bigint PRIMARY KEY, title text NOT NULL, n int, v real[]);";
+const DIM: usize = 8;
+
+/// Inserts `rows` rows in transactions of `per_txn`, then updates every 10th row and deletes
+/// every 25th, so the end state exercises every op.
+async fn load(url: String, rows: i64, per_txn: i64) {
+    let c = connect(&url).await;
+    let mut start = 1;
+    while start <= rows {
+        let end = (start + per_txn - 1).min(rows);
+        c.batch_execute(&format!(
+            "INSERT INTO docs SELECT g, 'row ' || g, g % 1000, array_fill((g % 97)::real, ARRAY[{DIM}]) FROM generate_series({start}, {end}) g"
+        ))
+        .await
+        .unwrap();
+        start = end + 1;
+    }
+    c.batch_execute("UPDATE docs SET title = title || ' updated', v[1] = -1 WHERE id % 10 = 0")
+        .await
+        .unwrap();
+    c.batch_execute("DELETE FROM docs WHERE id % 25 = 0")
+        .await
+        .unwrap();
+}
+
+/// Every row equals its point (id, payload, vector) and there are no extra points.
+async fn assert_mirrored(db: &TestDb, collection: &str) {
+    let rows = db
+        .client
+        .query("SELECT id, title, n, v FROM docs", &[])
+        .await
+        .unwrap();
+    wait_count(collection, rows.len() as u64).await;
+    // The count matches; now wait for the last updates to land too.
+    let expected: HashMap<String, (String, i32, Vec<f32>)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<_, i64>(0).to_string(),
+                (r.get(1), r.get(2), r.get::<_, Vec<f32>>(3)),
+            )
+        })
+        .collect();
+    wait_ok("every point equal to its row", WAIT, || async {
+        let points = all_points(collection).await;
+        if points.len() != expected.len() {
+            return Err(format!("{} points, {} rows", points.len(), expected.len()));
+        }
+        for (id, p) in &points {
+            let Some((title, n, v)) = expected.get(id) else {
+                return Err(format!("extra point {id}"));
+            };
+            if p.payload["title"] != json!(title)
+                || p.payload["n"] != json!(n)
+                || p.vector.as_ref() != Some(v)
+            {
+                return Err(format!(
+                    "point {id}: {:?} vs row {title:?} {n} {v:?}",
+                    p.payload
+                ));
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+fn spawn_binary(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("PG2QDRANT_LOG", "warn")
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn pg2qdrant")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_10000_row_load_then_restart_mirrors_every_row() {
+    let db = TestDb::new("t_kill9", LOAD).await;
+    let dir = work_dir("t_kill9");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        db.config_text(&table("docs", "t_kill9", DIM as u64, ""), &qdrant_url()),
+    )
+    .unwrap();
+    let mut child = spawn_binary(&config, &dir.join("run1.log"));
+    db.wait_streaming().await;
+    let loader = tokio::spawn(load(db.url.clone(), 10_000, 100));
+    wait_for("mid-load", WAIT, || async {
+        (count("t_kill9").await >= 2_000).then_some(())
+    })
+    .await;
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let at_kill = count("t_kill9").await;
+    loader.await.unwrap();
+    assert!(at_kill < 10_000, "killed mid-load ({at_kill} points)");
+    let mut child = spawn_binary(&config, &dir.join("run2.log"));
+    assert_mirrored(&db, "t_kill9").await;
+    // SIGTERM: clean exit, status 0.
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qdrant_stopped_and_restarted_mid_load_loses_nothing() {
+    let db = TestDb::new("t_qdrant_restart", LOAD).await;
+    let mut q = PrivateQdrant::start("t_qdrant_restart").await;
+    let cfg = pg2qdrant::config::parse(
+        &db.config_text(&table("docs", "t_qdrant_restart", DIM as u64, ""), &q.url()),
+    )
+    .unwrap();
+    let qc = q.client();
+    let count_private = || async {
+        qc.count(qdrant_client::qdrant::CountPointsBuilder::new("t_qdrant_restart").exact(true))
+            .await
+            .ok()
+            .and_then(|r| r.result)
+            .map(|r| r.count)
+            .unwrap_or(0)
+    };
+    let run = db.start(cfg).await;
+    let loader = tokio::spawn(load(db.url.clone(), 3_000, 50));
+    wait_for("mid-load", WAIT, || async {
+        (count_private().await >= 500).then_some(())
+    })
+    .await;
+    q.kill();
+    // Let acknowledgements of what was durable before the kill reach the server.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let confirmed_during_outage = db.confirmed_u64().await;
+    loader.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        db.confirmed_u64().await,
+        confirmed_during_outage,
+        "nothing is acknowledged while Qdrant is down"
+    );
+    q.restart().await;
+    let rows: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let qc = q.client();
+    wait_for("all rows after the outage", WAIT, || async {
+        let n = qc
+            .count(qdrant_client::qdrant::CountPointsBuilder::new("t_qdrant_restart").exact(true))
+            .await
+            .ok()
+            .and_then(|r| r.result)
+            .map(|r| r.count)
+            .unwrap_or(0);
+        (n == rows as u64).then_some(())
+    })
+    .await;
+    run.stop().await;
+}

@@ -1,0 +1,377 @@
+//! Changes of every kind reach Qdrant, and rows that cannot be mapped do not stop the stream.
+
+use crate::harness::*;
+use serde_json::json;
+use std::time::Duration;
+
+const ITEMS: &str =
+    "CREATE TABLE items (id bigint PRIMARY KEY, title text, big text, n int, v real[]);";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_update_delete_reach_qdrant() {
+    let db = TestDb::new("t_crud", ITEMS).await;
+    let run = db.start(db.config(&table("items", "t_crud", 3, ""))).await;
+    db.exec(
+        "INSERT INTO items VALUES (1, 'one', NULL, 1, '{1,0,0}'), (2, 'two', NULL, 2, '{0,1,0}')",
+    )
+    .await;
+    wait_count("t_crud", 2).await;
+    db.exec("UPDATE items SET title = 'uno', v = '{0,0,1}' WHERE id = 1")
+        .await;
+    let p = wait_for("update applied", WAIT, || async {
+        point("t_crud", 1)
+            .await
+            .filter(|p| p.payload["title"] == json!("uno"))
+    })
+    .await;
+    assert_eq!(p.vector, Some(vec![0.0, 0.0, 1.0]));
+    assert_eq!(p.payload["n"], json!(1));
+    assert_eq!(p.payload["_pg2qdrant"]["table"], json!("public.items"));
+    assert!(
+        p.payload.get("v").is_none(),
+        "the vector column is not copied into the payload"
+    );
+    db.exec("DELETE FROM items WHERE id = 2").await;
+    wait_count("t_crud", 1).await;
+    assert!(point("t_crud", 2).await.is_none());
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_removes_every_point_of_the_table() {
+    let db = TestDb::new("t_truncate", ITEMS).await;
+    let run = db
+        .start(db.config(&table("items", "t_truncate", 3, "")))
+        .await;
+    db.exec("INSERT INTO items SELECT g, 't', NULL, g, '{1,1,1}' FROM generate_series(1, 50) g")
+        .await;
+    wait_count("t_truncate", 50).await;
+    db.exec("TRUNCATE items").await;
+    wait_count("t_truncate", 0).await;
+    db.exec("INSERT INTO items VALUES (7, 'after', NULL, 7, '{1,1,1}')")
+        .await;
+    wait_count("t_truncate", 1).await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_change_moves_the_point() {
+    let db = TestDb::new("t_keychange", ITEMS).await;
+    let run = db
+        .start(db.config(&table("items", "t_keychange", 3, "")))
+        .await;
+    db.exec("INSERT INTO items VALUES (1, 'moving', NULL, 1, '{1,2,3}')")
+        .await;
+    wait_count("t_keychange", 1).await;
+    db.exec("UPDATE items SET id = 100 WHERE id = 1").await;
+    let p = wait_for("point 100", WAIT, || point("t_keychange", 100)).await;
+    assert_eq!(p.payload["title"], json!("moving"));
+    assert_eq!(p.vector, Some(vec![1.0, 2.0, 3.0]));
+    wait_count("t_keychange", 1).await;
+    assert!(
+        point("t_keychange", 1).await.is_none(),
+        "the old point is gone"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toast_unchanged_keeps_the_stored_field() {
+    let db = TestDb::new("t_toast", ITEMS).await;
+    // Random text does not compress, so it is stored out of line (TOAST) and not re-sent.
+    db.exec("ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL")
+        .await;
+    let run = db.start(db.config(&table("items", "t_toast", 3, ""))).await;
+    db.exec("INSERT INTO items SELECT 1, 'a', string_agg(md5(g::text), ''), 1, '{1,0,0}' FROM generate_series(1, 200) g").await;
+    let before = wait_for("insert", WAIT, || point("t_toast", 1)).await;
+    let big = before.payload["big"]
+        .as_str()
+        .expect("big stored")
+        .to_owned();
+    assert!(big.len() > 4000);
+    db.exec("UPDATE items SET n = 2 WHERE id = 1").await;
+    let after = wait_for("update", WAIT, || async {
+        point("t_toast", 1)
+            .await
+            .filter(|p| p.payload["n"] == json!(2))
+    })
+    .await;
+    assert_eq!(
+        after.payload["big"].as_str(),
+        Some(big.as_str()),
+        "unchanged TOAST value kept"
+    );
+    assert_eq!(after.vector, Some(vec![1.0, 0.0, 0.0]));
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toast_merge_without_a_point_reads_the_row_from_postgres() {
+    let db = TestDb::new("t_toastfetch", ITEMS).await;
+    db.exec("ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL")
+        .await;
+    db.exec("INSERT INTO items SELECT 1, 'a', string_agg(md5(g::text), ''), 1, '{1,0,0}' FROM generate_series(1, 200) g").await;
+    // The connector starts after the insert: the slot never saw it, so there is no point to merge into.
+    let run = db
+        .start(db.config(&table("items", "t_toastfetch", 3, "")))
+        .await;
+    db.exec("UPDATE items SET n = 5 WHERE id = 1").await;
+    let p = wait_for("fetched row", WAIT, || point("t_toastfetch", 1)).await;
+    assert_eq!(p.payload["n"], json!(5));
+    assert_eq!(
+        p.payload["big"].as_str().map(str::len),
+        Some(200 * 32),
+        "full row, not a partial point"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_and_drop_column_mid_stream_keep_streaming() {
+    let db = TestDb::new("t_schema", ITEMS).await;
+    let run = db
+        .start(db.config(&table("items", "t_schema", 3, "")))
+        .await;
+    db.exec("INSERT INTO items VALUES (1, 'a', NULL, 1, '{1,0,0}')")
+        .await;
+    wait_count("t_schema", 1).await;
+    db.exec("ALTER TABLE items ADD COLUMN color text; INSERT INTO items VALUES (2, 'b', NULL, 2, '{0,1,0}', 'red')").await;
+    let p = wait_for("point 2", WAIT, || point("t_schema", 2)).await;
+    assert_eq!(p.payload["color"], json!("red"));
+    db.exec("ALTER TABLE items DROP COLUMN n; INSERT INTO items (id, title, v, color) VALUES (3, 'c', '{0,0,1}', 'blue')").await;
+    let p = wait_for("point 3", WAIT, || point("t_schema", 3)).await;
+    assert_eq!(p.payload["color"], json!("blue"));
+    assert!(p.payload.get("n").is_none());
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_and_text_keys_get_stable_uuid5_ids() {
+    let db = TestDb::new(
+        "t_uuid5",
+        "CREATE TABLE pairs (a text, b int, v real[], PRIMARY KEY (a, b)); CREATE TABLE named (k text PRIMARY KEY, v real[]);",
+    )
+    .await;
+    let tables = format!(
+        "{}{}",
+        table("pairs", "t_uuid5", 2, ""),
+        table("named", "t_uuid5_named", 2, "")
+    );
+    let run = db.start(db.config(&tables)).await;
+    db.exec(
+        "INSERT INTO pairs VALUES ('x', 1, '{1,0}'); INSERT INTO named VALUES ('alpha', '{0,1}')",
+    )
+    .await;
+    wait_count("t_uuid5", 1).await;
+    wait_count("t_uuid5_named", 1).await;
+    let pair_id = pg2qdrant::mapping::key::point_key(
+        &pg2qdrant::event::TableName::parse("public.pairs"),
+        &[(25, "x"), (23, "1")],
+    )
+    .to_string();
+    let named_id = pg2qdrant::mapping::key::point_key(
+        &pg2qdrant::event::TableName::parse("public.named"),
+        &[(25, "alpha")],
+    )
+    .to_string();
+    assert!(
+        point("t_uuid5", pair_id.clone()).await.is_some(),
+        "composite key → uuid5 {pair_id}"
+    );
+    assert!(
+        point("t_uuid5_named", named_id.clone()).await.is_some(),
+        "text key → uuid5 {named_id}"
+    );
+    // Same row again (update) lands on the same point.
+    db.exec("UPDATE pairs SET v = '{0,1}' WHERE a = 'x'").await;
+    wait_for("update on same id", WAIT, || async {
+        point("t_uuid5", pair_id.clone())
+            .await
+            .filter(|p| p.vector == Some(vec![0.0, 1.0]))
+    })
+    .await;
+    assert_eq!(count("t_uuid5").await, 1);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_deleted_rows_leave_qdrant() {
+    let db = TestDb::new("t_soft", "CREATE TABLE msgs (id bigint PRIMARY KEY, body text, is_deleted boolean NOT NULL DEFAULT false, v real[]);").await;
+    let run = db
+        .start(db.config(&table("msgs", "t_soft", 2, "soft_delete = \"is_deleted\"")))
+        .await;
+    db.exec("INSERT INTO msgs VALUES (1, 'keep', false, '{1,0}'), (2, 'drop', false, '{0,1}')")
+        .await;
+    wait_count("t_soft", 2).await;
+    db.exec("UPDATE msgs SET is_deleted = true WHERE id = 2")
+        .await;
+    wait_count("t_soft", 1).await;
+    assert!(point("t_soft", 2).await.is_none());
+    db.exec("UPDATE msgs SET is_deleted = false WHERE id = 2")
+        .await;
+    wait_count("t_soft", 2).await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_vector_is_dead_lettered_and_the_stream_goes_on() {
+    let db = TestDb::new("t_deadletter", ITEMS).await;
+    let cfg = db.config(&table("items", "t_deadletter", 3, ""));
+    let dl = cfg.dead_letter.path.clone();
+    let run = db.start(cfg).await;
+    db.exec("INSERT INTO items VALUES (1, 'short', NULL, 1, '{1,2}')")
+        .await;
+    db.exec("INSERT INTO items VALUES (2, 'nan', NULL, 2, '{1,NaN,2}')")
+        .await;
+    db.exec("INSERT INTO items VALUES (3, 'null', NULL, 3, NULL)")
+        .await;
+    db.exec("INSERT INTO items VALUES (4, 'good', NULL, 4, '{1,2,3}')")
+        .await;
+    wait_count("t_deadletter", 1).await;
+    let lines: Vec<serde_json::Value> = wait_for("three dead letters", WAIT, || async {
+        let text = std::fs::read_to_string(&dl).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines.len() == 3).then_some(lines)
+    })
+    .await;
+    assert_eq!(lines[0]["table"], "public.items");
+    assert_eq!(lines[0]["key"], json!({"id": "1"}));
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 dimensions"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1]["reason"].as_str().unwrap().contains("not finite"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2]["reason"].as_str().unwrap().contains("NULL"),
+        "{}",
+        lines[2]
+    );
+    assert_eq!(lines[0]["row"]["title"], "short");
+    assert!(lines[0]["lsn"].as_str().unwrap().contains('/'));
+    assert!(point("t_deadletter", 4).await.is_some());
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_slot_advances() {
+    let db = TestDb::new("t_idle", ITEMS).await;
+    let run = db.start(db.config(&table("items", "t_idle", 3, ""))).await;
+    db.exec("INSERT INTO items VALUES (1, 'a', NULL, 1, '{1,0,0}')")
+        .await;
+    wait_count("t_idle", 1).await;
+    // WAL moves on without any change to a watched table.
+    db.exec(
+        "CREATE TABLE unrelated (x int); INSERT INTO unrelated SELECT generate_series(1, 1000)",
+    )
+    .await;
+    let target = db.current_lsn_u64().await;
+    wait_for(
+        "slot confirmed past unrelated WAL",
+        Duration::from_secs(90),
+        || async { (db.confirmed_u64().await >= target).then_some(()) },
+    )
+    .await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
+    use pg2qdrant::event::{Document, Op, PointKey, Vectors};
+    use pg2qdrant::lsn::Position;
+    use pg2qdrant::sink::Sink;
+    let db = TestDb::new("t_fence", ITEMS).await;
+    // Create the collection through the connector's own set-up.
+    let cfg = db.config(&table("items", "t_fence", 2, ""));
+    pg2qdrant::app::prepare(&cfg).await.unwrap();
+    let sink = pg2qdrant::sink::qdrant::QdrantSink::new(qdrant());
+    let table = pg2qdrant::event::TableName::parse("public.items");
+    let doc = |title: &str, lsn: u64, seq: u64, v: Vec<f32>| {
+        let position = Position {
+            commit_lsn: lsn,
+            seq,
+        };
+        let mut payload = serde_json::Map::new();
+        payload.insert("title".into(), json!(title));
+        payload.insert(
+            "_pg2qdrant".into(),
+            pg2qdrant::mapping::meta(&table, position, 0),
+        );
+        Document {
+            key: PointKey::Num(9),
+            payload,
+            vectors: Some(Vectors::Default(v)),
+            position,
+        }
+    };
+    let c: std::sync::Arc<str> = "t_fence".into();
+    let upsert = |d: Document| Op::Upsert {
+        collection: c.clone(),
+        doc: d,
+    };
+    sink.write(&[upsert(doc("new", 200, 1, vec![1.0, 0.0]))])
+        .await
+        .unwrap();
+    // Older commit, and same commit with an earlier ordinal: both skipped.
+    sink.write(&[upsert(doc("old", 100, 5, vec![0.0, 1.0]))])
+        .await
+        .unwrap();
+    sink.write(&[upsert(doc("older-seq", 200, 0, vec![0.0, 1.0]))])
+        .await
+        .unwrap();
+    sink.write(&[Op::Delete {
+        collection: c.clone(),
+        key: PointKey::Num(9),
+        position: Position {
+            commit_lsn: 150,
+            seq: 0,
+        },
+    }])
+    .await
+    .unwrap();
+    let p = point("t_fence", 9)
+        .await
+        .expect("point survives an older delete");
+    assert_eq!(p.payload["title"], json!("new"));
+    assert_eq!(p.vector, Some(vec![1.0, 0.0]));
+    // A newer change does apply.
+    sink.write(&[upsert(doc("newer", 300, 0, vec![0.0, 1.0]))])
+        .await
+        .unwrap();
+    assert_eq!(
+        point("t_fence", 9).await.unwrap().payload["title"],
+        json!("newer")
+    );
+    // A point written by someone else (no position) may be overwritten.
+    qdrant()
+        .upsert_points(
+            qdrant_client::qdrant::UpsertPointsBuilder::new(
+                "t_fence",
+                vec![qdrant_client::qdrant::PointStruct::new(
+                    10,
+                    vec![1.0, 1.0],
+                    qdrant_client::Payload::new(),
+                )],
+            )
+            .wait(true),
+        )
+        .await
+        .unwrap();
+    let mut foreign = doc("ours", 1, 0, vec![0.0, 1.0]);
+    foreign.key = PointKey::Num(10);
+    sink.write(&[upsert(foreign)]).await.unwrap();
+    assert_eq!(
+        point("t_fence", 10).await.unwrap().payload["title"],
+        json!("ours")
+    );
+}
