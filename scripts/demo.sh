@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The demo: installs what is missing, starts a local PostgreSQL 15 and Qdrant, creates the chat
+# schema (sql/chat_schema.sql), runs pg2qdrant with config/chat_history.toml (env overrides only),
+# writes sample chat messages and shows them arriving in Qdrant. DEMO_KEEP=1 keeps it running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+install_all
+command -v jq >/dev/null || apt_install jq
+
+WORK=$(mktemp -d /tmp/pg2qdrant-demo.XXXXXX)
+chmod 755 "$WORK"
+PID=
+cleanup() {
+  [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
+  stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== building pg2qdrant"
+cargo build --locked --bin pg2qdrant
+PG_PORT=$(free_port); QD_HTTP=$(free_port); QD_GRPC=$(free_port); METRICS=$(free_port)
+start_postgres "$WORK/pg" "$PG_PORT"
+start_qdrant "$WORK/qdrant" "$QD_HTTP" "$QD_GRPC"
+PSQL="psql -X -q -h 127.0.0.1 -p $PG_PORT -U postgres"
+$PSQL -d postgres -c "CREATE DATABASE chatbot"
+$PSQL -d chatbot -f sql/chat_schema.sql
+
+export PG2QDRANT__SOURCE__URL="postgres://postgres@127.0.0.1:$PG_PORT/chatbot"
+export PG2QDRANT__QDRANT__URL="http://127.0.0.1:$QD_GRPC"
+export PG2QDRANT__CHECKPOINT__PATH="$WORK/chat.checkpoint"
+export PG2QDRANT__DEAD_LETTER__PATH="$WORK/chat.deadletter.jsonl"
+export PG2QDRANT__METRICS__ADDR="127.0.0.1:$METRICS"
+QD="http://127.0.0.1:$QD_HTTP"
+
+echo "== pg2qdrant check"
+./target/debug/pg2qdrant check --config config/chat_history.toml
+echo "== pg2qdrant run (log: $WORK/pg2qdrant.log)"
+./target/debug/pg2qdrant run --config config/chat_history.toml 2>"$WORK/pg2qdrant.log" &
+PID=$!
+for _ in $(seq 1 100); do
+  [ "$($PSQL -d chatbot -Atc "SELECT count(*) FROM pg_replication_slots WHERE active")" = 1 ] && break; sleep 0.1
+done
+
+count() { curl -fsS -X POST "$QD/collections/chat_history/points/count" -H 'content-type: application/json' -d '{"exact":true}' | jq .result.count; }
+wait_count() { for _ in $(seq 1 100); do [ "$(count)" = "$1" ] && return 0; sleep 0.1; done; echo "expected $1 points, have $(count)"; return 1; }
+
+# Sample embeddings: deterministic 384-d vectors derived from the text (a stand-in for a model).
+EMB="ARRAY(SELECT sin(ascii(substr(md5(c), 1 + j % 32, 1)) * (j + 1))::real FROM generate_series(0, 383) j)"
+echo "== inserting 2 sessions, 6 messages in PostgreSQL"
+$PSQL -d chatbot <<SQL
+INSERT INTO chat_sessions (session_id, user_id) VALUES
+  ('a1b2c3d4-0000-4000-8000-000000000001', 'alice'), ('a1b2c3d4-0000-4000-8000-000000000002', 'bob');
+INSERT INTO chat_messages (session_id, role, content, embedding)
+SELECT s::uuid, r, c, $EMB FROM (VALUES
+  ('a1b2c3d4-0000-4000-8000-000000000001', 'user', 'How do I keep Qdrant in sync with Postgres?'),
+  ('a1b2c3d4-0000-4000-8000-000000000001', 'assistant', 'Stream the WAL through a logical replication slot.'),
+  ('a1b2c3d4-0000-4000-8000-000000000001', 'user', 'What happens if Qdrant is down?'),
+  ('a1b2c3d4-0000-4000-8000-000000000001', 'assistant', 'Nothing is acknowledged until the write is durable; it retries.'),
+  ('a1b2c3d4-0000-4000-8000-000000000002', 'user', 'Can deletes cascade?'),
+  ('a1b2c3d4-0000-4000-8000-000000000002', 'assistant', 'Yes: cascaded deletes arrive as row deletes.')) v(s, r, c);
+SQL
+wait_count 6
+echo "== Qdrant collection chat_history now holds $(count) points; message 1:"
+curl -fsS "$QD/collections/chat_history/points/1" | jq -c '.result | {id, payload: (.payload | del(._pg2qdrant)), vector_len: (.vector | length)}'
+echo "== semantic search filtered by session_id (query = message 3's vector):"
+VEC=$(curl -fsS "$QD/collections/chat_history/points/3" -H 'content-type: application/json' | jq -c '.result.vector')
+curl -fsS -X POST "$QD/collections/chat_history/points/query" -H 'content-type: application/json' \
+  -d "{\"query\": $VEC, \"limit\": 3, \"with_payload\": [\"content\", \"role\"], \"filter\": {\"must\": [{\"key\": \"session_id\", \"match\": {\"value\": \"a1b2c3d4-0000-4000-8000-000000000001\"}}]}}" \
+  | jq -c '.result.points[] | {id, score, role: .payload.role, content: .payload.content}'
+echo "== editing message 2 and deleting bob's session (its messages cascade)"
+$PSQL -d chatbot -c "UPDATE chat_messages SET content = 'Stream the WAL (edited).' WHERE id = 2; DELETE FROM chat_sessions WHERE user_id = 'bob';"
+wait_count 4
+curl -fsS "$QD/collections/chat_history/points/2" | jq -c '.result.payload.content'
+echo "== a message whose embedding has 3 dimensions instead of 384 goes to the dead-letter file:"
+$PSQL -d chatbot -c "INSERT INTO chat_messages (session_id, role, content, embedding) VALUES ('a1b2c3d4-0000-4000-8000-000000000001', 'user', 'bad vector', '{1,2,3}')"
+for _ in $(seq 1 50); do [ -s "$WORK/chat.deadletter.jsonl" ] && break; sleep 0.1; done
+jq -c '{table, key, lsn, reason}' "$WORK/chat.deadletter.jsonl"
+$PSQL -d chatbot -c "DELETE FROM chat_messages WHERE content = 'bad vector'"
+wait_count 4
+echo "== Qdrant holds $(count) points, PostgreSQL $($PSQL -d chatbot -Atc 'SELECT count(*) FROM chat_messages') rows"
+echo "== metrics (http://127.0.0.1:$METRICS/metrics):"
+curl -fsS "http://127.0.0.1:$METRICS/metrics" | grep -E '^pg2qdrant_(changes|last_acked|dead)' || true
+if [ "${DEMO_KEEP:-0}" = 1 ]; then
+  echo "== running; psql: $PSQL -d chatbot ; Qdrant: $QD ; Ctrl-C to stop"
+  wait "$PID"
+fi
+echo "== demo done"
