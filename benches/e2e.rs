@@ -8,7 +8,10 @@
 //! 4. Sink ceiling: bare `wait=true` upserts of the same points, same batch size, one at a time.
 
 use pg2qdrant::config::parse;
-use qdrant_client::qdrant::{CountPointsBuilder, CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder, VectorParamsBuilder};
+use qdrant_client::qdrant::{
+    CountPointsBuilder, CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder,
+    VectorParamsBuilder,
+};
 use qdrant_client::{Payload, Qdrant};
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
@@ -21,36 +24,62 @@ fn env(name: &str) -> String {
 }
 
 fn vector(i: i64) -> Vec<f32> {
-    (0..DIM).map(|j| ((i as usize * 31 + j * 7) % 1000) as f32 / 1000.0).collect()
+    (0..DIM)
+        .map(|j| ((i as usize * 31 + j * 7) % 1000) as f32 / 1000.0)
+        .collect()
 }
 
 async fn count(q: &Qdrant, c: &str) -> u64 {
-    q.count(CountPointsBuilder::new(c).exact(true)).await.ok().and_then(|r| r.result).map(|r| r.count).unwrap_or(0)
+    q.count(CountPointsBuilder::new(c).exact(true))
+        .await
+        .ok()
+        .and_then(|r| r.result)
+        .map(|r| r.count)
+        .unwrap_or(0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rows: i64 = std::env::var("BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
-    let batch: usize = std::env::var("BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+    let rows: i64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let batch: usize = std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
     let pg = env("PG2QDRANT_TEST_PG");
     let qurl = env("PG2QDRANT_TEST_QDRANT_GRPC");
     let work = std::path::PathBuf::from(env("PG2QDRANT_TEST_WORK")).join("bench");
     std::fs::create_dir_all(&work).unwrap();
-    let q = Qdrant::from_url(&qurl).skip_compatibility_check().timeout(Duration::from_secs(120)).build().unwrap();
+    let q = Qdrant::from_url(&qurl)
+        .skip_compatibility_check()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
     let _ = q.delete_collection("bench_e2e").await;
     let _ = q.delete_collection("bench_sink").await;
 
-    let (admin, conn) = tokio_postgres::connect(&format!("{pg}/postgres"), NoTls).await.unwrap();
+    let (admin, conn) = tokio_postgres::connect(&format!("{pg}/postgres"), NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     for slot in ["bench", "bench_src"] {
-        let _ = admin.execute("SELECT pg_drop_replication_slot($1)", &[&slot]).await;
+        let _ = admin
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await;
     }
-    admin.batch_execute("DROP DATABASE IF EXISTS bench WITH (FORCE)").await.unwrap();
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+        .await
+        .unwrap();
     admin.batch_execute("CREATE DATABASE bench").await.unwrap();
     let url = format!("{pg}/bench");
     let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     tokio::spawn(conn);
-    db.batch_execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[])").await.unwrap();
+    db.batch_execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[])")
+        .await
+        .unwrap();
 
     let cfg_text = format!(
         "[source]\nurl = \"{url}\"\nslot = \"bench\"\npublication = \"bench\"\n\
@@ -64,7 +93,9 @@ async fn main() {
     let cfg = parse(&cfg_text).unwrap();
     cfg.validate().unwrap();
     pg2qdrant::app::prepare(&cfg).await.unwrap();
-    db.batch_execute("SELECT pg_create_logical_replication_slot('bench_src', 'pgoutput')").await.unwrap();
+    db.batch_execute("SELECT pg_create_logical_replication_slot('bench_src', 'pgoutput')")
+        .await
+        .unwrap();
 
     eprintln!("loading {rows} rows ...");
     let t = Instant::now();
@@ -80,14 +111,37 @@ async fn main() {
         .unwrap();
         start = end + 1;
     }
-    let end_lsn: String = db.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.unwrap().get(0);
-    eprintln!("loaded in {:.1}s, WAL end {end_lsn}", t.elapsed().as_secs_f64());
+    let end_lsn: String = db
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    eprintln!(
+        "loaded in {:.1}s, WAL end {end_lsn}",
+        t.elapsed().as_secs_f64()
+    );
 
     // Source ceiling.
     let t = Instant::now();
     let status = std::process::Command::new("pg_recvlogical")
-        .args(["-d", &url, "--slot", "bench_src", "--start", "--endpos", &end_lsn, "-f", "/dev/null"])
-        .args(["-o", "proto_version=1", "-o", "publication_names=bench", "--no-loop"])
+        .args([
+            "-d",
+            &url,
+            "--slot",
+            "bench_src",
+            "--start",
+            "--endpos",
+            &end_lsn,
+            "-f",
+            "/dev/null",
+        ])
+        .args([
+            "-o",
+            "proto_version=1",
+            "-o",
+            "publication_names=bench",
+            "--no-loop",
+        ])
         .status()
         .expect("pg_recvlogical");
     assert!(status.success(), "pg_recvlogical failed");
@@ -105,20 +159,27 @@ async fn main() {
     run.await.unwrap().unwrap();
 
     // Sink ceiling.
-    q.create_collection(CreateCollectionBuilder::new("bench_sink").vectors_config(VectorParamsBuilder::new(DIM as u64, Distance::Dot)))
-        .await
-        .unwrap();
+    q.create_collection(
+        CreateCollectionBuilder::new("bench_sink")
+            .vectors_config(VectorParamsBuilder::new(DIM as u64, Distance::Dot)),
+    )
+    .await
+    .unwrap();
     let points: Vec<PointStruct> = (1..=rows)
         .map(|i| {
-            let payload = Payload::try_from(serde_json::json!({"id": i, "title": format!("title {i}"), "n": i % 100,
-                "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": i}}))
+            let payload = Payload::try_from(
+                serde_json::json!({"id": i, "title": format!("title {i}"), "n": i % 100,
+                "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": i}}),
+            )
             .unwrap();
             PointStruct::new(i as u64, vector(i), payload)
         })
         .collect();
     let t = Instant::now();
     for chunk in points.chunks(batch) {
-        q.upsert_points(UpsertPointsBuilder::new("bench_sink", chunk.to_vec()).wait(true)).await.unwrap();
+        q.upsert_points(UpsertPointsBuilder::new("bench_sink", chunk.to_vec()).wait(true))
+            .await
+            .unwrap();
     }
     let sink = rows as f64 / t.elapsed().as_secs_f64();
 
@@ -129,6 +190,11 @@ async fn main() {
     println!("end to end (pg2qdrant):                      {e2e:>10.0} rows/s");
     println!("end to end / source ceiling: {:.2}", e2e / source);
     println!("end to end / sink ceiling:   {:.2}", e2e / sink);
-    println!("end to end / lower ceiling:  {:.2} (aim ≥ 0.80)", e2e / lower);
-    let _ = admin.execute("SELECT pg_drop_replication_slot('bench_src')", &[]).await;
+    println!(
+        "end to end / lower ceiling:  {:.2} (aim ≥ 0.80)",
+        e2e / lower
+    );
+    let _ = admin
+        .execute("SELECT pg_drop_replication_slot('bench_src')", &[])
+        .await;
 }

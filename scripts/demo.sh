@@ -8,20 +8,14 @@ source scripts/services.sh
 install_all
 command -v jq >/dev/null || apt_install jq
 
-WORK=$(mktemp -d /tmp/pg2qdrant-demo.XXXXXX)
-chmod 755 "$WORK"
-PID=
-cleanup() {
-  [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null || true
-  stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 echo "== building pg2qdrant"
 cargo build --locked --bin pg2qdrant
-PG_PORT=$(free_port); QD_HTTP=$(free_port); QD_GRPC=$(free_port); METRICS=$(free_port)
-start_postgres "$WORK/pg" "$PG_PORT"
-start_qdrant "$WORK/qdrant" "$QD_HTTP" "$QD_GRPC"
+start_services demo
+PID=
+trap 'if [ -n "$PID" ]; then kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi; stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"' EXIT
+PG_PORT=${PG2QDRANT_TEST_PG##*:}; QD_HTTP=${PG2QDRANT_TEST_QDRANT_HTTP##*:}; QD_GRPC=${PG2QDRANT_TEST_QDRANT_GRPC##*:}
+METRICS=$(free_port)
 PSQL="psql -X -q -h 127.0.0.1 -p $PG_PORT -U postgres"
 $PSQL -d postgres -c "CREATE DATABASE chatbot"
 $PSQL -d chatbot -f sql/chat_schema.sql

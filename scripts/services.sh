@@ -79,7 +79,7 @@ start_qdrant() {
   QDRANT__SERVICE__HOST=127.0.0.1 QDRANT__SERVICE__HTTP_PORT=$http QDRANT__SERVICE__GRPC_PORT=$grpc \
   QDRANT__STORAGE__STORAGE_PATH="$dir/storage" QDRANT__STORAGE__SNAPSHOTS_PATH="$dir/snapshots" \
   QDRANT__TELEMETRY_DISABLED=true QDRANT__LOG_LEVEL=WARN \
-    "$QDRANT_BIN" --disable-telemetry >"$dir/qdrant.log" 2>&1 &
+    bash -c 'cd "$1" && exec "$2" --disable-telemetry' _ "$dir" "$QDRANT_BIN" >"$dir/qdrant.log" 2>&1 &
   echo $! >"$dir/qdrant.pid"
   for _ in $(seq 1 300); do
     if curl -fsS "http://127.0.0.1:$http/healthz" >/dev/null 2>&1; then
@@ -91,3 +91,20 @@ start_qdrant() {
 }
 
 stop_qdrant() { [ -f "$1/qdrant.pid" ] && kill "$(cat "$1/qdrant.pid")" 2>/dev/null || true; }
+
+# start_services: a work dir with PostgreSQL and Qdrant on free ports, stopped and removed on exit;
+# exports the PG2QDRANT_TEST_* variables the tests and the bench read.
+start_services() {
+  WORK=$(mktemp -d /tmp/pg2qdrant-$1.XXXXXX)
+  chmod 755 "$WORK"
+  trap 'stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"' EXIT
+  local pg_port qd_http qd_grpc
+  pg_port=$(free_port); qd_http=$(free_port); qd_grpc=$(free_port)
+  start_postgres "$WORK/pg" "$pg_port"
+  start_qdrant "$WORK/qdrant" "$qd_http" "$qd_grpc"
+  export PG2QDRANT_TEST_PG="postgres://postgres@127.0.0.1:$pg_port"
+  export PG2QDRANT_TEST_QDRANT_GRPC="http://127.0.0.1:$qd_grpc"
+  export PG2QDRANT_TEST_QDRANT_HTTP="http://127.0.0.1:$qd_http"
+  export PG2QDRANT_TEST_QDRANT_BIN="$QDRANT_BIN"
+  export PG2QDRANT_TEST_WORK="$WORK"
+}

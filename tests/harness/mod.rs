@@ -378,6 +378,7 @@ impl PrivateQdrant {
         std::fs::create_dir_all(&self.dir).unwrap();
         let child = std::process::Command::new(env("PG2QDRANT_TEST_QDRANT_BIN"))
             .arg("--disable-telemetry")
+            .current_dir(&self.dir)
             .env("QDRANT__SERVICE__HOST", "127.0.0.1")
             .env("QDRANT__SERVICE__HTTP_PORT", self.http.to_string())
             .env("QDRANT__SERVICE__GRPC_PORT", self.grpc.to_string())
