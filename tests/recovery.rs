@@ -174,3 +174,18 @@ async fn qdrant_stopped_and_restarted_mid_load_loses_nothing() {
     .await;
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_connection_killed_reconnects_and_loses_nothing() {
+    let db = TestDb::new("t_pg_reconnect", LOAD).await;
+    let run = db
+        .start(db.config(&table("docs", "t_pg_reconnect", DIM as u64, "")))
+        .await;
+    db.exec("INSERT INTO docs SELECT g, 'a', g, array_fill(1::real, ARRAY[8]) FROM generate_series(1, 100) g").await;
+    wait_count("t_pg_reconnect", 100).await;
+    db.exec("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 't_pg_reconnect'").await;
+    db.exec("INSERT INTO docs SELECT g, 'b', g, array_fill(2::real, ARRAY[8]) FROM generate_series(101, 200) g").await;
+    db.exec("DELETE FROM docs WHERE id <= 10").await;
+    assert_mirrored(&db, "t_pg_reconnect").await;
+    run.stop().await;
+}

@@ -375,3 +375,42 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
         json!("ours")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_command_names_the_missing_table_and_fails() {
+    let db = TestDb::new("t_check", ITEMS).await;
+    let dir = work_dir("t_check");
+    let config = dir.join("config.toml");
+    let tables = format!(
+        "{}{}",
+        table("items", "t_check", 3, ""),
+        table("nosuch", "t_check2", 3, "")
+    );
+    std::fs::write(&config, db.config_text(&tables, &qdrant_url())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok   wal_level: logical"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL tables[1] public.nosuch") && stdout.contains("does not exist"),
+        "{stdout}"
+    );
+    // A bad config is reported with its field path, and is a failure too.
+    std::fs::write(
+        &config,
+        db.config_text(&tables, &qdrant_url())
+            .replace("batch_size = 64", "batch_size = 0"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("qdrant.batch_size"));
+}

@@ -58,6 +58,7 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new(name: &str, schema: &str) -> Self {
+        let _ = std::fs::remove_dir_all(work_dir(name));
         let admin = connect(&format!("{}/postgres", pg_base())).await;
         let _ = admin
             .execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", &[&name])
@@ -171,6 +172,13 @@ impl TestDb {
     /// Starts the connector in-process and waits until its slot is streaming, so every change
     /// made after this returns is captured.
     pub async fn start(&self, cfg: Config) -> Running {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("PG2QDRANT_LOG")
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let token = CancellationToken::new();
         let handle = tokio::spawn(pg2qdrant::run(cfg, token.clone()));
         self.wait_streaming().await;
