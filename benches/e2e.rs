@@ -183,10 +183,56 @@ async fn main() {
     }
     let sink = rows as f64 / t.elapsed().as_secs_f64();
 
+    // The same writes through pg2qdrant's own sink (position fences on), to tell the cost of the
+    // fence from the cost of the rest of the pipeline.
+    let _ = q.delete_collection("bench_sink").await;
+    q.create_collection(
+        CreateCollectionBuilder::new("bench_sink")
+            .vectors_config(VectorParamsBuilder::new(DIM as u64, Distance::Dot)),
+    )
+    .await
+    .unwrap();
+    let table = pg2qdrant::event::TableName::parse("public.docs");
+    let coll: std::sync::Arc<str> = "bench_sink".into();
+    let ops: Vec<pg2qdrant::event::Op> = (1..=rows)
+        .map(|i| {
+            let position = pg2qdrant::lsn::Position {
+                commit_lsn: 1,
+                seq: i as u64,
+            };
+            let mut payload = serde_json::Map::new();
+            payload.insert("id".into(), serde_json::json!(i));
+            payload.insert("title".into(), serde_json::json!(format!("title {i}")));
+            payload.insert("n".into(), serde_json::json!(i % 100));
+            payload.insert(
+                "_pg2qdrant".into(),
+                pg2qdrant::mapping::meta(&table, position, 0),
+            );
+            pg2qdrant::event::Op::Upsert {
+                collection: coll.clone(),
+                doc: pg2qdrant::event::Document {
+                    key: pg2qdrant::event::PointKey::Num(i as u64),
+                    payload,
+                    vectors: Some(pg2qdrant::event::Vectors::Default(vector(i))),
+                    position,
+                },
+            }
+        })
+        .collect();
+    let fenced_sink = pg2qdrant::sink::qdrant::QdrantSink::new(q.clone());
+    let t = Instant::now();
+    for chunk in ops.chunks(batch) {
+        pg2qdrant::sink::Sink::write(&fenced_sink, chunk)
+            .await
+            .unwrap();
+    }
+    let fenced = rows as f64 / t.elapsed().as_secs_f64();
+
     let lower = source.min(sink);
     println!("rows: {rows}, vector: {DIM} x f32, batch size: {batch}");
     println!("source ceiling (pg_recvlogical → /dev/null): {source:>10.0} rows/s");
     println!("sink ceiling (bare batched upserts):         {sink:>10.0} rows/s");
+    println!("pg2qdrant's fenced sink alone:              {fenced:>10.0} rows/s");
     println!("end to end (pg2qdrant):                      {e2e:>10.0} rows/s");
     println!("end to end / source ceiling: {:.2}", e2e / source);
     println!("end to end / sink ceiling:   {:.2}", e2e / sink);

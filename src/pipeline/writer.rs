@@ -53,12 +53,16 @@ impl<S: Sink> Writer<S> {
             };
             let started = Instant::now();
             if !batch.ops.is_empty() {
-                let ops = match self
-                    .retry(|| self.resolve_merges(&catalog, batch.ops.clone()))
-                    .await
-                {
-                    Ok(ops) => ops,
-                    Err(e) => break Err(e),
+                let ops = if batch.ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
+                    match self
+                        .retry(|| self.resolve_merges(&catalog, batch.ops.clone()))
+                        .await
+                    {
+                        Ok(ops) => ops,
+                        Err(e) => break Err(e),
+                    }
+                } else {
+                    batch.ops
                 };
                 if let Err(e) = self.write(&ops).await {
                     break Err(e);
@@ -177,9 +181,6 @@ impl<S: Sink> Writer<S> {
         catalog: &tokio::sync::Mutex<Option<Catalog>>,
         ops: Vec<Op>,
     ) -> Result<Vec<Op>, Error> {
-        if !ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
-            return Ok(ops);
-        }
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             let Op::Merge {

@@ -2,7 +2,9 @@
 //!
 //! Consecutive ops of one collection go into one request, in order:
 //! - a run of upserts → one `Upsert` with `update_filter` = per-point fence (last op per id wins
-//!   within the run: it holds the latest position);
+//!   within the run: it holds the latest position). The stored positions are read first (one
+//!   request): points already newer are left out, and points that do not exist need no fence
+//!   clause, which keeps the filter small for inserts (the common case);
 //! - a run of deletes → one `DeletePoints` selecting by the per-point fence;
 //! - a merge → `UpdateVectors` (if a vector changed) then `SetPayload`, both fenced, so the
 //!   position in the payload moves only after the vectors were written;
@@ -12,6 +14,7 @@
 //! repeated or replayed request converges to the same state.
 
 use super::{fence, mapping};
+use crate::config::META_FIELD;
 use crate::error::Error;
 use crate::event::{Op, PointKey};
 use crate::lsn::Position;
@@ -19,7 +22,10 @@ use crate::sink::Sink;
 use qdrant_client::qdrant::points_update_operation::{
     DeletePoints, Operation, PointStructList, SetPayload, UpdateVectors,
 };
-use qdrant_client::qdrant::{GetPointsBuilder, PointsUpdateOperation, UpdateBatchPointsBuilder};
+use qdrant_client::qdrant::with_payload_selector::SelectorOptions;
+use qdrant_client::qdrant::{
+    GetPointsBuilder, PayloadIncludeSelector, PointsUpdateOperation, UpdateBatchPointsBuilder,
+};
 use qdrant_client::Qdrant;
 use std::collections::HashMap;
 
@@ -50,8 +56,14 @@ fn delete_where(filter: qdrant_client::qdrant::Filter) -> PointsUpdateOperation 
     }))
 }
 
-/// Translates ops of one collection into its ordered operation list.
-pub fn operations(ops: &[&Op]) -> Vec<PointsUpdateOperation> {
+/// Stored positions of the points an upsert may touch, read just before the write: `None` for a
+/// point that exists without a position. Points not in the map did not exist.
+pub type Stored = HashMap<PointKey, Option<Position>>;
+
+/// Translates ops of one collection into its ordered operation list. `stored` lets upserts of
+/// points that did not exist skip the per-point fence clause (the fence is for existing points;
+/// a point that appears meanwhile still matches `has_id` of the absent list and is replaced).
+pub fn operations(ops: &[&Op], stored: &Stored) -> Vec<PointsUpdateOperation> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < ops.len() {
@@ -74,8 +86,31 @@ pub fn operations(ops: &[&Op]) -> Vec<PointsUpdateOperation> {
                     })
                     .collect();
                 debug_assert!(start < i);
-                let filter =
-                    fence::per_point(docs.iter().map(|d| (mapping::point_id(&d.key), d.position)));
+                // Stored newer: the fence would skip it anyway; leave it out of the request.
+                let docs: Vec<_> = docs
+                    .into_iter()
+                    .filter(|d| !matches!(stored.get(&d.key), Some(Some(p)) if *p >= d.position))
+                    .collect();
+                if docs.is_empty() {
+                    continue;
+                }
+                let (existing, absent): (
+                    Vec<&crate::event::Document>,
+                    Vec<&crate::event::Document>,
+                ) = docs
+                    .iter()
+                    .copied()
+                    .partition(|d| stored.contains_key(&d.key));
+                let mut filter = fence::per_point(
+                    existing
+                        .iter()
+                        .map(|d| (mapping::point_id(&d.key), d.position)),
+                );
+                if !absent.is_empty() {
+                    filter.should.push(qdrant_client::qdrant::Condition::has_id(
+                        absent.iter().map(|d| mapping::point_id(&d.key)),
+                    ));
+                }
                 out.push(op(Operation::Upsert(PointStructList {
                     points: docs.iter().map(|d| mapping::point(d)).collect(),
                     shard_key_selector: None,
@@ -122,6 +157,54 @@ pub fn operations(ops: &[&Op]) -> Vec<PointsUpdateOperation> {
     out
 }
 
+impl QdrantSink {
+    /// Reads `_pg2qdrant.{lsn,seq}` of every point an upsert in `ops` targets (one request).
+    async fn stored_positions(&self, collection: &str, ops: &[&Op]) -> Result<Stored, Error> {
+        let keys: Vec<&PointKey> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Upsert { doc, .. } => Some(&doc.key),
+                _ => None,
+            })
+            .collect();
+        if keys.is_empty() {
+            return Ok(Stored::new());
+        }
+        let by_id: HashMap<_, _> = keys
+            .iter()
+            .map(|k| (mapping::point_id(k), (*k).clone()))
+            .collect();
+        let found = self
+            .client
+            .get_points(
+                GetPointsBuilder::new(collection, by_id.keys().cloned().collect::<Vec<_>>())
+                    .with_payload(SelectorOptions::Include(PayloadIncludeSelector {
+                        fields: vec![META_FIELD.to_owned()],
+                    }))
+                    .with_vectors(false),
+            )
+            .await
+            .map_err(Error::qdrant(format!(
+                "read stored positions in {collection}"
+            )))?;
+        Ok(found
+            .result
+            .into_iter()
+            .filter_map(|p| {
+                let key = by_id.get(p.id.as_ref()?)?.clone();
+                let meta = serde_json::Value::from(qdrant_client::Payload::from(p.payload));
+                let pos = meta.get(META_FIELD).and_then(|m| {
+                    Some(Position {
+                        commit_lsn: m.get("lsn")?.as_u64()?,
+                        seq: m.get("seq")?.as_u64()?,
+                    })
+                });
+                Some((key, pos))
+            })
+            .collect())
+    }
+}
+
 impl Sink for QdrantSink {
     async fn write(&self, ops: &[Op]) -> Result<(), Error> {
         let mut i = 0;
@@ -132,7 +215,11 @@ impl Sink for QdrantSink {
                 segment.push(o);
                 i += 1;
             }
-            let operations = operations(&segment);
+            let stored = self.stored_positions(&collection, &segment).await?;
+            let operations = operations(&segment, &stored);
+            if operations.is_empty() {
+                continue;
+            }
             self.client
                 .update_points_batch(
                     UpdateBatchPointsBuilder::new(collection.as_ref(), operations).wait(true),
