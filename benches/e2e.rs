@@ -228,11 +228,67 @@ async fn main() {
     }
     let fenced = rows as f64 / t.elapsed().as_secs_f64();
 
+    // Decode + mapping alone (CPU only): the same rows as pgoutput Insert messages through the
+    // assembler, batches dropped.
+    let decode = {
+        use pg2qdrant::source::pgoutput::{encode, Cell, Message, Relation, RelationColumn};
+        let cfg = parse(&cfg_text).unwrap();
+        let m = pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]);
+        let mappings = std::sync::Arc::new([(m.table.clone(), m)].into_iter().collect());
+        let mut a = pg2qdrant::pipeline::assemble::Assembler::new(
+            mappings,
+            batch,
+            Duration::from_millis(20),
+        );
+        let col = |name: &str, oid: u32, flags: u8| RelationColumn {
+            flags,
+            name: name.into(),
+            type_oid: oid,
+            type_modifier: -1,
+        };
+        let rel = encode(&Message::Relation(Relation {
+            id: 1,
+            namespace: "public".into(),
+            name: "docs".into(),
+            replica_identity: b'd',
+            columns: vec![
+                col("id", 20, 1),
+                col("title", 25, 0),
+                col("n", 23, 0),
+                col("v", 1021, 0),
+            ],
+        }));
+        let msgs: Vec<Vec<u8>> = (1..=rows)
+            .map(|i| {
+                let v: Vec<String> = vector(i).iter().map(|f| f.to_string()).collect();
+                encode(&Message::Insert {
+                    relation_id: 1,
+                    new: vec![
+                        Cell::Text(i.to_string()),
+                        Cell::Text(format!("title {i}")),
+                        Cell::Text((i % 100).to_string()),
+                        Cell::Text(format!("{{{}}}", v.join(","))),
+                    ],
+                })
+            })
+            .collect();
+        let mut dead = Vec::new();
+        let t = Instant::now();
+        a.begin(pg2qdrant::lsn::Lsn(1), 0);
+        a.data(&rel, &mut dead).unwrap();
+        for m in &msgs {
+            a.data(m, &mut dead).unwrap();
+        }
+        assert!(dead.is_empty());
+        rows as f64 / t.elapsed().as_secs_f64()
+    };
+
     let lower = source.min(sink);
     println!("rows: {rows}, vector: {DIM} x f32, batch size: {batch}");
     println!("source ceiling (pg_recvlogical → /dev/null): {source:>10.0} rows/s");
     println!("sink ceiling (bare batched upserts):         {sink:>10.0} rows/s");
     println!("pg2qdrant's fenced sink alone:              {fenced:>10.0} rows/s");
+    println!("decode + mapping alone (one core, CPU):     {decode:>10.0} rows/s");
     println!("end to end (pg2qdrant):                      {e2e:>10.0} rows/s");
     println!("end to end / source ceiling: {:.2}", e2e / source);
     println!("end to end / sink ceiling:   {:.2}", e2e / sink);

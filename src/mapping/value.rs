@@ -276,6 +276,33 @@ fn parse_array_at(b: &[u8], pos: &mut usize) -> Result<Vec<ArrayItem>, String> {
 /// (`[1, 2.5, 3]`). Checks the length and that every element is a finite number.
 pub fn parse_vector(text: &str, expected_len: usize) -> Result<Vec<f32>, String> {
     let t = text.trim();
+    // Fast path: a flat array of plain numbers (what real[]/float8[]/pgvector print), no
+    // allocation per element.
+    if let Some(inner) = t
+        .strip_prefix(['{', '['])
+        .and_then(|s| s.strip_suffix(['}', ']']))
+    {
+        if !inner.contains(['"', '{', '[', 'N', 'n', 'I', 'i']) && !inner.trim().is_empty() {
+            let mut out = Vec::with_capacity(expected_len);
+            for (i, p) in inner.split(',').enumerate() {
+                let p = p.trim();
+                let f: f32 = p
+                    .parse()
+                    .map_err(|_| format!("vector element {i} ({p:?}) is not a number"))?;
+                if !f.is_finite() {
+                    return Err(format!("vector element {i} is {p} (not finite as f32)"));
+                }
+                out.push(f);
+            }
+            if out.len() != expected_len {
+                return Err(format!(
+                    "vector has {} dimensions, the collection expects {expected_len}",
+                    out.len()
+                ));
+            }
+            return Ok(out);
+        }
+    }
     let parts: Vec<String> = if t.starts_with('{') {
         parse_array(t)?
             .into_iter()
