@@ -221,7 +221,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         if let Some(mut c) = client.take() {
             c.abort();
         }
-        tokio::time::sleep(backoff.next_delay()).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
     };
 
     // Shutdown: hand over what is buffered, let the writer finish, report the final position.
