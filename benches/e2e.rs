@@ -29,6 +29,32 @@ fn vector(i: i64) -> Vec<f32> {
         .collect()
 }
 
+/// Waits until Qdrant finished optimizing (indexing) every collection, so one phase's background
+/// work does not slow the next phase down.
+async fn settle(q: &Qdrant) {
+    for _ in 0..1200 {
+        let mut busy = false;
+        for c in q
+            .list_collections()
+            .await
+            .map(|r| r.collections)
+            .unwrap_or_default()
+        {
+            let status = q
+                .collection_info(&c.name)
+                .await
+                .ok()
+                .and_then(|r| r.result)
+                .map(|r| r.status);
+            busy |= status != Some(qdrant_client::qdrant::CollectionStatus::Green as i32);
+        }
+        if !busy {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn count(q: &Qdrant, c: &str) -> u64 {
     q.count(CountPointsBuilder::new(c).exact(true))
         .await
@@ -148,6 +174,7 @@ async fn main() {
     let source = rows as f64 / t.elapsed().as_secs_f64();
 
     // End to end.
+    settle(&q).await;
     let token = CancellationToken::new();
     let t = Instant::now();
     let run = tokio::spawn(pg2qdrant::run(cfg, token.clone()));
@@ -159,6 +186,7 @@ async fn main() {
     run.await.unwrap().unwrap();
 
     // Sink ceiling.
+    settle(&q).await;
     q.create_collection(
         CreateCollectionBuilder::new("bench_sink")
             .vectors_config(VectorParamsBuilder::new(DIM as u64, Distance::Dot)),
@@ -220,6 +248,7 @@ async fn main() {
         })
         .collect();
     let fenced_sink = pg2qdrant::sink::qdrant::QdrantSink::new(q.clone());
+    settle(&q).await;
     let t = Instant::now();
     for chunk in ops.chunks(batch) {
         pg2qdrant::sink::Sink::write(&fenced_sink, chunk)

@@ -124,13 +124,12 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         sink: Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)),
         mappings: mappings.clone(),
         source: cfg.source.clone(),
-        checkpoint: Box::new(checkpoint),
-        durable: durable_tx,
         dead_letter: dead_letter.clone(),
         max_backoff,
         shutdown: writer_stop.clone(),
     };
-    let mut writer = tokio::spawn(writer.run(rx));
+    let progress = crate::pipeline::writer::Progress::new(Box::new(checkpoint), durable_tx);
+    let mut writer = tokio::spawn(writer.run(rx, progress));
     tokio::spawn(lag_sampler(
         cfg.clone(),
         durable_rx.clone(),

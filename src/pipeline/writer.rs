@@ -16,11 +16,13 @@ use crate::checkpoint::CheckpointStore;
 use crate::config::SourceConfig;
 use crate::deadletter::DeadLetter;
 use crate::error::{Backoff, Disposition, Error};
-use crate::event::{Datum, Op};
+use crate::event::{Datum, Op, PointKey};
 use crate::lsn::Lsn;
 use crate::metrics::names;
 use crate::sink::Sink;
 use crate::source::catalog::Catalog;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -35,66 +37,148 @@ pub struct Writer<S: Sink> {
     pub sink: Arc<S>,
     pub mappings: Arc<Mappings>,
     pub source: SourceConfig,
-    pub checkpoint: Box<dyn CheckpointStore>,
-    pub durable: watch::Sender<Lsn>,
     pub dead_letter: Arc<Mutex<DeadLetter>>,
     pub max_backoff: Duration,
     pub shutdown: CancellationToken,
 }
 
+/// Batches written concurrently at most. Concurrent batches never share a point, and acks are
+/// taken strictly in batch order, so durability still moves forward in commit order.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// The point keys a batch touches; `None` when it must run alone (a truncate, or a TOAST merge
+/// that may read the source).
+fn keys_of(ops: &[Op]) -> Option<HashSet<(Arc<str>, PointKey)>> {
+    let mut keys = HashSet::with_capacity(ops.len());
+    for op in ops {
+        match op {
+            Op::Upsert { collection, doc } => keys.insert((collection.clone(), doc.key.clone())),
+            Op::Delete {
+                collection, key, ..
+            } => keys.insert((collection.clone(), key.clone())),
+            Op::Merge { .. } | Op::Truncate { .. } => return None,
+        };
+    }
+    Some(keys)
+}
+
+/// Where durable progress goes: the slot feedback (through a watch) and the checkpoint file.
+pub struct Progress {
+    pub checkpoint: Box<dyn CheckpointStore>,
+    pub durable: watch::Sender<Lsn>,
+    last_store: Instant,
+    pending: Option<Lsn>,
+}
+
+impl Progress {
+    pub fn new(checkpoint: Box<dyn CheckpointStore>, durable: watch::Sender<Lsn>) -> Self {
+        Self {
+            checkpoint,
+            durable,
+            last_store: Instant::now() - CHECKPOINT_EVERY,
+            pending: None,
+        }
+    }
+
+    /// Everything up to `ack` is durable (called in batch order).
+    fn durable(&mut self, ack: Option<Lsn>) -> Result<(), Error> {
+        let Some(lsn) = ack else { return Ok(()) };
+        self.durable.send_if_modified(|d| {
+            let moved = lsn > *d;
+            if moved {
+                *d = lsn;
+            }
+            moved
+        });
+        metrics::gauge!(names::LAST_ACKED_LSN).set(lsn.as_u64() as f64);
+        self.pending = Some(lsn);
+        if self.last_store.elapsed() >= CHECKPOINT_EVERY {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if let Some(lsn) = self.pending.take() {
+            self.checkpoint.store(lsn)?;
+            self.last_store = Instant::now();
+        }
+        Ok(())
+    }
+}
+
 impl<S: Sink> Writer<S> {
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> Result<(), Error> {
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Batch>,
+        mut progress: Progress,
+    ) -> Result<(), Error> {
         let catalog: tokio::sync::Mutex<Option<Catalog>> = tokio::sync::Mutex::new(None);
-        let mut last_checkpoint = Instant::now() - CHECKPOINT_EVERY;
-        let mut pending_checkpoint: Option<Lsn> = None;
+        // Batches being written, in order, with the point keys each touches (None: exclusive).
+        let mut inflight = FuturesOrdered::new();
+        let mut touched: VecDeque<Option<HashSet<(Arc<str>, PointKey)>>> = VecDeque::new();
+        let mut closed = false;
         let result = loop {
-            let Some(batch) = rx.recv().await else {
+            if closed && inflight.is_empty() {
                 break Ok(());
-            };
-            let started = Instant::now();
-            if !batch.ops.is_empty() {
-                let ops = if batch.ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
-                    match self
-                        .retry(|| self.resolve_merges(&catalog, batch.ops.clone()))
-                        .await
-                    {
-                        Ok(ops) => ops,
+            }
+            tokio::select! {
+                biased;
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    touched.pop_front();
+                    match done {
+                        Ok(ack) => progress.durable(ack)?,
                         Err(e) => break Err(e),
                     }
-                } else {
-                    batch.ops
-                };
-                if let Err(e) = self.write(&ops).await {
-                    break Err(e);
                 }
-                metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);
-                metrics::histogram!(names::WRITE_LATENCY).record(started.elapsed().as_secs_f64());
-                for op in &ops {
-                    metrics::counter!(names::CHANGES_APPLIED, "collection" => op.collection().to_string(), "op" => op.kind())
-                        .increment(1);
-                }
-            }
-            if let Some(lsn) = batch.ack {
-                self.durable.send_if_modified(|d| {
-                    let moved = lsn > *d;
-                    if moved {
-                        *d = lsn;
+                batch = rx.recv(), if !closed && inflight.len() < MAX_IN_FLIGHT => {
+                    let Some(batch) = batch else { closed = true; continue };
+                    let keys = keys_of(&batch.ops);
+                    let conflicts = match &keys {
+                        None => !inflight.is_empty(),
+                        Some(k) => touched.iter().any(|t| t.as_ref().is_none_or(|t| !t.is_disjoint(k))),
+                    };
+                    if conflicts {
+                        // Same points (or a truncate/merge) in flight: let them land first, so
+                        // each point's changes apply in commit order.
+                        while let Some(done) = inflight.next().await {
+                            touched.pop_front();
+                            progress.durable(done?)?;
+                        }
                     }
-                    moved
-                });
-                metrics::gauge!(names::LAST_ACKED_LSN).set(lsn.as_u64() as f64);
-                pending_checkpoint = Some(lsn);
-                if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                    self.checkpoint.store(lsn)?;
-                    last_checkpoint = Instant::now();
-                    pending_checkpoint = None;
+                    touched.push_back(keys);
+                    inflight.push_back(self.apply(&catalog, batch));
                 }
             }
         };
-        if let Some(lsn) = pending_checkpoint {
-            self.checkpoint.store(lsn)?;
-        }
+        progress.flush()?;
         result
+    }
+
+    /// Makes one batch durable; returns its ack.
+    async fn apply(
+        &self,
+        catalog: &tokio::sync::Mutex<Option<Catalog>>,
+        batch: Batch,
+    ) -> Result<Option<Lsn>, Error> {
+        if batch.ops.is_empty() {
+            return Ok(batch.ack);
+        }
+        let started = Instant::now();
+        let ops = if batch.ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
+            self.retry(|| self.resolve_merges(catalog, batch.ops.clone()))
+                .await?
+        } else {
+            batch.ops
+        };
+        self.write(&ops).await?;
+        metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);
+        metrics::histogram!(names::WRITE_LATENCY).record(started.elapsed().as_secs_f64());
+        for op in &ops {
+            metrics::counter!(names::CHANGES_APPLIED, "collection" => op.collection().to_string(), "op" => op.kind())
+                .increment(1);
+        }
+        Ok(batch.ack)
     }
 
     /// Writes a batch; transient errors are retried, a definite one falls back to op by op.
