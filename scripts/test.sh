@@ -14,4 +14,4 @@ cargo build --locked --all-targets
 for t in pgoutput values; do ./target/debug/$t -runs=200000 2>&1 | tail -1; done
 
 start_services test
-cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@"
+cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-1}" "$@"

@@ -11,6 +11,7 @@ async fn chat_history_example_runs_as_shipped() {
     let db = TestDb::new("t_chat", &schema).await;
     let _ = qdrant().delete_collection("chat_history").await;
     let dir = work_dir("t_chat");
+    let metrics_port = free_port();
     let mut cfg = pg2qdrant::config::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/config/chat_history.toml"
@@ -32,7 +33,7 @@ async fn chat_history_example_runs_as_shipped() {
             ),
             (
                 "PG2QDRANT__METRICS__ADDR".to_owned(),
-                "127.0.0.1:0".to_owned(),
+                format!("127.0.0.1:{metrics_port}"),
             ),
         ],
     )
@@ -113,10 +114,39 @@ async fn chat_history_example_runs_as_shipped() {
         ]
     );
 
+    // The metrics listener serves the catalogue with per-table/collection labels.
+    let body = http_get(metrics_port, "/metrics").await;
+    for needle in [
+        "pg2qdrant_changes_received_total{table=\"public.chat_messages\",op=\"insert\"} 3",
+        "pg2qdrant_changes_applied_total{collection=\"chat_history\",op=\"upsert\"}",
+        "pg2qdrant_last_acked_lsn",
+        "pg2qdrant_write_latency_seconds_bucket",
+    ] {
+        assert!(
+            body.contains(needle),
+            "{needle} missing from /metrics:\n{body}"
+        );
+    }
+    assert!(http_get(metrics_port, "/healthz").await.ends_with("ok\n"));
+
     // Deleting a session removes its messages' points (the cascade arrives as row deletes).
     db.exec("DELETE FROM chat_sessions WHERE session_id = '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713'")
         .await;
     wait_count("chat_history", 1).await;
     assert!(point("chat_history", 3).await.is_some());
     run.stop().await;
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
 }

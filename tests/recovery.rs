@@ -9,11 +9,11 @@ const LOAD: &str =
     "CREATE TABLE docs (id bigint PRIMARY KEY, title text NOT NULL, n int, v real[]);";
 const DIM: usize = 8;
 
-/// Inserts `rows` rows in transactions of `per_txn`, then updates every 10th row and deletes
+/// Inserts rows `first..=rows` in transactions of `per_txn`, then updates every 10th row and deletes
 /// every 25th, so the end state exercises every op.
-async fn load(url: String, rows: i64, per_txn: i64) {
+async fn load(url: String, first: i64, rows: i64, per_txn: i64) {
     let c = connect(&url).await;
-    let mut start = 1;
+    let mut start = first;
     while start <= rows {
         let end = (start + per_txn - 1).min(rows);
         c.batch_execute(&format!(
@@ -33,13 +33,15 @@ async fn load(url: String, rows: i64, per_txn: i64) {
 
 /// Every row equals its point (id, payload, vector) and there are no extra points.
 async fn assert_mirrored(db: &TestDb, collection: &str) {
+    assert_mirrored_at(db, collection, &qdrant()).await
+}
+
+async fn assert_mirrored_at(db: &TestDb, collection: &str, q: &qdrant_client::Qdrant) {
     let rows = db
         .client
         .query("SELECT id, title, n, v FROM docs", &[])
         .await
         .unwrap();
-    wait_count(collection, rows.len() as u64).await;
-    // The count matches; now wait for the last updates to land too.
     let expected: HashMap<String, (String, i32, Vec<f32>)> = rows
         .iter()
         .map(|r| {
@@ -50,7 +52,7 @@ async fn assert_mirrored(db: &TestDb, collection: &str) {
         })
         .collect();
     wait_ok("every point equal to its row", WAIT, || async {
-        let points = all_points(collection).await;
+        let points = all_points_at(q, collection).await;
         if points.len() != expected.len() {
             return Err(format!("{} points, {} rows", points.len(), expected.len()));
         }
@@ -93,9 +95,13 @@ async fn kill_9_during_a_10000_row_load_then_restart_mirrors_every_row() {
         db.config_text(&table("docs", "t_kill9", DIM as u64, ""), &qdrant_url()),
     )
     .unwrap();
-    let mut child = spawn_binary(&config, &dir.join("run1.log"));
-    db.wait_streaming().await;
-    let loader = tokio::spawn(load(db.url.clone(), 10_000, 100));
+    let mut child = {
+        let _one_at_a_time = SLOT_CREATION.lock().await;
+        let child = spawn_binary(&config, &dir.join("run1.log"));
+        db.wait_streaming().await;
+        child
+    };
+    let loader = tokio::spawn(load(db.url.clone(), 1, 10_000, 100));
     wait_for("mid-load", WAIT, || async {
         (count("t_kill9").await >= 2_000).then_some(())
     })
@@ -117,6 +123,15 @@ async fn kill_9_during_a_10000_row_load_then_restart_mirrors_every_row() {
         .await
         .unwrap();
     assert!(status.success(), "exit status after SIGTERM: {status}");
+    // The checkpoint was written on the way out and the slot was told the same position.
+    let cp = std::fs::read_to_string(dir.join("checkpoint")).expect("checkpoint written");
+    let cp = pg2qdrant::lsn::parse_lsn(&cp).unwrap().as_u64();
+    assert!(cp > 0);
+    assert_eq!(
+        db.confirmed_u64().await,
+        cp,
+        "slot confirmed = checkpoint after a clean stop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,51 +142,42 @@ async fn qdrant_stopped_and_restarted_mid_load_loses_nothing() {
         &db.config_text(&table("docs", "t_qdrant_restart", DIM as u64, ""), &q.url()),
     )
     .unwrap();
-    let qc = q.client();
-    let count_private = || async {
-        qc.count(qdrant_client::qdrant::CountPointsBuilder::new("t_qdrant_restart").exact(true))
-            .await
-            .ok()
-            .and_then(|r| r.result)
-            .map(|r| r.count)
-            .unwrap_or(0)
-    };
     let run = db.start(cfg).await;
-    let loader = tokio::spawn(load(db.url.clone(), 3_000, 50));
-    wait_for("mid-load", WAIT, || async {
-        (count_private().await >= 500).then_some(())
-    })
-    .await;
-    q.kill();
-    // Let acknowledgements of what was durable before the kill reach the server.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let confirmed_during_outage = db.confirmed_u64().await;
-    loader.await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        db.confirmed_u64().await,
-        confirmed_during_outage,
-        "nothing is acknowledged while Qdrant is down"
-    );
-    q.restart().await;
-    let rows: i64 = db
-        .client
-        .query_one("SELECT count(*) FROM docs", &[])
-        .await
-        .unwrap()
-        .get(0);
+    // First part of the load lands while Qdrant is up.
+    db.exec(&format!("INSERT INTO docs SELECT g, 'a', g, array_fill(1::real, ARRAY[{DIM}]) FROM generate_series(1, 1000) g")).await;
     let qc = q.client();
-    wait_for("all rows after the outage", WAIT, || async {
+    wait_for("first part in qdrant", WAIT, || async {
         let n = qc
             .count(qdrant_client::qdrant::CountPointsBuilder::new("t_qdrant_restart").exact(true))
             .await
-            .ok()
-            .and_then(|r| r.result)
-            .map(|r| r.count)
-            .unwrap_or(0);
-        (n == rows as u64).then_some(())
+            .ok()?
+            .result?
+            .count;
+        (n == 1000).then_some(())
     })
     .await;
+    q.kill();
+    // The rest of the load (inserts, updates, deletes) commits while Qdrant is down.
+    load(db.url.clone(), 1_001, 3_000, 50).await;
+    let end_of_load = db.current_lsn_u64().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let confirmed = db.confirmed_u64().await;
+    assert!(
+        confirmed < end_of_load,
+        "the load was not acknowledged while Qdrant is down"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        db.confirmed_u64().await,
+        confirmed,
+        "nothing is acknowledged while Qdrant is down"
+    );
+    assert!(
+        !run.is_finished(),
+        "the connector keeps running through the outage"
+    );
+    q.restart().await;
+    assert_mirrored_at(&db, "t_qdrant_restart", &q.client()).await;
     run.stop().await;
 }
 

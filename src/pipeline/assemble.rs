@@ -169,6 +169,7 @@ impl Assembler {
 
     /// The transaction ended: its end LSN may be acknowledged once its ops are durable.
     pub fn commit(&mut self, end_lsn: Lsn) {
+        tracing::trace!(end_lsn = %end_lsn, buffered = self.ops.len(), "commit");
         self.txn = None;
         self.ack = Some(self.ack.map_or(end_lsn, |a| a.max(end_lsn)));
         self.since.get_or_insert_with(Instant::now);

@@ -172,6 +172,7 @@ impl<S: Sink> Writer<S> {
             batch.ops
         };
         self.write(&ops).await?;
+        tracing::debug!(ops = ops.len(), ack = ?batch.ack, "batch durable");
         metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);
         metrics::histogram!(names::WRITE_LATENCY).record(started.elapsed().as_secs_f64());
         for op in &ops {

@@ -252,3 +252,85 @@ impl Sink for QdrantSink {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Document;
+    use qdrant_client::qdrant::condition::ConditionOneOf;
+    use std::sync::Arc;
+
+    fn upsert(id: u64, lsn: u64, seq: u64) -> Op {
+        Op::Upsert {
+            collection: Arc::from("c"),
+            doc: Document {
+                key: PointKey::Num(id),
+                payload: Default::default(),
+                vectors: None,
+                position: Position {
+                    commit_lsn: lsn,
+                    seq,
+                },
+            },
+        }
+    }
+
+    fn upsert_of(op: &PointsUpdateOperation) -> &PointStructList {
+        match &op.operation {
+            Some(Operation::Upsert(list)) => list,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn absent_points_need_no_fence_clause_existing_ones_get_their_own() {
+        let ops = [upsert(1, 10, 0), upsert(2, 10, 1)];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let stored: Stored = [(
+            PointKey::Num(2),
+            Some(Position {
+                commit_lsn: 5,
+                seq: 0,
+            }),
+        )]
+        .into_iter()
+        .collect();
+        let out = operations(&refs, &stored);
+        let filter = upsert_of(&out[0]).update_filter.clone().unwrap();
+        assert_eq!(
+            filter.should.len(),
+            2,
+            "one clause for point 2, one has_id for absent point 1"
+        );
+        let kinds: Vec<_> = filter
+            .should
+            .iter()
+            .map(|c| matches!(c.condition_one_of, Some(ConditionOneOf::HasId(_))))
+            .collect();
+        assert_eq!(kinds, [false, true]);
+    }
+
+    #[test]
+    fn points_stored_newer_are_left_out_and_last_op_per_id_wins() {
+        let ops = [upsert(1, 10, 0), upsert(1, 10, 3), upsert(2, 10, 1)];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let stored: Stored = [(
+            PointKey::Num(2),
+            Some(Position {
+                commit_lsn: 20,
+                seq: 0,
+            }),
+        )]
+        .into_iter()
+        .collect();
+        let out = operations(&refs, &stored);
+        let list = upsert_of(&out[0]);
+        assert_eq!(list.points.len(), 1);
+        assert_eq!(
+            list.points[0].id,
+            Some(mapping::point_id(&PointKey::Num(1)))
+        );
+        let everything_stale = operations(&refs[2..], &stored);
+        assert!(everything_stale.is_empty());
+    }
+}
