@@ -175,9 +175,19 @@ impl<S: Sink> Writer<S> {
         tracing::debug!(ops = ops.len(), ack = ?batch.ack, "batch durable");
         metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);
         metrics::histogram!(names::WRITE_LATENCY).record(started.elapsed().as_secs_f64());
+        // One counter update per (collection, op) of the batch, not one per op.
+        let mut applied: Vec<(&Arc<str>, &'static str, u64)> = Vec::new();
         for op in &ops {
-            metrics::counter!(names::CHANGES_APPLIED, "collection" => op.collection().to_string(), "op" => op.kind())
-                .increment(1);
+            match applied
+                .iter_mut()
+                .find(|(c, k, _)| *c == op.collection() && *k == op.kind())
+            {
+                Some(entry) => entry.2 += 1,
+                None => applied.push((op.collection(), op.kind(), 1)),
+            }
+        }
+        for (collection, kind, n) in applied {
+            metrics::counter!(names::CHANGES_APPLIED, "collection" => collection.to_string(), "op" => kind).increment(n);
         }
         Ok(batch.ack)
     }
