@@ -11,7 +11,7 @@ cargo build --locked --all-targets
 # The fuzz targets must keep building (a separate crate sharing target/); a short unguided smoke
 # run of each here, the coverage-guided run is `cargo fuzz run pgoutput` (see README).
 (cd fuzz && CARGO_TARGET_DIR=../target cargo build --locked --bins)
-for t in pgoutput values; do ./target/debug/$t -runs=200000 2>&1 | tail -1; done
+for t in pgoutput values; do ./target/debug/$t -runs=2000000 -seed=1 -artifact_prefix=target/ 2>&1 | tail -1; done
 
 start_services test
 cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-1}" "$@"

@@ -173,12 +173,16 @@ fn bytea(text: &str) -> Result<Vec<u8>, String> {
     if hex.len() % 2 != 0 {
         return Err("bytea hex has an odd length".to_owned());
     }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&hex[i..i + 2], 16)
-                .map_err(|_| "bytea hex has a non-hex digit".to_owned())
-        })
+    // Bytes, not str slices: a multi-byte character must be an error, not a panic (found by the
+    // `values` fuzz target).
+    let digit = |b: u8| {
+        (b as char)
+            .to_digit(16)
+            .ok_or_else(|| "bytea hex has a non-hex digit".to_owned())
+    };
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| Ok((digit(pair[0])? * 16 + digit(pair[1])?) as u8))
         .collect()
 }
 
@@ -362,6 +366,10 @@ mod tests {
             json!({"a": [1, 2]})
         );
         assert_eq!(to_json(oid::BYTEA, "\\x0001ff").unwrap(), json!("AAH/"));
+        assert!(
+            to_json(oid::BYTEA, "\\x*\u{140}").is_err(),
+            "multi-byte input is an error, not a panic"
+        );
         assert_eq!(
             to_json(oid::TIMESTAMP, "2025-10-13 10:30:00").unwrap(),
             json!("2025-10-13T10:30:00")
