@@ -7,7 +7,7 @@
 use crate::checkpoint::{CheckpointStore, FileCheckpoint};
 use crate::config::Config;
 use crate::deadletter::DeadLetter;
-use crate::error::{Backoff, Disposition, Error};
+use crate::error::{retry_transient, Backoff, Disposition, Error};
 use crate::lsn::Lsn;
 use crate::mapping::TableMapping;
 use crate::metrics::names;
@@ -68,31 +68,6 @@ pub async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
         .collect())
 }
 
-/// Retries `f` on transient errors (capped backoff) until it succeeds, fails definitely, or
-/// shutdown is requested.
-async fn with_retry<T, Fut: std::future::Future<Output = Result<T, Error>>>(
-    what: &str,
-    max: Duration,
-    shutdown: &CancellationToken,
-    mut f: impl FnMut() -> Fut,
-) -> Result<T, Error> {
-    let mut backoff = Backoff::new(max);
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.disposition() == Disposition::Transient => {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), retry_in_ms = delay.as_millis() as u64, "{what} failed; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Err(Error::Shutdown),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 /// Runs the connector until `shutdown` is cancelled (Ok) or a definite error stops it.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let handle = crate::metrics::server::install();
@@ -108,7 +83,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         tracing::info!(%addr, "serving /metrics and /healthz");
     }
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
-    let mappings = match with_retry("set-up", max_backoff, &shutdown, || prepare(&cfg)).await {
+    let mappings = match retry_transient("set-up", max_backoff, &shutdown, Duration::ZERO, || {
+        prepare(&cfg)
+    })
+    .await
+    {
         Err(Error::Shutdown) => return Ok(()),
         other => Arc::new(other?),
     };

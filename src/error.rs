@@ -224,6 +224,45 @@ impl Backoff {
     }
 }
 
+/// Runs `f` until it succeeds or fails definitely; transient failures are logged as "{what}
+/// failed; retrying" and retried with capped exponential backoff. Once `shutdown` is cancelled,
+/// retries go on for `grace` at most (zero: stop at once, even mid-wait) and then
+/// `Error::Shutdown` is returned.
+pub async fn retry_transient<T, Fut>(
+    what: &str,
+    max: std::time::Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+    grace: std::time::Duration,
+    mut f: impl FnMut() -> Fut,
+) -> Result<T, Error>
+where
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut backoff = Backoff::new(max);
+    let mut stop_by: Option<std::time::Instant> = None;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.disposition() == Disposition::Transient => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), retry_in_ms = delay.as_millis() as u64, "{what} failed; retrying");
+                if shutdown.is_cancelled() {
+                    let deadline =
+                        *stop_by.get_or_insert_with(|| std::time::Instant::now() + grace);
+                    if std::time::Instant::now() >= deadline {
+                        return Err(Error::Shutdown);
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled(), if grace.is_zero() => return Err(Error::Shutdown),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use super::assemble::{Batch, Mappings};
 use crate::checkpoint::CheckpointStore;
 use crate::config::SourceConfig;
 use crate::deadletter::DeadLetter;
-use crate::error::{Backoff, Disposition, Error};
+use crate::error::{retry_transient, Disposition, Error};
 use crate::event::{Datum, Op, PointKey};
 use crate::lsn::Lsn;
 use crate::metrics::names;
@@ -239,34 +239,35 @@ impl<S: Sink> Writer<S> {
             .write(&table, &key, lsn, reason, &row)
     }
 
-    /// Runs `f` until it succeeds or fails definitely; transient failures back off (capped).
+    /// The shared transient retry, counting failed attempts; after shutdown it gives up after
+    /// [`SHUTDOWN_GRACE`] (the batch was not acknowledged and will be replayed).
     async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
     {
-        let mut backoff = Backoff::new(self.max_backoff);
-        let mut stop_by: Option<Instant> = None;
-        loop {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.disposition() == Disposition::Transient => {
+        let counted = || {
+            let attempt = f();
+            async move {
+                let r = attempt.await;
+                if matches!(&r, Err(e) if e.disposition() == Disposition::Transient) {
                     metrics::counter!(names::WRITE_RETRIES, "sink" => "qdrant").increment(1);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), retry_in_ms = delay.as_millis() as u64, "write failed; retrying");
-                    if self.shutdown.is_cancelled() {
-                        let deadline =
-                            *stop_by.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
-                        if Instant::now() >= deadline {
-                            tracing::warn!("shutting down with an unwritten batch; it was not acknowledged and will be replayed");
-                            return Err(Error::Shutdown);
-                        }
-                    }
-                    tokio::time::sleep(delay).await;
                 }
-                Err(e) => return Err(e),
+                r
             }
+        };
+        let r = retry_transient(
+            "write",
+            self.max_backoff,
+            &self.shutdown,
+            SHUTDOWN_GRACE,
+            counted,
+        )
+        .await;
+        if matches!(r, Err(Error::Shutdown)) {
+            tracing::warn!("shutting down with an unwritten batch; it was not acknowledged and will be replayed");
         }
+        r
     }
 
     /// Replaces each TOAST merge whose point is missing by an upsert of the current row read
