@@ -14,4 +14,4 @@ cargo build --locked --all-targets
 for t in pgoutput values; do ./target/debug/$t -runs=2000000 -seed=1 -artifact_prefix=target/ 2>&1 | tail -1; done
 
 start_services test
-cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-1}" "$@"
+cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@"

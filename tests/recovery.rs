@@ -95,12 +95,8 @@ async fn kill_9_during_a_10000_row_load_then_restart_mirrors_every_row() {
         db.config_text(&table("docs", "t_kill9", DIM as u64, ""), &qdrant_url()),
     )
     .unwrap();
-    let mut child = {
-        let _one_at_a_time = SLOT_CREATION.lock().await;
-        let child = spawn_binary(&config, &dir.join("run1.log"));
-        db.wait_streaming().await;
-        child
-    };
+    let mut child = spawn_binary(&config, &dir.join("run1.log"));
+    db.wait_streaming().await;
     let loader = tokio::spawn(load(db.url.clone(), 1, 10_000, 100));
     wait_for("mid-load", WAIT, || async {
         (count("t_kill9").await >= 2_000).then_some(())

@@ -162,12 +162,6 @@ addr = ""
     }
 }
 
-/// Tests create their slots one at a time. With tests in parallel we saw a slot whose creation had
-/// to wait for other running transactions (another test's CREATE DATABASE or load) stream nothing
-/// for a table whose publication was created just before: an open risk, written up in the closing
-/// note of issue 2. `scripts/test.sh` runs the integration tests one at a time for that reason.
-pub static SLOT_CREATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The connector running in-process.
 pub struct Running {
     token: CancellationToken,
@@ -178,7 +172,6 @@ impl TestDb {
     /// Starts the connector in-process and waits until its slot is streaming, so every change
     /// made after this returns is captured.
     pub async fn start(&self, cfg: Config) -> Running {
-        let _one_at_a_time = SLOT_CREATION.lock().await;
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("PG2QDRANT_LOG")
@@ -199,12 +192,17 @@ impl TestDb {
         Running { token, handle }
     }
 
+    /// Waits for a walsender that holds the slot. `pg_replication_slots.active` alone is not
+    /// enough: while `pg_create_logical_replication_slot` waits for running transactions, the
+    /// slot already shows `active` (held by the creating backend) and a row committed then is
+    /// before the slot's consistent point, so it is never streamed.
     pub async fn wait_streaming(&self) {
-        wait_for("replication slot streaming", WAIT, || async {
+        wait_for("a walsender streaming the slot", WAIT, || async {
             let row = self
                 .client
                 .query_opt(
-                    "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                    "SELECT 1 FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid \
+                     WHERE s.slot_name = $1",
                     &[&self.name],
                 )
                 .await
