@@ -26,4 +26,27 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask the running connector (or its next start) to copy a table again while streaming.
+    Resync {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `schema.table` or `table` (public), one of the config's tables.
+        #[arg(long, short)]
+        table: String,
+    },
+    /// Compare every row with its point; exit 1 on drift, 0 when equal (after --repair: when
+    /// everything was fixed).
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this table (default: every table of the config).
+        #[arg(long, short)]
+        table: Option<String>,
+        /// Upsert missing and stale points, delete orphans (fenced), then verify again.
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -30,7 +30,9 @@ pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
 pub mod sink;
+pub mod snapshot;
 pub mod source;
+pub mod verify;
 
 pub use app::run;
 pub use config::Config;

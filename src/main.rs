@@ -53,8 +53,83 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+            Command::Resync { config, table } => {
+                let cfg = match pg2qdrant::config::load(&config) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+                match pg2qdrant::snapshot::request_resync(&cfg, &table).await {
+                    Ok(lsn) => {
+                        println!("resync of {table} requested at {lsn}: the running connector copies it again while streaming (or its next start does)");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            Command::Verify {
+                config,
+                table,
+                repair,
+                json,
+            } => {
+                let cfg = match pg2qdrant::config::load(&config) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+                let reports = match pg2qdrant::verify::run(&cfg, table.as_deref(), repair).await {
+                    Ok(r) => r,
+                    Err(e) => return fail(e),
+                };
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&reports).expect("report serializes")
+                    );
+                } else {
+                    for r in &reports {
+                        print_report(r);
+                    }
+                }
+                if reports.iter().all(|r| r.drift() == 0) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
         }
     })
+}
+
+fn print_report(r: &pg2qdrant::verify::TableReport) {
+    let state = if r.drift() == 0 { "in sync" } else { "DRIFT" };
+    println!(
+        "{} → {}: {state}: {} rows, {} points; missing {}, orphaned {}, stale {}; {} changed during the check (skipped), {} unmappable (dead-lettered by the connector){}",
+        r.table,
+        r.collection,
+        r.rows,
+        r.points,
+        r.missing,
+        r.orphaned,
+        r.stale,
+        r.skipped_changed,
+        r.unmappable,
+        if r.repaired > 0 { format!("; repaired {} before this check", r.repaired) } else { String::new() }
+    );
+    for (kind, keys) in [
+        ("missing", &r.missing_keys),
+        ("orphaned", &r.orphaned_keys),
+        ("stale", &r.stale_keys),
+    ] {
+        if !keys.is_empty() {
+            let shown: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+            println!("  {kind} (up to 10): {}", shown.join(" "));
+        }
+    }
+    if r.lagging {
+        println!(
+            "  note: the connector had not caught up; counts may include changes not applied yet"
+        );
+    }
 }
 
 fn fail(e: pg2qdrant::Error) -> ExitCode {

@@ -111,10 +111,11 @@ async fn toast_merge_without_a_point_reads_the_row_from_postgres() {
     db.exec("ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL")
         .await;
     db.exec("INSERT INTO items SELECT 1, 'a', string_agg(md5(g::text), ''), 1, '{1,0,0}' FROM generate_series(1, 200) g").await;
-    // The connector starts after the insert: the slot never saw it, so there is no point to merge into.
-    let run = db
-        .start(db.config(&table("items", "t_toastfetch", 3, "")))
-        .await;
+    // The connector starts after the insert and copies nothing: the slot never saw the row, so
+    // there is no point to merge into.
+    let mut cfg = db.config(&table("items", "t_toastfetch", 3, ""));
+    cfg.source.snapshot = pg2qdrant::config::SnapshotMode::Never;
+    let run = db.start(cfg).await;
     db.exec("UPDATE items SET n = 5 WHERE id = 1").await;
     let p = wait_for("fetched row", WAIT, || point("t_toastfetch", 1)).await;
     assert_eq!(p.payload["n"], json!(5));

@@ -41,23 +41,30 @@ impl CheckpointStore for FileCheckpoint {
         if self.last.is_some_and(|l| lsn <= l) {
             return Ok(());
         }
-        let ctx = || format!("write checkpoint {}", self.path.display());
-        let tmp = self.path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(Error::io(ctx()))?;
-        writeln!(f, "{lsn}").map_err(Error::io(ctx()))?;
-        f.sync_all().map_err(Error::io(ctx()))?;
-        std::fs::rename(&tmp, &self.path).map_err(Error::io(ctx()))?;
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(Error::io(ctx()))?;
+        write_atomically(&self.path, format!("{lsn}\n").as_bytes()).map_err(Error::io(format!(
+            "write checkpoint {}",
+            self.path.display()
+        )))?;
         self.last = Some(lsn);
         Ok(())
     }
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new content, never a
+/// mix: write a temporary file, fsync it, rename it over `path`, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

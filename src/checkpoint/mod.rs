@@ -2,7 +2,7 @@
 
 mod file;
 
-pub use file::FileCheckpoint;
+pub use file::{write_atomically, FileCheckpoint};
 
 use crate::error::Error;
 use crate::lsn::Lsn;

@@ -1,6 +1,6 @@
 //! Reading the file and applying `PG2QDRANT__SECTION__KEY` environment overrides.
 
-use super::{Config, TlsMode};
+use super::{Config, SnapshotMode, TlsMode};
 use crate::error::Error;
 use std::path::Path;
 
@@ -71,6 +71,20 @@ pub fn apply_env(
             }
             "source.ca_file" => cfg.source.ca_file = Some(value.into()),
             "source.status_interval_ms" => cfg.source.status_interval_ms = num(&value)?,
+            "source.snapshot" => {
+                cfg.source.snapshot = match value.as_str() {
+                    "initial" => SnapshotMode::Initial,
+                    "never" => SnapshotMode::Never,
+                    "initial_only" => SnapshotMode::InitialOnly,
+                    _ => return Err(bad("expected initial, never or initial_only")),
+                }
+            }
+            "source.snapshot_on_slot_loss" => cfg.source.snapshot_on_slot_loss = boolean(&value)?,
+            "source.snapshot_workers" => cfg.source.snapshot_workers = Some(num(&value)? as usize),
+            "source.snapshot_chunk_pages" => {
+                cfg.source.snapshot_chunk_pages =
+                    u32::try_from(num(&value)?).map_err(|_| bad("too large"))?
+            }
             "qdrant.url" => cfg.qdrant.url = value,
             "qdrant.api_key" => cfg.qdrant.api_key = Some(value).filter(|v| !v.is_empty()),
             "qdrant.batch_size" => cfg.qdrant.batch_size = num(&value)? as usize,
@@ -78,14 +92,16 @@ pub fn apply_env(
             "qdrant.timeout_ms" => cfg.qdrant.timeout_ms = num(&value)?,
             "qdrant.max_backoff_ms" => cfg.qdrant.max_backoff_ms = num(&value)?,
             "checkpoint.path" => cfg.checkpoint.path = value.into(),
+            "checkpoint.snapshot_path" => cfg.checkpoint.snapshot_path = Some(value.into()),
             "dead_letter.path" => cfg.dead_letter.path = value.into(),
             "metrics.addr" => cfg.metrics.addr = value,
             _ => {
                 return Err(Error::config(
                     name.clone(),
                     "unknown override; known: SOURCE__{URL,SLOT,PUBLICATION,CREATE_SLOT,CREATE_PUBLICATION,TLS,CA_FILE,\
-                     STATUS_INTERVAL_MS}, QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS}, \
-                     CHECKPOINT__PATH, DEAD_LETTER__PATH, METRICS__ADDR"
+                     STATUS_INTERVAL_MS,SNAPSHOT,SNAPSHOT_ON_SLOT_LOSS,SNAPSHOT_WORKERS,SNAPSHOT_CHUNK_PAGES}, \
+                     QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS}, \
+                     CHECKPOINT__{PATH,SNAPSHOT_PATH}, DEAD_LETTER__PATH, METRICS__ADDR"
                         .to_owned(),
                 ))
             }

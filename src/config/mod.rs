@@ -20,6 +20,10 @@ pub const DEFAULT_CHECKPOINT_PATH: &str = "pg2qdrant.checkpoint";
 pub const DEFAULT_DEAD_LETTER_PATH: &str = "pg2qdrant.deadletter.jsonl";
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9187";
 pub const DEFAULT_STATUS_INTERVAL_MS: u64 = 1_000;
+/// Heap pages per snapshot chunk (8 KiB each: 128 pages ≈ 1 MiB of table per chunk).
+pub const DEFAULT_SNAPSHOT_CHUNK_PAGES: u32 = 128;
+/// Most copy workers when `source.snapshot_workers` is not set (also capped by the cores).
+pub const DEFAULT_MAX_SNAPSHOT_WORKERS: usize = 4;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -52,6 +56,20 @@ pub enum TlsMode {
     VerifyFull,
 }
 
+/// What happens to rows that existed before the connector first saw a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMode {
+    /// Copy a table's existing rows the first time the connector sees it, then stream.
+    #[default]
+    Initial,
+    /// Stream only: rows that existed before are not copied.
+    Never,
+    /// Copy what has not been copied yet, then exit 0 (a one-off backfill). The slot is kept,
+    /// so a later `run` streams on from exactly where the copy ended.
+    InitialOnly,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -75,6 +93,32 @@ pub struct SourceConfig {
     /// How often progress is reported to the server, milliseconds.
     #[serde(default = "default_status_interval_ms")]
     pub status_interval_ms: u64,
+    /// Copy existing rows: `initial` (default), `never`, `initial_only`.
+    #[serde(default)]
+    pub snapshot: SnapshotMode,
+    /// When the slot is gone or lost (`wal_status = lost`) but the connector had streamed
+    /// before: re-copy every table (true, default) or stop with an error (false). Never streams
+    /// silently over the gap.
+    #[serde(default = "yes")]
+    pub snapshot_on_slot_loss: bool,
+    /// Parallel copy workers; default: the number of cores, at most 4.
+    #[serde(default)]
+    pub snapshot_workers: Option<usize>,
+    /// Heap pages (8 KiB) per copy chunk; progress is saved after every chunk.
+    #[serde(default = "default_snapshot_chunk_pages")]
+    pub snapshot_chunk_pages: u32,
+}
+
+impl SourceConfig {
+    /// Copy workers to run.
+    pub fn snapshot_workers(&self) -> usize {
+        self.snapshot_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(DEFAULT_MAX_SNAPSHOT_WORKERS)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -119,12 +163,26 @@ pub struct CheckpointConfig {
     /// Local file holding the last durable LSN; written atomically and fsynced.
     #[serde(default = "default_checkpoint_path")]
     pub path: PathBuf,
+    /// Snapshot (copy) progress per table; default: the checkpoint path + `.snapshot.json`.
+    #[serde(default)]
+    pub snapshot_path: Option<PathBuf>,
+}
+
+impl CheckpointConfig {
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.snapshot_path.clone().unwrap_or_else(|| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(".snapshot.json");
+            p.into()
+        })
+    }
 }
 
 impl Default for CheckpointConfig {
     fn default() -> Self {
         Self {
             path: default_checkpoint_path(),
+            snapshot_path: None,
         }
     }
 }
@@ -303,6 +361,9 @@ fn yes() -> bool {
 }
 fn default_status_interval_ms() -> u64 {
     DEFAULT_STATUS_INTERVAL_MS
+}
+fn default_snapshot_chunk_pages() -> u32 {
+    DEFAULT_SNAPSHOT_CHUNK_PAGES
 }
 fn default_qdrant_url() -> String {
     DEFAULT_QDRANT_URL.to_owned()

@@ -51,6 +51,18 @@ impl Config {
                 "must be at least 1".to_owned(),
             ));
         }
+        if s.snapshot_workers == Some(0) || s.snapshot_workers.is_some_and(|w| w > 64) {
+            return Err(Error::config(
+                "source.snapshot_workers",
+                "must be 1..=64 (leave it out for one per core, at most 4)".to_owned(),
+            ));
+        }
+        if s.snapshot_chunk_pages == 0 {
+            return Err(Error::config(
+                "source.snapshot_chunk_pages",
+                "must be at least 1 (heap pages of 8 KiB per copy chunk)".to_owned(),
+            ));
+        }
         let q = &self.qdrant;
         if !(q.url.starts_with("http://") || q.url.starts_with("https://")) {
             return Err(Error::config(

@@ -223,10 +223,9 @@ impl TableMapping {
                 }
             }
         }
-        payload.insert(
-            META_FIELD.to_owned(),
-            meta(&self.table, position, commit_time),
-        );
+        let mut m = meta(&self.table, position, commit_time);
+        m["key"] = self.key_json(row);
+        payload.insert(META_FIELD.to_owned(), m);
         let vectors = self.vectors(row)?;
         Ok(Document {
             key,
@@ -333,6 +332,23 @@ fn fill_unchanged(new: &Row, old: &Row) -> Row {
     Row {
         columns: new.columns.clone(),
         values,
+    }
+}
+
+/// Moves an op produced with a provisional position (a copied row) to its real one: the
+/// position and the metadata fields that carry it.
+pub fn set_position(op: &mut Op, position: Position, commit_time_micros: i64) {
+    match op {
+        Op::Upsert { doc, .. } | Op::Merge { doc, .. } => {
+            doc.position = position;
+            if let Some(Value::Object(m)) = doc.payload.get_mut(META_FIELD) {
+                let fresh = meta(&TableName::parse(""), position, commit_time_micros);
+                for field in ["lsn", "seq", "commit_lsn", "commit_time"] {
+                    m.insert(field.to_owned(), fresh[field].clone());
+                }
+            }
+        }
+        Op::Delete { position: p, .. } | Op::Truncate { position: p, .. } => *p = position,
     }
 }
 

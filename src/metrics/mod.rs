@@ -24,6 +24,23 @@ pub mod names {
     pub const REPLICATION_CONNECTS: &str = "pg2qdrant_replication_connects_total";
     /// TOAST merges that found no point and read the current row from PostgreSQL.
     pub const TOAST_FETCHES: &str = "pg2qdrant_toast_row_fetches_total";
+    /// Rows copied by the snapshot (handed to the writer), by `table`.
+    pub const SNAPSHOT_ROWS: &str = "pg2qdrant_snapshot_rows_total";
+    /// Rows the table holds by PostgreSQL's estimate (`reltuples`), by `table`.
+    pub const SNAPSHOT_ROWS_ESTIMATED: &str = "pg2qdrant_snapshot_rows_estimated";
+    /// Chunks of the current copy that are durable, by `table`.
+    pub const SNAPSHOT_CHUNKS_DONE: &str = "pg2qdrant_snapshot_chunks_done";
+    /// Copy state by `table`: 0 not copied, 1 copying, 2 done.
+    pub const SNAPSHOT_STATE: &str = "pg2qdrant_snapshot_state";
+    /// Copy tasks that failed and are retried, by `table`.
+    pub const SNAPSHOT_ERRORS: &str = "pg2qdrant_snapshot_errors_total";
+    /// Last `verify` result by `table`: rows checked, and drift by kind.
+    pub const VERIFY_ROWS: &str = "pg2qdrant_verify_rows";
+    pub const VERIFY_MISSING: &str = "pg2qdrant_verify_missing";
+    pub const VERIFY_ORPHANED: &str = "pg2qdrant_verify_orphaned";
+    pub const VERIFY_STALE: &str = "pg2qdrant_verify_stale";
+    /// Unix time of the last `verify`, by `table`.
+    pub const VERIFY_TIMESTAMP: &str = "pg2qdrant_verify_timestamp_seconds";
 }
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -53,6 +70,29 @@ pub fn describe() {
         "WAL bytes between pg_current_wal_lsn() and the last ack"
     );
     describe_counter!(REPLICATION_CONNECTS, "Replication connections opened");
+    describe_counter!(SNAPSHOT_ROWS, "Rows copied by the snapshot");
+    describe_gauge!(
+        SNAPSHOT_ROWS_ESTIMATED,
+        "Rows in the table by PostgreSQL's estimate (reltuples)"
+    );
+    describe_gauge!(SNAPSHOT_CHUNKS_DONE, "Durable chunks of the current copy");
+    describe_gauge!(
+        SNAPSHOT_STATE,
+        "Copy state: 0 not copied, 1 copying, 2 done"
+    );
+    describe_counter!(SNAPSHOT_ERRORS, "Copy tasks that failed and are retried");
+    describe_gauge!(VERIFY_ROWS, "Rows compared by the last verify");
+    describe_gauge!(VERIFY_MISSING, "Rows without a point at the last verify");
+    describe_gauge!(VERIFY_ORPHANED, "Points without a row at the last verify");
+    describe_gauge!(
+        VERIFY_STALE,
+        "Points that differ from their row at the last verify"
+    );
+    describe_gauge!(
+        VERIFY_TIMESTAMP,
+        Unit::Seconds,
+        "Unix time of the last verify"
+    );
     describe_counter!(
         TOAST_FETCHES,
         "TOAST merges that read the current row from PostgreSQL"

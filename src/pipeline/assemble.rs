@@ -14,11 +14,16 @@
 //! An idle keepalive may advance the ack to its `wal_end` only outside a transaction and with no
 //! ops buffered: everything before `wal_end` has been sent to us, and the writer acknowledges it
 //! only after every earlier batch is durable.
+//!
+//! Copied rows (see `snapshot`) enter here too: while a chunk's watermark window is open, the
+//! keys of its table's changes are recorded; at the chunk's high watermark its rows are
+//! injected as ops positioned inside that transaction, in stream order.
 
 use crate::event::{Change, ChangeKind, Op, TableName};
 use crate::lsn::{Lsn, Position};
 use crate::mapping::{MappingError, TableMapping};
 use crate::metrics::names;
+use crate::snapshot::window::{Window, Windows};
 use crate::source::pgoutput::{decode, Message};
 use crate::source::relations::RelationCache;
 use std::collections::HashMap;
@@ -51,6 +56,7 @@ pub struct Assembler {
     ack: Option<Lsn>,
     txn: Option<Txn>,
     since: Option<Instant>,
+    windows: Windows,
 }
 
 impl Assembler {
@@ -64,6 +70,7 @@ impl Assembler {
             ack: None,
             txn: None,
             since: None,
+            windows: Windows::default(),
         }
     }
 
@@ -144,6 +151,9 @@ impl Assembler {
             };
             match mapping.ops(&change) {
                 Ok(ops) => {
+                    if !self.windows.is_empty() {
+                        self.windows.record(&change.table, &ops);
+                    }
                     self.since.get_or_insert_with(Instant::now);
                     self.ops.extend(ops);
                 }
@@ -165,6 +175,61 @@ impl Assembler {
     ) -> Result<Vec<(TableName, ChangeKind)>, crate::error::Error> {
         let (table, row) = self.relations.row(relation_id, tuple).map_err(protocol)?;
         Ok(vec![(table, kind(row))])
+    }
+
+    /// A chunk's low watermark arrived: record what streams for `table` from here on.
+    pub fn open_window(&mut self, chunk: String, table: TableName) {
+        self.windows.open(chunk, table);
+    }
+
+    /// A chunk's high watermark arrived: what streamed since its low watermark.
+    pub fn close_window(&mut self, chunk: &str) -> Option<Window> {
+        self.windows.close(chunk)
+    }
+
+    /// The current transaction's commit LSN and commit time (`None` outside a transaction).
+    pub fn transaction(&self) -> Option<(Lsn, i64)> {
+        self.txn.as_ref().map(|t| (t.commit_lsn, t.commit_time))
+    }
+
+    /// Reserves `n` consecutive positions in the current transaction; returns the first.
+    /// Outside a transaction (never for a transactional message) it returns position 0 of LSN 0.
+    pub fn reserve(&mut self, n: usize) -> Position {
+        match self.txn.as_mut() {
+            Some(txn) => {
+                let p = Position::new(txn.commit_lsn, txn.seq);
+                txn.seq += n as u64;
+                p
+            }
+            None => Position::default(),
+        }
+    }
+
+    /// Appends ops made elsewhere (a copied chunk) at the current point of the stream and
+    /// returns the batches that are full.
+    pub fn inject(&mut self, ops: Vec<Op>) -> Vec<Batch> {
+        if ops.is_empty() {
+            return Vec::new();
+        }
+        self.since.get_or_insert_with(Instant::now);
+        self.ops.extend(ops);
+        let mut out = Vec::new();
+        while self.ops.len() >= self.batch_size {
+            let rest = self.ops.split_off(self.batch_size);
+            out.push(Batch {
+                ops: std::mem::replace(&mut self.ops, rest),
+                ack: None,
+            });
+        }
+        // The ack covers committed transactions only, whose ops are all in the batches above
+        // (the current transaction is still open): it goes with the last of them.
+        if let Some(last) = out.last_mut() {
+            last.ack = self.ack.take();
+        }
+        if self.ops.is_empty() && self.ack.is_none() {
+            self.since = None;
+        }
+        out
     }
 
     /// The transaction ended: its end LSN may be acknowledged once its ops are durable.

@@ -182,13 +182,22 @@ impl Catalog {
                 "create it (CREATE PUBLICATION .. FOR TABLE ..) or set source.create_publication = true",
             )),
             Some(present) => {
-                let missing: Vec<String> = tables.iter().filter(|t| !present.contains(t)).map(|t| t.to_string()).collect();
+                let missing: Vec<&TableName> = tables.iter().filter(|t| !present.contains(t)).collect();
                 if missing.is_empty() {
                     Ok(())
+                } else if create {
+                    // A table added to the config: its changes stream from this commit on, and
+                    // its existing rows are copied.
+                    let list: Vec<String> = missing.iter().map(|t| t.quoted()).collect();
+                    let sql = format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(publication), list.join(", "));
+                    self.client.batch_execute(&sql).await.map_err(Error::pg("extend publication"))?;
+                    tracing::info!(publication, tables = %list.join(", "), "added tables to the publication");
+                    Ok(())
                 } else {
+                    let names: Vec<String> = missing.iter().map(|t| t.to_string()).collect();
                     Err(Error::prerequisite(
-                        format!("source.publication: publication {publication} does not include {}", missing.join(", ")),
-                        format!("run ALTER PUBLICATION {publication} ADD TABLE {}", missing.join(", ")),
+                        format!("source.publication: publication {publication} does not include {}", names.join(", ")),
+                        format!("run ALTER PUBLICATION {publication} ADD TABLE {}", names.join(", ")),
                     ))
                 }
             }
@@ -214,33 +223,68 @@ impl Catalog {
         }))
     }
 
-    /// Creates the logical slot (pgoutput) when missing (if allowed). Returns its confirmed LSN.
-    pub async fn ensure_slot(&self, slot: &str, create: bool) -> Result<Option<Lsn>, Error> {
-        match self.slot_info(slot).await? {
-            Some(info) if info.plugin != "pgoutput" => Err(Error::prerequisite(
-                format!("source.slot: slot {slot} uses plugin {}", info.plugin),
-                "use a pgoutput slot: drop it or choose another slot name",
-            )),
-            Some(info) if info.wal_status.as_deref() == Some("lost") => Err(Error::prerequisite(
-                format!("source.slot: slot {slot} has wal_status = lost (WAL it needed was removed)"),
-                "the slot cannot resume: drop it and resync the collections (max_slot_wal_keep_size too small?)",
-            )),
-            Some(info) => Ok(info.confirmed_flush),
-            None if create => {
-                let row = self
-                    .client
-                    .query_one("SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')", &[&slot])
-                    .await
-                    .map_err(Error::pg("create slot"))?;
-                let lsn: String = row.get(0);
-                tracing::info!(slot, lsn = %lsn, "created replication slot");
-                Ok(parse_lsn(&lsn).ok())
+    /// Makes sure the slot exists and can resume. Returns `true` when changes were lost: the
+    /// slot is `lost` (the WAL it needed is gone), or it is missing although the connector had
+    /// streamed before (`had_progress`). With `recopy` the lost slot is replaced and the caller
+    /// copies every table again; without it that is an error, never a silent gap.
+    pub async fn ensure_slot(
+        &self,
+        slot: &str,
+        create: bool,
+        had_progress: bool,
+        recopy: bool,
+    ) -> Result<bool, Error> {
+        let lost = match self.slot_info(slot).await? {
+            Some(info) if info.plugin != "pgoutput" => {
+                return Err(Error::prerequisite(
+                    format!("source.slot: slot {slot} uses plugin {}", info.plugin),
+                    "use a pgoutput slot: drop it or choose another slot name",
+                ))
             }
-            None => Err(Error::prerequisite(
+            Some(info) if info.wal_status.as_deref() == Some("lost") => {
+                if !recopy {
+                    return Err(Error::prerequisite(
+                        format!("source.slot: slot {slot} has wal_status = lost (WAL it needed was removed)"),
+                        "changes were lost: set source.snapshot_on_slot_loss = true to re-copy every table, or drop the slot and resync by hand (raise max_slot_wal_keep_size)",
+                    ));
+                }
+                tracing::error!(slot, "slot is lost (its WAL was removed): changes were missed; dropping it, creating a new one and copying every table again");
+                self.client
+                    .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+                    .await
+                    .map_err(Error::pg("drop lost slot"))?;
+                true
+            }
+            Some(_) => return Ok(false),
+            None if had_progress => {
+                if !recopy {
+                    return Err(Error::prerequisite(
+                        format!("source.slot: slot {slot} is gone but the checkpoint shows the connector streamed from it"),
+                        "changes since the checkpoint were lost: set source.snapshot_on_slot_loss = true to re-copy every table, or delete the checkpoint files to start over",
+                    ));
+                }
+                tracing::error!(slot, "slot is gone although the connector streamed from it: changes were missed; creating it again and copying every table");
+                true
+            }
+            None => false,
+        };
+        if !create {
+            return Err(Error::prerequisite(
                 format!("source.slot: slot {slot} does not exist"),
                 "create it with pg_create_logical_replication_slot(slot, 'pgoutput') or set source.create_slot = true",
-            )),
+            ));
         }
+        let row = self
+            .client
+            .query_one(
+                "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&slot],
+            )
+            .await
+            .map_err(Error::pg("create slot"))?;
+        let lsn: String = row.get(0);
+        tracing::info!(slot, lsn = %lsn, "created replication slot");
+        Ok(lost)
     }
 
     pub async fn current_wal_lsn(&self) -> Result<Lsn, Error> {

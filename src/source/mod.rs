@@ -1,6 +1,7 @@
 //! The PostgreSQL side: catalog and setup, the replication stream, the pgoutput decoder.
 
 pub mod catalog;
+pub mod chunk;
 pub mod pgoutput;
 pub mod relations;
 pub mod stream;

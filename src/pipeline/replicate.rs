@@ -1,0 +1,225 @@
+//! The replication loop: reads the slot, feeds the assembler, hands batches to the writer,
+//! reports durable progress to the slot and to the copy coordinator, and reconnects with
+//! backoff when the stream breaks. Control messages (watermarks, resync requests) arrive here
+//! in commit order with the data.
+
+use super::assemble::{Assembler, Batch};
+use crate::config::{SnapshotMode, SourceConfig};
+use crate::deadletter::DeadLetter;
+use crate::error::{Backoff, Disposition, Error};
+use crate::lsn::Lsn;
+use crate::metrics::names;
+use crate::snapshot::control::{Control, PREFIX};
+use crate::snapshot::Coordinator;
+use crate::source::stream;
+use pgwire_replication::{ReplicationClient, ReplicationEvent};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct Replicator {
+    pub source: SourceConfig,
+    pub assembler: Assembler,
+    pub batches: mpsc::Sender<Batch>,
+    pub writer: JoinHandle<Result<(), Error>>,
+    pub durable: watch::Receiver<Lsn>,
+    pub coordinator: Arc<Coordinator>,
+    pub dead_letter: Arc<Mutex<DeadLetter>>,
+    pub max_backoff: Duration,
+    pub shutdown: CancellationToken,
+}
+
+/// How the loop ended.
+pub struct Ended {
+    pub outcome: Result<(), Error>,
+    /// The writer task already returned (its result is in `outcome`).
+    pub writer_done: bool,
+    pub client: Option<ReplicationClient>,
+}
+
+/// Why the inner loop stopped.
+enum Stop {
+    /// Reconnect after a backoff.
+    Reconnect,
+    /// Leave the loop with this outcome.
+    Exit(Result<(), Error>, bool),
+}
+
+impl Replicator {
+    /// `initial_only` and nothing (left) to copy.
+    fn finished(&self) -> bool {
+        self.coordinator.mode() == SnapshotMode::InitialOnly && self.coordinator.idle()
+    }
+
+    pub async fn run(&mut self) -> Ended {
+        let mut backoff = Backoff::new(self.max_backoff);
+        let mut client: Option<ReplicationClient> = None;
+        let (outcome, writer_done) = loop {
+            if self.shutdown.is_cancelled() || self.finished() {
+                break (Ok(()), false);
+            }
+            let from = *self.durable.borrow();
+            let c = match stream::connect(&self.source, from).await {
+                Ok(c) => c,
+                Err(e) if e.disposition() == Disposition::Transient => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), retry_in_ms = delay.as_millis() as u64, "replication connect failed; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break (Ok(()), false),
+                        _ = tokio::time::sleep(delay) => continue,
+                    }
+                }
+                Err(e) => break (Err(e), false),
+            };
+            metrics::counter!(names::REPLICATION_CONNECTS).increment(1);
+            tracing::info!(from = %from, "replication stream open");
+            let c = client.insert(c);
+            c.update_applied_lsn(from);
+            match self.stream(c, &mut backoff).await {
+                Stop::Exit(outcome, writer_done) => break (outcome, writer_done),
+                Stop::Reconnect => {}
+            }
+            self.assembler.reset_stream();
+            if let Some(mut c) = client.take() {
+                c.abort();
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break (Ok(()), false),
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        };
+        Ended {
+            outcome,
+            writer_done,
+            client,
+        }
+    }
+
+    async fn send(&mut self, batch: Batch) -> Option<Stop> {
+        if self.batches.send(batch).await.is_err() {
+            return Some(Stop::Exit(writer_ended((&mut self.writer).await), true));
+        }
+        None
+    }
+
+    async fn stream(&mut self, c: &mut ReplicationClient, backoff: &mut Backoff) -> Stop {
+        let mut dead = Vec::new();
+        loop {
+            let deadline = self.assembler.deadline();
+            let linger = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let mut batches = Vec::new();
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Stop::Exit(Ok(()), false),
+                res = &mut self.writer => return Stop::Exit(writer_ended(res), true),
+                Ok(()) = self.durable.changed() => {
+                    let d = *self.durable.borrow_and_update();
+                    c.update_applied_lsn(d);
+                    if let Err(e) = self.coordinator.durable(d) {
+                        return Stop::Exit(Err(e), false);
+                    }
+                    if self.finished() {
+                        tracing::info!("snapshot = initial_only: every table is copied; stopping");
+                        return Stop::Exit(Ok(()), false);
+                    }
+                }
+                _ = linger => batches.extend(self.assembler.take()),
+                ev = c.recv() => {
+                    let ev = match ev {
+                        Ok(Some(ev)) => ev,
+                        Ok(None) => { tracing::warn!("replication stream ended; reconnecting"); return Stop::Reconnect }
+                        Err(e) => {
+                            let e = Error::replication("stream")(e);
+                            if e.disposition() == Disposition::Definite { return Stop::Exit(Err(e), false) }
+                            tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), "replication stream broke; reconnecting");
+                            return Stop::Reconnect;
+                        }
+                    };
+                    backoff.reset();
+                    match ev {
+                        ReplicationEvent::Begin { final_lsn, commit_time_micros, .. } => self.assembler.begin(final_lsn, commit_time_micros),
+                        ReplicationEvent::XLogData { data, .. } => match self.assembler.data(&data, &mut dead) {
+                            Ok(b) => batches.extend(b),
+                            Err(e) => return Stop::Exit(Err(e), false),
+                        },
+                        ReplicationEvent::Commit { end_lsn, .. } => self.assembler.commit(end_lsn),
+                        ReplicationEvent::KeepAlive { wal_end, .. } => self.assembler.keepalive(wal_end),
+                        ReplicationEvent::Message { prefix, content, .. } if prefix == PREFIX => {
+                            match self.control(&content) {
+                                Ok(b) => batches.extend(b),
+                                Err(e) => return Stop::Exit(Err(e), false),
+                            }
+                        }
+                        _ => {}
+                    }
+                    for (e, lsn) in dead.drain(..) {
+                        if let Err(err) = self.dead_letter.lock().expect("dead-letter lock").row(&e, lsn) {
+                            return Stop::Exit(Err(err), false);
+                        }
+                    }
+                }
+            }
+            for b in batches {
+                if let Some(stop) = self.send(b).await {
+                    return stop;
+                }
+            }
+        }
+    }
+
+    /// A pg2qdrant control message in the current transaction.
+    fn control(&mut self, content: &[u8]) -> Result<Vec<Batch>, Error> {
+        let msg = match Control::decode(content) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring a logical message with the pg2qdrant prefix that is not a control message");
+                return Ok(Vec::new());
+            }
+        };
+        if msg.slot() != self.coordinator.slot() {
+            return Ok(Vec::new()); // another connector's, on the same database
+        }
+        let Some((commit, commit_time)) = self.assembler.transaction() else {
+            tracing::warn!("ignoring a non-transactional pg2qdrant control message");
+            return Ok(Vec::new());
+        };
+        match msg {
+            Control::Low { chunk, .. } => {
+                if let Some(table) = self.coordinator.expects(&chunk) {
+                    self.assembler.open_window(chunk, table);
+                }
+                Ok(Vec::new())
+            }
+            Control::High { chunk, .. } => {
+                let window = self.assembler.close_window(&chunk);
+                let assembler = &mut self.assembler;
+                let ops = self
+                    .coordinator
+                    .high(&chunk, window, commit, commit_time, |n| {
+                        assembler.reserve(n)
+                    });
+                Ok(self.assembler.inject(ops))
+            }
+            Control::Resync { table, .. } => {
+                self.coordinator.request(&table, commit)?;
+                Ok(Vec::new())
+            }
+        }
+    }
+}
+
+pub fn writer_ended(res: Result<Result<(), Error>, tokio::task::JoinError>) -> Result<(), Error> {
+    match res {
+        Ok(r) => r,
+        Err(e) => Err(Error::prerequisite(
+            format!("writer task failed: {e}"),
+            "this is a bug; please report it with the log",
+        )),
+    }
+}

@@ -1,0 +1,159 @@
+//! Copy progress per table, persisted beside the checkpoint (`checkpoint.snapshot_path`):
+//! replaced atomically and fsynced after every chunk that became durable. A chunk is listed as
+//! done only once the writer made its rows durable (the stream's durable LSN passed its high
+//! watermark), so a restart re-reads exactly the chunks that were not finished.
+
+use crate::checkpoint::write_atomically;
+use crate::error::Error;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Copying,
+    Done,
+}
+
+/// One table's copy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableCopy {
+    pub status: Status,
+    /// Why it is (was) copied: `initial`, `resync`, `slot lost`, `table rewritten`.
+    pub reason: String,
+    /// The copy's start position (commit LSN): rows last changed before it are read by the
+    /// chunks, every later change streams. At the end, the table's points still older than
+    /// this are orphans and are removed.
+    pub start_lsn: u64,
+    /// Set once the copy is planned: the table's file (a rewrite such as VACUUM FULL moves rows
+    /// between pages, so the plan is redone) and its chunks of `chunk_pages` heap pages.
+    #[serde(default)]
+    pub relfilenode: Option<u32>,
+    #[serde(default)]
+    pub chunk_pages: u32,
+    #[serde(default)]
+    pub chunks: Option<u32>,
+    /// Chunks whose rows are durable, ascending.
+    #[serde(default)]
+    pub done: Vec<u32>,
+    /// Rows written by the durable chunks.
+    #[serde(default)]
+    pub rows: u64,
+}
+
+impl TableCopy {
+    pub fn new(reason: &str, start_lsn: u64) -> Self {
+        Self {
+            status: Status::Copying,
+            reason: reason.to_owned(),
+            start_lsn,
+            relfilenode: None,
+            chunk_pages: 0,
+            chunks: None,
+            done: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Chunks still to read (all of them until the copy is planned).
+    pub fn remaining(&self) -> Vec<u32> {
+        match self.chunks {
+            Some(n) => (0..n)
+                .filter(|c| self.done.binary_search(c).is_err())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn mark_done(&mut self, chunk: u32, rows: u64) {
+        if let Err(i) = self.done.binary_search(&chunk) {
+            self.done.insert(i, chunk);
+            self.rows += rows;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    /// By `schema.table`.
+    pub tables: BTreeMap<String, TableCopy>,
+}
+
+/// The state file.
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn load(&self) -> Result<State, Error> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::config(
+                    "checkpoint.snapshot_path",
+                    format!(
+                        "{} is not a snapshot state file ({e}); delete it to copy every table again",
+                        self.path.display()
+                    ),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
+                version: 1,
+                ..Default::default()
+            }),
+            Err(e) => Err(Error::io(format!(
+                "read snapshot state {}",
+                self.path.display()
+            ))(e)),
+        }
+    }
+
+    pub fn store(&self, state: &State) -> Result<(), Error> {
+        let bytes = serde_json::to_vec_pretty(state).expect("state serializes");
+        write_atomically(&self.path, &bytes).map_err(Error::io(format!(
+            "write snapshot state {}",
+            self.path.display()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_chunks_and_round_trip() {
+        let mut t = TableCopy::new("initial", 7);
+        assert!(t.remaining().is_empty(), "unplanned");
+        t.chunks = Some(4);
+        t.mark_done(2, 10);
+        t.mark_done(0, 5);
+        t.mark_done(2, 10);
+        assert_eq!(t.remaining(), vec![1, 3]);
+        assert_eq!(t.rows, 15);
+        let dir = std::env::temp_dir().join(format!("pg2qdrant-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = StateFile::new(&dir.join("s.json"));
+        assert!(f.load().unwrap().tables.is_empty());
+        let mut s = State::default();
+        s.tables.insert("public.t".into(), t);
+        f.store(&s).unwrap();
+        assert_eq!(f.load().unwrap(), s);
+        std::fs::write(f.path(), "{").unwrap();
+        assert!(f.load().is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,190 @@
+//! A copy worker: takes tasks from the coordinator and reads chunks between watermarks.
+//!
+//! ```text
+//!  register chunk ─▶ emit LOW ─▶ wait for transactions running then ─▶ read pages a..b
+//!        ─▶ map rows (provisional positions) ─▶ hand to coordinator ─▶ emit HIGH
+//!        ─▶ wait until the stream consumed HIGH ─▶ next task
+//! ```
+//!
+//! Each worker has its own connection. At most one chunk per worker is held in memory. A failed
+//! task is logged (naming the table and pages) and put back; it is never skipped.
+
+use super::coordinator::{Coordinator, Task};
+use crate::config::SourceConfig;
+use crate::deadletter::DeadLetter;
+use crate::error::{Backoff, Disposition, Error};
+use crate::event::{Change, ChangeKind, TableName};
+use crate::lsn::{Lsn, Position};
+use crate::metrics::names;
+use crate::source::catalog::Catalog;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub struct Worker {
+    pub coordinator: Arc<Coordinator>,
+    pub source: SourceConfig,
+    pub dead_letter: Arc<Mutex<DeadLetter>>,
+    pub max_backoff: Duration,
+    pub shutdown: CancellationToken,
+}
+
+impl Worker {
+    pub async fn run(self) {
+        let mut catalog: Option<Catalog> = None;
+        let mut backoff = Backoff::new(self.max_backoff);
+        loop {
+            let task = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                t = self.coordinator.next_task() => t,
+            };
+            let result = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                r = self.run_task(&mut catalog, &task) => r,
+            };
+            match result {
+                Ok(()) => backoff.reset(),
+                Err(e) => {
+                    catalog = None;
+                    let delay = backoff.next_delay();
+                    let (table, what) = describe(&task);
+                    if e.disposition() == Disposition::Definite {
+                        tracing::error!(table = %table, task = %what, error = %e, hint = e.hint().unwrap_or(""), retry_in_ms = delay.as_millis() as u64, "copy task failed; it is retried and the copy of this table cannot finish until it succeeds");
+                    } else {
+                        tracing::warn!(table = %table, task = %what, error = %e, retry_in_ms = delay.as_millis() as u64, "copy task failed; retrying");
+                    }
+                    metrics::counter!(names::SNAPSHOT_ERRORS, "table" => table.to_string())
+                        .increment(1);
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    self.coordinator.retry(task);
+                }
+            }
+        }
+    }
+
+    async fn connection<'a>(&self, catalog: &'a mut Option<Catalog>) -> Result<&'a Catalog, Error> {
+        if catalog.is_none() {
+            let c = Catalog::connect(&self.source).await?;
+            c.set_copy_session().await?;
+            *catalog = Some(c);
+        }
+        Ok(catalog.as_ref().expect("connected"))
+    }
+
+    async fn run_task(&self, catalog: &mut Option<Catalog>, task: &Task) -> Result<(), Error> {
+        let c = self.connection(catalog).await?;
+        match task {
+            Task::Plan { table, generation } => {
+                let mapping = &self.coordinator.mappings()[table];
+                let layout = c.layout(table, &mapping.key).await?;
+                let now = c.current_wal_lsn().await?;
+                self.coordinator.planned(table, *generation, layout, now)
+            }
+            Task::Chunk {
+                table,
+                generation,
+                index,
+                first,
+                end,
+            } => {
+                let Some(layout) = self.coordinator.layout(table, *generation) else {
+                    return Ok(()); // the copy was restarted; its new plan has its own tasks
+                };
+                let Some(id) = self.coordinator.register(table, *generation, *index) else {
+                    return Ok(());
+                };
+                let result = self
+                    .chunk(c, &id, table, &layout, *generation, *first, *end)
+                    .await;
+                if result.is_err() {
+                    self.coordinator.abandon(&id);
+                }
+                result
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn chunk(
+        &self,
+        c: &Catalog,
+        id: &str,
+        table: &TableName,
+        layout: &crate::source::chunk::TableLayout,
+        generation: u64,
+        first: u32,
+        end: Option<u32>,
+    ) -> Result<(), Error> {
+        let empty = end == Some(first);
+        let (ops, rows) = if empty {
+            (Vec::new(), 0)
+        } else {
+            let low = c.emit(&self.coordinator.watermark(id, false)).await?;
+            c.wait_running_transactions().await?;
+            let Some(rows) = c.read_chunk(table, layout, first, end).await? else {
+                self.coordinator.rewritten(table, generation);
+                return Ok(());
+            };
+            let n = rows.len() as u64;
+            (self.map(table, rows, low)?, n)
+        };
+        let Some(consumed) = self.coordinator.read(id, ops, rows) else {
+            return Ok(());
+        };
+        c.emit(&self.coordinator.watermark(id, true)).await?;
+        // The stream turns the chunk into ops at its high watermark; until then it is held here.
+        let _ = consumed.await;
+        Ok(())
+    }
+
+    /// Maps rows to ops like inserts (provisional positions); rows that cannot be mapped go to
+    /// the dead-letter file, naming table and key.
+    fn map(
+        &self,
+        table: &TableName,
+        rows: Vec<crate::event::Row>,
+        low: Lsn,
+    ) -> Result<Vec<crate::event::Op>, Error> {
+        let mapping = &self.coordinator.mappings()[table];
+        let mut ops = Vec::with_capacity(rows.len());
+        for new in rows {
+            let change = Change {
+                table: table.clone(),
+                position: Position::default(),
+                commit_time_micros: 0,
+                kind: ChangeKind::Insert { new },
+            };
+            match mapping.ops(&change) {
+                Ok(o) => ops.extend(o),
+                Err(e) => self
+                    .dead_letter
+                    .lock()
+                    .expect("dead-letter lock")
+                    .row(&e, low)?,
+            }
+        }
+        Ok(ops)
+    }
+}
+
+fn describe(task: &Task) -> (TableName, String) {
+    match task {
+        Task::Plan { table, .. } => (table.clone(), "plan".to_owned()),
+        Task::Chunk {
+            table,
+            index,
+            first,
+            end,
+            ..
+        } => (
+            table.clone(),
+            format!(
+                "chunk {index} (pages {first}..{})",
+                end.map_or("end".to_owned(), |e| e.to_string())
+            ),
+        ),
+    }
+}

@@ -1,0 +1,201 @@
+//! Reads for the copy: a table's layout (file, pages, columns), chunks of rows by heap-page
+//! range (`ctid`, a TID range scan), control messages into the WAL, and the visibility wait that
+//! must follow a low watermark. The rows come back in PostgreSQL's text output form, the same
+//! form pgoutput sends, so they go through the same mapping as streamed rows.
+
+use super::catalog::Catalog;
+use crate::error::Error;
+use crate::event::{quote_ident, Column, Datum, Row, TableName};
+use crate::lsn::{parse_lsn, Lsn};
+use crate::snapshot::control::{Control, PREFIX};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::SimpleQueryMessage;
+
+/// What a copy needs to know about a table.
+#[derive(Debug, Clone)]
+pub struct TableLayout {
+    pub oid: u32,
+    pub relfilenode: u32,
+    /// Heap pages when the layout was read.
+    pub pages: u32,
+    /// `pg_class.reltuples` (0 when the table was never analyzed).
+    pub estimated_rows: u64,
+    /// The columns pgoutput sends (not dropped, not generated), in order.
+    pub columns: Arc<[Column]>,
+}
+
+impl Catalog {
+    /// Session settings the copy's text values depend on (the parsers expect these forms).
+    pub async fn set_copy_session(&self) -> Result<(), Error> {
+        self.client()
+            .batch_execute(
+                "SET DateStyle = 'ISO, MDY'; SET bytea_output = 'hex'; SET extra_float_digits = 1; \
+                 SET IntervalStyle = 'postgres'; SET application_name = 'pg2qdrant copy'",
+            )
+            .await
+            .map_err(Error::pg("set copy session"))
+    }
+
+    pub async fn layout(&self, table: &TableName, key: &[String]) -> Result<TableLayout, Error> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT c.oid, c.relfilenode, \
+                        (pg_relation_size(c.oid) / current_setting('block_size')::int)::int8, \
+                        greatest(c.reltuples, 0)::int8 \
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(Error::pg(format!("read the layout of {table}")))?
+            .ok_or_else(|| {
+                Error::prerequisite(
+                    format!("table {table} does not exist"),
+                    "create it or remove it from the config",
+                )
+            })?;
+        let oid: u32 = row.get(0);
+        let columns = self
+            .client()
+            .query(
+                "SELECT attname::text, atttypid, atttypmod FROM pg_attribute \
+                 WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped AND attgenerated = '' \
+                 ORDER BY attnum",
+                &[&oid],
+            )
+            .await
+            .map_err(Error::pg(format!("read the columns of {table}")))?;
+        Ok(TableLayout {
+            oid,
+            relfilenode: row.get(1),
+            pages: u32::try_from(row.get::<_, i64>(2)).unwrap_or(u32::MAX),
+            estimated_rows: row.get::<_, i64>(3) as u64,
+            columns: columns
+                .iter()
+                .map(|r| {
+                    let name: String = r.get(0);
+                    Column {
+                        is_key: key.contains(&name),
+                        name,
+                        type_oid: r.get(1),
+                        type_modifier: r.get(2),
+                    }
+                })
+                .collect::<Vec<_>>()
+                .into(),
+        })
+    }
+
+    /// Writes a control message into the WAL (transactional, committed at once). Returns the
+    /// message's LSN.
+    pub async fn emit(&self, control: &Control) -> Result<Lsn, Error> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT pg_logical_emit_message(true, $1, $2)::text",
+                &[&PREFIX, &control.encode()],
+            )
+            .await
+            .map_err(Error::pg("pg_logical_emit_message"))?;
+        parse_lsn(row.get(0)).map_err(|e| Error::prerequisite("pg_logical_emit_message", e))
+    }
+
+    /// Waits until every transaction that was running when this is called has ended.
+    ///
+    /// A transaction's commit record can precede a watermark in the WAL while the transaction
+    /// is not yet visible to snapshots taken after the watermark committed: a chunk read then
+    /// would miss a change that the stream also does not count as inside the window. Reading
+    /// only after these transactions ended closes that gap.
+    pub async fn wait_running_transactions(&self) -> Result<(), Error> {
+        let row = self
+            .client()
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .await
+            .map_err(Error::pg("pg_current_snapshot"))?;
+        let snapshot: String = row.get(0);
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        let mut warned = false;
+        loop {
+            let done: bool = self
+                .client()
+                .query_one(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= pg_snapshot_xmax($1::text::pg_snapshot)",
+                    &[&snapshot],
+                )
+                .await
+                .map_err(Error::pg("wait for running transactions"))?
+                .get(0);
+            if done {
+                return Ok(());
+            }
+            if !warned && started.elapsed() > Duration::from_secs(10) {
+                warned = true;
+                tracing::warn!(snapshot = %snapshot, "copy waits for transactions older than its watermark to end (a long-running or idle-in-transaction session holds it up)");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// The rows in heap pages `[first, end)` (`end = None`: to the end of the table), or `None`
+    /// when the table was rewritten since `layout` was read (its rows moved between pages).
+    pub async fn read_chunk(
+        &self,
+        table: &TableName,
+        layout: &TableLayout,
+        first: u32,
+        end: Option<u32>,
+    ) -> Result<Option<Vec<Row>>, Error> {
+        let cols: Vec<String> = layout
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let upper = end
+            .map(|e| format!(" AND ctid < '({e},0)'::tid"))
+            .unwrap_or_default();
+        // The chunk's SELECT takes a lock that keeps the table from being rewritten until the
+        // transaction ends, so the file check after it covers the rows it read.
+        let sql = format!(
+            "BEGIN READ ONLY; SELECT {} FROM {} WHERE ctid >= '({first},0)'::tid{upper}; \
+             SELECT relfilenode::text FROM pg_class WHERE oid = {}; COMMIT",
+            if cols.is_empty() {
+                "1".to_owned()
+            } else {
+                cols.join(", ")
+            },
+            table.quoted(),
+            layout.oid
+        );
+        let ctx = || format!("read rows of {table} in pages {first}..{end:?}");
+        let messages = match self.client().simple_query(&sql).await {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.client().batch_execute("ROLLBACK").await;
+                return Err(Error::pg(ctx())(e));
+            }
+        };
+        let mut rows = Vec::new();
+        let mut statement = 0;
+        let mut relfilenode = None;
+        for m in messages {
+            match m {
+                SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                SimpleQueryMessage::Row(r) if statement == 1 => rows.push(Row {
+                    columns: layout.columns.clone(),
+                    values: (0..layout.columns.len())
+                        .map(|i| r.get(i).map_or(Datum::Null, |v| Datum::Text(v.to_owned())))
+                        .collect(),
+                }),
+                SimpleQueryMessage::Row(r) if statement == 2 => {
+                    relfilenode = r.get(0).and_then(|v| v.parse::<u32>().ok())
+                }
+                _ => {}
+            }
+        }
+        Ok((relfilenode == Some(layout.relfilenode)).then_some(rows))
+    }
+}
