@@ -137,7 +137,7 @@ async fn chat_history_example_runs_as_shipped() {
     run.stop().await;
 }
 
-async fn http_get(port: u16, path: &str) -> String {
+pub async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await

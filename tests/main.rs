@@ -5,4 +5,6 @@ mod harness;
 
 mod chat;
 mod recovery;
+mod snapshot;
 mod streaming;
+mod verify;

@@ -5,13 +5,13 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
 
-const LOAD: &str =
+pub const LOAD: &str =
     "CREATE TABLE docs (id bigint PRIMARY KEY, title text NOT NULL, n int, v real[]);";
-const DIM: usize = 8;
+pub const DIM: usize = 8;
 
 /// Inserts rows `first..=rows` in transactions of `per_txn`, then updates every 10th row and deletes
 /// every 25th, so the end state exercises every op.
-async fn load(url: String, first: i64, rows: i64, per_txn: i64) {
+pub async fn load(url: String, first: i64, rows: i64, per_txn: i64) {
     let c = connect(&url).await;
     let mut start = first;
     while start <= rows {
@@ -32,11 +32,11 @@ async fn load(url: String, first: i64, rows: i64, per_txn: i64) {
 }
 
 /// Every row equals its point (id, payload, vector) and there are no extra points.
-async fn assert_mirrored(db: &TestDb, collection: &str) {
+pub async fn assert_mirrored(db: &TestDb, collection: &str) {
     assert_mirrored_at(db, collection, &qdrant()).await
 }
 
-async fn assert_mirrored_at(db: &TestDb, collection: &str, q: &qdrant_client::Qdrant) {
+pub async fn assert_mirrored_at(db: &TestDb, collection: &str, q: &qdrant_client::Qdrant) {
     let rows = db
         .client
         .query("SELECT id, title, n, v FROM docs", &[])
@@ -75,7 +75,7 @@ async fn assert_mirrored_at(db: &TestDb, collection: &str, q: &qdrant_client::Qd
     .await;
 }
 
-fn spawn_binary(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+pub fn spawn_binary(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
         .args(["run", "--config"])
         .arg(config)

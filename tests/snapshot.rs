@@ -1,0 +1,331 @@
+//! Existing rows: the copy between watermarks, its resume after kill -9, online resync, the
+//! snapshot modes, tables added later, and a lost slot. One scenario each.
+
+use crate::chat::http_get;
+use crate::harness::*;
+use crate::recovery::{assert_mirrored, spawn_binary, DIM, LOAD};
+use pg2qdrant::config::SnapshotMode;
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+/// Inserts rows `1..=n` (8-float vectors) in one statement.
+async fn existing_rows(db: &TestDb, n: i64) {
+    db.exec(&format!(
+        "INSERT INTO docs SELECT g, 'row ' || g, g % 1000, array_fill((g % 97)::real, ARRAY[{DIM}]) FROM generate_series(1, {n}) g"
+    ))
+    .await;
+}
+
+/// Updates, deletes and re-inserts keys among `1..=n` (and adds new ones), `rounds` small
+/// transactions, so the stream keeps touching rows the copy is reading.
+async fn churn(url: String, n: i64, rounds: i64) {
+    let c = connect(&url).await;
+    for r in 0..rounds {
+        let lo = (r * 997) % n + 1;
+        c.batch_execute(&format!(
+            "BEGIN;
+             UPDATE docs SET title = title || ' u{r}', v[1] = {r} WHERE id % 97 = {m97};
+             DELETE FROM docs WHERE id % 101 = {m101};
+             INSERT INTO docs SELECT g, 'again {r}', {r}, array_fill({r}::real, ARRAY[{DIM}]) FROM generate_series({lo}, {hi}) g
+               ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, n = EXCLUDED.n, v = EXCLUDED.v;
+             INSERT INTO docs VALUES ({new}, 'new {r}', {r}, array_fill(1::real, ARRAY[{DIM}]));
+             COMMIT;",
+            m97 = r % 97,
+            m101 = (r * 7) % 101,
+            hi = (lo + 50).min(n),
+            new = n + 1 + r,
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+fn state(dir: &Path) -> Value {
+    std::fs::read(dir.join("checkpoint.snapshot.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn copy_of(dir: &Path) -> Value {
+    state(dir)["tables"]["public.docs"].clone()
+}
+
+async fn wait_copy_done(dir: &Path) -> Value {
+    wait_for("the copy to finish", WAIT, || async {
+        let c = copy_of(dir);
+        (c["status"] == "done").then_some(c)
+    })
+    .await
+}
+
+/// The config file of `db` with extra `[source]` lines (e.g. the snapshot knobs).
+fn config_file(db: &TestDb, source_extra: &str, metrics: &str) -> std::path::PathBuf {
+    let dir = work_dir(&db.name);
+    let text = db
+        .config_text(&table("docs", &db.name, DIM as u64, ""), &qdrant_url())
+        .replace(
+            "status_interval_ms = 200\n",
+            &format!("status_interval_ms = 200\n{source_extra}\n"),
+        )
+        .replace("addr = \"\"", &format!("addr = \"{metrics}\""));
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_of_50000_rows_under_concurrent_writes_mirrors_every_row() {
+    let db = TestDb::new("t_snap_writes", LOAD).await;
+    existing_rows(&db, 50_000).await;
+    let mut cfg = db.config(&table("docs", "t_snap_writes", DIM as u64, ""));
+    cfg.source.snapshot_chunk_pages = 16;
+    let run = db.start(cfg).await;
+    let writer = tokio::spawn(churn(db.url.clone(), 50_000, 40));
+    // The writer runs while the copy is in its first chunks.
+    writer.await.unwrap();
+    let copy = wait_copy_done(&work_dir("t_snap_writes")).await;
+    assert!(copy["chunks"].as_u64().unwrap() > 10, "{copy}");
+    assert_mirrored(&db, "t_snap_writes").await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_copy_resumes_from_the_finished_chunks() {
+    let db = TestDb::new("t_snap_kill", LOAD).await;
+    const ROWS: u64 = 40_000;
+    existing_rows(&db, ROWS as i64).await;
+    let dir = work_dir("t_snap_kill");
+    let config = config_file(&db, "snapshot_workers = 1\nsnapshot_chunk_pages = 4", "");
+    let mut child = spawn_binary(&config, &dir.join("run1.log"));
+    wait_for("a few durable chunks", WAIT, || async {
+        let c = copy_of(&dir);
+        (c["done"].as_array().is_some_and(|d| d.len() >= 5)).then_some(())
+    })
+    .await;
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let at_kill = copy_of(&dir);
+    assert_eq!(at_kill["status"], "copying", "killed mid-copy: {at_kill}");
+    let chunks = at_kill["chunks"].as_u64().unwrap();
+    let done_at_kill = at_kill["done"].as_array().unwrap().len() as u64;
+    let rows_at_kill = at_kill["rows"].as_u64().unwrap();
+    assert!(done_at_kill < chunks && rows_at_kill > 0, "{at_kill}");
+
+    let port = free_port();
+    let config = config_file(
+        &db,
+        "snapshot_workers = 1\nsnapshot_chunk_pages = 4",
+        &format!("127.0.0.1:{port}"),
+    );
+    let mut child = spawn_binary(&config, &dir.join("run2.log"));
+    let done = wait_copy_done(&dir).await;
+    assert_eq!(done["rows"].as_u64(), Some(ROWS));
+    assert_eq!(
+        done["start_lsn"], at_kill["start_lsn"],
+        "the resumed copy keeps its start"
+    );
+    // The second process copied only the chunks that were not durable at the kill.
+    let body = http_get(port, "/metrics").await;
+    let copied: u64 = body
+        .lines()
+        .find(|l| l.starts_with("pg2qdrant_snapshot_rows_total{table=\"public.docs\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no snapshot rows metric:\n{body}"));
+    assert_eq!(
+        copied,
+        ROWS - rows_at_kill,
+        "finished chunks are not copied again"
+    );
+    assert_mirrored(&db, "t_snap_kill").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_under_updates_and_deletes_leaves_no_ghost_and_no_stale_point() {
+    use qdrant_client::qdrant::{
+        DeletePointsBuilder, PointStruct, PointsIdsList, SetPayloadPointsBuilder,
+        UpsertPointsBuilder,
+    };
+    let db = TestDb::new("t_resync", LOAD).await;
+    let dir = work_dir("t_resync");
+    let config = config_file(&db, "snapshot_chunk_pages = 2", "");
+    let cfg = pg2qdrant::config::load(&config).unwrap();
+    let run = db.start(cfg).await;
+    existing_rows(&db, 10_000).await;
+    wait_count("t_resync", 10_000).await;
+    // Drift: an orphan (its row never existed), a stale payload, a missing point.
+    let q = qdrant();
+    let orphan = serde_json::json!({"title": "ghost", "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": 0, "key": {"id": "900000"}}});
+    q.upsert_points(
+        UpsertPointsBuilder::new(
+            "t_resync",
+            vec![PointStruct::new(
+                900_000u64,
+                vec![1.0; DIM],
+                qdrant_client::Payload::try_from(orphan).unwrap(),
+            )],
+        )
+        .wait(true),
+    )
+    .await
+    .unwrap();
+    q.set_payload(
+        SetPayloadPointsBuilder::new(
+            "t_resync",
+            qdrant_client::Payload::try_from(serde_json::json!({"title": "WRONG"})).unwrap(),
+        )
+        .points_selector(PointsIdsList {
+            ids: vec![7u64.into()],
+        })
+        .wait(true),
+    )
+    .await
+    .unwrap();
+    q.delete_points(
+        DeletePointsBuilder::new("t_resync")
+            .points(PointsIdsList {
+                ids: vec![8u64.into()],
+            })
+            .wait(true),
+    )
+    .await
+    .unwrap();
+    // Updates and deletes hit the same keys while the table is copied again.
+    let writer = tokio::spawn(churn(db.url.clone(), 10_000, 60));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["resync", "--config"])
+        .arg(&config)
+        .args(["--table", "docs"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    writer.await.unwrap();
+    let copy = wait_for("the resync to finish", WAIT, || async {
+        let c = copy_of(&dir);
+        (c["reason"] == "resync" && c["status"] == "done").then_some(c)
+    })
+    .await;
+    assert!(copy["chunks"].as_u64().unwrap() > 1, "{copy}");
+    assert!(
+        point("t_resync", 900_000u64).await.is_none(),
+        "orphan removed"
+    );
+    assert_mirrored(&db, "t_resync").await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_never_streams_only_new_changes() {
+    let db = TestDb::new("t_snap_never", LOAD).await;
+    existing_rows(&db, 100).await;
+    let mut cfg = db.config(&table("docs", "t_snap_never", DIM as u64, ""));
+    cfg.source.snapshot = SnapshotMode::Never;
+    let run = db.start(cfg).await;
+    db.exec("INSERT INTO docs VALUES (1000, 'new', 1, array_fill(1::real, ARRAY[8]))")
+        .await;
+    wait_for("the streamed row", WAIT, || point("t_snap_never", 1000u64)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        count("t_snap_never").await,
+        1,
+        "existing rows are not copied"
+    );
+    assert!(copy_of(&work_dir("t_snap_never")).is_null());
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_initial_only_copies_and_exits_then_run_streams_on_without_a_gap() {
+    let db = TestDb::new("t_snap_only", LOAD).await;
+    existing_rows(&db, 3_000).await;
+    let dir = work_dir("t_snap_only");
+    let config = config_file(&db, "snapshot = \"initial_only\"", "");
+    let mut child = spawn_binary(&config, &dir.join("run1.log"));
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "initial_only exits 0 by itself: {status}");
+    assert_eq!(count("t_snap_only").await, 3_000);
+    assert!(db.slot_confirmed().await.is_some(), "the slot is kept");
+    // Changes made after the backfill are streamed by a later run, not lost, not re-copied.
+    db.exec("INSERT INTO docs VALUES (5000, 'after', 1, array_fill(1::real, ARRAY[8])); DELETE FROM docs WHERE id = 1")
+        .await;
+    let config = config_file(&db, "", "");
+    let mut child = spawn_binary(&config, &dir.join("run2.log"));
+    assert_mirrored(&db, "t_snap_only").await;
+    assert_eq!(copy_of(&dir)["reason"], "initial", "not copied again");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_added_to_the_config_is_copied_on_restart_while_the_other_streams() {
+    let db = TestDb::new(
+        "t_snap_added",
+        &format!("{LOAD} CREATE TABLE notes (id bigint PRIMARY KEY, body text, v real[]);"),
+    )
+    .await;
+    let docs = table("docs", "t_snap_added", DIM as u64, "");
+    let run = db.start(db.config(&docs)).await;
+    existing_rows(&db, 200).await;
+    db.exec("INSERT INTO notes SELECT g, 'note ' || g, '{1,2}' FROM generate_series(1, 2000) g")
+        .await;
+    wait_count("t_snap_added", 200).await;
+    run.stop().await;
+    let both = format!("{docs}{}", table("notes", "t_snap_added_notes", 2, ""));
+    let run = db.start(db.config(&both)).await;
+    db.exec(
+        "INSERT INTO docs VALUES (9000, 'streamed meanwhile', 1, array_fill(1::real, ARRAY[8]))",
+    )
+    .await;
+    wait_count("t_snap_added_notes", 2_000).await;
+    wait_for("docs streams on", WAIT, || point("t_snap_added", 9000u64)).await;
+    let s = state(&work_dir("t_snap_added"));
+    assert_eq!(s["tables"]["public.notes"]["status"], "done", "{s}");
+    assert_eq!(
+        s["tables"]["public.docs"]["reason"], "initial",
+        "docs is not copied again: {s}"
+    );
+    db.exec("UPDATE notes SET body = 'edited' WHERE id = 1")
+        .await;
+    wait_for("notes streams too", WAIT, || async {
+        point("t_snap_added_notes", 1u64)
+            .await
+            .filter(|p| p.payload["body"] == "edited")
+    })
+    .await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_slot_is_not_streamed_over_the_gap_every_table_is_copied_again() {
+    let db = TestDb::new("t_slot_lost", LOAD).await;
+    let dir = work_dir("t_slot_lost");
+    let cfg = db.config(&table("docs", "t_slot_lost", DIM as u64, ""));
+    let run = db.start(cfg.clone()).await;
+    existing_rows(&db, 100).await;
+    wait_count("t_slot_lost", 100).await;
+    run.stop().await;
+    // While the connector is stopped its slot is dropped and rows change: a gap in the stream.
+    db.exec("SELECT pg_drop_replication_slot('t_slot_lost')")
+        .await;
+    db.exec("DELETE FROM docs WHERE id <= 10; UPDATE docs SET title = 'changed in the gap' WHERE id = 50; INSERT INTO docs VALUES (500, 'gap', 1, array_fill(1::real, ARRAY[8]))").await;
+    let mut refuse = cfg.clone();
+    refuse.source.snapshot_on_slot_loss = false;
+    let err = pg2qdrant::run(refuse, tokio_util::sync::CancellationToken::new())
+        .await
+        .expect_err("refuses to stream over the gap");
+    assert!(err.to_string().contains("t_slot_lost"), "{err}");
+    let run = db.start(cfg).await;
+    assert_mirrored(&db, "t_slot_lost").await;
+    assert_eq!(copy_of(&dir)["reason"], "slot lost");
+    run.stop().await;
+}
