@@ -213,14 +213,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     })
 }
 
-/// Samples `pg_current_wal_lsn() - durable` into the lag gauge.
+/// Samples `pg_current_wal_lsn() - durable` into the lag gauge, and exports the last verify.
 async fn lag_sampler(cfg: Config, durable: watch::Receiver<Lsn>, shutdown: CancellationToken) {
     let mut catalog: Option<Catalog> = None;
+    let mut verified = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(LAG_EVERY) => {}
         }
+        crate::verify::export_last(&cfg, &mut verified);
         if catalog.is_none() {
             catalog = Catalog::connect(&cfg.source).await.ok();
         }

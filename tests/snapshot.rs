@@ -315,6 +315,19 @@ async fn a_dropped_slot_is_not_streamed_over_the_gap_every_table_is_copied_again
     wait_count("t_slot_lost", 100).await;
     run.stop().await;
     // While the connector is stopped its slot is dropped and rows change: a gap in the stream.
+    wait_for("the walsender to release the slot", WAIT, || async {
+        let active: bool = db
+            .client
+            .query_one(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = 't_slot_lost'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (!active).then_some(())
+    })
+    .await;
     db.exec("SELECT pg_drop_replication_slot('t_slot_lost')")
         .await;
     db.exec("DELETE FROM docs WHERE id <= 10; UPDATE docs SET title = 'changed in the gap' WHERE id = 50; INSERT INTO docs VALUES (500, 'gap', 1, array_fill(1::real, ARRAY[8]))").await;

@@ -30,9 +30,11 @@ async fn verify_counts_injected_drift_and_repair_fixes_exactly_it() {
     let db = TestDb::new("t_verify", LOAD).await;
     let dir = work_dir("t_verify");
     let config = dir.join("config.toml");
+    let port = free_port();
     std::fs::write(
         &config,
-        db.config_text(&table("docs", "t_verify", DIM as u64, ""), &qdrant_url()),
+        db.config_text(&table("docs", "t_verify", DIM as u64, ""), &qdrant_url())
+            .replace("addr = \"\"", &format!("addr = \"127.0.0.1:{port}\"")),
     )
     .unwrap();
     let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
@@ -105,6 +107,14 @@ async fn verify_counts_injected_drift_and_repair_fixes_exactly_it() {
     assert_eq!(drift["missing_keys"], json!([{"id": "11"}]));
     assert_eq!(drift["stale_keys"], json!([{"id": "22"}, {"id": "33"}]));
     assert_eq!(drift["orphaned_keys"], json!([{"id": "5000"}]));
+    // The running connector exports the last result (seed 000's "sync health").
+    wait_for("verify gauges on /metrics", WAIT, || async {
+        let body = crate::chat::http_get(port, "/metrics").await;
+        (body.contains("pg2qdrant_verify_stale{table=\"public.docs\"} 2")
+            && body.contains("pg2qdrant_verify_orphaned{table=\"public.docs\"} 1"))
+        .then_some(())
+    })
+    .await;
 
     let (code, repaired) = verify(&config, &["--repair"]);
     assert_eq!(code, 0, "repair fixed everything: {repaired}");

@@ -170,11 +170,20 @@ pub struct CheckpointConfig {
 
 impl CheckpointConfig {
     pub fn snapshot_path(&self) -> PathBuf {
-        self.snapshot_path.clone().unwrap_or_else(|| {
-            let mut p = self.path.clone().into_os_string();
-            p.push(".snapshot.json");
-            p.into()
-        })
+        self.snapshot_path
+            .clone()
+            .unwrap_or_else(|| self.beside(".snapshot.json"))
+    }
+
+    /// The last `verify` report, which the running connector exports as metrics.
+    pub fn verify_path(&self) -> PathBuf {
+        self.beside(".verify.json")
+    }
+
+    fn beside(&self, suffix: &str) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(suffix);
+        p.into()
     }
 }
 

@@ -335,20 +335,28 @@ fn fill_unchanged(new: &Row, old: &Row) -> Row {
     }
 }
 
-/// Moves an op produced with a provisional position (a copied row) to its real one: the
-/// position and the metadata fields that carry it.
-pub fn set_position(op: &mut Op, position: Position, commit_time_micros: i64) {
-    match op {
-        Op::Upsert { doc, .. } | Op::Merge { doc, .. } => {
-            doc.position = position;
-            if let Some(Value::Object(m)) = doc.payload.get_mut(META_FIELD) {
-                let fresh = meta(&TableName::parse(""), position, commit_time_micros);
-                for field in ["lsn", "seq", "commit_lsn", "commit_time"] {
-                    m.insert(field.to_owned(), fresh[field].clone());
+/// Moves ops produced with provisional positions (copied rows) to consecutive real positions
+/// from `first` in one transaction: the position and the metadata fields that carry it. The
+/// transaction's commit LSN and time are formatted once for all of them.
+pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
+    let shared = meta(&TableName::default(), first, commit_time_micros);
+    for (i, op) in ops.iter_mut().enumerate() {
+        let position = Position {
+            commit_lsn: first.commit_lsn,
+            seq: first.seq + i as u64,
+        };
+        match op {
+            Op::Upsert { doc, .. } | Op::Merge { doc, .. } => {
+                doc.position = position;
+                if let Some(Value::Object(m)) = doc.payload.get_mut(META_FIELD) {
+                    m.insert("lsn".to_owned(), Value::from(position.commit_lsn));
+                    m.insert("seq".to_owned(), Value::from(position.seq));
+                    m.insert("commit_lsn".to_owned(), shared["commit_lsn"].clone());
+                    m.insert("commit_time".to_owned(), shared["commit_time"].clone());
                 }
             }
+            Op::Delete { position: p, .. } | Op::Truncate { position: p, .. } => *p = position,
         }
-        Op::Delete { position: p, .. } | Op::Truncate { position: p, .. } => *p = position,
     }
 }
 

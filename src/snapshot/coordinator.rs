@@ -399,14 +399,8 @@ impl Coordinator {
                 tracing::debug!(table = %p.table, chunk = p.index, dropped, "rows changed while their chunk was read: the stream's version wins");
             }
         }
-        let base = positions(ops.len() + 1);
-        for (i, op) in ops.iter_mut().enumerate() {
-            let pos = Position {
-                commit_lsn: base.commit_lsn,
-                seq: base.seq + i as u64,
-            };
-            crate::mapping::set_position(op, pos, commit_time);
-        }
+        let first = positions(ops.len());
+        crate::mapping::set_positions(&mut ops, first, commit_time);
         metrics::counter!(names::SNAPSHOT_ROWS, "table" => p.table.to_string()).increment(p.rows);
         inner.awaiting.push((
             commit.as_u64(),

@@ -26,12 +26,16 @@ pub struct TableLayout {
 }
 
 impl Catalog {
-    /// Session settings the copy's text values depend on (the parsers expect these forms).
+    /// Session settings the copy's text values depend on (the parsers expect these forms), and
+    /// synchronous commit: a watermark reaches the walsender only once its commit is flushed,
+    /// and with `synchronous_commit = off` that waits for the WAL writer (`wal_writer_delay`,
+    /// 200 ms by default) on every chunk.
     pub async fn set_copy_session(&self) -> Result<(), Error> {
         self.client()
             .batch_execute(
                 "SET DateStyle = 'ISO, MDY'; SET bytea_output = 'hex'; SET extra_float_digits = 1; \
-                 SET IntervalStyle = 'postgres'; SET application_name = 'pg2qdrant copy'",
+                 SET IntervalStyle = 'postgres'; SET synchronous_commit = on; \
+                 SET application_name = 'pg2qdrant copy'",
             )
             .await
             .map_err(Error::pg("set copy session"))

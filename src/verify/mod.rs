@@ -28,7 +28,7 @@ use qdrant_client::qdrant::{
     point_id::PointIdOptions, vector_output, vectors_output, Condition, Filter, GetPointsBuilder,
     PointId, ScrollPointsBuilder, VectorOutput,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -39,7 +39,7 @@ const SAMPLES: usize = 10;
 /// How long verify waits for the connector to apply what its snapshot shows.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct TableReport {
     pub table: String,
     pub collection: String,
@@ -58,6 +58,8 @@ pub struct TableReport {
     pub repaired: u64,
     /// The connector had not applied everything the snapshot shows within the wait.
     pub lagging: bool,
+    /// Unix seconds when the check ended.
+    pub checked_at: i64,
 }
 
 impl TableReport {
@@ -107,10 +109,35 @@ pub async fn run(
             report = verify_table(cfg, &catalog, &present, &sink, t, &mapping, false).await?;
             report.repaired = repaired;
         }
-        record_metrics(&report);
+        report.checked_at = chrono::Utc::now().timestamp();
         out.push(report);
     }
+    // The running connector exports the last result (see `export_last`).
+    let path = cfg.checkpoint.verify_path();
+    let bytes = serde_json::to_vec_pretty(&out).expect("report serializes");
+    crate::checkpoint::write_atomically(&path, &bytes)
+        .map_err(Error::io(format!("write verify report {}", path.display())))?;
     Ok(out)
+}
+
+/// Sets the `pg2qdrant_verify_*` gauges from the last report `verify` wrote beside the
+/// checkpoint, when it changed since `seen` (its modification time). Called by the connector.
+pub fn export_last(cfg: &Config, seen: &mut Option<std::time::SystemTime>) {
+    let path = cfg.checkpoint.verify_path();
+    let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
+        return;
+    };
+    if *seen == Some(modified) {
+        return;
+    }
+    *seen = Some(modified);
+    match std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<TableReport>>(&b).ok())
+    {
+        Some(reports) => reports.iter().for_each(record_metrics),
+        None => tracing::warn!(path = %path.display(), "cannot read the last verify report"),
+    }
 }
 
 fn record_metrics(r: &TableReport) {
@@ -119,8 +146,7 @@ fn record_metrics(r: &TableReport) {
     metrics::gauge!(names::VERIFY_MISSING, "table" => t.clone()).set(r.missing as f64);
     metrics::gauge!(names::VERIFY_ORPHANED, "table" => t.clone()).set(r.orphaned as f64);
     metrics::gauge!(names::VERIFY_STALE, "table" => t.clone()).set(r.stale as f64);
-    metrics::gauge!(names::VERIFY_TIMESTAMP, "table" => t)
-        .set(chrono::Utc::now().timestamp() as f64);
+    metrics::gauge!(names::VERIFY_TIMESTAMP, "table" => t).set(r.checked_at as f64);
 }
 
 fn sample(list: &mut Vec<Value>, key: Value) {
