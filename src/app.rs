@@ -30,11 +30,12 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 
 /// Checks prerequisites, creates what is missing, and compiles the table mappings.
 pub async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
-    set_up(cfg, false).await.map(|(m, _)| m)
+    set_up(cfg, false).await
 }
 
-/// [`prepare`], and whether the slot lost changes (see `Catalog::ensure_slot`).
-async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Error> {
+/// [`prepare`]; `had_progress`: the checkpoint shows the connector streamed before, so a
+/// missing slot means lost changes (see `Catalog::ensure_slot`).
+async fn set_up(cfg: &Config, had_progress: bool) -> Result<Mappings, Error> {
     let catalog = Catalog::connect(&cfg.source).await?;
     let level = catalog.wal_level().await?;
     if level != "logical" {
@@ -56,19 +57,20 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Er
             cfg.source.create_publication,
         )
         .await?;
-    let slot_lost = catalog
+    catalog
         .ensure_slot(
             &cfg.source.slot,
             cfg.source.create_slot,
             had_progress,
             cfg.source.snapshot_on_slot_loss,
+            || StateFile::new(&cfg.checkpoint.snapshot_path()).recopy_all(&names, "slot lost"),
         )
         .await?;
     let client = qdrant::client(&cfg.qdrant)?;
     for (i, t) in cfg.tables.iter().enumerate() {
         collections::ensure(&client, i, t).await?;
     }
-    let mappings = cfg
+    Ok(cfg
         .tables
         .iter()
         .zip(keys)
@@ -76,8 +78,7 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Er
             let m = TableMapping::new(t, k);
             (m.table.clone(), m)
         })
-        .collect();
-    Ok((mappings, slot_lost))
+        .collect())
 }
 
 /// Runs the connector until `shutdown` is cancelled (Ok), `snapshot = initial_only` finished
@@ -98,15 +99,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let checkpoint = FileCheckpoint::open(&cfg.checkpoint.path)?;
     let stored = checkpoint.load()?;
-    let (mappings, slot_lost) =
-        match retry_transient("set-up", max_backoff, &shutdown, Duration::ZERO, || {
-            set_up(&cfg, stored.is_some())
-        })
-        .await
-        {
-            Err(Error::Shutdown) => return Ok(()),
-            other => other?,
-        };
+    let mappings = match retry_transient("set-up", max_backoff, &shutdown, Duration::ZERO, || {
+        set_up(&cfg, stored.is_some())
+    })
+    .await
+    {
+        Err(Error::Shutdown) => return Ok(()),
+        other => other?,
+    };
     let mappings = Arc::new(mappings);
     let start = stored.unwrap_or(Lsn(0));
     let coordinator = Coordinator::start(
@@ -115,7 +115,6 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         &cfg.source.slot,
         cfg.source.snapshot,
         cfg.source.snapshot_chunk_pages,
-        slot_lost,
     )?;
     tracing::info!(start = %start, slot = %cfg.source.slot, tables = mappings.len(), "starting replication");
 

@@ -290,7 +290,20 @@ impl TableMapping {
         Ok(key::point_key(&self.table, &parts))
     }
 
-    fn key_json(&self, row: &Row) -> Value {
+    /// The key columns of `row` as `(column, text value, type oid)`, to look the row up
+    /// (`Catalog::fetch_row`); columns without a text value are left out.
+    pub fn key_values(&self, row: &Row) -> Vec<(String, String, u32)> {
+        self.key
+            .iter()
+            .filter_map(|k| match row.column(k) {
+                Some((c, Datum::Text(t))) => Some((k.clone(), t.clone(), c.type_oid)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The key columns of `row` as a JSON object of text values (`{"id": "42"}`).
+    pub fn key_json(&self, row: &Row) -> Value {
         let mut m = Map::new();
         for k in &self.key {
             if let Some(d) = row.get(k) {

@@ -182,9 +182,16 @@ impl Assembler {
         self.windows.open(chunk, table);
     }
 
-    /// A chunk's high watermark arrived: what streamed since its low watermark.
-    pub fn close_window(&mut self, chunk: &str) -> Option<Window> {
-        self.windows.close(chunk)
+    /// A chunk's high watermark arrived: what streamed since its low watermark. Windows of
+    /// chunks `awaited` no longer knows are dropped on the way.
+    pub fn close_window(
+        &mut self,
+        chunk: &str,
+        awaited: impl FnMut(&str) -> bool,
+    ) -> Option<Window> {
+        let w = self.windows.close(chunk);
+        self.windows.retain(awaited);
+        w
     }
 
     /// The current transaction's commit LSN and commit time (`None` outside a transaction).

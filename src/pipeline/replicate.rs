@@ -197,7 +197,10 @@ impl Replicator {
                 Ok(Vec::new())
             }
             Control::High { chunk, .. } => {
-                let window = self.assembler.close_window(&chunk);
+                let coordinator = &self.coordinator;
+                let window = self
+                    .assembler
+                    .close_window(&chunk, |id| coordinator.expects(id).is_some());
                 let assembler = &mut self.assembler;
                 let ops = self
                     .coordinator

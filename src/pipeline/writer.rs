@@ -16,7 +16,7 @@ use crate::checkpoint::CheckpointStore;
 use crate::config::SourceConfig;
 use crate::deadletter::DeadLetter;
 use crate::error::{retry_transient, Disposition, Error};
-use crate::event::{Datum, Op, PointKey};
+use crate::event::{Op, PointKey};
 use crate::lsn::Lsn;
 use crate::metrics::names;
 use crate::sink::Sink;
@@ -307,14 +307,7 @@ impl<S: Sink> Writer<S> {
             if catalog.is_none() {
                 *catalog = Some(Catalog::connect(&self.source).await?);
             }
-            let key: Vec<(String, String, u32)> = mapping
-                .key
-                .iter()
-                .filter_map(|k| match row.column(k) {
-                    Some((c, Datum::Text(t))) => Some((k.clone(), t.clone(), c.type_oid)),
-                    _ => None,
-                })
-                .collect();
+            let key = mapping.key_values(row);
             let fetched = catalog
                 .as_ref()
                 .expect("connected above")

@@ -96,23 +96,16 @@ pub struct Progress {
 
 impl Coordinator {
     /// Loads the state and queues the copies this start needs: tables never copied (unless
-    /// `snapshot = never`), copies interrupted by a stop, and every table after a slot loss.
+    /// `snapshot = never`), copies interrupted by a stop, and every table after a slot loss
+    /// (recorded in the state by set-up, see `StateFile::recopy_all`).
     pub fn start(
         file: StateFile,
         mappings: Arc<Mappings>,
         slot: &str,
         mode: SnapshotMode,
         chunk_pages: u32,
-        slot_lost: bool,
     ) -> Result<Arc<Self>, Error> {
-        let mut state = file.load()?;
-        if slot_lost {
-            for t in mappings.keys() {
-                state
-                    .tables
-                    .insert(t.to_string(), TableCopy::new("slot lost", 0));
-            }
-        }
+        let state = file.load()?;
         let c = Arc::new(Self {
             inner: Mutex::new(Inner {
                 state,

@@ -5,6 +5,7 @@
 
 use crate::checkpoint::write_atomically;
 use crate::error::Error;
+use crate::event::TableName;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,6 +120,17 @@ impl StateFile {
                 self.path.display()
             ))(e)),
         }
+    }
+
+    /// Records that every table in `tables` must be copied again (the slot lost changes).
+    pub fn recopy_all(&self, tables: &[TableName], reason: &str) -> Result<(), Error> {
+        let mut state = self.load()?;
+        for t in tables {
+            state
+                .tables
+                .insert(t.to_string(), TableCopy::new(reason, 0));
+        }
+        self.store(&state)
     }
 
     pub fn store(&self, state: &State) -> Result<(), Error> {

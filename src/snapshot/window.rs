@@ -44,6 +44,12 @@ impl Windows {
         self.open.remove(chunk)
     }
 
+    /// Drops windows whose chunk is no longer awaited (its read failed and was retried under
+    /// another id), so they stop recording.
+    pub fn retain(&mut self, mut awaited: impl FnMut(&str) -> bool) {
+        self.open.retain(|id, _| awaited(id));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.open.is_empty()
     }

@@ -223,17 +223,19 @@ impl Catalog {
         }))
     }
 
-    /// Makes sure the slot exists and can resume. Returns `true` when changes were lost: the
-    /// slot is `lost` (the WAL it needed is gone), or it is missing although the connector had
-    /// streamed before (`had_progress`). With `recopy` the lost slot is replaced and the caller
-    /// copies every table again; without it that is an error, never a silent gap.
+    /// Makes sure the slot exists and can resume. When changes were lost — the slot is `lost`
+    /// (the WAL it needed is gone), or missing although the connector had streamed before
+    /// (`had_progress`) — `on_loss` is called before a new slot is created (it must record
+    /// durably that every table is to be copied again, so a failure after this point cannot
+    /// forget it); with `recopy = false` that is an error instead, never a silent gap.
     pub async fn ensure_slot(
         &self,
         slot: &str,
         create: bool,
         had_progress: bool,
         recopy: bool,
-    ) -> Result<bool, Error> {
+        on_loss: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let lost = match self.slot_info(slot).await? {
             Some(info) if info.plugin != "pgoutput" => {
                 return Err(Error::prerequisite(
@@ -241,33 +243,32 @@ impl Catalog {
                     "use a pgoutput slot: drop it or choose another slot name",
                 ))
             }
-            Some(info) if info.wal_status.as_deref() == Some("lost") => {
-                if !recopy {
-                    return Err(Error::prerequisite(
-                        format!("source.slot: slot {slot} has wal_status = lost (WAL it needed was removed)"),
-                        "changes were lost: set source.snapshot_on_slot_loss = true to re-copy every table, or drop the slot and resync by hand (raise max_slot_wal_keep_size)",
-                    ));
-                }
-                tracing::error!(slot, "slot is lost (its WAL was removed): changes were missed; dropping it, creating a new one and copying every table again");
-                self.client
-                    .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-                    .await
-                    .map_err(Error::pg("drop lost slot"))?;
-                true
-            }
-            Some(_) => return Ok(false),
-            None if had_progress => {
-                if !recopy {
-                    return Err(Error::prerequisite(
-                        format!("source.slot: slot {slot} is gone but the checkpoint shows the connector streamed from it"),
-                        "changes since the checkpoint were lost: set source.snapshot_on_slot_loss = true to re-copy every table, or delete the checkpoint files to start over",
-                    ));
-                }
-                tracing::error!(slot, "slot is gone although the connector streamed from it: changes were missed; creating it again and copying every table");
-                true
-            }
-            None => false,
+            Some(info) if info.wal_status.as_deref() == Some("lost") => Some(
+                format!("source.slot: slot {slot} has wal_status = lost (WAL it needed was removed)"),
+            ),
+            Some(_) => return Ok(()),
+            None if had_progress => Some(format!(
+                "source.slot: slot {slot} is gone but the checkpoint shows the connector streamed from it"
+            )),
+            None => None,
         };
+        if let Some(what) = lost {
+            if !recopy {
+                return Err(Error::prerequisite(
+                    what,
+                    "changes were lost: set source.snapshot_on_slot_loss = true to copy every table again, or delete the checkpoint files and drop the slot to start over (raise max_slot_wal_keep_size)",
+                ));
+            }
+            tracing::error!(slot, problem = %what, "changes were missed: every table is copied again on a new slot");
+            on_loss()?;
+            self.client
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                    &[&slot],
+                )
+                .await
+                .map_err(Error::pg("drop lost slot"))?;
+        }
         if !create {
             return Err(Error::prerequisite(
                 format!("source.slot: slot {slot} does not exist"),
@@ -284,7 +285,7 @@ impl Catalog {
             .map_err(Error::pg("create slot"))?;
         let lsn: String = row.get(0);
         tracing::info!(slot, lsn = %lsn, "created replication slot");
-        Ok(lost)
+        Ok(())
     }
 
     pub async fn current_wal_lsn(&self) -> Result<Lsn, Error> {

@@ -246,7 +246,7 @@ async fn verify_table(
             for (op, row) in expected {
                 let id = qmap::point_id(op_key(&op));
                 let point = stored.iter().find(|p| p.id.as_ref() == Some(&id));
-                let key = mapping_key(mapping, &row);
+                let key = mapping.key_json(&row);
                 match (&op, point) {
                     (Op::Upsert { .. }, None) => {
                         if still_exists(present, &table, mapping, &row).await? {
@@ -400,16 +400,6 @@ fn op_key(op: &Op) -> &PointKey {
     }
 }
 
-fn mapping_key(mapping: &TableMapping, row: &Row) -> Value {
-    let mut m = serde_json::Map::new();
-    for k in &mapping.key {
-        if let Some(Datum::Text(t)) = row.get(k) {
-            m.insert(k.clone(), Value::String(t.clone()));
-        }
-    }
-    Value::Object(m)
-}
-
 fn stored_position(payload: &Value) -> Option<Position> {
     let m = payload.get(META_FIELD)?;
     Some(Position {
@@ -530,14 +520,7 @@ async fn still_exists(
     mapping: &TableMapping,
     row: &Row,
 ) -> Result<bool, Error> {
-    let key: Vec<(String, String, u32)> = mapping
-        .key
-        .iter()
-        .filter_map(|k| match row.column(k) {
-            Some((c, Datum::Text(t))) => Some((k.clone(), t.clone(), c.type_oid)),
-            _ => None,
-        })
-        .collect();
+    let key = mapping.key_values(row);
     Ok(catalog
         .fetch_row(table, &row.columns, &key)
         .await?
