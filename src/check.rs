@@ -11,6 +11,7 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
         what: "config".into(),
         detail: "valid".into(),
     }];
+    lines.extend(copies(cfg));
     match Catalog::connect(&cfg.source).await {
         Ok(c) => {
             lines.push(CheckLine {
@@ -91,4 +92,46 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
         lines.push(line);
     }
     lines
+}
+
+/// Where each table's copy of existing rows stands (from the copy state file).
+fn copies(cfg: &Config) -> Vec<CheckLine> {
+    use crate::config::SnapshotMode;
+    use crate::snapshot::state::{StateFile, Status};
+    let file = StateFile::new(&cfg.checkpoint.snapshot_path());
+    let state = match file.load() {
+        Ok(s) => s,
+        Err(e) => {
+            return vec![CheckLine {
+                ok: false,
+                what: "copy state".into(),
+                detail: e.to_string(),
+            }]
+        }
+    };
+    cfg.tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let name = crate::event::TableName::parse(&t.table).to_string();
+            let detail = match state.tables.get(&name) {
+                Some(c) if c.status == Status::Done => format!("copy done ({})", c.reason),
+                Some(c) => format!(
+                    "copying ({}): {} of {} chunks durable, resumes at start",
+                    c.reason,
+                    c.done.len(),
+                    c.chunks.map_or("?".to_owned(), |n| n.to_string())
+                ),
+                None if cfg.source.snapshot == SnapshotMode::Never => {
+                    "existing rows are not copied (source.snapshot = never)".to_owned()
+                }
+                None => "existing rows are copied at start".to_owned(),
+            };
+            CheckLine {
+                ok: true,
+                what: format!("tables[{i}] {name}"),
+                detail,
+            }
+        })
+        .collect()
 }

@@ -342,3 +342,40 @@ async fn a_dropped_slot_is_not_streamed_over_the_gap_every_table_is_copied_again
     assert_eq!(copy_of(&dir)["reason"], "slot lost");
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_dead_letters_rows_it_cannot_map_and_copies_the_rest() {
+    let db = TestDb::new("t_snap_bad", LOAD).await;
+    existing_rows(&db, 300).await;
+    db.exec("UPDATE docs SET v = '{1,2}' WHERE id = 7; UPDATE docs SET v = NULL WHERE id = 8")
+        .await;
+    let cfg = db.config(&table("docs", "t_snap_bad", DIM as u64, ""));
+    let dl = cfg.dead_letter.path.clone();
+    let run = db.start(cfg).await;
+    wait_copy_done(&work_dir("t_snap_bad")).await;
+    assert_eq!(count("t_snap_bad").await, 298);
+    let text = std::fs::read_to_string(&dl).expect("dead-letter file");
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines.sort_by_key(|l| l["key"]["id"].as_str().unwrap_or("").to_owned());
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["table"], "public.docs");
+    assert_eq!(lines[0]["key"], serde_json::json!({"id": "7"}));
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("2 dimensions"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["key"], serde_json::json!({"id": "8"}));
+    assert!(
+        lines[1]["reason"].as_str().unwrap().contains("NULL"),
+        "{}",
+        lines[1]
+    );
+    run.stop().await;
+}

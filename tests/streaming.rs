@@ -400,6 +400,10 @@ async fn check_command_names_the_missing_table_and_fails() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("ok   wal_level: logical"), "{stdout}");
     assert!(
+        stdout.contains("ok   tables[0] public.items: existing rows are copied at start"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("FAIL tables[1] public.nosuch") && stdout.contains("does not exist"),
         "{stdout}"
     );

@@ -202,6 +202,7 @@ async fn verify_table(
             commit_lsn: start.as_u64(),
             seq: 0,
         };
+        let bar = progress_bar(&table, layout.estimated_rows);
         let distance_of = |name: &str| -> Distance {
             t.vector_columns()
                 .into_iter()
@@ -215,6 +216,8 @@ async fn verify_table(
                 break;
             }
             r.rows += rows.len() as u64;
+            bar.set_length(bar.length().unwrap_or(0).max(r.rows));
+            bar.set_position(r.rows);
             let mut expected = Vec::with_capacity(rows.len());
             for row in rows {
                 let change = Change {
@@ -281,6 +284,7 @@ async fn verify_table(
                 sink.write(&repairs).await?;
             }
         }
+        bar.finish_and_clear();
         // Orphans pass.
         let key_types = key_types(catalog, &layout.columns, &mapping.key).await?;
         let mut offset: Option<PointId> = None;
@@ -349,6 +353,24 @@ async fn verify_table(
         r.repaired = r.drift();
     }
     Ok(r)
+}
+
+/// Rows checked against the estimate, on stderr when it is a terminal (hidden otherwise).
+fn progress_bar(table: &TableName, estimated: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(estimated.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "verify {prefix} [{bar:30}] {pos}/{len} rows  {per_sec}  ETA {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(table.to_string());
+    bar
 }
 
 /// Waits until the slot confirmed the current WAL position (bounded); false if it did not.
