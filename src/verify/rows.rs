@@ -1,0 +1,212 @@
+//! The rows pass: every row of the snapshot, in pages, against its point (missing, stale, and
+//! points of soft-deleted rows).
+
+use super::{compare, op_key, sample, stored_position, Check, TableReport, PAGE};
+use crate::config::Distance;
+use crate::error::Error;
+use crate::event::{Change, ChangeKind, Datum, Op, Row, TableName, Vectors};
+use crate::mapping::TableMapping;
+use crate::sink::qdrant::mapping as qmap;
+use crate::source::catalog::Catalog;
+use qdrant_client::qdrant::{
+    vector_output, vectors_output, GetPointsBuilder, PointId, VectorOutput,
+};
+use serde_json::Value;
+use std::sync::Arc;
+
+impl Check<'_> {
+    pub async fn open_cursor(&self) -> Result<(), Error> {
+        let cols: Vec<String> = self
+            .layout
+            .columns
+            .iter()
+            .map(|c| crate::event::quote_ident(&c.name))
+            .collect();
+        self.catalog
+            .client()
+            .batch_execute(&format!(
+                "DECLARE verify_rows NO SCROLL CURSOR FOR SELECT {} FROM {}",
+                cols.join(", "),
+                self.table().quoted()
+            ))
+            .await
+            .map_err(self.pg("open cursor"))
+    }
+
+    pub async fn rows(&self, r: &mut TableReport) -> Result<(), Error> {
+        let client = self.catalog.client();
+        let t = self.config;
+        let present = self.present;
+        let bar = progress_bar(self.table(), self.layout.estimated_rows);
+        let distance_of = |name: &str| -> Distance {
+            t.vector_columns()
+                .into_iter()
+                .find(|(n, ..)| n == name)
+                .map_or(Distance::Dot, |(.., d)| d)
+        };
+        // Rows pass.
+        loop {
+            let rows = fetch(client, &self.layout.columns)
+                .await
+                .map_err(self.pg("fetch rows"))?;
+            if rows.is_empty() {
+                break;
+            }
+            r.rows += rows.len() as u64;
+            bar.set_length(bar.length().unwrap_or(0).max(r.rows));
+            bar.set_position(r.rows);
+            let mut expected = Vec::with_capacity(rows.len());
+            for row in rows {
+                let change = Change {
+                    table: self.table().clone(),
+                    position: self.fence,
+                    commit_time_micros: 0,
+                    kind: ChangeKind::Insert { new: row.clone() },
+                };
+                match self.mapping.ops(&change) {
+                    Ok(mut ops) => expected.push((ops.pop().expect("one op per insert"), row)),
+                    Err(_) => r.unmappable += 1,
+                }
+            }
+            let ids: Vec<PointId> = expected
+                .iter()
+                .map(|(op, _)| qmap::point_id(op_key(op)))
+                .collect();
+            let stored = self
+                .sink
+                .client()
+                .get_points(
+                    GetPointsBuilder::new(self.mapping.collection.as_ref(), ids)
+                        .with_payload(true)
+                        .with_vectors(true),
+                )
+                .await
+                .map_err(Error::qdrant(format!(
+                    "read points of {}",
+                    self.mapping.collection
+                )))?
+                .result;
+            let mut repairs = Vec::new();
+            for (op, row) in expected {
+                let id = qmap::point_id(op_key(&op));
+                let point = stored.iter().find(|p| p.id.as_ref() == Some(&id));
+                let key = self.mapping.key_json(&row);
+                match (&op, point) {
+                    (Op::Upsert { .. }, None) => {
+                        if still_exists(present, self.table(), self.mapping, &row).await? {
+                            r.missing += 1;
+                            sample(&mut r.missing_keys, key);
+                            repairs.push(op);
+                        }
+                    }
+                    (Op::Upsert { doc, .. }, Some(p)) => {
+                        let payload = Value::from(qdrant_client::Payload::from(p.payload.clone()));
+                        if stored_position(&payload).is_some_and(|pos| pos >= self.fence) {
+                            r.skipped_changed += 1;
+                            continue;
+                        }
+                        let vectors = p.vectors.clone().and_then(stored_vectors);
+                        if compare::difference(
+                            &doc.payload,
+                            doc.vectors.as_ref(),
+                            &payload,
+                            vectors.as_ref(),
+                            distance_of,
+                        )
+                        .is_some()
+                        {
+                            r.stale += 1;
+                            sample(&mut r.stale_keys, key);
+                            repairs.push(op);
+                        }
+                    }
+                    // A soft-deleted row: its point must not exist.
+                    (Op::Delete { .. }, Some(_)) => {
+                        r.orphaned += 1;
+                        sample(&mut r.orphaned_keys, key);
+                        repairs.push(op);
+                    }
+                    _ => {}
+                }
+            }
+            self.repair(&repairs).await?;
+        }
+        bar.finish_and_clear();
+        bar.finish_and_clear();
+        Ok(())
+    }
+}
+
+/// Rows checked against the estimate, on stderr when it is a terminal (hidden otherwise).
+fn progress_bar(table: &TableName, estimated: u64) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(estimated.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "verify {prefix} [{bar:30}] {pos}/{len} rows  {per_sec}  ETA {eta}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(table.to_string());
+    bar
+}
+
+async fn fetch(
+    client: &tokio_postgres::Client,
+    columns: &Arc<[crate::event::Column]>,
+) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let messages = client
+        .simple_query(&format!("FETCH {PAGE} FROM verify_rows"))
+        .await?;
+    Ok(messages
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(Row {
+                columns: columns.clone(),
+                values: (0..columns.len())
+                    .map(|i| r.get(i).map_or(Datum::Null, |v| Datum::Text(v.to_owned())))
+                    .collect(),
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Whether the row still exists now (outside the check's snapshot).
+async fn still_exists(
+    catalog: &Catalog,
+    table: &TableName,
+    mapping: &TableMapping,
+    row: &Row,
+) -> Result<bool, Error> {
+    let key = mapping.key_values(row);
+    Ok(catalog
+        .fetch_row(table, &row.columns, &key)
+        .await?
+        .is_some())
+}
+
+#[allow(deprecated)]
+fn stored_vectors(v: qdrant_client::qdrant::VectorsOutput) -> Option<Vectors> {
+    fn dense(v: VectorOutput) -> Option<Vec<f32>> {
+        match v.vector {
+            Some(vector_output::Vector::Dense(d)) => Some(d.data),
+            Some(_) => None,
+            None => Some(v.data),
+        }
+    }
+    match v.vectors_options? {
+        vectors_output::VectorsOptions::Vector(v) => dense(v).map(Vectors::Default),
+        vectors_output::VectorsOptions::Vectors(named) => Some(Vectors::Named(
+            named
+                .vectors
+                .into_iter()
+                .filter_map(|(n, v)| dense(v).map(|d| (n, d)))
+                .collect(),
+        )),
+    }
+}
