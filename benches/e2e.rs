@@ -25,6 +25,12 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench.sh"))
 }
 
+async fn sampler(url: &str, qdrant_pid: &str, apps: &'static [&'static str]) -> cpu::Sampler {
+    let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    cpu::start(c, qdrant_pid.to_owned(), apps)
+}
+
 fn vector(i: i64) -> Vec<f32> {
     (0..DIM)
         .map(|j| ((i as usize * 31 + j * 7) % 1000) as f32 / 1000.0)
@@ -79,6 +85,13 @@ async fn main() {
     let pg = env("PG2QDRANT_TEST_PG");
     let qurl = env("PG2QDRANT_TEST_QDRANT_GRPC");
     let work = std::path::PathBuf::from(env("PG2QDRANT_TEST_WORK")).join("bench");
+    let qdrant_pid = std::fs::read_to_string(
+        std::path::PathBuf::from(env("PG2QDRANT_TEST_WORK")).join("qdrant/qdrant.pid"),
+    )
+    .map(|p| p.trim().to_owned())
+    .unwrap_or_default();
+    const STREAM: &[&str] = &["pg2qdrant", "pg_recvlogical"];
+    const COPY: &[&str] = &["pg2qdrant", "pg2qdrant copy"];
     std::fs::create_dir_all(&work).unwrap();
     let q = Qdrant::from_url(&qurl)
         .skip_compatibility_check()
@@ -150,40 +163,52 @@ async fn main() {
     );
 
     // Source ceiling.
+    let sampling = sampler(&url, &qdrant_pid, STREAM).await;
     let t = Instant::now();
-    let status = std::process::Command::new("pg_recvlogical")
-        .args([
-            "-d",
-            &url,
-            "--slot",
-            "bench_src",
-            "--start",
-            "--endpos",
-            &end_lsn,
-            "-f",
-            "/dev/null",
-        ])
-        .args([
-            "-o",
-            "proto_version=1",
-            "-o",
-            "publication_names=bench",
-            "--no-loop",
-        ])
-        .status()
-        .expect("pg_recvlogical");
+    let recv_url = url.clone();
+    let recv_end = end_lsn.clone();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("pg_recvlogical")
+            .args([
+                "-d",
+                &recv_url,
+                "--slot",
+                "bench_src",
+                "--start",
+                "--endpos",
+                &recv_end,
+                "-f",
+                "/dev/null",
+            ])
+            .args([
+                "-o",
+                "proto_version=1",
+                "-o",
+                "publication_names=bench",
+                "--no-loop",
+            ])
+            .status()
+            .expect("pg_recvlogical")
+    })
+    .await
+    .unwrap();
     assert!(status.success(), "pg_recvlogical failed");
-    let source = rows as f64 / t.elapsed().as_secs_f64();
+    let source_secs = t.elapsed().as_secs_f64();
+    let source = rows as f64 / source_secs;
+    let source_cpu = sampling.stop().await;
 
     // End to end.
     settle(&q).await;
     let token = CancellationToken::new();
+    let sampling = sampler(&url, &qdrant_pid, STREAM).await;
     let t = Instant::now();
     let run = tokio::spawn(pg2qdrant::run(cfg, token.clone()));
     while count(&q, "bench_e2e").await < rows as u64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let e2e = rows as f64 / t.elapsed().as_secs_f64();
+    let e2e_secs = t.elapsed().as_secs_f64();
+    let e2e = rows as f64 / e2e_secs;
+    let e2e_cpu = sampling.stop().await;
     token.cancel();
     run.await.unwrap().unwrap();
 
@@ -205,13 +230,16 @@ async fn main() {
             PointStruct::new(i as u64, vector(i), payload)
         })
         .collect();
+    let sampling = sampler(&url, &qdrant_pid, STREAM).await;
     let t = Instant::now();
     for chunk in points.chunks(batch) {
         q.upsert_points(UpsertPointsBuilder::new("bench_sink", chunk.to_vec()).wait(true))
             .await
             .unwrap();
     }
-    let sink = rows as f64 / t.elapsed().as_secs_f64();
+    let sink_secs = t.elapsed().as_secs_f64();
+    let sink = rows as f64 / sink_secs;
+    let sink_cpu = sampling.stop().await;
 
     // The same writes through pg2qdrant's own sink (position fences on), to tell the cost of the
     // fence from the cost of the rest of the pipeline.
@@ -251,13 +279,16 @@ async fn main() {
         .collect();
     let fenced_sink = pg2qdrant::sink::qdrant::QdrantSink::new(q.clone());
     settle(&q).await;
+    let sampling = sampler(&url, &qdrant_pid, STREAM).await;
     let t = Instant::now();
     for chunk in ops.chunks(batch) {
         pg2qdrant::sink::Sink::write(&fenced_sink, chunk)
             .await
             .unwrap();
     }
-    let fenced = rows as f64 / t.elapsed().as_secs_f64();
+    let fenced_secs = t.elapsed().as_secs_f64();
+    let fenced = rows as f64 / fenced_secs;
+    let fenced_cpu = sampling.stop().await;
 
     // Copy: the existing rows through the snapshot, into a fresh collection.
     let _ = q.delete_collection("bench_copy").await;
@@ -275,11 +306,14 @@ async fn main() {
     let copy_cfg = parse(&copy_text).unwrap();
     copy_cfg.validate().unwrap();
     let workers = copy_cfg.source.snapshot_workers();
+    let sampling = sampler(&url, &qdrant_pid, COPY).await;
     let t = Instant::now();
     pg2qdrant::run(copy_cfg, CancellationToken::new())
         .await
         .unwrap();
-    let copy = rows as f64 / t.elapsed().as_secs_f64();
+    let copy_secs = t.elapsed().as_secs_f64();
+    let copy = rows as f64 / copy_secs;
+    let copy_cpu = sampling.stop().await;
     assert_eq!(
         count(&q, "bench_copy").await,
         rows as u64,
@@ -344,6 +378,16 @@ async fn main() {
         rows as f64 / t.elapsed().as_secs_f64()
     };
 
+    println!("per phase (CPU from /proc; postgres = the walsender and copy backends):");
+    println!("{}", source_cpu.line("source ceiling (pg_recvlogical)", rows, source_secs));
+    println!("{}", e2e_cpu.line("end to end (pg2qdrant)", rows, e2e_secs));
+    println!("{}", sink_cpu.line("sink ceiling (bare upserts)", rows, sink_secs));
+    println!("{}", fenced_cpu.line("pg2qdrant's fenced sink alone", rows, fenced_secs));
+    println!("{}", copy_cpu.line("copy of existing rows", rows, copy_secs));
+    println!(
+        "pg2qdrant CPU / walsender CPU, end to end: {:.2} (issue 6 aims ≤ 0.5)",
+        e2e_cpu.ours / e2e_cpu.postgres.max(1e-9)
+    );
     let lower = source.min(sink);
     println!("rows: {rows}, vector: {DIM} x f32, batch size: {batch}");
     println!("source ceiling (pg_recvlogical → /dev/null): {source:>10.0} rows/s");
@@ -365,4 +409,99 @@ async fn main() {
     let _ = admin
         .execute("SELECT pg_drop_replication_slot('bench_src')", &[])
         .await;
+}
+
+/// CPU time per process during a phase, from `/proc/<pid>/stat` (utime + stime, 10 ms ticks):
+/// this process (pg2qdrant runs in it), Qdrant, and the PostgreSQL backends serving the phase
+/// (found by application name in `pg_stat_activity`, sampled every 100 ms, so a backend that
+/// lives shorter than that is missed). The sampling costs PostgreSQL one tiny query per 100 ms.
+mod cpu {
+    use std::collections::HashMap;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    const TICK: f64 = 0.01;
+
+    fn ticks(pid: &str) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    }
+
+    /// Seconds of CPU per process kind.
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct Totals {
+        pub ours: f64,
+        pub postgres: f64,
+        pub qdrant: f64,
+    }
+
+    impl Totals {
+        /// `name: rows/s | CPU µs/row: ...` for `rows` rows in `secs` seconds.
+        pub fn line(&self, name: &str, rows: i64, secs: f64) -> String {
+            let per = |s: f64| s * 1e6 / rows as f64;
+            let all = self.ours + self.postgres + self.qdrant;
+            format!(
+                "{name:<34} {:>8.0} rows/s | CPU µs/row: pg2qdrant {:>5.1}  postgres {:>5.1}  qdrant {:>5.1} | pg2qdrant share {:>3.0} %",
+                rows as f64 / secs,
+                per(self.ours),
+                per(self.postgres),
+                per(self.qdrant),
+                if all > 0.0 { 100.0 * self.ours / all } else { 0.0 }
+            )
+        }
+    }
+
+    pub struct Sampler {
+        stop: oneshot::Sender<()>,
+        handle: tokio::task::JoinHandle<Totals>,
+    }
+
+    /// Starts sampling; `apps` are the application names of the backends to count.
+    pub fn start(pg: tokio_postgres::Client, qdrant_pid: String, apps: &'static [&'static str]) -> Sampler {
+        let (stop, mut stopped) = oneshot::channel();
+        let handle = tokio::spawn(async move {
+            let me0 = ticks("self").unwrap_or(0);
+            let q0 = ticks(&qdrant_pid).unwrap_or(0);
+            let mut seen: HashMap<i32, (u64, u64)> = HashMap::new();
+            let mut first = true;
+            loop {
+                if let Ok(rows) = pg
+                    .query(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1)",
+                        &[&apps],
+                    )
+                    .await
+                {
+                    for r in rows {
+                        let pid: i32 = r.get(0);
+                        if let Some(t) = ticks(&pid.to_string()) {
+                            let e = seen.entry(pid).or_insert((if first { t } else { 0 }, t));
+                            e.1 = e.1.max(t);
+                        }
+                    }
+                }
+                first = false;
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+            Totals {
+                ours: (ticks("self").unwrap_or(0) - me0) as f64 * TICK,
+                postgres: seen.values().map(|(a, b)| b - a).sum::<u64>() as f64 * TICK,
+                qdrant: (ticks(&qdrant_pid).unwrap_or(0) - q0) as f64 * TICK,
+            }
+        });
+        Sampler { stop, handle }
+    }
+
+    impl Sampler {
+        pub async fn stop(self) -> Totals {
+            let _ = self.stop.send(());
+            self.handle.await.unwrap()
+        }
+    }
 }
