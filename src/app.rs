@@ -5,7 +5,7 @@
 //! period) and stores the checkpoint, and the last durable LSN is reported to the slot.
 
 use crate::checkpoint::{CheckpointStore, FileCheckpoint};
-use crate::config::Config;
+use crate::config::{Config, SnapshotMode};
 use crate::deadletter::DeadLetter;
 use crate::error::{retry_transient, Error};
 use crate::lsn::Lsn;
@@ -14,9 +14,10 @@ use crate::metrics::names;
 use crate::pipeline::assemble::{Assembler, Batch, Mappings};
 use crate::pipeline::replicate::{writer_ended, Replicator};
 use crate::pipeline::writer::Writer;
-use crate::sink::qdrant::{self, collections, QdrantSink};
+use crate::sink::qdrant::collections::{self, Ensured};
+use crate::sink::qdrant::{self, QdrantSink};
 use crate::snapshot::state::StateFile;
-use crate::snapshot::{progress, worker, Coordinator};
+use crate::snapshot::{bulk, progress, worker, Coordinator};
 use crate::source::catalog::Catalog;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -67,8 +68,19 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<Mappings, Error> {
         )
         .await?;
     let client = qdrant::client(&cfg.qdrant)?;
+    let state = StateFile::new(&cfg.checkpoint.snapshot_path());
+    let copied = state.load()?;
     for (i, t) in cfg.tables.iter().enumerate() {
-        collections::ensure(&client, i, t).await?;
+        let first_copy = cfg.source.snapshot != SnapshotMode::Never
+            && !copied.tables.contains_key(&names[i].to_string());
+        if collections::ensure(&client, i, t, first_copy).await? == Ensured::CreatedForBulk {
+            // Qdrant's bulk-upload practice: build no vector index while the copy fills the
+            // collection; `snapshot::bulk` restores the threshold afterwards. Recorded first.
+            let threshold = collections::indexing_threshold(&client, &t.collection).await?;
+            state.record_bulk(&t.collection, threshold)?;
+            collections::set_indexing_threshold(&client, &t.collection, 0).await?;
+            tracing::info!(collection = %t.collection, restore_to_kb = threshold, "bulk load: vector indexing deferred until the first copy is done");
+        }
     }
     Ok(cfg
         .tables
@@ -151,6 +163,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         );
     }
     tokio::spawn(progress::report(coordinator.clone(), copies_stop.clone()));
+    tokio::spawn(bulk::supervise(
+        coordinator.clone(),
+        qdrant::client(&cfg.qdrant)?,
+        copies_stop.clone(),
+    ));
 
     let mut replicator = Replicator {
         source: cfg.source.clone(),

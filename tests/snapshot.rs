@@ -379,3 +379,57 @@ async fn copy_dead_letters_rows_it_cannot_map_and_copies_the_rest() {
     );
     run.stop().await;
 }
+
+async fn indexing_threshold(collection: &str) -> Option<u64> {
+    qdrant()
+        .collection_info(collection)
+        .await
+        .ok()?
+        .result?
+        .config?
+        .optimizer_config?
+        .indexing_threshold
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_copy_into_a_new_collection_defers_indexing_until_it_is_done() {
+    let db = TestDb::new("t_bulk", LOAD).await;
+    existing_rows(&db, 2_000).await;
+    let cfg = db.config(&table("docs", "t_bulk", DIM as u64, ""));
+    // Set-up creates the slot and the collection for a bulk load.
+    pg2qdrant::app::prepare(&cfg).await.unwrap();
+    let deferred = state(&work_dir("t_bulk"))["bulk"]["t_bulk"].as_u64();
+    let restore_to = deferred.expect("the threshold to restore is recorded");
+    assert!(restore_to > 0);
+    assert_eq!(
+        indexing_threshold("t_bulk").await,
+        Some(0),
+        "indexing deferred"
+    );
+    // A running transaction holds the copy at its first watermark.
+    let blocker = connect(&db.url).await;
+    blocker
+        .batch_execute("BEGIN; SELECT txid_current();")
+        .await
+        .unwrap();
+    let run = db.start(cfg).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(copy_of(&work_dir("t_bulk"))["status"], "copying");
+    assert_eq!(indexing_threshold("t_bulk").await, Some(0));
+    blocker.batch_execute("COMMIT").await.unwrap();
+    wait_copy_done(&work_dir("t_bulk")).await;
+    wait_for(
+        "indexing restored and the bulk load closed",
+        WAIT,
+        || async {
+            (indexing_threshold("t_bulk").await == Some(restore_to)
+                && state(&work_dir("t_bulk"))["bulk"]
+                    .as_object()
+                    .is_some_and(|b| b.is_empty()))
+            .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(count("t_bulk").await, 2_000);
+    run.stop().await;
+}

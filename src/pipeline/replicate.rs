@@ -129,6 +129,12 @@ impl Replicator {
                         return Stop::Exit(Ok(()), false);
                     }
                 }
+                _ = self.coordinator.settled() => {
+                    if self.finished() {
+                        tracing::info!("snapshot = initial_only: every table is copied; stopping");
+                        return Stop::Exit(Ok(()), false);
+                    }
+                }
                 _ = linger => batches.extend(self.assembler.take()),
                 ev = c.recv() => {
                     let ev = match ev {

@@ -75,6 +75,8 @@ struct Inner {
 pub struct Coordinator {
     inner: Mutex<Inner>,
     wake: Notify,
+    /// A copy finished or a bulk load was closed (the replication loop re-checks `finished`).
+    settled: Notify,
     slot: String,
     run: String,
     mappings: Arc<Mappings>,
@@ -117,6 +119,7 @@ impl Coordinator {
                 next_generation: 1,
             }),
             wake: Notify::new(),
+            settled: Notify::new(),
             slot: slot.to_owned(),
             run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
             mappings,
@@ -502,13 +505,48 @@ impl Coordinator {
         }
         if changed {
             self.file.store(&inner.state)?;
+            self.settled.notify_one();
         }
         Ok(())
     }
 
-    /// No copy is running or queued.
+    /// No copy is running or queued, and no bulk load waits to be closed.
     pub fn idle(&self) -> bool {
-        self.lock().live.is_empty()
+        let inner = self.lock();
+        inner.live.is_empty() && inner.state.bulk.is_empty()
+    }
+
+    /// Resolves after a copy finished or a bulk load was closed (one waiter).
+    pub async fn settled(&self) {
+        self.settled.notified().await
+    }
+
+    /// Bulk-loaded collections no running copy writes into: `(collection, indexing threshold
+    /// to restore)`.
+    pub fn bulk_ready(&self) -> Vec<(String, u64)> {
+        let inner = self.lock();
+        inner
+            .state
+            .bulk
+            .iter()
+            .filter(|(c, _)| {
+                !inner.live.keys().any(|t| {
+                    self.mappings
+                        .get(t)
+                        .is_some_and(|m| &*m.collection == c.as_str())
+                })
+            })
+            .map(|(c, t)| (c.clone(), *t))
+            .collect()
+    }
+
+    /// The collection's indexing is restored and it is green: the bulk load is over.
+    pub fn bulk_restored(&self, collection: &str) -> Result<(), Error> {
+        let mut inner = self.lock();
+        inner.state.bulk.remove(collection);
+        self.persist(&inner)?;
+        self.settled.notify_one();
+        Ok(())
     }
 
     pub fn mode(&self) -> SnapshotMode {

@@ -54,6 +54,7 @@
 //! price: a long-running transaction holds step 2 up (logged), and a row updated during the
 //! copy is written twice (copy, then stream) or once (dropped from its chunk).
 
+pub mod bulk;
 pub mod control;
 pub mod coordinator;
 pub mod progress;

@@ -82,6 +82,10 @@ pub struct State {
     pub version: u32,
     /// By `schema.table`.
     pub tables: BTreeMap<String, TableCopy>,
+    /// Collections whose indexing is deferred for their first copy (bulk load), with the
+    /// `indexing_threshold` (KB) to restore once no copy into them is running.
+    #[serde(default)]
+    pub bulk: BTreeMap<String, u64>,
 }
 
 /// The state file.
@@ -130,6 +134,14 @@ impl StateFile {
                 .tables
                 .insert(t.to_string(), TableCopy::new(reason, 0));
         }
+        self.store(&state)
+    }
+
+    /// Records a collection's indexing threshold to restore after its bulk load (before the
+    /// threshold is lowered, so a crash can never leave it lowered and forgotten).
+    pub fn record_bulk(&self, collection: &str, threshold: u64) -> Result<(), Error> {
+        let mut state = self.load()?;
+        state.bulk.insert(collection.to_owned(), threshold);
         self.store(&state)
     }
 

@@ -5,8 +5,8 @@ use crate::config::{Distance, IndexType, TableConfig};
 use crate::error::Error;
 use qdrant_client::qdrant::{
     vectors_config, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    Distance as QDistance, FieldType, HnswConfigDiffBuilder, VectorParamsBuilder,
-    VectorsConfigBuilder,
+    Distance as QDistance, FieldType, HnswConfigDiffBuilder, OptimizersConfigDiffBuilder,
+    UpdateCollectionBuilder, VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::Qdrant;
 
@@ -80,8 +80,23 @@ pub async fn compatible(client: &Qdrant, t: &TableConfig) -> Result<Result<(), S
     })
 }
 
+/// What [`ensure`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ensured {
+    /// The collection existed (and is compatible), or was created normally.
+    Ready,
+    /// Created for a bulk load: call `defer_indexing` once the threshold is recorded.
+    CreatedForBulk,
+}
+
 /// Creates the collection (and its payload indexes) when missing, else checks compatibility.
-pub async fn ensure(client: &Qdrant, index: usize, t: &TableConfig) -> Result<(), Error> {
+/// `bulk`: a first copy will fill it, so a new collection may defer indexing.
+pub async fn ensure(
+    client: &Qdrant,
+    index: usize,
+    t: &TableConfig,
+    bulk: bool,
+) -> Result<Ensured, Error> {
     let exists = client
         .collection_exists(&t.collection)
         .await
@@ -96,7 +111,8 @@ pub async fn ensure(client: &Qdrant, index: usize, t: &TableConfig) -> Result<()
                 "fix the vector settings in the config, or delete/rename the collection so it is recreated",
             )
         })?;
-        return ensure_indexes(client, t).await;
+        ensure_indexes(client, t).await?;
+        return Ok(Ensured::Ready);
     }
     let c = &t.collection_config;
     if !c.create {
@@ -135,11 +151,50 @@ pub async fn ensure(client: &Qdrant, index: usize, t: &TableConfig) -> Result<()
         Ok(_) => tracing::info!(collection = %t.collection, "created collection"),
         // Another instance created it meanwhile: check it like an existing one.
         Err(e) if e.to_string().contains("already exists") => {
-            return Box::pin(ensure(client, index, t)).await
+            return Box::pin(ensure(client, index, t, false)).await
         }
         Err(e) => return Err(Error::qdrant(format!("create collection {}", t.collection))(e)),
     }
-    ensure_indexes(client, t).await
+    ensure_indexes(client, t).await?;
+    Ok(if bulk {
+        Ensured::CreatedForBulk
+    } else {
+        Ensured::Ready
+    })
+}
+
+/// The collection's current `indexing_threshold` (KB), as Qdrant reports it.
+pub async fn indexing_threshold(client: &Qdrant, collection: &str) -> Result<u64, Error> {
+    let info = client
+        .collection_info(collection)
+        .await
+        .map_err(Error::qdrant(format!("read collection {collection}")))?;
+    Ok(info
+        .result
+        .and_then(|r| r.config)
+        .and_then(|c| c.optimizer_config)
+        .and_then(|o| o.indexing_threshold)
+        .unwrap_or(DEFAULT_INDEXING_THRESHOLD_KB))
+}
+
+/// Qdrant's documented default, used when a collection reports none.
+pub const DEFAULT_INDEXING_THRESHOLD_KB: u64 = 20_000;
+
+/// Sets the collection's `indexing_threshold` (KB; 0 = no vector index is built).
+pub async fn set_indexing_threshold(
+    client: &Qdrant,
+    collection: &str,
+    threshold: u64,
+) -> Result<(), Error> {
+    client
+        .update_collection(UpdateCollectionBuilder::new(collection).optimizers_config(
+            OptimizersConfigDiffBuilder::default().indexing_threshold(threshold),
+        ))
+        .await
+        .map(|_| ())
+        .map_err(Error::qdrant(format!(
+            "set indexing_threshold of {collection}"
+        )))
 }
 
 /// Creates the configured payload indexes (creating an existing one again is a no-op).
