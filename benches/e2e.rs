@@ -328,6 +328,8 @@ async fn main() {
         .execute("SELECT pg_drop_replication_slot('bench_copy')", &[])
         .await;
 
+    let latency = latency(&q, &pg, &qurl, &work).await;
+
     // Decode + mapping alone (CPU only): the same rows as pgoutput Insert messages through the
     // assembler, batches dropped.
     let decode = {
@@ -405,6 +407,7 @@ async fn main() {
         "pg2qdrant CPU / walsender CPU, end to end: {:.2} (issue 6 aims ≤ 0.5)",
         e2e_cpu.ours / e2e_cpu.postgres.max(1e-9)
     );
+    println!("{latency}");
     let lower = source.min(sink);
     println!("rows: {rows}, vector: {DIM} x f32, batch size: {batch}");
     println!("source ceiling (pg_recvlogical → /dev/null): {source:>10.0} rows/s");
@@ -427,6 +430,141 @@ async fn main() {
     let _ = admin
         .execute("SELECT pg_drop_replication_slot('bench_src')", &[])
         .await;
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn p50_p99(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (percentile(&v, 0.5), percentile(&v, 0.99))
+}
+
+/// Commit → visible in Qdrant, in milliseconds (p50, p99), at light load (15 single-row
+/// transactions/s) and at about 1 000/s (every 25th row sampled), next to one Qdrant write
+/// (a single-point upsert with wait=true).
+async fn latency(q: &Qdrant, pg: &str, qurl: &str, work: &std::path::Path) -> String {
+    use qdrant_client::qdrant::GetPointsBuilder;
+    let (admin, conn) = tokio_postgres::connect(&format!("{pg}/postgres"), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let _ = admin
+        .execute("SELECT pg_drop_replication_slot('bench_lat')", &[])
+        .await;
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS bench_lat WITH (FORCE)")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE bench_lat")
+        .await
+        .unwrap();
+    let url = format!("{pg}/bench_lat");
+    let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    // The test cluster runs with synchronous_commit = off, where the walsender sees a commit
+    // only after the WAL writer's next flush (up to 200 ms): measure as production commits.
+    db.batch_execute("SET synchronous_commit = on; CREATE TABLE msgs (id bigint PRIMARY KEY, body text, v real[])").await.unwrap();
+    let _ = q.delete_collection("bench_lat").await;
+    let _ = std::fs::remove_file(work.join("lat_cp"));
+    let cfg = parse(&format!(
+        "[source]\nurl = \"{url}\"\nslot = \"bench_lat\"\npublication = \"bench_lat\"\nsnapshot = \"never\"\n\
+         [qdrant]\nurl = \"{qurl}\"\n[checkpoint]\npath = \"{}\"\n[dead_letter]\npath = \"{}\"\n[metrics]\naddr = \"\"\n\
+         [[tables]]\ntable = \"msgs\"\ncollection = \"bench_lat\"\nvector = {{ column = \"v\", size = {DIM}, distance = \"Cosine\" }}\n",
+        work.join("lat_cp").display(),
+        work.join("lat_dl").display()
+    ))
+    .unwrap();
+    let token = CancellationToken::new();
+    let run = tokio::spawn(pg2qdrant::run(cfg, token.clone()));
+    // Streaming once a walsender holds the slot.
+    loop {
+        let n: i64 = db.query_one("SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = 'bench_lat'", &[]).await.unwrap().get(0);
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let vec_sql = format!("array_fill(0.5::real, ARRAY[{DIM}])");
+    let visible = |id: u64| {
+        let q = q.clone();
+        async move {
+            let t = Instant::now();
+            loop {
+                let found = q
+                    .get_points(GetPointsBuilder::new("bench_lat", vec![id.into()]))
+                    .await
+                    .map(|r| !r.result.is_empty())
+                    .unwrap_or(false);
+                if found {
+                    return t.elapsed().as_secs_f64() * 1e3;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    // Light load: one row at a time, 15 per second.
+    let mut light = Vec::new();
+    for id in 1..=90u64 {
+        let started = Instant::now();
+        db.batch_execute(&format!("INSERT INTO msgs VALUES ({id}, 'm', {vec_sql})"))
+            .await
+            .unwrap();
+        light.push(visible(id).await);
+        tokio::time::sleep(Duration::from_millis(66).saturating_sub(started.elapsed())).await;
+    }
+    // About 1 000 transactions/s for 3 s; every 25th row is watched.
+    let mut watchers = Vec::new();
+    let start = Instant::now();
+    for i in 0..3_000u64 {
+        let id = 10_000 + i;
+        db.batch_execute(&format!("INSERT INTO msgs VALUES ({id}, 'm', {vec_sql})"))
+            .await
+            .unwrap();
+        if i % 25 == 0 {
+            watchers.push(tokio::spawn(visible(id)));
+        }
+        let due = start + Duration::from_micros(1_000 * (i + 1));
+        tokio::time::sleep_until(due.into()).await;
+    }
+    let rate = 3_000.0 / start.elapsed().as_secs_f64();
+    let mut heavy = Vec::new();
+    for w in watchers {
+        heavy.push(w.await.unwrap());
+    }
+    token.cancel();
+    run.await.unwrap().unwrap();
+    // One Qdrant write.
+    let mut write = Vec::new();
+    for i in 0..200u64 {
+        let t = Instant::now();
+        q.upsert_points(
+            UpsertPointsBuilder::new(
+                "bench_lat",
+                vec![PointStruct::new(
+                    1_000_000 + i,
+                    vector(i as i64),
+                    Payload::new(),
+                )],
+            )
+            .wait(true),
+        )
+        .await
+        .unwrap();
+        write.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (l50, l99) = p50_p99(light);
+    let (h50, h99) = p50_p99(heavy);
+    let (w50, w99) = p50_p99(write);
+    format!(
+        "commit → visible, light load (15 tx/s): p50 {l50:.1} ms, p99 {l99:.1} ms\n\
+         commit → visible, {rate:.0} tx/s:          p50 {h50:.1} ms, p99 {h99:.1} ms\n\
+         one Qdrant write (1 point, wait=true):  p50 {w50:.1} ms, p99 {w99:.1} ms\n\
+         light-load p99 / write p99: {:.2} (issue 6 aims ≤ 2)",
+        l99 / w99
+    )
 }
 
 /// CPU time per process during a phase, from `/proc/<pid>/stat` (utime + stime, 10 ms ticks):

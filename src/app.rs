@@ -13,7 +13,7 @@ use crate::mapping::TableMapping;
 use crate::metrics::names;
 use crate::pipeline::assemble::{Assembler, Batch, Mappings};
 use crate::pipeline::replicate::{writer_ended, Replicator};
-use crate::pipeline::writer::Writer;
+use crate::pipeline::writer::{Pending, Writer};
 use crate::sink::qdrant::collections::{self, Ensured};
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::snapshot::state::StateFile;
@@ -134,8 +134,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let (durable_tx, durable_rx) = watch::channel(start);
     let (tx, rx) = mpsc::channel::<Batch>(WRITER_QUEUE);
     let writer_stop = CancellationToken::new();
+    let pending = Pending::default();
     let writer = Writer {
         sink: Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)),
+        pending: pending.clone(),
         mappings: mappings.clone(),
         source: cfg.source.clone(),
         dead_letter: dead_letter.clone(),
@@ -177,6 +179,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             Duration::from_millis(cfg.qdrant.linger_ms),
         ),
         batches: tx,
+        pending,
         writer,
         durable: durable_rx,
         coordinator,

@@ -422,3 +422,24 @@ async fn check_command_names_the_missing_table_and_fails() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("qdrant.batch_size"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_write_in_flight_a_commit_is_sent_without_waiting_for_the_linger() {
+    let db = TestDb::new("t_nolinger", ITEMS).await;
+    let mut cfg = db.config(&table("items", "t_nolinger", 3, ""));
+    // A linger far longer than the test's patience: only the idle flush can deliver in time.
+    cfg.qdrant.linger_ms = 600_000;
+    let run = db.start(cfg).await;
+    db.exec("INSERT INTO items VALUES (1, 'alone', NULL, 1, '{1,0,0}')")
+        .await;
+    wait_for("the lone insert", WAIT, || point("t_nolinger", 1)).await;
+    db.exec("UPDATE items SET title = 'again' WHERE id = 1")
+        .await;
+    wait_for("the update", WAIT, || async {
+        point("t_nolinger", 1)
+            .await
+            .filter(|p| p.payload["title"] == json!("again"))
+    })
+    .await;
+    run.stop().await;
+}

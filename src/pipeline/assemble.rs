@@ -255,6 +255,12 @@ impl Assembler {
         }
     }
 
+    /// Whether there is something to hand to the writer and no transaction is half read (a
+    /// flush now would not split a transaction between a batch and the linger).
+    pub fn ready(&self) -> bool {
+        self.txn.is_none() && (!self.ops.is_empty() || self.ack.is_some())
+    }
+
     /// When the buffered ops (or ack) must be flushed at the latest.
     pub fn deadline(&self) -> Option<Instant> {
         self.since.map(|s| s + self.linger)

@@ -4,6 +4,7 @@
 //! in commit order with the data.
 
 use super::assemble::{Assembler, Batch};
+use super::writer::Pending;
 use crate::config::{SnapshotMode, SourceConfig};
 use crate::deadletter::DeadLetter;
 use crate::error::{Backoff, Disposition, Error};
@@ -23,6 +24,8 @@ pub struct Replicator {
     pub source: SourceConfig,
     pub assembler: Assembler,
     pub batches: mpsc::Sender<Batch>,
+    /// Batches the writer has not made durable yet.
+    pub pending: Pending,
     pub writer: JoinHandle<Result<(), Error>>,
     pub durable: watch::Receiver<Lsn>,
     pub coordinator: Arc<Coordinator>,
@@ -98,6 +101,7 @@ impl Replicator {
     }
 
     async fn send(&mut self, batch: Batch) -> Option<Stop> {
+        self.pending.sent();
         if self.batches.send(batch).await.is_err() {
             return Some(Stop::Exit(writer_ended((&mut self.writer).await), true));
         }
@@ -136,6 +140,8 @@ impl Replicator {
                     }
                 }
                 _ = linger => batches.extend(self.assembler.take()),
+                // The writer finished while something waits: the check below sends it.
+                _ = self.pending.became_idle(), if self.assembler.ready() => {}
                 ev = c.recv() => {
                     let ev = match ev {
                         Ok(Some(ev)) => ev,
@@ -170,6 +176,11 @@ impl Replicator {
                         }
                     }
                 }
+            }
+            // No write in flight: send what is there now (light load pays one write, not the
+            // linger); while one is in flight, the next batch fills up to size or linger.
+            if batches.is_empty() && self.pending.idle() && self.assembler.ready() {
+                batches.extend(self.assembler.take());
             }
             for b in batches {
                 if let Some(stop) = self.send(b).await {

@@ -35,6 +35,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Writer<S: Sink> {
     pub sink: Arc<S>,
+    /// Batches handed to the writer and not yet durable (the sender increments it).
+    pub pending: Pending,
     pub mappings: Arc<Mappings>,
     pub source: SourceConfig,
     pub dead_letter: Arc<Mutex<DeadLetter>>,
@@ -60,6 +62,31 @@ fn keys_of(ops: &[Op]) -> Option<HashSet<(Arc<str>, PointKey)>> {
         };
     }
     Some(keys)
+}
+
+/// Batches sent to the writer and not yet durable: zero means the writer is idle, so the
+/// replication loop sends what it has at once instead of waiting for a batch to fill.
+#[derive(Debug, Clone, Default)]
+pub struct Pending(Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>);
+
+impl Pending {
+    pub fn sent(&self) {
+        self.0 .0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// A batch is durable; called before its progress is published, so whoever that wakes
+    /// already sees the writer idle.
+    fn done(&self) {
+        if self.0 .0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            self.0 .1.notify_one();
+        }
+    }
+    pub fn idle(&self) -> bool {
+        self.0 .0.load(std::sync::atomic::Ordering::SeqCst) == 0
+    }
+    /// Resolves when the writer became idle (one waiter).
+    pub async fn became_idle(&self) {
+        self.0 .1.notified().await
+    }
 }
 
 /// Where durable progress goes: the slot feedback (through a watch) and the checkpoint file.
@@ -127,7 +154,10 @@ impl<S: Sink> Writer<S> {
                 Some(done) = inflight.next(), if !inflight.is_empty() => {
                     touched.pop_front();
                     match done {
-                        Ok(ack) => progress.durable(ack)?,
+                        Ok(ack) => {
+                            self.pending.done();
+                            progress.durable(ack)?;
+                        }
                         Err(e) => break Err(e),
                     }
                 }
@@ -143,7 +173,9 @@ impl<S: Sink> Writer<S> {
                         // each point's changes apply in commit order.
                         while let Some(done) = inflight.next().await {
                             touched.pop_front();
-                            progress.durable(done?)?;
+                            let ack = done?;
+                            self.pending.done();
+                            progress.durable(ack)?;
                         }
                     }
                     touched.push_back(keys);
