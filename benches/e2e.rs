@@ -268,6 +268,7 @@ async fn main() {
             );
             pg2qdrant::event::Op::Upsert {
                 collection: coll.clone(),
+                copied: false,
                 doc: pg2qdrant::event::Document {
                     key: pg2qdrant::event::PointKey::Num(i as u64),
                     payload,

@@ -134,9 +134,28 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let (durable_tx, durable_rx) = watch::channel(start);
     let (tx, rx) = mpsc::channel::<Batch>(WRITER_QUEUE);
     let writer_stop = CancellationToken::new();
+    let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?));
+    let mut collections: Vec<&str> = cfg.tables.iter().map(|t| t.collection.as_str()).collect();
+    collections.sort_unstable();
+    collections.dedup();
+    for c in collections {
+        let newest = match retry_transient(
+            "read newest positions",
+            max_backoff,
+            &shutdown,
+            Duration::ZERO,
+            || sink.learn_newest(c),
+        )
+        .await
+        {
+            Err(Error::Shutdown) => return Ok(()),
+            other => other?,
+        };
+        tracing::info!(collection = c, newest = %Lsn(newest), "changes committed after this position are written without a fence");
+    }
     let pending = Pending::default();
     let writer = Writer {
-        sink: Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)),
+        sink,
         pending: pending.clone(),
         mappings: mappings.clone(),
         source: cfg.source.clone(),

@@ -163,7 +163,12 @@ pub struct Document {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     /// Replace the whole point (if the stored one is older).
-    Upsert { collection: Arc<str>, doc: Document },
+    Upsert {
+        collection: Arc<str>,
+        doc: Document,
+        /// A copied row (snapshot): always written fenced, whatever its position.
+        copied: bool,
+    },
     /// Merge the given fields into the stored point (unchanged TOAST values were left out). If
     /// the point is missing, the writer reads the current row from the source instead (`row`
     /// is the new row image, with `Datum::Unchanged` where TOAST values were not sent).

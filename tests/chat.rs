@@ -104,9 +104,11 @@ async fn chat_history_example_runs_as_shipped() {
         .collect();
     indexed.sort();
     use qdrant_client::qdrant::PayloadSchemaType as T;
+    // Seed 004's four indexes, and the connector's own on its position (for the fence rule).
     assert_eq!(
         indexed,
         vec![
+            ("_pg2qdrant.lsn".to_owned(), T::Integer as i32),
             ("message_id".to_owned(), T::Integer as i32),
             ("role".to_owned(), T::Keyword as i32),
             ("session_id".to_owned(), T::Keyword as i32),

@@ -322,6 +322,7 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
     let upsert = |d: Document| Op::Upsert {
         collection: c.clone(),
         doc: d,
+        copied: false,
     };
     sink.write(&[upsert(doc("new", 200, 1, vec![1.0, 0.0]))])
         .await

@@ -169,7 +169,11 @@ impl TableMapping {
                 row: row.clone(),
             })
         } else {
-            Ok(Op::Upsert { collection, doc })
+            Ok(Op::Upsert {
+                collection,
+                doc,
+                copied: false,
+            })
         }
     }
 

@@ -54,7 +54,9 @@ fn keys_of(ops: &[Op]) -> Option<HashSet<(Arc<str>, PointKey)>> {
     let mut keys = HashSet::with_capacity(ops.len());
     for op in ops {
         match op {
-            Op::Upsert { collection, doc } => keys.insert((collection.clone(), doc.key.clone())),
+            Op::Upsert {
+                collection, doc, ..
+            } => keys.insert((collection.clone(), doc.key.clone())),
             Op::Delete {
                 collection, key, ..
             } => keys.insert((collection.clone(), key.clone())),
@@ -363,6 +365,7 @@ impl<S: Sink> Writer<S> {
                         out.push(Op::Upsert {
                             collection: collection.clone(),
                             doc: full,
+                            copied: false,
                         });
                     }
                     Err(e) => self

@@ -397,6 +397,11 @@ impl Coordinator {
         }
         let first = positions(ops.len());
         crate::mapping::set_positions(&mut ops, first, commit_time);
+        for op in &mut ops {
+            if let Op::Upsert { copied, .. } = op {
+                *copied = true;
+            }
+        }
         metrics::counter!(names::SNAPSHOT_ROWS, "table" => p.table.to_string()).increment(p.rows);
         inner.awaiting.push((
             commit.as_u64(),

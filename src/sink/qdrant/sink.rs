@@ -1,5 +1,20 @@
 //! [`QdrantSink`]: ops → ordered, fenced `UpdateBatch` requests with `wait = true`.
 //!
+//! # Where a fence is needed
+//!
+//! At start the sink reads the newest position stored in each collection (`M`, one ordered
+//! scroll over the `_pg2qdrant.lsn` payload index). A change from the stream whose commit LSN is
+//! above `M` cannot meet a newer point: every point held at start is at or below `M`, and
+//! everything this process writes afterwards comes from the one stream, written in commit order
+//! per point (batches in flight never share a point). So such upserts and deletes are written
+//! without the position pre-read and without a filter. What stays fenced: changes at or below
+//! `M` (the replay after a restart: the checkpoint may lag what was applied), TOAST merges,
+//! truncates and sweeps, and copied rows (always: a copy may meet points of another writer of
+//! positions, such as `verify --repair`). Several tables into one collection share the one
+//! stream and its order, so the rule holds per collection. It assumes this connector is the
+//! only writer of `_pg2qdrant` positions into its collections (points without one are foreign
+//! and may be overwritten anyway); a collection whose `M` could not be read is fenced entirely.
+//!
 //! Consecutive ops of one collection go into one request, in order:
 //! - a run of upserts → one `Upsert` with `update_filter` = per-point fence (last op per id wins
 //!   within the run: it holds the latest position). The stored positions are read first (one
@@ -24,18 +39,76 @@ use qdrant_client::qdrant::points_update_operation::{
 };
 use qdrant_client::qdrant::with_payload_selector::SelectorOptions;
 use qdrant_client::qdrant::{
-    GetPointsBuilder, PayloadIncludeSelector, PointsUpdateOperation, UpdateBatchPointsBuilder,
+    CreateFieldIndexCollectionBuilder, Direction, FieldType, GetPointsBuilder, OrderByBuilder,
+    PayloadIncludeSelector, PointsUpdateOperation, ScrollPointsBuilder, UpdateBatchPointsBuilder,
 };
 use qdrant_client::Qdrant;
 use std::collections::HashMap;
+use std::sync::RwLock;
 
 pub struct QdrantSink {
     client: Qdrant,
+    /// Per collection, the newest commit LSN stored at start: stream changes above it need no
+    /// fence (see the module doc). Absent: everything is fenced.
+    newest: RwLock<HashMap<String, u64>>,
 }
 
 impl QdrantSink {
     pub fn new(client: Qdrant) -> Self {
-        Self { client }
+        Self {
+            client,
+            newest: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Reads the newest position stored in `collection` (indexing `_pg2qdrant.lsn` first, which
+    /// ordering needs) and lets later stream changes above it skip the fence. Returns it.
+    pub async fn learn_newest(&self, collection: &str) -> Result<u64, Error> {
+        let field = format!("{META_FIELD}.lsn");
+        self.client
+            .create_field_index(
+                CreateFieldIndexCollectionBuilder::new(collection, &field, FieldType::Integer)
+                    .wait(true),
+            )
+            .await
+            .map_err(Error::qdrant(format!("index {field} in {collection}")))?;
+        let page = self
+            .client
+            .scroll(
+                ScrollPointsBuilder::new(collection)
+                    .order_by(OrderByBuilder::new(&field).direction(Direction::Desc as i32))
+                    .limit(1)
+                    .with_payload(SelectorOptions::Include(PayloadIncludeSelector {
+                        fields: vec![field.clone()],
+                    }))
+                    .with_vectors(false),
+            )
+            .await
+            .map_err(Error::qdrant(format!(
+                "read the newest position in {collection}"
+            )))?;
+        let newest = page
+            .result
+            .first()
+            .and_then(|p| {
+                let payload =
+                    serde_json::Value::from(qdrant_client::Payload::from(p.payload.clone()));
+                payload.get(META_FIELD)?.get("lsn")?.as_u64()
+            })
+            .unwrap_or(0);
+        self.newest
+            .write()
+            .expect("newest lock")
+            .insert(collection.to_owned(), newest);
+        Ok(newest)
+    }
+
+    fn unfenced_above(&self, collection: &str) -> Option<u64> {
+        self.newest
+            .read()
+            .expect("newest lock")
+            .get(collection)
+            .copied()
     }
 
     pub fn client(&self) -> &Qdrant {
@@ -60,10 +133,17 @@ fn delete_where(filter: qdrant_client::qdrant::Filter) -> PointsUpdateOperation 
 /// point that exists without a position. Points not in the map did not exist.
 pub type Stored = HashMap<PointKey, Option<Position>>;
 
+/// Whether an op of the stream with this position may be written without a fence: above the
+/// collection's newest stored commit LSN at start (`above`), and not a copied row.
+fn free(position: Position, copied: bool, above: Option<u64>) -> bool {
+    !copied && above.is_some_and(|m| position.commit_lsn > m)
+}
+
 /// Translates ops of one collection into its ordered operation list. `stored` lets upserts of
 /// points that did not exist skip the per-point fence clause (the fence is for existing points;
 /// a point that appears meanwhile still matches `has_id` of the absent list and is replaced).
-pub fn operations(ops: &[&Op], stored: &Stored) -> Vec<PointsUpdateOperation> {
+/// Ops that are [`free`] under `above` are written without a fence (see the module doc).
+pub fn operations(ops: &[&Op], stored: &Stored, above: Option<u64>) -> Vec<PointsUpdateOperation> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < ops.len() {
@@ -78,14 +158,23 @@ pub fn operations(ops: &[&Op], stored: &Stored) -> Vec<PointsUpdateOperation> {
                 }
                 let mut keep: Vec<usize> = latest.into_values().collect();
                 keep.sort_unstable();
-                let docs: Vec<_> = keep
+                debug_assert!(start < i);
+                let (free_docs, docs): (Vec<_>, Vec<_>) = keep
                     .iter()
                     .map(|&j| match ops[j] {
-                        Op::Upsert { doc, .. } => doc,
+                        Op::Upsert { doc, copied, .. } => (doc, *copied),
                         _ => unreachable!("run holds upserts only"),
                     })
-                    .collect();
-                debug_assert!(start < i);
+                    .partition(|(d, copied)| free(d.position, *copied, above));
+                if !free_docs.is_empty() {
+                    out.push(op(Operation::Upsert(PointStructList {
+                        points: free_docs.iter().map(|(d, _)| mapping::point(d)).collect(),
+                        shard_key_selector: None,
+                        update_filter: None,
+                        update_mode: None,
+                    })));
+                }
+                let docs: Vec<_> = docs.into_iter().map(|(d, _)| d).collect();
                 // Stored newer: the fence would skip it anyway; leave it out of the request.
                 let docs: Vec<_> = docs
                     .into_iter()
@@ -120,11 +209,24 @@ pub fn operations(ops: &[&Op], stored: &Stored) -> Vec<PointsUpdateOperation> {
             }
             Op::Delete { .. } => {
                 let mut targets: Vec<(qdrant_client::qdrant::PointId, Position)> = Vec::new();
+                let mut free_ids = Vec::new();
                 while let Some(Op::Delete { key, position, .. }) = ops.get(i) {
-                    targets.push((mapping::point_id(key), *position));
+                    if free(*position, false, above) {
+                        free_ids.push(mapping::point_id(key));
+                    } else {
+                        targets.push((mapping::point_id(key), *position));
+                    }
                     i += 1;
                 }
-                out.push(delete_where(fence::per_point(targets)));
+                if !free_ids.is_empty() {
+                    out.push(op(Operation::DeletePoints(DeletePoints {
+                        points: Some(free_ids.into()),
+                        shard_key_selector: None,
+                    })));
+                }
+                if !targets.is_empty() {
+                    out.push(delete_where(fence::per_point(targets)));
+                }
             }
             Op::Merge { doc, .. } => {
                 let own = || fence::per_point([(mapping::point_id(&doc.key), doc.position)]);
@@ -158,12 +260,20 @@ pub fn operations(ops: &[&Op], stored: &Stored) -> Vec<PointsUpdateOperation> {
 }
 
 impl QdrantSink {
-    /// Reads `_pg2qdrant.{lsn,seq}` of every point an upsert in `ops` targets (one request).
-    async fn stored_positions(&self, collection: &str, ops: &[&Op]) -> Result<Stored, Error> {
+    /// Reads `_pg2qdrant.{lsn,seq}` of every point a fenced upsert in `ops` targets (one
+    /// request; none when every upsert is free).
+    async fn stored_positions(
+        &self,
+        collection: &str,
+        ops: &[&Op],
+        above: Option<u64>,
+    ) -> Result<Stored, Error> {
         let keys: Vec<&PointKey> = ops
             .iter()
             .filter_map(|o| match o {
-                Op::Upsert { doc, .. } => Some(&doc.key),
+                Op::Upsert { doc, copied, .. } if !free(doc.position, *copied, above) => {
+                    Some(&doc.key)
+                }
                 _ => None,
             })
             .collect();
@@ -215,8 +325,9 @@ impl Sink for QdrantSink {
                 segment.push(o);
                 i += 1;
             }
-            let stored = self.stored_positions(&collection, &segment).await?;
-            let operations = operations(&segment, &stored);
+            let above = self.unfenced_above(&collection);
+            let stored = self.stored_positions(&collection, &segment, above).await?;
+            let operations = operations(&segment, &stored, above);
             if operations.is_empty() {
                 continue;
             }
@@ -262,6 +373,7 @@ mod tests {
 
     fn upsert(id: u64, lsn: u64, seq: u64) -> Op {
         Op::Upsert {
+            copied: false,
             collection: Arc::from("c"),
             doc: Document {
                 key: PointKey::Num(id),
@@ -295,7 +407,7 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let out = operations(&refs, &stored);
+        let out = operations(&refs, &stored, None);
         let filter = upsert_of(&out[0]).update_filter.clone().unwrap();
         assert_eq!(
             filter.should.len(),
@@ -323,14 +435,67 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let out = operations(&refs, &stored);
+        let out = operations(&refs, &stored, None);
         let list = upsert_of(&out[0]);
         assert_eq!(list.points.len(), 1);
         assert_eq!(
             list.points[0].id,
             Some(mapping::point_id(&PointKey::Num(1)))
         );
-        let everything_stale = operations(&refs[2..], &stored);
+        let everything_stale = operations(&refs[2..], &stored, None);
         assert!(everything_stale.is_empty());
+    }
+
+    #[test]
+    fn stream_changes_above_the_newest_stored_position_go_unfenced_copies_never() {
+        let mut copied = upsert(3, 30, 0);
+        if let Op::Upsert { copied: c, .. } = &mut copied {
+            *c = true;
+        }
+        let ops = [upsert(1, 30, 0), upsert(2, 10, 0), copied];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let out = operations(&refs, &Stored::new(), Some(20));
+        assert_eq!(out.len(), 2, "{out:?}");
+        let free = upsert_of(&out[0]);
+        assert!(free.update_filter.is_none());
+        assert_eq!(free.points.len(), 1, "only the stream change above 20");
+        let fenced = upsert_of(&out[1]);
+        assert!(fenced.update_filter.is_some());
+        assert_eq!(
+            fenced.points.len(),
+            2,
+            "the replayed change and the copied row"
+        );
+        // Unknown newest position: everything fenced.
+        let out = operations(&refs, &Stored::new(), None);
+        assert_eq!(out.len(), 1);
+        assert!(upsert_of(&out[0]).update_filter.is_some());
+    }
+
+    #[test]
+    fn deletes_above_the_newest_stored_position_select_by_id() {
+        let del = |id: u64, lsn: u64| Op::Delete {
+            collection: Arc::from("c"),
+            key: PointKey::Num(id),
+            position: Position {
+                commit_lsn: lsn,
+                seq: 0,
+            },
+        };
+        let ops = [del(1, 30), del(2, 10)];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let out = operations(&refs, &Stored::new(), Some(20));
+        let selectors: Vec<_> = out
+            .iter()
+            .map(|o| match &o.operation {
+                Some(Operation::DeletePoints(d)) => {
+                    d.points.clone().unwrap().points_selector_one_of
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use qdrant_client::qdrant::points_selector::PointsSelectorOneOf;
+        assert!(matches!(selectors[0], Some(PointsSelectorOneOf::Points(_))));
+        assert!(matches!(selectors[1], Some(PointsSelectorOneOf::Filter(_))));
     }
 }
