@@ -32,8 +32,9 @@ echo "== pg2qdrant check"
 echo "== pg2qdrant run (log: $WORK/pg2qdrant.log)"
 ./target/debug/pg2qdrant run --config config/chat_history.toml 2>"$WORK/pg2qdrant.log" &
 PID=$!
+# Streaming once a walsender holds the slot (an "active" slot may still be being created).
 for _ in $(seq 1 100); do
-  [ "$($PSQL -d chatbot -Atc "SELECT count(*) FROM pg_replication_slots WHERE active")" = 1 ] && break; sleep 0.1
+  [ "$($PSQL -d chatbot -Atc "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid")" = 1 ] && break; sleep 0.1
 done
 
 count() { curl -fsS -X POST "$QD/collections/chat_history/points/count" -H 'content-type: application/json' -d '{"exact":true}' | jq .result.count; }
@@ -73,8 +74,15 @@ jq -c '{table, key, lsn, reason}' "$WORK/chat.deadletter.jsonl"
 $PSQL -d chatbot -c "DELETE FROM chat_messages WHERE content = 'bad vector'"
 wait_count 4
 echo "== Qdrant holds $(count) points, PostgreSQL $($PSQL -d chatbot -Atc 'SELECT count(*) FROM chat_messages') rows"
+echo "== pg2qdrant verify: every row against its point"
+./target/debug/pg2qdrant verify --config config/chat_history.toml || true
+echo "== a point edited behind the connector's back is found, and repaired:"
+curl -fsS -X POST "$QD/collections/chat_history/points/payload?wait=true" -H 'content-type: application/json' \
+  -d '{"payload": {"content": "tampered"}, "points": [1]}' >/dev/null
+./target/debug/pg2qdrant verify --config config/chat_history.toml || true
+./target/debug/pg2qdrant verify --config config/chat_history.toml --repair
 echo "== metrics (http://127.0.0.1:$METRICS/metrics):"
-curl -fsS "http://127.0.0.1:$METRICS/metrics" | grep -E '^pg2qdrant_(changes|last_acked|dead)' || true
+curl -fsS "http://127.0.0.1:$METRICS/metrics" | grep -E '^pg2qdrant_(changes|last_acked|dead|snapshot_state|verify)' || true
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
   echo "== running; psql: $PSQL -d chatbot ; Qdrant: $QD ; Ctrl-C to stop"
   wait "$PID"

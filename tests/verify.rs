@@ -119,6 +119,10 @@ async fn verify_counts_injected_drift_and_repair_fixes_exactly_it() {
     let (code, repaired) = verify(&config, &["--repair"]);
     assert_eq!(code, 0, "repair fixed everything: {repaired}");
     assert_eq!(repaired["repaired"], 4, "{repaired}");
+    assert_eq!(
+        repaired["skipped_changed"], 0,
+        "the re-check compares the repaired points too: {repaired}"
+    );
     assert_eq!(repaired["missing"], 0);
     let p = point("t_verify", 22u64).await.unwrap();
     assert_eq!(p.payload["title"], json!("row 22"));

@@ -288,6 +288,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// Where the next WAL record goes (`pg_current_wal_insert_lsn`): every transaction that
+    /// commits after this call has a commit LSN at or above it.
+    pub async fn wal_insert_lsn(&self) -> Result<Lsn, Error> {
+        let row = self
+            .client
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(Error::pg("pg_current_wal_insert_lsn"))?;
+        parse_lsn(row.get(0)).map_err(|e| Error::prerequisite("pg_current_wal_insert_lsn", e))
+    }
+
     pub async fn current_wal_lsn(&self) -> Result<Lsn, Error> {
         let row = self
             .client

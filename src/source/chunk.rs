@@ -106,6 +106,20 @@ impl Catalog {
         parse_lsn(row.get(0)).map_err(|e| Error::prerequisite("pg_logical_emit_message", e))
     }
 
+    /// Writes a tiny non-transactional logical message (prefix `pg2qdrant.verify`, which the
+    /// connector ignores), so the WAL position read after it is strictly past any position read
+    /// before it. A check's fence then lies above the repairs of an earlier check.
+    pub async fn advance_wal(&self) -> Result<(), Error> {
+        self.client()
+            .execute(
+                "SELECT pg_logical_emit_message(false, 'pg2qdrant.verify', '')",
+                &[],
+            )
+            .await
+            .map(|_| ())
+            .map_err(Error::pg("pg_logical_emit_message"))
+    }
+
     /// Waits until every transaction that was running when this is called has ended.
     ///
     /// A transaction's commit record can precede a watermark in the WAL while the transaction

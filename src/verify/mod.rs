@@ -202,7 +202,10 @@ async fn verify_table(
         ..Default::default()
     };
     let layout = catalog.layout(table, &mapping.key).await?;
-    let start = catalog.current_wal_lsn().await?;
+    // Repairs are written at their check's start: this check's start must lie above them, or
+    // it would skip the points it should verify as "changed during the check".
+    catalog.advance_wal().await?;
+    let start = catalog.wal_insert_lsn().await?;
     catalog.wait_running_transactions().await?;
     let check = Check {
         catalog,
