@@ -208,15 +208,6 @@ impl Coordinator {
             .is_some_and(|l| l.generation == generation)
     }
 
-    /// The copy's start LSN, when the copy still has to be planned with one (0 = not set).
-    pub fn start_lsn(&self, table: &TableName) -> u64 {
-        self.lock()
-            .state
-            .tables
-            .get(&table.to_string())
-            .map_or(0, |c| c.start_lsn)
-    }
-
     /// A worker read the layout. `now` is the current WAL position (the start of a copy that has
     /// none yet). Queues the chunks still to read.
     pub fn planned(

@@ -25,6 +25,16 @@ pub struct TableLayout {
     pub columns: Arc<[Column]>,
 }
 
+/// A row of a simple query (text values) as a [`Row`] of `columns`.
+pub fn text_row(r: &tokio_postgres::SimpleQueryRow, columns: &Arc<[Column]>) -> Row {
+    Row {
+        columns: columns.clone(),
+        values: (0..columns.len())
+            .map(|i| r.get(i).map_or(Datum::Null, |v| Datum::Text(v.to_owned())))
+            .collect(),
+    }
+}
+
 impl Catalog {
     /// Session settings the copy's text values depend on (the parsers expect these forms), and
     /// synchronous commit: a watermark reaches the walsender only once its commit is flushed,
@@ -202,12 +212,9 @@ impl Catalog {
         for m in messages {
             match m {
                 SimpleQueryMessage::CommandComplete(_) => statement += 1,
-                SimpleQueryMessage::Row(r) if statement == 1 => rows.push(Row {
-                    columns: layout.columns.clone(),
-                    values: (0..layout.columns.len())
-                        .map(|i| r.get(i).map_or(Datum::Null, |v| Datum::Text(v.to_owned())))
-                        .collect(),
-                }),
+                SimpleQueryMessage::Row(r) if statement == 1 => {
+                    rows.push(text_row(&r, &layout.columns))
+                }
                 SimpleQueryMessage::Row(r) if statement == 2 => {
                     relfilenode = r.get(0).and_then(|v| v.parse::<u32>().ok())
                 }

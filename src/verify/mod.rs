@@ -17,7 +17,7 @@ pub mod compare;
 mod orphans;
 mod rows;
 
-use crate::config::{Config, TableConfig, META_FIELD};
+use crate::config::{Config, TableConfig};
 use crate::error::Error;
 use crate::event::{Op, PointKey, TableName};
 use crate::lsn::{Lsn, Position};
@@ -271,13 +271,7 @@ fn op_key(op: &Op) -> &PointKey {
     }
 }
 
-fn stored_position(payload: &Value) -> Option<Position> {
-    let m = payload.get(META_FIELD)?;
-    Some(Position {
-        commit_lsn: m.get("lsn")?.as_u64()?,
-        seq: m.get("seq")?.as_u64()?,
-    })
-}
+pub(crate) use crate::sink::qdrant::mapping::stored_position;
 
 fn point_key(id: &PointId) -> PointKey {
     match &id.point_id_options {

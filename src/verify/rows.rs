@@ -4,10 +4,11 @@
 use super::{compare, op_key, sample, stored_position, Check, TableReport, PAGE};
 use crate::config::Distance;
 use crate::error::Error;
-use crate::event::{Change, ChangeKind, Datum, Op, Row, TableName, Vectors};
+use crate::event::{Change, ChangeKind, Op, Row, TableName, Vectors};
 use crate::mapping::TableMapping;
 use crate::sink::qdrant::mapping as qmap;
 use crate::source::catalog::Catalog;
+use crate::source::chunk::text_row;
 use qdrant_client::qdrant::{
     vector_output, vectors_output, GetPointsBuilder, PointId, VectorOutput,
 };
@@ -165,12 +166,7 @@ async fn fetch(
     Ok(messages
         .into_iter()
         .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => Some(Row {
-                columns: columns.clone(),
-                values: (0..columns.len())
-                    .map(|i| r.get(i).map_or(Datum::Null, |v| Datum::Text(v.to_owned())))
-                    .collect(),
-            }),
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(text_row(&r, columns)),
             _ => None,
         })
         .collect())

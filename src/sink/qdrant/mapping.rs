@@ -6,6 +6,16 @@ use qdrant_client::qdrant::{
 };
 use qdrant_client::Payload;
 
+/// The position a point stores in `_pg2qdrant.{lsn,seq}` (its payload as JSON); `None` for a
+/// point without one (written by someone else).
+pub fn stored_position(payload: &serde_json::Value) -> Option<crate::lsn::Position> {
+    let m = payload.get(crate::config::META_FIELD)?;
+    Some(crate::lsn::Position {
+        commit_lsn: m.get("lsn")?.as_u64()?,
+        seq: m.get("seq")?.as_u64()?,
+    })
+}
+
 pub fn point_id(key: &PointKey) -> PointId {
     match key {
         PointKey::Num(n) => PointId::from(*n),

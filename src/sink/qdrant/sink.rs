@@ -93,7 +93,7 @@ impl QdrantSink {
             .and_then(|p| {
                 let payload =
                     serde_json::Value::from(qdrant_client::Payload::from(p.payload.clone()));
-                payload.get(META_FIELD)?.get("lsn")?.as_u64()
+                mapping::stored_position(&payload).map(|pos| pos.commit_lsn)
             })
             .unwrap_or(0);
         self.newest
@@ -302,14 +302,8 @@ impl QdrantSink {
             .into_iter()
             .filter_map(|p| {
                 let key = by_id.get(p.id.as_ref()?)?.clone();
-                let meta = serde_json::Value::from(qdrant_client::Payload::from(p.payload));
-                let pos = meta.get(META_FIELD).and_then(|m| {
-                    Some(Position {
-                        commit_lsn: m.get("lsn")?.as_u64()?,
-                        seq: m.get("seq")?.as_u64()?,
-                    })
-                });
-                Some((key, pos))
+                let payload = serde_json::Value::from(qdrant_client::Payload::from(p.payload));
+                Some((key, mapping::stored_position(&payload)))
             })
             .collect())
     }
