@@ -5,10 +5,12 @@
 //! period) and stores the checkpoint, and the last durable LSN is reported to the slot.
 
 use crate::checkpoint::{CheckpointStore, FileCheckpoint};
-use crate::config::{Config, SnapshotMode};
+use crate::config::{Config, SnapshotMode, TableConfig};
 use crate::deadletter::DeadLetter;
 use crate::error::{retry_transient, Error};
+use crate::event::TableName;
 use crate::lsn::Lsn;
+use crate::mapping::key;
 use crate::mapping::TableMapping;
 use crate::metrics::names;
 use crate::pipeline::assemble::{Assembler, Batch, Mappings};
@@ -29,6 +31,62 @@ const WRITER_QUEUE: usize = 4;
 /// How often replication lag is sampled.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
+/// Compiles the `[[tables]]` against the database: key columns (configured, else the primary
+/// key), domains; and refuses two tables whose point ids can collide in one collection.
+pub async fn compile(
+    catalog: &Catalog,
+    tables: &[TableConfig],
+) -> Result<Vec<TableMapping>, Error> {
+    let keys = catalog.resolve_keys(tables).await?;
+    let domains = Arc::new(catalog.domains().await?);
+    let mut spaces = Vec::with_capacity(tables.len());
+    let mut out = Vec::with_capacity(tables.len());
+    for (t, key) in tables.iter().zip(keys) {
+        spaces.push(id_space(catalog, t, &key).await?);
+        out.push(TableMapping::new(t, key).with_domains(domains.clone()));
+    }
+    refuse_colliding_ids(tables, &spaces)?;
+    Ok(out)
+}
+
+/// Which ids the table's points get (its key columns' types and `id`).
+pub async fn id_space(
+    catalog: &Catalog,
+    t: &TableConfig,
+    key: &[String],
+) -> Result<key::IdSpace, Error> {
+    let types = catalog.column_types(&TableName::parse(&t.table)).await?;
+    let key_types: Vec<u32> = key.iter().filter_map(|k| types.get(k).copied()).collect();
+    Ok(key::id_space(t.id, &key_types))
+}
+
+/// Two tables writing integer (or uuid) keys as ids into one collection would overwrite each
+/// other's points: an error naming both and the fix.
+pub fn refuse_colliding_ids(tables: &[TableConfig], spaces: &[key::IdSpace]) -> Result<(), Error> {
+    let by_collection: Vec<(&str, key::IdSpace)> = tables
+        .iter()
+        .zip(spaces)
+        .map(|(t, s)| (t.collection.as_str(), *s))
+        .collect();
+    let Some((i, j)) = key::collision(&by_collection) else {
+        return Ok(());
+    };
+    let kind = if spaces[i] == key::IdSpace::Integer {
+        "integer"
+    } else {
+        "uuid"
+    };
+    Err(Error::prerequisite(
+        format!(
+            "tables[{i}] {} and tables[{j}] {} both write collection {} with their {kind} keys as point ids: equal keys would overwrite each other",
+            tables[i].table, tables[j].table, tables[i].collection
+        ),
+        format!(
+            "set id = \"uuid5\" on one of them (tables[{j}].id; its point ids change, so run `pg2qdrant resync` for it) or give each its own collection"
+        ),
+    ))
+}
+
 /// Checks prerequisites, creates what is missing, and compiles the table mappings.
 pub async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
     set_up(cfg, false).await
@@ -45,7 +103,7 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<Mappings, Error> {
             "set wal_level = logical in postgresql.conf and restart PostgreSQL",
         ));
     }
-    let keys = catalog.resolve_keys(&cfg.tables).await?;
+    let compiled = compile(&catalog, &cfg.tables).await?;
     let names: Vec<_> = cfg
         .tables
         .iter()
@@ -82,15 +140,7 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<Mappings, Error> {
             tracing::info!(collection = %t.collection, restore_to_kb = threshold, "bulk load: vector indexing deferred until the first copy is done");
         }
     }
-    Ok(cfg
-        .tables
-        .iter()
-        .zip(keys)
-        .map(|(t, k)| {
-            let m = TableMapping::new(t, k);
-            (m.table.clone(), m)
-        })
-        .collect())
+    Ok(compiled.into_iter().map(|m| (m.table.clone(), m)).collect())
 }
 
 /// Runs the connector until `shutdown` is cancelled (Ok), `snapshot = initial_only` finished

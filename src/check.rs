@@ -20,11 +20,12 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
                 detail: "reachable".into(),
             });
             lines.extend(c.check(cfg).await);
+            lines.extend(ids(&c, cfg).await);
         }
         Err(e) => lines.push(CheckLine {
             ok: false,
             what: "postgres".into(),
-            detail: format!("{e} ({})", e.hint().unwrap_or("")),
+            detail: e.to_string(),
         }),
     }
     let client = match qdrant::client(&cfg.qdrant) {
@@ -134,4 +135,28 @@ fn copies(cfg: &Config) -> Vec<CheckLine> {
             }
         })
         .collect()
+}
+
+/// Whether two tables' point ids can collide in one collection.
+async fn ids(c: &Catalog, cfg: &Config) -> Option<CheckLine> {
+    // Key problems are reported per table above; without every key there is nothing to compare.
+    let keys = c.resolve_keys(&cfg.tables).await.ok()?;
+    let mut spaces = Vec::with_capacity(keys.len());
+    for (t, key) in cfg.tables.iter().zip(&keys) {
+        spaces.push(crate::app::id_space(c, t, key).await.ok()?);
+    }
+    Some(
+        match crate::app::refuse_colliding_ids(&cfg.tables, &spaces) {
+            Ok(()) => CheckLine {
+                ok: true,
+                what: "point ids".into(),
+                detail: "no two tables can write the same id into one collection".into(),
+            },
+            Err(e) => CheckLine {
+                ok: false,
+                what: "point ids".into(),
+                detail: e.to_string(),
+            },
+        },
+    )
 }

@@ -444,3 +444,84 @@ async fn with_no_write_in_flight_a_commit_is_sent_without_waiting_for_the_linger
     .await;
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_as_string_domains_and_intervals_map_losslessly_when_streamed_and_copied() {
+    let db = TestDb::new(
+        "t_lossless",
+        "CREATE DOMAIN qty AS int CHECK (VALUE >= 0);
+         CREATE TABLE priced (id bigint PRIMARY KEY, price numeric(30,10), n qty, wait interval, v real[]);
+         INSERT INTO priced VALUES (1, 12345678901234567890.0123456789, 7, '1 day 02:00:00', '{1,0}');",
+    )
+    .await;
+    let cfg = db.config(&table("priced", "t_lossless", 2, "numeric = \"string\""));
+    let run = db.start(cfg).await;
+    db.exec("INSERT INTO priced VALUES (2, 0.1, 0, '-1 year -3 mons', '{0,1}')")
+        .await;
+    let copied = wait_for("copied row", WAIT, || point("t_lossless", 1)).await;
+    assert_eq!(
+        copied.payload["price"],
+        json!("12345678901234567890.0123456789")
+    );
+    assert_eq!(
+        copied.payload["n"],
+        json!(7),
+        "a domain maps like its base type"
+    );
+    assert_eq!(copied.payload["wait"], json!("P1DT2H"));
+    let streamed = wait_for("streamed row", WAIT, || point("t_lossless", 2)).await;
+    assert_eq!(streamed.payload["price"], json!("0.1000000000"));
+    assert_eq!(streamed.payload["n"], json!(0));
+    assert_eq!(streamed.payload["wait"], json!("P-1Y-3M"));
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tables_with_integer_ids_in_one_collection_are_refused_unless_one_uses_uuid5() {
+    let db = TestDb::new(
+        "t_idclash",
+        "CREATE TABLE a (id bigint PRIMARY KEY, v real[]); CREATE TABLE b (id bigint PRIMARY KEY, v real[]);",
+    )
+    .await;
+    let clash = format!(
+        "{}{}",
+        table("a", "t_idclash", 2, ""),
+        table("b", "t_idclash", 2, "")
+    );
+    let err = pg2qdrant::app::prepare(&db.config(&clash))
+        .await
+        .expect_err("colliding ids are refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("public.a") && text.contains("public.b") && text.contains("uuid5"),
+        "{text}"
+    );
+    let dir = work_dir("t_idclash");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, db.config_text(&clash, &qdrant_url())).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL point ids"), "{stdout}");
+
+    let fixed = format!(
+        "{}{}",
+        table("a", "t_idclash", 2, ""),
+        table("b", "t_idclash", 2, "id = \"uuid5\"")
+    );
+    let run = db.start(db.config(&fixed)).await;
+    db.exec("INSERT INTO a VALUES (1, '{1,0}'); INSERT INTO b VALUES (1, '{0,1}')")
+        .await;
+    wait_count("t_idclash", 2).await;
+    let b1 = pg2qdrant::mapping::key::uuid5(
+        &pg2qdrant::event::TableName::parse("public.b"),
+        &[(20, "1")],
+    );
+    assert!(point("t_idclash", 1u64).await.is_some());
+    assert!(point("t_idclash", b1.to_string()).await.is_some());
+    run.stop().await;
+}

@@ -317,6 +317,28 @@ impl Default for CollectionConfig {
     }
 }
 
+/// How numeric columns reach the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NumericMode {
+    /// A JSON number (an integer when it fits i64, else the nearest f64): filterable.
+    #[default]
+    Number,
+    /// The exact decimal text: every digit kept (money).
+    String,
+}
+
+/// How point ids are made from keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdMode {
+    /// One integer key ≥ 0 → that number; one uuid key → that uuid; else UUIDv5.
+    #[default]
+    Auto,
+    /// Always UUIDv5 over (schema, table, key): ids of different tables never collide.
+    Uuid5,
+}
+
 /// One mirrored table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -347,6 +369,12 @@ pub struct TableConfig {
     /// A boolean column: rows where it is true are removed from Qdrant.
     #[serde(default)]
     pub soft_delete: Option<String>,
+    /// `number` (default) or `string` for numeric columns.
+    #[serde(default)]
+    pub numeric: NumericMode,
+    /// `auto` (default) or `uuid5` point ids.
+    #[serde(default)]
+    pub id: IdMode,
     #[serde(default)]
     pub collection_config: CollectionConfig,
 }

@@ -12,6 +12,40 @@ use crate::event::{PointKey, TableName};
 /// Fixed namespace of pg2qdrant's UUIDv5 point ids. Never change it: ids would all move.
 pub const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_4a2e_9b3d_5e70_8a41_2c6d_0e9f_b713);
 
+/// Which ids a table's points get, to tell whether two tables in one collection can collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdSpace {
+    /// The integer key itself.
+    Integer,
+    /// The uuid key itself.
+    Uuid,
+    /// UUIDv5 over (schema, table, key): disjoint between tables.
+    Uuid5,
+}
+
+/// The id space of a table with key columns of these types under `mode`.
+pub fn id_space(mode: crate::config::IdMode, key_types: &[u32]) -> IdSpace {
+    match (mode, key_types) {
+        (crate::config::IdMode::Uuid5, _) => IdSpace::Uuid5,
+        (_, [oid::INT2 | oid::INT4 | oid::INT8 | oid::OID]) => IdSpace::Integer,
+        (_, [oid::UUID]) => IdSpace::Uuid,
+        _ => IdSpace::Uuid5,
+    }
+}
+
+/// Two tables whose ids can collide in one collection (both integer, or both uuid), as
+/// `(index, index)` into `tables` = `(collection, id space)`.
+pub fn collision(tables: &[(&str, IdSpace)]) -> Option<(usize, usize)> {
+    for (i, (ci, si)) in tables.iter().enumerate() {
+        for (j, (cj, sj)) in tables.iter().enumerate().skip(i + 1) {
+            if ci == cj && si == sj && *si != IdSpace::Uuid5 {
+                return Some((i, j));
+            }
+        }
+    }
+    None
+}
+
 /// `parts` are `(type oid, text value)` of the key columns, in key order.
 pub fn point_key(table: &TableName, parts: &[(u32, &str)]) -> PointKey {
     if let [(type_oid, text)] = parts {
@@ -29,6 +63,11 @@ pub fn point_key(table: &TableName, parts: &[(u32, &str)]) -> PointKey {
             _ => {}
         }
     }
+    uuid5(table, parts)
+}
+
+/// UUIDv5 over `["schema","table",key values as text…]` in [`NAMESPACE`].
+pub fn uuid5(table: &TableName, parts: &[(u32, &str)]) -> PointKey {
     let mut name: Vec<&str> = Vec::with_capacity(parts.len() + 2);
     name.push(&table.schema);
     name.push(&table.name);
@@ -63,10 +102,43 @@ mod tests {
             point_key(&t, &[(oid::INT8, "-1")]),
             PointKey::Uuid(_)
         ));
+        // Forced UUIDv5 of an integer key: a uuid, different per table.
+        assert!(matches!(uuid5(&t, &[(oid::INT8, "42")]), PointKey::Uuid(_)));
+        assert_ne!(
+            uuid5(&t, &[(oid::INT8, "42")]),
+            uuid5(&TableName::parse("public.u"), &[(oid::INT8, "42")])
+        );
         // Pinned: a change here would move every stored point.
         assert_eq!(
             point_key(&t, &[(25, "x")]).to_string(),
             "5f0fdf22-418e-540c-a674-47296cb7d49b"
         );
+    }
+
+    #[test]
+    fn integer_or_uuid_ids_of_two_tables_in_one_collection_collide_uuid5_never() {
+        use crate::config::IdMode;
+        let int = id_space(IdMode::Auto, &[oid::INT8]);
+        let uuid = id_space(IdMode::Auto, &[oid::UUID]);
+        let text = id_space(IdMode::Auto, &[25]);
+        let forced = id_space(IdMode::Uuid5, &[oid::INT8]);
+        assert_eq!(
+            (int, uuid, text, forced),
+            (
+                IdSpace::Integer,
+                IdSpace::Uuid,
+                IdSpace::Uuid5,
+                IdSpace::Uuid5
+            )
+        );
+        assert_eq!(
+            collision(&[("c", int), ("d", int), ("c", int)]),
+            Some((0, 2))
+        );
+        assert_eq!(
+            collision(&[("c", int), ("c", uuid), ("c", text), ("c", text)]),
+            None
+        );
+        assert_eq!(collision(&[("c", int), ("c", forced)]), None);
     }
 }

@@ -10,7 +10,7 @@ use crate::config::{TableConfig, META_FIELD};
 use crate::event::{Change, ChangeKind, Datum, Document, Op, PointKey, Row, TableName, Vectors};
 use crate::lsn::{Lsn, Position};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 /// A row that cannot be written, with what to tell the operator.
@@ -50,6 +50,10 @@ pub struct TableMapping {
     rename: BTreeMap<String, String>,
     unix_seconds: Vec<(String, String)>,
     soft_delete: Option<String>,
+    options: value::Options,
+    id: crate::config::IdMode,
+    /// Domain type → its base type: a domain's values map like its base type's.
+    domains: Arc<HashMap<u32, u32>>,
 }
 
 impl TableMapping {
@@ -77,7 +81,22 @@ impl TableMapping {
                 .map(|u| (u.column.clone(), u.field.clone()))
                 .collect(),
             soft_delete: cfg.soft_delete.clone(),
+            options: value::Options {
+                numeric_string: cfg.numeric == crate::config::NumericMode::String,
+            },
+            id: cfg.id,
+            domains: Arc::default(),
         }
+    }
+
+    /// Domains of the database (domain type oid → base type oid).
+    pub fn with_domains(mut self, domains: Arc<HashMap<u32, u32>>) -> Self {
+        self.domains = domains;
+        self
+    }
+
+    fn base_type(&self, type_oid: u32) -> u32 {
+        self.domains.get(&type_oid).copied().unwrap_or(type_oid)
     }
 
     /// Columns that hold vectors (never copied into the payload by default).
@@ -203,15 +222,17 @@ impl TableMapping {
             let value = match datum {
                 Datum::Unchanged => continue,
                 Datum::Null => Value::Null,
-                Datum::Text(t) => value::to_json(col.type_oid, t)
-                    .map_err(|e| self.error(row, format!("column {:?}: {e}", col.name)))?,
+                Datum::Text(t) => {
+                    value::to_json_with(self.base_type(col.type_oid), t, self.options)
+                        .map_err(|e| self.error(row, format!("column {:?}: {e}", col.name)))?
+                }
             };
             payload.insert(field, value);
         }
         for (column, field) in &self.unix_seconds {
             match row.column(column) {
                 Some((c, Datum::Text(t))) => {
-                    let secs = value::unix_seconds(c.type_oid, t)
+                    let secs = value::unix_seconds(self.base_type(c.type_oid), t)
                         .map_err(|e| self.error(row, format!("column {column:?}: {e}")))?;
                     payload.insert(field.clone(), Value::from(secs));
                 }
@@ -291,7 +312,10 @@ impl TableMapping {
                 }
             }
         }
-        Ok(key::point_key(&self.table, &parts))
+        Ok(match self.id {
+            crate::config::IdMode::Auto => key::point_key(&self.table, &parts),
+            crate::config::IdMode::Uuid5 => key::uuid5(&self.table, &parts),
+        })
     }
 
     /// The key columns of `row` as `(column, text value, type oid)`, to look the row up

@@ -9,7 +9,10 @@
 //! - timestamp → ISO 8601 without offset (`2025-10-13T10:30:00`), timestamptz → RFC 3339 in UTC,
 //!   date and time as PostgreSQL prints them;
 //! - json/jsonb → nested JSON; arrays → JSON arrays of mapped elements; uuid → string;
-//!   bytea → base64; anything else → its text form.
+//!   bytea → base64; interval → ISO 8601 duration (`P1Y2M3DT4H5M6S`, a component may be
+//!   negative; the text form when it is not in IntervalStyle `postgres`); anything else → its
+//!   text form;
+//! - with `numeric = "string"` a numeric keeps its exact text (money).
 
 use base64::Engine as _;
 use serde_json::{Number, Value};
@@ -44,6 +47,15 @@ pub mod oid {
     pub const UUID_ARRAY: u32 = 2951;
     pub const JSONB_ARRAY: u32 = 3807;
     pub const JSON_ARRAY: u32 = 199;
+    pub const INTERVAL: u32 = 1186;
+    pub const INTERVAL_ARRAY: u32 = 1187;
+}
+
+/// A table's choices for its values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// numeric → the exact text instead of a number.
+    pub numeric_string: bool,
 }
 
 /// The element type of an array type we know, if `type_oid` is one.
@@ -63,13 +75,19 @@ fn array_element(type_oid: u32) -> Option<u32> {
         UUID_ARRAY => UUID,
         JSONB_ARRAY => JSONB,
         JSON_ARRAY => JSON,
+        INTERVAL_ARRAY => INTERVAL,
         TEXT_ARRAY | VARCHAR_ARRAY => 25,
         _ => return None,
     })
 }
 
-/// Maps one non-null text value of type `type_oid` to JSON.
+/// Maps one non-null text value of type `type_oid` to JSON (default options).
 pub fn to_json(type_oid: u32, text: &str) -> Result<Value, String> {
+    to_json_with(type_oid, text, Options::default())
+}
+
+/// Maps one non-null text value of type `type_oid` to JSON.
+pub fn to_json_with(type_oid: u32, text: &str, options: Options) -> Result<Value, String> {
     use oid::*;
     if let Some(elem) = array_element(type_oid) {
         let items = parse_array(text)?;
@@ -77,7 +95,7 @@ pub fn to_json(type_oid: u32, text: &str) -> Result<Value, String> {
             .into_iter()
             .map(|item| match item {
                 ArrayItem::Null => Ok(Value::Null),
-                ArrayItem::Value(s) => to_json(elem, &s),
+                ArrayItem::Value(s) => to_json_with(elem, &s, options),
                 ArrayItem::Nested(_) => {
                     Err("multi-dimensional arrays are not supported".to_owned())
                 }
@@ -93,7 +111,9 @@ pub fn to_json(type_oid: u32, text: &str) -> Result<Value, String> {
                 .into(),
         ),
         FLOAT4 | FLOAT8 => float(text)?,
+        NUMERIC if options.numeric_string => Value::String(text.to_owned()),
         NUMERIC => numeric(text)?,
+        INTERVAL => Value::String(iso_interval(text).unwrap_or_else(|| text.to_owned())),
         JSON | JSONB => serde_json::from_str(text).map_err(|e| format!("invalid json: {e}"))?,
         TIMESTAMP => Value::String(iso_timestamp(text)),
         TIMESTAMPTZ => Value::String(iso_timestamptz(text)?),
@@ -123,6 +143,73 @@ fn numeric(text: &str) -> Result<Value, String> {
         }
     }
     float(text)
+}
+
+/// PostgreSQL's interval text (IntervalStyle `postgres`: `1 year 2 mons -3 days +04:05:06.5`)
+/// → an ISO 8601 duration (`P1Y2M-3DT4H5M6.5S`; zero → `PT0S`). `None` for another form.
+pub fn iso_interval(text: &str) -> Option<String> {
+    let (mut y, mut mo, mut d) = (0i64, 0i64, 0i64);
+    let mut time: Option<(bool, i64, i64, String)> = None;
+    let mut tokens = text.split_whitespace();
+    while let Some(t) = tokens.next() {
+        if t.contains(':') {
+            let (neg, rest) = match t.as_bytes().first()? {
+                b'-' => (true, &t[1..]),
+                b'+' => (false, &t[1..]),
+                _ => (false, t),
+            };
+            let mut parts = rest.split(':');
+            let h: i64 = parts.next()?.parse().ok()?;
+            let m: i64 = parts.next()?.parse().ok()?;
+            let s = parts.next()?;
+            if parts.next().is_some()
+                || s.is_empty()
+                || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            {
+                return None;
+            }
+            time = Some((neg, h, m, s.to_owned()));
+            continue;
+        }
+        let n: i64 = t.parse().ok()?;
+        match tokens.next()? {
+            "year" | "years" => y = n,
+            "mon" | "mons" => mo = n,
+            "day" | "days" => d = n,
+            _ => return None,
+        }
+    }
+    let mut out = String::from("P");
+    for (v, unit) in [(y, 'Y'), (mo, 'M'), (d, 'D')] {
+        if v != 0 {
+            out.push_str(&format!("{v}{unit}"));
+        }
+    }
+    if let Some((neg, h, m, s)) = time {
+        let sign = if neg { "-" } else { "" };
+        let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
+        let whole: i64 = whole.parse().ok()?;
+        let frac = frac.trim_end_matches('0');
+        let mut t = String::new();
+        if h != 0 {
+            t.push_str(&format!("{sign}{h}H"));
+        }
+        if m != 0 {
+            t.push_str(&format!("{sign}{m}M"));
+        }
+        if whole != 0 || !frac.is_empty() {
+            let dot = if frac.is_empty() { "" } else { "." };
+            t.push_str(&format!("{sign}{whole}{dot}{frac}S"));
+        }
+        if !t.is_empty() {
+            out.push('T');
+            out.push_str(&t);
+        }
+    }
+    if out == "P" {
+        out.push_str("T0S");
+    }
+    Some(out)
 }
 
 /// `2025-10-13 10:30:00[.123456]` → `2025-10-13T10:30:00[.123456]`.
@@ -428,5 +515,46 @@ mod tests {
         assert!(parse_vector("{1,x,3}", 3)
             .unwrap_err()
             .contains("not a number"));
+    }
+
+    #[test]
+    fn intervals_become_iso_8601_durations() {
+        for (pg, iso) in [
+            ("1 year 2 mons 3 days 04:05:06", "P1Y2M3DT4H5M6S"),
+            ("-1 days +02:03:00", "P-1DT2H3M"),
+            ("00:00:00", "PT0S"),
+            ("-00:00:01.250", "PT-1.25S"),
+            ("3 days", "P3D"),
+            ("1 year", "P1Y"),
+        ] {
+            assert_eq!(iso_interval(pg).as_deref(), Some(iso), "{pg}");
+        }
+        assert_eq!(iso_interval("@ 1 year"), None);
+        assert_eq!(
+            to_json(oid::INTERVAL, "@ 1 year ago").unwrap(),
+            json!("@ 1 year ago"),
+            "another IntervalStyle keeps its text"
+        );
+        assert_eq!(
+            to_json(oid::INTERVAL_ARRAY, "{\"1 day\",NULL}").unwrap(),
+            json!(["P1D", null])
+        );
+    }
+
+    #[test]
+    fn numeric_as_string_keeps_every_digit() {
+        let digits = "12345678901234567890.123456789";
+        let opts = Options {
+            numeric_string: true,
+        };
+        assert_eq!(
+            to_json_with(oid::NUMERIC, digits, opts).unwrap(),
+            json!(digits)
+        );
+        assert_eq!(
+            to_json_with(oid::NUMERIC_ARRAY, "{1.50,2}", opts).unwrap(),
+            json!(["1.50", "2"])
+        );
+        assert!(to_json(oid::NUMERIC, digits).unwrap().is_number());
     }
 }

@@ -131,6 +131,52 @@ impl Catalog {
         Ok(keys)
     }
 
+    /// Every domain of the database with the base type it finally stands on.
+    pub async fn domains(&self) -> Result<std::collections::HashMap<u32, u32>, Error> {
+        let rows = self
+            .client
+            .query(
+                "SELECT oid, typbasetype FROM pg_type WHERE typtype = 'd'",
+                &[],
+            )
+            .await
+            .map_err(Error::pg("list domains"))?;
+        let direct: std::collections::HashMap<u32, u32> =
+            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(direct
+            .keys()
+            .map(|&d| {
+                let mut base = direct[&d];
+                // A domain over a domain: follow the chain (bounded, in case of a cycle).
+                for _ in 0..16 {
+                    match direct.get(&base) {
+                        Some(&b) => base = b,
+                        None => break,
+                    }
+                }
+                (d, base)
+            })
+            .collect())
+    }
+
+    /// The type of each column of `table`, by name.
+    pub async fn column_types(
+        &self,
+        table: &TableName,
+    ) -> Result<std::collections::HashMap<String, u32>, Error> {
+        let rows = self
+            .client
+            .query(
+                "SELECT a.attname::text, a.atttypid FROM pg_attribute a \
+                 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(Error::pg(format!("column types of {table}")))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     pub async fn publication_tables(
         &self,
         publication: &str,

@@ -92,15 +92,13 @@ pub async fn run(
     };
     let catalog = Catalog::connect(&cfg.source).await?;
     catalog.set_copy_session().await?;
-    let keys = catalog
-        .resolve_keys(&tables.iter().map(|t| (*t).clone()).collect::<Vec<_>>())
-        .await?;
+    let owned: Vec<TableConfig> = tables.iter().map(|t| (*t).clone()).collect();
+    let mappings = crate::app::compile(&catalog, &owned).await?;
     // A second connection reads the present while the check's snapshot is open on the first.
     let present = Catalog::connect(&cfg.source).await?;
     let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?);
     let mut out = Vec::new();
-    for (t, key) in tables.into_iter().zip(keys) {
-        let mapping = TableMapping::new(t, key);
+    for (t, mapping) in tables.into_iter().zip(mappings) {
         let mut report = verify_table(cfg, &catalog, &present, &sink, t, &mapping, repair).await?;
         if repair && report.drift() > 0 {
             let repaired = report.drift();
