@@ -205,10 +205,9 @@ impl TableMapping {
         commit_time: i64,
     ) -> Result<Document, MappingError> {
         let mut payload = Map::new();
-        let vector_cols: HashSet<&str> = self.vector_columns().collect();
         let included = |name: &str| match &self.payload {
             Some(list) => list.iter().any(|c| c == name),
-            None => !vector_cols.contains(name) && !self.exclude.contains(name),
+            None => !self.vectors.iter().any(|v| v.column == name) && !self.exclude.contains(name),
         };
         for (col, datum) in row.columns.iter().zip(&row.values) {
             if !included(&col.name) {

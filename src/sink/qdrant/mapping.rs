@@ -2,7 +2,7 @@
 
 use crate::event::{Document, PointKey, Vectors};
 use qdrant_client::qdrant::{
-    NamedVectors, PointId, PointStruct, PointVectors, Vectors as QVectors,
+    NamedVectors, PointId, PointStruct, PointVectors, Value as QValue, Vectors as QVectors,
 };
 use qdrant_client::Payload;
 
@@ -37,8 +37,38 @@ pub fn vectors(v: &Vectors) -> QVectors {
     }
 }
 
+/// The document's payload as Qdrant values, converted straight from the borrowed JSON (one
+/// allocation per value, not a clone of the map and then a conversion).
 pub fn payload(doc: &Document) -> Payload {
-    Payload::from(doc.payload.clone())
+    Payload::from(
+        doc.payload
+            .iter()
+            .map(|(k, v)| (k.clone(), value(v)))
+            .collect::<std::collections::HashMap<String, QValue>>(),
+    )
+}
+
+/// A JSON value as a Qdrant payload value (numbers: integer when it fits i64, else double —
+/// as qdrant-client's own conversion).
+fn value(v: &serde_json::Value) -> QValue {
+    use qdrant_client::qdrant::value::Kind;
+    use qdrant_client::qdrant::{ListValue, Struct};
+    let kind = match v {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Kind::IntegerValue(i),
+            None => Kind::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(a) => Kind::ListValue(ListValue {
+            values: a.iter().map(value).collect(),
+        }),
+        serde_json::Value::Object(o) => Kind::StructValue(Struct {
+            fields: o.iter().map(|(k, v)| (k.clone(), value(v))).collect(),
+        }),
+    };
+    QValue { kind: Some(kind) }
 }
 
 /// A whole point (the document must carry its vectors).
@@ -55,4 +85,25 @@ pub fn point_vectors(doc: &Document) -> Option<PointVectors> {
         id: Some(point_id(&doc.key)),
         vectors: Some(vectors(v)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payload_conversion_matches_qdrant_clients_own() {
+        let map = json!({"i": 7, "u": u64::MAX, "f": 1.5, "s": "x", "b": true, "n": null,
+            "a": [1, "two", [3.5]], "o": {"k": {"deep": [false]}}});
+        let doc = Document {
+            key: PointKey::Num(1),
+            payload: map.as_object().unwrap().clone(),
+            vectors: None,
+            position: Default::default(),
+        };
+        let ours = serde_json::Value::from(payload(&doc));
+        let theirs = serde_json::Value::from(Payload::from(map.as_object().unwrap().clone()));
+        assert_eq!(ours, theirs);
+    }
 }
