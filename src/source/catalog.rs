@@ -10,6 +10,8 @@ use tokio_postgres::{Client, NoTls};
 /// An open catalog connection.
 pub struct Catalog {
     client: Client,
+    /// Type names by oid, looked up once per connection (`fetch_row` casts key values).
+    type_names: std::sync::Mutex<std::collections::HashMap<u32, String>>,
 }
 
 /// One line of `pg2qdrant check`.
@@ -45,7 +47,10 @@ impl Catalog {
                 tracing::debug!(error = %e, "catalog connection closed");
             }
         });
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            type_names: Default::default(),
+        })
     }
 
     pub fn client(&self) -> &Client {
@@ -354,6 +359,24 @@ impl Catalog {
         parse_lsn(row.get(0)).map_err(|e| Error::prerequisite("pg_current_wal_lsn", e))
     }
 
+    /// The SQL name of a type (cached: the same keys are looked up row after row).
+    async fn type_name(&self, oid: u32) -> Result<String, Error> {
+        if let Some(n) = self.type_names.lock().expect("type names").get(&oid) {
+            return Ok(n.clone());
+        }
+        let row = self
+            .client
+            .query_one("SELECT $1::oid::regtype::text", &[&oid])
+            .await
+            .map_err(Error::pg("type name"))?;
+        let name: String = row.get(0);
+        self.type_names
+            .lock()
+            .expect("type names")
+            .insert(oid, name.clone());
+        Ok(name)
+    }
+
     /// The current row with the key of `key_row`, as text values aligned with `columns`; `None`
     /// when the row no longer exists. Used when a TOAST merge finds no point to merge into.
     pub async fn fetch_row(
@@ -368,12 +391,7 @@ impl Catalog {
             .collect();
         let mut types = Vec::with_capacity(key.len());
         for (_, _, oid) in key {
-            let row = self
-                .client
-                .query_one("SELECT $1::oid::regtype::text", &[oid])
-                .await
-                .map_err(Error::pg("type name"))?;
-            types.push(row.get::<_, String>(0));
+            types.push(self.type_name(*oid).await?);
         }
         let wheres: Vec<String> = key
             .iter()
