@@ -1,13 +1,15 @@
 //! End-to-end throughput against its two ceilings (run with `scripts/bench.sh`; prints figures,
 //! asserts nothing about time).
 //!
-//! 1. Two slots are created at the same LSN; N rows (384-float vectors, small payload) are
+//! 1. Four slots are created at the same LSN; N rows (384-float vectors, small payload) are
 //!    loaded in transactions of 1 000 rows, so the WAL to replay is identical for all runs.
-//! 2. Source ceiling: `pg_recvlogical` reads that WAL (pgoutput, same publication) to /dev/null.
-//! 3. End to end: pg2qdrant starts on the other slot; time until every point is in Qdrant.
+//! 2. Source ceiling: `pg_recvlogical` reads that WAL (pgoutput, same publication) to /dev/null,
+//!    with values in text and in binary (`binary 'true'`).
+//! 3. End to end: pg2qdrant starts on another slot, `source.format` text, then binary; time
+//!    until every point is in Qdrant.
 //! 4. Sink ceiling: bare `wait=true` upserts of the same points, same batch size, one at a time.
 //! 5. Copy: the same N existing rows copied by the snapshot (`initial_only`, default workers
-//!    and chunk size) into a fresh collection, until the process exits.
+//!    and chunk size) into a fresh collection, text then binary, until every row is there.
 
 use pg2qdrant::config::parse;
 use qdrant_client::qdrant::{
@@ -90,22 +92,21 @@ async fn main() {
     )
     .map(|p| p.trim().to_owned())
     .unwrap_or_default();
-    const STREAM: &[&str] = &["pg2qdrant", "pg_recvlogical"];
-    const COPY: &[&str] = &["pg2qdrant", "pg2qdrant copy"];
     std::fs::create_dir_all(&work).unwrap();
     let q = Qdrant::from_url(&qurl)
         .skip_compatibility_check()
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap();
-    let _ = q.delete_collection("bench_e2e").await;
-    let _ = q.delete_collection("bench_sink").await;
+    for c in ["bench_e2e", "bench_e2e_text", "bench_sink"] {
+        let _ = q.delete_collection(c).await;
+    }
 
     let (admin, conn) = tokio_postgres::connect(&format!("{pg}/postgres"), NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
-    for slot in ["bench", "bench_src"] {
+    for slot in ["bench", "bench_text", "bench_src", "bench_src_bin"] {
         let _ = admin
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
             .await;
@@ -123,20 +124,38 @@ async fn main() {
         .unwrap();
 
     let cfg_text = format!(
-        "[source]\nurl = \"{url}\"\nslot = \"bench\"\npublication = \"bench\"\nsnapshot = \"never\"\n\
+        "[source]\nurl = \"{url}\"\nslot = \"bench\"\npublication = \"bench\"\nsnapshot = \"never\"\nformat = \"binary\"\n\
          [qdrant]\nurl = \"{qurl}\"\nbatch_size = {batch}\n\
          [checkpoint]\npath = \"{cp}\"\n[dead_letter]\npath = \"{dl}\"\n[metrics]\naddr = \"\"\n\
          [[tables]]\ntable = \"docs\"\ncollection = \"bench_e2e\"\nvector = {{ column = \"v\", size = {DIM}, distance = \"Dot\" }}\n",
         cp = work.join("cp").display(),
         dl = work.join("dl").display(),
     );
+    // The same in text: its own slot, collection and checkpoint.
+    let text_cfg_text = cfg_text
+        .replace("slot = \"bench\"", "slot = \"bench_text\"")
+        .replace("format = \"binary\"", "format = \"text\"")
+        .replace(
+            "collection = \"bench_e2e\"",
+            "collection = \"bench_e2e_text\"",
+        )
+        .replace(
+            &work.join("cp").display().to_string(),
+            &work.join("cp_text").display().to_string(),
+        );
     let _ = std::fs::remove_file(work.join("cp"));
+    let _ = std::fs::remove_file(work.join("cp_text"));
     let cfg = parse(&cfg_text).unwrap();
     cfg.validate().unwrap();
+    let text_cfg = parse(&text_cfg_text).unwrap();
     pg2qdrant::app::prepare(&cfg).await.unwrap();
-    db.batch_execute("SELECT pg_create_logical_replication_slot('bench_src', 'pgoutput')")
-        .await
-        .unwrap();
+    pg2qdrant::app::prepare(&text_cfg).await.unwrap();
+    db.batch_execute(
+        "SELECT pg_create_logical_replication_slot('bench_src', 'pgoutput'); \
+         SELECT pg_create_logical_replication_slot('bench_src_bin', 'pgoutput')",
+    )
+    .await
+    .unwrap();
 
     eprintln!("loading {rows} rows ...");
     let t = Instant::now();
@@ -162,55 +181,20 @@ async fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    // Source ceiling.
-    let sampling = sampler(&url, &qdrant_pid, STREAM).await;
-    let t = Instant::now();
-    let recv_url = url.clone();
-    let recv_end = end_lsn.clone();
-    let status = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("pg_recvlogical")
-            .args([
-                "-d",
-                &recv_url,
-                "--slot",
-                "bench_src",
-                "--start",
-                "--endpos",
-                &recv_end,
-                "-f",
-                "/dev/null",
-            ])
-            .args([
-                "-o",
-                "proto_version=1",
-                "-o",
-                "publication_names=bench",
-                "--no-loop",
-            ])
-            .status()
-            .expect("pg_recvlogical")
-    })
-    .await
-    .unwrap();
-    assert!(status.success(), "pg_recvlogical failed");
-    let source_secs = t.elapsed().as_secs_f64();
+    // Source ceilings.
+    let (source_secs, source_cpu) =
+        source_ceiling(&url, &qdrant_pid, "bench_src", &end_lsn, false).await;
     let source = rows as f64 / source_secs;
-    let source_cpu = sampling.stop().await;
+    let (source_bin_secs, source_bin_cpu) =
+        source_ceiling(&url, &qdrant_pid, "bench_src_bin", &end_lsn, true).await;
+    let source_bin = rows as f64 / source_bin_secs;
 
-    // End to end.
-    settle(&q).await;
-    let token = CancellationToken::new();
-    let sampling = sampler(&url, &qdrant_pid, STREAM).await;
-    let t = Instant::now();
-    let run = tokio::spawn(pg2qdrant::run(cfg, token.clone()));
-    while count(&q, "bench_e2e").await < rows as u64 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let e2e_secs = t.elapsed().as_secs_f64();
+    // End to end, text then binary.
+    let (e2e_text_secs, e2e_text_cpu) =
+        end_to_end(&q, text_cfg, "bench_e2e_text", rows, &url, &qdrant_pid).await;
+    let e2e_text = rows as f64 / e2e_text_secs;
+    let (e2e_secs, e2e_cpu) = end_to_end(&q, cfg, "bench_e2e", rows, &url, &qdrant_pid).await;
     let e2e = rows as f64 / e2e_secs;
-    let e2e_cpu = sampling.stop().await;
-    token.cancel();
-    run.await.unwrap().unwrap();
 
     // Sink ceiling.
     settle(&q).await;
@@ -291,49 +275,50 @@ async fn main() {
     let fenced = rows as f64 / fenced_secs;
     let fenced_cpu = sampling.stop().await;
 
-    // Copy: the existing rows through the snapshot, into a fresh collection.
-    let _ = q.delete_collection("bench_copy").await;
-    settle(&q).await;
-    let copy_text = cfg_text
-        .replace("slot = \"bench\"", "slot = \"bench_copy\"")
-        .replace("snapshot = \"never\"", "snapshot = \"initial_only\"")
-        .replace("collection = \"bench_e2e\"", "collection = \"bench_copy\"")
-        .replace(
-            &work.join("cp").display().to_string(),
-            &work.join("copy_cp").display().to_string(),
-        );
-    let _ = std::fs::remove_file(work.join("copy_cp"));
-    let _ = std::fs::remove_file(work.join("copy_cp.snapshot.json"));
-    let copy_cfg = parse(&copy_text).unwrap();
-    copy_cfg.validate().unwrap();
-    let workers = copy_cfg.source.snapshot_workers();
-    // Timed until every row is in Qdrant (as end to end); the process then restores indexing
-    // (bulk load) and exits once the collection is green: that part is reported apart.
-    let sampling = sampler(&url, &qdrant_pid, COPY).await;
-    let t = Instant::now();
-    let run = tokio::spawn(pg2qdrant::run(copy_cfg, CancellationToken::new()));
-    while count(&q, "bench_copy").await < rows as u64 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let copy_secs = t.elapsed().as_secs_f64();
+    // Copy: the existing rows through the snapshot, into a fresh collection; text, then binary.
+    let copy_config = |format: &str| {
+        let text = cfg_text
+            .replace("slot = \"bench\"", "slot = \"bench_copy\"")
+            .replace("snapshot = \"never\"", "snapshot = \"initial_only\"")
+            .replace("format = \"binary\"", &format!("format = \"{format}\""))
+            .replace("collection = \"bench_e2e\"", "collection = \"bench_copy\"")
+            .replace(
+                &work.join("cp").display().to_string(),
+                &work.join("copy_cp").display().to_string(),
+            );
+        let cfg = parse(&text).unwrap();
+        cfg.validate().unwrap();
+        cfg
+    };
+    let workers = copy_config("text").source.snapshot_workers();
+    let (copy_text_secs, copy_text_cpu, _) = copy_phase(
+        &q,
+        &admin,
+        copy_config("text"),
+        &work,
+        rows,
+        &url,
+        &qdrant_pid,
+    )
+    .await;
+    let copy_text = rows as f64 / copy_text_secs;
+    let (copy_secs, copy_cpu, indexed_secs) = copy_phase(
+        &q,
+        &admin,
+        copy_config("binary"),
+        &work,
+        rows,
+        &url,
+        &qdrant_pid,
+    )
+    .await;
     let copy = rows as f64 / copy_secs;
-    let copy_cpu = sampling.stop().await;
-    run.await.unwrap().unwrap();
-    let indexed_secs = t.elapsed().as_secs_f64();
-    assert_eq!(
-        count(&q, "bench_copy").await,
-        rows as u64,
-        "the copy wrote every row"
-    );
-    let _ = admin
-        .execute("SELECT pg_drop_replication_slot('bench_copy')", &[])
-        .await;
 
     let latency = latency(&q, &pg, &qurl, &work).await;
 
     // Decode + mapping alone (CPU only): the same rows as pgoutput Insert messages through the
-    // assembler, batches dropped.
-    let decode = {
+    // assembler, batches dropped; values in text, then in binary.
+    let decode = |binary: bool| {
         use pg2qdrant::source::pgoutput::{encode, Cell, Message, Relation, RelationColumn};
         let cfg = parse(&cfg_text).unwrap();
         let m = pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]);
@@ -363,15 +348,33 @@ async fn main() {
         }));
         let msgs: Vec<Vec<u8>> = (1..=rows)
             .map(|i| {
-                let v: Vec<String> = vector(i).iter().map(|f| f.to_string()).collect();
-                encode(&Message::Insert {
-                    relation_id: 1,
-                    new: vec![
+                let new = if binary {
+                    let mut arr = Vec::with_capacity(20 + 8 * DIM);
+                    for x in [1i32, 0, 700, DIM as i32, 1] {
+                        arr.extend(x.to_be_bytes());
+                    }
+                    for f in vector(i) {
+                        arr.extend(4i32.to_be_bytes());
+                        arr.extend(f.to_be_bytes());
+                    }
+                    vec![
+                        Cell::Binary(i.to_be_bytes().to_vec()),
+                        Cell::Binary(format!("title {i}").into_bytes()),
+                        Cell::Binary(((i % 100) as i32).to_be_bytes().to_vec()),
+                        Cell::Binary(arr),
+                    ]
+                } else {
+                    let v: Vec<String> = vector(i).iter().map(|f| f.to_string()).collect();
+                    vec![
                         Cell::Text(i.to_string()),
                         Cell::Text(format!("title {i}")),
                         Cell::Text((i % 100).to_string()),
                         Cell::Text(format!("{{{}}}", v.join(","))),
-                    ],
+                    ]
+                };
+                encode(&Message::Insert {
+                    relation_id: 1,
+                    new,
                 })
             })
             .collect();
@@ -385,52 +388,168 @@ async fn main() {
         assert!(dead.is_empty());
         rows as f64 / t.elapsed().as_secs_f64()
     };
+    let decode_text = decode(false);
+    let decode = decode(true);
 
     println!("per phase (CPU from /proc; postgres = the walsender and copy backends):");
+    for (name, cpu, secs) in [
+        ("source ceiling, text", &source_cpu, source_secs),
+        ("source ceiling, binary", &source_bin_cpu, source_bin_secs),
+        ("end to end, text", &e2e_text_cpu, e2e_text_secs),
+        ("end to end, binary", &e2e_cpu, e2e_secs),
+        ("sink ceiling (bare upserts)", &sink_cpu, sink_secs),
+        ("pg2qdrant's fenced sink alone", &fenced_cpu, fenced_secs),
+        ("copy, text", &copy_text_cpu, copy_text_secs),
+        ("copy, binary", &copy_cpu, copy_secs),
+    ] {
+        println!("{}", cpu.line(name, rows, secs));
+    }
     println!(
-        "{}",
-        source_cpu.line("source ceiling (pg_recvlogical)", rows, source_secs)
-    );
-    println!("{}", e2e_cpu.line("end to end (pg2qdrant)", rows, e2e_secs));
-    println!(
-        "{}",
-        sink_cpu.line("sink ceiling (bare upserts)", rows, sink_secs)
-    );
-    println!(
-        "{}",
-        fenced_cpu.line("pg2qdrant's fenced sink alone", rows, fenced_secs)
-    );
-    println!(
-        "{}",
-        copy_cpu.line("copy of existing rows", rows, copy_secs)
-    );
-    println!(
-        "pg2qdrant CPU / walsender CPU, end to end: {:.2} (issue 6 aims ≤ 0.5)",
+        "pg2qdrant CPU / walsender CPU, end to end: text {:.2}, binary {:.2} (issue 6 aims ≤ 0.5)",
+        e2e_text_cpu.ours / e2e_text_cpu.postgres.max(1e-9),
         e2e_cpu.ours / e2e_cpu.postgres.max(1e-9)
     );
     println!("{latency}");
-    let lower = source.min(sink);
+    let lower = source_bin.min(sink);
     println!("rows: {rows}, vector: {DIM} x f32, batch size: {batch}");
-    println!("source ceiling (pg_recvlogical → /dev/null): {source:>10.0} rows/s");
-    println!("sink ceiling (bare batched upserts):         {sink:>10.0} rows/s");
-    println!("pg2qdrant's fenced sink alone:              {fenced:>10.0} rows/s");
-    println!("decode + mapping alone (one core, CPU):     {decode:>10.0} rows/s");
-    println!("end to end (pg2qdrant):                      {e2e:>10.0} rows/s");
-    println!("copy of existing rows ({workers} workers):        {copy:>10.0} rows/s");
+    println!("source ceiling (pg_recvlogical → /dev/null): text {source:>8.0}  binary {source_bin:>8.0} rows/s");
+    println!("sink ceiling (bare batched upserts):         {sink:>8.0} rows/s");
+    println!("pg2qdrant's fenced sink alone:               {fenced:>8.0} rows/s");
+    println!("decode + mapping alone (one core, CPU):      text {decode_text:>8.0}  binary {decode:>8.0} rows/s");
+    println!("end to end (pg2qdrant):                      text {e2e_text:>8.0}  binary {e2e:>8.0} rows/s");
+    println!("copy of existing rows ({workers} workers):         text {copy_text:>8.0}  binary {copy:>8.0} rows/s");
     println!(
-        "copy / sink ceiling:         {:.2} (aim ≥ 0.80)",
+        "copy / sink ceiling:         text {:.2}, binary {:.2} (aim ≥ 0.9)",
+        copy_text / sink,
         copy / sink
     );
-    println!("copy, then indexing restored and the collection green: {indexed_secs:.1} s in all");
-    println!("end to end / source ceiling: {:.2}", e2e / source);
-    println!("end to end / sink ceiling:   {:.2}", e2e / sink);
+    println!("copy (binary), then indexing restored and the collection green: {indexed_secs:.1} s in all");
     println!(
-        "end to end / lower ceiling:  {:.2} (aim ≥ 0.80)",
+        "end to end / sink ceiling:   text {:.2}, binary {:.2} (aim ≥ 0.9)",
+        e2e_text / sink,
+        e2e / sink
+    );
+    println!(
+        "end to end / lower ceiling:  binary {:.2} (lower of binary source and sink)",
         e2e / lower
     );
+    for slot in ["bench_src", "bench_src_bin"] {
+        let _ = admin
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await;
+    }
+}
+
+const STREAM: &[&str] = &["pg2qdrant", "pg_recvlogical"];
+const COPY: &[&str] = &["pg2qdrant", "pg2qdrant copy"];
+
+/// `pg_recvlogical` reads the slot to `end_lsn` into /dev/null: seconds and CPU.
+async fn source_ceiling(
+    url: &str,
+    qdrant_pid: &str,
+    slot: &'static str,
+    end_lsn: &str,
+    binary: bool,
+) -> (f64, cpu::Totals) {
+    let sampling = sampler(url, qdrant_pid, STREAM).await;
+    let t = Instant::now();
+    let recv_url = url.to_owned();
+    let recv_end = end_lsn.to_owned();
+    let status = tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new("pg_recvlogical");
+        cmd.args([
+            "-d",
+            &recv_url,
+            "--slot",
+            slot,
+            "--start",
+            "--endpos",
+            &recv_end,
+            "-f",
+            "/dev/null",
+        ])
+        .args([
+            "-o",
+            "proto_version=1",
+            "-o",
+            "publication_names=bench",
+            "--no-loop",
+        ]);
+        if binary {
+            cmd.args(["-o", "binary=true"]);
+        }
+        cmd.status().expect("pg_recvlogical")
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "pg_recvlogical failed");
+    let secs = t.elapsed().as_secs_f64();
+    (secs, sampling.stop().await)
+}
+
+/// pg2qdrant streams the loaded rows into `collection`: seconds until all are there, and CPU.
+async fn end_to_end(
+    q: &Qdrant,
+    cfg: pg2qdrant::config::Config,
+    collection: &str,
+    rows: i64,
+    url: &str,
+    qdrant_pid: &str,
+) -> (f64, cpu::Totals) {
+    settle(q).await;
+    let token = CancellationToken::new();
+    let sampling = sampler(url, qdrant_pid, STREAM).await;
+    let t = Instant::now();
+    let run = tokio::spawn(pg2qdrant::run(cfg, token.clone()));
+    while count(q, collection).await < rows as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = sampling.stop().await;
+    token.cancel();
+    run.await.unwrap().unwrap();
+    (secs, cpu)
+}
+
+/// A snapshot copy of the rows into a fresh collection: seconds until every row is there, CPU,
+/// and seconds until the process exited (indexing restored, collection green).
+async fn copy_phase(
+    q: &Qdrant,
+    admin: &tokio_postgres::Client,
+    cfg: pg2qdrant::config::Config,
+    work: &std::path::Path,
+    rows: i64,
+    url: &str,
+    qdrant_pid: &str,
+) -> (f64, cpu::Totals, f64) {
+    let _ = q.delete_collection("bench_copy").await;
     let _ = admin
-        .execute("SELECT pg_drop_replication_slot('bench_src')", &[])
+        .execute("SELECT pg_drop_replication_slot('bench_copy')", &[])
         .await;
+    let _ = std::fs::remove_file(work.join("copy_cp"));
+    let _ = std::fs::remove_file(work.join("copy_cp.snapshot.json"));
+    settle(q).await;
+    // Timed until every row is in Qdrant (as end to end); the process then restores indexing
+    // (bulk load) and exits once the collection is green: that part is reported apart.
+    let sampling = sampler(url, qdrant_pid, COPY).await;
+    let t = Instant::now();
+    let run = tokio::spawn(pg2qdrant::run(cfg, CancellationToken::new()));
+    while count(q, "bench_copy").await < rows as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = sampling.stop().await;
+    run.await.unwrap().unwrap();
+    let indexed = t.elapsed().as_secs_f64();
+    assert_eq!(
+        count(q, "bench_copy").await,
+        rows as u64,
+        "the copy wrote every row"
+    );
+    let _ = admin
+        .execute("SELECT pg_drop_replication_slot('bench_copy')", &[])
+        .await;
+    (secs, cpu, indexed)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -11,7 +11,12 @@ cargo build --locked --all-targets
 # The fuzz targets must keep building (a separate crate sharing target/); a short unguided smoke
 # run of each here, the coverage-guided run is `cargo fuzz run pgoutput` (see README).
 (cd fuzz && CARGO_TARGET_DIR=../target cargo build --locked --bins)
-for t in pgoutput values; do ./target/debug/$t -runs=2000000 -seed=1 -artifact_prefix=target/ 2>&1 | tail -1; done
+# (values tries every decoder on each input: fewer runs for about the same time.)
+for t in pgoutput:2000000 values:500000; do ./target/debug/${t%:*} -runs=${t#*:} -seed=1 -artifact_prefix=target/ 2>&1 | tail -1; done
 
 start_services test
-cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@"
+# Every integration test runs twice: values in binary form, then in text form (source.format).
+echo "[test] unit, property and integration tests; source.format = binary" >&2
+PG2QDRANT_TEST_FORMAT=binary cargo test --locked --lib --bins --tests -- --test-threads="${TEST_THREADS:-4}" "$@"
+echo "[test] integration tests again; source.format = text" >&2
+PG2QDRANT_TEST_FORMAT=text cargo test --locked --test main -- --test-threads="${TEST_THREADS:-4}" "$@"

@@ -32,18 +32,18 @@ const WRITER_QUEUE: usize = 4;
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
 /// Compiles the `[[tables]]` against the database: key columns (configured, else the primary
-/// key), domains; and refuses two tables whose point ids can collide in one collection.
+/// key), the database's types; and refuses two tables whose point ids can collide in one collection.
 pub async fn compile(
     catalog: &Catalog,
     tables: &[TableConfig],
 ) -> Result<Vec<TableMapping>, Error> {
     let keys = catalog.resolve_keys(tables).await?;
-    let domains = Arc::new(catalog.domains().await?);
+    let types = Arc::new(catalog.types().await?);
     let mut spaces = Vec::with_capacity(tables.len());
     let mut out = Vec::with_capacity(tables.len());
     for (t, key) in tables.iter().zip(keys) {
         spaces.push(id_space(catalog, t, &key).await?);
-        out.push(TableMapping::new(t, key).with_domains(domains.clone()));
+        out.push(TableMapping::new(t, key).with_types(types.clone()));
     }
     refuse_colliding_ids(tables, &spaces)?;
     Ok(out)
@@ -89,12 +89,13 @@ pub fn refuse_colliding_ids(tables: &[TableConfig], spaces: &[key::IdSpace]) -> 
 
 /// Checks prerequisites, creates what is missing, and compiles the table mappings.
 pub async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
-    set_up(cfg, false).await
+    set_up(cfg, false).await.map(|(m, _)| m)
 }
 
 /// [`prepare`]; `had_progress`: the checkpoint shows the connector streamed before, so a
-/// missing slot means lost changes (see `Catalog::ensure_slot`).
-async fn set_up(cfg: &Config, had_progress: bool) -> Result<Mappings, Error> {
+/// missing slot means lost changes (see `Catalog::ensure_slot`). Also returns whether the stream
+/// carries binary values (`source::format`).
+async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Error> {
     let catalog = Catalog::connect(&cfg.source).await?;
     let level = catalog.wal_level().await?;
     if level != "logical" {
@@ -104,6 +105,7 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<Mappings, Error> {
         ));
     }
     let compiled = compile(&catalog, &cfg.tables).await?;
+    let binary = crate::source::format::choose(&catalog, cfg.source.format, &compiled).await?;
     let names: Vec<_> = cfg
         .tables
         .iter()
@@ -140,7 +142,10 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<Mappings, Error> {
             tracing::info!(collection = %t.collection, restore_to_kb = threshold, "bulk load: vector indexing deferred until the first copy is done");
         }
     }
-    Ok(compiled.into_iter().map(|m| (m.table.clone(), m)).collect())
+    Ok((
+        compiled.into_iter().map(|m| (m.table.clone(), m)).collect(),
+        binary,
+    ))
 }
 
 /// Runs the connector until `shutdown` is cancelled (Ok), `snapshot = initial_only` finished
@@ -161,14 +166,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let checkpoint = FileCheckpoint::open(&cfg.checkpoint.path)?;
     let stored = checkpoint.load()?;
-    let mappings = match retry_transient("set-up", max_backoff, &shutdown, Duration::ZERO, || {
-        set_up(&cfg, stored.is_some())
-    })
-    .await
-    {
-        Err(Error::Shutdown) => return Ok(()),
-        other => other?,
-    };
+    let (mappings, binary) =
+        match retry_transient("set-up", max_backoff, &shutdown, Duration::ZERO, || {
+            set_up(&cfg, stored.is_some())
+        })
+        .await
+        {
+            Err(Error::Shutdown) => return Ok(()),
+            other => other?,
+        };
     let mappings = Arc::new(mappings);
     let start = stored.unwrap_or(Lsn(0));
     let coordinator = Coordinator::start(
@@ -242,6 +248,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
 
     let mut replicator = Replicator {
         source: cfg.source.clone(),
+        binary,
         assembler: Assembler::new(
             mappings,
             cfg.qdrant.batch_size,

@@ -47,6 +47,17 @@ pub enum Error {
     #[error("pgoutput: {0}")]
     Decode(#[from] crate::source::pgoutput::DecodeError),
 
+    /// A watched table gained a column the binary stream cannot carry: reconnect in text.
+    #[error(
+        "column {column:?} of {table} (type {type_oid}) {reason}; binary values cannot be mapped"
+    )]
+    TextNeeded {
+        table: String,
+        column: String,
+        type_oid: u32,
+        reason: &'static str,
+    },
+
     #[error("stopped")]
     Shutdown,
 }
@@ -115,7 +126,7 @@ impl Error {
             | Error::Prerequisite { .. }
             | Error::Decode(_)
             | Error::Shutdown => Definite,
-            Error::Io { .. } => Transient,
+            Error::Io { .. } | Error::TextNeeded { .. } => Transient,
             Error::Postgres { source, .. } => match source.code().map(|c| c.code()) {
                 // No SQLSTATE: the connection broke or could not be opened.
                 None => Transient,

@@ -55,13 +55,15 @@ pub struct Column {
     pub is_key: bool,
 }
 
-/// One value of a row in PostgreSQL's text output form.
+/// One value of a row, in PostgreSQL's text output form or its binary (send) form; which one
+/// is the source's choice (`source.format`), and the mapping decodes both alike.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Datum {
     Null,
     /// An unchanged TOASTed value the server did not send: keep what the sink has.
     Unchanged,
     Text(String),
+    Binary(Vec<u8>),
 }
 
 /// A row image: values aligned with `columns`.
@@ -83,16 +85,18 @@ impl Row {
         Some((&self.columns[i], self.values.get(i)?))
     }
     pub fn has_unchanged(&self) -> bool {
-        self.values.iter().any(|d| *d == Datum::Unchanged)
+        self.values.contains(&Datum::Unchanged)
     }
-    /// The row as a JSON object (text values), for dead-letter records.
-    pub fn to_json(&self) -> Value {
+    /// The row as a JSON object for dead-letter records: text values as they are, binary ones
+    /// as `text(column, bytes)` writes them.
+    pub fn to_json(&self, text: impl Fn(&Column, &[u8]) -> String) -> Value {
         let mut m = Map::new();
         for (c, v) in self.columns.iter().zip(&self.values) {
             let v = match v {
                 Datum::Null => Value::Null,
                 Datum::Unchanged => Value::String("<unchanged toast>".into()),
                 Datum::Text(s) => Value::String(s.clone()),
+                Datum::Binary(b) => Value::String(text(c, b)),
             };
             m.insert(c.name.clone(), v);
         }

@@ -4,7 +4,9 @@
 mod harness;
 
 mod chat;
+mod format;
 mod recovery;
 mod snapshot;
 mod streaming;
+mod types;
 mod verify;

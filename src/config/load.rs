@@ -1,6 +1,6 @@
 //! Reading the file and applying `PG2QDRANT__SECTION__KEY` environment overrides.
 
-use super::{Config, SnapshotMode, TlsMode};
+use super::{Config, Format, SnapshotMode, TlsMode};
 use crate::error::Error;
 use std::path::Path;
 
@@ -77,6 +77,14 @@ pub fn apply_env(
                     "never" => SnapshotMode::Never,
                     "initial_only" => SnapshotMode::InitialOnly,
                     _ => return Err(bad("expected initial, never or initial_only")),
+                }
+            }
+            "source.format" => {
+                cfg.source.format = match value.as_str() {
+                    "auto" => Format::Auto,
+                    "text" => Format::Text,
+                    "binary" => Format::Binary,
+                    _ => return Err(bad("expected auto, text or binary")),
                 }
             }
             "source.snapshot_on_slot_loss" => cfg.source.snapshot_on_slot_loss = boolean(&value)?,

@@ -70,6 +70,21 @@ pub enum SnapshotMode {
     InitialOnly,
 }
 
+/// The form column values travel in, on the stream and in the copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Binary when every column of the watched tables has a type pg2qdrant decodes in binary
+    /// (and PostgreSQL is 14 or newer), else text; the log names the column that forced text.
+    #[default]
+    Auto,
+    /// PostgreSQL's text output (every type).
+    Text,
+    /// Binary send/recv forms (less CPU on both sides); refused at start when a column's type
+    /// has no binary decoder.
+    Binary,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
@@ -107,6 +122,9 @@ pub struct SourceConfig {
     /// Heap pages (8 KiB) per copy chunk; progress is saved after every chunk.
     #[serde(default = "default_snapshot_chunk_pages")]
     pub snapshot_chunk_pages: u32,
+    /// Value format on the stream and in the copy: `auto` (default), `text`, `binary`.
+    #[serde(default)]
+    pub format: Format,
 }
 
 impl SourceConfig {

@@ -3,15 +3,21 @@
 //! Pure and synchronous. A row that cannot be mapped yields a [`MappingError`] naming the table,
 //! the key and the reason; the caller dead-letters it and streams on.
 
+pub mod binary;
 pub mod key;
+pub mod types;
 pub mod value;
 
 use crate::config::{TableConfig, META_FIELD};
-use crate::event::{Change, ChangeKind, Datum, Document, Op, PointKey, Row, TableName, Vectors};
+use crate::event::{
+    Change, ChangeKind, Column, Datum, Document, Op, PointKey, Row, TableName, Vectors,
+};
 use crate::lsn::{Lsn, Position};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use types::{Kind, Types};
 
 /// A row that cannot be written, with what to tell the operator.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,8 +58,8 @@ pub struct TableMapping {
     soft_delete: Option<String>,
     options: value::Options,
     id: crate::config::IdMode,
-    /// Domain type → its base type: a domain's values map like its base type's.
-    domains: Arc<HashMap<u32, u32>>,
+    /// The database's types (domains map like their base type; enums, pgvector, arrays).
+    types: Arc<Types>,
 }
 
 impl TableMapping {
@@ -85,18 +91,46 @@ impl TableMapping {
                 numeric_string: cfg.numeric == crate::config::NumericMode::String,
             },
             id: cfg.id,
-            domains: Arc::default(),
+            types: Arc::default(),
         }
     }
 
-    /// Domains of the database (domain type oid → base type oid).
-    pub fn with_domains(mut self, domains: Arc<HashMap<u32, u32>>) -> Self {
-        self.domains = domains;
+    /// The database's types (see `source::catalog::Catalog::types`).
+    pub fn with_types(mut self, types: Arc<Types>) -> Self {
+        self.types = types;
         self
     }
 
-    fn base_type(&self, type_oid: u32) -> u32 {
-        self.domains.get(&type_oid).copied().unwrap_or(type_oid)
+    pub fn types(&self) -> &Arc<Types> {
+        &self.types
+    }
+
+    fn kind(&self, type_oid: u32) -> Kind {
+        self.types.kind(type_oid)
+    }
+
+    /// A value's text form: as sent, or PostgreSQL's text output of a binary scalar. `None` for
+    /// NULL and unchanged TOAST.
+    pub fn text_of<'a>(
+        &self,
+        col: &Column,
+        datum: &'a Datum,
+    ) -> Option<Result<Cow<'a, str>, String>> {
+        match datum {
+            Datum::Text(t) => Some(Ok(Cow::Borrowed(t))),
+            Datum::Binary(b) => Some(self.binary_text(col, b).map(Cow::Owned)),
+            Datum::Null | Datum::Unchanged => None,
+        }
+    }
+
+    fn binary_text(&self, col: &Column, b: &[u8]) -> Result<String, String> {
+        match self.kind(col.type_oid) {
+            Kind::Scalar(s) => binary::text_form(s, b),
+            _ => Err(format!(
+                "column {:?} arrived in binary form and is not a scalar pg2qdrant can print",
+                col.name
+            )),
+        }
     }
 
     /// Columns that hold vectors (never copied into the payload by default).
@@ -162,15 +196,18 @@ impl TableMapping {
         let collection = self.collection.clone();
         let key = self.point_key(row)?;
         if let Some(col) = &self.soft_delete {
-            match row.get(col) {
-                Some(Datum::Text(t)) if t == "t" || t == "true" => {
-                    return Ok(Op::Delete {
-                        collection,
-                        key,
-                        position,
-                    })
-                }
-                Some(Datum::Text(_)) | Some(Datum::Null) | Some(Datum::Unchanged) => {}
+            match row.column(col) {
+                Some((c, d)) => match self.text_of(c, d) {
+                    Some(Ok(t)) if t == "t" || t == "true" => {
+                        return Ok(Op::Delete {
+                            collection,
+                            key,
+                            position,
+                        })
+                    }
+                    Some(Err(e)) => return Err(self.error(row, e)),
+                    _ => {}
+                },
                 None => {
                     return Err(self.error(
                         row,
@@ -221,18 +258,23 @@ impl TableMapping {
             let value = match datum {
                 Datum::Unchanged => continue,
                 Datum::Null => Value::Null,
-                Datum::Text(t) => {
-                    value::to_json_with(self.base_type(col.type_oid), t, self.options)
-                        .map_err(|e| self.error(row, format!("column {:?}: {e}", col.name)))?
-                }
+                Datum::Text(t) => value::to_json_with(self.kind(col.type_oid), t, self.options)
+                    .map_err(|e| self.error(row, format!("column {:?}: {e}", col.name)))?,
+                Datum::Binary(b) => binary::to_json(self.kind(col.type_oid), b, self.options)
+                    .map_err(|e| self.error(row, format!("column {:?}: {e}", col.name)))?,
             };
             payload.insert(field, value);
         }
         for (column, field) in &self.unix_seconds {
             match row.column(column) {
-                Some((c, Datum::Text(t))) => {
-                    let secs = value::unix_seconds(self.base_type(c.type_oid), t)
-                        .map_err(|e| self.error(row, format!("column {column:?}: {e}")))?;
+                Some((c, d @ (Datum::Text(_) | Datum::Binary(_)))) => {
+                    let kind = self.kind(c.type_oid);
+                    let secs = match d {
+                        Datum::Binary(b) => binary::unix_seconds(kind, b),
+                        Datum::Text(t) => value::unix_seconds(kind, t),
+                        _ => unreachable!("matched above"),
+                    }
+                    .map_err(|e| self.error(row, format!("column {column:?}: {e}")))?;
                     payload.insert(field.clone(), Value::from(secs));
                 }
                 Some((_, Datum::Null)) => {
@@ -262,21 +304,25 @@ impl TableMapping {
     fn vectors(&self, row: &Row) -> Result<Option<Vectors>, MappingError> {
         let mut named = Vec::with_capacity(self.vectors.len());
         for spec in &self.vectors {
-            let v = match row.get(&spec.column) {
+            let v = match row.column(&spec.column) {
                 None => {
                     return Err(self.error(
                         row,
                         format!("vector column {:?} is not in the table", spec.column),
                     ))
                 }
-                Some(Datum::Null) => {
+                Some((_, Datum::Null)) => {
                     return Err(self.error(row, format!("vector column {:?} is NULL", spec.column)))
                 }
-                Some(Datum::Unchanged) => continue,
-                Some(Datum::Text(t)) => value::parse_vector(t, spec.size).map_err(|e| {
-                    self.error(row, format!("vector column {:?}: {e}", spec.column))
-                })?,
-            };
+                Some((_, Datum::Unchanged)) => continue,
+                Some((c, Datum::Text(t))) => match self.kind(c.type_oid) {
+                    Kind::Scalar(types::Scalar::SparseVec) => value::parse_sparse(t)
+                        .and_then(|(dim, i, v)| value::densify(dim, &i, &v, spec.size)),
+                    _ => value::parse_vector(t, spec.size),
+                },
+                Some((c, Datum::Binary(b))) => binary::vector(self.kind(c.type_oid), b, spec.size),
+            }
+            .map_err(|e| self.error(row, format!("vector column {:?}: {e}", spec.column)))?;
             named.push((spec.name.clone(), v));
         }
         Ok(match (named.len(), self.vectors.first()) {
@@ -289,10 +335,15 @@ impl TableMapping {
     }
 
     pub fn point_key(&self, row: &Row) -> Result<PointKey, MappingError> {
-        let mut parts = Vec::with_capacity(self.key.len());
+        let mut parts: Vec<(u32, Cow<str>)> = Vec::with_capacity(self.key.len());
         for col in &self.key {
             match row.column(col) {
-                Some((c, Datum::Text(t))) => parts.push((c.type_oid, t.as_str())),
+                Some((c, d)) if matches!(d, Datum::Text(_) | Datum::Binary(_)) => {
+                    match self.text_of(c, d).expect("a value") {
+                        Ok(t) => parts.push((c.type_oid, t)),
+                        Err(e) => return Err(self.error(row, format!("key column {col:?}: {e}"))),
+                    }
+                }
                 Some((_, d)) => {
                     return Err(self.error(
                         row,
@@ -311,6 +362,7 @@ impl TableMapping {
                 }
             }
         }
+        let parts: Vec<(u32, &str)> = parts.iter().map(|(o, t)| (*o, t.as_ref())).collect();
         Ok(match self.id {
             crate::config::IdMode::Auto => key::point_key(&self.table, &parts),
             crate::config::IdMode::Uuid5 => key::uuid5(&self.table, &parts),
@@ -322,9 +374,10 @@ impl TableMapping {
     pub fn key_values(&self, row: &Row) -> Vec<(String, String, u32)> {
         self.key
             .iter()
-            .filter_map(|k| match row.column(k) {
-                Some((c, Datum::Text(t))) => Some((k.clone(), t.clone(), c.type_oid)),
-                _ => None,
+            .filter_map(|k| {
+                let (c, d) = row.column(k)?;
+                let t = self.text_of(c, d)?.ok()?;
+                Some((k.clone(), t.into_owned(), c.type_oid))
             })
             .collect()
     }
@@ -333,11 +386,11 @@ impl TableMapping {
     pub fn key_json(&self, row: &Row) -> Value {
         let mut m = Map::new();
         for k in &self.key {
-            if let Some(d) = row.get(k) {
+            if let Some((c, d)) = row.column(k) {
                 m.insert(
                     k.clone(),
-                    match d {
-                        Datum::Text(t) => Value::String(t.clone()),
+                    match self.text_of(c, d) {
+                        Some(Ok(t)) => Value::String(t.into_owned()),
                         _ => Value::Null,
                     },
                 );
@@ -351,7 +404,13 @@ impl TableMapping {
             table: self.table.clone(),
             key: self.key_json(row),
             reason,
-            row: row.to_json(),
+            row: row.to_json(|c, b| match self.binary_text(c, b) {
+                Ok(t) => t,
+                Err(_) => {
+                    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                    format!("<binary \\x{hex}>")
+                }
+            }),
         }
     }
 }

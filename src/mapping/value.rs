@@ -14,40 +14,39 @@
 //!   text form;
 //! - with `numeric = "string"` a numeric keeps its exact text (money).
 
+use super::types::{Kind, Scalar, Types};
 use base64::Engine as _;
 use serde_json::{Number, Value};
 
 pub mod oid {
     pub const BOOL: u32 = 16;
     pub const BYTEA: u32 = 17;
+    pub const NAME: u32 = 19;
     pub const INT8: u32 = 20;
     pub const INT2: u32 = 21;
     pub const INT4: u32 = 23;
+    pub const TEXT: u32 = 25;
     pub const OID: u32 = 26;
     pub const JSON: u32 = 114;
     pub const FLOAT4: u32 = 700;
     pub const FLOAT8: u32 = 701;
+    pub const BPCHAR: u32 = 1042;
+    pub const VARCHAR: u32 = 1043;
+    pub const DATE: u32 = 1082;
+    pub const TIME: u32 = 1083;
     pub const TIMESTAMP: u32 = 1114;
     pub const TIMESTAMPTZ: u32 = 1184;
+    pub const INTERVAL: u32 = 1186;
+    pub const TIMETZ: u32 = 1266;
     pub const NUMERIC: u32 = 1700;
     pub const UUID: u32 = 2950;
     pub const JSONB: u32 = 3802;
     pub const BOOL_ARRAY: u32 = 1000;
-    pub const BYTEA_ARRAY: u32 = 1001;
-    pub const INT2_ARRAY: u32 = 1005;
     pub const INT4_ARRAY: u32 = 1007;
     pub const TEXT_ARRAY: u32 = 1009;
-    pub const VARCHAR_ARRAY: u32 = 1015;
-    pub const INT8_ARRAY: u32 = 1016;
     pub const FLOAT4_ARRAY: u32 = 1021;
     pub const FLOAT8_ARRAY: u32 = 1022;
-    pub const TIMESTAMP_ARRAY: u32 = 1115;
-    pub const TIMESTAMPTZ_ARRAY: u32 = 1185;
     pub const NUMERIC_ARRAY: u32 = 1231;
-    pub const UUID_ARRAY: u32 = 2951;
-    pub const JSONB_ARRAY: u32 = 3807;
-    pub const JSON_ARRAY: u32 = 199;
-    pub const INTERVAL: u32 = 1186;
     pub const INTERVAL_ARRAY: u32 = 1187;
 }
 
@@ -58,68 +57,173 @@ pub struct Options {
     pub numeric_string: bool,
 }
 
-/// The element type of an array type we know, if `type_oid` is one.
-fn array_element(type_oid: u32) -> Option<u32> {
-    use oid::*;
-    Some(match type_oid {
-        BOOL_ARRAY => BOOL,
-        BYTEA_ARRAY => BYTEA,
-        INT2_ARRAY => INT2,
-        INT4_ARRAY => INT4,
-        INT8_ARRAY => INT8,
-        FLOAT4_ARRAY => FLOAT4,
-        FLOAT8_ARRAY => FLOAT8,
-        TIMESTAMP_ARRAY => TIMESTAMP,
-        TIMESTAMPTZ_ARRAY => TIMESTAMPTZ,
-        NUMERIC_ARRAY => NUMERIC,
-        UUID_ARRAY => UUID,
-        JSONB_ARRAY => JSONB,
-        JSON_ARRAY => JSON,
-        INTERVAL_ARRAY => INTERVAL,
-        TEXT_ARRAY | VARCHAR_ARRAY => 25,
-        _ => return None,
-    })
-}
-
-/// Maps one non-null text value of type `type_oid` to JSON (default options).
+/// Maps one non-null text value of a built-in type `type_oid` to JSON (default options).
 pub fn to_json(type_oid: u32, text: &str) -> Result<Value, String> {
-    to_json_with(type_oid, text, Options::default())
+    to_json_with(Types::builtin().kind(type_oid), text, Options::default())
 }
 
-/// Maps one non-null text value of type `type_oid` to JSON.
-pub fn to_json_with(type_oid: u32, text: &str, options: Options) -> Result<Value, String> {
-    use oid::*;
-    if let Some(elem) = array_element(type_oid) {
-        let items = parse_array(text)?;
-        return items
+/// Maps one non-null text value of kind `kind` to JSON.
+pub fn to_json_with(kind: Kind, text: &str, options: Options) -> Result<Value, String> {
+    match kind {
+        Kind::Scalar(s) => scalar_json(s, text, options),
+        Kind::Array(elem) => parse_array(text)?
             .into_iter()
             .map(|item| match item {
                 ArrayItem::Null => Ok(Value::Null),
-                ArrayItem::Value(s) => to_json_with(elem, &s, options),
-                ArrayItem::Nested(_) => {
-                    Err("multi-dimensional arrays are not supported".to_owned())
-                }
+                ArrayItem::Value(s) => scalar_json(elem, &s, options),
+                ArrayItem::Nested(_) => Err(MULTI_DIMENSIONAL.to_owned()),
             })
             .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array);
+            .map(Value::Array),
+        Kind::Other => Ok(Value::String(text.to_owned())),
     }
-    Ok(match type_oid {
-        BOOL => Value::Bool(text == "t"),
-        INT2 | INT4 | INT8 | OID => Value::Number(
+}
+
+pub const MULTI_DIMENSIONAL: &str = "multi-dimensional arrays are not supported";
+
+/// One scalar in text form → JSON.
+pub fn scalar_json(s: Scalar, text: &str, options: Options) -> Result<Value, String> {
+    Ok(match s {
+        Scalar::Bool => Value::Bool(text == "t"),
+        Scalar::Int2 | Scalar::Int4 | Scalar::Int8 | Scalar::Oid => Value::Number(
             text.parse::<i64>()
                 .map_err(|_| format!("{text:?} is not an integer"))?
                 .into(),
         ),
-        FLOAT4 | FLOAT8 => float(text)?,
-        NUMERIC if options.numeric_string => Value::String(text.to_owned()),
-        NUMERIC => numeric(text)?,
-        INTERVAL => Value::String(iso_interval(text).unwrap_or_else(|| text.to_owned())),
-        JSON | JSONB => serde_json::from_str(text).map_err(|e| format!("invalid json: {e}"))?,
-        TIMESTAMP => Value::String(iso_timestamp(text)),
-        TIMESTAMPTZ => Value::String(iso_timestamptz(text)?),
-        BYTEA => Value::String(base64::engine::general_purpose::STANDARD.encode(bytea(text)?)),
-        _ => Value::String(text.to_owned()),
+        // float4 through its f32: PostgreSQL prints 8 digits where fewer would read back the
+        // same (Ryu without accepting bounds), so the text's digits and a binary value's
+        // shortest form can differ; their f32 cannot.
+        Scalar::Float4 => f32_json(
+            text.parse::<f32>()
+                .map_err(|_| format!("{text:?} is not a number"))?,
+        ),
+        Scalar::Float8 => float(text)?,
+        Scalar::Numeric if options.numeric_string => Value::String(text.to_owned()),
+        Scalar::Numeric => numeric(text)?,
+        Scalar::Interval => Value::String(iso_interval(text).unwrap_or_else(|| text.to_owned())),
+        Scalar::Json | Scalar::Jsonb => {
+            serde_json::from_str(text).map_err(|e| format!("invalid json: {e}"))?
+        }
+        Scalar::Timestamp => Value::String(iso_timestamp(text)),
+        Scalar::TimestampTz => Value::String(iso_timestamptz(text)?),
+        Scalar::Bytea => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(bytea(text)?))
+        }
+        Scalar::Vector | Scalar::HalfVec => {
+            Value::Array(dense_elements(text)?.into_iter().map(f32_json).collect())
+        }
+        Scalar::SparseVec => {
+            let (dim, indices, values) = parse_sparse(text)?;
+            sparse_json(dim, &indices, &values)
+        }
+        Scalar::Text | Scalar::Uuid | Scalar::Date | Scalar::Time | Scalar::TimeTz => {
+            Value::String(text.to_owned())
+        }
     })
+}
+
+/// A pgvector sparse vector as a payload value: `{"dim", "indices" (from 0), "values"}`.
+pub fn sparse_json(dim: u32, indices: &[u32], values: &[f32]) -> Value {
+    serde_json::json!({
+        "dim": dim,
+        "indices": indices,
+        "values": values.iter().map(|f| f32_json(*f)).collect::<Vec<_>>(),
+    })
+}
+
+/// An f32 as the JSON number its shortest decimal form reads as (1.1, not 1.100000023841858),
+/// the same from text and from binary. Ryu (the `ryu` crate) gives the shortest form with ties
+/// to even, as PostgreSQL does; Rust's `Display` rounds ties up (-439238.625).
+pub fn f32_json(f: f32) -> Value {
+    if f.is_finite() {
+        ryu::Buffer::new()
+            .format_finite(f)
+            .parse::<f64>()
+            .ok()
+            .and_then(Number::from_f64)
+            .map_or(Value::Null, Value::Number)
+    } else {
+        Value::String(non_finite(f64::from(f)).to_owned())
+    }
+}
+
+/// PostgreSQL's spelling of a non-finite float.
+pub fn non_finite(f: f64) -> &'static str {
+    if f.is_nan() {
+        "NaN"
+    } else if f > 0.0 {
+        "Infinity"
+    } else {
+        "-Infinity"
+    }
+}
+
+/// The elements of a pgvector `vector`/`halfvec` text form (`[1,2.5]`), any length.
+fn dense_elements(text: &str) -> Result<Vec<f32>, String> {
+    let inner = text
+        .trim()
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .ok_or_else(|| format!("{text:?} is not a vector [..]"))?;
+    if inner.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    inner
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<f32>()
+                .map_err(|_| format!("vector element {p:?} is not a number"))
+        })
+        .collect()
+}
+
+/// pgvector's sparsevec text form `{1:1.5,3:2}/5` (indices from 1) → (dim, indices from 0,
+/// values).
+pub fn parse_sparse(text: &str) -> Result<(u32, Vec<u32>, Vec<f32>), String> {
+    let bad = || format!("{text:?} is not a sparse vector {{i:v,...}}/dim");
+    let (body, dim) = text.trim().rsplit_once('/').ok_or_else(bad)?;
+    let dim: u32 = dim.trim().parse().map_err(|_| bad())?;
+    let inner = body
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .ok_or_else(bad)?;
+    let (mut indices, mut values) = (Vec::new(), Vec::new());
+    if !inner.trim().is_empty() {
+        for pair in inner.split(',') {
+            let (i, v) = pair.split_once(':').ok_or_else(bad)?;
+            let i: u32 = i.trim().parse().map_err(|_| bad())?;
+            indices.push(i.checked_sub(1).ok_or_else(bad)?);
+            values.push(v.trim().parse::<f32>().map_err(|_| bad())?);
+        }
+    }
+    Ok((dim, indices, values))
+}
+
+/// A sparse vector as a dense one of `expected_len` dimensions.
+pub fn densify(
+    dim: u32,
+    indices: &[u32],
+    values: &[f32],
+    expected_len: usize,
+) -> Result<Vec<f32>, String> {
+    if dim as usize != expected_len {
+        return Err(format!(
+            "vector has {dim} dimensions, the collection expects {expected_len}"
+        ));
+    }
+    let mut out = vec![0.0; expected_len];
+    for (&i, &v) in indices.iter().zip(values) {
+        let slot = out
+            .get_mut(i as usize)
+            .ok_or_else(|| format!("sparse vector index {i} is beyond its {dim} dimensions"))?;
+        if !v.is_finite() {
+            return Err(format!("vector element {i} is not finite"));
+        }
+        *slot = v;
+    }
+    Ok(out)
 }
 
 fn float(text: &str) -> Result<Value, String> {
@@ -179,27 +283,39 @@ pub fn iso_interval(text: &str) -> Option<String> {
             _ => return None,
         }
     }
+    let time = match &time {
+        Some((neg, h, m, s)) => {
+            let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+            Some((*neg, *h, *m, whole.parse().ok()?, frac))
+        }
+        None => None,
+    };
+    Some(iso_duration(y, mo, d, time))
+}
+
+/// An ISO 8601 duration from an interval's parts as PostgreSQL prints them: years, months, days,
+/// and the time part (negative, hours, minutes, whole seconds, fraction digits).
+pub fn iso_duration(y: i64, mo: i64, d: i64, time: Option<(bool, i64, i64, i64, &str)>) -> String {
+    use std::fmt::Write as _;
     let mut out = String::from("P");
     for (v, unit) in [(y, 'Y'), (mo, 'M'), (d, 'D')] {
         if v != 0 {
-            out.push_str(&format!("{v}{unit}"));
+            let _ = write!(out, "{v}{unit}");
         }
     }
-    if let Some((neg, h, m, s)) = time {
+    if let Some((neg, h, m, whole, frac)) = time {
         let sign = if neg { "-" } else { "" };
-        let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
-        let whole: i64 = whole.parse().ok()?;
         let frac = frac.trim_end_matches('0');
         let mut t = String::new();
         if h != 0 {
-            t.push_str(&format!("{sign}{h}H"));
+            let _ = write!(t, "{sign}{h}H");
         }
         if m != 0 {
-            t.push_str(&format!("{sign}{m}M"));
+            let _ = write!(t, "{sign}{m}M");
         }
         if whole != 0 || !frac.is_empty() {
             let dot = if frac.is_empty() { "" } else { "." };
-            t.push_str(&format!("{sign}{whole}{dot}{frac}S"));
+            let _ = write!(t, "{sign}{whole}{dot}{frac}S");
         }
         if !t.is_empty() {
             out.push('T');
@@ -209,7 +325,7 @@ pub fn iso_interval(text: &str) -> Option<String> {
     if out == "P" {
         out.push_str("T0S");
     }
-    Some(out)
+    out
 }
 
 /// `2025-10-13 10:30:00[.123456]` → `2025-10-13T10:30:00[.123456]`.
@@ -217,27 +333,64 @@ pub fn iso_timestamp(text: &str) -> String {
     text.replacen(' ', "T", 1)
 }
 
-/// `2025-10-13 10:30:00+02` (any session time zone) → RFC 3339 in UTC.
+/// `2025-10-13 10:30:00+02` (any session time zone) → RFC 3339 in UTC; `infinity` stays.
 fn iso_timestamptz(text: &str) -> Result<String, String> {
-    parse_timestamptz(text).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    if text == "infinity" || text == "-infinity" {
+        return Ok(text.to_owned());
+    }
+    parse_timestamptz(text).map(|t| rfc3339(&t))
+}
+
+/// How a timestamptz is written into the payload (both formats).
+pub fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 fn parse_timestamptz(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    // PostgreSQL prints offsets as +HH, +HH:MM or +HH:MM:SS; pad +HH to +HH:MM for chrono.
-    let fixed = match text.rfind(['+', '-']) {
-        Some(i) if i > 10 && text.len() - i == 3 => format!("{text}:00"),
-        _ => text.to_owned(),
+    use chrono::Datelike as _;
+    let bad = |why: &str| format!("{text:?} is not a timestamp with time zone: {why}");
+    let (text_ad, bc) = match text.strip_suffix(" BC") {
+        Some(t) => (t, true),
+        None => (text, false),
     };
-    chrono::DateTime::parse_from_str(&fixed, "%Y-%m-%d %H:%M:%S%.f%:z")
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|e| format!("{text:?} is not a timestamp with time zone: {e}"))
+    // The offset: +HH, +HH:MM or +HH:MM:SS (local mean time offsets have seconds).
+    let at = text_ad
+        .rfind(['+', '-'])
+        .filter(|&i| i > 10)
+        .ok_or_else(|| bad("no offset"))?;
+    let (local, offset) = text_ad.split_at(at);
+    let mut secs = 0i64;
+    for (i, part) in offset[1..].split(':').enumerate() {
+        let v: i64 = part.parse().map_err(|_| bad("offset"))?;
+        if !(0..100).contains(&v) {
+            return Err(bad("offset"));
+        }
+        secs += v * [3600, 60, 1].get(i).ok_or_else(|| bad("offset"))?;
+    }
+    if offset.starts_with('-') {
+        secs = -secs;
+    }
+    let naive = chrono::NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M:%S%.f")
+        .map_err(|e| bad(&e.to_string()))?;
+    let naive = if bc {
+        // Year N BC is year 1 - N.
+        naive
+            .with_year(1 - naive.year())
+            .ok_or_else(|| bad("out of range"))?
+    } else {
+        naive
+    };
+    naive
+        .checked_sub_signed(chrono::TimeDelta::seconds(secs))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| bad("out of range"))
 }
 
-/// Unix seconds of a timestamp (without time zone: read as UTC) or timestamptz text value.
-pub fn unix_seconds(type_oid: u32, text: &str) -> Result<i64, String> {
-    match type_oid {
-        oid::TIMESTAMPTZ => parse_timestamptz(text).map(|t| t.timestamp()),
-        oid::TIMESTAMP | 1082 => {
+/// Unix seconds of a timestamp (without time zone: read as UTC), timestamptz or date text value.
+pub fn unix_seconds(kind: Kind, text: &str) -> Result<i64, String> {
+    match kind {
+        Kind::Scalar(Scalar::TimestampTz) => parse_timestamptz(text).map(|t| t.timestamp()),
+        Kind::Scalar(Scalar::Timestamp | Scalar::Date) => {
             let t = if text.len() == 10 {
                 format!("{text} 00:00:00")
             } else {
@@ -247,9 +400,7 @@ pub fn unix_seconds(type_oid: u32, text: &str) -> Result<i64, String> {
                 .map(|t| t.and_utc().timestamp())
                 .map_err(|e| format!("{text:?} is not a timestamp: {e}"))
         }
-        _ => Err(format!(
-            "type oid {type_oid} is not a timestamp, timestamptz or date"
-        )),
+        _ => Err("the column is not a timestamp, timestamptz or date".to_owned()),
     }
 }
 
@@ -484,15 +635,15 @@ mod tests {
     #[test]
     fn unix_seconds_of_timestamps() {
         assert_eq!(
-            unix_seconds(oid::TIMESTAMP, "2023-10-13 10:30:00").unwrap(),
+            unix_seconds(Kind::Scalar(Scalar::Timestamp), "2023-10-13 10:30:00").unwrap(),
             1_697_193_000
         );
         assert_eq!(
-            unix_seconds(oid::TIMESTAMP, "2023-10-13 10:30:00.5").unwrap(),
+            unix_seconds(Kind::Scalar(Scalar::Timestamp), "2023-10-13 10:30:00.5").unwrap(),
             1_697_193_000
         );
         assert_eq!(
-            unix_seconds(oid::TIMESTAMPTZ, "2023-10-13 12:30:00+02").unwrap(),
+            unix_seconds(Kind::Scalar(Scalar::TimestampTz), "2023-10-13 12:30:00+02").unwrap(),
             1_697_193_000
         );
     }
@@ -548,11 +699,11 @@ mod tests {
             numeric_string: true,
         };
         assert_eq!(
-            to_json_with(oid::NUMERIC, digits, opts).unwrap(),
+            to_json_with(Kind::Scalar(Scalar::Numeric), digits, opts).unwrap(),
             json!(digits)
         );
         assert_eq!(
-            to_json_with(oid::NUMERIC_ARRAY, "{1.50,2}", opts).unwrap(),
+            to_json_with(Kind::Array(Scalar::Numeric), "{1.50,2}", opts).unwrap(),
             json!(["1.50", "2"])
         );
         assert!(to_json(oid::NUMERIC, digits).unwrap().is_number());

@@ -57,6 +57,8 @@ pub struct Assembler {
     txn: Option<Txn>,
     since: Option<Instant>,
     windows: Windows,
+    /// The stream carries binary values (`source::format`).
+    binary: bool,
 }
 
 impl Assembler {
@@ -71,7 +73,13 @@ impl Assembler {
             txn: None,
             since: None,
             windows: Windows::default(),
+            binary: false,
         }
+    }
+
+    /// The stream about to open carries binary values.
+    pub fn set_binary(&mut self, binary: bool) {
+        self.binary = binary;
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -86,6 +94,26 @@ impl Assembler {
         });
     }
 
+    /// A watched table's (new) columns can all be decoded from binary, or
+    /// [`Error::TextNeeded`](crate::error::Error::TextNeeded).
+    fn check_binary(&self, relation_id: u32) -> Result<(), crate::error::Error> {
+        let Some(rel) = self.relations.get(relation_id) else {
+            return Ok(());
+        };
+        let Some(mapping) = self.mappings.get(&rel.table) else {
+            return Ok(());
+        };
+        match crate::source::format::blocker(mapping, &rel.columns) {
+            None => Ok(()),
+            Some((column, type_oid, reason)) => Err(crate::error::Error::TextNeeded {
+                table: rel.table.to_string(),
+                column,
+                type_oid,
+                reason,
+            }),
+        }
+    }
+
     /// Decodes one pgoutput message. Rows that cannot be mapped are returned for the
     /// dead-letter file; a full batch is returned for the writer.
     pub fn data(
@@ -97,6 +125,9 @@ impl Assembler {
         let changes = match msg {
             Message::Relation(rel) => {
                 self.relations.update(&rel);
+                if self.binary {
+                    self.check_binary(rel.id)?;
+                }
                 return Ok(None);
             }
             Message::Insert { relation_id, new } => {

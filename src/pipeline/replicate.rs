@@ -5,7 +5,7 @@
 
 use super::assemble::{Assembler, Batch};
 use super::writer::Pending;
-use crate::config::{SnapshotMode, SourceConfig};
+use crate::config::{Format, SnapshotMode, SourceConfig};
 use crate::deadletter::DeadLetter;
 use crate::error::{Backoff, Disposition, Error};
 use crate::lsn::Lsn;
@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Replicator {
     pub source: SourceConfig,
+    /// The stream carries binary values (chosen at set-up; `auto` falls back to text when a
+    /// watched table gains a column binary cannot carry).
+    pub binary: bool,
     pub assembler: Assembler,
     pub batches: mpsc::Sender<Batch>,
     /// Batches the writer has not made durable yet.
@@ -64,7 +67,8 @@ impl Replicator {
                 break (Ok(()), false);
             }
             let from = *self.durable.borrow();
-            let c = match stream::connect(&self.source, from).await {
+            self.assembler.set_binary(self.binary);
+            let c = match stream::connect(&self.source, from, self.binary).await {
                 Ok(c) => c,
                 Err(e) if e.disposition() == Disposition::Transient => {
                     let delay = backoff.next_delay();
@@ -77,7 +81,7 @@ impl Replicator {
                 Err(e) => break (Err(e), false),
             };
             metrics::counter!(names::REPLICATION_CONNECTS).increment(1);
-            tracing::info!(from = %from, "replication stream open");
+            tracing::info!(from = %from, format = if self.binary { "binary" } else { "text" }, "replication stream open");
             let c = client.insert(c);
             c.update_applied_lsn(from);
             match self.stream(c, &mut backoff).await {
@@ -158,6 +162,7 @@ impl Replicator {
                         ReplicationEvent::Begin { final_lsn, commit_time_micros, .. } => self.assembler.begin(final_lsn, commit_time_micros),
                         ReplicationEvent::XLogData { data, .. } => match self.assembler.data(&data, &mut dead) {
                             Ok(b) => batches.extend(b),
+                            Err(e @ Error::TextNeeded { .. }) => return self.text_needed(e),
                             Err(e) => return Stop::Exit(Err(e), false),
                         },
                         ReplicationEvent::Commit { end_lsn, .. } => self.assembler.commit(end_lsn),
@@ -188,6 +193,23 @@ impl Replicator {
                 }
             }
         }
+    }
+
+    /// A watched table gained a column binary values cannot carry: under `auto`, reconnect in
+    /// text from the durable position (nothing after it was acknowledged); under `binary`, stop.
+    fn text_needed(&mut self, e: Error) -> Stop {
+        if self.source.format == Format::Binary {
+            return Stop::Exit(
+                Err(Error::config(
+                    "source.format",
+                    format!("{e}: set source.format = \"auto\" (or \"text\") and restart"),
+                )),
+                false,
+            );
+        }
+        tracing::warn!(reason = %e, "switching the stream to text values; reconnecting");
+        self.binary = false;
+        Stop::Reconnect
     }
 
     /// A pg2qdrant control message in the current transaction.

@@ -124,7 +124,12 @@ impl Worker {
         } else {
             let low = c.emit(&self.coordinator.watermark(id, false)).await?;
             c.wait_running_transactions().await?;
-            let Some(rows) = c.read_chunk(table, layout, first, end).await? else {
+            // Binary wherever every column has a binary decoder (any server version has binary
+            // COPY); the stream's choice does not matter, both forms map alike.
+            let mapping = &self.coordinator.mappings()[table];
+            let binary = self.source.format != crate::config::Format::Text
+                && crate::source::format::blocker(mapping, &layout.columns).is_none();
+            let Some(rows) = c.read_chunk(table, layout, first, end, binary).await? else {
                 self.coordinator.rewritten(table, generation);
                 return Ok(());
             };

@@ -57,6 +57,16 @@ impl Catalog {
         &self.client
     }
 
+    /// `server_version_num` (150004 for 15.4).
+    pub async fn server_version_num(&self) -> Result<u32, Error> {
+        let row = self
+            .client
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .await
+            .map_err(Error::pg("server_version_num"))?;
+        Ok(row.get::<_, i32>(0) as u32)
+    }
+
     pub async fn wal_level(&self) -> Result<String, Error> {
         let row = self
             .client
@@ -136,32 +146,26 @@ impl Catalog {
         Ok(keys)
     }
 
-    /// Every domain of the database with the base type it finally stands on.
-    pub async fn domains(&self) -> Result<std::collections::HashMap<u32, u32>, Error> {
+    /// The database's types that are not built in (domains, enums, arrays, pgvector, citext).
+    pub async fn types(&self) -> Result<crate::mapping::types::Types, Error> {
+        use crate::mapping::types::{TypeRow, Types, CATALOG_SQL};
         let rows = self
             .client
-            .query(
-                "SELECT oid, typbasetype FROM pg_type WHERE typtype = 'd'",
-                &[],
-            )
+            .query(CATALOG_SQL, &[])
             .await
-            .map_err(Error::pg("list domains"))?;
-        let direct: std::collections::HashMap<u32, u32> =
-            rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        Ok(direct
-            .keys()
-            .map(|&d| {
-                let mut base = direct[&d];
-                // A domain over a domain: follow the chain (bounded, in case of a cycle).
-                for _ in 0..16 {
-                    match direct.get(&base) {
-                        Some(&b) => base = b,
-                        None => break,
-                    }
-                }
-                (d, base)
+            .map_err(Error::pg("list types"))?;
+        let rows: Vec<TypeRow> = rows
+            .iter()
+            .map(|r| TypeRow {
+                oid: r.get(0),
+                name: r.get(1),
+                typtype: r.get::<_, String>(2).chars().next().unwrap_or(' '),
+                base: r.get(3),
+                element: r.get(4),
+                category: r.get::<_, String>(5).chars().next().unwrap_or(' '),
             })
-            .collect())
+            .collect();
+        Ok(Types::from_catalog(&rows))
     }
 
     /// The type of each column of `table`, by name.
@@ -360,7 +364,7 @@ impl Catalog {
     }
 
     /// The SQL name of a type (cached: the same keys are looked up row after row).
-    async fn type_name(&self, oid: u32) -> Result<String, Error> {
+    pub async fn type_name(&self, oid: u32) -> Result<String, Error> {
         if let Some(n) = self.type_names.lock().expect("type names").get(&oid) {
             return Ok(n.clone());
         }

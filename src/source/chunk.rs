@@ -170,12 +170,15 @@ impl Catalog {
 
     /// The rows in heap pages `[first, end)` (`end = None`: to the end of the table), or `None`
     /// when the table was rewritten since `layout` was read (its rows moved between pages).
+    /// `binary`: read with `COPY ... (FORMAT binary)`, values in their binary form (the caller
+    /// checked every column has a binary decoder); else a query in text form.
     pub async fn read_chunk(
         &self,
         table: &TableName,
         layout: &TableLayout,
         first: u32,
         end: Option<u32>,
+        binary: bool,
     ) -> Result<Option<Vec<Row>>, Error> {
         let cols: Vec<String> = layout
             .columns
@@ -185,42 +188,107 @@ impl Catalog {
         let upper = end
             .map(|e| format!(" AND ctid < '({e},0)'::tid"))
             .unwrap_or_default();
-        // The chunk's SELECT takes a lock that keeps the table from being rewritten until the
-        // transaction ends, so the file check after it covers the rows it read.
-        let sql = format!(
-            "BEGIN READ ONLY; SELECT {} FROM {} WHERE ctid >= '({first},0)'::tid{upper}; \
-             SELECT relfilenode::text FROM pg_class WHERE oid = {}; COMMIT",
+        let select = format!(
+            "SELECT {} FROM {} WHERE ctid >= '({first},0)'::tid{upper}",
             if cols.is_empty() {
                 "1".to_owned()
             } else {
                 cols.join(", ")
             },
             table.quoted(),
+        );
+        let relfilenode_sql = format!(
+            "SELECT relfilenode::text FROM pg_class WHERE oid = {}",
             layout.oid
         );
         let ctx = || format!("read rows of {table} in pages {first}..{end:?}");
-        let messages = match self.client().simple_query(&sql).await {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = self.client().batch_execute("ROLLBACK").await;
-                return Err(Error::pg(ctx())(e));
+        // The chunk's read takes a lock that keeps the table from being rewritten until the
+        // transaction ends, so the file check after it covers the rows it read.
+        let read = async {
+            if binary {
+                self.client()
+                    .batch_execute("BEGIN READ ONLY")
+                    .await
+                    .map_err(Error::pg(ctx()))?;
+                let rows = self
+                    .copy_binary(&select, layout)
+                    .await
+                    .map_err(|e| match e {
+                        CopyError::Pg(e) => Error::pg(ctx())(e),
+                        CopyError::Parse(e) => Error::prerequisite(
+                            format!("{}: {e}", ctx()),
+                            "this is a bug; set source.format = \"text\" and report it",
+                        ),
+                    })?;
+                let messages = self
+                    .client()
+                    .simple_query(&format!("{relfilenode_sql}; COMMIT"))
+                    .await
+                    .map_err(Error::pg(ctx()))?;
+                Ok((rows, first_value(&messages, 0)))
+            } else {
+                let messages = self
+                    .client()
+                    .simple_query(&format!(
+                        "BEGIN READ ONLY; {select}; {relfilenode_sql}; COMMIT"
+                    ))
+                    .await
+                    .map_err(Error::pg(ctx()))?;
+                let mut rows = Vec::new();
+                let mut statement = 0;
+                for m in &messages {
+                    match m {
+                        SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                        SimpleQueryMessage::Row(r) if statement == 1 => {
+                            rows.push(text_row(r, &layout.columns))
+                        }
+                        _ => {}
+                    }
+                }
+                Ok((rows, first_value(&messages, 2)))
             }
         };
-        let mut rows = Vec::new();
-        let mut statement = 0;
-        let mut relfilenode = None;
-        for m in messages {
-            match m {
-                SimpleQueryMessage::CommandComplete(_) => statement += 1,
-                SimpleQueryMessage::Row(r) if statement == 1 => {
-                    rows.push(text_row(&r, &layout.columns))
-                }
-                SimpleQueryMessage::Row(r) if statement == 2 => {
-                    relfilenode = r.get(0).and_then(|v| v.parse::<u32>().ok())
-                }
-                _ => {}
+        let (rows, relfilenode) = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.client().batch_execute("ROLLBACK").await;
+                return Err(e);
             }
-        }
+        };
+        let relfilenode = relfilenode.and_then(|v| v.parse::<u32>().ok());
         Ok((relfilenode == Some(layout.relfilenode)).then_some(rows))
     }
+
+    async fn copy_binary(&self, select: &str, layout: &TableLayout) -> Result<Vec<Row>, CopyError> {
+        use futures_util::StreamExt as _;
+        let stream = self
+            .client()
+            .copy_out(&format!("COPY ({select}) TO STDOUT (FORMAT binary)"))
+            .await
+            .map_err(CopyError::Pg)?;
+        let mut stream = std::pin::pin!(stream);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            bytes.extend_from_slice(&chunk.map_err(CopyError::Pg)?);
+        }
+        super::copy_binary::parse(&bytes, &layout.columns).map_err(CopyError::Parse)
+    }
+}
+
+enum CopyError {
+    Pg(tokio_postgres::Error),
+    Parse(String),
+}
+
+/// The first value of the first row after `statement` statements of a simple query.
+fn first_value(messages: &[SimpleQueryMessage], statement: usize) -> Option<String> {
+    let mut seen = 0;
+    for m in messages {
+        match m {
+            SimpleQueryMessage::CommandComplete(_) => seen += 1,
+            SimpleQueryMessage::Row(r) if seen == statement => return r.get(0).map(str::to_owned),
+            _ => {}
+        }
+    }
+    None
 }

@@ -2,6 +2,8 @@
 
 pub mod catalog;
 pub mod chunk;
+pub mod copy_binary;
+pub mod format;
 pub mod pgoutput;
 pub mod relations;
 pub mod stream;

@@ -67,8 +67,7 @@ impl RelationCache {
                 Cell::Null => Datum::Null,
                 Cell::UnchangedToast => Datum::Unchanged,
                 Cell::Text(t) => Datum::Text(t),
-                // We never ask for binary output; treat a binary cell as opaque text.
-                Cell::Binary(b) => Datum::Text(String::from_utf8_lossy(&b).into_owned()),
+                Cell::Binary(b) => Datum::Binary(b),
             })
             .collect();
         Ok((

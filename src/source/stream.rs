@@ -25,7 +25,12 @@ use pgwire_replication::{ReplicationClient, ReplicationConfig, TlsConfig};
 use std::time::Duration;
 
 /// Builds the transport config from `[source]` (the URL is parsed, never logged).
-pub fn replication_config(cfg: &SourceConfig, start: Lsn) -> Result<ReplicationConfig, Error> {
+/// `binary`: ask pgoutput for binary values (see `source::format`).
+pub fn replication_config(
+    cfg: &SourceConfig,
+    start: Lsn,
+    binary: bool,
+) -> Result<ReplicationConfig, Error> {
     let pg: tokio_postgres::Config = cfg.url.parse().map_err(Error::pg("parse source.url"))?;
     let host = match pg.get_hosts().first() {
         Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -58,11 +63,16 @@ pub fn replication_config(cfg: &SourceConfig, start: Lsn) -> Result<ReplicationC
     .with_start_lsn(start)
     .with_status_interval(Duration::from_millis(cfg.status_interval_ms))
     .with_wakeup_interval(Duration::from_secs(10))
-    .with_application_name("pg2qdrant"))
+    .with_application_name("pg2qdrant")
+    .with_binary(binary))
 }
 
-pub async fn connect(cfg: &SourceConfig, start: Lsn) -> Result<ReplicationClient, Error> {
-    let rc = replication_config(cfg, start)?;
+pub async fn connect(
+    cfg: &SourceConfig,
+    start: Lsn,
+    binary: bool,
+) -> Result<ReplicationClient, Error> {
+    let rc = replication_config(cfg, start, binary)?;
     ReplicationClient::connect(rc)
         .await
         .map_err(Error::replication("start replication"))

@@ -90,7 +90,8 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
 
-    /// A config for this database: slot, publication and collection are all named after it.
+    /// A config for this database (`source.format` from `PG2QDRANT_TEST_FORMAT`, default auto;
+    /// `scripts/test.sh` runs the suite in text and in binary): slot, publication and collection are all named after it.
     /// `tables` is the `[[tables]]` TOML.
     pub fn config(&self, tables: &str) -> Config {
         let text = self.config_text(tables, &qdrant_url());
@@ -108,6 +109,7 @@ impl TestDb {
 url = "{url}"
 slot = "{name}"
 publication = "{name}"
+format = "{format}"
 status_interval_ms = 200
 [qdrant]
 url = "{qdrant}"
@@ -124,6 +126,7 @@ addr = ""
 "#,
             url = self.url,
             name = self.name,
+            format = value_format(),
             qdrant = qdrant_grpc,
             cp = dir.join("checkpoint").display(),
             dl = dir.join("deadletter.jsonl").display(),
@@ -450,4 +453,9 @@ fn dense(v: VectorOutput) -> Option<Vec<f32>> {
         Some(_) => None,
         None => Some(v.data),
     }
+}
+
+/// The value format every test config asks for: `PG2QDRANT_TEST_FORMAT` (auto, text, binary).
+pub fn value_format() -> String {
+    std::env::var("PG2QDRANT_TEST_FORMAT").unwrap_or_else(|_| "auto".to_owned())
 }

@@ -1,0 +1,717 @@
+//! PostgreSQL binary (send/recv) values → the same JSON payload values and vectors as their text
+//! forms give (`value`). Pure functions, fuzzed with random bytes (`fuzz/fuzz_targets/values.rs`).
+//!
+//! Where a value maps through a text form anyway (numeric, date, time, timestamp, interval), the
+//! binary value is first written as exactly the text PostgreSQL prints (ISO DateStyle,
+//! `extra_float_digits = 1`) and then mapped by the text path, so the two cannot disagree; the
+//! rest (integers, floats, text, uuid, bytea, json, vectors) is decoded directly, which is where
+//! the CPU goes. Floats are read as their shortest decimal form, as PostgreSQL prints them.
+//! `tests/` runs every type through both paths against a real server and compares.
+
+use super::types::{Kind, Scalar};
+use super::value::{self, f32_json, non_finite, Options, MULTI_DIMENSIONAL};
+use base64::Engine as _;
+use serde_json::{Number, Value};
+use std::fmt::Write as _;
+
+/// PostgreSQL's epoch (2000-01-01) in days and microseconds since the Unix epoch.
+const PG_EPOCH_DAYS: i64 = 10_957;
+const PG_EPOCH_UNIX_MICROS: i64 = PG_EPOCH_DAYS * 86_400_000_000;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+fn short(what: &str, need: usize, have: usize) -> String {
+    format!("binary {what}: need {need} bytes, have {have}")
+}
+
+fn exact<const N: usize>(what: &str, b: &[u8]) -> Result<[u8; N], String> {
+    b.try_into().map_err(|_| {
+        format!(
+            "binary {what}: expected {N} bytes, got {} (the column's type changed?)",
+            b.len()
+        )
+    })
+}
+
+/// Reads big-endian integers off the front of a buffer, naming what it reads on a short one.
+struct Reader<'a> {
+    b: &'a [u8],
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.b.len() < n {
+            return Err(short(self.what, n, self.b.len()));
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+    fn i16(&mut self) -> Result<i16, String> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn i32(&mut self) -> Result<i32, String> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn f32(&mut self) -> Result<f32, String> {
+        Ok(f32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn done(&self) -> Result<(), String> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "binary {}: {} trailing bytes",
+                self.what,
+                self.b.len()
+            ))
+        }
+    }
+}
+
+/// Maps one non-null binary value of kind `kind` to JSON.
+pub fn to_json(kind: Kind, b: &[u8], options: Options) -> Result<Value, String> {
+    match kind {
+        Kind::Scalar(s) => scalar_json(s, b, options),
+        Kind::Array(elem) => {
+            let mut out = Vec::new();
+            for item in array(b)? {
+                out.push(match item {
+                    None => Value::Null,
+                    Some(e) => scalar_json(elem, e, options)?,
+                });
+            }
+            Ok(Value::Array(out))
+        }
+        Kind::Other => Err(
+            "this type has no binary decoder (set source.format = \"text\", or \"auto\")"
+                .to_owned(),
+        ),
+    }
+}
+
+/// One scalar in binary form → JSON.
+pub fn scalar_json(s: Scalar, b: &[u8], options: Options) -> Result<Value, String> {
+    Ok(match s {
+        Scalar::Bool => Value::Bool(exact::<1>("bool", b)?[0] != 0),
+        Scalar::Int2 => Value::from(i16::from_be_bytes(exact("int2", b)?)),
+        Scalar::Int4 => Value::from(i32::from_be_bytes(exact("int4", b)?)),
+        Scalar::Int8 => Value::from(i64::from_be_bytes(exact("int8", b)?)),
+        Scalar::Oid => Value::from(u32::from_be_bytes(exact("oid", b)?)),
+        Scalar::Float4 => f32_json(f32::from_be_bytes(exact("float4", b)?)),
+        Scalar::Float8 => {
+            let f = f64::from_be_bytes(exact("float8", b)?);
+            Number::from_f64(f)
+                .map(Value::Number)
+                .unwrap_or_else(|| Value::String(non_finite(f).to_owned()))
+        }
+        Scalar::Text => Value::String(utf8(b)?.to_owned()),
+        Scalar::Uuid => Value::String(uuid::Uuid::from_bytes(exact("uuid", b)?).to_string()),
+        Scalar::Bytea => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
+        Scalar::Json => serde_json::from_slice(b).map_err(|e| format!("invalid json: {e}"))?,
+        Scalar::Jsonb => {
+            serde_json::from_slice(jsonb(b)?).map_err(|e| format!("invalid json: {e}"))?
+        }
+        Scalar::TimestampTz => Value::String(timestamptz(b)?),
+        Scalar::Interval => Value::String(interval(b)?),
+        Scalar::Vector | Scalar::HalfVec => {
+            Value::Array(dense(s, b)?.into_iter().map(f32_json).collect())
+        }
+        Scalar::SparseVec => {
+            let (dim, indices, values) = sparse(b)?;
+            value::sparse_json(dim, &indices, &values)
+        }
+        Scalar::Numeric | Scalar::Date | Scalar::Time | Scalar::TimeTz | Scalar::Timestamp => {
+            value::scalar_json(s, &text_form(s, b)?, options)?
+        }
+    })
+}
+
+/// PostgreSQL's text output of a binary scalar: exact for the types [`Scalar::key_safe`] names
+/// (and numeric, date/time types); floats and JSON in an equivalent spelling. Keys, soft-delete
+/// flags and dead-letter records use it.
+pub fn text_form(s: Scalar, b: &[u8]) -> Result<String, String> {
+    Ok(match s {
+        Scalar::Bool => if exact::<1>("bool", b)?[0] != 0 {
+            "t"
+        } else {
+            "f"
+        }
+        .to_owned(),
+        Scalar::Int2 => i16::from_be_bytes(exact("int2", b)?).to_string(),
+        Scalar::Int4 => i32::from_be_bytes(exact("int4", b)?).to_string(),
+        Scalar::Int8 => i64::from_be_bytes(exact("int8", b)?).to_string(),
+        Scalar::Oid => u32::from_be_bytes(exact("oid", b)?).to_string(),
+        Scalar::Float4 => {
+            let f = f32::from_be_bytes(exact("float4", b)?);
+            if f.is_finite() {
+                ryu::Buffer::new().format_finite(f).to_owned()
+            } else {
+                non_finite(f64::from(f)).to_owned()
+            }
+        }
+        Scalar::Float8 => float_text(f64::from_be_bytes(exact("float8", b)?)),
+        Scalar::Numeric => numeric(b)?,
+        Scalar::Text | Scalar::Json => utf8(b)?.to_owned(),
+        Scalar::Jsonb => utf8(jsonb(b)?)?.to_owned(),
+        Scalar::Uuid => uuid::Uuid::from_bytes(exact("uuid", b)?).to_string(),
+        Scalar::Bytea => {
+            let mut s = String::with_capacity(2 + 2 * b.len());
+            s.push_str("\\x");
+            for byte in b {
+                let _ = write!(s, "{byte:02x}");
+            }
+            s
+        }
+        Scalar::Date => date(i32::from_be_bytes(exact("date", b)?)),
+        Scalar::Time => time_of_day(i64::from_be_bytes(exact("time", b)?)),
+        Scalar::TimeTz => {
+            let mut r = Reader { b, what: "timetz" };
+            let micros = i64::from_be_bytes(r.take(8)?.try_into().expect("8"));
+            let zone = r.i32()?;
+            r.done()?;
+            let mut s = time_of_day(micros);
+            zone_suffix(&mut s, zone);
+            s
+        }
+        Scalar::Timestamp => timestamp(i64::from_be_bytes(exact("timestamp", b)?)),
+        Scalar::TimestampTz => timestamptz(b)?,
+        Scalar::Interval => interval(b)?,
+        Scalar::Vector | Scalar::HalfVec => {
+            let items: Vec<String> = dense(s, b)?.iter().map(|f| f.to_string()).collect();
+            format!("[{}]", items.join(","))
+        }
+        Scalar::SparseVec => {
+            let (dim, indices, values) = sparse(b)?;
+            let items: Vec<String> = indices
+                .iter()
+                .zip(&values)
+                .map(|(i, v)| format!("{}:{v}", i + 1))
+                .collect();
+            format!("{{{}}}/{dim}", items.join(","))
+        }
+    })
+}
+
+/// A vector column's binary value: float4/float8/integer/numeric arrays, pgvector `vector`,
+/// `halfvec`, `sparsevec` (densified), or a json(b) number array.
+pub fn vector(kind: Kind, b: &[u8], expected_len: usize) -> Result<Vec<f32>, String> {
+    let out: Vec<f32> = match kind {
+        Kind::Scalar(s @ (Scalar::Vector | Scalar::HalfVec)) => dense(s, b)?,
+        Kind::Scalar(Scalar::SparseVec) => {
+            let (dim, indices, values) = sparse(b)?;
+            return value::densify(dim, &indices, &values, expected_len);
+        }
+        Kind::Scalar(s @ (Scalar::Json | Scalar::Jsonb)) => {
+            return value::parse_vector(&text_form(s, b)?, expected_len)
+        }
+        Kind::Array(elem) => {
+            let items = array(b)?;
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                let e = item.ok_or_else(|| format!("vector element {i} is NULL"))?;
+                out.push(match elem {
+                    Scalar::Float4 => f32::from_be_bytes(exact("float4", e)?),
+                    Scalar::Float8 => f64::from_be_bytes(exact("float8", e)?) as f32,
+                    Scalar::Int2 => f32::from(i16::from_be_bytes(exact("int2", e)?)),
+                    Scalar::Int4 => i32::from_be_bytes(exact("int4", e)?) as f32,
+                    Scalar::Int8 => i64::from_be_bytes(exact("int8", e)?) as f32,
+                    Scalar::Numeric => {
+                        let t = numeric(e)?;
+                        t.parse()
+                            .map_err(|_| format!("vector element {i} ({t:?}) is not a number"))?
+                    }
+                    _ => return Err("vector is not an array of numbers".to_owned()),
+                });
+            }
+            out
+        }
+        _ => return Err("the column's type cannot hold a vector".to_owned()),
+    };
+    if out.len() != expected_len {
+        return Err(format!(
+            "vector has {} dimensions, the collection expects {expected_len}",
+            out.len()
+        ));
+    }
+    if let Some(i) = out.iter().position(|f| !f.is_finite()) {
+        return Err(format!(
+            "vector element {i} is {} (not finite as f32)",
+            out[i]
+        ));
+    }
+    Ok(out)
+}
+
+/// Unix seconds of a binary timestamp (read as UTC), timestamptz or date.
+pub fn unix_seconds(kind: Kind, b: &[u8]) -> Result<i64, String> {
+    let micros = match kind {
+        Kind::Scalar(Scalar::Timestamp | Scalar::TimestampTz) => {
+            i64::from_be_bytes(exact("timestamp", b)?)
+        }
+        Kind::Scalar(Scalar::Date) => {
+            let days = i32::from_be_bytes(exact("date", b)?);
+            if days == i32::MAX || days == i32::MIN {
+                return Err("the date is infinite".to_owned());
+            }
+            i64::from(days)
+                .checked_mul(MICROS_PER_DAY)
+                .ok_or("the date is out of range")?
+        }
+        _ => return Err("the column is not a timestamp, timestamptz or date".to_owned()),
+    };
+    if micros == i64::MAX || micros == i64::MIN {
+        return Err("the timestamp is infinite".to_owned());
+    }
+    Ok(micros.div_euclid(1_000_000) + PG_EPOCH_UNIX_MICROS / 1_000_000)
+}
+
+fn utf8(b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|_| "text is not valid UTF-8".to_owned())
+}
+
+/// jsonb's binary form: a version byte (1) and the JSON text.
+fn jsonb(b: &[u8]) -> Result<&[u8], String> {
+    match b.split_first() {
+        Some((1, rest)) => Ok(rest),
+        Some((v, _)) => Err(format!("jsonb binary version {v} is not supported")),
+        None => Err(short("jsonb", 1, 0)),
+    }
+}
+
+fn float_text(f: f64) -> String {
+    if f.is_finite() {
+        f.to_string()
+    } else {
+        non_finite(f).to_owned()
+    }
+}
+
+/// The elements of a one-dimensional binary array (`None` for NULL). An empty array has no
+/// dimensions; more than one dimension is refused like the text path refuses it.
+pub fn array(b: &[u8]) -> Result<Vec<Option<&[u8]>>, String> {
+    let mut r = Reader { b, what: "array" };
+    let ndim = r.i32()?;
+    let _has_null = r.i32()?;
+    let _elem = r.take(4)?;
+    match ndim {
+        0 => {
+            r.done()?;
+            return Ok(Vec::new());
+        }
+        1 => {}
+        n if n > 1 => return Err(MULTI_DIMENSIONAL.to_owned()),
+        n => return Err(format!("binary array: {n} dimensions")),
+    }
+    let len = r.i32()?;
+    let _lower = r.i32()?;
+    let len = usize::try_from(len).map_err(|_| format!("binary array: length {len}"))?;
+    // Each element takes at least its 4-byte length: bound the allocation by the input.
+    if len > r.b.len() / 4 {
+        return Err(short("array", len * 4, r.b.len()));
+    }
+    let mut out = Vec::with_capacity(len);
+    for _ in 0..len {
+        let n = r.i32()?;
+        if n < 0 {
+            out.push(None);
+        } else {
+            out.push(Some(r.take(n as usize)?));
+        }
+    }
+    r.done()?;
+    Ok(out)
+}
+
+/// pgvector `vector` (int16 dim, int16 unused, float4 × dim) or `halfvec` (float2 × dim).
+fn dense(s: Scalar, b: &[u8]) -> Result<Vec<f32>, String> {
+    let what = if s == Scalar::HalfVec {
+        "halfvec"
+    } else {
+        "vector"
+    };
+    let mut r = Reader { b, what };
+    let dim = r.u16()? as usize;
+    let _unused = r.i16()?;
+    let width = if s == Scalar::HalfVec { 2 } else { 4 };
+    if r.b.len() != dim * width {
+        return Err(format!(
+            "binary {what}: {dim} dimensions need {} bytes, have {}",
+            dim * width,
+            r.b.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(dim);
+    for _ in 0..dim {
+        out.push(if s == Scalar::HalfVec {
+            half_to_f32(r.u16()?)
+        } else {
+            r.f32()?
+        });
+    }
+    Ok(out)
+}
+
+/// pgvector `sparsevec`: int32 dim, int32 nnz, int32 unused, int32 indices × nnz (from 0),
+/// float4 values × nnz.
+fn sparse(b: &[u8]) -> Result<(u32, Vec<u32>, Vec<f32>), String> {
+    let mut r = Reader {
+        b,
+        what: "sparsevec",
+    };
+    let dim = r.i32()?;
+    let nnz = r.i32()?;
+    let _unused = r.i32()?;
+    let (Ok(dim), Ok(nnz)) = (u32::try_from(dim), usize::try_from(nnz)) else {
+        return Err(format!("binary sparsevec: dim {dim}, nnz {nnz}"));
+    };
+    if r.b.len() != nnz * 8 {
+        return Err(short("sparsevec", nnz * 8, r.b.len()));
+    }
+    let mut indices = Vec::with_capacity(nnz);
+    for _ in 0..nnz {
+        let i = r.i32()?;
+        indices.push(u32::try_from(i).map_err(|_| format!("binary sparsevec: index {i}"))?);
+    }
+    let mut values = Vec::with_capacity(nnz);
+    for _ in 0..nnz {
+        values.push(r.f32()?);
+    }
+    Ok((dim, indices, values))
+}
+
+/// IEEE 754 half precision → f32 (exact).
+fn half_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((h >> 10) & 0x1f);
+    let frac = f32::from(h & 0x3ff);
+    sign * match exp {
+        0 => frac * 2f32.powi(-24),
+        31 if frac == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        e => (1.0 + frac / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+/// numeric's binary form (int16 ndigits, weight, sign, dscale; base-10000 digits) → its text
+/// (`numeric_out`: every digit of the display scale, no exponent).
+pub fn numeric(b: &[u8]) -> Result<String, String> {
+    let mut r = Reader { b, what: "numeric" };
+    let ndigits = r.i16()?;
+    let weight = i32::from(r.i16()?);
+    let sign = r.u16()?;
+    let dscale = r.u16()?;
+    let ndigits = usize::try_from(ndigits).map_err(|_| "binary numeric: negative length")?;
+    let mut digits = Vec::with_capacity(ndigits);
+    for _ in 0..ndigits {
+        let d = r.i16()?;
+        if !(0..10_000).contains(&d) {
+            return Err(format!("binary numeric: digit {d} out of range"));
+        }
+        digits.push(d);
+    }
+    r.done()?;
+    match sign {
+        0x0000 | 0x4000 => {}
+        0xC000 => return Ok("NaN".to_owned()),
+        0xD000 => return Ok("Infinity".to_owned()),
+        0xF000 => return Ok("-Infinity".to_owned()),
+        s => return Err(format!("binary numeric: sign 0x{s:04x}")),
+    }
+    if dscale > 0x3fff || weight.abs() > 0x7fff {
+        return Err("binary numeric: scale or weight out of range".to_owned());
+    }
+    // Group `i` of the digits has weight `weight - i` (powers of 10000).
+    let digit = |i: i32| -> i16 {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| digits.get(i).copied())
+            .unwrap_or(0)
+    };
+    let mut s = String::new();
+    if sign == 0x4000 {
+        s.push('-');
+    }
+    if weight < 0 {
+        s.push('0');
+    } else {
+        for i in 0..=weight {
+            if i == 0 {
+                let _ = write!(s, "{}", digit(i));
+            } else {
+                let _ = write!(s, "{:04}", digit(i));
+            }
+        }
+    }
+    if dscale > 0 {
+        s.push('.');
+        let start = s.len();
+        let mut i = weight + 1;
+        while s.len() - start < usize::from(dscale) {
+            let _ = write!(s, "{:04}", digit(i));
+            i += 1;
+        }
+        s.truncate(start + usize::from(dscale));
+    }
+    Ok(s)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (year 0 = 1 BC).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// `YYYY-MM-DD` and whether it is BC (PostgreSQL prints year 1 - y with ` BC`).
+fn ymd(days_since_2000: i64) -> (String, bool) {
+    let (y, m, d) = civil(days_since_2000 + PG_EPOCH_DAYS);
+    let (year, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
+    (format!("{year:04}-{m:02}-{d:02}"), bc)
+}
+
+fn date(days: i32) -> String {
+    match days {
+        i32::MAX => "infinity".to_owned(),
+        i32::MIN => "-infinity".to_owned(),
+        d => {
+            let (mut s, bc) = ymd(i64::from(d));
+            if bc {
+                s.push_str(" BC");
+            }
+            s
+        }
+    }
+}
+
+/// `HH:MM:SS[.ffffff]`, trailing zeros of the fraction dropped.
+fn time_of_day(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let frac = micros.rem_euclid(1_000_000);
+    let mut s = format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
+    if frac != 0 {
+        let f = format!("{frac:06}");
+        s.push('.');
+        s.push_str(f.trim_end_matches('0'));
+    }
+    s
+}
+
+/// A time zone offset as PostgreSQL prints it: `+HH`, `+HH:MM` or `+HH:MM:SS` (`zone` is in
+/// seconds west of UTC).
+fn zone_suffix(s: &mut String, zone: i32) {
+    let abs = zone.unsigned_abs();
+    let (h, m, sec) = (abs / 3600, (abs / 60) % 60, abs % 60);
+    s.push(if zone <= 0 { '+' } else { '-' });
+    if sec != 0 {
+        let _ = write!(s, "{h:02}:{m:02}:{sec:02}");
+    } else if m != 0 {
+        let _ = write!(s, "{h:02}:{m:02}");
+    } else {
+        let _ = write!(s, "{h:02}");
+    }
+}
+
+fn timestamp(micros: i64) -> String {
+    match micros {
+        i64::MAX => "infinity".to_owned(),
+        i64::MIN => "-infinity".to_owned(),
+        m => {
+            let (mut s, bc) = ymd(m.div_euclid(MICROS_PER_DAY));
+            s.push(' ');
+            s.push_str(&time_of_day(m.rem_euclid(MICROS_PER_DAY)));
+            if bc {
+                s.push_str(" BC");
+            }
+            s
+        }
+    }
+}
+
+/// A timestamptz as written to the payload: RFC 3339 in UTC, like the text path.
+fn timestamptz(b: &[u8]) -> Result<String, String> {
+    match i64::from_be_bytes(exact("timestamptz", b)?) {
+        i64::MAX => Ok("infinity".to_owned()),
+        i64::MIN => Ok("-infinity".to_owned()),
+        m => m
+            .checked_add(PG_EPOCH_UNIX_MICROS)
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .map(|t| value::rfc3339(&t))
+            .ok_or_else(|| "timestamptz out of range".to_owned()),
+    }
+}
+
+/// An interval (int64 microseconds, int32 days, int32 months) as an ISO 8601 duration, split
+/// the way PostgreSQL prints it (years and months from months, toward zero).
+fn interval(b: &[u8]) -> Result<String, String> {
+    let mut r = Reader {
+        b,
+        what: "interval",
+    };
+    let micros = i64::from_be_bytes(r.take(8)?.try_into().expect("8"));
+    let days = r.i32()?;
+    let months = r.i32()?;
+    r.done()?;
+    let abs = micros.unsigned_abs();
+    let secs = abs / 1_000_000;
+    let frac = format!("{:06}", abs % 1_000_000);
+    let time = (micros != 0).then_some((
+        micros < 0,
+        (secs / 3600) as i64,
+        ((secs / 60) % 60) as i64,
+        (secs % 60) as i64,
+        frac.as_str(),
+    ));
+    Ok(value::iso_duration(
+        i64::from(months / 12),
+        i64::from(months % 12),
+        i64::from(days),
+        time,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn numeric_bytes(ndigits: &[i16], weight: i16, sign: u16, dscale: u16) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend((ndigits.len() as i16).to_be_bytes());
+        b.extend(weight.to_be_bytes());
+        b.extend(sign.to_be_bytes());
+        b.extend(dscale.to_be_bytes());
+        for d in ndigits {
+            b.extend(d.to_be_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn numerics_print_like_numeric_out() {
+        assert_eq!(
+            numeric(&numeric_bytes(&[12, 3456], 1, 0, 0)).unwrap(),
+            "123456"
+        );
+        assert_eq!(
+            numeric(&numeric_bytes(&[1, 2300], 0, 0x4000, 3)).unwrap(),
+            "-1.230"
+        );
+        assert_eq!(
+            numeric(&numeric_bytes(&[1234], -2, 0, 8)).unwrap(),
+            "0.00001234"
+        );
+        assert_eq!(numeric(&numeric_bytes(&[], 0, 0, 2)).unwrap(), "0.00");
+        assert_eq!(numeric(&numeric_bytes(&[7], 2, 0, 0)).unwrap(), "700000000");
+        assert_eq!(numeric(&numeric_bytes(&[], 0, 0xC000, 0)).unwrap(), "NaN");
+        assert!(numeric(&numeric_bytes(&[10_000], 0, 0, 0)).is_err());
+    }
+
+    #[test]
+    fn dates_and_times_print_like_postgres() {
+        assert_eq!(date(0), "2000-01-01");
+        assert_eq!(date(-730_119), "0001-01-01");
+        assert_eq!(date(-730_120), "0001-12-31 BC");
+        assert_eq!(date(i32::MAX), "infinity");
+        assert_eq!(
+            timestamp(86_400_000_000 + 1_500_000),
+            "2000-01-02 00:00:01.5"
+        );
+        assert_eq!(timestamp(-1), "1999-12-31 23:59:59.999999");
+        assert_eq!(time_of_day(37_800_000_000), "10:30:00");
+        let mut s = time_of_day(0);
+        zone_suffix(&mut s, -19_800);
+        assert_eq!(s, "00:00:00+05:30");
+    }
+
+    #[test]
+    fn intervals_split_like_postgres() {
+        let mut b = Vec::new();
+        b.extend((-3_723_500_000i64).to_be_bytes());
+        b.extend(3i32.to_be_bytes());
+        b.extend((-14i32).to_be_bytes());
+        assert_eq!(interval(&b).unwrap(), "P-1Y-2M3DT-1H-2M-3.5S");
+    }
+
+    #[test]
+    fn scalars_and_arrays() {
+        let o = Options::default();
+        assert_eq!(
+            scalar_json(Scalar::Float4, &1.1f32.to_be_bytes(), o).unwrap(),
+            json!(1.1)
+        );
+        assert_eq!(
+            scalar_json(Scalar::Float8, &f64::NAN.to_be_bytes(), o).unwrap(),
+            json!("NaN")
+        );
+        assert_eq!(
+            scalar_json(Scalar::Jsonb, b"\x01{\"a\":1}", o).unwrap(),
+            json!({"a":1})
+        );
+        let mut arr = Vec::new();
+        for v in [1i32, 1, 23, 2, 1] {
+            arr.extend(v.to_be_bytes());
+        }
+        arr.extend(4i32.to_be_bytes());
+        arr.extend(7i32.to_be_bytes());
+        arr.extend((-1i32).to_be_bytes());
+        assert_eq!(
+            to_json(Kind::Array(Scalar::Int4), &arr, o).unwrap(),
+            json!([7, null])
+        );
+        assert!(to_json(Kind::Array(Scalar::Int4), &arr[..arr.len() - 1], o).is_err());
+    }
+
+    #[test]
+    fn pgvector_forms() {
+        let mut v = Vec::new();
+        v.extend(2u16.to_be_bytes());
+        v.extend(0u16.to_be_bytes());
+        v.extend(1.5f32.to_be_bytes());
+        v.extend((-2f32).to_be_bytes());
+        assert_eq!(
+            vector(Kind::Scalar(Scalar::Vector), &v, 2).unwrap(),
+            vec![1.5, -2.0]
+        );
+        let mut h = Vec::new();
+        h.extend(2u16.to_be_bytes());
+        h.extend(0u16.to_be_bytes());
+        h.extend(0x3e00u16.to_be_bytes()); // 1.5
+        h.extend(0xc000u16.to_be_bytes()); // -2
+        assert_eq!(
+            vector(Kind::Scalar(Scalar::HalfVec), &h, 2).unwrap(),
+            vec![1.5, -2.0]
+        );
+        let mut s = Vec::new();
+        for x in [4i32, 1, 0, 2] {
+            s.extend(x.to_be_bytes());
+        }
+        s.extend(3f32.to_be_bytes());
+        assert_eq!(
+            vector(Kind::Scalar(Scalar::SparseVec), &s, 4).unwrap(),
+            vec![0.0, 0.0, 3.0, 0.0]
+        );
+        assert_eq!(
+            scalar_json(Scalar::SparseVec, &s, Options::default()).unwrap(),
+            json!({"dim": 4, "indices": [2], "values": [3.0]})
+        );
+        assert!(vector(Kind::Scalar(Scalar::Vector), &v, 3)
+            .unwrap_err()
+            .contains("2 dimensions"));
+    }
+}
