@@ -262,7 +262,7 @@ async fn main() {
             }
         })
         .collect();
-    let fenced_sink = pg2qdrant::sink::qdrant::QdrantSink::new(q.clone());
+    let fenced_sink = pg2qdrant::sink::qdrant::QdrantSink::new(q.clone()).unwrap();
     settle(&q).await;
     let sampling = sampler(&url, &qdrant_pid, STREAM).await;
     let t = Instant::now();

@@ -190,7 +190,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let (durable_tx, durable_rx) = watch::channel(start);
     let (tx, rx) = mpsc::channel::<Batch>(WRITER_QUEUE);
     let writer_stop = CancellationToken::new();
-    let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?));
+    let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)?);
     let mut collections: Vec<&str> = cfg.tables.iter().map(|t| t.collection.as_str()).collect();
     collections.sort_unstable();
     collections.dedup();

@@ -21,6 +21,7 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
             });
             lines.extend(c.check(cfg).await);
             lines.extend(ids(&c, cfg).await);
+            lines.extend(format(&c, cfg).await);
         }
         Err(e) => lines.push(CheckLine {
             ok: false,
@@ -155,6 +156,31 @@ async fn ids(c: &Catalog, cfg: &Config) -> Option<CheckLine> {
             Err(e) => CheckLine {
                 ok: false,
                 what: "point ids".into(),
+                detail: e.to_string(),
+            },
+        },
+    )
+}
+
+/// Which form values will travel in, and why text when it is text.
+async fn format(c: &Catalog, cfg: &Config) -> Option<CheckLine> {
+    let mappings = crate::app::compile(c, &cfg.tables).await.ok()?;
+    let what = "source.format".to_owned();
+    Some(
+        match crate::source::format::decide(c, cfg.source.format, &mappings).await {
+            Ok((true, _)) => CheckLine {
+                ok: true,
+                what,
+                detail: "binary".into(),
+            },
+            Ok((false, why)) => CheckLine {
+                ok: true,
+                what,
+                detail: format!("text: {}", why.unwrap_or_default()),
+            },
+            Err(e) => CheckLine {
+                ok: false,
+                what,
                 detail: e.to_string(),
             },
         },

@@ -298,7 +298,7 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
     // Create the collection through the connector's own set-up.
     let cfg = db.config(&table("items", "t_fence", 2, ""));
     pg2qdrant::app::prepare(&cfg).await.unwrap();
-    let sink = pg2qdrant::sink::qdrant::QdrantSink::new(qdrant());
+    let sink = pg2qdrant::sink::qdrant::QdrantSink::new(qdrant()).unwrap();
     let table = pg2qdrant::event::TableName::parse("public.items");
     let doc = |title: &str, lsn: u64, seq: u64, v: Vec<f32>| {
         let position = Position {

@@ -77,9 +77,10 @@ pub fn to_json(kind: Kind, b: &[u8], options: Options) -> Result<Value, String> 
     match kind {
         Kind::Scalar(s) => scalar_json(s, b, options),
         Kind::Array(elem) => {
-            let mut out = Vec::new();
-            for item in array(b)? {
-                out.push(match item {
+            let items = Elements::of(b)?;
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(match item? {
                     None => Value::Null,
                     Some(e) => scalar_json(elem, e, options)?,
                 });
@@ -209,10 +210,21 @@ pub fn vector(kind: Kind, b: &[u8], expected_len: usize) -> Result<Vec<f32>, Str
             return value::parse_vector(&text_form(s, b)?, expected_len)
         }
         Kind::Array(elem) => {
-            let items = array(b)?;
+            if elem == Scalar::Float4 {
+                if let Some(v) = float4_array(b, expected_len) {
+                    return finite(v);
+                }
+            }
+            let items = Elements::of(b)?;
+            if items.len() != expected_len {
+                return Err(format!(
+                    "vector has {} dimensions, the collection expects {expected_len}",
+                    items.len()
+                ));
+            }
             let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.into_iter().enumerate() {
-                let e = item.ok_or_else(|| format!("vector element {i} is NULL"))?;
+            for (i, item) in items.enumerate() {
+                let e = item?.ok_or_else(|| format!("vector element {i} is NULL"))?;
                 out.push(match elem {
                     Scalar::Float4 => f32::from_be_bytes(exact("float4", e)?),
                     Scalar::Float8 => f64::from_be_bytes(exact("float8", e)?) as f32,
@@ -237,13 +249,40 @@ pub fn vector(kind: Kind, b: &[u8], expected_len: usize) -> Result<Vec<f32>, Str
             out.len()
         ));
     }
-    if let Some(i) = out.iter().position(|f| !f.is_finite()) {
-        return Err(format!(
+    finite(out)
+}
+
+fn finite(v: Vec<f32>) -> Result<Vec<f32>, String> {
+    match v.iter().position(|f| !f.is_finite()) {
+        Some(i) => Err(format!(
             "vector element {i} is {} (not finite as f32)",
-            out[i]
-        ));
+            v[i]
+        )),
+        None => Ok(v),
     }
-    Ok(out)
+}
+
+/// The common vector column, a `real[]` without NULLs of the expected length, read straight:
+/// every element is its length 4 and 4 bytes. `None` for anything else (the general path then
+/// reports what is wrong).
+fn float4_array(b: &[u8], expected_len: usize) -> Option<Vec<f32>> {
+    let header = 20;
+    if b.len() != header + 8 * expected_len || expected_len == 0 {
+        return None;
+    }
+    let ndim = i32::from_be_bytes(b[0..4].try_into().ok()?);
+    let len = i32::from_be_bytes(b[12..16].try_into().ok()?);
+    if ndim != 1 || usize::try_from(len).ok()? != expected_len {
+        return None;
+    }
+    let mut out = Vec::with_capacity(expected_len);
+    for e in b[header..].chunks_exact(8) {
+        if e[..4] != [0, 0, 0, 4] {
+            return None;
+        }
+        out.push(f32::from_be_bytes(e[4..].try_into().ok()?));
+    }
+    Some(out)
 }
 
 /// Unix seconds of a binary timestamp (read as UTC), timestamptz or date.
@@ -290,40 +329,81 @@ fn float_text(f: f64) -> String {
     }
 }
 
-/// The elements of a one-dimensional binary array (`None` for NULL). An empty array has no
-/// dimensions; more than one dimension is refused like the text path refuses it.
+/// The elements of a one-dimensional binary array (`None` for NULL), collected.
 pub fn array(b: &[u8]) -> Result<Vec<Option<&[u8]>>, String> {
-    let mut r = Reader { b, what: "array" };
-    let ndim = r.i32()?;
-    let _has_null = r.i32()?;
-    let _elem = r.take(4)?;
-    match ndim {
-        0 => {
+    Elements::of(b)?.collect()
+}
+
+/// The elements of a one-dimensional binary array, read in place (`None` for NULL). An empty
+/// array has no dimensions; more than one dimension is refused like the text path refuses it.
+/// The last item is an error when the array has bytes beyond its elements.
+pub struct Elements<'a> {
+    r: Reader<'a>,
+    left: usize,
+}
+
+impl<'a> Elements<'a> {
+    pub fn of(b: &'a [u8]) -> Result<Self, String> {
+        let mut r = Reader { b, what: "array" };
+        let ndim = r.i32()?;
+        let _has_null = r.i32()?;
+        let _elem = r.take(4)?;
+        let left = match ndim {
+            0 => 0,
+            1 => {
+                let len = r.i32()?;
+                let _lower = r.i32()?;
+                let len =
+                    usize::try_from(len).map_err(|_| format!("binary array: length {len}"))?;
+                // Each element takes at least its 4-byte length.
+                if len > r.b.len() / 4 {
+                    return Err(short("array", len * 4, r.b.len()));
+                }
+                len
+            }
+            n if n > 1 => return Err(MULTI_DIMENSIONAL.to_owned()),
+            n => return Err(format!("binary array: {n} dimensions")),
+        };
+        if left == 0 {
             r.done()?;
-            return Ok(Vec::new());
         }
-        1 => {}
-        n if n > 1 => return Err(MULTI_DIMENSIONAL.to_owned()),
-        n => return Err(format!("binary array: {n} dimensions")),
+        Ok(Self { r, left })
     }
-    let len = r.i32()?;
-    let _lower = r.i32()?;
-    let len = usize::try_from(len).map_err(|_| format!("binary array: length {len}"))?;
-    // Each element takes at least its 4-byte length: bound the allocation by the input.
-    if len > r.b.len() / 4 {
-        return Err(short("array", len * 4, r.b.len()));
+
+    pub fn len(&self) -> usize {
+        self.left
     }
-    let mut out = Vec::with_capacity(len);
-    for _ in 0..len {
-        let n = r.i32()?;
-        if n < 0 {
-            out.push(None);
-        } else {
-            out.push(Some(r.take(n as usize)?));
+
+    pub fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Result<Option<&'a [u8]>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
         }
+        self.left -= 1;
+        let item = (|| {
+            let n = self.r.i32()?;
+            let item = if n < 0 {
+                None
+            } else {
+                Some(self.r.take(n as usize)?)
+            };
+            if self.left == 0 {
+                self.r.done()?;
+            }
+            Ok(item)
+        })();
+        if item.is_err() {
+            self.left = 0;
+        }
+        Some(item)
     }
-    r.done()?;
-    Ok(out)
 }
 
 /// pgvector `vector` (int16 dim, int16 unused, float4 × dim) or `halfvec` (float2 × dim).

@@ -35,14 +35,28 @@ pub fn blocker(
         .map(|(name, oid, why)| (name.to_owned(), oid, why))
 }
 
-/// Decides the format for `mappings` under `mode`: `true` for binary.
+/// Decides the format for `mappings` under `mode` and logs why text was chosen: `true` for
+/// binary.
 pub async fn choose<'a>(
     catalog: &Catalog,
     mode: Format,
     mappings: impl IntoIterator<Item = &'a TableMapping>,
 ) -> Result<bool, Error> {
+    let (binary, why) = decide(catalog, mode, mappings).await?;
+    if let Some(why) = why {
+        tracing::info!("values travel as text: {why}");
+    }
+    Ok(binary)
+}
+
+/// `(binary, why text)`; an error when `mode` is binary and a column cannot be.
+pub async fn decide<'a>(
+    catalog: &Catalog,
+    mode: Format,
+    mappings: impl IntoIterator<Item = &'a TableMapping>,
+) -> Result<(bool, Option<String>), Error> {
     if mode == Format::Text {
-        return Ok(false);
+        return Ok((false, Some("source.format = \"text\"".to_owned())));
     }
     let version = catalog.server_version_num().await?;
     if version < BINARY_SINCE {
@@ -52,11 +66,12 @@ pub async fn choose<'a>(
                 format!("binary needs PostgreSQL 14 or newer (the server is {version}); use \"auto\" or \"text\""),
             ));
         }
-        tracing::info!(
-            server_version_num = version,
-            "values travel as text: pgoutput has no binary option before PostgreSQL 14"
-        );
-        return Ok(false);
+        return Ok((
+            false,
+            Some(format!(
+                "pgoutput has no binary option before PostgreSQL 14 (server_version_num {version})"
+            )),
+        ));
     }
     for m in mappings {
         let layout = catalog.layout(&m.table, &m.key).await?;
@@ -64,17 +79,14 @@ pub async fn choose<'a>(
             continue;
         };
         let type_name = catalog.type_name(type_oid).await?;
+        let what = format!("column {column:?} of {} (type {type_name}) {why}", m.table);
         if mode == Format::Binary {
             return Err(Error::config(
                 "source.format",
-                format!(
-                    "binary: column {column:?} of {} (type {type_name}) {why}; use \"auto\" (text for this stream) or \"text\"",
-                    m.table
-                ),
+                format!("binary: {what}; use \"auto\" (text for this stream) or \"text\""),
             ));
         }
-        tracing::info!(table = %m.table, column = %column, r#type = %type_name, "values travel as text: column {column:?} of {} (type {type_name}) {why}", m.table);
-        return Ok(false);
+        return Ok((false, Some(what)));
     }
-    Ok(true)
+    Ok((true, None))
 }

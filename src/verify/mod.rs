@@ -96,7 +96,7 @@ pub async fn run(
     let mappings = crate::app::compile(&catalog, &owned).await?;
     // A second connection reads the present while the check's snapshot is open on the first.
     let present = Catalog::connect(&cfg.source).await?;
-    let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?);
+    let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
     let mut out = Vec::new();
     for (t, mapping) in tables.into_iter().zip(mappings) {
         let mut report = verify_table(cfg, &catalog, &present, &sink, t, &mapping, repair).await?;

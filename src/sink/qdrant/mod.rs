@@ -1,5 +1,6 @@
 //! The Qdrant sink: fenced, idempotent writes over gRPC.
 
+mod batch;
 pub mod collections;
 pub mod fence;
 pub mod mapping;

@@ -40,7 +40,7 @@ use qdrant_client::qdrant::points_update_operation::{
 use qdrant_client::qdrant::with_payload_selector::SelectorOptions;
 use qdrant_client::qdrant::{
     CreateFieldIndexCollectionBuilder, Direction, FieldType, GetPointsBuilder, OrderByBuilder,
-    PayloadIncludeSelector, PointsUpdateOperation, ScrollPointsBuilder, UpdateBatchPointsBuilder,
+    PayloadIncludeSelector, PointsUpdateOperation, ScrollPointsBuilder,
 };
 use qdrant_client::Qdrant;
 use std::collections::HashMap;
@@ -48,17 +48,20 @@ use std::sync::RwLock;
 
 pub struct QdrantSink {
     client: Qdrant,
+    /// Batch writes (no copy of the request; see `batch`).
+    writer: super::batch::BatchWriter,
     /// Per collection, the newest commit LSN stored at start: stream changes above it need no
     /// fence (see the module doc). Absent: everything is fenced.
     newest: RwLock<HashMap<String, u64>>,
 }
 
 impl QdrantSink {
-    pub fn new(client: Qdrant) -> Self {
-        Self {
+    pub fn new(client: Qdrant) -> Result<Self, Error> {
+        Ok(Self {
+            writer: super::batch::BatchWriter::new(&client)?,
             client,
             newest: RwLock::new(HashMap::new()),
-        }
+        })
     }
 
     /// Reads the newest position stored in `collection` (indexing `_pg2qdrant.lsn` first, which
@@ -325,10 +328,8 @@ impl Sink for QdrantSink {
             if operations.is_empty() {
                 continue;
             }
-            self.client
-                .update_points_batch(
-                    UpdateBatchPointsBuilder::new(collection.as_ref(), operations).wait(true),
-                )
+            self.writer
+                .write(&collection, operations)
                 .await
                 .map_err(Error::qdrant(format!(
                     "write {} ops to collection {collection}",
