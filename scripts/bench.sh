@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark: starts the services like the tests, then runs benches/e2e.rs (release build).
-# BENCH_ROWS (default 100000) and BENCH_BATCH (default 256) tune it. Prints figures only.
+# BENCH_ROWS (default 100000) and BENCH_BATCH (default 256) tune it; BENCH_ONLY=latency runs the
+# commit → visible phase alone. Prints figures only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh

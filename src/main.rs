@@ -3,6 +3,11 @@ use pg2qdrant::cli::{Cli, Command};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: allocation and free were a quarter of the connector's
+/// CPU per row in the profile (many small payload values per row, freed on another thread).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
