@@ -23,6 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 const DIM: usize = 384;
 
+/// The allocator the shipped binary uses (src/main.rs): pg2qdrant runs inside this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench.sh"))
 }
