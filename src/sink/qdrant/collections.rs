@@ -46,7 +46,7 @@ pub async fn compatible(client: &Qdrant, t: &TableConfig) -> Result<Result<(), S
     let mut problems = Vec::new();
     for (name, _, size, dist) in t.vector_columns() {
         let params = match (&vectors, name.is_empty()) {
-            (Some(vectors_config::Config::Params(p)), true) => Some(p.clone()),
+            (Some(vectors_config::Config::Params(p)), true) => Some(*p),
             (Some(vectors_config::Config::ParamsMap(m)), false) => m.map.get(&name).cloned(),
             _ => None,
         };
