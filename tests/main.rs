@@ -4,6 +4,7 @@
 mod harness;
 
 mod chat;
+mod embed;
 mod format;
 mod recovery;
 mod snapshot;

@@ -1,0 +1,224 @@
+//! A BERT-family sentence-transformers model run in-process with candle, exactly as
+//! sentence-transformers runs it: the tokenizer from `tokenizer.json` with its saved truncation
+//! and fixed padding replaced (truncation at `max_seq_length` of `sentence_bert_config.json`, 256
+//! for all-MiniLM-L6-v2 where the file says 128; padding to the longest input of the batch), the
+//! encoder's last hidden state, mean pooling over the attention mask (the only pooling
+//! `1_Pooling/config.json` may ask for here), and L2 normalisation when `modules.json` lists a
+//! Normalize module. `tests/embed.rs` compares the vectors with sentence-transformers' own.
+//!
+//! Nothing is downloaded: a missing file is an error naming it and how to get it.
+
+use crate::error::Error;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use std::path::{Path, PathBuf};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+const FIX: &str = "point the embedder's path at a sentence-transformers model directory (scripts/services.sh fetches all-MiniLM-L6-v2 into ~/.cache/pg2qdrant/models)";
+
+pub struct LocalEmbedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    max_tokens: usize,
+    normalize: bool,
+    dimensions: usize,
+    identity: String,
+    threads: rayon::ThreadPool,
+}
+
+/// One embedded batch: the vectors, and how many inputs were cut at the model's maximum length.
+#[derive(Debug)]
+pub struct Embedded {
+    pub vectors: Vec<Vec<f32>>,
+    pub truncated: usize,
+}
+
+fn file(dir: &Path, name: &str) -> Result<PathBuf, Error> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(Error::prerequisite(
+            format!("model directory {} has no {name}", dir.display()),
+            FIX,
+        ))
+    }
+}
+
+fn json(dir: &Path, name: &str) -> Result<serde_json::Value, Error> {
+    let p = file(dir, name)?;
+    let text = std::fs::read_to_string(&p).map_err(Error::io(format!("read {}", p.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::prerequisite(format!("{} is not valid JSON: {e}", p.display()), FIX))
+}
+
+fn model_error(dir: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
+    move |e| {
+        Error::prerequisite(
+            format!("model in {} cannot be loaded: {e}", dir.display()),
+            FIX,
+        )
+    }
+}
+
+impl LocalEmbedder {
+    /// Loads the model in `dir`; `threads` bounds the CPU threads one batch uses.
+    pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
+        let config_text = std::fs::read_to_string(file(dir, "config.json")?)
+            .map_err(Error::io("read config.json"))?;
+        let config: BertConfig = serde_json::from_str(&config_text)
+            .map_err(|e| Error::prerequisite(format!("{}/config.json: {e}", dir.display()), FIX))?;
+        let max_tokens = match dir.join("sentence_bert_config.json").is_file() {
+            true => json(dir, "sentence_bert_config.json")?["max_seq_length"]
+                .as_u64()
+                .map(|n| n as usize),
+            false => None,
+        }
+        .unwrap_or(config.max_position_embeddings)
+        .min(config.max_position_embeddings);
+        if dir.join("1_Pooling/config.json").is_file() {
+            let pooling = json(dir, "1_Pooling/config.json")?;
+            if pooling["pooling_mode_mean_tokens"] != serde_json::Value::Bool(true) {
+                return Err(Error::prerequisite(
+                    format!(
+                        "{}/1_Pooling/config.json asks for a pooling other than mean tokens",
+                        dir.display()
+                    ),
+                    "only mean-pooling sentence-transformers models are supported",
+                ));
+            }
+        }
+        let normalize = match dir.join("modules.json").is_file() {
+            true => json(dir, "modules.json")?.as_array().is_some_and(|m| {
+                m.iter().any(|x| {
+                    x["type"]
+                        .as_str()
+                        .is_some_and(|t| t.ends_with(".Normalize"))
+                })
+            }),
+            false => true,
+        };
+        let weights_path = file(dir, "model.safetensors")?;
+        let weights = std::fs::read(&weights_path)
+            .map_err(Error::io(format!("read {}", weights_path.display())))?;
+        // The identity stored on points: the configuration and a sample of the weights, so other
+        // weights in the same directory count as another model.
+        let mut fingerprint = config_text.clone().into_bytes();
+        fingerprint.extend_from_slice(&weights[..weights.len().min(1 << 20)]);
+        fingerprint.extend_from_slice(&weights.len().to_le_bytes());
+        let identity = format!(
+            "local:{}:{}",
+            dir.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            uuid::Uuid::new_v5(&crate::mapping::key::NAMESPACE, &fingerprint)
+        );
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+            .map_err(model_error(dir))?;
+        let model = BertModel::load(vb, &config).map_err(model_error(dir))?;
+        let mut tokenizer = Tokenizer::from_file(file(dir, "tokenizer.json")?).map_err(|e| {
+            Error::prerequisite(format!("{}/tokenizer.json: {e}", dir.display()), FIX)
+        })?;
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::prerequisite(format!("tokenizer truncation: {e}"), FIX))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
+        let threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("embed-{i}"))
+            .build()
+            .map_err(|e| Error::prerequisite(format!("embedder threads: {e}"), "lower threads"))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            max_tokens,
+            normalize,
+            dimensions: config.hidden_size,
+            identity,
+            threads,
+        })
+    }
+
+    /// What the vectors are built with (stored on points next to the input hash).
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    pub fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    /// Inputs longer than this many word pieces are cut.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Embeds `inputs` (CPU-bound: call from a blocking thread).
+    pub fn embed(&self, inputs: &[&str]) -> Result<Embedded, String> {
+        if inputs.is_empty() {
+            return Ok(Embedded {
+                vectors: Vec::new(),
+                truncated: 0,
+            });
+        }
+        self.threads.install(|| self.run(inputs))
+    }
+
+    fn run(&self, inputs: &[&str]) -> Result<Embedded, String> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(inputs.to_vec(), true)
+            .map_err(|e| format!("tokenize: {e}"))?;
+        let truncated = encodings
+            .iter()
+            .filter(|e| !e.get_overflowing().is_empty())
+            .count();
+        let rows = encodings.len();
+        let len = encodings[0].get_ids().len();
+        let mut ids = Vec::with_capacity(rows * len);
+        let mut mask = Vec::with_capacity(rows * len);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let err = |e: candle_core::Error| format!("model: {e}");
+        let device = &Device::Cpu;
+        let ids = Tensor::from_vec(ids, (rows, len), device).map_err(err)?;
+        let mask = Tensor::from_vec(mask, (rows, len), device).map_err(err)?;
+        let types = ids.zeros_like().map_err(err)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
+        // Mean over the tokens the mask keeps.
+        let mask = mask
+            .to_dtype(DType::F32)
+            .map_err(err)?
+            .unsqueeze(2)
+            .map_err(err)?;
+        let summed = hidden
+            .broadcast_mul(&mask)
+            .and_then(|t| t.sum(1))
+            .map_err(err)?;
+        let counts = mask
+            .sum(1)
+            .and_then(|c| c.clamp(1e-9, f32::MAX))
+            .map_err(err)?;
+        let mut pooled = summed.broadcast_div(&counts).map_err(err)?;
+        if self.normalize {
+            let norms = pooled
+                .sqr()
+                .and_then(|t| t.sum_keepdim(1))
+                .and_then(|t| t.sqrt())
+                .and_then(|t| t.clamp(1e-12, f32::MAX))
+                .map_err(err)?;
+            pooled = pooled.broadcast_div(&norms).map_err(err)?;
+        }
+        let vectors = pooled.to_vec2::<f32>().map_err(err)?;
+        Ok(Embedded { vectors, truncated })
+    }
+}
