@@ -265,6 +265,7 @@ async fn main() {
                     key: pg2qdrant::event::PointKey::Num(i as u64),
                     payload,
                     vectors: Some(pg2qdrant::event::Vectors::Default(vector(i))),
+                    embed: Vec::new(),
                     position,
                 },
             }

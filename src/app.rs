@@ -209,8 +209,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         };
         tracing::info!(collection = c, newest = %Lsn(newest), "changes committed after this position are written without a fence");
     }
+    let embedders = {
+        let cfgs = cfg.embedders.clone();
+        tokio::task::spawn_blocking(move || crate::pipeline::embedding::Embedders::load(&cfgs))
+            .await
+            .map_err(|e| Error::prerequisite(format!("loading embedders: {e}"), "see the log"))??
+    };
+    embedders.check_sizes(&cfg.tables)?;
     let pending = Pending::default();
     let writer = Writer {
+        embedders: Arc::new(embedders),
         sink,
         pending: pending.clone(),
         mappings: mappings.clone(),

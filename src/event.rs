@@ -153,6 +153,17 @@ pub enum Vectors {
     Named(Vec<(String, Vec<f32>)>),
 }
 
+/// A vector still to be computed from text (see `embed`): the writer fills it in before the
+/// document is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedInput {
+    /// The vector's name (empty: the unnamed vector).
+    pub vector: String,
+    /// The `[[embedders]]` name.
+    pub embedder: Arc<str>,
+    pub text: String,
+}
+
 /// What a point should hold after a change: payload fields, vectors, and the change's position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
@@ -160,6 +171,8 @@ pub struct Document {
     pub payload: Map<String, Value>,
     /// `None` in a merge whose vector column was an unchanged TOAST value.
     pub vectors: Option<Vectors>,
+    /// Vectors to compute from text before writing (the writer moves them into `vectors`).
+    pub embed: Vec<EmbedInput>,
     pub position: Position,
 }
 

@@ -1,22 +1,11 @@
 //! The local embedder gives sentence-transformers' vectors for all-MiniLM-L6-v2.
 
-use crate::harness::env;
+use crate::harness::{cosine, env};
 use pg2qdrant::embed::LocalEmbedder;
 use serde_json::Value;
 
 fn model() -> LocalEmbedder {
     LocalEmbedder::load(std::path::Path::new(&env("PG2QDRANT_TEST_MODEL")), 2).unwrap()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 #[test]

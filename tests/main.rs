@@ -5,6 +5,7 @@ mod harness;
 
 mod chat;
 mod embed;
+mod embedding;
 mod format;
 mod recovery;
 mod snapshot;

@@ -315,6 +315,7 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
             key: PointKey::Num(9),
             payload,
             vectors: Some(Vectors::Default(v)),
+            embed: Vec::new(),
             position,
         }
     };

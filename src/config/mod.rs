@@ -39,7 +39,46 @@ pub struct Config {
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
+    pub embedders: Vec<EmbedderConfig>,
+    #[serde(default)]
     pub tables: Vec<TableConfig>,
+}
+
+/// Which embedder implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// A sentence-transformers BERT model run in-process (candle).
+    #[default]
+    Local,
+}
+
+/// An `[[embedders]]` entry: vectors computed from text.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbedderConfig {
+    /// Referred to by `embed = "<name>"` in a vector.
+    pub name: String,
+    #[serde(default)]
+    pub kind: EmbedderKind,
+    /// `local`: the model directory (model.safetensors, tokenizer.json, config.json, ...).
+    pub path: std::path::PathBuf,
+    /// CPU threads one batch may use; default: the number of cores.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Most inputs embedded in one call.
+    #[serde(default = "default_embed_batch_size")]
+    pub batch_size: usize,
+}
+
+impl EmbedderConfig {
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -259,7 +298,14 @@ pub enum Distance {
 #[serde(deny_unknown_fields)]
 pub struct VectorConfig {
     /// Source column: real[], float8[], pgvector, or a jsonb number array.
+    #[serde(default)]
     pub column: String,
+    /// Or computed from text by this embedder (`[[embedders]]` name).
+    #[serde(default)]
+    pub embed: Option<String>,
+    /// The text to embed: a template of column names in braces (`"{title}\n{body}"`).
+    #[serde(default)]
+    pub text: Option<String>,
     /// Dimensions.
     pub size: u64,
     pub distance: Distance,
@@ -269,7 +315,12 @@ pub struct VectorConfig {
 #[serde(deny_unknown_fields)]
 pub struct NamedVectorConfig {
     pub name: String,
+    #[serde(default)]
     pub column: String,
+    #[serde(default)]
+    pub embed: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
     pub size: u64,
     pub distance: Distance,
 }
@@ -399,6 +450,7 @@ pub struct TableConfig {
 
 impl TableConfig {
     /// `(vector name or "" for the unnamed one, column, size, distance)`.
+    /// `(name, column, size, distance)`; the column is empty for a vector computed from text.
     pub fn vector_columns(&self) -> Vec<(String, String, u64, Distance)> {
         match &self.vector {
             Some(v) => vec![(String::new(), v.column.clone(), v.size, v.distance)],
@@ -409,10 +461,35 @@ impl TableConfig {
                 .collect(),
         }
     }
+
+    /// `(name, embedder, text template, size)` of the vectors computed from text.
+    pub fn embedded_vectors(&self) -> Vec<(String, String, String, u64)> {
+        let one = |name: &str, embed: &Option<String>, text: &Option<String>, size: u64| {
+            embed.as_ref().map(|e| {
+                (
+                    name.to_owned(),
+                    e.clone(),
+                    text.clone().unwrap_or_default(),
+                    size,
+                )
+            })
+        };
+        match &self.vector {
+            Some(v) => one("", &v.embed, &v.text, v.size).into_iter().collect(),
+            None => self
+                .vectors
+                .iter()
+                .filter_map(|v| one(&v.name, &v.embed, &v.text, v.size))
+                .collect(),
+        }
+    }
 }
 
 fn yes() -> bool {
     true
+}
+fn default_embed_batch_size() -> usize {
+    32
 }
 fn default_status_interval_ms() -> u64 {
     DEFAULT_STATUS_INTERVAL_MS

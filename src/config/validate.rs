@@ -114,9 +114,30 @@ impl Config {
                 "no [[tables]] entry: name at least one table to mirror".to_owned(),
             ));
         }
+        let mut embedders = HashSet::new();
+        for (i, e) in self.embedders.iter().enumerate() {
+            if e.name.is_empty() || !embedders.insert(e.name.as_str()) {
+                return Err(Error::config(
+                    format!("embedders[{i}].name"),
+                    format!("{:?} is empty or used twice", e.name),
+                ));
+            }
+            if e.batch_size == 0 || e.batch_size > 4096 {
+                return Err(Error::config(
+                    format!("embedders[{i}].batch_size"),
+                    format!("{} is out of range 1..=4096", e.batch_size),
+                ));
+            }
+            if e.threads == Some(0) {
+                return Err(Error::config(
+                    format!("embedders[{i}].threads"),
+                    "must be at least 1".to_owned(),
+                ));
+            }
+        }
         let mut seen = HashSet::new();
         for (i, t) in self.tables.iter().enumerate() {
-            validate_table(i, t)?;
+            validate_table(i, t, &embedders)?;
             if !seen.insert(crate::event::TableName::parse(&t.table)) {
                 return Err(Error::config(
                     format!("tables[{i}].table"),
@@ -128,7 +149,49 @@ impl Config {
     }
 }
 
-fn validate_table(i: usize, t: &TableConfig) -> Result<(), Error> {
+/// A vector's source: a column, or `embed` with a `text` template over columns.
+fn validate_source(
+    field: &dyn Fn(&str) -> String,
+    column: &str,
+    embed: &Option<String>,
+    text: &Option<String>,
+    embedders: &HashSet<&str>,
+) -> Result<(), Error> {
+    match (column.is_empty(), embed) {
+        (true, None) => Err(Error::config(
+            field("column"),
+            "must not be empty (or compute the vector from text: embed = \"<embedder>\", text = \"{column}\")".to_owned(),
+        )),
+        (false, Some(_)) => Err(Error::config(
+            field("embed"),
+            "set either column or embed, not both".to_owned(),
+        )),
+        (false, None) if text.is_some() => Err(Error::config(
+            field("text"),
+            "only a vector with embed takes a text template".to_owned(),
+        )),
+        (false, None) => Ok(()),
+        (true, Some(e)) => {
+            if !embedders.contains(e.as_str()) {
+                return Err(Error::config(
+                    field("embed"),
+                    format!("no [[embedders]] entry is named {e:?}"),
+                ));
+            }
+            let t = text.as_deref().unwrap_or("");
+            match crate::mapping::template::Template::parse(t) {
+                Ok(tpl) if !tpl.columns().is_empty() => Ok(()),
+                Ok(_) => Err(Error::config(
+                    field("text"),
+                    "name at least one column in braces, e.g. text = \"{title}\\n{body}\"".to_owned(),
+                )),
+                Err(e) => Err(Error::config(field("text"), e)),
+            }
+        }
+    }
+}
+
+fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Result<(), Error> {
     let f = |name: &str| format!("tables[{i}].{name}");
     if t.table.is_empty() || t.table.split('.').count() > 2 {
         return Err(Error::config(
@@ -164,12 +227,13 @@ fn validate_table(i: usize, t: &TableConfig) -> Result<(), Error> {
                 format!("{} is out of range 1..=65536", v.size),
             ));
         }
-        if v.column.is_empty() {
-            return Err(Error::config(
-                f("vector.column"),
-                "must not be empty".to_owned(),
-            ));
-        }
+        validate_source(
+            &|name| f(&format!("vector.{name}")),
+            &v.column,
+            &v.embed,
+            &v.text,
+            embedders,
+        )?;
     }
     let mut names = HashSet::new();
     for (j, v) in t.vectors.iter().enumerate() {
@@ -185,12 +249,13 @@ fn validate_table(i: usize, t: &TableConfig) -> Result<(), Error> {
                 format!("{} is out of range 1..=65536", v.size),
             ));
         }
-        if v.column.is_empty() {
-            return Err(Error::config(
-                f(&format!("vectors[{j}].column")),
-                "must not be empty".to_owned(),
-            ));
-        }
+        validate_source(
+            &|name| f(&format!("vectors[{j}].{name}")),
+            &v.column,
+            &v.embed,
+            &v.text,
+            embedders,
+        )?;
     }
     if let Some(k) = &t.key {
         if k.is_empty() || k.iter().any(|c| c.is_empty()) {

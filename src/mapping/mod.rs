@@ -5,6 +5,7 @@
 
 pub mod binary;
 pub mod key;
+pub mod template;
 pub mod types;
 pub mod value;
 
@@ -41,6 +42,8 @@ struct VectorSpec {
     name: String,
     column: String,
     size: usize,
+    /// Computed from text instead of read from `column`: the embedder and the template.
+    embed: Option<(Arc<str>, template::Template)>,
 }
 
 /// A compiled `[[tables]]` entry.
@@ -65,6 +68,7 @@ pub struct TableMapping {
 impl TableMapping {
     /// `key` is the resolved key column list (see `source::catalog`).
     pub fn new(cfg: &TableConfig, key: Vec<String>) -> Self {
+        let embedded = cfg.embedded_vectors();
         Self {
             table: TableName::parse(&cfg.table),
             collection: Arc::from(cfg.collection.as_str()),
@@ -73,6 +77,18 @@ impl TableMapping {
                 .vector_columns()
                 .into_iter()
                 .map(|(name, column, size, _)| VectorSpec {
+                    embed: embedded
+                        .iter()
+                        .find(|e| e.0 == name)
+                        .map(|(_, e, text, _)| {
+                            (
+                                Arc::from(e.as_str()),
+                                // Validated with the config.
+                                template::Template::parse(text).unwrap_or_else(|_| {
+                                    template::Template::parse("").expect("empty template")
+                                }),
+                            )
+                        }),
                     name,
                     column,
                     size: size as usize,
@@ -135,7 +151,56 @@ impl TableMapping {
 
     /// Columns that hold vectors (never copied into the payload by default).
     pub fn vector_columns(&self) -> impl Iterator<Item = &str> {
-        self.vectors.iter().map(|v| v.column.as_str())
+        self.vectors
+            .iter()
+            .filter(|v| v.embed.is_none())
+            .map(|v| v.column.as_str())
+    }
+
+    /// The texts to embed for `row`'s vectors computed from text. A vector whose template reads
+    /// an unchanged TOAST value is left out: the stored vector stays.
+    fn embed_inputs(&self, row: &Row) -> Result<Vec<crate::event::EmbedInput>, MappingError> {
+        let mut out = Vec::new();
+        for spec in &self.vectors {
+            let Some((embedder, tpl)) = &spec.embed else {
+                continue;
+            };
+            let mut unchanged = false;
+            let mut failed = None;
+            let text = tpl.render(|col| match row.column(col) {
+                None => {
+                    failed.get_or_insert_with(|| {
+                        format!(
+                            "text column {col:?} of vector {:?} is not in the table",
+                            spec.name
+                        )
+                    });
+                    None
+                }
+                Some((_, Datum::Unchanged)) => {
+                    unchanged = true;
+                    None
+                }
+                Some((c, d)) => match self.text_of(c, d)? {
+                    Ok(t) => Some(Cow::Owned(t.into_owned())),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        None
+                    }
+                },
+            });
+            if let Some(e) = failed {
+                return Err(self.error(row, e));
+            }
+            if !unchanged {
+                out.push(crate::event::EmbedInput {
+                    vector: spec.name.clone(),
+                    embedder: embedder.clone(),
+                    text,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Maps one change to the operations that bring the collection in step with it.
@@ -293,17 +358,19 @@ impl TableMapping {
         m["key"] = self.key_json(row);
         payload.insert(META_FIELD.to_owned(), m);
         let vectors = self.vectors(row)?;
+        let embed = self.embed_inputs(row)?;
         Ok(Document {
             key,
             payload,
             vectors,
+            embed,
             position,
         })
     }
 
     fn vectors(&self, row: &Row) -> Result<Option<Vectors>, MappingError> {
         let mut named = Vec::with_capacity(self.vectors.len());
-        for spec in &self.vectors {
+        for spec in self.vectors.iter().filter(|s| s.embed.is_none()) {
             let v = match row.column(&spec.column) {
                 None => {
                     return Err(self.error(
@@ -325,13 +392,18 @@ impl TableMapping {
             .map_err(|e| self.error(row, format!("vector column {:?}: {e}", spec.column)))?;
             named.push((spec.name.clone(), v));
         }
-        Ok(match (named.len(), self.vectors.first()) {
-            (0, _) => None,
-            (1, Some(first)) if first.name.is_empty() => {
-                Some(Vectors::Default(named.pop().expect("one").1))
-            }
-            _ => Some(Vectors::Named(named)),
-        })
+        Ok(
+            match (
+                named.len(),
+                self.vectors.first().filter(|s| s.embed.is_none()),
+            ) {
+                (0, _) => None,
+                (1, Some(first)) if first.name.is_empty() => {
+                    Some(Vectors::Default(named.pop().expect("one").1))
+                }
+                _ => Some(Vectors::Named(named)),
+            },
+        )
     }
 
     pub fn point_key(&self, row: &Row) -> Result<PointKey, MappingError> {

@@ -41,6 +41,19 @@ pub mod names {
     pub const VERIFY_STALE: &str = "pg2qdrant_verify_stale";
     /// Unix time of the last `verify`, by `table`.
     pub const VERIFY_TIMESTAMP: &str = "pg2qdrant_verify_timestamp_seconds";
+    /// Texts embedded, by `embedder`.
+    pub const EMBEDDINGS: &str = "pg2qdrant_embeddings_total";
+    /// Inputs whose point already held their embedding (same model, same text): not embedded
+    /// again, by `embedder`.
+    pub const EMBED_UNCHANGED: &str = "pg2qdrant_embed_unchanged_total";
+    /// Inputs cut at the model's maximum length, by `embedder`.
+    pub const EMBED_TRUNCATED: &str = "pg2qdrant_embed_truncated_total";
+    /// Inputs the embedder refused (dead-lettered), by `embedder`.
+    pub const EMBED_FAILED: &str = "pg2qdrant_embed_failed_total";
+    /// Seconds per embedder call, by `embedder`.
+    pub const EMBED_LATENCY: &str = "pg2qdrant_embed_latency_seconds";
+    /// Inputs per embedder call, by `embedder`.
+    pub const EMBED_BATCH: &str = "pg2qdrant_embed_batch_size";
 }
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -97,4 +110,13 @@ pub fn describe() {
         TOAST_FETCHES,
         "TOAST merges that read the current row from PostgreSQL"
     );
+    describe_counter!(EMBEDDINGS, "Texts embedded");
+    describe_counter!(
+        EMBED_UNCHANGED,
+        "Inputs not embedded again: the point holds their embedding"
+    );
+    describe_counter!(EMBED_TRUNCATED, "Inputs cut at the model's maximum length");
+    describe_counter!(EMBED_FAILED, "Inputs the embedder refused (dead-lettered)");
+    describe_histogram!(EMBED_LATENCY, Unit::Seconds, "Time per embedder call");
+    describe_histogram!(EMBED_BATCH, Unit::Count, "Inputs per embedder call");
 }

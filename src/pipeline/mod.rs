@@ -1,5 +1,6 @@
 //! Transaction assembly, batching, and the in-order durable writer.
 
 pub mod assemble;
+pub mod embedding;
 pub mod replicate;
 pub mod writer;

@@ -1,7 +1,7 @@
 //! The writer: the one task that makes batches durable, in order, then moves progress forward.
 //!
 //! ```text
-//!   Batch ─▶ resolve TOAST merges ─▶ sink.write (retry transient, capped backoff) ─▶ durable
+//!   Batch ─▶ resolve TOAST merges ─▶ embed text ─▶ sink.write (retry transient, capped backoff) ─▶ durable
 //!                                                          │
 //!                     ack LSN ─▶ watch (slot feedback) + checkpoint file (throttled, fsynced)
 //! ```
@@ -40,6 +40,8 @@ pub struct Writer<S: Sink> {
     pub mappings: Arc<Mappings>,
     pub source: SourceConfig,
     pub dead_letter: Arc<Mutex<DeadLetter>>,
+    /// Vectors computed from text (see `embedding`).
+    pub embedders: Arc<super::embedding::Embedders>,
     pub max_backoff: Duration,
     pub shutdown: CancellationToken,
 }
@@ -199,12 +201,22 @@ impl<S: Sink> Writer<S> {
             return Ok(batch.ack);
         }
         let started = Instant::now();
-        let ops = if batch.ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
+        let mut ops = if batch.ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
             self.retry(|| self.resolve_merges(catalog, batch.ops.clone()))
                 .await?
         } else {
             batch.ops
         };
+        if super::embedding::pending(&ops) {
+            let stored = self
+                .retry(|| super::embedding::stored(&*self.sink, &ops))
+                .await?;
+            let failed = self.embedders.fill(&mut ops, &stored).await;
+            for (i, reason) in failed.into_iter().rev() {
+                self.dead_letter_op(&ops[i], &reason)?;
+                ops.remove(i);
+            }
+        }
         self.write(&ops).await?;
         tracing::debug!(ops = ops.len(), ack = ?batch.ack, "batch durable");
         metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);

@@ -3,7 +3,8 @@
 pub mod qdrant;
 
 use crate::error::Error;
-use crate::event::{Op, PointKey};
+use crate::event::{Op, PointKey, Vectors};
+use std::collections::HashMap;
 use std::future::Future;
 
 /// A destination for ops.
@@ -23,4 +24,14 @@ pub trait Sink: Send + Sync + 'static {
         collection: &str,
         keys: &[PointKey],
     ) -> impl Future<Output = Result<Vec<PointKey>, Error>> + Send;
+
+    /// For the points of `keys` in `collection` that record what their vectors were embedded
+    /// from: that record (`_pg2qdrant.embedded`, vector name → `{model, hash}`) and the stored
+    /// vectors. A change whose text is unchanged keeps those vectors instead of embedding again.
+    /// A read only: errors are retried by the caller like a write's.
+    fn embedded(
+        &self,
+        collection: &str,
+        keys: &[PointKey],
+    ) -> impl Future<Output = Result<HashMap<PointKey, (serde_json::Value, Vectors)>, Error>> + Send;
 }

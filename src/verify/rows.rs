@@ -4,14 +4,12 @@
 use super::{compare, op_key, sample, stored_position, Check, TableReport, PAGE};
 use crate::config::Distance;
 use crate::error::Error;
-use crate::event::{Change, ChangeKind, Op, Row, TableName, Vectors};
+use crate::event::{Change, ChangeKind, Op, Row, TableName};
 use crate::mapping::TableMapping;
 use crate::sink::qdrant::mapping as qmap;
 use crate::source::catalog::Catalog;
 use crate::source::chunk::text_row;
-use qdrant_client::qdrant::{
-    vector_output, vectors_output, GetPointsBuilder, PointId, VectorOutput,
-};
+use qdrant_client::qdrant::{GetPointsBuilder, PointId};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -106,7 +104,7 @@ impl Check<'_> {
                             r.skipped_changed += 1;
                             continue;
                         }
-                        let vectors = p.vectors.clone().and_then(stored_vectors);
+                        let vectors = p.vectors.clone().and_then(qmap::stored_vectors);
                         if compare::difference(
                             &doc.payload,
                             doc.vectors.as_ref(),
@@ -184,25 +182,4 @@ async fn still_exists(
         .fetch_row(table, &row.columns, &key)
         .await?
         .is_some())
-}
-
-#[allow(deprecated)]
-fn stored_vectors(v: qdrant_client::qdrant::VectorsOutput) -> Option<Vectors> {
-    fn dense(v: VectorOutput) -> Option<Vec<f32>> {
-        match v.vector {
-            Some(vector_output::Vector::Dense(d)) => Some(d.data),
-            Some(_) => None,
-            None => Some(v.data),
-        }
-    }
-    match v.vectors_options? {
-        vectors_output::VectorsOptions::Vector(v) => dense(v).map(Vectors::Default),
-        vectors_output::VectorsOptions::Vectors(named) => Some(Vectors::Named(
-            named
-                .vectors
-                .into_iter()
-                .filter_map(|(n, v)| dense(v).map(|d| (n, d)))
-                .collect(),
-        )),
-    }
 }

@@ -459,3 +459,14 @@ fn dense(v: VectorOutput) -> Option<Vec<f32>> {
 pub fn value_format() -> String {
     std::env::var("PG2QDRANT_TEST_FORMAT").unwrap_or_else(|_| "auto".to_owned())
 }
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}

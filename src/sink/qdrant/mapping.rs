@@ -87,6 +87,32 @@ pub fn point_vectors(doc: &Document) -> Option<PointVectors> {
     })
 }
 
+#[allow(deprecated)]
+/// A point's stored vectors as ours (dense only).
+pub fn stored_vectors(v: qdrant_client::qdrant::VectorsOutput) -> Option<Vectors> {
+    fn dense(v: qdrant_client::qdrant::VectorOutput) -> Option<Vec<f32>> {
+        match v.vector {
+            Some(qdrant_client::qdrant::vector_output::Vector::Dense(d)) => Some(d.data),
+            Some(_) => None,
+            None => Some(v.data),
+        }
+    }
+    match v.vectors_options? {
+        qdrant_client::qdrant::vectors_output::VectorsOptions::Vector(v) => {
+            dense(v).map(Vectors::Default)
+        }
+        qdrant_client::qdrant::vectors_output::VectorsOptions::Vectors(named) => {
+            Some(Vectors::Named(
+                named
+                    .vectors
+                    .into_iter()
+                    .filter_map(|(n, v)| dense(v).map(|d| (n, d)))
+                    .collect(),
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +126,7 @@ mod tests {
             key: PointKey::Num(1),
             payload: map.as_object().unwrap().clone(),
             vectors: None,
+            embed: Vec::new(),
             position: Default::default(),
         };
         let ours = serde_json::Value::from(payload(&doc));

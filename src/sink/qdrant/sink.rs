@@ -339,6 +339,38 @@ impl Sink for QdrantSink {
         Ok(())
     }
 
+    async fn embedded(
+        &self,
+        collection: &str,
+        keys: &[PointKey],
+    ) -> Result<HashMap<PointKey, (serde_json::Value, crate::event::Vectors)>, Error> {
+        let by_id: HashMap<_, _> = keys.iter().map(|k| (mapping::point_id(k), k)).collect();
+        let field = format!("{META_FIELD}.embedded");
+        let found = self
+            .client
+            .get_points(
+                GetPointsBuilder::new(collection, by_id.keys().cloned().collect::<Vec<_>>())
+                    .with_payload(SelectorOptions::Include(PayloadIncludeSelector {
+                        fields: vec![field],
+                    }))
+                    .with_vectors(true),
+            )
+            .await
+            .map_err(Error::qdrant(format!(
+                "read embedded vectors in {collection}"
+            )))?;
+        Ok(found
+            .result
+            .into_iter()
+            .filter_map(|p| {
+                let key = (*by_id.get(p.id.as_ref()?)?).clone();
+                let payload = serde_json::Value::from(qdrant_client::Payload::from(p.payload));
+                let record = payload.get(META_FIELD)?.get("embedded")?.clone();
+                Some((key, (record, mapping::stored_vectors(p.vectors?)?)))
+            })
+            .collect())
+    }
+
     async fn missing(&self, collection: &str, keys: &[PointKey]) -> Result<Vec<PointKey>, Error> {
         let ids: Vec<_> = keys.iter().map(mapping::point_id).collect();
         let found = self
@@ -374,6 +406,7 @@ mod tests {
                 key: PointKey::Num(id),
                 payload: Default::default(),
                 vectors: None,
+                embed: Vec::new(),
                 position: Position {
                     commit_lsn: lsn,
                     seq,

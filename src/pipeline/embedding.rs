@@ -1,0 +1,291 @@
+//! Vectors computed from text: before a batch is written, every document's pending
+//! [`EmbedInput`](crate::event::EmbedInput)s are embedded (grouped by embedder, in batches of the
+//! embedder's `batch_size`, on blocking threads) and moved into its vectors. The point also
+//! records what each vector was built from (`_pg2qdrant.embedded.<vector>` = model identity and a
+//! hash of the input), so a later change can tell whether the text changed.
+//!
+//! **Only changed text is embedded.** Before embedding, the points the batch writes are read
+//! (`Sink::embedded`): where a point's record has the same model identity and input hash, its
+//! stored vector is reused and the embedder is not called. An update of other columns, a replay
+//! after a restart, and a resync of rows whose text did not change cost no embedding. (A change
+//! whose text column is an unchanged TOAST value carries no input at all: the mapping leaves the
+//! vector to the stored point.)
+//!
+//! A copied row (snapshot) comes through here like a streamed one, so a copy embeds in full
+//! batches. An input the embedder refuses is reported back for the dead-letter file; the rest of
+//! the batch is written.
+
+use crate::config::{EmbedderConfig, TableConfig, META_FIELD};
+use crate::embed::LocalEmbedder;
+use crate::error::Error;
+use crate::event::{Document, Op, PointKey, Vectors};
+use crate::metrics::names;
+use crate::sink::Sink;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Loaded {
+    model: Arc<LocalEmbedder>,
+    batch_size: usize,
+}
+
+/// The configured embedders, loaded.
+#[derive(Default)]
+pub struct Embedders {
+    by_name: HashMap<String, Loaded>,
+}
+
+impl Embedders {
+    /// Loads every `[[embedders]]` entry (reads model files: call from a blocking thread).
+    pub fn load(cfgs: &[EmbedderConfig]) -> Result<Self, Error> {
+        let mut by_name = HashMap::new();
+        for (i, c) in cfgs.iter().enumerate() {
+            let model = LocalEmbedder::load(&c.path, c.threads())
+                .map_err(|e| Error::config(format!("embedders[{i}].path"), e.to_string()))?;
+            tracing::info!(embedder = %c.name, identity = model.identity(), dimensions = model.dimensions(), max_tokens = model.max_tokens(), "embedder loaded");
+            by_name.insert(
+                c.name.clone(),
+                Loaded {
+                    model: Arc::new(model),
+                    batch_size: c.batch_size,
+                },
+            );
+        }
+        Ok(Self { by_name })
+    }
+
+    /// Every vector computed from text has the size its embedder gives.
+    pub fn check_sizes(&self, tables: &[TableConfig]) -> Result<(), Error> {
+        for (i, t) in tables.iter().enumerate() {
+            for (name, embedder, _, size) in t.embedded_vectors() {
+                let Some(e) = self.by_name.get(&embedder) else {
+                    continue; // validated with the config
+                };
+                let dims = e.model.dimensions() as u64;
+                if dims != size {
+                    let field = if name.is_empty() {
+                        format!("tables[{i}].vector.size")
+                    } else {
+                        format!("tables[{i}].vectors.{name}.size")
+                    };
+                    return Err(Error::config(
+                        field,
+                        format!("{size}, but embedder {embedder:?} gives {dims} dimensions; set size = {dims}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn identity(&self, embedder: &str) -> Option<&str> {
+        self.by_name.get(embedder).map(|e| e.model.identity())
+    }
+
+    /// Embeds the pending inputs of `ops` into their vectors, reusing `stored` vectors whose
+    /// input did not change. Returns the ops that could not be embedded, by index, with the
+    /// reason (their documents are left without those vectors).
+    pub async fn fill(&self, ops: &mut [Op], stored: &Stored) -> Vec<(usize, String)> {
+        let mut vectors: HashMap<(usize, usize), Vec<f32>> = HashMap::new();
+        // (op, input) pairs to embed, by embedder; the rest reuse their stored vector.
+        let mut wanted: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            let Some(doc) = doc(op) else { continue };
+            let point = stored.get(&(op.collection().to_string(), doc.key.clone()));
+            for (j, input) in doc.embed.iter().enumerate() {
+                let reused = point.and_then(|(record, vs)| {
+                    let identity = self.identity(&input.embedder)?;
+                    let name = record_name(&input.vector);
+                    (record.get(name)?.get("hash")?.as_str()? == hash(identity, &input.text))
+                        .then(|| stored_vector(vs, &input.vector))?
+                });
+                match reused {
+                    Some(v) => {
+                        metrics::counter!(names::EMBED_UNCHANGED, "embedder" => input.embedder.to_string()).increment(1);
+                        vectors.insert((i, j), v);
+                    }
+                    None => wanted.entry(&*input.embedder).or_default().push((i, j)),
+                }
+            }
+        }
+        let mut failed: HashMap<usize, String> = HashMap::new();
+        let identities: HashMap<String, String> = self
+            .by_name
+            .iter()
+            .map(|(n, e)| (n.clone(), e.model.identity().to_owned()))
+            .collect();
+        for (name, pairs) in wanted {
+            let Some(e) = self.by_name.get(name) else {
+                for (i, _) in pairs {
+                    failed.insert(i, format!("no embedder named {name:?} is loaded"));
+                }
+                continue;
+            };
+            for chunk in pairs.chunks(e.batch_size) {
+                let texts: Vec<String> = chunk
+                    .iter()
+                    .map(|&(i, j)| doc(&ops[i]).expect("has a document").embed[j].text.clone())
+                    .collect();
+                match embed(&e.model, name, texts.clone()).await {
+                    Ok(vs) => {
+                        for (&pair, v) in chunk.iter().zip(vs) {
+                            vectors.insert(pair, v);
+                        }
+                    }
+                    // Find the input at fault: one at a time.
+                    Err(_) => {
+                        for (&pair, text) in chunk.iter().zip(texts) {
+                            match embed(&e.model, name, vec![text]).await {
+                                Ok(mut v) => {
+                                    vectors.insert(pair, v.remove(0));
+                                }
+                                Err(reason) => {
+                                    metrics::counter!(names::EMBED_FAILED, "embedder" => name.to_owned()).increment(1);
+                                    failed.insert(pair.0, format!("embedder {name:?}: {reason}"));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (i, op) in ops.iter_mut().enumerate() {
+            if failed.contains_key(&i) {
+                continue;
+            }
+            let Some(doc) = doc_mut(op) else { continue };
+            for (j, input) in std::mem::take(&mut doc.embed).into_iter().enumerate() {
+                let v = vectors.remove(&(i, j)).expect("embedded above");
+                let identity = identities
+                    .get(&*input.embedder)
+                    .cloned()
+                    .unwrap_or_default();
+                record(doc, &input.vector, &identity, &input.text);
+                put(doc, &input.vector, v);
+            }
+        }
+        let mut failed: Vec<(usize, String)> = failed.into_iter().collect();
+        failed.sort_unstable_by_key(|(i, _)| *i);
+        failed
+    }
+}
+
+fn doc(op: &Op) -> Option<&Document> {
+    match op {
+        Op::Upsert { doc, .. } | Op::Merge { doc, .. } => Some(doc),
+        _ => None,
+    }
+}
+
+fn doc_mut(op: &mut Op) -> Option<&mut Document> {
+    match op {
+        Op::Upsert { doc, .. } | Op::Merge { doc, .. } => Some(doc),
+        _ => None,
+    }
+}
+
+/// Does `ops` hold text still to embed?
+pub fn pending(ops: &[Op]) -> bool {
+    ops.iter()
+        .any(|o| doc(o).is_some_and(|d| !d.embed.is_empty()))
+}
+
+/// What the points of a batch were embedded from, by (collection, key).
+pub type Stored = HashMap<(String, PointKey), (Value, Vectors)>;
+
+/// Reads [`Stored`] for the documents of `ops` with text to embed (one read per collection).
+pub async fn stored<S: Sink>(sink: &S, ops: &[Op]) -> Result<Stored, Error> {
+    let mut keys: HashMap<&str, Vec<PointKey>> = HashMap::new();
+    for op in ops {
+        if let Some(d) = doc(op).filter(|d| !d.embed.is_empty()) {
+            keys.entry(op.collection()).or_default().push(d.key.clone());
+        }
+    }
+    let mut out = Stored::new();
+    for (collection, keys) in keys {
+        for (key, found) in sink.embedded(collection, &keys).await? {
+            out.insert((collection.to_owned(), key), found);
+        }
+    }
+    Ok(out)
+}
+
+/// The name a vector's record has under `_pg2qdrant.embedded`.
+fn record_name(vector: &str) -> &str {
+    if vector.is_empty() {
+        "vector"
+    } else {
+        vector
+    }
+}
+
+/// The hash of an input as embedded by the model `identity`.
+fn hash(identity: &str, text: &str) -> String {
+    let mut input = identity.as_bytes().to_vec();
+    input.push(0);
+    input.extend_from_slice(text.as_bytes());
+    uuid::Uuid::new_v5(&crate::mapping::key::NAMESPACE, &input)
+        .simple()
+        .to_string()
+}
+
+fn stored_vector(vs: &Vectors, name: &str) -> Option<Vec<f32>> {
+    match vs {
+        Vectors::Default(v) if name.is_empty() => Some(v.clone()),
+        Vectors::Named(list) => list.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()),
+        Vectors::Default(_) => None,
+    }
+}
+
+/// One embedder call on a blocking thread, counted.
+async fn embed(
+    model: &Arc<LocalEmbedder>,
+    name: &str,
+    texts: Vec<String>,
+) -> Result<Vec<Vec<f32>>, String> {
+    let model = model.clone();
+    let n = texts.len();
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        model.embed(&refs)
+    })
+    .await
+    .map_err(|e| format!("embedder task failed: {e}"))??;
+    let name = name.to_owned();
+    metrics::histogram!(names::EMBED_LATENCY, "embedder" => name.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!(names::EMBED_BATCH, "embedder" => name.clone()).record(n as f64);
+    metrics::counter!(names::EMBEDDINGS, "embedder" => name.clone()).increment(n as u64);
+    if out.truncated > 0 {
+        metrics::counter!(names::EMBED_TRUNCATED, "embedder" => name)
+            .increment(out.truncated as u64);
+    }
+    Ok(out.vectors)
+}
+
+/// Records on the point what the vector was built from: `_pg2qdrant.embedded.<vector>`.
+fn record(doc: &mut Document, vector: &str, identity: &str, text: &str) {
+    let hash = hash(identity, text);
+    let name = record_name(vector);
+    if let Some(Value::Object(meta)) = doc.payload.get_mut(META_FIELD) {
+        let embedded = meta
+            .entry("embedded".to_owned())
+            .or_insert_with(|| json!({}));
+        if let Value::Object(m) = embedded {
+            m.insert(name.to_owned(), json!({"model": identity, "hash": hash}));
+        }
+    }
+}
+
+fn put(doc: &mut Document, name: &str, v: Vec<f32>) {
+    match (&mut doc.vectors, name.is_empty()) {
+        (None, true) => doc.vectors = Some(Vectors::Default(v)),
+        (None, false) => doc.vectors = Some(Vectors::Named(vec![(name.to_owned(), v)])),
+        (Some(Vectors::Named(list)), _) => list.push((name.to_owned(), v)),
+        // The config has either the unnamed vector or named ones, never both.
+        (Some(Vectors::Default(_)), _) => doc.vectors = Some(Vectors::Default(v)),
+    }
+}
