@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The demo: installs what is missing, starts a local PostgreSQL 15 and Qdrant, creates the chat
-# schema (sql/chat_schema.sql), runs pg2qdrant with config/chat_history.toml (env overrides only),
-# writes sample chat messages and shows them arriving in Qdrant. DEMO_KEEP=1 keeps it running.
+# The demo: installs what is missing (PostgreSQL 15, Qdrant, the all-MiniLM-L6-v2 model), starts a
+# local PostgreSQL and Qdrant, creates the chat schema of seed 004 (sql/chat_schema.sql: no
+# embedding column), runs pg2qdrant with config/chat_history.toml (env overrides only: it embeds
+# each message's content in-process), writes sample chat messages, shows them arriving in Qdrant
+# and a semantic search with a question none of them contains. DEMO_KEEP=1 keeps it running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -25,6 +27,7 @@ export PG2QDRANT__QDRANT__URL="http://127.0.0.1:$QD_GRPC"
 export PG2QDRANT__CHECKPOINT__PATH="$WORK/chat.checkpoint"
 export PG2QDRANT__DEAD_LETTER__PATH="$WORK/chat.deadletter.jsonl"
 export PG2QDRANT__METRICS__ADDR="127.0.0.1:$METRICS"
+export PG2QDRANT__EMBEDDERS__MINILM__PATH="$MODEL_DIR"
 QD="http://127.0.0.1:$QD_HTTP"
 
 echo "== pg2qdrant check"
@@ -40,14 +43,12 @@ done
 count() { curl -fsS -X POST "$QD/collections/chat_history/points/count" -H 'content-type: application/json' -d '{"exact":true}' | jq .result.count; }
 wait_count() { for _ in $(seq 1 100); do [ "$(count)" = "$1" ] && return 0; sleep 0.1; done; echo "expected $1 points, have $(count)"; return 1; }
 
-# Sample embeddings: deterministic 384-d vectors derived from the text (a stand-in for a model).
-EMB="ARRAY(SELECT sin(ascii(substr(md5(c), 1 + j % 32, 1)) * (j + 1))::real FROM generate_series(0, 383) j)"
-echo "== inserting 2 sessions, 6 messages in PostgreSQL"
+echo "== inserting 2 sessions, 6 messages in PostgreSQL (text only: pg2qdrant embeds the content)"
 $PSQL -d chatbot <<SQL
 INSERT INTO chat_sessions (session_id, user_id) VALUES
   ('a1b2c3d4-0000-4000-8000-000000000001', 'alice'), ('a1b2c3d4-0000-4000-8000-000000000002', 'bob');
-INSERT INTO chat_messages (session_id, role, content, embedding)
-SELECT s::uuid, r, c, $EMB FROM (VALUES
+INSERT INTO chat_messages (session_id, role, content)
+SELECT s::uuid, r, c FROM (VALUES
   ('a1b2c3d4-0000-4000-8000-000000000001', 'user', 'How do I keep Qdrant in sync with Postgres?'),
   ('a1b2c3d4-0000-4000-8000-000000000001', 'assistant', 'Stream the WAL through a logical replication slot.'),
   ('a1b2c3d4-0000-4000-8000-000000000001', 'user', 'What happens if Qdrant is down?'),
@@ -57,22 +58,17 @@ SELECT s::uuid, r, c, $EMB FROM (VALUES
 SQL
 wait_count 6
 echo "== Qdrant collection chat_history now holds $(count) points; message 1:"
-curl -fsS "$QD/collections/chat_history/points/1" | jq -c '.result | {id, payload: (.payload | del(._pg2qdrant)), vector_len: (.vector | length)}'
-echo "== semantic search filtered by session_id (query = message 3's vector):"
-VEC=$(curl -fsS "$QD/collections/chat_history/points/3" -H 'content-type: application/json' | jq -c '.result.vector')
+curl -fsS "$QD/collections/chat_history/points/1" | jq -c '.result | {id, payload: (.payload | del(._pg2qdrant)), vector_len: (.vector | length), embedded: .payload._pg2qdrant.embedded}'
+QUESTION="Is anything lost while the vector database is offline?"
+echo "== semantic search in alice's session for: $QUESTION"
+VEC=$(./target/debug/pg2qdrant embed --config config/chat_history.toml "$QUESTION")
 curl -fsS -X POST "$QD/collections/chat_history/points/query" -H 'content-type: application/json' \
-  -d "{\"query\": $VEC, \"limit\": 3, \"with_payload\": [\"content\", \"role\"], \"filter\": {\"must\": [{\"key\": \"session_id\", \"match\": {\"value\": \"a1b2c3d4-0000-4000-8000-000000000001\"}}]}}" \
+  -d "{\"query\": $VEC, \"limit\": 2, \"with_payload\": [\"content\", \"role\"], \"filter\": {\"must\": [{\"key\": \"session_id\", \"match\": {\"value\": \"a1b2c3d4-0000-4000-8000-000000000001\"}}]}}" \
   | jq -c '.result.points[] | {id, score, role: .payload.role, content: .payload.content}'
-echo "== editing message 2 and deleting bob's session (its messages cascade)"
-$PSQL -d chatbot -c "UPDATE chat_messages SET content = 'Stream the WAL (edited).' WHERE id = 2; DELETE FROM chat_sessions WHERE user_id = 'bob';"
+echo "== editing message 2's text (embedded again), message 1's role only (not embedded again), deleting bob's session (its messages cascade)"
+$PSQL -d chatbot -c "UPDATE chat_messages SET content = 'Stream the WAL (edited).' WHERE id = 2; UPDATE chat_messages SET role = 'human' WHERE id = 1; DELETE FROM chat_sessions WHERE user_id = 'bob';"
 wait_count 4
 curl -fsS "$QD/collections/chat_history/points/2" | jq -c '.result.payload.content'
-echo "== a message whose embedding has 3 dimensions instead of 384 goes to the dead-letter file:"
-$PSQL -d chatbot -c "INSERT INTO chat_messages (session_id, role, content, embedding) VALUES ('a1b2c3d4-0000-4000-8000-000000000001', 'user', 'bad vector', '{1,2,3}')"
-for _ in $(seq 1 50); do [ -s "$WORK/chat.deadletter.jsonl" ] && break; sleep 0.1; done
-jq -c '{table, key, lsn, reason}' "$WORK/chat.deadletter.jsonl"
-$PSQL -d chatbot -c "DELETE FROM chat_messages WHERE content = 'bad vector'"
-wait_count 4
 echo "== Qdrant holds $(count) points, PostgreSQL $($PSQL -d chatbot -Atc 'SELECT count(*) FROM chat_messages') rows"
 echo "== pg2qdrant verify: every row against its point"
 ./target/debug/pg2qdrant verify --config config/chat_history.toml || true
@@ -82,7 +78,7 @@ curl -fsS -X POST "$QD/collections/chat_history/points/payload?wait=true" -H 'co
 ./target/debug/pg2qdrant verify --config config/chat_history.toml || true
 ./target/debug/pg2qdrant verify --config config/chat_history.toml --repair
 echo "== metrics (http://127.0.0.1:$METRICS/metrics):"
-curl -fsS "http://127.0.0.1:$METRICS/metrics" | grep -E '^pg2qdrant_(changes|last_acked|dead|snapshot_state|verify)' || true
+curl -fsS "http://127.0.0.1:$METRICS/metrics" | grep -E '^pg2qdrant_(changes|last_acked|dead|snapshot_state|verify|embed)' || true
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
   echo "== running; psql: $PSQL -d chatbot ; Qdrant: $QD ; Ctrl-C to stop"
   wait "$PID"

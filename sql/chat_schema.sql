@@ -1,4 +1,5 @@
--- The chat schema of seed 004 (chat_sessions → chat_messages), mirrored by config/chat_history.toml.
+-- The chat schema of seed 004 exactly (chat_sessions → chat_messages; no embedding column: the
+-- vector is computed from content by config/chat_history.toml's embedder).
 CREATE TABLE IF NOT EXISTS chat_sessions (
   session_id uuid PRIMARY KEY,
   user_id varchar(255),
@@ -13,8 +14,7 @@ CREATE TABLE IF NOT EXISTS chat_messages (
   role varchar(50) NOT NULL,
   content text NOT NULL,
   "timestamp" timestamp NOT NULL DEFAULT now(),
-  vector_id varchar(255),
-  embedding real[]
+  vector_id varchar(255)
 );
 CREATE INDEX IF NOT EXISTS chat_messages_session_id ON chat_messages (session_id);
 CREATE INDEX IF NOT EXISTS chat_messages_timestamp ON chat_messages ("timestamp");

@@ -49,4 +49,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the vector of each TEXT as a JSON array, one per line, computed by a configured
+    /// embedder exactly as the connector computes points' vectors (for queries).
+    Embed {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The `[[embedders]]` name (default: the only one).
+        #[arg(long, short)]
+        embedder: Option<String>,
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
 }

@@ -101,6 +101,25 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+            Command::Embed {
+                config,
+                embedder,
+                text,
+            } => {
+                let cfg = match pg2qdrant::config::load(&config) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+                match pg2qdrant::embed::embed_texts(&cfg, embedder.as_deref(), &text) {
+                    Ok(vectors) => {
+                        for v in vectors {
+                            println!("{}", serde_json::to_string(&v).expect("floats serialize"));
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
         }
     })
 }

@@ -3,25 +3,36 @@
 use crate::harness::*;
 use serde_json::json;
 
+/// The two shipped variants, one after the other (they write the same collection, as shipped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_history_example_runs_as_shipped() {
-    let schema =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/chat_schema.sql"))
-            .unwrap();
-    let db = TestDb::new("t_chat", &schema).await;
+async fn chat_history_examples_run_as_shipped() {
+    chat_example(
+        "chat_schema_precomputed.sql",
+        "chat_history_precomputed.toml",
+        "t_chat_pre",
+        3,
+    )
+    .await;
+    chat_example("chat_schema.sql", "chat_history.toml", "t_chat", 6).await;
+}
+
+/// Runs `config/<config>` on `sql/<schema>` with env overrides only; `inserts_seen`: the
+/// process-wide insert counter of chat_messages after this variant's three rows.
+async fn chat_example(schema: &str, config: &str, name: &str, inserts_seen: u64) {
+    let embedded = !schema.contains("precomputed");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let schema = std::fs::read_to_string(format!("{root}/sql/{schema}")).unwrap();
+    let db = TestDb::new(name, &schema).await;
     let _ = qdrant().delete_collection("chat_history").await;
-    let dir = work_dir("t_chat");
+    let dir = work_dir(name);
     let metrics_port = free_port();
-    let mut cfg = pg2qdrant::config::load(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/config/chat_history.toml"
-    )))
-    .expect("shipped config is valid");
+    let mut cfg = pg2qdrant::config::load(std::path::Path::new(&format!("{root}/config/{config}")))
+        .expect("shipped config is valid");
     pg2qdrant::config::apply_env(
         &mut cfg,
         [
             ("PG2QDRANT__SOURCE__URL".to_owned(), db.url.clone()),
-            ("PG2QDRANT__SOURCE__SLOT".to_owned(), "t_chat".to_owned()),
+            ("PG2QDRANT__SOURCE__SLOT".to_owned(), name.to_owned()),
             ("PG2QDRANT__QDRANT__URL".to_owned(), qdrant_url()),
             (
                 "PG2QDRANT__CHECKPOINT__PATH".to_owned(),
@@ -35,18 +46,30 @@ async fn chat_history_example_runs_as_shipped() {
                 "PG2QDRANT__METRICS__ADDR".to_owned(),
                 format!("127.0.0.1:{metrics_port}"),
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(embedded.then(|| {
+            (
+                "PG2QDRANT__EMBEDDERS__MINILM__PATH".to_owned(),
+                env("PG2QDRANT_TEST_MODEL"),
+            )
+        })),
     )
     .unwrap();
     cfg.validate().unwrap();
     let run = db.start(cfg).await;
-    db.exec(
+    let (vector_column, vector_value) = if embedded {
+        ("", "")
+    } else {
+        (", embedding", ", array_fill(0.5::real, ARRAY[384])")
+    };
+    db.exec(&format!(
         "INSERT INTO chat_sessions (session_id, user_id) VALUES ('6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713', 'u1'), ('00000000-0000-4000-8000-000000000002', 'u2');
-         INSERT INTO chat_messages (id, session_id, role, content, \"timestamp\", embedding) VALUES
-           (1, '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713', 'user', 'hello', '2023-10-13 10:30:00', array_fill(0.5::real, ARRAY[384])),
-           (2, '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713', 'assistant', 'hi!', '2023-10-13 10:30:05', array_fill(0.5::real, ARRAY[384])),
-           (3, '00000000-0000-4000-8000-000000000002', 'user', 'other', '2023-10-13 11:00:00', array_fill(0.5::real, ARRAY[384]));",
-    )
+         INSERT INTO chat_messages (id, session_id, role, content, \"timestamp\"{vector_column}) VALUES
+           (1, '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713', 'user', 'hello', '2023-10-13 10:30:00'{vector_value}),
+           (2, '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713', 'assistant', 'How do I reset my password?', '2023-10-13 10:30:05'{vector_value}),
+           (3, '00000000-0000-4000-8000-000000000002', 'user', 'Can you recommend a good pizza place nearby?', '2023-10-13 11:00:00'{vector_value});",
+    ))
     .await;
     wait_count("chat_history", 3).await;
     let p = point("chat_history", 1).await.unwrap();
@@ -119,18 +142,45 @@ async fn chat_history_example_runs_as_shipped() {
     // The metrics listener serves the catalogue with per-table/collection labels.
     let body = http_get(metrics_port, "/metrics").await;
     for needle in [
-        "pg2qdrant_changes_received_total{table=\"public.chat_messages\",op=\"insert\"} 3",
-        "pg2qdrant_changes_applied_total{collection=\"chat_history\",op=\"upsert\"}",
-        "pg2qdrant_last_acked_lsn",
-        "pg2qdrant_write_latency_seconds_bucket",
+        format!("pg2qdrant_changes_received_total{{table=\"public.chat_messages\",op=\"insert\"}} {inserts_seen}"),
+        "pg2qdrant_changes_applied_total{collection=\"chat_history\",op=\"upsert\"}".to_owned(),
+        "pg2qdrant_last_acked_lsn".to_owned(),
+        "pg2qdrant_write_latency_seconds_bucket".to_owned(),
     ] {
         assert!(
-            body.contains(needle),
+            body.contains(needle.as_str()),
             "{needle} missing from /metrics:\n{body}"
         );
     }
     assert!(http_get(metrics_port, "/healthz").await.ends_with("ok\n"));
 
+    if embedded {
+        // A real semantic search: a paraphrase of message 2 finds it, not the pizza question.
+        let model = pg2qdrant::embed::LocalEmbedder::load(
+            std::path::Path::new(&env("PG2QDRANT_TEST_MODEL")),
+            2,
+        )
+        .unwrap();
+        let query = model
+            .embed(&["I forgot my login credentials"])
+            .unwrap()
+            .vectors
+            .remove(0);
+        let hits = qdrant()
+            .query(
+                qdrant_client::qdrant::QueryPointsBuilder::new("chat_history")
+                    .query(query)
+                    .limit(1),
+            )
+            .await
+            .unwrap()
+            .result;
+        assert_eq!(
+            hits[0].id,
+            Some(2u64.into()),
+            "the paraphrase ranks first: {hits:?}"
+        );
+    }
     // Deleting a session removes its messages' points (the cascade arrives as row deletes).
     db.exec("DELETE FROM chat_sessions WHERE session_id = '6f1c4a2e-9b3d-4e70-8a41-2c6d0e9fb713'")
         .await;

@@ -103,13 +103,34 @@ pub fn apply_env(
             "checkpoint.snapshot_path" => cfg.checkpoint.snapshot_path = Some(value.into()),
             "dead_letter.path" => cfg.dead_letter.path = value.into(),
             "metrics.addr" => cfg.metrics.addr = value,
+            // PG2QDRANT__EMBEDDERS__<NAME>__PATH (THREADS, BATCH_SIZE): the entry named <NAME>.
+            k if k.starts_with("embedders.") => {
+                let rest = &k["embedders.".len()..];
+                let Some((entry, field)) = rest.rsplit_once('.') else {
+                    return Err(bad("expected PG2QDRANT__EMBEDDERS__<NAME>__<PATH|THREADS|BATCH_SIZE>"));
+                };
+                let Some(e) = cfg
+                    .embedders
+                    .iter_mut()
+                    .find(|e| e.name.to_ascii_lowercase() == entry)
+                else {
+                    return Err(bad("no [[embedders]] entry has that name"));
+                };
+                match field {
+                    "path" => e.path = value.into(),
+                    "threads" => e.threads = Some(num(&value)? as usize),
+                    "batch_size" => e.batch_size = num(&value)? as usize,
+                    _ => return Err(bad("expected PATH, THREADS or BATCH_SIZE after the embedder name")),
+                }
+            }
             _ => {
                 return Err(Error::config(
                     name.clone(),
                     "unknown override; known: SOURCE__{URL,SLOT,PUBLICATION,CREATE_SLOT,CREATE_PUBLICATION,TLS,CA_FILE,\
-                     STATUS_INTERVAL_MS,SNAPSHOT,SNAPSHOT_ON_SLOT_LOSS,SNAPSHOT_WORKERS,SNAPSHOT_CHUNK_PAGES}, \
+                     STATUS_INTERVAL_MS,SNAPSHOT,SNAPSHOT_ON_SLOT_LOSS,SNAPSHOT_WORKERS,SNAPSHOT_CHUNK_PAGES,FORMAT}, \
                      QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS}, \
-                     CHECKPOINT__{PATH,SNAPSHOT_PATH}, DEAD_LETTER__PATH, METRICS__ADDR"
+                     CHECKPOINT__{PATH,SNAPSHOT_PATH}, DEAD_LETTER__PATH, METRICS__ADDR, \
+                     EMBEDDERS__<NAME>__{PATH,THREADS,BATCH_SIZE}"
                         .to_owned(),
                 ))
             }

@@ -15,3 +15,33 @@
 pub mod local;
 
 pub use local::LocalEmbedder;
+
+/// `pg2qdrant embed`: the vectors of `texts` by the embedder `name` of `cfg` (default: the only
+/// one), as the connector computes them.
+pub fn embed_texts(
+    cfg: &crate::config::Config,
+    name: Option<&str>,
+    texts: &[String],
+) -> Result<Vec<Vec<f32>>, crate::error::Error> {
+    use crate::error::Error;
+    let chosen = match name {
+        Some(n) => cfg.embedders.iter().find(|e| e.name == n),
+        None if cfg.embedders.len() == 1 => cfg.embedders.first(),
+        None => None,
+    }
+    .ok_or_else(|| {
+        let names: Vec<&str> = cfg.embedders.iter().map(|e| e.name.as_str()).collect();
+        Error::config(
+            "--embedder",
+            format!("name one of the config's [[embedders]]: {names:?}"),
+        )
+    })?;
+    let model = LocalEmbedder::load(&chosen.path, chosen.threads())?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    model.embed(&refs).map(|e| e.vectors).map_err(|e| {
+        Error::prerequisite(
+            format!("embedder {:?}: {e}", chosen.name),
+            "check the model directory",
+        )
+    })
+}

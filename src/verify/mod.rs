@@ -23,6 +23,7 @@ use crate::event::{Op, PointKey, TableName};
 use crate::lsn::{Lsn, Position};
 use crate::mapping::TableMapping;
 use crate::metrics::names;
+use crate::pipeline::embedding::Embedders;
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::sink::Sink;
 use crate::source::catalog::Catalog;
@@ -97,12 +98,27 @@ pub async fn run(
     // A second connection reads the present while the check's snapshot is open on the first.
     let present = Catalog::connect(&cfg.source).await?;
     let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
+    // Repairs of vectors computed from text are embedded like the connector's writes.
+    let embedders = if repair && !cfg.embedders.is_empty() {
+        let cfgs = cfg.embedders.clone();
+        tokio::task::spawn_blocking(move || Embedders::load(&cfgs))
+            .await
+            .map_err(|e| Error::prerequisite(format!("loading embedders: {e}"), "see the log"))??
+    } else {
+        Embedders::default()
+    };
     let mut out = Vec::new();
     for (t, mapping) in tables.into_iter().zip(mappings) {
-        let mut report = verify_table(cfg, &catalog, &present, &sink, t, &mapping, repair).await?;
+        let mut report = verify_table(
+            cfg, &catalog, &present, &sink, &embedders, t, &mapping, repair,
+        )
+        .await?;
         if repair && report.drift() > 0 {
             let repaired = report.drift();
-            report = verify_table(cfg, &catalog, &present, &sink, t, &mapping, false).await?;
+            report = verify_table(
+                cfg, &catalog, &present, &sink, &embedders, t, &mapping, false,
+            )
+            .await?;
             report.repaired = repaired;
         }
         report.checked_at = chrono::Utc::now().timestamp();
@@ -159,6 +175,7 @@ pub(crate) struct Check<'a> {
     /// Reads the present, outside the snapshot.
     pub present: &'a Catalog,
     pub sink: &'a QdrantSink,
+    pub embedders: &'a Embedders,
     pub config: &'a TableConfig,
     pub mapping: &'a TableMapping,
     pub layout: TableLayout,
@@ -175,20 +192,38 @@ impl Check<'_> {
         Error::pg(format!("verify {}: {what}", self.mapping.table))
     }
 
-    /// Writes repairs when asked to (fenced like every write).
+    /// Writes repairs when asked to (fenced like every write), embedding vectors computed from
+    /// text first; a row whose text cannot be embedded is left out (logged).
     pub async fn repair(&self, ops: &[Op]) -> Result<(), Error> {
-        if self.repair && !ops.is_empty() {
-            self.sink.write(ops).await?;
+        if !self.repair || ops.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        if !crate::pipeline::embedding::pending(ops) {
+            return self.sink.write(ops).await;
+        }
+        let mut ops = ops.to_vec();
+        let stored = crate::pipeline::embedding::stored(self.sink, &ops).await?;
+        for (i, reason) in self
+            .embedders
+            .fill(&mut ops, &stored)
+            .await
+            .into_iter()
+            .rev()
+        {
+            tracing::warn!(table = %self.mapping.table, reason = %reason, "repair left out: its text cannot be embedded");
+            ops.remove(i);
+        }
+        self.sink.write(&ops).await
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn verify_table(
     cfg: &Config,
     catalog: &Catalog,
     present: &Catalog,
     sink: &QdrantSink,
+    embedders: &Embedders,
     t: &TableConfig,
     mapping: &TableMapping,
     repair: bool,
@@ -209,6 +244,7 @@ async fn verify_table(
         catalog,
         present,
         sink,
+        embedders,
         config: t,
         mapping,
         layout,
