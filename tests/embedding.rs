@@ -154,3 +154,63 @@ async fn unchanged_text_is_never_embedded_again() {
     );
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_again() {
+    let db = TestDb::new(
+        "t_embed_verify",
+        &format!("{NOTES} INSERT INTO notes VALUES (1, 'a', 'first', 1), (2, 'b', 'second', 2);"),
+    )
+    .await;
+    let dir = work_dir("t_embed_verify");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        db.config_text(
+            &format!("{}{}", notes_table("t_embed_verify", 384), embedder_toml()),
+            &qdrant_url(),
+        ),
+    )
+    .unwrap();
+    let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
+    wait_count("t_embed_verify", 2).await;
+    let verify = |repair: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"));
+        c.args(["verify", "--json", "--config"]).arg(&config);
+        if repair {
+            c.arg("--repair");
+        }
+        let out = c.output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap(), report[0].clone())
+    };
+    assert_eq!(verify(false).0, 0, "in sync after streaming");
+    // Point 2 says an older model built its vector (payload and vector otherwise untouched).
+    qdrant()
+        .set_payload(
+            qdrant_client::qdrant::SetPayloadPointsBuilder::new(
+                "t_embed_verify",
+                qdrant_client::Payload::try_from(json!({"model": "local:old:0", "hash": "0"}))
+                    .unwrap(),
+            )
+            .key("_pg2qdrant.embedded.vector")
+            .points_selector(qdrant_client::qdrant::PointsIdsList {
+                ids: vec![2u64.into()],
+            })
+            .wait(true),
+        )
+        .await
+        .unwrap();
+    let (code, report) = verify(false);
+    assert_eq!((code, report["stale"].clone()), (1, json!(1)), "{report}");
+    let (code, report) = verify(true);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["repaired"], json!(1));
+    let p = point("t_embed_verify", 2).await.unwrap();
+    assert_ne!(
+        p.payload["_pg2qdrant"]["embedded"]["vector"]["hash"],
+        json!("0")
+    );
+    run.stop().await;
+}

@@ -62,7 +62,42 @@ fn model_error(dir: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
     }
 }
 
+/// The identity stored on points: the directory name, and a fingerprint of the configuration and
+/// of the weights (their first MiB and their length), so other weights count as another model.
+fn identity(dir: &Path, config: &str, head: &[u8], len: u64) -> String {
+    let mut fingerprint = config.as_bytes().to_vec();
+    fingerprint.extend_from_slice(head);
+    fingerprint.extend_from_slice(&(len as usize).to_le_bytes());
+    format!(
+        "local:{}:{}",
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        uuid::Uuid::new_v5(&crate::mapping::key::NAMESPACE, &fingerprint)
+    )
+}
+
 impl LocalEmbedder {
+    /// The [`identity`](Self::identity) of the model in `dir` without loading it (verify).
+    pub fn identity_of(dir: &Path) -> Result<String, Error> {
+        use std::io::Read as _;
+        let config = std::fs::read_to_string(file(dir, "config.json")?)
+            .map_err(Error::io("read config.json"))?;
+        let path = file(dir, "model.safetensors")?;
+        let mut f =
+            std::fs::File::open(&path).map_err(Error::io(format!("open {}", path.display())))?;
+        let len = f
+            .metadata()
+            .map_err(Error::io(format!("stat {}", path.display())))?
+            .len();
+        let mut head = Vec::with_capacity(1 << 20);
+        f.by_ref()
+            .take(1 << 20)
+            .read_to_end(&mut head)
+            .map_err(Error::io(format!("read {}", path.display())))?;
+        Ok(identity(dir, &config, &head, len))
+    }
+
     /// Loads the model in `dir`; `threads` bounds the CPU threads one batch uses.
     pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
         let config_text = std::fs::read_to_string(file(dir, "config.json")?)
@@ -102,17 +137,11 @@ impl LocalEmbedder {
         let weights_path = file(dir, "model.safetensors")?;
         let weights = std::fs::read(&weights_path)
             .map_err(Error::io(format!("read {}", weights_path.display())))?;
-        // The identity stored on points: the configuration and a sample of the weights, so other
-        // weights in the same directory count as another model.
-        let mut fingerprint = config_text.clone().into_bytes();
-        fingerprint.extend_from_slice(&weights[..weights.len().min(1 << 20)]);
-        fingerprint.extend_from_slice(&weights.len().to_le_bytes());
-        let identity = format!(
-            "local:{}:{}",
-            dir.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            uuid::Uuid::new_v5(&crate::mapping::key::NAMESPACE, &fingerprint)
+        let identity = identity(
+            dir,
+            &config_text,
+            &weights[..weights.len().min(1 << 20)],
+            weights.len() as u64,
         );
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(model_error(dir))?;

@@ -212,6 +212,42 @@ pub async fn stored<S: Sink>(sink: &S, ops: &[Op]) -> Result<Stored, Error> {
     Ok(out)
 }
 
+/// The model identity of each configured embedder, without loading the models.
+pub fn identities(cfgs: &[EmbedderConfig]) -> Result<HashMap<String, String>, Error> {
+    cfgs.iter()
+        .enumerate()
+        .map(|(i, c)| {
+            LocalEmbedder::identity_of(&c.path)
+                .map(|id| (c.name.clone(), id))
+                .map_err(|e| Error::config(format!("embedders[{i}].path"), e.to_string()))
+        })
+        .collect()
+}
+
+/// Whether the stored point (its payload as JSON) records, for every computed vector of `doc`,
+/// the input and model `doc` would be embedded with; `None` when it does, else the vector name.
+pub fn stale_embedding<'a>(
+    doc: &'a Document,
+    stored_payload: &Value,
+    identities: &HashMap<String, String>,
+) -> Option<&'a str> {
+    doc.embed
+        .iter()
+        .find(|input| {
+            let Some(identity) = identities.get(&*input.embedder) else {
+                return true;
+            };
+            stored_payload
+                .get(META_FIELD)
+                .and_then(|m| m.get("embedded"))
+                .and_then(|e| e.get(record_name(&input.vector)))
+                .and_then(|r| r.get("hash"))
+                .and_then(Value::as_str)
+                != Some(hash(identity, &input.text).as_str())
+        })
+        .map(|input| record_name(&input.vector))
+}
+
 /// The name a vector's record has under `_pg2qdrant.embedded`.
 fn record_name(vector: &str) -> &str {
     if vector.is_empty() {

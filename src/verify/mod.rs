@@ -107,16 +107,19 @@ pub async fn run(
     } else {
         Embedders::default()
     };
+    // What computed vectors must have been embedded with (their points record it).
+    let identities = crate::pipeline::embedding::identities(&cfg.embedders)?;
+    let embedding = (&embedders, &identities);
     let mut out = Vec::new();
     for (t, mapping) in tables.into_iter().zip(mappings) {
         let mut report = verify_table(
-            cfg, &catalog, &present, &sink, &embedders, t, &mapping, repair,
+            cfg, &catalog, &present, &sink, embedding, t, &mapping, repair,
         )
         .await?;
         if repair && report.drift() > 0 {
             let repaired = report.drift();
             report = verify_table(
-                cfg, &catalog, &present, &sink, &embedders, t, &mapping, false,
+                cfg, &catalog, &present, &sink, embedding, t, &mapping, false,
             )
             .await?;
             report.repaired = repaired;
@@ -176,6 +179,8 @@ pub(crate) struct Check<'a> {
     pub present: &'a Catalog,
     pub sink: &'a QdrantSink,
     pub embedders: &'a Embedders,
+    /// Model identity by embedder name.
+    pub identities: &'a std::collections::HashMap<String, String>,
     pub config: &'a TableConfig,
     pub mapping: &'a TableMapping,
     pub layout: TableLayout,
@@ -217,13 +222,12 @@ impl Check<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn verify_table(
     cfg: &Config,
     catalog: &Catalog,
     present: &Catalog,
     sink: &QdrantSink,
-    embedders: &Embedders,
+    (embedders, identities): (&Embedders, &std::collections::HashMap<String, String>),
     t: &TableConfig,
     mapping: &TableMapping,
     repair: bool,
@@ -245,6 +249,7 @@ async fn verify_table(
         present,
         sink,
         embedders,
+        identities,
         config: t,
         mapping,
         layout,

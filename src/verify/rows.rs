@@ -105,6 +105,8 @@ impl Check<'_> {
                             continue;
                         }
                         let vectors = p.vectors.clone().and_then(qmap::stored_vectors);
+                        // A computed vector is stale when its point records other text or
+                        // another model than the row would be embedded with now.
                         if compare::difference(
                             &doc.payload,
                             doc.vectors.as_ref(),
@@ -113,6 +115,12 @@ impl Check<'_> {
                             distance_of,
                         )
                         .is_some()
+                            || crate::pipeline::embedding::stale_embedding(
+                                doc,
+                                &payload,
+                                self.identities,
+                            )
+                            .is_some()
                         {
                             r.stale += 1;
                             sample(&mut r.stale_keys, key);
