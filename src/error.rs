@@ -47,6 +47,10 @@ pub enum Error {
     #[error("pgoutput: {0}")]
     Decode(#[from] crate::source::pgoutput::DecodeError),
 
+    /// An embedding service is busy or unreachable: retried, nothing acknowledged past it.
+    #[error("embedder {embedder}: {reason}")]
+    Embed { embedder: String, reason: String },
+
     /// A watched table gained a column the binary stream cannot carry: reconnect in text.
     #[error(
         "column {column:?} of {table} (type {type_oid}) {reason}; binary values cannot be mapped"
@@ -126,7 +130,7 @@ impl Error {
             | Error::Prerequisite { .. }
             | Error::Decode(_)
             | Error::Shutdown => Definite,
-            Error::Io { .. } | Error::TextNeeded { .. } => Transient,
+            Error::Io { .. } | Error::TextNeeded { .. } | Error::Embed { .. } => Transient,
             Error::Postgres { source, .. } => match source.code().map(|c| c.code()) {
                 // No SQLSTATE: the connection broke or could not be opened.
                 None => Transient,

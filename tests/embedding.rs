@@ -214,3 +214,146 @@ async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_ag
     );
     run.stop().await;
 }
+
+/// A small OpenAI-compatible `/v1/embeddings` server: 4-d vectors `[chars, 1, 0, 0.5]`; the first
+/// request holding "busy" gets 429 with Retry-After: 1, the first holding "slow" is answered after
+/// 3 s, any request holding "refuse" gets 400, and one without `Authorization: Bearer secret` 401.
+struct FakeOpenAi {
+    port: u16,
+    throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FakeOpenAi {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let throttled = std::sync::Arc::new(AtomicUsize::new(0));
+        let seen = throttled.clone();
+        let slowed = std::sync::Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let seen = seen.clone();
+                let slowed = slowed.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let (head, body) = loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        let text = String::from_utf8_lossy(&buf).to_string();
+                        if let Some(i) = text.find("\r\n\r\n") {
+                            let head = text[..i].to_ascii_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .map_or(0, |v| v.trim().parse().unwrap());
+                            if buf.len() >= i + 4 + len {
+                                break (
+                                    head,
+                                    String::from_utf8_lossy(&buf[i + 4..i + 4 + len]).to_string(),
+                                );
+                            }
+                        }
+                    };
+                    let req: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                    let inputs: Vec<String> = req["input"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if inputs.iter().any(|t| t.contains("slow"))
+                        && slowed.fetch_add(1, Ordering::SeqCst) == 0
+                    {
+                        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    }
+                    let (status, extra, answer) = if !head.contains("authorization: bearer secret")
+                    {
+                        ("401 Unauthorized", "", json!({"error": "no key"}))
+                    } else if inputs.iter().any(|t| t.contains("busy"))
+                        && seen.fetch_add(1, Ordering::SeqCst) == 0
+                    {
+                        (
+                            "429 Too Many Requests",
+                            "Retry-After: 1\r\n",
+                            json!({"error": "slow down"}),
+                        )
+                    } else if inputs.iter().any(|t| t.contains("refuse")) {
+                        ("400 Bad Request", "", json!({"error": "input refused"}))
+                    } else {
+                        let data: Vec<_> = inputs
+                            .iter()
+                            .enumerate()
+                            .map(|(i, t)| json!({"index": i, "embedding": [t.chars().count() as f32, 1.0, 0.0, 0.5]}))
+                            .collect();
+                        ("200 OK", "", json!({"data": data}))
+                    };
+                    let body = answer.to_string();
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        Self { port, throttled }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_letters_a_refused_input(
+) {
+    let fake = FakeOpenAi::start().await;
+    // Read by the embedder at start; a name no other test uses.
+    std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
+    let db = TestDb::new("t_embed_http", NOTES).await;
+    let cfg = db.config(&format!(
+        "[[embedders]]\nname = \"svc\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
+         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\ntimeout_ms = 500\n\
+         [[tables]]\ntable = \"notes\"\ncollection = \"t_embed_http\"\n\
+         vector = {{ embed = \"svc\", text = \"{{body}}\", size = 4, distance = \"Dot\" }}\n",
+        fake.port
+    ));
+    let dead_letters = cfg.dead_letter.path.clone();
+    let run = db.start(cfg).await;
+    db.exec("INSERT INTO notes VALUES (1, 't', 'hello', 1)")
+        .await;
+    let p = wait_for("point 1", WAIT, || point("t_embed_http", 1)).await;
+    assert_eq!(p.vector, Some(vec![5.0, 1.0, 0.0, 0.5]));
+    // Throttled once: retried after Retry-After, nothing lost.
+    db.exec("INSERT INTO notes VALUES (2, 't', 'busy day', 2)")
+        .await;
+    let p = wait_for("point 2", WAIT, || point("t_embed_http", 2)).await;
+    assert_eq!(p.vector, Some(vec![8.0, 1.0, 0.0, 0.5]));
+    assert!(fake.throttled.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    // A request that times out is retried.
+    db.exec("INSERT INTO notes VALUES (5, 't', 'slow', 5)")
+        .await;
+    let p = wait_for("point 5", WAIT, || point("t_embed_http", 5)).await;
+    assert_eq!(p.vector, Some(vec![4.0, 1.0, 0.0, 0.5]));
+    // One input refused: dead-lettered with the reason; the other row of its transaction lands.
+    db.exec("BEGIN; INSERT INTO notes VALUES (3, 't', 'refuse me', 3); INSERT INTO notes VALUES (4, 't', 'fine', 4); COMMIT")
+        .await;
+    wait_for("point 4", WAIT, || point("t_embed_http", 4)).await;
+    let dl = wait_for("the dead letter", WAIT, || async {
+        std::fs::read_to_string(&dead_letters)
+            .ok()
+            .filter(|s| !s.is_empty())
+    })
+    .await;
+    assert!(dl.contains("400") && dl.contains("input refused"), "{dl}");
+    assert!(point("t_embed_http", 3).await.is_none());
+    wait_count("t_embed_http", 4).await;
+    run.stop().await;
+}

@@ -51,6 +51,8 @@ pub enum EmbedderKind {
     /// A sentence-transformers BERT model run in-process (candle).
     #[default]
     Local,
+    /// An OpenAI-compatible `/v1/embeddings` service.
+    Openai,
 }
 
 /// An `[[embedders]]` entry: vectors computed from text.
@@ -62,7 +64,23 @@ pub struct EmbedderConfig {
     #[serde(default)]
     pub kind: EmbedderKind,
     /// `local`: the model directory (model.safetensors, tokenizer.json, config.json, ...).
+    #[serde(default)]
     pub path: std::path::PathBuf,
+    /// `openai`: the API base URL (`https://api.openai.com/v1`, `http://ollama:11434/v1`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `openai`: the model name.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `openai`: the environment variable holding the API key (never written in the file).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// `openai`: dimensions to ask for (models that can shorten their vectors) and to expect.
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+    /// `openai`: per request, milliseconds.
+    #[serde(default = "default_embed_timeout_ms")]
+    pub timeout_ms: u64,
     /// CPU threads one batch may use; default: the number of cores.
     #[serde(default)]
     pub threads: Option<usize>,
@@ -490,6 +508,9 @@ fn yes() -> bool {
 }
 fn default_embed_batch_size() -> usize {
     32
+}
+fn default_embed_timeout_ms() -> u64 {
+    30_000
 }
 fn default_status_interval_ms() -> u64 {
     DEFAULT_STATUS_INTERVAL_MS

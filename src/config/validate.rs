@@ -128,6 +128,12 @@ impl Config {
                     format!("{} is out of range 1..=4096", e.batch_size),
                 ));
             }
+            if e.kind == crate::config::EmbedderKind::Local && e.path.as_os_str().is_empty() {
+                return Err(Error::config(
+                    format!("embedders[{i}].path"),
+                    "required for kind = \"local\": the model directory".to_owned(),
+                ));
+            }
             if e.threads == Some(0) {
                 return Err(Error::config(
                     format!("embedders[{i}].threads"),

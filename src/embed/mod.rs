@@ -13,8 +13,33 @@
 //! a local directory only (`scripts/services.sh` fetches all-MiniLM-L6-v2).
 
 pub mod local;
+pub mod openai;
 
-pub use local::LocalEmbedder;
+pub use local::{Embedded, LocalEmbedder};
+pub use openai::OpenAiEmbedder;
+
+/// Why an embedding call failed, for the caller's retry or dead-letter decision.
+#[derive(Debug, Clone)]
+pub enum EmbedError {
+    /// Retry the same call later (rate limit, service down, timeout).
+    Transient {
+        reason: String,
+        /// What the service asked for (`Retry-After`).
+        retry_after: Option<std::time::Duration>,
+    },
+    /// This call's inputs cannot be embedded as they are.
+    Definite(String),
+}
+
+impl std::fmt::Display for EmbedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbedError::Transient { reason, .. } | EmbedError::Definite(reason) => {
+                f.write_str(reason)
+            }
+        }
+    }
+}
 
 /// `pg2qdrant embed`: the vectors of `texts` by the embedder `name` of `cfg` (default: the only
 /// one), as the connector computes them.

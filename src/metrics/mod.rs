@@ -48,6 +48,8 @@ pub mod names {
     pub const EMBED_UNCHANGED: &str = "pg2qdrant_embed_unchanged_total";
     /// Inputs cut at the model's maximum length, by `embedder`.
     pub const EMBED_TRUNCATED: &str = "pg2qdrant_embed_truncated_total";
+    /// Embedder calls that failed transiently and are retried, by `embedder`.
+    pub const EMBED_RETRIES: &str = "pg2qdrant_embed_retries_total";
     /// Inputs the embedder refused (dead-lettered), by `embedder`.
     pub const EMBED_FAILED: &str = "pg2qdrant_embed_failed_total";
     /// Seconds per embedder call, by `embedder`.
@@ -114,6 +116,10 @@ pub fn describe() {
     describe_counter!(
         EMBED_UNCHANGED,
         "Inputs not embedded again: the point holds their embedding"
+    );
+    describe_counter!(
+        EMBED_RETRIES,
+        "Embedder calls that failed transiently and are retried"
     );
     describe_counter!(EMBED_TRUNCATED, "Inputs cut at the model's maximum length");
     describe_counter!(EMBED_FAILED, "Inputs the embedder refused (dead-lettered)");

@@ -15,8 +15,9 @@
 //! batches. An input the embedder refuses is reported back for the dead-letter file; the rest of
 //! the batch is written.
 
+use crate::config::EmbedderKind;
 use crate::config::{EmbedderConfig, TableConfig, META_FIELD};
-use crate::embed::LocalEmbedder;
+use crate::embed::{EmbedError, Embedded, LocalEmbedder, OpenAiEmbedder};
 use crate::error::Error;
 use crate::event::{Document, Op, PointKey, Vectors};
 use crate::metrics::names;
@@ -26,8 +27,49 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A loaded embedder of either kind.
+enum Model {
+    Local(Arc<LocalEmbedder>),
+    OpenAi(Arc<OpenAiEmbedder>),
+}
+
+impl Model {
+    fn identity(&self) -> &str {
+        match self {
+            Model::Local(m) => m.identity(),
+            Model::OpenAi(m) => m.identity(),
+        }
+    }
+
+    fn dimensions(&self) -> Option<usize> {
+        match self {
+            Model::Local(m) => Some(m.dimensions()),
+            Model::OpenAi(m) => m.dimensions(),
+        }
+    }
+
+    async fn call(&self, texts: Vec<String>) -> Result<Embedded, EmbedError> {
+        match self {
+            Model::Local(m) => {
+                let m = m.clone();
+                tokio::task::spawn_blocking(move || {
+                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                    m.embed(&refs)
+                })
+                .await
+                .map_err(|e| EmbedError::Definite(format!("embedder task failed: {e}")))?
+                .map_err(EmbedError::Definite)
+            }
+            Model::OpenAi(m) => {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                m.embed(&refs).await
+            }
+        }
+    }
+}
+
 struct Loaded {
-    model: Arc<LocalEmbedder>,
+    model: Model,
     batch_size: usize,
 }
 
@@ -37,18 +79,32 @@ pub struct Embedders {
     by_name: HashMap<String, Loaded>,
 }
 
+/// What [`Embedders::compute`] found: a vector per (op, input), and the ops whose text the
+/// embedder refused (with the reason).
+#[derive(Debug, Default)]
+pub struct Computed {
+    vectors: HashMap<(usize, usize), Vec<f32>>,
+    failed: HashMap<usize, String>,
+}
+
 impl Embedders {
     /// Loads every `[[embedders]]` entry (reads model files: call from a blocking thread).
     pub fn load(cfgs: &[EmbedderConfig]) -> Result<Self, Error> {
         let mut by_name = HashMap::new();
         for (i, c) in cfgs.iter().enumerate() {
-            let model = LocalEmbedder::load(&c.path, c.threads())
-                .map_err(|e| Error::config(format!("embedders[{i}].path"), e.to_string()))?;
-            tracing::info!(embedder = %c.name, identity = model.identity(), dimensions = model.dimensions(), max_tokens = model.max_tokens(), "embedder loaded");
+            let model = match c.kind {
+                EmbedderKind::Local => Model::Local(Arc::new(
+                    LocalEmbedder::load(&c.path, c.threads()).map_err(|e| {
+                        Error::config(format!("embedders[{i}].path"), e.to_string())
+                    })?,
+                )),
+                EmbedderKind::Openai => Model::OpenAi(Arc::new(OpenAiEmbedder::new(i, c)?)),
+            };
+            tracing::info!(embedder = %c.name, identity = model.identity(), dimensions = ?model.dimensions(), "embedder ready");
             by_name.insert(
                 c.name.clone(),
                 Loaded {
-                    model: Arc::new(model),
+                    model,
                     batch_size: c.batch_size,
                 },
             );
@@ -56,14 +112,18 @@ impl Embedders {
         Ok(Self { by_name })
     }
 
-    /// Every vector computed from text has the size its embedder gives.
+    /// Every vector computed from text has the size its embedder gives (when it says).
     pub fn check_sizes(&self, tables: &[TableConfig]) -> Result<(), Error> {
         for (i, t) in tables.iter().enumerate() {
             for (name, embedder, _, size) in t.embedded_vectors() {
-                let Some(e) = self.by_name.get(&embedder) else {
-                    continue; // validated with the config
+                let Some(dims) = self
+                    .by_name
+                    .get(&embedder)
+                    .and_then(|e| e.model.dimensions())
+                else {
+                    continue; // validated with the config; a service without dimensions is checked by Qdrant
                 };
-                let dims = e.model.dimensions() as u64;
+                let dims = dims as u64;
                 if dims != size {
                     let field = if name.is_empty() {
                         format!("tables[{i}].vector.size")
@@ -84,11 +144,11 @@ impl Embedders {
         self.by_name.get(embedder).map(|e| e.model.identity())
     }
 
-    /// Embeds the pending inputs of `ops` into their vectors, reusing `stored` vectors whose
-    /// input did not change. Returns the ops that could not be embedded, by index, with the
-    /// reason (their documents are left without those vectors).
-    pub async fn fill(&self, ops: &mut [Op], stored: &Stored) -> Vec<(usize, String)> {
-        let mut vectors: HashMap<(usize, usize), Vec<f32>> = HashMap::new();
+    /// Computes the vectors of the pending inputs of `ops`, reusing `stored` vectors whose input
+    /// did not change. A transient failure (service busy or down) is an error to retry the whole
+    /// computation with; an input the embedder refuses is reported in [`Computed`] instead.
+    pub async fn compute(&self, ops: &[Op], stored: &Stored) -> Result<Computed, Error> {
+        let mut out = Computed::default();
         // (op, input) pairs to embed, by embedder; the rest reuse their stored vector.
         let mut wanted: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
         for (i, op) in ops.iter().enumerate() {
@@ -104,22 +164,17 @@ impl Embedders {
                 match reused {
                     Some(v) => {
                         metrics::counter!(names::EMBED_UNCHANGED, "embedder" => input.embedder.to_string()).increment(1);
-                        vectors.insert((i, j), v);
+                        out.vectors.insert((i, j), v);
                     }
                     None => wanted.entry(&*input.embedder).or_default().push((i, j)),
                 }
             }
         }
-        let mut failed: HashMap<usize, String> = HashMap::new();
-        let identities: HashMap<String, String> = self
-            .by_name
-            .iter()
-            .map(|(n, e)| (n.clone(), e.model.identity().to_owned()))
-            .collect();
         for (name, pairs) in wanted {
             let Some(e) = self.by_name.get(name) else {
                 for (i, _) in pairs {
-                    failed.insert(i, format!("no embedder named {name:?} is loaded"));
+                    out.failed
+                        .insert(i, format!("no embedder named {name:?} is loaded"));
                 }
                 continue;
             };
@@ -128,22 +183,23 @@ impl Embedders {
                     .iter()
                     .map(|&(i, j)| doc(&ops[i]).expect("has a document").embed[j].text.clone())
                     .collect();
-                match embed(&e.model, name, texts.clone()).await {
+                match call(&e.model, name, texts.clone()).await? {
                     Ok(vs) => {
                         for (&pair, v) in chunk.iter().zip(vs) {
-                            vectors.insert(pair, v);
+                            out.vectors.insert(pair, v);
                         }
                     }
                     // Find the input at fault: one at a time.
                     Err(_) => {
                         for (&pair, text) in chunk.iter().zip(texts) {
-                            match embed(&e.model, name, vec![text]).await {
+                            match call(&e.model, name, vec![text]).await? {
                                 Ok(mut v) => {
-                                    vectors.insert(pair, v.remove(0));
+                                    out.vectors.insert(pair, v.remove(0));
                                 }
                                 Err(reason) => {
                                     metrics::counter!(names::EMBED_FAILED, "embedder" => name.to_owned()).increment(1);
-                                    failed.insert(pair.0, format!("embedder {name:?}: {reason}"));
+                                    out.failed
+                                        .insert(pair.0, format!("embedder {name:?}: {reason}"));
                                 }
                             }
                         }
@@ -151,22 +207,32 @@ impl Embedders {
                 }
             }
         }
+        Ok(out)
+    }
+
+    /// Moves the computed vectors into the documents of `ops` (the same ops `computed` was made
+    /// for) and records what each was built from. Returns the ops that could not be embedded,
+    /// by index, with the reason.
+    pub fn apply(&self, ops: &mut [Op], mut computed: Computed) -> Vec<(usize, String)> {
         for (i, op) in ops.iter_mut().enumerate() {
-            if failed.contains_key(&i) {
+            if computed.failed.contains_key(&i) {
                 continue;
             }
             let Some(doc) = doc_mut(op) else { continue };
             for (j, input) in std::mem::take(&mut doc.embed).into_iter().enumerate() {
-                let v = vectors.remove(&(i, j)).expect("embedded above");
-                let identity = identities
-                    .get(&*input.embedder)
-                    .cloned()
-                    .unwrap_or_default();
+                let v = computed
+                    .vectors
+                    .remove(&(i, j))
+                    .expect("computed for this op");
+                let identity = self
+                    .identity(&input.embedder)
+                    .unwrap_or_default()
+                    .to_owned();
                 record(doc, &input.vector, &identity, &input.text);
                 put(doc, &input.vector, v);
             }
         }
-        let mut failed: Vec<(usize, String)> = failed.into_iter().collect();
+        let mut failed: Vec<(usize, String)> = computed.failed.into_iter().collect();
         failed.sort_unstable_by_key(|(i, _)| *i);
         failed
     }
@@ -217,9 +283,12 @@ pub fn identities(cfgs: &[EmbedderConfig]) -> Result<HashMap<String, String>, Er
     cfgs.iter()
         .enumerate()
         .map(|(i, c)| {
-            LocalEmbedder::identity_of(&c.path)
-                .map(|id| (c.name.clone(), id))
-                .map_err(|e| Error::config(format!("embedders[{i}].path"), e.to_string()))
+            let id = match c.kind {
+                EmbedderKind::Local => LocalEmbedder::identity_of(&c.path)
+                    .map_err(|e| Error::config(format!("embedders[{i}].path"), e.to_string()))?,
+                EmbedderKind::Openai => crate::embed::openai::identity(c),
+            };
+            Ok((c.name.clone(), id))
         })
         .collect()
 }
@@ -275,21 +344,36 @@ fn stored_vector(vs: &Vectors, name: &str) -> Option<Vec<f32>> {
     }
 }
 
-/// One embedder call on a blocking thread, counted.
-async fn embed(
-    model: &Arc<LocalEmbedder>,
+/// How long a `Retry-After` is honoured at most inside one attempt.
+const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One embedder call, counted. `Err`: transient (retry the computation); `Ok(Err)`: the inputs
+/// were refused.
+async fn call(
+    model: &Model,
     name: &str,
     texts: Vec<String>,
-) -> Result<Vec<Vec<f32>>, String> {
-    let model = model.clone();
+) -> Result<Result<Vec<Vec<f32>>, String>, Error> {
     let n = texts.len();
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        model.embed(&refs)
-    })
-    .await
-    .map_err(|e| format!("embedder task failed: {e}"))??;
+    let out = match model.call(texts).await {
+        Ok(out) => out,
+        Err(EmbedError::Definite(reason)) => return Ok(Err(reason)),
+        Err(EmbedError::Transient {
+            reason,
+            retry_after,
+        }) => {
+            metrics::counter!(names::EMBED_RETRIES, "embedder" => name.to_owned()).increment(1);
+            if let Some(wait) = retry_after {
+                // The service said when to come back: wait that long before the caller's retry.
+                tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
+            }
+            return Err(Error::Embed {
+                embedder: name.to_owned(),
+                reason,
+            });
+        }
+    };
     let name = name.to_owned();
     metrics::histogram!(names::EMBED_LATENCY, "embedder" => name.clone())
         .record(started.elapsed().as_secs_f64());
@@ -299,7 +383,7 @@ async fn embed(
         metrics::counter!(names::EMBED_TRUNCATED, "embedder" => name)
             .increment(out.truncated as u64);
     }
-    Ok(out.vectors)
+    Ok(Ok(out.vectors))
 }
 
 /// Records on the point what the vector was built from: `_pg2qdrant.embedded.<vector>`.

@@ -211,7 +211,8 @@ impl<S: Sink> Writer<S> {
             let stored = self
                 .retry(|| super::embedding::stored(&*self.sink, &ops))
                 .await?;
-            let failed = self.embedders.fill(&mut ops, &stored).await;
+            let computed = self.retry(|| self.embedders.compute(&ops, &stored)).await?;
+            let failed = self.embedders.apply(&mut ops, computed);
             for (i, reason) in failed.into_iter().rev() {
                 self.dead_letter_op(&ops[i], &reason)?;
                 ops.remove(i);

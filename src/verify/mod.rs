@@ -208,13 +208,8 @@ impl Check<'_> {
         }
         let mut ops = ops.to_vec();
         let stored = crate::pipeline::embedding::stored(self.sink, &ops).await?;
-        for (i, reason) in self
-            .embedders
-            .fill(&mut ops, &stored)
-            .await
-            .into_iter()
-            .rev()
-        {
+        let computed = self.embedders.compute(&ops, &stored).await?;
+        for (i, reason) in self.embedders.apply(&mut ops, computed).into_iter().rev() {
             tracing::warn!(table = %self.mapping.table, reason = %reason, "repair left out: its text cannot be embedded");
             ops.remove(i);
         }
@@ -222,6 +217,7 @@ impl Check<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn verify_table(
     cfg: &Config,
     catalog: &Catalog,
