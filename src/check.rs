@@ -12,6 +12,7 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
         detail: "valid".into(),
     }];
     lines.extend(copies(cfg));
+    lines.extend(embedders(cfg));
     match Catalog::connect(&cfg.source).await {
         Ok(c) => {
             lines.push(CheckLine {
@@ -185,4 +186,48 @@ async fn format(c: &Catalog, cfg: &Config) -> Option<CheckLine> {
             },
         },
     )
+}
+
+/// Each embedder's model files (local) or settings (openai), without loading a model.
+fn embedders(cfg: &Config) -> Vec<CheckLine> {
+    cfg.embedders
+        .iter()
+        .map(|e| {
+            let what = format!("embedder {}", e.name);
+            match e.kind {
+                crate::config::EmbedderKind::Local => {
+                    match crate::embed::LocalEmbedder::identity_of(&e.path) {
+                        Ok(id) => CheckLine {
+                            ok: true,
+                            what,
+                            detail: format!("model files present ({id})"),
+                        },
+                        Err(err) => CheckLine {
+                            ok: false,
+                            what,
+                            detail: err.to_string(),
+                        },
+                    }
+                }
+                crate::config::EmbedderKind::Openai => {
+                    match e.api_key_env.as_ref().filter(|v| std::env::var(v).is_err()) {
+                        Some(var) => CheckLine {
+                            ok: false,
+                            what,
+                            detail: format!("the API key variable {var} is not set"),
+                        },
+                        None => CheckLine {
+                            ok: true,
+                            what,
+                            detail: format!(
+                                "{} at {} (not called by check)",
+                                e.model.as_deref().unwrap_or("?"),
+                                e.url.as_deref().unwrap_or("?")
+                            ),
+                        },
+                    }
+                }
+            }
+        })
+        .collect()
 }

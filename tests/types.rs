@@ -265,14 +265,7 @@ async fn every_type_maps_the_same_from_text_and_from_binary() {
         .await
         .unwrap()
         .iter()
-        .map(|r| TypeRow {
-            oid: r.get(0),
-            name: r.get(1),
-            typtype: r.get::<_, String>(2).chars().next().unwrap(),
-            base: r.get(3),
-            element: r.get(4),
-            category: r.get::<_, String>(5).chars().next().unwrap(),
-        })
+        .map(pg2qdrant::source::catalog::type_row)
         .collect();
     let types = Types::from_catalog(&rows);
     let mut runner = TestRunner::deterministic();

@@ -154,17 +154,7 @@ impl Catalog {
             .query(CATALOG_SQL, &[])
             .await
             .map_err(Error::pg("list types"))?;
-        let rows: Vec<TypeRow> = rows
-            .iter()
-            .map(|r| TypeRow {
-                oid: r.get(0),
-                name: r.get(1),
-                typtype: r.get::<_, String>(2).chars().next().unwrap_or(' '),
-                base: r.get(3),
-                element: r.get(4),
-                category: r.get::<_, String>(5).chars().next().unwrap_or(' '),
-            })
-            .collect();
+        let rows: Vec<TypeRow> = rows.iter().map(type_row).collect();
         Ok(Types::from_catalog(&rows))
     }
 
@@ -528,5 +518,18 @@ impl Catalog {
             Err(e) => line(false, format!("slot {slot}"), e.to_string()),
         }
         lines
+    }
+}
+
+/// A row of [`CATALOG_SQL`](crate::mapping::types::CATALOG_SQL).
+pub fn type_row(r: &tokio_postgres::Row) -> crate::mapping::types::TypeRow {
+    let first = |i: usize| r.get::<_, String>(i).chars().next().unwrap_or(' ');
+    crate::mapping::types::TypeRow {
+        oid: r.get(0),
+        name: r.get(1),
+        typtype: first(2),
+        base: r.get(3),
+        element: r.get(4),
+        category: first(5),
     }
 }
