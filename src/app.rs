@@ -216,6 +216,18 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             .map_err(|e| Error::prerequisite(format!("loading embedders: {e}"), "see the log"))??
     };
     embedders.check_sizes(&cfg.tables)?;
+    match retry_transient(
+        "check embedding models",
+        max_backoff,
+        &shutdown,
+        Duration::ZERO,
+        || embedders.refuse_mixed_models(&sink, &cfg.tables),
+    )
+    .await
+    {
+        Err(Error::Shutdown) => return Ok(()),
+        other => other?,
+    }
     let pending = Pending::default();
     let writer = Writer {
         embedders: Arc::new(embedders),

@@ -357,3 +357,44 @@ async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_l
     wait_count("t_embed_http", 4).await;
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_embedded_by_another_model_are_refused_at_start() {
+    let db = TestDb::new(
+        "t_embed_mixed",
+        &format!("{NOTES} INSERT INTO notes VALUES (1, 'a', 'first', 1), (2, 'b', 'second', 2);"),
+    )
+    .await;
+    let cfg = db.config(&format!(
+        "{}{}",
+        notes_table("t_embed_mixed", 384),
+        embedder_toml()
+    ));
+    let run = db.start(cfg.clone()).await;
+    wait_count("t_embed_mixed", 2).await;
+    run.stop().await;
+    // Point 2 was built by another model (as after a model change in the config).
+    qdrant()
+        .set_payload(
+            qdrant_client::qdrant::SetPayloadPointsBuilder::new(
+                "t_embed_mixed",
+                qdrant_client::Payload::try_from(json!({"model": "local:old:0", "hash": "0"}))
+                    .unwrap(),
+            )
+            .key("_pg2qdrant.embedded.vector")
+            .points_selector(qdrant_client::qdrant::PointsIdsList {
+                ids: vec![2u64.into()],
+            })
+            .wait(true),
+        )
+        .await
+        .unwrap();
+    let err = pg2qdrant::run(cfg, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tables[0] public.notes: 1 points") && err.contains("another model"),
+        "{err}"
+    );
+}

@@ -140,6 +140,36 @@ impl Embedders {
         Ok(())
     }
 
+    /// Refuses to mix vectors of two models in one collection: a table whose points were
+    /// embedded by another model than the configured one is an error naming both and the way out.
+    pub async fn refuse_mixed_models(
+        &self,
+        sink: &crate::sink::qdrant::QdrantSink,
+        tables: &[TableConfig],
+    ) -> Result<(), Error> {
+        for (i, t) in tables.iter().enumerate() {
+            let table = crate::event::TableName::parse(&t.table).to_string();
+            for (name, embedder, _, _) in t.embedded_vectors() {
+                let Some(identity) = self.identity(&embedder) else {
+                    continue;
+                };
+                let others = sink
+                    .embedded_by_other_models(&t.collection, &table, record_name(&name), identity)
+                    .await?;
+                if others > 0 {
+                    return Err(Error::prerequisite(
+                        format!(
+                            "tables[{i}] {table}: {others} points in collection {} hold vectors embedded by another model than embedder {embedder:?} ({identity}); pg2qdrant does not mix vectors of two models in one collection",
+                            t.collection
+                        ),
+                        "point the table at a new collection (or delete this one), start, and run `pg2qdrant resync --table` for it so it is copied with the new model; or restore the previous model",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn identity(&self, embedder: &str) -> Option<&str> {
         self.by_name.get(embedder).map(|e| e.model.identity())
     }

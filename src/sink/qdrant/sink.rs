@@ -106,6 +106,42 @@ impl QdrantSink {
         Ok(newest)
     }
 
+    /// Points of `table` in `collection` whose vector `vector` (its `_pg2qdrant.embedded` record
+    /// name) was embedded by a model other than `identity` (an exact count).
+    pub async fn embedded_by_other_models(
+        &self,
+        collection: &str,
+        table: &str,
+        vector: &str,
+        identity: &str,
+    ) -> Result<u64, Error> {
+        use qdrant_client::qdrant::{Condition, CountPointsBuilder, Filter};
+        let field = format!("{META_FIELD}.embedded.{vector}.model");
+        let filter = Filter {
+            must: vec![Condition::matches(
+                format!("{META_FIELD}.table"),
+                table.to_owned(),
+            )],
+            must_not: vec![
+                Condition::matches(field.clone(), identity.to_owned()),
+                Condition::is_empty(field),
+            ],
+            ..Default::default()
+        };
+        let counted = self
+            .client
+            .count(
+                CountPointsBuilder::new(collection)
+                    .filter(filter)
+                    .exact(true),
+            )
+            .await
+            .map_err(Error::qdrant(format!(
+                "count points of other models in {collection}"
+            )))?;
+        Ok(counted.result.map_or(0, |r| r.count))
+    }
+
     fn unfenced_above(&self, collection: &str) -> Option<u64> {
         self.newest
             .read()
