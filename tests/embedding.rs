@@ -187,21 +187,7 @@ async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_ag
     };
     assert_eq!(verify(false).0, 0, "in sync after streaming");
     // Point 2 says an older model built its vector (payload and vector otherwise untouched).
-    qdrant()
-        .set_payload(
-            qdrant_client::qdrant::SetPayloadPointsBuilder::new(
-                "t_embed_verify",
-                qdrant_client::Payload::try_from(json!({"model": "local:old:0", "hash": "0"}))
-                    .unwrap(),
-            )
-            .key("_pg2qdrant.embedded.vector")
-            .points_selector(qdrant_client::qdrant::PointsIdsList {
-                ids: vec![2u64.into()],
-            })
-            .wait(true),
-        )
-        .await
-        .unwrap();
+    claim_another_model("t_embed_verify", 2).await;
     let (code, report) = verify(false);
     assert_eq!((code, report["stale"].clone()), (1, json!(1)), "{report}");
     let (code, report) = verify(true);
@@ -374,21 +360,7 @@ async fn points_embedded_by_another_model_are_refused_at_start() {
     wait_count("t_embed_mixed", 2).await;
     run.stop().await;
     // Point 2 was built by another model (as after a model change in the config).
-    qdrant()
-        .set_payload(
-            qdrant_client::qdrant::SetPayloadPointsBuilder::new(
-                "t_embed_mixed",
-                qdrant_client::Payload::try_from(json!({"model": "local:old:0", "hash": "0"}))
-                    .unwrap(),
-            )
-            .key("_pg2qdrant.embedded.vector")
-            .points_selector(qdrant_client::qdrant::PointsIdsList {
-                ids: vec![2u64.into()],
-            })
-            .wait(true),
-        )
-        .await
-        .unwrap();
+    claim_another_model("t_embed_mixed", 2).await;
     let err = pg2qdrant::run(cfg, tokio_util::sync::CancellationToken::new())
         .await
         .unwrap_err()
@@ -397,4 +369,24 @@ async fn points_embedded_by_another_model_are_refused_at_start() {
         err.contains("tables[0] public.notes: 1 points") && err.contains("another model"),
         "{err}"
     );
+}
+
+/// Makes point `id` of `collection` record that another model built its vector (as after a model
+/// change in the config), leaving its payload and vector otherwise as they are.
+async fn claim_another_model(collection: &str, id: u64) {
+    qdrant()
+        .set_payload(
+            qdrant_client::qdrant::SetPayloadPointsBuilder::new(
+                collection,
+                qdrant_client::Payload::try_from(json!({"model": "local:old:0", "hash": "0"}))
+                    .unwrap(),
+            )
+            .key("_pg2qdrant.embedded.vector")
+            .points_selector(qdrant_client::qdrant::PointsIdsList {
+                ids: vec![id.into()],
+            })
+            .wait(true),
+        )
+        .await
+        .unwrap();
 }
