@@ -203,10 +203,12 @@ async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_ag
 
 /// A small OpenAI-compatible `/v1/embeddings` server: 4-d vectors `[chars, 1, 0, 0.5]`; the first
 /// request holding "busy" gets 429 with Retry-After: 1, the first holding "slow" is answered after
-/// 3 s, any request holding "refuse" gets 400, and one without `Authorization: Bearer secret` 401.
+/// 3 s, the first holding "throttle" gets 429 too, any request holding "refuse" gets 400, and one
+/// without `Authorization: Bearer secret` 401. It counts the requests for each text.
 struct FakeOpenAi {
     port: u16,
     throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    requested: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
 }
 
 impl FakeOpenAi {
@@ -218,6 +220,10 @@ impl FakeOpenAi {
         let throttled = std::sync::Arc::new(AtomicUsize::new(0));
         let seen = throttled.clone();
         let slowed = std::sync::Arc::new(AtomicUsize::new(0));
+        let throttle = std::sync::Arc::new(AtomicUsize::new(0));
+        let requested =
+            std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let counts = requested.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
@@ -225,6 +231,8 @@ impl FakeOpenAi {
                 };
                 let seen = seen.clone();
                 let slowed = slowed.clone();
+                let throttle = throttle.clone();
+                let counts = counts.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -258,6 +266,9 @@ impl FakeOpenAi {
                                 .collect()
                         })
                         .unwrap_or_default();
+                    for t in &inputs {
+                        *counts.lock().unwrap().entry(t.clone()).or_insert(0) += 1;
+                    }
                     if inputs.iter().any(|t| t.contains("slow"))
                         && slowed.fetch_add(1, Ordering::SeqCst) == 0
                     {
@@ -268,6 +279,14 @@ impl FakeOpenAi {
                         ("401 Unauthorized", "", json!({"error": "no key"}))
                     } else if inputs.iter().any(|t| t.contains("busy"))
                         && seen.fetch_add(1, Ordering::SeqCst) == 0
+                    {
+                        (
+                            "429 Too Many Requests",
+                            "Retry-After: 1\r\n",
+                            json!({"error": "slow down"}),
+                        )
+                    } else if inputs.iter().any(|t| t.contains("throttle"))
+                        && throttle.fetch_add(1, Ordering::SeqCst) == 0
                     {
                         (
                             "429 Too Many Requests",
@@ -293,7 +312,11 @@ impl FakeOpenAi {
                 });
             }
         });
-        Self { port, throttled }
+        Self {
+            port,
+            throttled,
+            requested,
+        }
     }
 }
 
@@ -306,7 +329,7 @@ async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_l
     let db = TestDb::new("t_embed_http", NOTES).await;
     let cfg = db.config(&format!(
         "[[embedders]]\nname = \"svc\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
-         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\ntimeout_ms = 500\n\
+         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\ntimeout_ms = 500\nbatch_size = 1\n\
          [[tables]]\ntable = \"notes\"\ncollection = \"t_embed_http\"\n\
          vector = {{ embed = \"svc\", text = \"{{body}}\", size = 4, distance = \"Dot\" }}\n",
         fake.port
@@ -340,7 +363,16 @@ async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_l
     .await;
     assert!(dl.contains("400") && dl.contains("input refused"), "{dl}");
     assert!(point("t_embed_http", 3).await.is_none());
-    wait_count("t_embed_http", 4).await;
+    // Two texts in one batch, one request each (batch_size = 1): the second is throttled; the
+    // retry does not pay again for the first.
+    db.exec("BEGIN; INSERT INTO notes VALUES (6, 't', 'early bird', 6); INSERT INTO notes VALUES (7, 't', 'throttle me', 7); COMMIT")
+        .await;
+    wait_for("point 7", WAIT, || point("t_embed_http", 7)).await;
+    assert!(point("t_embed_http", 6).await.is_some());
+    let requested = fake.requested.lock().unwrap().clone();
+    assert_eq!(requested.get("early bird"), Some(&1), "{requested:?}");
+    assert_eq!(requested.get("throttle me"), Some(&2), "{requested:?}");
+    wait_count("t_embed_http", 6).await;
     run.stop().await;
 }
 

@@ -174,17 +174,38 @@ impl Embedders {
         self.by_name.get(embedder).map(|e| e.model.identity())
     }
 
-    /// Computes the vectors of the pending inputs of `ops`, reusing `stored` vectors whose input
-    /// did not change. A transient failure (service busy or down) is an error to retry the whole
-    /// computation with; an input the embedder refuses is reported in [`Computed`] instead.
-    pub async fn compute(&self, ops: &[Op], stored: &Stored) -> Result<Computed, Error> {
-        let mut out = Computed::default();
+    /// Computes into `done` the vectors of the pending inputs of `ops` that it does not hold
+    /// yet, reusing `stored` vectors whose input did not change. A transient failure (service
+    /// busy or down) is an error to call again with the same `done`: what an earlier attempt
+    /// embedded is kept, never paid for twice. An input the embedder refuses is recorded in
+    /// `done` as failed.
+    pub async fn compute(
+        &self,
+        ops: &[Op],
+        stored: &Stored,
+        done: &std::sync::Mutex<Computed>,
+    ) -> Result<(), Error> {
+        let mut out = std::mem::take(&mut *done.lock().expect("computed lock"));
+        let result = self.compute_into(ops, stored, &mut out).await;
+        *done.lock().expect("computed lock") = out;
+        result
+    }
+
+    async fn compute_into(
+        &self,
+        ops: &[Op],
+        stored: &Stored,
+        out: &mut Computed,
+    ) -> Result<(), Error> {
         // (op, input) pairs to embed, by embedder; the rest reuse their stored vector.
         let mut wanted: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
         for (i, op) in ops.iter().enumerate() {
             let Some(doc) = doc(op) else { continue };
             let point = stored.get(&(op.collection().to_string(), doc.key.clone()));
             for (j, input) in doc.embed.iter().enumerate() {
+                if out.vectors.contains_key(&(i, j)) || out.failed.contains_key(&i) {
+                    continue; // an earlier attempt has it
+                }
                 let reused = point.and_then(|(record, vs)| {
                     let identity = self.identity(&input.embedder)?;
                     let name = record_name(&input.vector);
@@ -237,7 +258,7 @@ impl Embedders {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Moves the computed vectors into the documents of `ops` (the same ops `computed` was made

@@ -211,7 +211,11 @@ impl<S: Sink> Writer<S> {
             let stored = self
                 .retry(|| super::embedding::stored(&*self.sink, &ops))
                 .await?;
-            let computed = self.retry(|| self.embedders.compute(&ops, &stored)).await?;
+            // Kept across retries: a transient failure does not pay again for what was embedded.
+            let done = std::sync::Mutex::new(super::embedding::Computed::default());
+            self.retry(|| self.embedders.compute(&ops, &stored, &done))
+                .await?;
+            let computed = done.into_inner().expect("computed lock");
             let failed = self.embedders.apply(&mut ops, computed);
             for (i, reason) in failed.into_iter().rev() {
                 self.dead_letter_op(&ops[i], &reason)?;

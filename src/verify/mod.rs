@@ -208,7 +208,9 @@ impl Check<'_> {
         }
         let mut ops = ops.to_vec();
         let stored = crate::pipeline::embedding::stored(self.sink, &ops).await?;
-        let computed = self.embedders.compute(&ops, &stored).await?;
+        let done = std::sync::Mutex::new(crate::pipeline::embedding::Computed::default());
+        self.embedders.compute(&ops, &stored, &done).await?;
+        let computed = done.into_inner().expect("computed lock");
         for (i, reason) in self.embedders.apply(&mut ops, computed).into_iter().rev() {
             tracing::warn!(table = %self.mapping.table, reason = %reason, "repair left out: its text cannot be embedded");
             ops.remove(i);
