@@ -209,12 +209,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         };
         tracing::info!(collection = c, newest = %Lsn(newest), "changes committed after this position are written without a fence");
     }
-    let embedders = {
-        let cfgs = cfg.embedders.clone();
-        tokio::task::spawn_blocking(move || crate::pipeline::embedding::Embedders::load(&cfgs))
-            .await
-            .map_err(|e| Error::prerequisite(format!("loading embedders: {e}"), "see the log"))??
-    };
+    let embedders = crate::pipeline::embedding::Embedders::load_blocking(&cfg.embedders).await?;
     embedders.check_sizes(&cfg.tables)?;
     match retry_transient(
         "check embedding models",

@@ -13,6 +13,15 @@ fn embedder_toml() -> String {
     )
 }
 
+/// The config of `db` with its notes table embedded by minilm into `collection`.
+fn notes_config(db: &TestDb, collection: &str) -> pg2qdrant::config::Config {
+    db.config(&format!(
+        "{}{}",
+        notes_table(collection, 384),
+        embedder_toml()
+    ))
+}
+
 fn notes_table(collection: &str, size: u64) -> String {
     format!(
         "[[tables]]\ntable = \"notes\"\ncollection = \"{collection}\"\n\
@@ -27,11 +36,7 @@ async fn text_columns_are_embedded_when_copied_and_when_streamed() {
         &format!("{NOTES} INSERT INTO notes VALUES (1, 'Password reset', 'How do I reset my password?', 1);"),
     )
     .await;
-    let cfg = db.config(&format!(
-        "{}{}",
-        notes_table("t_embed_text", 384),
-        embedder_toml()
-    ));
+    let cfg = notes_config(&db, "t_embed_text");
     let run = db.start(cfg).await;
     db.exec(
         "INSERT INTO notes VALUES (2, 'Lunch', 'Can you recommend a good pizza place nearby?', 2)",
@@ -377,11 +382,7 @@ async fn points_embedded_by_another_model_are_refused_at_start() {
         &format!("{NOTES} INSERT INTO notes VALUES (1, 'a', 'first', 1), (2, 'b', 'second', 2);"),
     )
     .await;
-    let cfg = db.config(&format!(
-        "{}{}",
-        notes_table("t_embed_mixed", 384),
-        embedder_toml()
-    ));
+    let cfg = notes_config(&db, "t_embed_mixed");
     let run = db.start(cfg.clone()).await;
     wait_count("t_embed_mixed", 2).await;
     run.stop().await;

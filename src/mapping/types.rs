@@ -213,14 +213,8 @@ impl Types {
         for (name, type_oid, is_key) in columns {
             match self.kind(type_oid) {
                 Kind::Other => return Some((name, type_oid, "has no binary decoder")),
-                Kind::Scalar(s) if is_key && !s.key_safe() => {
-                    return Some((
-                        name,
-                        type_oid,
-                        "is a key column whose point id is derived from its text form",
-                    ))
-                }
-                Kind::Array(_) if is_key => {
+                Kind::Scalar(s) if is_key && s.key_safe() => {}
+                Kind::Scalar(_) | Kind::Array(_) if is_key => {
                     return Some((
                         name,
                         type_oid,

@@ -112,6 +112,14 @@ impl Embedders {
         Ok(Self { by_name })
     }
 
+    /// [`Embedders::load`] on a blocking thread (model files are read and parsed).
+    pub async fn load_blocking(cfgs: &[EmbedderConfig]) -> Result<Self, Error> {
+        let cfgs = cfgs.to_vec();
+        tokio::task::spawn_blocking(move || Self::load(&cfgs))
+            .await
+            .map_err(|e| Error::prerequisite(format!("loading embedders: {e}"), "see the log"))?
+    }
+
     /// Every vector computed from text has the size its embedder gives (when it says).
     pub fn check_sizes(&self, tables: &[TableConfig]) -> Result<(), Error> {
         for (i, t) in tables.iter().enumerate() {

@@ -100,10 +100,7 @@ pub async fn run(
     let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
     // Repairs of vectors computed from text are embedded like the connector's writes.
     let embedders = if repair && !cfg.embedders.is_empty() {
-        let cfgs = cfg.embedders.clone();
-        tokio::task::spawn_blocking(move || Embedders::load(&cfgs))
-            .await
-            .map_err(|e| Error::prerequisite(format!("loading embedders: {e}"), "see the log"))??
+        Embedders::load_blocking(&cfg.embedders).await?
     } else {
         Embedders::default()
     };
