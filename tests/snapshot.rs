@@ -288,8 +288,13 @@ async fn table_added_to_the_config_is_copied_on_restart_while_the_other_streams(
     .await;
     wait_count("t_snap_added_notes", 2_000).await;
     wait_for("docs streams on", WAIT, || point("t_snap_added", 9000u64)).await;
-    let s = state(&work_dir("t_snap_added"));
-    assert_eq!(s["tables"]["public.notes"]["status"], "done", "{s}");
+    // Points are visible before the state file records the chunk: wait for the record.
+    let dir = work_dir("t_snap_added");
+    let s = wait_for("the notes copy to be recorded done", WAIT, || async {
+        let s = state(&dir);
+        (s["tables"]["public.notes"]["status"] == "done").then_some(s)
+    })
+    .await;
     assert_eq!(
         s["tables"]["public.docs"]["reason"], "initial",
         "docs is not copied again: {s}"
@@ -413,6 +418,10 @@ async fn first_copy_into_a_new_collection_defers_indexing_until_it_is_done() {
         .await
         .unwrap();
     let run = db.start(cfg).await;
+    wait_for("the copy to start", WAIT, || async {
+        (copy_of(&work_dir("t_bulk"))["status"] == "copying").then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(copy_of(&work_dir("t_bulk"))["status"], "copying");
     assert_eq!(indexing_threshold("t_bulk").await, Some(0));
