@@ -266,6 +266,7 @@ async fn main() {
                     payload,
                     vectors: Some(pg2qdrant::event::Vectors::Default(vector(i))),
                     embed: Vec::new(),
+                    anchor: None,
                     position,
                 },
             }

@@ -5,7 +5,7 @@
 //! period) and stores the checkpoint, and the last durable LSN is reported to the slot.
 
 use crate::checkpoint::{CheckpointStore, FileCheckpoint};
-use crate::config::{Config, SnapshotMode, TableConfig};
+use crate::config::{Config, EmbedderConfig, SnapshotMode, TableConfig};
 use crate::deadletter::DeadLetter;
 use crate::error::{retry_transient, Error};
 use crate::event::TableName;
@@ -36,6 +36,7 @@ const LAG_EVERY: Duration = Duration::from_secs(5);
 pub async fn compile(
     catalog: &Catalog,
     tables: &[TableConfig],
+    embedders: &[EmbedderConfig],
 ) -> Result<Vec<TableMapping>, Error> {
     let keys = catalog.resolve_keys(tables).await?;
     let types = Arc::new(catalog.types().await?);
@@ -43,10 +44,32 @@ pub async fn compile(
     let mut out = Vec::with_capacity(tables.len());
     for (t, key) in tables.iter().zip(keys) {
         spaces.push(id_space(catalog, t, &key).await?);
-        out.push(TableMapping::new(t, key).with_types(types.clone()));
+        let mut mapping = TableMapping::new(t, key).with_types(types.clone());
+        if let Some(c) = &t.chunk {
+            mapping = mapping.with_splitter(splitter(t, c, embedders)?);
+        }
+        out.push(mapping);
     }
     refuse_colliding_ids(tables, &spaces)?;
     Ok(out)
+}
+
+/// A chunked table's splitter, counting tokens with its embedder's tokenizer (a local model's
+/// tokenizer.json, an openai embedder's `tokenizer`; else words).
+fn splitter(
+    t: &TableConfig,
+    c: &crate::config::ChunkConfig,
+    embedders: &[EmbedderConfig],
+) -> Result<crate::mapping::chunk::Splitter, Error> {
+    let name = t.embedded_vectors().pop().map(|v| v.1).unwrap_or_default();
+    let tokenizer = embedders
+        .iter()
+        .find(|e| e.name == name)
+        .and_then(|e| match e.kind {
+            crate::config::EmbedderKind::Local => Some(e.path.join("tokenizer.json")),
+            crate::config::EmbedderKind::Openai => e.tokenizer.clone(),
+        });
+    crate::mapping::chunk::Splitter::load(c, tokenizer.as_deref())
 }
 
 /// Which ids the table's points get (its key columns' types and `id`).
@@ -104,7 +127,7 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Er
             "set wal_level = logical in postgresql.conf and restart PostgreSQL",
         ));
     }
-    let compiled = compile(&catalog, &cfg.tables).await?;
+    let compiled = compile(&catalog, &cfg.tables, &cfg.embedders).await?;
     let binary = crate::source::format::choose(&catalog, cfg.source.format, &compiled).await?;
     let names: Vec<_> = cfg
         .tables
@@ -140,6 +163,9 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Er
             state.record_bulk(&t.collection, threshold)?;
             collections::set_indexing_threshold(&client, &t.collection, 0).await?;
             tracing::info!(collection = %t.collection, restore_to_kb = threshold, "bulk load: vector indexing deferred until the first copy is done");
+        }
+        if compiled[i].chunked() {
+            collections::ensure_chunk_indexes(&client, &t.collection, &compiled[i].key).await?;
         }
     }
     Ok((

@@ -165,7 +165,9 @@ async fn ids(c: &Catalog, cfg: &Config) -> Option<CheckLine> {
 
 /// Which form values will travel in, and why text when it is text.
 async fn format(c: &Catalog, cfg: &Config) -> Option<CheckLine> {
-    let mappings = crate::app::compile(c, &cfg.tables).await.ok()?;
+    let mappings = crate::app::compile(c, &cfg.tables, &cfg.embedders)
+        .await
+        .ok()?;
     let what = "source.format".to_owned();
     Some(
         match crate::source::format::decide(c, cfg.source.format, &mappings).await {

@@ -174,6 +174,8 @@ pub struct Document {
     /// Vectors to compute from text before writing (the writer moves them into `vectors`).
     pub embed: Vec<EmbedInput>,
     pub position: Position,
+    /// One chunk of a chunked row (see `mapping::chunk`): the row's anchor, its chunk 0 point.
+    pub anchor: Option<PointKey>,
 }
 
 /// A sink operation, produced by the mapping in commit order.
@@ -201,6 +203,17 @@ pub enum Op {
         key: PointKey,
         position: Position,
     },
+    /// Delete the chunk points of one row (`key`: its key columns as text, as stored in
+    /// `_pg2qdrant.key`) from chunk `from` on, if older than `position`. `anchor`: the row's
+    /// chunk 0 point, which stands for the row when batches are ordered.
+    DeleteChunks {
+        collection: Arc<str>,
+        table: TableName,
+        key: serde_json::Value,
+        anchor: PointKey,
+        from: usize,
+        position: Position,
+    },
     /// Delete every point of `table` older than `position`.
     Truncate {
         collection: Arc<str>,
@@ -215,20 +228,36 @@ impl Op {
             Op::Upsert { collection, .. }
             | Op::Merge { collection, .. }
             | Op::Delete { collection, .. }
+            | Op::DeleteChunks { collection, .. }
             | Op::Truncate { collection, .. } => collection,
         }
     }
     pub fn position(&self) -> Position {
         match self {
             Op::Upsert { doc, .. } | Op::Merge { doc, .. } => doc.position,
-            Op::Delete { position, .. } | Op::Truncate { position, .. } => *position,
+            Op::Delete { position, .. }
+            | Op::DeleteChunks { position, .. }
+            | Op::Truncate { position, .. } => *position,
+        }
+    }
+
+    /// The point that stands for the row this op changes (a chunk's anchor); `None` for a
+    /// truncate. Ops of one row share it, so ordering by it keeps a row's changes in order.
+    pub fn row_key(&self) -> Option<&PointKey> {
+        match self {
+            Op::Upsert { doc, .. } | Op::Merge { doc, .. } => {
+                Some(doc.anchor.as_ref().unwrap_or(&doc.key))
+            }
+            Op::Delete { key, .. } => Some(key),
+            Op::DeleteChunks { anchor, .. } => Some(anchor),
+            Op::Truncate { .. } => None,
         }
     }
     pub fn kind(&self) -> &'static str {
         match self {
             Op::Upsert { .. } => "upsert",
             Op::Merge { .. } => "merge",
-            Op::Delete { .. } => "delete",
+            Op::Delete { .. } | Op::DeleteChunks { .. } => "delete",
             Op::Truncate { .. } => "truncate",
         }
     }

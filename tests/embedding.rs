@@ -6,7 +6,7 @@ use serde_json::json;
 
 const NOTES: &str = "CREATE TABLE notes (id bigint PRIMARY KEY, title text, body text, n int);";
 
-fn embedder_toml() -> String {
+pub fn embedder_toml() -> String {
     format!(
         "[[embedders]]\nname = \"minilm\"\npath = \"{}\"\nthreads = 2\n",
         env("PG2QDRANT_TEST_MODEL")
@@ -94,7 +94,7 @@ async fn a_vector_size_that_differs_from_the_model_is_refused_naming_the_field()
 }
 
 /// `name{embedder="<embedder>"} value` from /metrics, 0 when absent.
-async fn counter(port: u16, name: &str, embedder: &str) -> f64 {
+pub async fn counter(port: u16, name: &str, embedder: &str) -> f64 {
     let body = crate::chat::http_get(port, "/metrics").await;
     body.lines()
         .find(|l| l.starts_with(name) && l.contains(&format!("embedder=\"{embedder}\"")))

@@ -4,6 +4,7 @@
 mod harness;
 
 mod chat;
+mod chunking;
 mod embed;
 mod embedding;
 mod format;

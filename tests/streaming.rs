@@ -316,6 +316,7 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
             payload,
             vectors: Some(Vectors::Default(v)),
             embed: Vec::new(),
+            anchor: None,
             position,
         }
     };

@@ -87,6 +87,16 @@ pub struct EmbedderConfig {
     /// Most inputs embedded in one call.
     #[serde(default = "default_embed_batch_size")]
     pub batch_size: usize,
+    /// `openai`: a tokenizer.json that counts tokens like the model (for `chunk` and the
+    /// per-request token budget); without it a whitespace-separated word counts as a token.
+    #[serde(default)]
+    pub tokenizer: Option<std::path::PathBuf>,
+    /// `openai`: most tokens (as counted above) in one request; 0 = no limit.
+    #[serde(default)]
+    pub max_batch_tokens: usize,
+    /// `openai`: requests in flight at once.
+    #[serde(default = "default_embed_concurrency")]
+    pub concurrency: usize,
 }
 
 impl EmbedderConfig {
@@ -464,6 +474,20 @@ pub struct TableConfig {
     pub id: IdMode,
     #[serde(default)]
     pub collection_config: CollectionConfig,
+    /// Long text becomes several points (see `mapping::chunk`): needs exactly one vector,
+    /// computed from text.
+    #[serde(default)]
+    pub chunk: Option<ChunkConfig>,
+}
+
+/// `chunk = { max_tokens, overlap }`: the embedding text split into windows of `max_tokens`
+/// tokens (the embedder's tokenizer), consecutive windows sharing `overlap` tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunkConfig {
+    pub max_tokens: usize,
+    #[serde(default)]
+    pub overlap: usize,
 }
 
 impl TableConfig {
@@ -501,6 +525,10 @@ impl TableConfig {
                 .collect(),
         }
     }
+}
+
+fn default_embed_concurrency() -> usize {
+    2
 }
 
 fn yes() -> bool {

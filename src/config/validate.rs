@@ -134,6 +134,12 @@ impl Config {
                     "required for kind = \"local\": the model directory".to_owned(),
                 ));
             }
+            if e.concurrency == 0 || e.concurrency > 64 {
+                return Err(Error::config(
+                    format!("embedders[{i}].concurrency"),
+                    format!("{} is out of range 1..=64", e.concurrency),
+                ));
+            }
             if e.threads == Some(0) {
                 return Err(Error::config(
                     format!("embedders[{i}].threads"),
@@ -195,6 +201,46 @@ fn validate_source(
             }
         }
     }
+}
+
+/// Chunked rows are several points of one computed vector: nothing else can be split with them.
+fn validate_chunk(
+    f: &dyn Fn(&str) -> String,
+    t: &TableConfig,
+    c: &crate::config::ChunkConfig,
+) -> Result<(), Error> {
+    if c.max_tokens < 2 || c.max_tokens > 8192 {
+        return Err(Error::config(
+            f("chunk.max_tokens"),
+            format!("{} is out of range 2..=8192", c.max_tokens),
+        ));
+    }
+    if c.overlap >= c.max_tokens {
+        return Err(Error::config(
+            f("chunk.overlap"),
+            format!(
+                "{} must be below max_tokens ({}): windows would not advance",
+                c.overlap, c.max_tokens
+            ),
+        ));
+    }
+    let vectors = t.vector_columns();
+    if vectors.len() != 1 || t.embedded_vectors().len() != 1 {
+        return Err(Error::config(
+            f("chunk"),
+            "a chunked table needs exactly one vector, computed from text (embed = ..., text = ...): each chunk is a point with its own vector".to_owned(),
+        ));
+    }
+    for field in crate::mapping::chunk::FIELDS {
+        if t.rename.values().any(|v| v == field) || t.unix_seconds.iter().any(|u| u.field == field)
+        {
+            return Err(Error::config(
+                f("chunk"),
+                format!("payload field {field:?} is reserved for chunks: rename the field"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Result<(), Error> {
@@ -262,6 +308,9 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
             &v.text,
             embedders,
         )?;
+    }
+    if let Some(c) = &t.chunk {
+        validate_chunk(&f, t, c)?;
     }
     if let Some(k) = &t.key {
         if k.is_empty() || k.iter().any(|c| c.is_empty()) {

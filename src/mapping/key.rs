@@ -76,6 +76,17 @@ pub fn uuid5(table: &TableName, parts: &[(u32, &str)]) -> PointKey {
     PointKey::Uuid(uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()))
 }
 
+/// Chunk `index` of a row: UUIDv5 over `[["schema","table",key values…], index]` in
+/// [`NAMESPACE`] (a nested array, so never the name of a row id).
+pub fn chunk_uuid5(table: &TableName, parts: &[(u32, &str)], index: usize) -> PointKey {
+    let mut row: Vec<&str> = Vec::with_capacity(parts.len() + 2);
+    row.push(&table.schema);
+    row.push(&table.name);
+    row.extend(parts.iter().map(|(_, t)| *t));
+    let name = serde_json::to_string(&(row, index)).expect("strings serialize");
+    PointKey::Uuid(uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! the key and the reason; the caller dead-letters it and streams on.
 
 pub mod binary;
+pub mod chunk;
 pub mod key;
 pub mod template;
 pub mod types;
@@ -63,6 +64,8 @@ pub struct TableMapping {
     id: crate::config::IdMode,
     /// The database's types (domains map like their base type; enums, pgvector, arrays).
     types: Arc<Types>,
+    /// Chunked table: how its embedding text is split (see [`chunk`]).
+    splitter: Option<Arc<chunk::Splitter>>,
 }
 
 impl TableMapping {
@@ -108,7 +111,19 @@ impl TableMapping {
             },
             id: cfg.id,
             types: Arc::default(),
+            splitter: None,
         }
+    }
+
+    /// Makes the table chunked (its config has `chunk`).
+    pub fn with_splitter(mut self, splitter: chunk::Splitter) -> Self {
+        self.splitter = Some(Arc::new(splitter));
+        self
+    }
+
+    /// Whether each row is several chunk points.
+    pub fn chunked(&self) -> bool {
+        self.splitter.is_some()
     }
 
     /// The database's types (see `source::catalog::Catalog::types`).
@@ -207,9 +222,8 @@ impl TableMapping {
     pub fn ops(&self, change: &Change) -> Result<Vec<Op>, MappingError> {
         let pos = change.position;
         let commit_time = change.commit_time_micros;
-        let collection = self.collection.clone();
         match &change.kind {
-            ChangeKind::Insert { new } => Ok(vec![self.write_op(new, pos, commit_time)?]),
+            ChangeKind::Insert { new } => self.write_ops(new, pos, commit_time),
             ChangeKind::Update { old, new } => {
                 // Under REPLICA IDENTITY FULL the new tuple may still hold unchanged TOAST
                 // values: the old row has them.
@@ -223,32 +237,105 @@ impl TableMapping {
                     }
                     _ => new.clone(),
                 };
-                let new_key = self.point_key(&new)?;
                 let mut ops = Vec::with_capacity(2);
                 if let Some(old) = old {
-                    let old_key = self.point_key(old)?;
-                    if old_key != new_key {
-                        ops.push(Op::Delete {
-                            collection: collection.clone(),
-                            key: old_key,
-                            position: pos,
-                        });
+                    if self.point_key(old)? != self.point_key(&new)? {
+                        ops.push(self.delete_op(old, pos)?);
                     }
                 }
-                ops.push(self.write_op(&new, pos, commit_time)?);
+                ops.extend(self.write_ops(&new, pos, commit_time)?);
                 Ok(ops)
             }
-            ChangeKind::Delete { old } => Ok(vec![Op::Delete {
-                collection,
-                key: self.point_key(old)?,
-                position: pos,
-            }]),
+            ChangeKind::Delete { old } => Ok(vec![self.delete_op(old, pos)?]),
             ChangeKind::Truncate => Ok(vec![Op::Truncate {
-                collection,
+                collection: self.collection.clone(),
                 table: self.table.clone(),
                 position: pos,
             }]),
         }
+    }
+
+    /// Removes the row's point (a chunked row: all its chunk points).
+    fn delete_op(&self, row: &Row, position: Position) -> Result<Op, MappingError> {
+        let collection = self.collection.clone();
+        if self.chunked() {
+            return Ok(Op::DeleteChunks {
+                collection,
+                table: self.table.clone(),
+                key: self.key_json(row),
+                anchor: self.point_key(row)?,
+                from: 0,
+                position,
+            });
+        }
+        Ok(Op::Delete {
+            collection,
+            key: self.point_key(row)?,
+            position,
+        })
+    }
+
+    /// The ops that write a new row image: one op, or for a chunked row (not a merge) the
+    /// removal of chunks past its count and one upsert per chunk.
+    fn write_ops(
+        &self,
+        row: &Row,
+        position: Position,
+        commit_time: i64,
+    ) -> Result<Vec<Op>, MappingError> {
+        match self.write_op(row, position, commit_time)? {
+            Op::Upsert { doc, copied, .. } if self.chunked() => Ok(self.chunks(row, doc, copied)),
+            op => Ok(vec![op]),
+        }
+    }
+
+    /// A chunked row's ops from its row document (see [`chunk`] for the order).
+    pub fn chunks(&self, row: &Row, doc: Document, copied: bool) -> Vec<Op> {
+        let splitter = self.splitter.as_ref().expect("a chunked table");
+        let Document {
+            key: anchor,
+            payload,
+            mut embed,
+            position,
+            ..
+        } = doc;
+        let Some(input) = embed.pop() else {
+            return Vec::new();
+        };
+        let parts = self.key_parts(row).unwrap_or_default();
+        let parts: Vec<(u32, &str)> = parts.iter().map(|(o, t)| (*o, t.as_ref())).collect();
+        let pieces = splitter.split(&input.text);
+        let mut ops = Vec::with_capacity(pieces.len() + 1);
+        ops.push(Op::DeleteChunks {
+            collection: self.collection.clone(),
+            table: self.table.clone(),
+            key: self.key_json(row),
+            anchor: anchor.clone(),
+            from: pieces.len(),
+            position,
+        });
+        for (i, piece) in pieces.iter().enumerate() {
+            let mut payload = payload.clone();
+            payload.insert(chunk::FIELDS[0].to_owned(), Value::from(i));
+            payload.insert(chunk::FIELDS[1].to_owned(), Value::from(pieces.len()));
+            payload.insert(chunk::FIELDS[2].to_owned(), Value::from(*piece));
+            ops.push(Op::Upsert {
+                collection: self.collection.clone(),
+                doc: Document {
+                    key: key::chunk_uuid5(&self.table, &parts, i),
+                    payload,
+                    vectors: None,
+                    embed: vec![crate::event::EmbedInput {
+                        text: (*piece).to_owned(),
+                        ..input.clone()
+                    }],
+                    position,
+                    anchor: Some(anchor.clone()),
+                },
+                copied,
+            });
+        }
+        ops
     }
 
     /// Upsert, merge (unchanged TOAST present) or delete (soft-deleted) for a new row image.
@@ -263,13 +350,7 @@ impl TableMapping {
         if let Some(col) = &self.soft_delete {
             match row.column(col) {
                 Some((c, d)) => match self.text_of(c, d) {
-                    Some(Ok(t)) if t == "t" || t == "true" => {
-                        return Ok(Op::Delete {
-                            collection,
-                            key,
-                            position,
-                        })
-                    }
+                    Some(Ok(t)) if t == "t" || t == "true" => return self.delete_op(row, position),
                     Some(Err(e)) => return Err(self.error(row, e)),
                     _ => {}
                 },
@@ -365,6 +446,7 @@ impl TableMapping {
             vectors,
             embed,
             position,
+            anchor: None,
         })
     }
 
@@ -406,7 +488,21 @@ impl TableMapping {
         )
     }
 
+    /// The row's point id; for a chunked row, its anchor (chunk 0).
     pub fn point_key(&self, row: &Row) -> Result<PointKey, MappingError> {
+        let parts = self.key_parts(row)?;
+        let parts: Vec<(u32, &str)> = parts.iter().map(|(o, t)| (*o, t.as_ref())).collect();
+        if self.chunked() {
+            return Ok(key::chunk_uuid5(&self.table, &parts, 0));
+        }
+        Ok(match self.id {
+            crate::config::IdMode::Auto => key::point_key(&self.table, &parts),
+            crate::config::IdMode::Uuid5 => key::uuid5(&self.table, &parts),
+        })
+    }
+
+    /// The key columns' type oids and text forms.
+    fn key_parts<'r>(&self, row: &'r Row) -> Result<Vec<(u32, Cow<'r, str>)>, MappingError> {
         let mut parts: Vec<(u32, Cow<str>)> = Vec::with_capacity(self.key.len());
         for col in &self.key {
             match row.column(col) {
@@ -434,11 +530,7 @@ impl TableMapping {
                 }
             }
         }
-        let parts: Vec<(u32, &str)> = parts.iter().map(|(o, t)| (*o, t.as_ref())).collect();
-        Ok(match self.id {
-            crate::config::IdMode::Auto => key::point_key(&self.table, &parts),
-            crate::config::IdMode::Uuid5 => key::uuid5(&self.table, &parts),
-        })
+        Ok(parts)
     }
 
     /// The key columns of `row` as `(column, text value, type oid)`, to look the row up
@@ -526,7 +618,9 @@ pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
                     m.insert("commit_time".to_owned(), shared["commit_time"].clone());
                 }
             }
-            Op::Delete { position: p, .. } | Op::Truncate { position: p, .. } => *p = position,
+            Op::Delete { position: p, .. }
+            | Op::DeleteChunks { position: p, .. }
+            | Op::Truncate { position: p, .. } => *p = position,
         }
     }
 }

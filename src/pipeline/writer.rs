@@ -50,19 +50,14 @@ pub struct Writer<S: Sink> {
 /// taken strictly in batch order, so durability still moves forward in commit order.
 const MAX_IN_FLIGHT: usize = 2;
 
-/// The point keys a batch touches; `None` when it must run alone (a truncate, or a TOAST merge
-/// that may read the source).
+/// The rows (their [`Op::row_key`]) a batch touches; `None` when it must run alone (a truncate,
+/// or a TOAST merge that may read the source).
 fn keys_of(ops: &[Op]) -> Option<HashSet<(Arc<str>, PointKey)>> {
     let mut keys = HashSet::with_capacity(ops.len());
     for op in ops {
-        match op {
-            Op::Upsert {
-                collection, doc, ..
-            } => keys.insert((collection.clone(), doc.key.clone())),
-            Op::Delete {
-                collection, key, ..
-            } => keys.insert((collection.clone(), key.clone())),
-            Op::Merge { .. } | Op::Truncate { .. } => return None,
+        match (op, op.row_key()) {
+            (Op::Merge { .. }, _) | (_, None) => return None,
+            (_, Some(key)) => keys.insert((op.collection().clone(), key.clone())),
         };
     }
     Some(keys)
@@ -277,6 +272,7 @@ impl<S: Sink> Writer<S> {
                 serde_json::Value::Object(doc.payload.clone()),
             ),
             Op::Delete { key, .. } => (serde_json::json!(key.to_string()), serde_json::Value::Null),
+            Op::DeleteChunks { key, .. } => (key.clone(), serde_json::Value::Null),
             Op::Truncate { table, .. } => (
                 serde_json::json!(table.to_string()),
                 serde_json::Value::Null,
@@ -321,8 +317,9 @@ impl<S: Sink> Writer<S> {
         r
     }
 
-    /// Replaces each TOAST merge whose point is missing by an upsert of the current row read
-    /// from PostgreSQL (or drops it when the row is gone: its delete follows in the stream).
+    /// Replaces each TOAST merge whose point is missing (and each of a chunked table) by an
+    /// upsert of the current row read from PostgreSQL (or drops it when the row is gone: its
+    /// delete follows in the stream).
     async fn resolve_merges(
         &self,
         catalog: &tokio::sync::Mutex<Option<Catalog>>,
@@ -340,19 +337,22 @@ impl<S: Sink> Writer<S> {
                 out.push(op);
                 continue;
             };
-            if self
-                .sink
-                .missing(collection, std::slice::from_ref(&doc.key))
-                .await?
-                .is_empty()
-            {
-                out.push(op);
-                continue;
-            }
             let Some(mapping) = self.mappings.get(table) else {
                 out.push(op);
                 continue;
             };
+            // A chunked row is always rewritten from the whole row: its chunks are cut from
+            // the whole text (unchanged chunk texts keep their vectors, see `embedding`).
+            if !mapping.chunked()
+                && self
+                    .sink
+                    .missing(collection, std::slice::from_ref(&doc.key))
+                    .await?
+                    .is_empty()
+            {
+                out.push(op);
+                continue;
+            }
             metrics::counter!(names::TOAST_FETCHES, "table" => table.to_string()).increment(1);
             let mut catalog = catalog.lock().await;
             if catalog.is_none() {
@@ -379,11 +379,15 @@ impl<S: Sink> Writer<S> {
                             full.payload
                                 .insert(crate::config::META_FIELD.to_owned(), meta.clone());
                         }
-                        out.push(Op::Upsert {
-                            collection: collection.clone(),
-                            doc: full,
-                            copied: false,
-                        });
+                        if mapping.chunked() {
+                            out.extend(mapping.chunks(&row, full, false));
+                        } else {
+                            out.push(Op::Upsert {
+                                collection: collection.clone(),
+                                doc: full,
+                                copied: false,
+                            });
+                        }
                     }
                     Err(e) => self
                         .dead_letter

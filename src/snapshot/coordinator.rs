@@ -380,7 +380,7 @@ impl Coordinator {
         let mut ops = std::mem::take(&mut p.ops);
         if let Some(w) = &window {
             let before = ops.len();
-            ops.retain(|op| !op_key(op).is_some_and(|k| w.conflicts(k)));
+            ops.retain(|op| !op.row_key().is_some_and(|k| w.conflicts(k)));
             let dropped = before - ops.len();
             if dropped > 0 {
                 tracing::debug!(table = %p.table, chunk = p.index, dropped, "rows changed while their chunk was read: the stream's version wins");
@@ -577,14 +577,6 @@ impl Coordinator {
             .collect();
         out.sort_by(|a, b| a.table.cmp(&b.table));
         out
-    }
-}
-
-fn op_key(op: &Op) -> Option<&crate::event::PointKey> {
-    match op {
-        Op::Upsert { doc, .. } | Op::Merge { doc, .. } => Some(&doc.key),
-        Op::Delete { key, .. } => Some(key),
-        Op::Truncate { .. } => None,
     }
 }
 

@@ -58,14 +58,12 @@ impl Windows {
     pub fn record(&mut self, table: &TableName, ops: &[Op]) {
         for w in self.open.values_mut().filter(|w| &w.table == table) {
             for op in ops {
-                match op {
-                    Op::Upsert { doc, .. } | Op::Merge { doc, .. } => {
-                        w.keys.insert(doc.key.clone());
-                    }
-                    Op::Delete { key, .. } => {
+                // A chunked row's ops all name its anchor: the copy's ops of that row go whole.
+                match op.row_key() {
+                    Some(key) => {
                         w.keys.insert(key.clone());
                     }
-                    Op::Truncate { .. } => w.truncated = true,
+                    None => w.truncated = true,
                 }
             }
         }

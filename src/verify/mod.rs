@@ -94,7 +94,7 @@ pub async fn run(
     let catalog = Catalog::connect(&cfg.source).await?;
     catalog.set_copy_session().await?;
     let owned: Vec<TableConfig> = tables.iter().map(|t| (*t).clone()).collect();
-    let mappings = crate::app::compile(&catalog, &owned).await?;
+    let mappings = crate::app::compile(&catalog, &owned, &cfg.embedders).await?;
     // A second connection reads the present while the check's snapshot is open on the first.
     let present = Catalog::connect(&cfg.source).await?;
     let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
@@ -300,7 +300,7 @@ async fn catch_up(catalog: &Catalog, slot: &str) -> Result<bool, Error> {
 fn op_key(op: &Op) -> &PointKey {
     match op {
         Op::Upsert { doc, .. } | Op::Merge { doc, .. } => &doc.key,
-        Op::Delete { key, .. } => key,
+        Op::Delete { key, .. } | Op::DeleteChunks { anchor: key, .. } => key,
         Op::Truncate { .. } => unreachable!("inserts map to upserts or deletes"),
     }
 }

@@ -4,13 +4,14 @@
 use super::{compare, op_key, sample, stored_position, Check, TableReport, PAGE};
 use crate::config::Distance;
 use crate::error::Error;
-use crate::event::{Change, ChangeKind, Op, Row, TableName};
+use crate::event::{Change, ChangeKind, Op, PointKey, Row, TableName};
 use crate::mapping::TableMapping;
 use crate::sink::qdrant::mapping as qmap;
 use crate::source::catalog::Catalog;
 use crate::source::chunk::text_row;
 use qdrant_client::qdrant::{GetPointsBuilder, PointId};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 impl Check<'_> {
@@ -55,6 +56,8 @@ impl Check<'_> {
             bar.set_length(bar.length().unwrap_or(0).max(r.rows));
             bar.set_position(r.rows);
             let mut expected = Vec::with_capacity(rows.len());
+            // A chunked row's removal of chunks past its count, written before its repairs.
+            let mut trims: HashMap<PointKey, Op> = HashMap::new();
             for row in rows {
                 let change = Change {
                     table: self.table().clone(),
@@ -63,7 +66,18 @@ impl Check<'_> {
                     kind: ChangeKind::Insert { new: row.clone() },
                 };
                 match self.mapping.ops(&change) {
-                    Ok(mut ops) => expected.push((ops.pop().expect("one op per insert"), row)),
+                    Ok(ops) => {
+                        for op in ops {
+                            match op {
+                                Op::DeleteChunks {
+                                    from, ref anchor, ..
+                                } if from > 0 => {
+                                    trims.insert(anchor.clone(), op);
+                                }
+                                op => expected.push((op, row.clone())),
+                            }
+                        }
+                    }
                     Err(_) => r.unmappable += 1,
                 }
             }
@@ -90,11 +104,17 @@ impl Check<'_> {
                 let id = qmap::point_id(op_key(&op));
                 let point = stored.iter().find(|p| p.id.as_ref() == Some(&id));
                 let key = self.mapping.key_json(&row);
+                let trim = |repairs: &mut Vec<Op>, trims: &mut HashMap<PointKey, Op>, op: &Op| {
+                    if let Some(t) = op.row_key().and_then(|a| trims.remove(a)) {
+                        repairs.push(t);
+                    }
+                };
                 match (&op, point) {
                     (Op::Upsert { .. }, None) => {
                         if still_exists(present, self.table(), self.mapping, &row).await? {
                             r.missing += 1;
                             sample(&mut r.missing_keys, key);
+                            trim(&mut repairs, &mut trims, &op);
                             repairs.push(op);
                         }
                     }
@@ -124,11 +144,12 @@ impl Check<'_> {
                         {
                             r.stale += 1;
                             sample(&mut r.stale_keys, key);
+                            trim(&mut repairs, &mut trims, &op);
                             repairs.push(op);
                         }
                     }
                     // A soft-deleted row: its point must not exist.
-                    (Op::Delete { .. }, Some(_)) => {
+                    (Op::Delete { .. } | Op::DeleteChunks { .. }, Some(_)) => {
                         r.orphaned += 1;
                         sample(&mut r.orphaned_keys, key);
                         repairs.push(op);

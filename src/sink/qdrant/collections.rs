@@ -1,6 +1,7 @@
 //! Collections: create when missing (as configured), and refuse to start against a collection
 //! whose vector parameters differ from the config.
 
+use crate::config::META_FIELD;
 use crate::config::{Distance, IndexType, TableConfig};
 use crate::error::Error;
 use qdrant_client::qdrant::{
@@ -213,6 +214,35 @@ async fn ensure_indexes(client: &Qdrant, t: &TableConfig) -> Result<(), Error> {
             .map_err(Error::qdrant(format!(
                 "create payload index {} on {}",
                 idx.field, t.collection
+            )))?;
+    }
+    Ok(())
+}
+
+/// A chunked table's points are selected by row (`_pg2qdrant.key.<column>`) and chunk index on
+/// every change: indexes keep that from scanning the collection.
+pub async fn ensure_chunk_indexes(
+    client: &Qdrant,
+    collection: &str,
+    key: &[String],
+) -> Result<(), Error> {
+    let mut fields: Vec<(String, FieldType)> = key
+        .iter()
+        .map(|k| (format!("{META_FIELD}.key.{k}"), FieldType::Keyword))
+        .collect();
+    fields.push((format!("{META_FIELD}.table"), FieldType::Keyword));
+    fields.push((
+        crate::mapping::chunk::FIELDS[0].to_owned(),
+        FieldType::Integer,
+    ));
+    for (field, kind) in fields {
+        client
+            .create_field_index(
+                CreateFieldIndexCollectionBuilder::new(collection, &field, kind).wait(true),
+            )
+            .await
+            .map_err(Error::qdrant(format!(
+                "create payload index {field} on {collection}"
             )))?;
     }
     Ok(())

@@ -66,3 +66,36 @@ pub fn table_older_than(table: &str, pos: Position) -> Filter {
         older_than(pos),
     ])
 }
+
+/// The chunk points of one row (`key`: its key columns as stored in `_pg2qdrant.key`) from
+/// chunk `from` on, older than `pos` (see `mapping::chunk`).
+pub fn row_chunks_older_than(
+    table: &str,
+    key: &serde_json::Value,
+    from: usize,
+    pos: Position,
+) -> Filter {
+    let mut must = vec![Condition::matches(
+        format!("{META_FIELD}.table"),
+        table.to_owned(),
+    )];
+    if let Some(columns) = key.as_object() {
+        for (column, value) in columns {
+            must.push(Condition::matches(
+                format!("{META_FIELD}.key.{column}"),
+                value.as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+    }
+    if from > 0 {
+        must.push(Condition::range(
+            crate::mapping::chunk::FIELDS[0],
+            Range {
+                gte: Some(from as f64),
+                ..Default::default()
+            },
+        ));
+    }
+    must.push(older_than(pos));
+    Filter::must(must)
+}

@@ -127,6 +127,7 @@ mod tests {
             payload: map.as_object().unwrap().clone(),
             vectors: None,
             embed: Vec::new(),
+            anchor: None,
             position: Default::default(),
         };
         let ours = serde_json::Value::from(payload(&doc));

@@ -23,7 +23,9 @@
 //! - a run of deletes → one `DeletePoints` selecting by the per-point fence;
 //! - a merge → `UpdateVectors` (if a vector changed) then `SetPayload`, both fenced, so the
 //!   position in the payload moves only after the vectors were written;
-//! - a truncate → `DeletePoints` of every point of that table older than the truncate.
+//! - a truncate → `DeletePoints` of every point of that table older than the truncate;
+//! - a row's chunks past its count → `DeletePoints` selecting them by table, key and
+//!   `chunk_index`, fenced (see `mapping::chunk`).
 //!
 //! Qdrant does not apply a batch atomically; every operation is idempotent and fenced, so a
 //! repeated or replayed request converges to the same state.
@@ -284,6 +286,21 @@ pub fn operations(ops: &[&Op], stored: &Stored, above: Option<u64>) -> Vec<Point
                 })));
                 i += 1;
             }
+            Op::DeleteChunks {
+                table,
+                key,
+                from,
+                position,
+                ..
+            } => {
+                out.push(delete_where(fence::row_chunks_older_than(
+                    &table.to_string(),
+                    key,
+                    *from,
+                    *position,
+                )));
+                i += 1;
+            }
             Op::Truncate {
                 table, position, ..
             } => {
@@ -443,6 +460,7 @@ mod tests {
                 payload: Default::default(),
                 vectors: None,
                 embed: Vec::new(),
+                anchor: None,
                 position: Position {
                     commit_lsn: lsn,
                     seq,

@@ -1,0 +1,205 @@
+//! Chunked rows: long text becomes several points, and every change leaves exactly the row's
+//! current chunks.
+
+use crate::embedding::{counter, embedder_toml};
+use crate::harness::*;
+use pg2qdrant::embed::LocalEmbedder;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+const DOCS: &str = "CREATE TABLE docs (id bigint PRIMARY KEY, body text, n int);";
+
+/// Words that are one word piece each in all-MiniLM-L6-v2's vocabulary, so a text of `n` of
+/// them is `n` tokens and its chunk count is known without the tokenizer.
+const WORDS: [&str; 8] = [
+    "apple", "house", "river", "green", "table", "music", "water", "light",
+];
+
+fn words(n: usize, salt: usize) -> String {
+    (0..n)
+        .map(|i| WORDS[(i + salt) % WORDS.len()])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Chunks of `tokens` tokens in windows of 16 overlapping by 4 (step 12).
+fn expected_chunks(tokens: usize) -> usize {
+    if tokens <= 16 {
+        1
+    } else {
+        1 + (tokens - 16).div_ceil(12)
+    }
+}
+
+/// Row `id`'s points: chunk index → (chunk_count, chunk_text, n, vector).
+async fn chunks_of(collection: &str, id: &str) -> BTreeMap<u64, (u64, String, Value, Vec<f32>)> {
+    all_points(collection)
+        .await
+        .into_iter()
+        .filter(|(_, p)| p.payload["_pg2qdrant"]["key"]["id"] == json!(id))
+        .map(|(_, p)| {
+            (
+                p.payload["chunk_index"].as_u64().expect("chunk_index"),
+                (
+                    p.payload["chunk_count"].as_u64().expect("chunk_count"),
+                    p.payload["chunk_text"].as_str().unwrap_or("").to_owned(),
+                    p.payload["n"].clone(),
+                    p.vector.clone().expect("a vector"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Waits until row `id` is exactly `want` chunks, indexed 0..want, each counting `want`, and
+/// `n` holds `n` on each; returns them.
+async fn wait_chunks(
+    collection: &str,
+    id: &str,
+    want: usize,
+    n: Value,
+) -> BTreeMap<u64, (u64, String, Value, Vec<f32>)> {
+    wait_for(&format!("row {id} as {want} chunks"), WAIT, || async {
+        let c = chunks_of(collection, id).await;
+        let exact = c.len() == want
+            && c.keys().copied().eq(0..want as u64)
+            && c.values()
+                .all(|(count, _, v, _)| *count == want as u64 && *v == n);
+        exact.then_some(c)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_rows_shrink_grow_delete_and_truncate_leave_exactly_their_chunks() {
+    let db = TestDb::new(
+        "t_chunks",
+        &format!(
+            "{DOCS} INSERT INTO docs VALUES (1, '{}', 1), (2, '{}', 1);",
+            words(40, 0),
+            words(5, 3)
+        ),
+    )
+    .await;
+    let port = free_port();
+    // Its own embedder name: the metrics of every test in this process share one registry.
+    let mut cfg = db.config(&format!(
+        "[[tables]]\ntable = \"docs\"\ncollection = \"t_chunks\"\n\
+         vector = {{ embed = \"minilm_chunks\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n\
+         chunk = {{ max_tokens = 16, overlap = 4 }}\n{}",
+        embedder_toml().replace("\"minilm\"", "\"minilm_chunks\"")
+    ));
+    cfg.metrics.addr = format!("127.0.0.1:{port}");
+    let run = db.start(cfg).await;
+    let embedded = || counter(port, "pg2qdrant_embeddings_total", "minilm_chunks");
+
+    // Copied rows are chunked: 40 tokens → 3 chunks, 5 → 1.
+    let one = wait_chunks("t_chunks", "1", expected_chunks(40), json!(1)).await;
+    assert_eq!(expected_chunks(40), 3);
+    wait_chunks("t_chunks", "2", 1, json!(1)).await;
+    let model = LocalEmbedder::load(std::path::Path::new(&env("PG2QDRANT_TEST_MODEL")), 2).unwrap();
+    let first: Vec<&str> = one[&0].1.split(' ').collect();
+    assert_eq!(first.len(), 16, "a window of 16 tokens: {first:?}");
+    assert_eq!(
+        one[&1].1.split(' ').take(4).collect::<Vec<_>>(),
+        first[12..],
+        "consecutive windows share 4 tokens"
+    );
+    for (i, (_, text, _, vector)) in &one {
+        let want = model.embed(&[text]).unwrap().vectors.remove(0);
+        let c = cosine(vector, &want);
+        assert!(
+            c > 0.9999,
+            "chunk {i}: cosine {c} to its own text's embedding"
+        );
+    }
+    let before = embedded().await;
+    assert_eq!(before, 4.0, "one embedding per chunk");
+
+    // Another column changes: every chunk gets it, nothing is embedded again.
+    db.exec("UPDATE docs SET n = 2 WHERE id = 1").await;
+    let kept = wait_chunks("t_chunks", "1", 3, json!(2)).await;
+    assert_eq!(
+        embedded().await,
+        before,
+        "unchanged chunk texts are not embedded"
+    );
+    assert_eq!(kept[&2].3, one[&2].3, "vectors kept");
+
+    // Shrink: 20 tokens → 2 chunks, the third point is gone.
+    db.exec(&format!(
+        "UPDATE docs SET body = '{}' WHERE id = 1",
+        words(20, 1)
+    ))
+    .await;
+    wait_chunks("t_chunks", "1", expected_chunks(20), json!(2)).await;
+    // Grow: 5 → 50 tokens, 1 → 4 chunks.
+    db.exec(&format!(
+        "UPDATE docs SET body = '{}' WHERE id = 2",
+        words(50, 2)
+    ))
+    .await;
+    wait_chunks("t_chunks", "2", expected_chunks(50), json!(1)).await;
+    assert_eq!(expected_chunks(50), 4);
+
+    // A key change moves every chunk.
+    db.exec("UPDATE docs SET id = 3 WHERE id = 2").await;
+    wait_chunks("t_chunks", "3", 4, json!(1)).await;
+    wait_chunks("t_chunks", "2", 0, json!(1)).await;
+
+    // Delete removes all of a row's chunks, the other row keeps its own.
+    db.exec("DELETE FROM docs WHERE id = 1").await;
+    wait_chunks("t_chunks", "1", 0, json!(2)).await;
+    assert_eq!(chunks_of("t_chunks", "3").await.len(), 4);
+
+    // Truncate removes every chunk.
+    db.exec(&format!(
+        "INSERT INTO docs VALUES (4, '{}', 4)",
+        words(30, 0)
+    ))
+    .await;
+    wait_chunks("t_chunks", "4", expected_chunks(30), json!(4)).await;
+    db.exec("TRUNCATE docs").await;
+    wait_count("t_chunks", 0).await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toast_unchanged_text_of_a_chunked_row_keeps_its_chunks_without_embedding() {
+    let db = TestDb::new("t_chunks_toast", DOCS).await;
+    let port = free_port();
+    let mut cfg = db.config(&format!(
+        "[[tables]]\ntable = \"docs\"\ncollection = \"t_chunks_toast\"\n\
+         vector = {{ embed = \"minilm_toast\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n\
+         chunk = {{ max_tokens = 200, overlap = 20 }}\n{}",
+        embedder_toml().replace("\"minilm\"", "\"minilm_toast\"")
+    ));
+    cfg.metrics.addr = format!("127.0.0.1:{port}");
+    let run = db.start(cfg).await;
+    let embedded = || counter(port, "pg2qdrant_embeddings_total", "minilm_toast");
+    // Stored out of line (md5 text does not compress): the update below sends it as unchanged.
+    db.exec("INSERT INTO docs SELECT 1, string_agg(md5(i::text), ' '), 1 FROM generate_series(1, 300) i")
+        .await;
+    let chunks = wait_for("row 1 chunked", WAIT, || async {
+        let c = chunks_of("t_chunks_toast", "1").await;
+        c.values()
+            .next()
+            .is_some_and(|(count, ..)| *count as usize == c.len() && c.len() > 1)
+            .then_some(c)
+    })
+    .await;
+    let n = chunks.len();
+    assert_eq!(embedded().await, n as f64);
+    db.exec("UPDATE docs SET n = 2 WHERE id = 1").await;
+    let after = wait_chunks("t_chunks_toast", "1", n, json!(2)).await;
+    assert_eq!(
+        embedded().await,
+        n as f64,
+        "no embedding for TOAST-unchanged text"
+    );
+    for (i, c) in &chunks {
+        assert_eq!(after[i].1, c.1, "chunk {i} text");
+        assert_eq!(after[i].3, c.3, "chunk {i} vector kept");
+    }
+    run.stop().await;
+}
