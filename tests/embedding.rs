@@ -208,10 +208,13 @@ async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_ag
 
 /// A small OpenAI-compatible `/v1/embeddings` server: 4-d vectors `[chars, 1, 0, 0.5]`; the first
 /// request holding "busy" gets 429 with Retry-After: 1, the first holding "slow" is answered after
-/// 3 s, the first holding "throttle" gets 429 too, any request holding "refuse" gets 400, and one
+/// 3 s, one holding "pause" after 0.5 s, the first holding "throttle" gets 429 too, any request holding "refuse" gets 400, and one
 /// without `Authorization: Bearer secret` 401. It counts the requests for each text.
 struct FakeOpenAi {
     port: u16,
+    /// The most inputs one request held, and the most requests in flight at once.
+    largest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     throttled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     requested: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
 }
@@ -229,6 +232,10 @@ impl FakeOpenAi {
         let requested =
             std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
         let counts = requested.clone();
+        let largest = std::sync::Arc::new(AtomicUsize::new(0));
+        let most_in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+        let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
+        let (l, m) = (largest.clone(), most_in_flight.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
@@ -238,6 +245,7 @@ impl FakeOpenAi {
                 let slowed = slowed.clone();
                 let throttle = throttle.clone();
                 let counts = counts.clone();
+                let (largest, most, in_flight) = (l.clone(), m.clone(), in_flight.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -273,6 +281,13 @@ impl FakeOpenAi {
                         .unwrap_or_default();
                     for t in &inputs {
                         *counts.lock().unwrap().entry(t.clone()).or_insert(0) += 1;
+                    }
+                    largest.fetch_max(inputs.len(), Ordering::SeqCst);
+                    if inputs.iter().any(|t| t.contains("pause")) {
+                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        in_flight.fetch_sub(1, Ordering::SeqCst);
                     }
                     if inputs.iter().any(|t| t.contains("slow"))
                         && slowed.fetch_add(1, Ordering::SeqCst) == 0
@@ -313,6 +328,8 @@ impl FakeOpenAi {
         });
         Self {
             port,
+            largest,
+            most_in_flight,
             throttled,
             requested,
         }
@@ -372,6 +389,52 @@ async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_l
     assert_eq!(requested.get("early bird"), Some(&1), "{requested:?}");
     assert_eq!(requested.get("throttle me"), Some(&2), "{requested:?}");
     wait_count("t_embed_http", 6).await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_requests_keep_to_the_token_budget_and_the_concurrency_limit() {
+    let fake = FakeOpenAi::start().await;
+    std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
+    let db = TestDb::new("t_embed_budget", NOTES).await;
+    // Two words a text, six words a request: three texts a call, three calls at most at once.
+    let cfg = db.config(&format!(
+        "[[embedders]]\nname = \"svc_budget\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
+         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\n\
+         batch_size = 100\nmax_batch_tokens = 6\nconcurrency = 3\n\
+         [[tables]]\ntable = \"notes\"\ncollection = \"t_embed_budget\"\n\
+         vector = {{ embed = \"svc_budget\", text = \"{{body}}\", size = 4, distance = \"Dot\" }}\n",
+        fake.port
+    ));
+    let port = free_port();
+    let mut cfg = cfg;
+    cfg.metrics.addr = format!("127.0.0.1:{port}");
+    let run = db.start(cfg).await;
+    let waiting = || async move {
+        let body = crate::chat::http_get(port, "/metrics").await;
+        body.lines()
+            .find(|l| l.starts_with("pg2qdrant_embed_waiting{embedder=\"svc_budget\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    db.exec("INSERT INTO notes SELECT g, 't', 'pause ' || g, g FROM generate_series(1, 24) g")
+        .await;
+    // Each call is held 0.5 s: the rows show as waiting for their vectors meanwhile.
+    let seen = wait_for("rows waiting for an embedding", WAIT, || async {
+        waiting().await.filter(|n| *n > 0.0)
+    })
+    .await;
+    assert!(seen <= 24.0, "{seen}");
+    wait_count("t_embed_budget", 24).await;
+    wait_for("nothing waiting", WAIT, || async {
+        (waiting().await == Some(0.0)).then_some(())
+    })
+    .await;
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(fake.largest.load(SeqCst), 3, "6 tokens of 2-word texts");
+    let most = fake.most_in_flight.load(SeqCst);
+    assert!((2..=3).contains(&most), "{most} requests in flight at once");
+    let requested = fake.requested.lock().unwrap().clone();
+    assert!(requested.values().all(|n| *n == 1), "{requested:?}");
     run.stop().await;
 }
 

@@ -31,63 +31,38 @@ use tokenizers::Tokenizer;
 /// Payload fields a chunk point adds to the row's payload.
 pub const FIELDS: [&str; 3] = ["chunk_index", "chunk_count", "chunk_text"];
 
-/// Splits text into overlapping windows of tokens.
-#[derive(Debug, Clone)]
-pub struct Splitter {
+/// Counts tokens like an embedder's model: with its tokenizer.json, else by words.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
     /// `None`: a whitespace-separated word counts as a token.
     tokenizer: Option<Tokenizer>,
-    max_tokens: usize,
-    overlap: usize,
 }
 
-impl Splitter {
+impl Tokens {
     /// `tokenizer`: a tokenizer.json counting tokens like the embedder's model.
-    pub fn load(cfg: &ChunkConfig, tokenizer: Option<&Path>) -> Result<Self, Error> {
-        let tokenizer = match tokenizer {
-            None => None,
-            Some(p) => {
-                let mut t = Tokenizer::from_file(p).map_err(|e| {
-                    Error::prerequisite(
-                        format!("tokenizer {} cannot be loaded: {e}", p.display()),
-                        "point the embedder at a tokenizer.json (local: its model directory; openai: tokenizer = \"...\")",
-                    )
-                })?;
-                // The whole text: windows are cut here, not by the model's truncation.
-                t.with_truncation(None).expect("no truncation is valid");
-                t.with_padding(None);
-                Some(t)
-            }
+    pub fn load(tokenizer: Option<&Path>) -> Result<Self, Error> {
+        let Some(p) = tokenizer else {
+            return Ok(Self::default());
         };
-        Ok(Self {
-            tokenizer,
-            max_tokens: cfg.max_tokens,
-            overlap: cfg.overlap,
-        })
+        let mut t = Tokenizer::from_file(p).map_err(|e| {
+            Error::prerequisite(
+                format!("tokenizer {} cannot be loaded: {e}", p.display()),
+                "point the embedder at a tokenizer.json (local: its model directory; openai: tokenizer = \"...\")",
+            )
+        })?;
+        // The whole text: windows are cut here, not by the model's truncation.
+        t.with_truncation(None).expect("no truncation is valid");
+        t.with_padding(None);
+        Ok(Self { tokenizer: Some(t) })
     }
 
-    /// The chunks of `text`, in order; at least one (an empty text is one empty chunk).
-    pub fn split<'a>(&self, text: &'a str) -> Vec<&'a str> {
-        let spans = self.token_spans(text);
-        if spans.is_empty() {
-            return vec![text];
-        }
-        let step = self.max_tokens - self.overlap;
-        let mut out = Vec::with_capacity(spans.len() / step + 1);
-        let mut start = 0;
-        loop {
-            let end = (start + self.max_tokens).min(spans.len());
-            let from = spans[start].0;
-            let to = spans[end - 1].1;
-            out.push(text.get(from..to).unwrap_or(""));
-            if end == spans.len() {
-                return out;
-            }
-            start += step;
-        }
+    /// How many tokens `text` is.
+    pub fn count(&self, text: &str) -> usize {
+        self.spans(text).len()
     }
 
     /// Byte ranges of the tokens of `text`, in order.
-    fn token_spans(&self, text: &str) -> Vec<(usize, usize)> {
+    fn spans(&self, text: &str) -> Vec<(usize, usize)> {
         let from_tokenizer = self.tokenizer.as_ref().and_then(|t| {
             let enc = t.encode(text, false).ok()?;
             let mut spans: Vec<(usize, usize)> = enc
@@ -108,6 +83,46 @@ impl Splitter {
             }
         }
         words(text)
+    }
+}
+
+/// Splits text into overlapping windows of tokens.
+#[derive(Debug, Clone)]
+pub struct Splitter {
+    tokens: Tokens,
+    max_tokens: usize,
+    overlap: usize,
+}
+
+impl Splitter {
+    /// `tokenizer`: a tokenizer.json counting tokens like the embedder's model.
+    pub fn load(cfg: &ChunkConfig, tokenizer: Option<&Path>) -> Result<Self, Error> {
+        Ok(Self {
+            tokens: Tokens::load(tokenizer)?,
+            max_tokens: cfg.max_tokens,
+            overlap: cfg.overlap,
+        })
+    }
+
+    /// The chunks of `text`, in order; at least one (an empty text is one empty chunk).
+    pub fn split<'a>(&self, text: &'a str) -> Vec<&'a str> {
+        let spans = self.tokens.spans(text);
+        if spans.is_empty() {
+            return vec![text];
+        }
+        let step = self.max_tokens - self.overlap;
+        let mut out = Vec::with_capacity(spans.len() / step + 1);
+        let mut start = 0;
+        loop {
+            let end = (start + self.max_tokens).min(spans.len());
+            let from = spans[start].0;
+            let to = spans[end - 1].1;
+            out.push(text.get(from..to).unwrap_or(""));
+            if end == spans.len() {
+                return out;
+            }
+            start += step;
+        }
     }
 }
 

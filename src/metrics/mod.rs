@@ -56,6 +56,9 @@ pub mod names {
     pub const EMBED_LATENCY: &str = "pg2qdrant_embed_latency_seconds";
     /// Inputs per embedder call, by `embedder`.
     pub const EMBED_BATCH: &str = "pg2qdrant_embed_batch_size";
+    /// Points (rows, or chunks of rows) handed to the writer whose vectors are still to be
+    /// computed from text, by `embedder`: the freshness of the embedded collection.
+    pub const EMBED_WAITING: &str = "pg2qdrant_embed_waiting";
 }
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -125,4 +128,8 @@ pub fn describe() {
     describe_counter!(EMBED_FAILED, "Inputs the embedder refused (dead-lettered)");
     describe_histogram!(EMBED_LATENCY, Unit::Seconds, "Time per embedder call");
     describe_histogram!(EMBED_BATCH, Unit::Count, "Inputs per embedder call");
+    describe_gauge!(
+        EMBED_WAITING,
+        "Points read from the source whose vectors are still to be computed from text"
+    );
 }

@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::event::{Document, Op, PointKey, Vectors};
 use crate::metrics::names;
 use crate::sink::Sink;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,7 +71,52 @@ impl Model {
 
 struct Loaded {
     model: Model,
+    /// Most inputs in one call.
     batch_size: usize,
+    /// Most tokens in one call (0: no limit), counted by `tokens`.
+    max_batch_tokens: usize,
+    tokens: crate::mapping::chunk::Tokens,
+    /// Calls in flight at once (a local model runs one batch at a time on its own threads).
+    concurrency: usize,
+}
+
+impl Loaded {
+    /// `(op, input)` pairs cut into calls (see [`group_calls`]).
+    fn calls<'p>(&self, pairs: &'p [(usize, usize)], ops: &[Op]) -> Vec<&'p [(usize, usize)]> {
+        let limited = self.max_batch_tokens > 0;
+        group_calls(pairs, self.batch_size, self.max_batch_tokens, |p| {
+            if limited {
+                self.tokens.count(input_text(ops, p))
+            } else {
+                0
+            }
+        })
+    }
+}
+
+/// Cuts `pairs` into calls of at most `batch_size` inputs and, when `max_tokens > 0`, at most
+/// `max_tokens` tokens (`tokens` counts an input's); an input above the limit is a call alone.
+fn group_calls<T>(
+    pairs: &[T],
+    batch_size: usize,
+    max_tokens: usize,
+    tokens: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let (mut start, mut sum) = (0, 0);
+    for (k, pair) in pairs.iter().enumerate() {
+        let n = tokens(pair);
+        if k - start == batch_size || (max_tokens > 0 && k > start && sum + n > max_tokens) {
+            out.push(&pairs[start..k]);
+            start = k;
+            sum = 0;
+        }
+        sum += n;
+    }
+    if start < pairs.len() {
+        out.push(&pairs[start..]);
+    }
+    out
 }
 
 /// The configured embedders, loaded.
@@ -101,11 +147,24 @@ impl Embedders {
                 EmbedderKind::Openai => Model::OpenAi(Arc::new(OpenAiEmbedder::new(i, c)?)),
             };
             tracing::info!(embedder = %c.name, identity = model.identity(), dimensions = ?model.dimensions(), "embedder ready");
+            let (tokens, concurrency) = match c.kind {
+                EmbedderKind::Local => (
+                    crate::mapping::chunk::Tokens::load(Some(&c.path.join("tokenizer.json")))?,
+                    1,
+                ),
+                EmbedderKind::Openai => (
+                    crate::mapping::chunk::Tokens::load(c.tokenizer.as_deref())?,
+                    c.concurrency,
+                ),
+            };
             by_name.insert(
                 c.name.clone(),
                 Loaded {
                     model,
                     batch_size: c.batch_size,
+                    max_batch_tokens: c.max_batch_tokens,
+                    tokens,
+                    concurrency,
                 },
             );
         }
@@ -237,20 +296,41 @@ impl Embedders {
                 }
                 continue;
             };
-            for chunk in pairs.chunks(e.batch_size) {
-                let texts: Vec<String> = chunk
-                    .iter()
-                    .map(|&(i, j)| doc(&ops[i]).expect("has a document").embed[j].text.clone())
-                    .collect();
-                match call(&e.model, name, texts.clone()).await? {
+            let text = |p: &(usize, usize)| input_text(ops, p).to_owned();
+            // Up to `concurrency` calls in flight, results taken in order; every call that
+            // succeeded is kept even when another failed transiently (the retry skips them).
+            let mut waiting = e
+                .calls(&pairs, ops)
+                .into_iter()
+                .map(|g| (g, g.iter().map(text).collect::<Vec<_>>()));
+            let mut calls = futures_util::stream::FuturesOrdered::new();
+            let mut transient = None;
+            loop {
+                while calls.len() < e.concurrency {
+                    let Some((group, texts)) = waiting.next() else {
+                        break;
+                    };
+                    calls.push_back(call_group(&e.model, name, group, texts));
+                }
+                let Some((group, result)) = calls.next().await else {
+                    break;
+                };
+                let result = match result {
+                    Ok(r) => r,
+                    Err(err) => {
+                        transient.get_or_insert(err);
+                        continue;
+                    }
+                };
+                match result {
                     Ok(vs) => {
-                        for (&pair, v) in chunk.iter().zip(vs) {
+                        for (&pair, v) in group.iter().zip(vs) {
                             out.vectors.insert(pair, v);
                         }
                     }
                     // Find the input at fault: one at a time.
                     Err(_) => {
-                        for (&pair, text) in chunk.iter().zip(texts) {
+                        for (&pair, text) in group.iter().map(|p| (p, text(p))) {
                             match call(&e.model, name, vec![text]).await? {
                                 Ok(mut v) => {
                                     out.vectors.insert(pair, v.remove(0));
@@ -264,6 +344,9 @@ impl Embedders {
                         }
                     }
                 }
+            }
+            if let Some(err) = transient {
+                return Err(err);
             }
         }
         Ok(())
@@ -297,6 +380,24 @@ impl Embedders {
     }
 }
 
+/// One call of a group of `(op, input)` pairs, returned with it.
+async fn call_group<'g>(
+    model: &Model,
+    name: &str,
+    group: &'g [(usize, usize)],
+    texts: Vec<String>,
+) -> (
+    &'g [(usize, usize)],
+    Result<Result<Vec<Vec<f32>>, String>, Error>,
+) {
+    (group, call(model, name, texts).await)
+}
+
+/// The text of input `j` of op `i`.
+fn input_text<'a>(ops: &'a [Op], &(i, j): &(usize, usize)) -> &'a str {
+    &doc(&ops[i]).expect("has a document").embed[j].text
+}
+
 fn doc(op: &Op) -> Option<&Document> {
     match op {
         Op::Upsert { doc, .. } | Op::Merge { doc, .. } => Some(doc),
@@ -312,6 +413,31 @@ fn doc_mut(op: &mut Op) -> Option<&mut Document> {
 }
 
 /// Does `ops` hold text still to embed?
+/// The documents of `ops` that wait for a vector from text, by embedder (for the
+/// `EMBED_WAITING` gauge: up when a batch is handed to the writer, down once its vectors are
+/// computed, by the same counts).
+pub fn waiting(ops: &[Op]) -> Vec<(Arc<str>, usize)> {
+    let mut by: Vec<(Arc<str>, usize)> = Vec::new();
+    for d in ops.iter().filter_map(doc) {
+        let Some(input) = d.embed.first() else {
+            continue;
+        };
+        match by.iter_mut().find(|(e, _)| *e == input.embedder) {
+            Some(entry) => entry.1 += 1,
+            None => by.push((input.embedder.clone(), 1)),
+        }
+    }
+    by
+}
+
+/// Moves the `EMBED_WAITING` gauge by `counts` (see [`waiting`]) times `sign`.
+pub fn count_waiting(counts: &[(Arc<str>, usize)], sign: f64) {
+    for (embedder, n) in counts {
+        metrics::gauge!(names::EMBED_WAITING, "embedder" => embedder.to_string())
+            .increment(sign * *n as f64);
+    }
+}
+
 pub fn pending(ops: &[Op]) -> bool {
     ops.iter()
         .any(|o| doc(o).is_some_and(|d| !d.embed.is_empty()))
@@ -466,5 +592,25 @@ fn put(doc: &mut Document, name: &str, v: Vec<f32>) {
         (Some(Vectors::Named(list)), _) => list.push((name.to_owned(), v)),
         // The config has either the unnamed vector or named ones, never both.
         (Some(Vectors::Default(_)), _) => doc.vectors = Some(Vectors::Default(v)),
+    }
+}
+
+#[cfg(test)]
+mod calls_tests {
+    use super::group_calls;
+
+    #[test]
+    fn calls_hold_at_most_batch_size_inputs_and_the_token_budget() {
+        let tokens = [3, 4, 2, 9, 1, 1, 1];
+        let sizes = |b, t| -> Vec<Vec<usize>> {
+            group_calls(&tokens, b, t, |n| *n)
+                .into_iter()
+                .map(|g| g.to_vec())
+                .collect()
+        };
+        assert_eq!(sizes(3, 0), [vec![3, 4, 2], vec![9, 1, 1], vec![1]]);
+        // 9 > 8 alone in its call; the others fill up to 8 tokens.
+        assert_eq!(sizes(10, 8), [vec![3, 4], vec![2], vec![9], vec![1, 1, 1]]);
+        assert!(group_calls(&[] as &[usize], 4, 8, |n| *n).is_empty());
     }
 }

@@ -106,6 +106,7 @@ impl Replicator {
 
     async fn send(&mut self, batch: Batch) -> Option<Stop> {
         self.pending.sent();
+        super::embedding::count_waiting(&super::embedding::waiting(&batch.ops), 1.0);
         if self.batches.send(batch).await.is_err() {
             return Some(Stop::Exit(writer_ended((&mut self.writer).await), true));
         }

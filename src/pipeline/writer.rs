@@ -196,6 +196,8 @@ impl<S: Sink> Writer<S> {
             return Ok(batch.ack);
         }
         let started = Instant::now();
+        // The merges below may become other ops: the gauge goes down by what went up.
+        let waiting = super::embedding::waiting(&batch.ops);
         let mut ops = if batch.ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
             self.retry(|| self.resolve_merges(catalog, batch.ops.clone()))
                 .await?
@@ -217,6 +219,7 @@ impl<S: Sink> Writer<S> {
                 ops.remove(i);
             }
         }
+        super::embedding::count_waiting(&waiting, -1.0);
         self.write(&ops).await?;
         tracing::debug!(ops = ops.len(), ack = ?batch.ack, "batch durable");
         metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);
