@@ -112,13 +112,20 @@ pub fn refuse_colliding_ids(tables: &[TableConfig], spaces: &[key::IdSpace]) -> 
 
 /// Checks prerequisites, creates what is missing, and compiles the table mappings.
 pub async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
-    set_up(cfg, false).await.map(|(m, _)| m)
+    let (cfg, state) = crate::rebuild::prepare(cfg.clone())?;
+    set_up(&cfg, &state, false).await.map(|(m, _)| m)
 }
 
 /// [`prepare`]; `had_progress`: the checkpoint shows the connector streamed before, so a
 /// missing slot means lost changes (see `Catalog::ensure_slot`). Also returns whether the stream
 /// carries binary values (`source::format`).
-async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Error> {
+/// `current`: the snapshot state, for rebuilds in progress (`cfg` already writes their new
+/// collections, see `rebuild::prepare`).
+async fn set_up(
+    cfg: &Config,
+    current: &crate::snapshot::state::State,
+    had_progress: bool,
+) -> Result<(Mappings, bool), Error> {
     let catalog = Catalog::connect(&cfg.source).await?;
     let level = catalog.wal_level().await?;
     if level != "logical" {
@@ -127,7 +134,7 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Er
             "set wal_level = logical in postgresql.conf and restart PostgreSQL",
         ));
     }
-    let compiled = compile(&catalog, &cfg.tables, &cfg.embedders).await?;
+    let mut compiled = compile(&catalog, &cfg.tables, &cfg.embedders).await?;
     let binary = crate::source::format::choose(&catalog, cfg.source.format, &compiled).await?;
     let names: Vec<_> = cfg
         .tables
@@ -168,6 +175,7 @@ async fn set_up(cfg: &Config, had_progress: bool) -> Result<(Mappings, bool), Er
             collections::ensure_chunk_indexes(&client, &t.collection, &compiled[i].key).await?;
         }
     }
+    crate::rebuild::attach_shadows(cfg, current, &catalog, &client, &mut compiled).await?;
     Ok((
         compiled.into_iter().map(|m| (m.table.clone(), m)).collect(),
         binary,
@@ -192,9 +200,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let checkpoint = FileCheckpoint::open(&cfg.checkpoint.path)?;
     let stored = checkpoint.load()?;
+    let (cfg, state) = crate::rebuild::prepare(cfg)?;
     let (mappings, binary) =
         match retry_transient("set-up", max_backoff, &shutdown, Duration::ZERO, || {
-            set_up(&cfg, stored.is_some())
+            set_up(&cfg, &state, stored.is_some())
         })
         .await
         {
@@ -252,7 +261,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let pending = Pending::default();
     let writer = Writer {
         embedders: Arc::new(embedders),
-        sink,
+        sink: sink.clone(),
         pending: pending.clone(),
         mappings: mappings.clone(),
         source: cfg.source.clone(),
@@ -283,6 +292,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     tokio::spawn(progress::report(coordinator.clone(), copies_stop.clone()));
     tokio::spawn(bulk::supervise(
         coordinator.clone(),
+        qdrant::client(&cfg.qdrant)?,
+        copies_stop.clone(),
+    ));
+    tokio::spawn(crate::rebuild::supervise(
+        coordinator.clone(),
+        mappings.clone(),
+        sink,
         qdrant::client(&cfg.qdrant)?,
         copies_stop.clone(),
     ));

@@ -34,6 +34,16 @@ pub enum Command {
         #[arg(long, short)]
         table: String,
     },
+    /// Build a new collection behind the table's alias (with the config's settings, e.g. a new
+    /// model) while streaming, then switch the alias to it and drop the old one. Creates the
+    /// collection and leaves the request for the connector's next start.
+    Rebuild {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `schema.table` or `table` (public): every table writing its alias is rebuilt.
+        #[arg(long, short)]
+        table: String,
+    },
     /// Compare every row with its point; exit 1 on drift, 0 when equal (after --repair: when
     /// everything was fixed).
     Verify {

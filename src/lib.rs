@@ -31,6 +31,7 @@ pub mod lsn;
 pub mod mapping;
 pub mod metrics;
 pub mod pipeline;
+pub mod rebuild;
 pub mod sink;
 pub mod snapshot;
 pub mod source;

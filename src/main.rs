@@ -71,6 +71,22 @@ fn main() -> ExitCode {
                     Err(e) => fail(e),
                 }
             }
+            Command::Rebuild { config, table } => {
+                let cfg = match pg2qdrant::config::load(&config) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+                match pg2qdrant::rebuild::request(&cfg, &table).await {
+                    Ok(r) => {
+                        println!(
+                            "created collection {} for alias {} (tables {}). Start the connector with this config (restart it if it runs): it copies into {} while streaming into both, then points {} at it and drops {}. Searches through the alias use {} until then.",
+                            r.rebuild.target, r.alias, r.rebuild.tables.join(", "), r.rebuild.target, r.alias, r.rebuild.old, r.rebuild.old
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
             Command::Verify {
                 config,
                 table,

@@ -210,8 +210,8 @@ async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_ag
 /// request holding "busy" gets 429 with Retry-After: 1, the first holding "slow" is answered after
 /// 3 s, one holding "pause" after 0.5 s, the first holding "throttle" gets 429 too, any request holding "refuse" gets 400, and one
 /// without `Authorization: Bearer secret` 401. It counts the requests for each text.
-struct FakeOpenAi {
-    port: u16,
+pub struct FakeOpenAi {
+    pub port: u16,
     /// The most inputs one request held, and the most requests in flight at once.
     largest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     most_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -220,7 +220,7 @@ struct FakeOpenAi {
 }
 
 impl FakeOpenAi {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

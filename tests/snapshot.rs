@@ -196,17 +196,7 @@ async fn resync_under_updates_and_deletes_leaves_no_ghost_and_no_stale_point() {
     .unwrap();
     // Updates and deletes hit the same keys while the table is copied again.
     let writer = tokio::spawn(churn(db.url.clone(), 10_000, 60));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
-        .args(["resync", "--config"])
-        .arg(&config)
-        .args(["--table", "docs"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_ok(&["resync", "--table", "docs"], &config);
     writer.await.unwrap();
     let copy = wait_for("the resync to finish", WAIT, || async {
         let c = copy_of(&dir);

@@ -260,6 +260,11 @@ impl CheckpointConfig {
             .unwrap_or_else(|| self.beside(".snapshot.json"))
     }
 
+    /// A `pg2qdrant rebuild` request, taken by the connector's next start.
+    pub fn rebuild_path(&self) -> PathBuf {
+        self.beside(".rebuild.json")
+    }
+
     /// The last `verify` report, which the running connector exports as metrics.
     pub fn verify_path(&self) -> PathBuf {
         self.beside(".verify.json")
@@ -399,11 +404,17 @@ pub struct CollectionConfig {
     pub on_disk_payload: bool,
     #[serde(default)]
     pub payload_indexes: Vec<PayloadIndexConfig>,
+    /// Reach the collection through a Qdrant alias of this name: when it is created, the
+    /// collection is `<name>_<UTC time>` and the alias points at it. `pg2qdrant rebuild` needs
+    /// it (a new collection is built and the alias switched).
+    #[serde(default)]
+    pub alias: bool,
 }
 
 impl Default for CollectionConfig {
     fn default() -> Self {
         Self {
+            alias: false,
             create: true,
             hnsw_m: None,
             hnsw_ef_construct: None,

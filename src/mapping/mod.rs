@@ -66,6 +66,16 @@ pub struct TableMapping {
     types: Arc<Types>,
     /// Chunked table: how its embedding text is split (see [`chunk`]).
     splitter: Option<Arc<chunk::Splitter>>,
+    /// While the table's collection is rebuilt (see `rebuild`): the mapping that keeps the old
+    /// collection current, until it is retired at the switch.
+    shadow: Option<Arc<Shadow>>,
+}
+
+/// The old collection's mapping during a rebuild.
+#[derive(Debug)]
+pub struct Shadow {
+    pub mapping: TableMapping,
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl TableMapping {
@@ -112,7 +122,34 @@ impl TableMapping {
             id: cfg.id,
             types: Arc::default(),
             splitter: None,
+            shadow: None,
         }
+    }
+
+    /// Keeps `old` (the old collection's mapping) current next to this one during a rebuild.
+    pub fn with_shadow(mut self, old: TableMapping) -> Self {
+        self.shadow = Some(Arc::new(Shadow {
+            mapping: old,
+            retired: Default::default(),
+        }));
+        self
+    }
+
+    /// The old collection's ops for a streamed change while a rebuild keeps it current.
+    pub fn shadow_ops(&self, change: &Change) -> Option<Result<Vec<Op>, MappingError>> {
+        let s = self.shadow.as_ref()?;
+        if s.retired.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        Some(s.mapping.ops(change))
+    }
+
+    /// The old collection is no longer written (the alias was switched away from it). Returns
+    /// its name.
+    pub fn retire_shadow(&self) -> Option<Arc<str>> {
+        let s = self.shadow.as_ref()?;
+        s.retired.store(true, std::sync::atomic::Ordering::SeqCst);
+        Some(s.mapping.collection.clone())
     }
 
     /// Makes the table chunked (its config has `chunk`).

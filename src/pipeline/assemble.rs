@@ -190,6 +190,16 @@ impl Assembler {
                 }
                 Err(e) => dead.push((e, txn.commit_lsn)),
             }
+            // During a rebuild the old collection is kept current too (see `rebuild`); a row
+            // its old mapping cannot take is logged (the new collection has it, or its dead
+            // letter).
+            match mapping.shadow_ops(&change) {
+                Some(Ok(ops)) => self.ops.extend(ops),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the collection being replaced cannot take this change; it is in the new one")
+                }
+                None => {}
+            }
         }
         Ok(if self.ops.len() >= self.batch_size {
             self.take()

@@ -229,7 +229,7 @@ impl Embedders {
                             "tables[{i}] {table}: {others} points in collection {} hold vectors embedded by another model than embedder {embedder:?} ({identity}); pg2qdrant does not mix vectors of two models in one collection",
                             t.collection
                         ),
-                        "point the table at a new collection (or delete this one), start, and run `pg2qdrant resync --table` for it so it is copied with the new model; or restore the previous model",
+                        "with the collection behind an alias (collection_config.alias), run `pg2qdrant rebuild --table` and start again: a new collection is built with the new model while searches keep using this one; otherwise point the table at a new collection and run `pg2qdrant resync --table`; or restore the previous model",
                     ));
                 }
             }
@@ -503,7 +503,7 @@ pub fn stale_embedding<'a>(
 }
 
 /// The name a vector's record has under `_pg2qdrant.embedded`.
-fn record_name(vector: &str) -> &str {
+pub fn record_name(vector: &str) -> &str {
     if vector.is_empty() {
         "vector"
     } else {

@@ -506,10 +506,40 @@ impl Coordinator {
         Ok(())
     }
 
-    /// No copy is running or queued, and no bulk load waits to be closed.
+    /// No copy is running or queued, no bulk load waits to be closed and no rebuild to be
+    /// switched.
     pub fn idle(&self) -> bool {
         let inner = self.lock();
-        inner.live.is_empty() && inner.state.bulk.is_empty()
+        inner.live.is_empty() && inner.state.bulk.is_empty() && inner.state.rebuilds.is_empty()
+    }
+
+    /// Rebuilds whose every table's copy into the new collection is durable: `(alias, rebuild)`.
+    pub fn rebuilds_ready(&self) -> Vec<(String, super::state::Rebuild)> {
+        let inner = self.lock();
+        inner
+            .state
+            .rebuilds
+            .iter()
+            .filter(|(_, r)| {
+                r.tables.iter().all(|t| {
+                    inner
+                        .state
+                        .tables
+                        .get(t)
+                        .is_some_and(|c| c.status == Status::Done && c.reason == "rebuild")
+                })
+            })
+            .map(|(a, r)| (a.clone(), r.clone()))
+            .collect()
+    }
+
+    /// The alias points at the new collection and the old one is dropped: the rebuild is over.
+    pub fn rebuild_finished(&self, alias: &str) -> Result<(), Error> {
+        let mut inner = self.lock();
+        inner.state.rebuilds.remove(alias);
+        self.persist(&inner)?;
+        self.settled.notify_one();
+        Ok(())
     }
 
     /// Resolves after a copy finished or a bulk load was closed (one waiter).

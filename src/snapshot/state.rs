@@ -86,6 +86,21 @@ pub struct State {
     /// `indexing_threshold` (KB) to restore once no copy into them is running.
     #[serde(default)]
     pub bulk: BTreeMap<String, u64>,
+    /// Rebuilds in progress, by alias (see `rebuild`).
+    #[serde(default)]
+    pub rebuilds: BTreeMap<String, Rebuild>,
+}
+
+/// A collection being rebuilt behind its alias: the tables writing the alias are copied into
+/// `target` while the stream writes both; then the alias is switched and `old` dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rebuild {
+    /// The collection the alias pointed at when the rebuild was requested.
+    pub old: String,
+    pub target: String,
+    /// `schema.table` of every table writing the alias.
+    pub tables: Vec<String>,
 }
 
 /// The state file.
@@ -134,6 +149,20 @@ impl StateFile {
                 .tables
                 .insert(t.to_string(), TableCopy::new(reason, 0));
         }
+        self.store(&state)
+    }
+
+    /// Takes a rebuild request: records it and marks its tables to be copied again (into the
+    /// new collection). Taking the same request again changes nothing.
+    pub fn accept_rebuild(&self, alias: &str, rebuild: Rebuild) -> Result<(), Error> {
+        let mut state = self.load()?;
+        if state.rebuilds.get(alias) == Some(&rebuild) {
+            return Ok(());
+        }
+        for t in &rebuild.tables {
+            state.tables.insert(t.clone(), TableCopy::new("rebuild", 0));
+        }
+        state.rebuilds.insert(alias.to_owned(), rebuild);
         self.store(&state)
     }
 

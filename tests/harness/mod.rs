@@ -76,6 +76,22 @@ impl TestDb {
         client.batch_execute(schema).await.unwrap();
         let q = qdrant();
         let _ = q.delete_collection(name).await;
+        // Collections behind an alias of this name (`<name>_<UTC time>`) and the alias.
+        let _ = q.delete_alias(name).await;
+        for c in q
+            .list_collections()
+            .await
+            .map(|r| r.collections)
+            .unwrap_or_default()
+        {
+            let ours = c
+                .name
+                .strip_prefix(&format!("{name}_"))
+                .is_some_and(|rest| rest.starts_with(|ch: char| ch.is_ascii_digit()));
+            if ours {
+                let _ = q.delete_collection(&c.name).await;
+            }
+        }
         Self {
             name: name.to_owned(),
             url,
@@ -447,7 +463,7 @@ impl Drop for PrivateQdrant {
 }
 
 #[allow(deprecated)]
-fn dense(v: VectorOutput) -> Option<Vec<f32>> {
+pub fn dense(v: VectorOutput) -> Option<Vec<f32>> {
     match v.vector {
         Some(vector_output::Vector::Dense(d)) => Some(d.data),
         Some(_) => None,
@@ -469,4 +485,21 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
         .sum();
     let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
+}
+
+/// Runs the pg2qdrant binary with `args` and `--config config`; panics with its stderr unless
+/// it exits 0.
+pub fn cli_ok(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg2qdrant {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -5,9 +5,9 @@ use crate::config::META_FIELD;
 use crate::config::{Distance, IndexType, TableConfig};
 use crate::error::Error;
 use qdrant_client::qdrant::{
-    vectors_config, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    Distance as QDistance, FieldType, HnswConfigDiffBuilder, OptimizersConfigDiffBuilder,
-    UpdateCollectionBuilder, VectorParamsBuilder, VectorsConfigBuilder,
+    CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance as QDistance, FieldType,
+    HnswConfigDiffBuilder, OptimizersConfigDiffBuilder, UpdateCollectionBuilder,
+    VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::Qdrant;
 
@@ -34,41 +34,25 @@ fn field_type(t: IndexType) -> FieldType {
 
 /// Compares an existing collection with the config: `Ok(())` or a list of differences.
 pub async fn compatible(client: &Qdrant, t: &TableConfig) -> Result<Result<(), String>, Error> {
-    let info = client
-        .collection_info(&t.collection)
-        .await
-        .map_err(Error::qdrant(format!("read collection {}", t.collection)))?;
-    let vectors = info
-        .result
-        .and_then(|r| r.config)
-        .and_then(|c| c.params)
-        .and_then(|p| p.vectors_config)
-        .and_then(|v| v.config);
+    let existing = vector_params(client, &t.collection).await?;
     let mut problems = Vec::new();
     for (name, _, size, dist) in t.vector_columns() {
-        let params = match (&vectors, name.is_empty()) {
-            (Some(vectors_config::Config::Params(p)), true) => Some(*p),
-            (Some(vectors_config::Config::ParamsMap(m)), false) => m.map.get(&name).cloned(),
-            _ => None,
-        };
         let label = if name.is_empty() {
             "the unnamed vector".to_owned()
         } else {
             format!("vector {name:?}")
         };
-        match params {
+        match existing.iter().find(|(n, ..)| *n == name) {
             None => problems.push(format!("{label} is not in the collection")),
-            Some(p) => {
-                if p.size != size {
+            Some((_, have_size, have_dist)) => {
+                if *have_size != size {
                     problems.push(format!(
-                        "{label} has size {} but the config says {size}",
-                        p.size
+                        "{label} has size {have_size} but the config says {size}"
                     ));
                 }
-                if p.distance != distance(dist) as i32 {
+                if *have_dist != dist {
                     problems.push(format!(
-                        "{label} uses distance {:?} but the config says {dist:?}",
-                        QDistance::try_from(p.distance).unwrap_or(QDistance::UnknownDistance)
+                        "{label} uses distance {have_dist:?} but the config says {dist:?}"
                     ));
                 }
             }
@@ -109,7 +93,11 @@ pub async fn ensure(
         compatible(client, t).await?.map_err(|p| {
             Error::prerequisite(
                 format!("tables[{index}].collection: collection {} is incompatible: {p}", t.collection),
-                "fix the vector settings in the config, or delete/rename the collection so it is recreated",
+                if t.collection_config.alias {
+                    "to build it anew with these settings while searches keep using it, run `pg2qdrant rebuild --table` and start again; or fix the vector settings in the config"
+                } else {
+                    "fix the vector settings in the config, or delete/rename the collection so it is recreated"
+                },
             )
         })?;
         ensure_indexes(client, t).await?;
@@ -144,11 +132,21 @@ pub async fn ensure(
     if let Some(f) = c.full_scan_threshold {
         hnsw = hnsw.full_scan_threshold(f);
     }
-    let create = CreateCollectionBuilder::new(&t.collection)
+    // Behind an alias: the collection gets a name of its own, the alias the configured one.
+    let physical = if c.alias {
+        new_name(client, &t.collection).await?
+    } else {
+        t.collection.clone()
+    };
+    let create = CreateCollectionBuilder::new(&physical)
         .vectors_config(vectors)
         .hnsw_config(hnsw)
         .on_disk_payload(c.on_disk_payload);
     match client.create_collection(create).await {
+        Ok(_) if c.alias => {
+            point_alias(client, &t.collection, &physical).await?;
+            tracing::info!(collection = %physical, alias = %t.collection, "created collection behind an alias");
+        }
         Ok(_) => tracing::info!(collection = %t.collection, "created collection"),
         // Another instance created it meanwhile: check it like an existing one.
         Err(e) if e.to_string().contains("already exists") => {
@@ -246,4 +244,88 @@ pub async fn ensure_chunk_indexes(
             )))?;
     }
     Ok(())
+}
+
+/// The collection `alias` points at, if it is an alias.
+pub async fn alias_target(client: &Qdrant, alias: &str) -> Result<Option<String>, Error> {
+    let aliases = client
+        .list_aliases()
+        .await
+        .map_err(Error::qdrant("list aliases"))?;
+    Ok(aliases
+        .aliases
+        .into_iter()
+        .find(|a| a.alias_name == alias)
+        .map(|a| a.collection_name))
+}
+
+/// Points `alias` at `collection`, atomically (an existing alias is moved: searches through it
+/// see the old collection or the new one, never neither).
+pub async fn point_alias(client: &Qdrant, alias: &str, collection: &str) -> Result<(), Error> {
+    client
+        .create_alias(qdrant_client::qdrant::CreateAliasBuilder::new(
+            collection, alias,
+        ))
+        .await
+        .map(|_| ())
+        .map_err(Error::qdrant(format!(
+            "point alias {alias} at {collection}"
+        )))
+}
+
+/// A collection name for `alias` that is not taken: `<alias>_<UTC yyyymmddhhmmss>`.
+pub async fn new_name(client: &Qdrant, alias: &str) -> Result<String, Error> {
+    let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+    for n in 0.. {
+        let name = match n {
+            0 => format!("{alias}_{stamp}"),
+            n => format!("{alias}_{stamp}_{n}"),
+        };
+        let taken = client
+            .collection_exists(&name)
+            .await
+            .map_err(Error::qdrant(format!("look up collection {name}")))?;
+        if !taken {
+            return Ok(name);
+        }
+    }
+    unreachable!("some name is free")
+}
+
+/// The size and distance of each vector of `collection` (`""`: the unnamed one).
+pub async fn vector_params(
+    client: &Qdrant,
+    collection: &str,
+) -> Result<Vec<(String, u64, Distance)>, Error> {
+    use qdrant_client::qdrant::vectors_config::Config;
+    let info = client
+        .collection_info(collection)
+        .await
+        .map_err(Error::qdrant(format!("read collection {collection}")))?;
+    let params = info
+        .result
+        .and_then(|r| r.config)
+        .and_then(|c| c.params)
+        .and_then(|p| p.vectors_config)
+        .and_then(|v| v.config);
+    let ours = |d: i32| -> Distance {
+        [
+            Distance::Cosine,
+            Distance::Dot,
+            Distance::Euclid,
+            Distance::Manhattan,
+        ]
+        .into_iter()
+        .find(|x| distance(*x) as i32 == d)
+        .unwrap_or(Distance::Dot)
+    };
+    Ok(match params {
+        Some(Config::Params(p)) => vec![(String::new(), p.size, ours(p.distance))],
+        Some(Config::ParamsMap(m)) => m
+            .map
+            .into_iter()
+            .map(|(name, p)| (name, p.size, ours(p.distance)))
+            .collect(),
+        None => Vec::new(),
+    })
 }

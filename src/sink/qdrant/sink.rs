@@ -55,6 +55,8 @@ pub struct QdrantSink {
     /// Per collection, the newest commit LSN stored at start: stream changes above it need no
     /// fence (see the module doc). Absent: everything is fenced.
     newest: RwLock<HashMap<String, u64>>,
+    /// Collections replaced by a rebuild: ops for them are no longer written.
+    retired: RwLock<std::collections::HashSet<String>>,
 }
 
 impl QdrantSink {
@@ -63,6 +65,7 @@ impl QdrantSink {
             writer: super::batch::BatchWriter::new(&client)?,
             client,
             newest: RwLock::new(HashMap::new()),
+            retired: RwLock::default(),
         })
     }
 
@@ -142,6 +145,22 @@ impl QdrantSink {
                 "count points of other models in {collection}"
             )))?;
         Ok(counted.result.map_or(0, |r| r.count))
+    }
+
+    /// Ops for `collection` are skipped from now on, and a write to it that fails counts as
+    /// done: a rebuild switched its alias away and drops it.
+    pub fn retire(&self, collection: &str) {
+        self.retired
+            .write()
+            .expect("retired lock")
+            .insert(collection.to_owned());
+    }
+
+    fn is_retired(&self, collection: &str) -> bool {
+        self.retired
+            .read()
+            .expect("retired lock")
+            .contains(collection)
     }
 
     fn unfenced_above(&self, collection: &str) -> Option<u64> {
@@ -375,19 +394,29 @@ impl Sink for QdrantSink {
                 segment.push(o);
                 i += 1;
             }
-            let above = self.unfenced_above(&collection);
-            let stored = self.stored_positions(&collection, &segment, above).await?;
-            let operations = operations(&segment, &stored, above);
-            if operations.is_empty() {
+            if self.is_retired(&collection) {
                 continue;
             }
-            self.writer
-                .write(&collection, operations)
-                .await
-                .map_err(Error::qdrant(format!(
-                    "write {} ops to collection {collection}",
-                    segment.len()
-                )))?;
+            let above = self.unfenced_above(&collection);
+            let written = async {
+                let stored = self.stored_positions(&collection, &segment, above).await?;
+                let operations = operations(&segment, &stored, above);
+                if operations.is_empty() {
+                    return Ok(());
+                }
+                self.writer
+                    .write(&collection, operations)
+                    .await
+                    .map_err(Error::qdrant(format!(
+                        "write {} ops to collection {collection}",
+                        segment.len()
+                    )))
+            };
+            match written.await {
+                // Dropped meanwhile by the rebuild that retired it.
+                Err(_) if self.is_retired(&collection) => {}
+                other => other?,
+            }
         }
         Ok(())
     }
