@@ -203,3 +203,95 @@ async fn toast_unchanged_text_of_a_chunked_row_keeps_its_chunks_without_embeddin
     }
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_a_missing_chunk_and_a_chunk_past_the_count_and_repair_fixes_both() {
+    let db = TestDb::new(
+        "t_chunks_verify",
+        &format!(
+            "{DOCS} INSERT INTO docs VALUES (1, '{}', 1), (2, '{}', 1);",
+            words(40, 0),
+            words(20, 5)
+        ),
+    )
+    .await;
+    let config = work_dir("t_chunks_verify").join("config.toml");
+    std::fs::write(
+        &config,
+        db.config_text(
+            &format!(
+                "[[tables]]\ntable = \"docs\"\ncollection = \"t_chunks_verify\"\n\
+                 vector = {{ embed = \"minilm\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n\
+                 chunk = {{ max_tokens = 16, overlap = 4 }}\n{}",
+                embedder_toml()
+            ),
+            &qdrant_url(),
+        ),
+    )
+    .unwrap();
+    let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
+    let one = wait_chunks("t_chunks_verify", "1", 3, json!(1)).await;
+    let two = wait_chunks("t_chunks_verify", "2", 2, json!(1)).await;
+    assert_eq!(crate::verify::verify(&config, &[]).0, 0, "in sync");
+    // Row 1 loses its chunk 1; row 2 gets a chunk 5 a longer version could have left behind.
+    let ids: Vec<(String, u64, u64)> = all_points("t_chunks_verify")
+        .await
+        .into_iter()
+        .map(|(id, p)| {
+            let key: u64 = p.payload["_pg2qdrant"]["key"]["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            (id, key, p.payload["chunk_index"].as_u64().unwrap())
+        })
+        .collect();
+    let id_of = |key: u64, index: u64| {
+        ids.iter()
+            .find(|(_, k, i)| (*k, *i) == (key, index))
+            .map(|(id, ..)| id.clone())
+            .unwrap()
+    };
+    let q = qdrant();
+    q.delete_points(
+        qdrant_client::qdrant::DeletePointsBuilder::new("t_chunks_verify")
+            .points(qdrant_client::qdrant::PointsIdsList {
+                ids: vec![id_of(1, 1).into()],
+            })
+            .wait(true),
+    )
+    .await
+    .unwrap();
+    let mut ghost = serde_json::Map::new();
+    ghost.insert(
+        "_pg2qdrant".into(),
+        json!({"table": "public.docs", "key": {"id": "2"}, "lsn": 1, "seq": 0}),
+    );
+    ghost.insert("chunk_index".into(), json!(5));
+    q.upsert_points(
+        qdrant_client::qdrant::UpsertPointsBuilder::new(
+            "t_chunks_verify",
+            vec![qdrant_client::qdrant::PointStruct::new(
+                "00000000-0000-4000-8000-000000000005".to_owned(),
+                two[&0].3.clone(),
+                qdrant_client::Payload::from(ghost),
+            )],
+        )
+        .wait(true),
+    )
+    .await
+    .unwrap();
+    let (code, report) = crate::verify::verify(&config, &[]);
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        (report["missing"].clone(), report["orphaned"].clone()),
+        (json!(1), json!(1)),
+        "{report}"
+    );
+    let (code, report) = crate::verify::verify(&config, &["--repair"]);
+    assert_eq!(code, 0, "{report}");
+    let repaired = wait_chunks("t_chunks_verify", "1", 3, json!(1)).await;
+    assert_eq!(repaired[&1].1, one[&1].1, "chunk 1 back with its text");
+    wait_chunks("t_chunks_verify", "2", 2, json!(1)).await;
+    run.stop().await;
+}

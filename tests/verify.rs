@@ -8,7 +8,7 @@ use qdrant_client::qdrant::{
 };
 use serde_json::{json, Value};
 
-fn verify(config: &std::path::Path, extra: &[&str]) -> (i32, Value) {
+pub fn verify(config: &std::path::Path, extra: &[&str]) -> (i32, Value) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
         .args(["verify", "--json", "--config"])
         .arg(config)

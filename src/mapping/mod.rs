@@ -538,6 +538,12 @@ impl TableMapping {
         })
     }
 
+    /// The id of chunk `index` of the row whose key columns have these text forms.
+    pub fn chunk_id(&self, key: &[String], index: usize) -> PointKey {
+        let parts: Vec<(u32, &str)> = key.iter().map(|k| (0, k.as_str())).collect();
+        key::chunk_uuid5(&self.table, &parts, index)
+    }
+
     /// The key columns' type oids and text forms.
     fn key_parts<'r>(&self, row: &'r Row) -> Result<Vec<(u32, Cow<'r, str>)>, MappingError> {
         let mut parts: Vec<(u32, Cow<str>)> = Vec::with_capacity(self.key.len());

@@ -36,6 +36,8 @@ impl Check<'_> {
                 .await
                 .map_err(Error::qdrant(format!("scroll {}", self.mapping.collection)))?;
             let mut candidates: Vec<(PointId, Vec<String>, Value)> = Vec::new();
+            // Chunk points past chunk 0: (id, key, index), checked against the row's count.
+            let mut chunks: Vec<(PointId, Vec<String>, u64)> = Vec::new();
             for p in page.result {
                 r.points += 1;
                 let payload = Value::from(qdrant_client::Payload::from(p.payload));
@@ -48,8 +50,15 @@ impl Check<'_> {
                     continue;
                 };
                 let shown = payload[META_FIELD]["key"].clone();
+                if let Some(i) = payload[crate::mapping::chunk::FIELDS[0]]
+                    .as_u64()
+                    .filter(|i| *i > 0 && self.mapping.chunked())
+                {
+                    chunks.push((id.clone(), key.clone(), i));
+                }
                 candidates.push((id, key, shown));
             }
+            self.chunks_past_count(&chunks, r).await?;
             if !candidates.is_empty() {
                 let present = existing_keys(
                     self.catalog.client(),
@@ -80,6 +89,64 @@ impl Check<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Check<'_> {
+    /// Chunk points whose index is at or past the count their row's chunk 0 holds (left over by
+    /// a longer version of the row) are orphans too. Rows without a chunk 0 are the rows pass's.
+    async fn chunks_past_count(
+        &self,
+        chunks: &[(PointId, Vec<String>, u64)],
+        r: &mut TableReport,
+    ) -> Result<(), Error> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let anchors: Vec<PointId> = chunks
+            .iter()
+            .map(|(_, key, _)| {
+                crate::sink::qdrant::mapping::point_id(&self.mapping.chunk_id(key, 0))
+            })
+            .collect();
+        let found = self
+            .sink
+            .client()
+            .get_points(
+                qdrant_client::qdrant::GetPointsBuilder::new(
+                    self.mapping.collection.as_ref(),
+                    anchors.clone(),
+                )
+                .with_payload(true)
+                .with_vectors(false),
+            )
+            .await
+            .map_err(Error::qdrant(format!(
+                "read points of {}",
+                self.mapping.collection
+            )))?
+            .result;
+        let mut repairs = Vec::new();
+        for ((id, key, index), anchor) in chunks.iter().zip(&anchors) {
+            let count = found
+                .iter()
+                .find(|p| p.id.as_ref() == Some(anchor))
+                .and_then(|p| p.payload.get(crate::mapping::chunk::FIELDS[1]))
+                .and_then(|v| v.as_integer());
+            if count.is_some_and(|n| *index as i64 >= n) {
+                r.orphaned += 1;
+                sample(
+                    &mut r.orphaned_keys,
+                    serde_json::json!({"key": key, "chunk_index": index}),
+                );
+                repairs.push(Op::Delete {
+                    collection: self.mapping.collection.clone(),
+                    key: point_key(id),
+                    position: self.fence,
+                });
+            }
+        }
+        self.repair(&repairs).await
     }
 }
 
