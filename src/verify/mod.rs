@@ -186,6 +186,28 @@ pub(crate) struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// The points `ids` of the checked collection (payload; vectors when `vectors`).
+    async fn points(
+        &self,
+        ids: Vec<PointId>,
+        vectors: bool,
+    ) -> Result<Vec<qdrant_client::qdrant::RetrievedPoint>, Error> {
+        Ok(self
+            .sink
+            .client()
+            .get_points(
+                qdrant_client::qdrant::GetPointsBuilder::new(self.mapping.collection.as_ref(), ids)
+                    .with_payload(true)
+                    .with_vectors(vectors),
+            )
+            .await
+            .map_err(Error::qdrant(format!(
+                "read points of {}",
+                self.mapping.collection
+            )))?
+            .result)
+    }
+
     pub fn table(&self) -> &TableName {
         &self.mapping.table
     }

@@ -109,23 +109,7 @@ impl Check<'_> {
                 crate::sink::qdrant::mapping::point_id(&self.mapping.chunk_id(key, 0))
             })
             .collect();
-        let found = self
-            .sink
-            .client()
-            .get_points(
-                qdrant_client::qdrant::GetPointsBuilder::new(
-                    self.mapping.collection.as_ref(),
-                    anchors.clone(),
-                )
-                .with_payload(true)
-                .with_vectors(false),
-            )
-            .await
-            .map_err(Error::qdrant(format!(
-                "read points of {}",
-                self.mapping.collection
-            )))?
-            .result;
+        let found = self.points(anchors.clone(), false).await?;
         let mut repairs = Vec::new();
         for ((id, key, index), anchor) in chunks.iter().zip(&anchors) {
             let count = found

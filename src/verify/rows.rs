@@ -9,7 +9,7 @@ use crate::mapping::TableMapping;
 use crate::sink::qdrant::mapping as qmap;
 use crate::source::catalog::Catalog;
 use crate::source::chunk::text_row;
-use qdrant_client::qdrant::{GetPointsBuilder, PointId};
+use qdrant_client::qdrant::PointId;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,20 +85,7 @@ impl Check<'_> {
                 .iter()
                 .map(|(op, _)| qmap::point_id(op_key(op)))
                 .collect();
-            let stored = self
-                .sink
-                .client()
-                .get_points(
-                    GetPointsBuilder::new(self.mapping.collection.as_ref(), ids)
-                        .with_payload(true)
-                        .with_vectors(true),
-                )
-                .await
-                .map_err(Error::qdrant(format!(
-                    "read points of {}",
-                    self.mapping.collection
-                )))?
-                .result;
+            let stored = self.points(ids, true).await?;
             let mut repairs = Vec::new();
             for (op, row) in expected {
                 let id = qmap::point_id(op_key(&op));
