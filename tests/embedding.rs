@@ -208,10 +208,12 @@ async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_ag
 
 /// A small OpenAI-compatible `/v1/embeddings` server: 4-d vectors `[chars, 1, 0, 0.5]`; the first
 /// request holding "busy" gets 429 with Retry-After: 1, the first holding "slow" is answered after
-/// 3 s, one holding "pause" after 0.5 s, the first holding "throttle" gets 429 too, any request holding "refuse" gets 400, and one
+/// 3 s, one holding "pause" after 0.5 s, one holding "outage" gets 503 while `down` is set, the first holding "throttle" gets 429 too, any request holding "refuse" gets 400, and one
 /// without `Authorization: Bearer secret` 401. It counts the requests for each text.
 pub struct FakeOpenAi {
     pub port: u16,
+    /// While set, a request holding "outage" gets 503.
+    pub down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The most inputs one request held, and the most requests in flight at once.
     largest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     most_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -236,6 +238,8 @@ impl FakeOpenAi {
         let most_in_flight = std::sync::Arc::new(AtomicUsize::new(0));
         let in_flight = std::sync::Arc::new(AtomicUsize::new(0));
         let (l, m) = (largest.clone(), most_in_flight.clone());
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_down = down.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
@@ -246,6 +250,7 @@ impl FakeOpenAi {
                 let throttle = throttle.clone();
                 let counts = counts.clone();
                 let (largest, most, in_flight) = (l.clone(), m.clone(), in_flight.clone());
+                let is_down = is_down.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -307,6 +312,10 @@ impl FakeOpenAi {
                             "Retry-After: 1\r\n",
                             json!({"error": "slow down"}),
                         )
+                    } else if is_down.load(Ordering::SeqCst)
+                        && inputs.iter().any(|t| t.contains("outage"))
+                    {
+                        ("503 Service Unavailable", "", json!({"error": "down"}))
                     } else if inputs.iter().any(|t| t.contains("refuse")) {
                         ("400 Bad Request", "", json!({"error": "input refused"}))
                     } else {
@@ -328,6 +337,7 @@ impl FakeOpenAi {
         });
         Self {
             port,
+            down,
             largest,
             most_in_flight,
             throttled,
@@ -435,6 +445,71 @@ async fn openai_requests_keep_to_the_token_budget_and_the_concurrency_limit() {
     assert!((2..=3).contains(&most), "{most} requests in flight at once");
     let requested = fake.requested.lock().unwrap().clone();
     assert!(requested.values().all(|n| *n == 1), "{requested:?}");
+    let body = crate::chat::http_get(port, "/metrics").await;
+    assert!(
+        body.contains("pg2qdrant_embed_latency_seconds_bucket{embedder=\"svc_budget\",le=\"0.5\"}")
+            && body.contains("pg2qdrant_embed_batch_size_bucket{embedder=\"svc_budget\""),
+        "embedding figures are histograms"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_embedder_never_loses_the_row_nor_acknowledges_past_it() {
+    let fake = FakeOpenAi::start().await;
+    std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
+    let db = TestDb::new("t_embed_down", NOTES).await;
+    let cfg = db.config(&format!(
+        "[[embedders]]\nname = \"svc_down\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
+         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\n\
+         [[tables]]\ntable = \"notes\"\ncollection = \"t_embed_down\"\n\
+         vector = {{ embed = \"svc_down\", text = \"{{body}}\", size = 4, distance = \"Dot\" }}\n",
+        fake.port
+    ));
+    let run = db.start(cfg).await;
+    db.exec("INSERT INTO notes VALUES (1, 't', 'before', 1)")
+        .await;
+    wait_for("point 1", WAIT, || point("t_embed_down", 1)).await;
+    fake.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    db.exec("INSERT INTO notes VALUES (2, 't', 'outage', 2)")
+        .await;
+    // Past the row's commit record (the write position may lag: the test cluster does not
+    // wait for WAL flushes at commit).
+    let committed: i64 = db
+        .client
+        .query_one("SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let committed = committed as u64;
+    wait_for("the service asked again and again", WAIT, || async {
+        (fake
+            .requested
+            .lock()
+            .unwrap()
+            .get("outage")
+            .copied()
+            .unwrap_or(0)
+            >= 3)
+            .then_some(())
+    })
+    .await;
+    assert!(point("t_embed_down", 2).await.is_none());
+    let confirmed = db.confirmed_u64().await;
+    assert!(
+        confirmed < committed,
+        "the slot is not acknowledged past the row while its embedding fails: {confirmed:x} >= {committed:x}"
+    );
+    fake.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let p = wait_for("point 2 once the service is back", WAIT, || {
+        point("t_embed_down", 2)
+    })
+    .await;
+    assert_eq!(p.vector, Some(vec![6.0, 1.0, 0.0, 0.5]));
+    wait_for("the slot acknowledged past it", WAIT, || async {
+        (db.confirmed_u64().await >= committed).then_some(())
+    })
+    .await;
     run.stop().await;
 }
 

@@ -13,25 +13,28 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let handle = PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(super::names::BATCH_SIZE.to_owned()),
-                    &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0],
+            use super::names;
+            const LATENCY: &[f64] = &[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ];
+            const SIZES: &[f64] = &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
+            // Real histograms (buckets), not summaries: they aggregate across instances.
+            let handle = [
+                (names::BATCH_SIZE, SIZES),
+                (names::WRITE_LATENCY, LATENCY),
+                (names::EMBED_LATENCY, LATENCY),
+                (names::EMBED_BATCH, SIZES),
+            ]
+            .into_iter()
+            .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(name.to_owned()),
+                    buckets,
                 )
-                .and_then(|b| {
-                    b.set_buckets_for_metric(
-                        metrics_exporter_prometheus::Matcher::Full(
-                            super::names::WRITE_LATENCY.to_owned(),
-                        ),
-                        &[
-                            0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                            30.0,
-                        ],
-                    )
-                })
-                .expect("static bucket lists are non-empty")
-                .install_recorder()
-                .expect("the metrics recorder is installed once");
+            })
+            .expect("static bucket lists are non-empty")
+            .install_recorder()
+            .expect("the metrics recorder is installed once");
             super::describe();
             handle
         })
