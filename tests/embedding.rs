@@ -406,7 +406,15 @@ async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_l
 async fn openai_requests_keep_to_the_token_budget_and_the_concurrency_limit() {
     let fake = FakeOpenAi::start().await;
     std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
-    let db = TestDb::new("t_embed_budget", NOTES).await;
+    // Rows that exist before the start: the copy embeds them (no stream copy of the same rows
+    // racing it).
+    let db = TestDb::new(
+        "t_embed_budget",
+        &format!(
+            "{NOTES} INSERT INTO notes SELECT g, 't', 'pause ' || g, g FROM generate_series(1, 24) g;"
+        ),
+    )
+    .await;
     // Two words a text, six words a request: three texts a call, three calls at most at once.
     let cfg = db.config(&format!(
         "[[embedders]]\nname = \"svc_budget\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
@@ -426,8 +434,6 @@ async fn openai_requests_keep_to_the_token_budget_and_the_concurrency_limit() {
             .find(|l| l.starts_with("pg2qdrant_embed_waiting{embedder=\"svc_budget\"}"))
             .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
     };
-    db.exec("INSERT INTO notes SELECT g, 't', 'pause ' || g, g FROM generate_series(1, 24) g")
-        .await;
     // Each call is held 0.5 s: the rows show as waiting for their vectors meanwhile.
     let seen = wait_for("rows waiting for an embedding", WAIT, || async {
         waiting().await.filter(|n| *n > 0.0)
