@@ -287,6 +287,19 @@ fn float4_array(b: &[u8], expected_len: usize) -> Option<Vec<f32>> {
 
 /// Unix seconds of a binary timestamp (read as UTC), timestamptz or date.
 pub fn unix_seconds(kind: Kind, b: &[u8]) -> Result<i64, String> {
+    pg_micros(kind, b).map(|m| m.div_euclid(1_000_000) + PG_EPOCH_UNIX_MICROS / 1_000_000)
+}
+
+/// Unix microseconds of a binary timestamp (read as UTC), timestamptz or date; an error for
+/// the last few centuries of PostgreSQL's range, which i64 microseconds since 1970 cannot hold.
+pub fn unix_micros(kind: Kind, b: &[u8]) -> Result<i64, String> {
+    pg_micros(kind, b)?
+        .checked_add(PG_EPOCH_UNIX_MICROS)
+        .ok_or_else(|| "the timestamp is out of range".to_owned())
+}
+
+/// Microseconds since 2000-01-01 of a binary timestamp, timestamptz or date (finite only).
+fn pg_micros(kind: Kind, b: &[u8]) -> Result<i64, String> {
     let micros = match kind {
         Kind::Scalar(Scalar::Timestamp | Scalar::TimestampTz) => {
             i64::from_be_bytes(exact("timestamp", b)?)
@@ -305,7 +318,7 @@ pub fn unix_seconds(kind: Kind, b: &[u8]) -> Result<i64, String> {
     if micros == i64::MAX || micros == i64::MIN {
         return Err("the timestamp is infinite".to_owned());
     }
-    Ok(micros.div_euclid(1_000_000) + PG_EPOCH_UNIX_MICROS / 1_000_000)
+    Ok(micros)
 }
 
 fn utf8(b: &[u8]) -> Result<&str, String> {

@@ -173,7 +173,8 @@ impl TableMapping {
         &self.types
     }
 
-    fn kind(&self, type_oid: u32) -> Kind {
+    /// How values of this type are read (the database's type registry).
+    pub fn kind(&self, type_oid: u32) -> Kind {
         self.types.kind(type_oid)
     }
 
@@ -669,7 +670,7 @@ pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
 }
 
 /// PostgreSQL epoch (2000-01-01) in unix microseconds.
-const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+pub const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
 /// The connector's metadata object stored in every point under [`META_FIELD`].
 pub fn meta(table: &TableName, position: Position, commit_time_micros: i64) -> Value {

@@ -125,6 +125,8 @@ pub const CATALOG_SQL: &str = "SELECT oid, typname::text, typtype::text, typbase
 pub struct Types {
     /// Types that are not built-in scalars: resolved kinds.
     kinds: HashMap<u32, Kind>,
+    /// Names of the types read from the catalog (extensions' types have no fixed oid).
+    names: HashMap<u32, String>,
 }
 
 impl Types {
@@ -187,7 +189,13 @@ impl Types {
                 kinds.insert(r.oid, kind);
             }
         }
-        Self { kinds }
+        let names = rows.iter().map(|r| (r.oid, r.name.clone())).collect();
+        Self { kinds, names }
+    }
+
+    /// The name of a type read from the catalog (domains, enums, arrays, extensions' types).
+    pub fn name(&self, type_oid: u32) -> Option<String> {
+        self.names.get(&type_oid).cloned()
     }
 
     pub fn kind(&self, type_oid: u32) -> Kind {

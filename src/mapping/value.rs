@@ -388,23 +388,43 @@ fn parse_timestamptz(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String
 
 /// Unix seconds of a timestamp (without time zone: read as UTC), timestamptz or date text value.
 pub fn unix_seconds(kind: Kind, text: &str) -> Result<i64, String> {
+    unix_micros(kind, text).map(|m| m.div_euclid(1_000_000))
+}
+
+/// Unix microseconds of a timestamp (without time zone: read as UTC), timestamptz or date text
+/// value.
+pub fn unix_micros(kind: Kind, text: &str) -> Result<i64, String> {
     match kind {
-        Kind::Scalar(Scalar::TimestampTz) => parse_timestamptz(text).map(|t| t.timestamp()),
+        Kind::Scalar(Scalar::TimestampTz) => parse_timestamptz(text).map(|t| t.timestamp_micros()),
         Kind::Scalar(Scalar::Timestamp | Scalar::Date) => {
-            let t = if text.len() == 10 {
-                format!("{text} 00:00:00")
-            } else {
-                text.to_owned()
+            use chrono::Datelike as _;
+            let (ad, bc) = match text.strip_suffix(" BC") {
+                Some(t) => (t, true),
+                None => (text, false),
             };
-            chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f")
-                .map(|t| t.and_utc().timestamp())
-                .map_err(|e| format!("{text:?} is not a timestamp: {e}"))
+            let t = if ad.len() == 10 {
+                format!("{ad} 00:00:00")
+            } else {
+                ad.to_owned()
+            };
+            let naive = chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|e| format!("{text:?} is not a timestamp: {e}"))?;
+            // Year n BC is astronomical year 1 - n.
+            let naive = if bc {
+                naive
+                    .with_year(1 - naive.year())
+                    .ok_or_else(|| format!("{text:?} is out of range"))?
+            } else {
+                naive
+            };
+            Ok(naive.and_utc().timestamp_micros())
         }
         _ => Err("the column is not a timestamp, timestamptz or date".to_owned()),
     }
 }
 
-fn bytea(text: &str) -> Result<Vec<u8>, String> {
+/// bytea's hex text output as bytes.
+pub fn bytea(text: &str) -> Result<Vec<u8>, String> {
     let hex = text
         .strip_prefix("\\x")
         .ok_or("bytea is not in hex output format (set bytea_output = hex)")?;

@@ -1,0 +1,396 @@
+//! A committed change → its `pg2qdrant.v1.ChangeEvent`. Pure.
+//!
+//! Values are typed by the database's type registry, from either form a value arrives in (text
+//! or binary), so the same row gives the same event in both: integers, floats, exact numerics
+//! (text), booleans, bytes, JSON text, timestamps (unix microseconds), one-dimensional arrays,
+//! pgvector vectors; every other type as PostgreSQL's text output. A value that cannot be read
+//! as its type is sent as its text form rather than dropped (`text_of` of the datum).
+
+use super::proto as pb;
+use crate::event::{Change, ChangeKind, Column, Datum, PointKey, Row};
+use crate::mapping::types::{Kind, Scalar};
+use crate::mapping::{binary, value, TableMapping};
+use pb::value::Kind as V;
+use serde_json::Value as Json;
+
+/// The event of `change` (of `mapping`'s table). `read`: a row copied by a snapshot.
+pub fn encode(mapping: &TableMapping, change: &Change, read: bool) -> pb::ChangeEvent {
+    let (operation, new, old) = match &change.kind {
+        ChangeKind::Insert { new } if read => (pb::Operation::Read, Some(new), None),
+        ChangeKind::Insert { new } => (pb::Operation::Insert, Some(new), None),
+        ChangeKind::Update { old, new } => (pb::Operation::Update, Some(new), old.as_ref()),
+        ChangeKind::Delete { old } => (pb::Operation::Delete, None, Some(old)),
+        ChangeKind::Truncate => (pb::Operation::Truncate, None, None),
+    };
+    let keyed = new.or(old);
+    pb::ChangeEvent {
+        source: Some(pb::Source {
+            schema: change.table.schema.clone(),
+            table: change.table.name.clone(),
+        }),
+        operation: operation as i32,
+        key: keyed.map_or_else(Vec::new, |r| {
+            let cols = columns(mapping, r);
+            cols.into_iter()
+                .filter(|c| mapping.key.contains(&c.name))
+                .collect()
+        }),
+        new_row: new.map_or_else(Vec::new, |r| columns(mapping, r)),
+        old_row: old.map_or_else(Vec::new, |r| columns(mapping, r)),
+        commit_lsn: change.position.commit_lsn,
+        seq: change.position.seq,
+        commit_time_unix_micros: change
+            .commit_time_micros
+            .saturating_add(crate::mapping::PG_EPOCH_UNIX_MICROS),
+        point_id: keyed
+            .and_then(|r| mapping.point_key(r).ok())
+            .map(|k| pb::PointId {
+                id: Some(match k {
+                    PointKey::Num(n) => pb::point_id::Id::Num(n),
+                    PointKey::Uuid(u) => pb::point_id::Id::Uuid(u.to_string()),
+                }),
+            }),
+    }
+}
+
+fn columns(mapping: &TableMapping, row: &Row) -> Vec<pb::Column> {
+    row.columns
+        .iter()
+        .zip(&row.values)
+        .map(|(c, d)| pb::Column {
+            name: c.name.clone(),
+            type_oid: c.type_oid,
+            type_name: mapping.types().name(c.type_oid).unwrap_or_default(),
+            value: Some(value(mapping, c, d)),
+        })
+        .collect()
+}
+
+/// One value of `col`, typed; its text form when it cannot be read as its type.
+pub fn value(mapping: &TableMapping, col: &Column, datum: &Datum) -> pb::Value {
+    pb::Value {
+        kind: Some(typed(mapping, col, datum)),
+    }
+}
+
+fn typed(mapping: &TableMapping, col: &Column, datum: &Datum) -> V {
+    match datum {
+        Datum::Null => return V::Null(pb::Null {}),
+        Datum::Unchanged => return V::UnchangedToast(pb::Unchanged {}),
+        Datum::Text(_) | Datum::Binary(_) => {}
+    }
+    let kind = mapping.kind(col.type_oid);
+    read(mapping, col, kind, datum).unwrap_or_else(|_| match mapping.text_of(col, datum) {
+        Some(Ok(t)) => V::Text(t.into_owned()),
+        _ => V::Bytes(match datum {
+            Datum::Binary(b) => b.clone(),
+            Datum::Text(t) => t.as_bytes().to_vec(),
+            _ => Vec::new(),
+        }),
+    })
+}
+
+/// Exact numerics as strings, so the JSON route never rounds them.
+const EXACT: value::Options = value::Options {
+    numeric_string: true,
+};
+
+fn read(mapping: &TableMapping, col: &Column, kind: Kind, datum: &Datum) -> Result<V, String> {
+    let json = || match datum {
+        Datum::Binary(b) => binary::to_json(kind, b, EXACT),
+        Datum::Text(t) => value::to_json_with(kind, t, EXACT),
+        _ => unreachable!("values only"),
+    };
+    let Kind::Scalar(s) = kind else {
+        return match kind {
+            Kind::Array(elem) => Ok(V::Array(match datum {
+                Datum::Text(t) => text_array(elem, &value::parse_array(t)?),
+                Datum::Binary(b) => binary_array(elem, b)?,
+                _ => unreachable!("values only"),
+            })),
+            _ => text(mapping, col, datum),
+        };
+    };
+    Ok(match s {
+        Scalar::Timestamp | Scalar::TimestampTz => {
+            let with_time_zone = s == Scalar::TimestampTz;
+            let infinite = |unix_micros| pb::Timestamp {
+                unix_micros,
+                with_time_zone,
+                infinite: true,
+            };
+            let finite = |unix_micros| pb::Timestamp {
+                unix_micros,
+                with_time_zone,
+                infinite: false,
+            };
+            V::Timestamp(match datum {
+                Datum::Text(t) if t == "infinity" => infinite(i64::MAX),
+                Datum::Text(t) if t == "-infinity" => infinite(i64::MIN),
+                Datum::Text(t) => finite(value::unix_micros(kind, t)?),
+                Datum::Binary(b) => match b.as_slice().try_into().map(i64::from_be_bytes) {
+                    Ok(i64::MAX) => infinite(i64::MAX),
+                    Ok(i64::MIN) => infinite(i64::MIN),
+                    _ => finite(binary::unix_micros(kind, b)?),
+                },
+                _ => unreachable!("values only"),
+            })
+        }
+        Scalar::Bytea => V::Bytes(match datum {
+            Datum::Binary(b) => b.clone(),
+            Datum::Text(t) => value::bytea(t)?,
+            _ => unreachable!("values only"),
+        }),
+        Scalar::Vector | Scalar::HalfVec => V::Vector(pb::Vector {
+            values: numbers(&json()?).ok_or("not a vector of numbers")?,
+        }),
+        Scalar::Json | Scalar::Jsonb => match text(mapping, col, datum)? {
+            V::Text(t) => V::Json(t),
+            other => other,
+        },
+        // The payload's form otherwise (equal from text and binary: `tests/types.rs`): text,
+        // uuid, dates and times as PostgreSQL prints them, intervals as ISO 8601 durations.
+        _ => {
+            let j = json()?;
+            scalar(s, &j).unwrap_or_else(|| match j {
+                Json::String(t) => V::Text(t),
+                other => V::Json(other.to_string()),
+            })
+        }
+    })
+}
+
+fn text(mapping: &TableMapping, col: &Column, datum: &Datum) -> Result<V, String> {
+    match mapping.text_of(col, datum) {
+        Some(Ok(t)) => Ok(V::Text(t.into_owned())),
+        Some(Err(e)) => Err(e),
+        None => Err("no value".to_owned()),
+    }
+}
+
+/// A scalar of the types with a form of their own, from its payload JSON; `None`: its text.
+fn scalar(s: Scalar, j: &Json) -> Option<V> {
+    Some(match (s, j) {
+        (_, Json::Null) => V::Null(pb::Null {}),
+        (Scalar::Bool, Json::Bool(b)) => V::Boolean(*b),
+        (Scalar::Int2 | Scalar::Int4 | Scalar::Int8 | Scalar::Oid, Json::Number(n)) => {
+            V::Integer(n.as_i64()?)
+        }
+        (Scalar::Float4 | Scalar::Float8, Json::Number(n)) => V::Float(n.as_f64()?),
+        // NaN, Infinity, -Infinity.
+        (Scalar::Float4 | Scalar::Float8, Json::String(t)) => V::Float(t.parse().ok()?),
+        (Scalar::Numeric, Json::String(t)) => V::Numeric(t.clone()),
+        (Scalar::Numeric, Json::Number(n)) => V::Numeric(n.to_string()),
+        _ => return None,
+    })
+}
+
+/// An array element from its payload JSON.
+fn element(elem: Scalar, j: Result<Json, String>) -> pb::Value {
+    let kind = match j {
+        Ok(j) => scalar(elem, &j).unwrap_or_else(|| match j {
+            Json::String(t) => V::Text(t),
+            other => V::Json(other.to_string()),
+        }),
+        Err(e) => V::Text(format!("<unreadable element: {e}>")),
+    };
+    pb::Value { kind: Some(kind) }
+}
+
+/// Arrays of any number of dimensions, as nested arrays, from PostgreSQL's text form.
+fn text_array(elem: Scalar, items: &[value::ArrayItem]) -> pb::Array {
+    pb::Array {
+        items: items
+            .iter()
+            .map(|item| match item {
+                value::ArrayItem::Null => pb::Value {
+                    kind: Some(V::Null(pb::Null {})),
+                },
+                value::ArrayItem::Value(t) => element(elem, value::scalar_json(elem, t, EXACT)),
+                value::ArrayItem::Nested(inner) => pb::Value {
+                    kind: Some(V::Array(text_array(elem, inner))),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The same from the binary form: `ndim, flags, element oid, (size, lower bound) per dimension`,
+/// then the elements in row-major order, each a length (-1: NULL) and its bytes.
+fn binary_array(elem: Scalar, b: &[u8]) -> Result<pb::Array, String> {
+    let int = |at: usize| -> Result<i32, String> {
+        b.get(at..at + 4)
+            .map(|x| i32::from_be_bytes(x.try_into().expect("4 bytes")))
+            .ok_or_else(|| "binary array is cut short".to_owned())
+    };
+    let ndim = usize::try_from(int(0)?).map_err(|_| "negative dimensions")?;
+    if ndim > 6 {
+        return Err(format!("binary array has {ndim} dimensions"));
+    }
+    let dims: Vec<usize> = (0..ndim)
+        .map(|d| {
+            int(12 + d * 8).and_then(|n| usize::try_from(n).map_err(|_| "negative size".to_owned()))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut at = 12 + ndim * 8;
+    let total = dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d));
+    let total = if ndim == 0 {
+        0
+    } else {
+        total.ok_or("binary array is too large")?
+    };
+    let mut flat = Vec::with_capacity(total.min(b.len()));
+    for _ in 0..total {
+        let len = int(at)?;
+        at += 4;
+        flat.push(if len < 0 {
+            pb::Value {
+                kind: Some(V::Null(pb::Null {})),
+            }
+        } else {
+            let e = b
+                .get(at..at + len as usize)
+                .ok_or("binary array element is cut short")?;
+            at += len as usize;
+            element(elem, binary::scalar_json(elem, e, EXACT))
+        });
+    }
+    // Nest from the innermost dimension out.
+    let mut level = flat;
+    for &size in dims.iter().skip(1).rev() {
+        level = level
+            .chunks(size.max(1))
+            .map(|c| pb::Value {
+                kind: Some(V::Array(pb::Array { items: c.to_vec() })),
+            })
+            .collect();
+    }
+    Ok(pb::Array { items: level })
+}
+
+fn numbers(j: &Json) -> Option<Vec<f32>> {
+    j.as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|f| f as f32))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Column, TableName};
+    use crate::lsn::Position;
+    use crate::mapping::value::oid;
+    use prost::Message as _;
+
+    fn mapping() -> TableMapping {
+        let cfg = crate::config::parse(
+            "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
+             [[tables]]\ntable = \"public.m\"\ncollection = \"c\"\nvector = { column = \"v\", size = 2, distance = \"Cosine\" }\n",
+        )
+        .unwrap();
+        TableMapping::new(&cfg.tables[0], vec!["id".into()])
+    }
+
+    fn row(values: &[&str]) -> Row {
+        let cols: Vec<Column> = [
+            ("id", oid::INT8),
+            ("body", 25),
+            ("v", oid::FLOAT4_ARRAY),
+            ("price", oid::NUMERIC),
+            ("at", oid::TIMESTAMPTZ),
+        ]
+        .iter()
+        .map(|(n, t)| Column {
+            name: (*n).into(),
+            type_oid: *t,
+            type_modifier: -1,
+            is_key: *n == "id",
+        })
+        .collect();
+        Row {
+            columns: cols.into(),
+            values: values.iter().map(|v| Datum::Text((*v).into())).collect(),
+        }
+    }
+
+    fn change(kind: ChangeKind) -> Change {
+        Change {
+            table: TableName::parse("m"),
+            position: Position {
+                commit_lsn: 77,
+                seq: 3,
+            },
+            commit_time_micros: 0,
+            kind,
+        }
+    }
+
+    fn kind_of(c: &pb::Column) -> &V {
+        c.value.as_ref().unwrap().kind.as_ref().unwrap()
+    }
+
+    #[test]
+    fn an_insert_carries_typed_values_its_key_position_and_point_id() {
+        let new = row(&[
+            "5",
+            "hi",
+            "{1,2.5}",
+            "12345678901234567890.0123456789",
+            "2024-01-02 03:04:05.5+00",
+        ]);
+        let e = encode(&mapping(), &change(ChangeKind::Insert { new }), false);
+        let e = pb::ChangeEvent::decode(e.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(e.operation(), pb::Operation::Insert);
+        assert_eq!(e.source.as_ref().unwrap().table, "m");
+        assert_eq!((e.commit_lsn, e.seq), (77, 3));
+        assert_eq!(e.commit_time_unix_micros, 946_684_800_000_000);
+        assert_eq!(e.point_id.unwrap().id, Some(pb::point_id::Id::Num(5)));
+        assert_eq!(e.key.len(), 1);
+        assert_eq!(kind_of(&e.key[0]), &V::Integer(5));
+        let values: Vec<&V> = e.new_row.iter().map(kind_of).collect();
+        assert_eq!(values[1], &V::Text("hi".into()));
+        let V::Array(a) = values[2] else {
+            panic!("{values:?}")
+        };
+        assert_eq!(a.items[1].kind, Some(V::Float(2.5)));
+        assert_eq!(
+            values[3],
+            &V::Numeric("12345678901234567890.0123456789".into()),
+            "every digit"
+        );
+        assert_eq!(
+            values[4],
+            &V::Timestamp(pb::Timestamp {
+                unix_micros: 1_704_164_645_500_000,
+                with_time_zone: true,
+                infinite: false,
+            })
+        );
+        assert!(e.old_row.is_empty());
+    }
+
+    #[test]
+    fn deletes_carry_the_old_key_truncates_no_row_copies_are_reads() {
+        let m = mapping();
+        let mut old = row(&["9", "", "", "", ""]);
+        old.values[1] = Datum::Null;
+        old.values[2] = Datum::Unchanged;
+        let e = encode(&m, &change(ChangeKind::Delete { old }), false);
+        assert_eq!(e.operation(), pb::Operation::Delete);
+        assert_eq!(kind_of(&e.key[0]), &V::Integer(9));
+        assert_eq!(kind_of(&e.old_row[1]), &V::Null(pb::Null {}));
+        assert_eq!(kind_of(&e.old_row[2]), &V::UnchangedToast(pb::Unchanged {}));
+        assert_eq!(e.point_id.unwrap().id, Some(pb::point_id::Id::Num(9)));
+        let t = encode(&m, &change(ChangeKind::Truncate), false);
+        assert_eq!(t.operation(), pb::Operation::Truncate);
+        assert!(t.point_id.is_none() && t.key.is_empty());
+        let new = row(&["1", "a", "{1,2}", "1", "infinity"]);
+        let r = encode(&m, &change(ChangeKind::Insert { new }), true);
+        assert_eq!(r.operation(), pb::Operation::Read);
+        let V::Timestamp(ts) = kind_of(&r.new_row[4]) else {
+            panic!()
+        };
+        assert!(ts.infinite && ts.unix_micros == i64::MAX);
+    }
+}
