@@ -56,8 +56,26 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
             return lines;
         }
     }
-    for (i, t) in cfg.tables.iter().enumerate() {
-        let what = format!("tables[{i}] collection {}", t.collection);
+    match crate::rebuild::status(cfg) {
+        Ok(rebuilds) => lines.extend(rebuilds.into_iter().map(|(alias, detail)| CheckLine {
+            ok: true,
+            what: format!("rebuild of {alias}"),
+            detail,
+        })),
+        Err(e) => lines.push(CheckLine {
+            ok: false,
+            what: "rebuild state".into(),
+            detail: e.to_string(),
+        }),
+    }
+    // During a rebuild the tables write its new collection: check that one.
+    let effective = crate::rebuild::effective(cfg.clone(), &crate::rebuild::planned(cfg));
+    for (i, t) in effective.tables.iter().enumerate() {
+        let behind = match collections::alias_target(&client, &t.collection).await {
+            Ok(Some(c)) => format!(" (an alias of {c})"),
+            _ => String::new(),
+        };
+        let what = format!("tables[{i}] collection {}{behind}", t.collection);
         let line = match client.collection_exists(&t.collection).await {
             Ok(false) if t.collection_config.create => CheckLine {
                 ok: true,

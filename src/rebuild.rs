@@ -163,13 +163,68 @@ pub fn prepare(cfg: Config) -> Result<(Config, State), Error> {
         Err(e) => return Err(Error::io(format!("read {}", path.display()))(e)),
     }
     let state = file.load()?;
-    let mut cfg = cfg;
+    Ok((effective(cfg, &state), state))
+}
+
+/// `cfg` with every table of a rebuild in `state` writing the rebuild's new collection.
+pub fn effective(mut cfg: Config, state: &State) -> Config {
     for (alias, r) in &state.rebuilds {
         for t in cfg.tables.iter_mut().filter(|t| t.collection == *alias) {
             *t = writing(t, &r.target);
         }
     }
-    Ok((cfg, state))
+    cfg
+}
+
+/// For `check` (reads only): the snapshot state with a request not taken yet counted in.
+pub fn planned(cfg: &Config) -> State {
+    let mut state = StateFile::new(&cfg.checkpoint.snapshot_path())
+        .load()
+        .unwrap_or_default();
+    if let Some(r) = std::fs::read(cfg.checkpoint.rebuild_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Request>(&b).ok())
+    {
+        state.rebuilds.insert(r.alias, r.rebuild);
+    }
+    state
+}
+
+/// For `check`: rebuilds in progress and a request not taken yet, as `(alias, what)`.
+pub fn status(cfg: &Config) -> Result<Vec<(String, String)>, Error> {
+    let state = StateFile::new(&cfg.checkpoint.snapshot_path()).load()?;
+    let mut out: Vec<(String, String)> = state
+        .rebuilds
+        .iter()
+        .map(|(alias, r)| {
+            (
+                alias.clone(),
+                format!(
+                    "rebuilding into {} (searches use {} until the copy is done)",
+                    r.target, r.old
+                ),
+            )
+        })
+        .collect();
+    if let Ok(bytes) = std::fs::read(cfg.checkpoint.rebuild_path()) {
+        match serde_json::from_slice::<Request>(&bytes) {
+            Ok(r) => out.push((
+                r.alias,
+                format!(
+                    "rebuild into {} requested; the connector's next start builds it",
+                    r.rebuild.target
+                ),
+            )),
+            Err(e) => out.push((
+                "?".to_owned(),
+                format!(
+                    "{} is not a rebuild request: {e}",
+                    cfg.checkpoint.rebuild_path().display()
+                ),
+            )),
+        }
+    }
+    Ok(out)
 }
 
 /// Gives each mapping of a rebuilt table the shadow that keeps its old collection current

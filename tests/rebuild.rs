@@ -114,6 +114,12 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
     );
 
     cli_ok(&["rebuild", "--table", "notes"], &config);
+    // `check` accepts the new settings now: they are the new collection's.
+    let checked = String::from_utf8(cli_ok(&["check"], &config).stdout).unwrap();
+    assert!(
+        checked.contains("rebuild of t_rebuild") && checked.contains("requested"),
+        "{checked}"
+    );
     let request: serde_json::Value =
         serde_json::from_slice(&std::fs::read(b.checkpoint.rebuild_path()).unwrap()).unwrap();
     let target = request["target"].as_str().unwrap().to_owned();
