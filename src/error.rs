@@ -49,7 +49,12 @@ pub enum Error {
 
     /// An embedding service is busy or unreachable: retried, nothing acknowledged past it.
     #[error("embedder {embedder}: {reason}")]
-    Embed { embedder: String, reason: String },
+    Embed {
+        embedder: String,
+        reason: String,
+        /// When the service asked to be called again (`Retry-After`).
+        retry_after: Option<std::time::Duration>,
+    },
 
     /// A watched table gained a column the binary stream cannot carry: reconnect in text.
     #[error(
@@ -156,6 +161,14 @@ impl Error {
         }
     }
 
+    /// How long the other side asked us to wait before trying again, when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Embed { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// What an operator can do about it, when we know.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
@@ -254,23 +267,32 @@ where
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
     let mut backoff = Backoff::new(max);
-    let mut stop_by: Option<std::time::Instant> = None;
+    let mut stop_by: Option<tokio::time::Instant> = None;
     loop {
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) if e.disposition() == Disposition::Transient => {
-                let delay = backoff.next_delay();
+                // The other side's `Retry-After`, up to the backoff cap, if longer than ours.
+                let delay = backoff
+                    .next_delay()
+                    .max(e.retry_after().unwrap_or_default().min(max));
                 tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), retry_in_ms = delay.as_millis() as u64, "{what} failed; retrying");
+                let mut sleep = delay;
                 if shutdown.is_cancelled() {
                     let deadline =
-                        *stop_by.get_or_insert_with(|| std::time::Instant::now() + grace);
-                    if std::time::Instant::now() >= deadline {
+                        *stop_by.get_or_insert_with(|| tokio::time::Instant::now() + grace);
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
                         return Err(Error::Shutdown);
                     }
+                    // Never sleep past the grace.
+                    sleep = sleep.min(deadline - now);
                 }
                 tokio::select! {
                     _ = shutdown.cancelled(), if grace.is_zero() => return Err(Error::Shutdown),
-                    _ = tokio::time::sleep(delay) => {}
+                    // A stop requested meanwhile: try once more now, then within the grace.
+                    _ = shutdown.cancelled(), if stop_by.is_none() => {}
+                    _ = tokio::time::sleep(sleep) => {}
                 }
             }
             Err(e) => return Err(e),
@@ -298,6 +320,67 @@ mod tests {
         assert!(
             delays[0] < 200 && *delays.last().unwrap() < 460,
             "{delays:?}"
+        );
+    }
+
+    fn busy(retry_after: u64) -> Error {
+        Error::Embed {
+            embedder: "e".into(),
+            reason: "429".into(),
+            retry_after: Some(std::time::Duration::from_secs(retry_after)),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_what_the_service_asked() {
+        let started = tokio::time::Instant::now();
+        let mut calls = 0;
+        let r = retry_transient(
+            "t",
+            std::time::Duration::from_secs(30),
+            &tokio_util::sync::CancellationToken::new(),
+            std::time::Duration::ZERO,
+            || {
+                calls += 1;
+                let first = calls == 1;
+                async move {
+                    if first {
+                        Err(busy(7))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .await;
+        assert!(r.is_ok());
+        assert!(started.elapsed() >= std::time::Duration::from_secs(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_is_not_held_by_a_long_retry_after() {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let grace = std::time::Duration::from_secs(5);
+        let started = tokio::time::Instant::now();
+        let canceller = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            canceller.cancel();
+        });
+        let r: Result<(), Error> = retry_transient(
+            "t",
+            std::time::Duration::from_secs(60),
+            &stop,
+            grace,
+            || async { Err(busy(60)) },
+        )
+        .await;
+        assert!(matches!(r, Err(Error::Shutdown)), "{r:?}");
+        // Virtual time: the stop came at 1 s, the grace ends at 6 s, not the 60 s asked for.
+        assert!(
+            started.elapsed() <= std::time::Duration::from_secs(7),
+            "{:?}",
+            started.elapsed()
         );
     }
 }

@@ -529,9 +529,6 @@ fn stored_vector(vs: &Vectors, name: &str) -> Option<Vec<f32>> {
     }
 }
 
-/// How long a `Retry-After` is honoured at most inside one attempt.
-const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// One embedder call, counted. `Err`: transient (retry the computation); `Ok(Err)`: the inputs
 /// were refused.
 async fn call(
@@ -549,13 +546,12 @@ async fn call(
             retry_after,
         }) => {
             metrics::counter!(names::EMBED_RETRIES, "embedder" => name.to_owned()).increment(1);
-            if let Some(wait) = retry_after {
-                // The service said when to come back: wait that long before the caller's retry.
-                tokio::time::sleep(wait.min(MAX_RETRY_AFTER)).await;
-            }
+            // The caller's retry waits at least what the service asked (and stops waiting when
+            // the connector stops).
             return Err(Error::Embed {
                 embedder: name.to_owned(),
                 reason,
+                retry_after,
             });
         }
     };
