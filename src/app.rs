@@ -333,6 +333,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     } = replicator;
     if ended.outcome.is_ok() {
         if let Some(b) = assembler.take() {
+            crate::pipeline::embedding::count_waiting(
+                &crate::pipeline::embedding::waiting(&b.ops),
+                1.0,
+            );
             let _ = tx.send(b).await;
         }
     }

@@ -147,15 +147,16 @@ impl Embedders {
                 EmbedderKind::Openai => Model::OpenAi(Arc::new(OpenAiEmbedder::new(i, c)?)),
             };
             tracing::info!(embedder = %c.name, identity = model.identity(), dimensions = ?model.dimensions(), "embedder ready");
-            let (tokens, concurrency) = match c.kind {
-                EmbedderKind::Local => (
-                    crate::mapping::chunk::Tokens::load(Some(&c.path.join("tokenizer.json")))?,
-                    1,
-                ),
-                EmbedderKind::Openai => (
-                    crate::mapping::chunk::Tokens::load(c.tokenizer.as_deref())?,
-                    c.concurrency,
-                ),
+            // A tokenizer only to keep requests within a token budget.
+            let tokenizer = match c.kind {
+                _ if c.max_batch_tokens == 0 => None,
+                EmbedderKind::Local => Some(c.path.join("tokenizer.json")),
+                EmbedderKind::Openai => c.tokenizer.clone(),
+            };
+            let tokens = crate::mapping::chunk::Tokens::load(tokenizer.as_deref())?;
+            let concurrency = match c.kind {
+                EmbedderKind::Local => 1,
+                EmbedderKind::Openai => c.concurrency,
             };
             by_name.insert(
                 c.name.clone(),
