@@ -70,6 +70,17 @@ async fn wait_chunks(
     .await
 }
 
+/// The `[[tables]]` and `[[embedders]]` TOML of docs chunked into `collection` by minilm
+/// (named `embedder`: the metrics of every test in this process share one registry).
+fn chunked(collection: &str, embedder: &str, max_tokens: usize, overlap: usize) -> String {
+    format!(
+        "[[tables]]\ntable = \"docs\"\ncollection = \"{collection}\"\n\
+         vector = {{ embed = \"{embedder}\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n\
+         chunk = {{ max_tokens = {max_tokens}, overlap = {overlap} }}\n{}",
+        embedder_toml().replace("\"minilm\"", &format!("\"{embedder}\""))
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_rows_shrink_grow_delete_and_truncate_leave_exactly_their_chunks() {
     let db = TestDb::new(
@@ -82,13 +93,7 @@ async fn chunked_rows_shrink_grow_delete_and_truncate_leave_exactly_their_chunks
     )
     .await;
     let port = free_port();
-    // Its own embedder name: the metrics of every test in this process share one registry.
-    let mut cfg = db.config(&format!(
-        "[[tables]]\ntable = \"docs\"\ncollection = \"t_chunks\"\n\
-         vector = {{ embed = \"minilm_chunks\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n\
-         chunk = {{ max_tokens = 16, overlap = 4 }}\n{}",
-        embedder_toml().replace("\"minilm\"", "\"minilm_chunks\"")
-    ));
+    let mut cfg = db.config(&chunked("t_chunks", "minilm_chunks", 16, 4));
     cfg.metrics.addr = format!("127.0.0.1:{port}");
     let run = db.start(cfg).await;
     let embedded = || counter(port, "pg2qdrant_embeddings_total", "minilm_chunks");
@@ -168,12 +173,7 @@ async fn chunked_rows_shrink_grow_delete_and_truncate_leave_exactly_their_chunks
 async fn toast_unchanged_text_of_a_chunked_row_keeps_its_chunks_without_embedding() {
     let db = TestDb::new("t_chunks_toast", DOCS).await;
     let port = free_port();
-    let mut cfg = db.config(&format!(
-        "[[tables]]\ntable = \"docs\"\ncollection = \"t_chunks_toast\"\n\
-         vector = {{ embed = \"minilm_toast\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n\
-         chunk = {{ max_tokens = 200, overlap = 20 }}\n{}",
-        embedder_toml().replace("\"minilm\"", "\"minilm_toast\"")
-    ));
+    let mut cfg = db.config(&chunked("t_chunks_toast", "minilm_toast", 200, 20));
     cfg.metrics.addr = format!("127.0.0.1:{port}");
     let run = db.start(cfg).await;
     let embedded = || counter(port, "pg2qdrant_embeddings_total", "minilm_toast");
@@ -218,15 +218,7 @@ async fn verify_finds_a_missing_chunk_and_a_chunk_past_the_count_and_repair_fixe
     let config = work_dir("t_chunks_verify").join("config.toml");
     std::fs::write(
         &config,
-        db.config_text(
-            &format!(
-                "[[tables]]\ntable = \"docs\"\ncollection = \"t_chunks_verify\"\n\
-                 vector = {{ embed = \"minilm\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n\
-                 chunk = {{ max_tokens = 16, overlap = 4 }}\n{}",
-                embedder_toml()
-            ),
-            &qdrant_url(),
-        ),
+        db.config_text(&chunked("t_chunks_verify", "minilm", 16, 4), &qdrant_url()),
     )
     .unwrap();
     let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;

@@ -222,7 +222,10 @@ pub struct FakeOpenAi {
 }
 
 impl FakeOpenAi {
+    /// Starts it; the API key embedders read (`api_key_env`) is `PG2QDRANT_TEST_FAKE_OPENAI_KEY`.
     pub async fn start() -> Self {
+        // Read by the embedder at start; a name no other test uses.
+        std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
         use std::sync::atomic::{AtomicUsize, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -350,8 +353,6 @@ impl FakeOpenAi {
 async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_letters_a_refused_input(
 ) {
     let fake = FakeOpenAi::start().await;
-    // Read by the embedder at start; a name no other test uses.
-    std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
     let db = TestDb::new("t_embed_http", NOTES).await;
     let cfg = db.config(&format!(
         "[[embedders]]\nname = \"svc\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
@@ -405,7 +406,6 @@ async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_requests_keep_to_the_token_budget_and_the_concurrency_limit() {
     let fake = FakeOpenAi::start().await;
-    std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
     // Rows that exist before the start: the copy embeds them (no stream copy of the same rows
     // racing it).
     let db = TestDb::new(
@@ -463,7 +463,6 @@ async fn openai_requests_keep_to_the_token_budget_and_the_concurrency_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_embedder_never_loses_the_row_nor_acknowledges_past_it() {
     let fake = FakeOpenAi::start().await;
-    std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
     let db = TestDb::new("t_embed_down", NOTES).await;
     let cfg = db.config(&format!(
         "[[embedders]]\nname = \"svc_down\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\

@@ -61,7 +61,6 @@ async fn read_until(alias: &'static str, stop: Arc<AtomicBool>) -> Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_empty_or_mixed() {
     let fake = FakeOpenAi::start().await;
-    std::env::set_var("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret");
     let db = TestDb::new(
         "t_rebuild",
         "CREATE TABLE notes (id bigint PRIMARY KEY, title text, body text, n int);

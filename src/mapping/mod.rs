@@ -687,14 +687,16 @@ pub fn meta(table: &TableName, position: Position, commit_time_micros: i64) -> V
     })
 }
 
+/// Fixtures shared with the tests of other modules that map rows (`kafka::event`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::parse;
     use crate::event::Column;
     use value::oid;
 
-    fn mapping(extra: &str) -> TableMapping {
+    /// `public.m` into `c`, key `id`, vector column `v` (2), plus `extra` table keys.
+    pub(crate) fn mapping(extra: &str) -> TableMapping {
         let cfg = parse(&format!(
             "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
              [[tables]]\ntable = \"public.m\"\ncollection = \"c\"\nvector = {{ column = \"v\", size = 2, distance = \"Cosine\" }}\n{extra}"
@@ -703,7 +705,8 @@ mod tests {
         TableMapping::new(&cfg.tables[0], vec!["id".into()])
     }
 
-    fn row(values: &[Datum]) -> Row {
+    /// A row of (id int8, body text, v real[], gone bool, ts timestamp).
+    pub(crate) fn row(values: &[Datum]) -> Row {
         let cols: Vec<Column> = [
             ("id", oid::INT8),
             ("body", 25),
@@ -725,11 +728,12 @@ mod tests {
         }
     }
 
-    fn t(s: &str) -> Datum {
+    pub(crate) fn t(s: &str) -> Datum {
         Datum::Text(s.into())
     }
 
-    fn change(kind: ChangeKind) -> Change {
+    /// A change of `m` at position (10, 1), committed at the PostgreSQL epoch.
+    pub(crate) fn change(kind: ChangeKind) -> Change {
         Change {
             table: TableName::parse("m"),
             position: Position {
