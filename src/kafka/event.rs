@@ -215,48 +215,20 @@ fn text_array(elem: Scalar, items: &[value::ArrayItem]) -> pb::Array {
     }
 }
 
-/// The same from the binary form: `ndim, flags, element oid, (size, lower bound) per dimension`,
-/// then the elements in row-major order, each a length (-1: NULL) and its bytes.
+/// The same from the binary form.
 fn binary_array(elem: Scalar, b: &[u8]) -> Result<pb::Array, String> {
-    let int = |at: usize| -> Result<i32, String> {
-        b.get(at..at + 4)
-            .map(|x| i32::from_be_bytes(x.try_into().expect("4 bytes")))
-            .ok_or_else(|| "binary array is cut short".to_owned())
-    };
-    let ndim = usize::try_from(int(0)?).map_err(|_| "negative dimensions")?;
-    if ndim > 6 {
-        return Err(format!("binary array has {ndim} dimensions"));
-    }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|d| {
-            int(12 + d * 8).and_then(|n| usize::try_from(n).map_err(|_| "negative size".to_owned()))
+    let (dims, elements) = binary::Elements::with_dims(b)?;
+    let mut level = elements
+        .map(|e| {
+            Ok(match e? {
+                None => pb::Value {
+                    kind: Some(V::Null(pb::Null {})),
+                },
+                Some(e) => element(elem, binary::scalar_json(elem, e, EXACT)),
+            })
         })
-        .collect::<Result<_, _>>()?;
-    let mut at = 12 + ndim * 8;
-    let total = dims.iter().try_fold(1usize, |a, d| a.checked_mul(*d));
-    let total = if ndim == 0 {
-        0
-    } else {
-        total.ok_or("binary array is too large")?
-    };
-    let mut flat = Vec::with_capacity(total.min(b.len()));
-    for _ in 0..total {
-        let len = int(at)?;
-        at += 4;
-        flat.push(if len < 0 {
-            pb::Value {
-                kind: Some(V::Null(pb::Null {})),
-            }
-        } else {
-            let e = b
-                .get(at..at + len as usize)
-                .ok_or("binary array element is cut short")?;
-            at += len as usize;
-            element(elem, binary::scalar_json(elem, e, EXACT))
-        });
-    }
+        .collect::<Result<Vec<_>, String>>()?;
     // Nest from the innermost dimension out.
-    let mut level = flat;
     for &size in dims.iter().skip(1).rev() {
         level = level
             .chunks(size.max(1))

@@ -357,30 +357,45 @@ pub struct Elements<'a> {
 
 impl<'a> Elements<'a> {
     pub fn of(b: &'a [u8]) -> Result<Self, String> {
+        let (dims, elements) = Self::with_dims(b)?;
+        if dims.len() > 1 {
+            return Err(MULTI_DIMENSIONAL.to_owned());
+        }
+        Ok(elements)
+    }
+
+    /// An array of any number of dimensions: their sizes (outermost first) and every element
+    /// in row-major order.
+    pub fn with_dims(b: &'a [u8]) -> Result<(Vec<usize>, Self), String> {
         let mut r = Reader { b, what: "array" };
         let ndim = r.i32()?;
         let _has_null = r.i32()?;
         let _elem = r.take(4)?;
-        let left = match ndim {
-            0 => 0,
-            1 => {
-                let len = r.i32()?;
-                let _lower = r.i32()?;
-                let len =
-                    usize::try_from(len).map_err(|_| format!("binary array: length {len}"))?;
-                // Each element takes at least its 4-byte length.
-                if len > r.b.len() / 4 {
-                    return Err(short("array", len * 4, r.b.len()));
-                }
-                len
-            }
-            n if n > 1 => return Err(MULTI_DIMENSIONAL.to_owned()),
-            n => return Err(format!("binary array: {n} dimensions")),
+        // PostgreSQL's MAXDIM.
+        if !(0..=6).contains(&ndim) {
+            return Err(format!("binary array: {ndim} dimensions"));
+        }
+        let mut dims = Vec::with_capacity(ndim as usize);
+        for _ in 0..ndim {
+            let len = r.i32()?;
+            let _lower = r.i32()?;
+            dims.push(usize::try_from(len).map_err(|_| format!("binary array: length {len}"))?);
+        }
+        let left = match dims.is_empty() {
+            true => 0,
+            false => dims
+                .iter()
+                .try_fold(1usize, |a, d| a.checked_mul(*d))
+                .ok_or("binary array: too many elements")?,
         };
+        // Each element takes at least its 4-byte length.
+        if left > r.b.len() / 4 {
+            return Err(short("array", left.saturating_mul(4), r.b.len()));
+        }
         if left == 0 {
             r.done()?;
         }
-        Ok(Self { r, left })
+        Ok((dims, Self { r, left }))
     }
 
     pub fn len(&self) -> usize {
