@@ -64,7 +64,9 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
     let db = TestDb::new(
         "t_rebuild",
         "CREATE TABLE notes (id bigint PRIMARY KEY, title text, body text, n int);
-         INSERT INTO notes SELECT g, 't', 'note number ' || g, g FROM generate_series(1, 300) g;",
+         INSERT INTO notes SELECT g, 't', 'note number ' || g, g FROM generate_series(1, 300) g;
+         -- Stored out of line (md5 text does not compress): an update of n sends it unchanged.
+         INSERT INTO notes SELECT 500, 't', string_agg(md5(i::text), ' '), 1 FROM generate_series(1, 300) i;",
     )
     .await;
     let old_embedder = format!(
@@ -81,7 +83,7 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
     // Model A (the service's 4-d vectors), in a collection behind the alias t_rebuild.
     let a = db.config(&format!("{old_embedder}{}", table("svc_rebuild", 4, "Dot")));
     let run = db.start(a).await;
-    wait_count("t_rebuild", 300).await;
+    wait_count("t_rebuild", 301).await;
     run.stop().await;
     let old = alias_target("t_rebuild")
         .await
@@ -134,9 +136,21 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
         .await
         .unwrap();
     let run = db.start(b).await;
+    // Row 500's point is missing in the old collection: its TOAST merge there is written from
+    // the row read back, mapped with the old collection's own mapping (model A, 4-d).
+    qdrant()
+        .delete_points(
+            qdrant_client::qdrant::DeletePointsBuilder::new(&old)
+                .points(qdrant_client::qdrant::PointsIdsList {
+                    ids: vec![500u64.into()],
+                })
+                .wait(true),
+        )
+        .await
+        .unwrap();
     db.exec(
         "UPDATE notes SET body = 'changed during the rebuild' WHERE id = 1; DELETE FROM notes WHERE id = 2;
-         INSERT INTO notes VALUES (1000, 't', 'added during the rebuild', 1)",
+         INSERT INTO notes VALUES (1000, 't', 'added during the rebuild', 1); UPDATE notes SET n = 7 WHERE id = 500",
     )
     .await;
     wait_for("the old collection current, with model A", WAIT, || async {
@@ -144,7 +158,10 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
         let current = p.payload["body"] == json!("changed during the rebuild")
             && p.vector == Some(vec![26.0, 1.0, 0.0, 0.5])
             && point(&old, 1000u64).await?.vector.map(|v| v.len()) == Some(4)
-            && point(&old, 2u64).await.is_none();
+            && point(&old, 2u64).await.is_none()
+            && point(&old, 500u64).await.is_some_and(|p| {
+                p.payload["n"] == json!(7) && p.vector.map(|v| v.len()) == Some(4)
+            });
         current.then_some(())
     })
     .await;
@@ -182,7 +199,7 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
     assert_eq!(seen.sizes, BTreeSet::from([4, 384]), "{seen:?}");
 
     // Through the alias: every row once, with model B's vectors, changes included.
-    assert_eq!(count("t_rebuild").await, 300);
+    assert_eq!(count("t_rebuild").await, 301);
     assert!(point("t_rebuild", 2u64).await.is_none());
     let model = LocalEmbedder::load(std::path::Path::new(&env("PG2QDRANT_TEST_MODEL")), 2).unwrap();
     let p = point("t_rebuild", 1u64).await.unwrap();

@@ -144,6 +144,17 @@ impl TableMapping {
         Some(s.mapping.ops(change))
     }
 
+    /// The mapping that writes `collection`: this one, or its shadow during a rebuild.
+    pub fn writing(&self, collection: &str) -> Option<&TableMapping> {
+        if &*self.collection == collection {
+            return Some(self);
+        }
+        self.shadow
+            .as_ref()
+            .map(|s| &s.mapping)
+            .filter(|m| &*m.collection == collection)
+    }
+
     /// The old collection is no longer written (the alias was switched away from it). Returns
     /// its name.
     pub fn retire_shadow(&self) -> Option<Arc<str>> {

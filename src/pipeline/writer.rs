@@ -340,7 +340,8 @@ impl<S: Sink> Writer<S> {
                 out.push(op);
                 continue;
             };
-            let Some(mapping) = self.mappings.get(table) else {
+            // During a rebuild the old collection's merges map with its own (shadow) mapping.
+            let Some(mapping) = self.mappings.get(table).and_then(|m| m.writing(collection)) else {
                 out.push(op);
                 continue;
             };
