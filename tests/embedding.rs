@@ -180,15 +180,8 @@ async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_ag
     let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
     wait_count("t_embed_verify", 2).await;
     let verify = |repair: bool| {
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"));
-        c.args(["verify", "--json", "--config"]).arg(&config);
-        if repair {
-            c.arg("--repair");
-        }
-        let out = c.output().unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-        (out.status.code().unwrap(), report[0].clone())
+        let extra: &[&str] = if repair { &["--repair"] } else { &[] };
+        crate::verify::verify(&config, extra)
     };
     assert_eq!(verify(false).0, 0, "in sync after streaming");
     // Point 2 says an older model built its vector (payload and vector otherwise untouched).
@@ -222,6 +215,24 @@ pub struct FakeOpenAi {
 }
 
 impl FakeOpenAi {
+    /// An `[[embedders]]` entry `name` of kind openai on this service (4-d vectors), with
+    /// `extra` keys, and, when `collection` is not empty, the notes table embedding its body
+    /// into `collection` with it.
+    pub fn config(&self, name: &str, extra: &str, collection: &str) -> String {
+        let mut toml = format!(
+            "[[embedders]]\nname = \"{name}\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
+             model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\n{extra}",
+            self.port
+        );
+        if !collection.is_empty() {
+            toml.push_str(&format!(
+                "[[tables]]\ntable = \"notes\"\ncollection = \"{collection}\"\n\
+                 vector = {{ embed = \"{name}\", text = \"{{body}}\", size = 4, distance = \"Dot\" }}\n"
+            ));
+        }
+        toml
+    }
+
     /// Starts it; the API key embedders read (`api_key_env`) is `PG2QDRANT_TEST_FAKE_OPENAI_KEY`.
     pub async fn start() -> Self {
         // Read by the embedder at start; a name no other test uses.
@@ -354,13 +365,7 @@ async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_l
 ) {
     let fake = FakeOpenAi::start().await;
     let db = TestDb::new("t_embed_http", NOTES).await;
-    let cfg = db.config(&format!(
-        "[[embedders]]\nname = \"svc\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
-         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\ntimeout_ms = 500\nbatch_size = 1\n\
-         [[tables]]\ntable = \"notes\"\ncollection = \"t_embed_http\"\n\
-         vector = {{ embed = \"svc\", text = \"{{body}}\", size = 4, distance = \"Dot\" }}\n",
-        fake.port
-    ));
+    let cfg = db.config(&fake.config("svc", "timeout_ms = 500\nbatch_size = 1\n", "t_embed_http"));
     let dead_letters = cfg.dead_letter.path.clone();
     let run = db.start(cfg).await;
     db.exec("INSERT INTO notes VALUES (1, 't', 'hello', 1)")
@@ -416,13 +421,10 @@ async fn openai_requests_keep_to_the_token_budget_and_the_concurrency_limit() {
     )
     .await;
     // Two words a text, six words a request: three texts a call, three calls at most at once.
-    let cfg = db.config(&format!(
-        "[[embedders]]\nname = \"svc_budget\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
-         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\n\
-         batch_size = 100\nmax_batch_tokens = 6\nconcurrency = 3\n\
-         [[tables]]\ntable = \"notes\"\ncollection = \"t_embed_budget\"\n\
-         vector = {{ embed = \"svc_budget\", text = \"{{body}}\", size = 4, distance = \"Dot\" }}\n",
-        fake.port
+    let cfg = db.config(&fake.config(
+        "svc_budget",
+        "batch_size = 100\nmax_batch_tokens = 6\nconcurrency = 3\n",
+        "t_embed_budget",
     ));
     let port = free_port();
     let mut cfg = cfg;
@@ -464,13 +466,7 @@ async fn openai_requests_keep_to_the_token_budget_and_the_concurrency_limit() {
 async fn a_failing_embedder_never_loses_the_row_nor_acknowledges_past_it() {
     let fake = FakeOpenAi::start().await;
     let db = TestDb::new("t_embed_down", NOTES).await;
-    let cfg = db.config(&format!(
-        "[[embedders]]\nname = \"svc_down\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
-         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\n\
-         [[tables]]\ntable = \"notes\"\ncollection = \"t_embed_down\"\n\
-         vector = {{ embed = \"svc_down\", text = \"{{body}}\", size = 4, distance = \"Dot\" }}\n",
-        fake.port
-    ));
+    let cfg = db.config(&fake.config("svc_down", "", "t_embed_down"));
     let run = db.start(cfg).await;
     db.exec("INSERT INTO notes VALUES (1, 't', 'before', 1)")
         .await;

@@ -69,11 +69,7 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
          INSERT INTO notes SELECT 500, 't', string_agg(md5(i::text), ' '), 1 FROM generate_series(1, 300) i;",
     )
     .await;
-    let old_embedder = format!(
-        "[[embedders]]\nname = \"svc_rebuild\"\nkind = \"openai\"\nurl = \"http://127.0.0.1:{}/v1\"\n\
-         model = \"fake\"\napi_key_env = \"PG2QDRANT_TEST_FAKE_OPENAI_KEY\"\ndimensions = 4\n",
-        fake.port
-    );
+    let old_embedder = fake.config("svc_rebuild", "", "");
     let table = |embed: &str, size: u64, distance: &str| {
         format!(
             "[[tables]]\ntable = \"notes\"\ncollection = \"t_rebuild\"\ncollection_config = {{ alias = true }}\n\
