@@ -37,6 +37,13 @@ pub enum Error {
         source: Box<qdrant_client::QdrantError>,
     },
 
+    #[error("kafka: {context}: {source}")]
+    Kafka {
+        context: String,
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -116,6 +123,10 @@ impl Error {
             source: Box::new(source),
         }
     }
+    pub fn kafka(context: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
+        let context = context.into();
+        move |source| Error::Kafka { context, source }
+    }
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
         let context = context.into();
         move |source| Error::Io { context, source }
@@ -158,6 +169,7 @@ impl Error {
                 }
             }
             Error::Qdrant { source, .. } => qdrant_disposition(source),
+            Error::Kafka { source, .. } => kafka_disposition(source),
         }
     }
 
@@ -182,6 +194,9 @@ impl Error {
             Error::Qdrant { .. } if self.disposition() == Disposition::Transient => {
                 Some("is Qdrant running and reachable at qdrant.url (gRPC port)?")
             }
+            Error::Kafka { .. } if self.disposition() == Disposition::Transient => {
+                Some("are the brokers in kafka.brokers running and reachable (and kafka.properties right for their security)?")
+            }
             _ => None,
         }
     }
@@ -199,6 +214,40 @@ fn sqlstate_disposition(code: &str) -> Disposition {
         Disposition::Transient
     } else {
         Disposition::Definite
+    }
+}
+
+fn kafka_disposition(e: &rdkafka::error::KafkaError) -> Disposition {
+    use rdkafka::error::KafkaError as K;
+    use rdkafka::types::RDKafkaErrorCode as C;
+    let definite_code = |c: C| {
+        matches!(
+            c,
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidRecord
+                | C::InvalidMessage
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::GroupAuthorizationFailed
+                | C::InvalidTopic
+                | C::InvalidConfig
+                | C::InvalidReplicationFactor
+                | C::InvalidPartitions
+                | C::PolicyViolation
+                | C::SaslAuthenticationFailed
+                | C::Authentication
+                | C::UnsupportedSASLMechanism
+        )
+    };
+    match e {
+        K::ClientConfig(..) | K::ClientCreation(_) | K::Subscription(_) => Disposition::Definite,
+        K::MessageProduction(c) | K::AdminOp(c) | K::MessageConsumption(c) | K::Global(c)
+            if definite_code(*c) =>
+        {
+            Disposition::Definite
+        }
+        _ => Disposition::Transient,
     }
 }
 

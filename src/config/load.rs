@@ -99,6 +99,8 @@ pub fn apply_env(
             "qdrant.linger_ms" => cfg.qdrant.linger_ms = num(&value)?,
             "qdrant.timeout_ms" => cfg.qdrant.timeout_ms = num(&value)?,
             "qdrant.max_backoff_ms" => cfg.qdrant.max_backoff_ms = num(&value)?,
+            "qdrant.direct" => cfg.qdrant.direct = boolean(&value)?,
+            k if k.starts_with("kafka.") => kafka_override(cfg, &k["kafka.".len()..], value.clone(), &bad)?,
             "checkpoint.path" => cfg.checkpoint.path = value.into(),
             "checkpoint.snapshot_path" => cfg.checkpoint.snapshot_path = Some(value.into()),
             "dead_letter.path" => cfg.dead_letter.path = value.into(),
@@ -128,7 +130,8 @@ pub fn apply_env(
                     name.clone(),
                     "unknown override; known: SOURCE__{URL,SLOT,PUBLICATION,CREATE_SLOT,CREATE_PUBLICATION,TLS,CA_FILE,\
                      STATUS_INTERVAL_MS,SNAPSHOT,SNAPSHOT_ON_SLOT_LOSS,SNAPSHOT_WORKERS,SNAPSHOT_CHUNK_PAGES,FORMAT}, \
-                     QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS}, \
+                     QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS,DIRECT}, \
+                     KAFKA__{BROKERS,TOPIC_TEMPLATE,PARTITIONS,REPLICATION_FACTOR,GROUP_ID,DLQ_TOPIC,PROPERTIES__<NAME>}, \
                      CHECKPOINT__{PATH,SNAPSHOT_PATH}, DEAD_LETTER__PATH, METRICS__ADDR, \
                      EMBEDDERS__<NAME>__{PATH,THREADS,BATCH_SIZE}"
                         .to_owned(),
@@ -139,8 +142,39 @@ pub fn apply_env(
     Ok(())
 }
 
+/// `PG2QDRANT__KAFKA__<KEY>`; `PROPERTIES__SASL_PASSWORD` sets the librdkafka property
+/// `sasl.password` (lower case, `_` for `.`). Creates the section when the file has none.
+fn kafka_override(
+    cfg: &mut Config,
+    key: &str,
+    value: String,
+    bad: &dyn Fn(&str) -> Error,
+) -> Result<(), Error> {
+    let k = cfg
+        .kafka
+        .get_or_insert_with(|| super::KafkaConfig::with_brokers(String::new()));
+    let int = |v: &str| v.parse::<i32>().map_err(|_| bad("expected a whole number"));
+    match key {
+        "brokers" => k.brokers = value,
+        "topic_template" => k.topic_template = value,
+        "partitions" => k.partitions = int(&value)?,
+        "replication_factor" => k.replication_factor = int(&value)?,
+        "group_id" => k.group_id = value,
+        "dlq_topic" => k.dlq_topic = value,
+        p if p.starts_with("properties.") => {
+            let name = p["properties.".len()..].replace(['_', '.'], ".");
+            if name.is_empty() {
+                return Err(bad("expected PG2QDRANT__KAFKA__PROPERTIES__<NAME>, e.g. PROPERTIES__SASL_PASSWORD for sasl.password"));
+            }
+            k.properties.insert(name, value);
+        }
+        _ => return Err(bad("expected BROKERS, TOPIC_TEMPLATE, PARTITIONS, REPLICATION_FACTOR, GROUP_ID, DLQ_TOPIC or PROPERTIES__<NAME> after KAFKA")),
+    }
+    Ok(())
+}
+
 fn redact_if_secret<'a>(key: &str, value: &'a str) -> &'a str {
-    if key.contains("url") || key.contains("key") {
+    if key.contains("url") || key.contains("key") || super::kafka::is_secret(key) {
         "<redacted>"
     } else {
         value
@@ -199,5 +233,38 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("whole number"), "{err}");
+    }
+
+    #[test]
+    fn kafka_overrides_create_the_section_and_map_property_names() {
+        let mut cfg = parse(MINIMAL).unwrap();
+        apply_env(
+            &mut cfg,
+            [
+                ("PG2QDRANT__KAFKA__BROKERS".to_owned(), "k:9092".to_owned()),
+                ("PG2QDRANT__KAFKA__PARTITIONS".to_owned(), "6".to_owned()),
+                (
+                    "PG2QDRANT__KAFKA__PROPERTIES__SASL_PASSWORD".to_owned(),
+                    "s3cret".to_owned(),
+                ),
+            ],
+        )
+        .unwrap();
+        let k = cfg.kafka.as_ref().unwrap();
+        assert_eq!((k.brokers.as_str(), k.partitions), ("k:9092", 6));
+        assert_eq!(k.properties["sasl.password"], "s3cret");
+        let err = apply_env(
+            &mut cfg,
+            [
+                (
+                    "PG2QDRANT__KAFKA__PROPERTIES__SASL_PASSWORD".to_owned(),
+                    String::new(),
+                ),
+                ("PG2QDRANT__KAFKA__PARTITIONS".to_owned(), "many".to_owned()),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PG2QDRANT__KAFKA__PARTITIONS"), "{err}");
     }
 }

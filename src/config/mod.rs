@@ -1,8 +1,11 @@
 //! Configuration: TOML with unknown keys rejected, defaults as named constants, env overrides
 //! `PG2QDRANT__SECTION__KEY`, and a `validate()` whose errors name the field path.
 
+mod kafka;
 mod load;
 mod validate;
+
+pub use kafka::{KafkaConfig, DEFAULT_COMPRESSION};
 
 pub use load::{apply_env, load, parse};
 pub use validate::META_FIELD;
@@ -42,6 +45,9 @@ pub struct Config {
     pub embedders: Vec<EmbedderConfig>,
     #[serde(default)]
     pub tables: Vec<TableConfig>,
+    /// Publish change events (`run`) and consume them (`apply`); see `kafka`.
+    #[serde(default)]
+    pub kafka: Option<KafkaConfig>,
 }
 
 /// Which embedder implementation.
@@ -227,6 +233,10 @@ pub struct QdrantConfig {
     /// Cap of the retry backoff while Qdrant is unreachable, milliseconds.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// With `[kafka]`: whether `run` also writes Qdrant itself (false: Kafka only, and
+    /// `pg2qdrant apply` writes Qdrant).
+    #[serde(default = "yes")]
+    pub direct: bool,
 }
 
 impl Default for QdrantConfig {
@@ -238,6 +248,7 @@ impl Default for QdrantConfig {
             linger_ms: DEFAULT_LINGER_MS,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_backoff_ms: DEFAULT_MAX_BACKOFF_MS,
+            direct: true,
         }
     }
 }

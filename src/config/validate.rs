@@ -91,6 +91,16 @@ impl Config {
                 "must be at least 10".to_owned(),
             ));
         }
+        match &self.kafka {
+            Some(k) => k.validate()?,
+            None if !q.direct => {
+                return Err(Error::config(
+                    "qdrant.direct",
+                    "false needs a [kafka] section (changes must go somewhere): add [kafka] or remove direct".to_owned(),
+                ))
+            }
+            None => {}
+        }
         if self.checkpoint.path.as_os_str().is_empty() {
             return Err(Error::config(
                 "checkpoint.path",
