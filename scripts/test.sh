@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 install_all
+install_kafka
 
 echo "[test] building" >&2
 cargo build --locked --all-targets

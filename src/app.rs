@@ -157,6 +157,13 @@ async fn set_up(
             || StateFile::new(&cfg.checkpoint.snapshot_path()).recopy_all(&names, "slot lost"),
         )
         .await?;
+    if !cfg.qdrant.direct {
+        // Kafka only: `pg2qdrant apply` owns the collections.
+        return Ok((
+            compiled.into_iter().map(|m| (m.table.clone(), m)).collect(),
+            binary,
+        ));
+    }
     let client = qdrant::client(&cfg.qdrant)?;
     let state = StateFile::new(&cfg.checkpoint.snapshot_path());
     let copied = state.load()?;
@@ -182,9 +189,8 @@ async fn set_up(
     ))
 }
 
-/// Runs the connector until `shutdown` is cancelled (Ok), `snapshot = initial_only` finished
-/// its copies (Ok), or a definite error stops it.
-pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> {
+/// Serves `/metrics` and `/healthz` on `metrics.addr` (unless empty) until `shutdown`.
+pub async fn serve_metrics(cfg: &Config, shutdown: &CancellationToken) -> Result<(), Error> {
     let handle = crate::metrics::server::install();
     if !cfg.metrics.addr.is_empty() {
         let addr = crate::metrics::server::serve(&cfg.metrics.addr, handle, shutdown.clone())
@@ -197,6 +203,13 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             })?;
         tracing::info!(%addr, "serving /metrics and /healthz");
     }
+    Ok(())
+}
+
+/// Runs the connector until `shutdown` is cancelled (Ok), `snapshot = initial_only` finished
+/// its copies (Ok), or a definite error stops it.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    serve_metrics(&cfg, &shutdown).await?;
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let checkpoint = FileCheckpoint::open(&cfg.checkpoint.path)?;
     let stored = checkpoint.load()?;
@@ -226,7 +239,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let (tx, rx) = mpsc::channel::<Batch>(WRITER_QUEUE);
     let writer_stop = CancellationToken::new();
     let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)?);
-    let mut collections: Vec<&str> = cfg.tables.iter().map(|t| t.collection.as_str()).collect();
+    let (topics, publisher) = match publishing(&cfg, &mappings, max_backoff, &shutdown).await {
+        Err(Error::Shutdown) => return Ok(()),
+        other => other?,
+    };
+    let direct = cfg.qdrant.direct;
+    let mut collections: Vec<&str> = cfg
+        .tables
+        .iter()
+        .filter(|_| direct)
+        .map(|t| t.collection.as_str())
+        .collect();
     collections.sort_unstable();
     collections.dedup();
     for c in collections {
@@ -244,20 +267,22 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         };
         tracing::info!(collection = c, newest = %Lsn(newest), "changes committed after this position are written without a fence");
     }
-    let embedders = crate::pipeline::embedding::Embedders::load_blocking(&cfg.embedders).await?;
-    embedders.check_sizes(&cfg.tables)?;
-    match retry_transient(
-        "check embedding models",
-        max_backoff,
-        &shutdown,
-        Duration::ZERO,
-        || embedders.refuse_mixed_models(&sink, &cfg.tables),
-    )
-    .await
-    {
-        Err(Error::Shutdown) => return Ok(()),
-        other => other?,
-    }
+    // Kafka only: the appliers embed.
+    let embedders = if direct {
+        match crate::pipeline::embedding::Embedders::load_checked(
+            &cfg,
+            &sink,
+            max_backoff,
+            &shutdown,
+        )
+        .await
+        {
+            Err(Error::Shutdown) => return Ok(()),
+            other => other?,
+        }
+    } else {
+        crate::pipeline::embedding::Embedders::load(&[])?
+    };
     let pending = Pending::default();
     let writer = Writer {
         embedders: Arc::new(embedders),
@@ -268,6 +293,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         dead_letter: dead_letter.clone(),
         max_backoff,
         shutdown: writer_stop.clone(),
+        publisher,
+        direct,
     };
     let progress = crate::pipeline::writer::Progress::new(Box::new(checkpoint), durable_tx);
     let writer = tokio::spawn(writer.run(rx, progress));
@@ -285,6 +312,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
                 dead_letter: dead_letter.clone(),
                 max_backoff,
                 shutdown: copies_stop.clone(),
+                publish: topics.is_some(),
             }
             .run(),
         );
@@ -310,7 +338,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             mappings,
             cfg.qdrant.batch_size,
             Duration::from_millis(cfg.qdrant.linger_ms),
-        ),
+        )
+        .with_topics(topics),
         batches: tx,
         pending,
         writer,
@@ -367,6 +396,36 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         Err(Error::Shutdown) => Ok(()),
         other => other,
     })
+}
+
+/// Publish mode (`[kafka]`): each table's topic, created when missing, and the producer.
+async fn publishing(
+    cfg: &Config,
+    mappings: &Mappings,
+    max_backoff: Duration,
+    shutdown: &CancellationToken,
+) -> Result<
+    (
+        Option<Arc<crate::kafka::Topics>>,
+        Option<Arc<crate::kafka::publish::Publisher>>,
+    ),
+    Error,
+> {
+    let Some(kafka) = &cfg.kafka else {
+        return Ok((None, None));
+    };
+    let topics = crate::kafka::Topics::new(kafka, mappings.keys());
+    let names: Vec<String> = topics.all().iter().map(|t| t.to_string()).collect();
+    let publisher = retry_transient(
+        "kafka set-up",
+        max_backoff,
+        shutdown,
+        Duration::ZERO,
+        || crate::kafka::publish::Publisher::start(kafka, &names),
+    )
+    .await?;
+    tracing::info!(topics = ?names, direct = cfg.qdrant.direct, "publishing change events to Kafka");
+    Ok((Some(Arc::new(topics)), Some(Arc::new(publisher))))
 }
 
 /// Samples `pg_current_wal_lsn() - durable` into the lag gauge, and exports the last verify.

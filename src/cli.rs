@@ -21,6 +21,12 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Consume the change events of `[kafka]` as one member of its consumer group and write
+    /// them into Qdrant, until SIGINT/SIGTERM (start several to share the partitions).
+    Apply {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate the config and the live prerequisites; non-zero exit when any check fails.
     Check {
         #[arg(long, short)]

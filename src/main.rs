@@ -35,6 +35,18 @@ fn main() -> ExitCode {
                     Err(e) => fail(e),
                 }
             }
+            Command::Apply { config } => {
+                let cfg = match pg2qdrant::config::load(&config) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+                let shutdown = CancellationToken::new();
+                tokio::spawn(signals(shutdown.clone()));
+                match pg2qdrant::kafka::apply::run(cfg, shutdown).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => fail(e),
+                }
+            }
             Command::Check { config } => {
                 let cfg = match pg2qdrant::config::load(&config) {
                     Ok(c) => c,

@@ -198,6 +198,16 @@ impl Types {
         self.names.get(&type_oid).cloned()
     }
 
+    /// The oid of a type read from the catalog, by name (an event from another database names
+    /// its extensions' types, whose oids differ between databases).
+    pub fn oid(&self, name: &str) -> Option<u32> {
+        self.names
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(o, _)| *o)
+            .min()
+    }
+
     pub fn kind(&self, type_oid: u32) -> Kind {
         if let Some(s) = builtin(type_oid) {
             return Kind::Scalar(s);

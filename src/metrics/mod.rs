@@ -59,6 +59,20 @@ pub mod names {
     /// Points (rows, or chunks of rows) handed to the writer whose vectors are still to be
     /// computed from text, by `embedder`: the freshness of the embedded collection.
     pub const EMBED_WAITING: &str = "pg2qdrant_embed_waiting";
+    /// Change events handed to the producer, by `topic` (a TRUNCATE counts once per partition).
+    pub const KAFKA_PRODUCED: &str = "pg2qdrant_kafka_produced_total";
+    /// Change events Kafka confirmed, by `topic`.
+    pub const KAFKA_DELIVERED: &str = "pg2qdrant_kafka_delivered_total";
+    /// Change events whose delivery failed (retried, or dead-lettered when refused), by `topic`.
+    pub const KAFKA_FAILED: &str = "pg2qdrant_kafka_failed_total";
+    /// Seconds from producing a batch's events to the last delivery report.
+    pub const KAFKA_DELIVERY_LATENCY: &str = "pg2qdrant_kafka_delivery_latency_seconds";
+    /// `apply`: messages behind the partition's end, by `topic` and `partition`.
+    pub const KAFKA_CONSUMER_LAG: &str = "pg2qdrant_kafka_consumer_lag";
+    /// `apply`: change events applied (their ops durable in Qdrant), by `topic`.
+    pub const KAFKA_APPLIED: &str = "pg2qdrant_kafka_applied_total";
+    /// `apply`: messages sent to the dead-letter topic, by source `topic`.
+    pub const KAFKA_DLQ: &str = "pg2qdrant_kafka_dead_lettered_total";
 }
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -132,4 +146,18 @@ pub fn describe() {
         EMBED_WAITING,
         "Points read from the source whose vectors are still to be computed from text"
     );
+    describe_counter!(KAFKA_PRODUCED, "Change events handed to the Kafka producer");
+    describe_counter!(KAFKA_DELIVERED, "Change events Kafka confirmed");
+    describe_counter!(KAFKA_FAILED, "Change events whose delivery failed");
+    describe_histogram!(
+        KAFKA_DELIVERY_LATENCY,
+        Unit::Seconds,
+        "Time from producing a batch's events to its last delivery report"
+    );
+    describe_gauge!(
+        KAFKA_CONSUMER_LAG,
+        "apply: messages between the committed position and the partition's end"
+    );
+    describe_counter!(KAFKA_APPLIED, "apply: change events made durable in Qdrant");
+    describe_counter!(KAFKA_DLQ, "apply: messages sent to the dead-letter topic");
 }

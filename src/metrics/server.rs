@@ -23,6 +23,7 @@ pub fn install() -> PrometheusHandle {
                 (names::BATCH_SIZE, SIZES),
                 (names::WRITE_LATENCY, LATENCY),
                 (names::EMBED_LATENCY, LATENCY),
+                (names::KAFKA_DELIVERY_LATENCY, LATENCY),
                 (names::EMBED_BATCH, SIZES),
             ]
             .into_iter()

@@ -15,11 +15,16 @@
 //! ops buffered: everything before `wal_end` has been sent to us, and the writer acknowledges it
 //! only after every earlier batch is durable.
 //!
+//! With `[kafka]`, each change of a watched table is also encoded into its change event here
+//! (whether or not it maps to a point: Kafka mirrors the table), and a batch carries its
+//! events beside its ops; the writer acknowledges the batch once both are durable.
+//!
 //! Copied rows (see `snapshot`) enter here too: while a chunk's watermark window is open, the
 //! keys of its table's changes are recorded; at the chunk's high watermark its rows are
 //! injected as ops positioned inside that transaction, in stream order.
 
 use crate::event::{Change, ChangeKind, Op, TableName};
+use crate::kafka::{Event, Topics};
 use crate::lsn::{Lsn, Position};
 use crate::mapping::{MappingError, TableMapping};
 use crate::metrics::names;
@@ -30,10 +35,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Ops to write in order, and the LSN that becomes durable once they are.
+/// Ops to write and events to publish, in order, and the LSN that becomes durable once they
+/// are.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub ops: Vec<Op>,
+    pub events: Vec<Event>,
     pub ack: Option<Lsn>,
 }
 
@@ -53,6 +60,9 @@ pub struct Assembler {
     batch_size: usize,
     linger: Duration,
     ops: Vec<Op>,
+    /// Change events (publish mode: `topics` is set).
+    events: Vec<Event>,
+    topics: Option<Arc<Topics>>,
     ack: Option<Lsn>,
     txn: Option<Txn>,
     since: Option<Instant>,
@@ -69,12 +79,25 @@ impl Assembler {
             batch_size,
             linger,
             ops: Vec::new(),
+            events: Vec::new(),
+            topics: None,
             ack: None,
             txn: None,
             since: None,
             windows: Windows::default(),
             binary: false,
         }
+    }
+
+    /// Publish mode: every change also becomes its change event.
+    pub fn with_topics(mut self, topics: Option<Arc<Topics>>) -> Self {
+        self.topics = topics;
+        self
+    }
+
+    /// What is buffered, counted against `batch_size`.
+    fn buffered(&self) -> usize {
+        self.ops.len().max(self.events.len())
     }
 
     /// The stream about to open carries binary values.
@@ -180,6 +203,14 @@ impl Assembler {
                 commit_time_micros: txn.commit_time,
                 kind,
             };
+            if let Some(e) = self
+                .topics
+                .as_ref()
+                .and_then(|t| t.event(mapping, &change, false))
+            {
+                self.events.push(e);
+                self.since.get_or_insert_with(Instant::now);
+            }
             match mapping.ops(&change) {
                 Ok(ops) => {
                     if !self.windows.is_empty() {
@@ -201,7 +232,7 @@ impl Assembler {
                 None => {}
             }
         }
-        Ok(if self.ops.len() >= self.batch_size {
+        Ok(if self.buffered() >= self.batch_size {
             self.take()
         } else {
             None
@@ -253,19 +284,35 @@ impl Assembler {
         }
     }
 
-    /// Appends ops made elsewhere (a copied chunk) at the current point of the stream and
-    /// returns the batches that are full.
-    pub fn inject(&mut self, ops: Vec<Op>) -> Vec<Batch> {
-        if ops.is_empty() {
+    /// Appends ops made elsewhere (a copied chunk) at the current point of the stream, and
+    /// the events of its rows (`reads`, positioned like their ops), and returns the batches
+    /// that are full.
+    pub fn inject(&mut self, ops: Vec<Op>, reads: Vec<Change>) -> Vec<Batch> {
+        if let Some(topics) = &self.topics {
+            for change in &reads {
+                if let Some(e) = self
+                    .mappings
+                    .get(&change.table)
+                    .and_then(|m| topics.event(m, change, true))
+                {
+                    self.events.push(e);
+                }
+            }
+        }
+        if ops.is_empty() && self.events.is_empty() {
             return Vec::new();
         }
         self.since.get_or_insert_with(Instant::now);
         self.ops.extend(ops);
         let mut out = Vec::new();
-        while self.ops.len() >= self.batch_size {
-            let rest = self.ops.split_off(self.batch_size);
+        while self.buffered() >= self.batch_size {
+            let at = self.batch_size.min(self.ops.len());
+            let rest = self.ops.split_off(at);
+            let at = self.batch_size.min(self.events.len());
+            let rest_events = self.events.split_off(at);
             out.push(Batch {
                 ops: std::mem::replace(&mut self.ops, rest),
+                events: std::mem::replace(&mut self.events, rest_events),
                 ack: None,
             });
         }
@@ -274,7 +321,7 @@ impl Assembler {
         if let Some(last) = out.last_mut() {
             last.ack = self.ack.take();
         }
-        if self.ops.is_empty() && self.ack.is_none() {
+        if self.ops.is_empty() && self.events.is_empty() && self.ack.is_none() {
             self.since = None;
         }
         out
@@ -290,7 +337,8 @@ impl Assembler {
 
     /// An idle keepalive: advance the ack when nothing is in flight here.
     pub fn keepalive(&mut self, wal_end: Lsn) {
-        if self.txn.is_none() && self.ops.is_empty() && !wal_end.is_zero() {
+        if self.txn.is_none() && self.ops.is_empty() && self.events.is_empty() && !wal_end.is_zero()
+        {
             self.ack = Some(self.ack.map_or(wal_end, |a| a.max(wal_end)));
             self.since.get_or_insert_with(Instant::now);
         }
@@ -299,7 +347,8 @@ impl Assembler {
     /// Whether there is something to hand to the writer and no transaction is half read (a
     /// flush now would not split a transaction between a batch and the linger).
     pub fn ready(&self) -> bool {
-        self.txn.is_none() && (!self.ops.is_empty() || self.ack.is_some())
+        self.txn.is_none()
+            && (!self.ops.is_empty() || !self.events.is_empty() || self.ack.is_some())
     }
 
     /// When the buffered ops (or ack) must be flushed at the latest.
@@ -310,11 +359,12 @@ impl Assembler {
     /// Everything buffered, as one batch (`None` when there is nothing).
     pub fn take(&mut self) -> Option<Batch> {
         self.since = None;
-        if self.ops.is_empty() && self.ack.is_none() {
+        if self.ops.is_empty() && self.events.is_empty() && self.ack.is_none() {
             return None;
         }
         Some(Batch {
             ops: std::mem::take(&mut self.ops),
+            events: std::mem::take(&mut self.events),
             ack: self.ack.take(),
         })
     }

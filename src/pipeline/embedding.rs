@@ -180,6 +180,28 @@ impl Embedders {
             .map_err(|e| Error::prerequisite(format!("loading embedders: {e}"), "see the log"))?
     }
 
+    /// Loads `cfg`'s embedders and checks them against its tables: sizes, and the models the
+    /// collections' points were embedded with (transient errors retried until `shutdown`,
+    /// then `Err(Error::Shutdown)`).
+    pub async fn load_checked(
+        cfg: &crate::config::Config,
+        sink: &crate::sink::qdrant::QdrantSink,
+        max_backoff: std::time::Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Self, Error> {
+        let embedders = Self::load_blocking(&cfg.embedders).await?;
+        embedders.check_sizes(&cfg.tables)?;
+        crate::error::retry_transient(
+            "check embedding models",
+            max_backoff,
+            shutdown,
+            std::time::Duration::ZERO,
+            || embedders.refuse_mixed_models(sink, &cfg.tables),
+        )
+        .await?;
+        Ok(embedders)
+    }
+
     /// Every vector computed from text has the size its embedder gives (when it says).
     pub fn check_sizes(&self, tables: &[TableConfig]) -> Result<(), Error> {
         for (i, t) in tables.iter().enumerate() {

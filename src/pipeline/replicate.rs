@@ -242,12 +242,12 @@ impl Replicator {
                     .assembler
                     .close_window(&chunk, |id| coordinator.expects(id).is_some());
                 let assembler = &mut self.assembler;
-                let ops = self
-                    .coordinator
-                    .high(&chunk, window, commit, commit_time, |n| {
-                        assembler.reserve(n)
-                    });
-                Ok(self.assembler.inject(ops))
+                let (ops, reads) =
+                    self.coordinator
+                        .high(&chunk, window, commit, commit_time, |n| {
+                            assembler.reserve(n)
+                        });
+                Ok(self.assembler.inject(ops, reads))
             }
             Control::Resync { table, .. } => {
                 self.coordinator.request(&table, commit)?;

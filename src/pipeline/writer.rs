@@ -6,6 +6,10 @@
 //!                     ack LSN ─▶ watch (slot feedback) + checkpoint file (throttled, fsynced)
 //! ```
 //!
+//! With `[kafka]` a batch's change events are published alongside (see `kafka::publish`): the
+//! batch is durable once Kafka confirmed every event *and* Qdrant has its ops (with
+//! `qdrant.direct = false`, Kafka alone).
+//!
 //! Progress only moves on a durable write and never backwards. While Qdrant is unreachable the
 //! writer retries forever and acknowledges nothing; the replication stream backs up behind the
 //! bounded channel. After shutdown is requested, retries stop after a grace period and the
@@ -44,7 +48,14 @@ pub struct Writer<S: Sink> {
     pub embedders: Arc<super::embedding::Embedders>,
     pub max_backoff: Duration,
     pub shutdown: CancellationToken,
+    /// Publish mode: the producer of the batches' events.
+    pub publisher: Option<Arc<crate::kafka::publish::Publisher>>,
+    /// Whether ops are written to Qdrant (`qdrant.direct`).
+    pub direct: bool,
 }
+
+/// The connection TOAST merges read rows with, opened on first use.
+pub type SourceReads = tokio::sync::Mutex<Option<Catalog>>;
 
 /// Batches written concurrently at most. Concurrent batches never share a point, and acks are
 /// taken strictly in batch order, so durability still moves forward in commit order.
@@ -139,7 +150,7 @@ impl<S: Sink> Writer<S> {
         mut rx: mpsc::Receiver<Batch>,
         mut progress: Progress,
     ) -> Result<(), Error> {
-        let catalog: tokio::sync::Mutex<Option<Catalog>> = tokio::sync::Mutex::new(None);
+        let catalog: SourceReads = tokio::sync::Mutex::new(None);
         // Batches being written, in order, with the point keys each touches (None: exclusive).
         let mut inflight = FuturesOrdered::new();
         let mut touched: VecDeque<Option<HashSet<(Arc<str>, PointKey)>>> = VecDeque::new();
@@ -186,23 +197,60 @@ impl<S: Sink> Writer<S> {
         result
     }
 
-    /// Makes one batch durable; returns its ack.
-    async fn apply(
-        &self,
-        catalog: &tokio::sync::Mutex<Option<Catalog>>,
-        batch: Batch,
-    ) -> Result<Option<Lsn>, Error> {
-        if batch.ops.is_empty() {
+    /// Makes one batch durable (its events delivered, its ops written); returns its ack.
+    pub async fn apply(&self, catalog: &SourceReads, batch: Batch) -> Result<Option<Lsn>, Error> {
+        if batch.ops.is_empty() && batch.events.is_empty() {
             return Ok(batch.ack);
+        }
+        let ops = if self.direct {
+            batch.ops
+        } else {
+            super::embedding::count_waiting(&super::embedding::waiting(&batch.ops), -1.0);
+            Vec::new()
+        };
+        tokio::try_join!(self.publish(&batch.events), self.write_ops(catalog, ops))?;
+        Ok(batch.ack)
+    }
+
+    /// Publishes events (publish mode), retrying transient failures; an event Kafka refuses
+    /// for good is dead-lettered with its reason.
+    async fn publish(&self, events: &[crate::kafka::Event]) -> Result<(), Error> {
+        let Some(p) = &self.publisher else {
+            return Ok(());
+        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        let delivered = crate::kafka::publish::Delivered::default();
+        let refused = self
+            .retry_for("kafka", || p.publish(events, &delivered))
+            .await?;
+        for (i, reason) in refused {
+            let e = &events[i];
+            self.dead_letter.lock().expect("dead-letter lock").write(
+                &format!("topic:{}", e.topic),
+                &serde_json::json!(e.key),
+                Lsn(e.lsn),
+                &reason,
+                &serde_json::json!({ "table": &*e.table, "seq": e.seq, "bytes": e.payload.len() }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Makes ops durable in the sink: TOAST merges resolved, text embedded, written.
+    async fn write_ops(&self, catalog: &SourceReads, ops: Vec<Op>) -> Result<(), Error> {
+        if ops.is_empty() {
+            return Ok(());
         }
         let started = Instant::now();
         // The merges below may become other ops: the gauge goes down by what went up.
-        let waiting = super::embedding::waiting(&batch.ops);
-        let mut ops = if batch.ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
-            self.retry(|| self.resolve_merges(catalog, batch.ops.clone()))
+        let waiting = super::embedding::waiting(&ops);
+        let mut ops = if ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
+            self.retry(|| self.resolve_merges(catalog, ops.clone()))
                 .await?
         } else {
-            batch.ops
+            ops
         };
         if super::embedding::pending(&ops) {
             let stored = self
@@ -221,7 +269,7 @@ impl<S: Sink> Writer<S> {
         }
         super::embedding::count_waiting(&waiting, -1.0);
         self.write(&ops).await?;
-        tracing::debug!(ops = ops.len(), ack = ?batch.ack, "batch durable");
+        tracing::debug!(ops = ops.len(), "ops durable");
         metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);
         metrics::histogram!(names::WRITE_LATENCY).record(started.elapsed().as_secs_f64());
         // One counter update per (collection, op) of the batch, not one per op.
@@ -238,7 +286,7 @@ impl<S: Sink> Writer<S> {
         for (collection, kind, n) in applied {
             metrics::counter!(names::CHANGES_APPLIED, "collection" => collection.to_string(), "op" => kind).increment(n);
         }
-        Ok(batch.ack)
+        Ok(())
     }
 
     /// Writes a batch; transient errors are retried, a definite one falls back to op by op.
@@ -291,7 +339,16 @@ impl<S: Sink> Writer<S> {
 
     /// The shared transient retry, counting failed attempts; after shutdown it gives up after
     /// [`SHUTDOWN_GRACE`] (the batch was not acknowledged and will be replayed).
-    async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T, Error>
+    async fn retry<T, F, Fut>(&self, f: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        self.retry_for("qdrant", f).await
+    }
+
+    /// [`Self::retry`], counting retries for `sink`.
+    async fn retry_for<T, F, Fut>(&self, sink: &'static str, mut f: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
@@ -301,7 +358,7 @@ impl<S: Sink> Writer<S> {
             async move {
                 let r = attempt.await;
                 if matches!(&r, Err(e) if e.disposition() == Disposition::Transient) {
-                    metrics::counter!(names::WRITE_RETRIES, "sink" => "qdrant").increment(1);
+                    metrics::counter!(names::WRITE_RETRIES, "sink" => sink).increment(1);
                 }
                 r
             }
@@ -323,11 +380,7 @@ impl<S: Sink> Writer<S> {
     /// Replaces each TOAST merge whose point is missing (and each of a chunked table) by an
     /// upsert of the current row read from PostgreSQL (or drops it when the row is gone: its
     /// delete follows in the stream).
-    async fn resolve_merges(
-        &self,
-        catalog: &tokio::sync::Mutex<Option<Catalog>>,
-        ops: Vec<Op>,
-    ) -> Result<Vec<Op>, Error> {
+    async fn resolve_merges(&self, catalog: &SourceReads, ops: Vec<Op>) -> Result<Vec<Op>, Error> {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             let Op::Merge {

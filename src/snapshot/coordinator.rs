@@ -42,6 +42,8 @@ struct Pending {
     generation: u64,
     index: u32,
     ops: Vec<Op>,
+    /// The rows themselves, kept for their change events (publish mode only).
+    kept: Vec<crate::event::Row>,
     rows: u64,
     consumed: Option<oneshot::Sender<()>>,
 }
@@ -316,6 +318,7 @@ impl Coordinator {
                 generation,
                 index,
                 ops: Vec::new(),
+                kept: Vec::new(),
                 rows: 0,
                 consumed: None,
             },
@@ -325,11 +328,18 @@ impl Coordinator {
 
     /// The chunk's rows, mapped with provisional positions. The returned receiver fires when
     /// the stream has turned them into ops (the worker then takes its next chunk).
-    pub fn read(&self, id: &str, ops: Vec<Op>, rows: u64) -> Option<oneshot::Receiver<()>> {
+    pub fn read(
+        &self,
+        id: &str,
+        ops: Vec<Op>,
+        kept: Vec<crate::event::Row>,
+        rows: u64,
+    ) -> Option<oneshot::Receiver<()>> {
         let mut inner = self.lock();
         let p = inner.pending.get_mut(id)?;
         let (tx, rx) = oneshot::channel();
         p.ops = ops;
+        p.kept = kept;
         p.rows = rows;
         p.consumed = Some(tx);
         Some(rx)
@@ -358,7 +368,9 @@ impl Coordinator {
     /// Stream side, at a high watermark in the transaction committed at `commit`: the chunk's
     /// ops at their real positions, minus rows the stream changed inside the window; and, after
     /// the table's last chunk, the sweep that removes points of rows gone before the copy.
-    /// `positions(n)` reserves `n` positions in the current transaction.
+    /// `positions(n)` reserves `n` positions in the current transaction. Also the copied rows
+    /// kept for publishing, as inserts at the position of their row's first op (rows whose
+    /// ops were dropped above are left out with them).
     pub fn high(
         &self,
         id: &str,
@@ -366,16 +378,16 @@ impl Coordinator {
         commit: Lsn,
         commit_time: i64,
         mut positions: impl FnMut(usize) -> Position,
-    ) -> Vec<Op> {
+    ) -> (Vec<Op>, Vec<crate::event::Change>) {
         let mut inner = self.lock();
         let Some(mut p) = inner.pending.remove(id) else {
-            return Vec::new(); // a chunk of an earlier run or generation: it is read again
+            return Default::default(); // a chunk of an earlier run or generation: it is read again
         };
         if let Some(tx) = p.consumed.take() {
             let _ = tx.send(());
         }
         if !Self::current(&inner, &p.table, p.generation) {
-            return Vec::new();
+            return Default::default();
         }
         let mut ops = std::mem::take(&mut p.ops);
         if let Some(w) = &window {
@@ -393,6 +405,13 @@ impl Coordinator {
                 *copied = true;
             }
         }
+        let reads = reads(
+            &self.mappings[&p.table],
+            &p.table,
+            std::mem::take(&mut p.kept),
+            &ops,
+            commit_time,
+        );
         metrics::counter!(names::SNAPSHOT_ROWS, "table" => p.table.to_string()).increment(p.rows);
         inner.awaiting.push((
             commit.as_u64(),
@@ -421,7 +440,7 @@ impl Coordinator {
                 },
             });
         }
-        ops
+        (ops, reads)
     }
 
     /// Stream side: a resync request at commit LSN `at`. Persisted at once, so a stop right
@@ -618,4 +637,34 @@ fn set_state_metric(table: &TableName, status: Option<Status>) {
         Some(Status::Done) => 2.0,
     };
     metrics::gauge!(names::SNAPSHOT_STATE, "table" => table.to_string()).set(v);
+}
+
+/// Copied rows as inserts positioned at their row's first op (see [`Coordinator::high`]).
+fn reads(
+    mapping: &crate::mapping::TableMapping,
+    table: &TableName,
+    kept: Vec<crate::event::Row>,
+    ops: &[Op],
+    commit_time: i64,
+) -> Vec<crate::event::Change> {
+    if kept.is_empty() {
+        return Vec::new();
+    }
+    let mut at: HashMap<&crate::event::PointKey, Position> = HashMap::with_capacity(ops.len());
+    for op in ops {
+        if let Some(k) = op.row_key() {
+            at.entry(k).or_insert_with(|| op.position());
+        }
+    }
+    kept.into_iter()
+        .filter_map(|new| {
+            let position = *at.get(&mapping.point_key(&new).ok()?)?;
+            Some(crate::event::Change {
+                table: table.clone(),
+                position,
+                commit_time_micros: commit_time,
+                kind: crate::event::ChangeKind::Insert { new },
+            })
+        })
+        .collect()
 }

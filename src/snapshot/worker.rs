@@ -27,6 +27,8 @@ pub struct Worker {
     pub dead_letter: Arc<Mutex<DeadLetter>>,
     pub max_backoff: Duration,
     pub shutdown: CancellationToken,
+    /// Keep the rows for their change events (publish mode).
+    pub publish: bool,
 }
 
 impl Worker {
@@ -119,8 +121,8 @@ impl Worker {
         end: Option<u32>,
     ) -> Result<(), Error> {
         let empty = end == Some(first);
-        let (ops, rows) = if empty {
-            (Vec::new(), 0)
+        let (ops, kept, rows) = if empty {
+            (Vec::new(), Vec::new(), 0)
         } else {
             let low = c.emit(&self.coordinator.watermark(id, false)).await?;
             c.wait_running_transactions().await?;
@@ -134,9 +136,15 @@ impl Worker {
                 return Ok(());
             };
             let n = rows.len() as u64;
-            (self.map(table, rows, low)?, n)
+            // Publish mode: the rows become change events at the high watermark too.
+            let kept = if self.publish {
+                rows.clone()
+            } else {
+                Vec::new()
+            };
+            (self.map(table, rows, low)?, kept, n)
         };
-        let Some(consumed) = self.coordinator.read(id, ops, rows) else {
+        let Some(consumed) = self.coordinator.read(id, ops, kept, rows) else {
             return Ok(());
         };
         c.emit(&self.coordinator.watermark(id, true)).await?;

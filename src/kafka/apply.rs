@@ -1,0 +1,394 @@
+//! `pg2qdrant apply`: one member of a consumer group turning change events into Qdrant writes.
+//!
+//! ```text
+//!  recv ─▶ decode ─▶ Change ─▶ mapping ─▶ ops ──┐                    ┌▶ commit offsets
+//!    │        └─ undecodable / unmappable ─▶ DLQ topic (delivered) ──┴─ after both durable
+//!    └─ up to qdrant.batch_size events or qdrant.linger_ms ─▶ writer (merges, embed, fenced write)
+//! ```
+//!
+//! # Why nothing is lost
+//! An offset is committed only after every message before it in its partition is durable:
+//! its ops written to Qdrant by the same writer as the direct path (TOAST merges, embedding,
+//! retries, dead letters), or the message itself delivered to the dead-letter topic. A crash,
+//! a kill or a rebalance between the write and the commit makes the group deliver those
+//! messages again, to this applier or another one.
+//!
+//! # Why a redelivered event never regresses a point
+//! Every write of `apply` is fenced (the sink is not told any "newest" position, so no write
+//! skips its fence): a point is replaced or deleted only by a change at a later position
+//! (commit LSN, then the change's ordinal) than the one it holds. Events carry the position
+//! the connector gave the change, so an old event delivered again, or late through another
+//! partition, loses against the newer one already applied. One row's events are in one
+//! partition, in commit order (the key is the point id), so they are applied in order by its
+//! one owner at a time; a TRUNCATE is in every partition and deletes only points older than
+//! itself, so inserts after it that reuse old keys survive it, whichever partition applies it
+//! first.
+//!
+//! # Scale-out
+//! Appliers in one group (`kafka.group_id`) share the partitions, and with them the embedding
+//! work. A member that leaves cleanly hands its partitions over at once; one that dies is
+//! noticed after `session.timeout.ms` (librdkafka's 45 s unless set in `kafka.properties`).
+
+use super::{client, decode, proto as pb, Topics};
+use crate::config::Config;
+use crate::deadletter::DeadLetter;
+use crate::error::{retry_transient, Error};
+use crate::event::{Op, TableName};
+use crate::metrics::names;
+use crate::pipeline::assemble::{Batch, Mappings};
+use crate::pipeline::writer::{Pending, SourceReads, Writer};
+use crate::sink::qdrant::{self, collections, QdrantSink};
+use crate::source::catalog::Catalog;
+use prost::Message as _;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often consumer lag is sampled.
+const LAG_EVERY: Duration = Duration::from_secs(5);
+
+/// Header names of a dead-lettered message.
+pub const DLQ_REASON: &str = "pg2qdrant.error";
+pub const DLQ_TOPIC: &str = "pg2qdrant.source.topic";
+pub const DLQ_PARTITION: &str = "pg2qdrant.source.partition";
+pub const DLQ_OFFSET: &str = "pg2qdrant.source.offset";
+
+/// Runs one applier until `shutdown`.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> {
+    let Some(kafka) = cfg.kafka.clone() else {
+        return Err(Error::config(
+            "kafka",
+            "pg2qdrant apply consumes change events: add a [kafka] section with brokers".to_owned(),
+        ));
+    };
+    crate::app::serve_metrics(&cfg, &shutdown).await?;
+    let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
+    let mappings = match retry_transient(
+        "apply set-up",
+        max_backoff,
+        &shutdown,
+        Duration::ZERO,
+        || prepare(&cfg),
+    )
+    .await
+    {
+        Err(Error::Shutdown) => return Ok(()),
+        other => Arc::new(other?),
+    };
+    let topics = Topics::new(&kafka, mappings.keys());
+    let mut names: Vec<String> = topics.all().iter().map(|t| t.to_string()).collect();
+    // The applier may start before the connector created them.
+    names.push(kafka.dlq_topic.clone());
+    match retry_transient(
+        "kafka set-up",
+        max_backoff,
+        &shutdown,
+        Duration::ZERO,
+        || client::ensure_topics(&kafka, &names),
+    )
+    .await
+    {
+        Err(Error::Shutdown) => return Ok(()),
+        other => other?,
+    };
+    names.pop();
+    // No `learn_newest`: every write of an applier is fenced (see the module doc).
+    let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)?);
+    let embedders = match crate::pipeline::embedding::Embedders::load_checked(
+        &cfg,
+        &sink,
+        max_backoff,
+        &shutdown,
+    )
+    .await
+    {
+        Err(Error::Shutdown) => return Ok(()),
+        other => other?,
+    };
+    let writer = Writer {
+        sink,
+        pending: Pending::default(),
+        mappings: mappings.clone(),
+        source: cfg.source.clone(),
+        dead_letter: Arc::new(Mutex::new(DeadLetter::new(&cfg.dead_letter.path))),
+        embedders: Arc::new(embedders),
+        max_backoff,
+        shutdown: shutdown.clone(),
+        publisher: None,
+        direct: true,
+    };
+    let consumer = Arc::new(client::consumer(&kafka)?);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&refs)
+        .map_err(Error::kafka("subscribing to the tables' topics"))?;
+    tracing::info!(topics = ?names, group = %kafka.group_id, "applying change events");
+    tokio::spawn(lag_sampler(consumer.clone(), shutdown.clone()));
+    let applier = Applier {
+        consumer,
+        dlq: client::producer(&kafka)?,
+        dlq_topic: kafka.dlq_topic.clone(),
+        mappings,
+        writer,
+        reads: tokio::sync::Mutex::new(None),
+        batch_size: cfg.qdrant.batch_size,
+        linger: Duration::from_millis(cfg.qdrant.linger_ms),
+        max_backoff,
+        shutdown,
+    };
+    let result = applier.run().await;
+    // Leave the group now (partitions go to the others at once), not after a session timeout.
+    let c = applier.consumer.clone();
+    let _ = tokio::task::spawn_blocking(move || c.unsubscribe()).await;
+    result
+}
+
+/// Compiles the mappings against the source's catalog (key columns, types; TOAST merges read
+/// rows from it) and creates missing collections.
+async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
+    let catalog = Catalog::connect(&cfg.source).await?;
+    let compiled = crate::app::compile(&catalog, &cfg.tables, &cfg.embedders).await?;
+    let client = qdrant::client(&cfg.qdrant)?;
+    for (i, t) in cfg.tables.iter().enumerate() {
+        collections::ensure(&client, i, t, false).await?;
+        if compiled[i].chunked() {
+            collections::ensure_chunk_indexes(&client, &t.collection, &compiled[i].key).await?;
+        }
+    }
+    Ok(compiled.into_iter().map(|m| (m.table.clone(), m)).collect())
+}
+
+struct Applier {
+    consumer: Arc<client::GroupConsumer>,
+    dlq: FutureProducer,
+    dlq_topic: String,
+    mappings: Arc<Mappings>,
+    writer: Writer<QdrantSink>,
+    reads: SourceReads,
+    batch_size: usize,
+    linger: Duration,
+    max_backoff: Duration,
+    shutdown: CancellationToken,
+}
+
+/// Messages taken since the last commit.
+#[derive(Default)]
+struct Taken {
+    ops: Vec<Op>,
+    /// Per (topic, partition): the next offset to commit.
+    next: BTreeMap<(String, i32), i64>,
+    events: HashMap<String, u64>,
+    messages: usize,
+}
+
+impl Applier {
+    async fn run(&self) -> Result<(), Error> {
+        let mut backoff = crate::error::Backoff::new(self.max_backoff);
+        loop {
+            let mut taken = Taken::default();
+            let first = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                m = self.consumer.recv() => m,
+            };
+            match first {
+                Ok(m) => self.take(&mut taken, &m).await?,
+                Err(e) => {
+                    let e = Error::kafka("receiving")(e);
+                    if e.disposition() == crate::error::Disposition::Definite {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                    continue;
+                }
+            }
+            backoff.reset();
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while taken.messages < self.batch_size && taken.ops.len() < self.batch_size {
+                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                    Ok(Ok(m)) => self.take(&mut taken, &m).await?,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let batch = Batch {
+                ops: std::mem::take(&mut taken.ops),
+                events: Vec::new(),
+                ack: None,
+            };
+            match self.writer.apply(&self.reads, batch).await {
+                Ok(_) => {}
+                // Not committed: the group delivers these messages again.
+                Err(Error::Shutdown) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            for (topic, n) in &taken.events {
+                metrics::counter!(names::KAFKA_APPLIED, "topic" => topic.clone()).increment(*n);
+            }
+            self.commit(&taken.next).await;
+        }
+    }
+
+    /// One message: its ops join the batch, or it goes to the dead-letter topic.
+    async fn take(
+        &self,
+        taken: &mut Taken,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<(), Error> {
+        let topic = m.topic().to_owned();
+        taken.messages += 1;
+        taken
+            .next
+            .insert((topic.clone(), m.partition()), m.offset() + 1);
+        let payload = m.payload().unwrap_or_default();
+        match self.ops(payload) {
+            Ok(ops) => {
+                taken.ops.extend(ops);
+                *taken.events.entry(topic).or_default() += 1;
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(topic = %topic, partition = m.partition(), offset = m.offset(), reason = %reason, dlq = %self.dlq_topic, "message cannot be applied; sent to the dead-letter topic");
+                self.dead_letter(m, &reason).await
+            }
+        }
+    }
+
+    /// The ops of one message's change event, or why there are none.
+    fn ops(&self, payload: &[u8]) -> Result<Vec<Op>, String> {
+        let event = pb::ChangeEvent::decode(payload)
+            .map_err(|e| format!("not a pg2qdrant.v1.ChangeEvent: {e}"))?;
+        let table: TableName = decode::table(&event).ok_or("the event names no source table")?;
+        let mapping = self
+            .mappings
+            .get(&table)
+            .ok_or_else(|| format!("table {table} is not in this applier's [[tables]]"))?;
+        let change = decode::change(mapping, &event)?;
+        mapping.ops(&change).map_err(|e| e.to_string())
+    }
+
+    /// Delivers `m` to the dead-letter topic with the reason and its origin in headers
+    /// (retried until delivered: its offset is committed only after).
+    async fn dead_letter(
+        &self,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let partition = m.partition().to_string();
+        let offset = m.offset().to_string();
+        let payload = m.payload().unwrap_or_default();
+        let key = m.key().unwrap_or_default();
+        let send = || async {
+            let headers = OwnedHeaders::new_with_capacity(4)
+                .insert(Header {
+                    key: DLQ_REASON,
+                    value: Some(reason),
+                })
+                .insert(Header {
+                    key: DLQ_TOPIC,
+                    value: Some(m.topic()),
+                })
+                .insert(Header {
+                    key: DLQ_PARTITION,
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: DLQ_OFFSET,
+                    value: Some(&offset),
+                });
+            let record = FutureRecord::<[u8], [u8]>::to(&self.dlq_topic)
+                .payload(payload)
+                .key(key)
+                .headers(headers);
+            self.dlq
+                .send(
+                    record,
+                    rdkafka::util::Timeout::After(Duration::from_secs(30)),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| Error::kafka(format!("delivering to {}", self.dlq_topic))(e))
+        };
+        retry_transient(
+            "dead-letter topic",
+            self.max_backoff,
+            &self.shutdown,
+            Duration::from_secs(5),
+            send,
+        )
+        .await?;
+        metrics::counter!(names::KAFKA_DLQ, "topic" => m.topic().to_owned()).increment(1);
+        Ok(())
+    }
+
+    /// Commits the next offsets (synchronously). A failure is logged, not fatal: a rebalance
+    /// took the partition, and its new owner applies those messages again, fenced.
+    async fn commit(&self, next: &BTreeMap<(String, i32), i64>) {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            if tpl
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .is_err()
+            {
+                continue;
+            }
+        }
+        let consumer = self.consumer.clone();
+        let done =
+            tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "offset commit failed (a rebalance?); those messages are applied again by the partition's owner, fenced")
+            }
+            Err(e) => tracing::warn!(error = %e, "offset commit task failed"),
+        }
+    }
+}
+
+/// Exports each assigned partition's lag: its end offset minus this member's position.
+async fn lag_sampler(consumer: Arc<client::GroupConsumer>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(LAG_EVERY) => {}
+        }
+        let c = consumer.clone();
+        let lags = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            let Ok(position) = c.position() else {
+                return out;
+            };
+            for e in position.elements() {
+                let Ok((_, high)) =
+                    c.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(2))
+                else {
+                    continue;
+                };
+                let at = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => continue,
+                };
+                out.push((e.topic().to_owned(), e.partition(), (high - at).max(0)));
+            }
+            out
+        })
+        .await
+        .unwrap_or_default();
+        for (topic, partition, lag) in lags {
+            metrics::gauge!(names::KAFKA_CONSUMER_LAG, "topic" => topic, "partition" => partition.to_string())
+                .set(lag as f64);
+        }
+    }
+}

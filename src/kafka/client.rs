@@ -1,0 +1,183 @@
+//! librdkafka clients from `[kafka]`, topic creation and partition counts.
+//!
+//! Every client gets `bootstrap.servers` and the section's `properties` (security, SASL, TLS).
+//! The producer adds what the delivery guarantee needs: idempotence (no duplicate and no
+//! reordering inside a partition across librdkafka's own retries), `acks=all`, and
+//! `compression.type` (lz4 unless set). The consumer commits only what `apply` tells it to.
+
+use crate::config::KafkaConfig;
+use crate::error::Error;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long one metadata or admin request may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn base(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    // librdkafka logs through its own callback; keep its noise out of our log.
+    c.set("log_level", "4");
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// What librdkafka said about a config it refused, naming the section.
+fn refused(e: rdkafka::error::KafkaError) -> Error {
+    Error::config(
+        "kafka.properties",
+        format!("librdkafka refused the client configuration: {e}"),
+    )
+}
+
+pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, Error> {
+    let mut c = base(cfg);
+    if !cfg.properties.contains_key("compression.type") {
+        c.set("compression.type", crate::config::DEFAULT_COMPRESSION);
+    }
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        // Our writer retries forever with backoff; a delivery that cannot be made in two
+        // minutes is reported to it (and the whole batch is produced again).
+        .set("message.timeout.ms", "120000")
+        .set("linger.ms", "5")
+        .create()
+        .map_err(refused)
+}
+
+/// Logs the group's partition assignments (who owns what is the first question when lag grows).
+pub struct GroupLog;
+
+impl rdkafka::ClientContext for GroupLog {}
+
+impl rdkafka::consumer::ConsumerContext for GroupLog {
+    fn post_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        use rdkafka::consumer::Rebalance;
+        let list = |l: &rdkafka::TopicPartitionList| {
+            l.elements()
+                .iter()
+                .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match rebalance {
+            Rebalance::Assign(l) => tracing::info!(partitions = %list(l), "partitions assigned"),
+            Rebalance::Revoke(l) => tracing::info!(partitions = %list(l), "partitions revoked"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+        }
+    }
+}
+
+pub type GroupConsumer = StreamConsumer<GroupLog>;
+
+/// A consumer of `apply`: offsets are stored and committed only by `apply`.
+pub fn consumer(cfg: &KafkaConfig) -> Result<GroupConsumer, Error> {
+    let mut c = base(cfg);
+    if !cfg.properties.contains_key("auto.offset.reset") {
+        c.set("auto.offset.reset", "earliest");
+    }
+    c.set("group.id", &cfg.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .create_with_context(GroupLog)
+        .map_err(refused)
+}
+
+fn admin(cfg: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, Error> {
+    base(cfg).create().map_err(refused)
+}
+
+/// Partition counts of `topics` that exist (a metadata request; blocking, run off the runtime).
+pub async fn partitions(
+    cfg: &KafkaConfig,
+    topics: &[String],
+) -> Result<HashMap<String, i32>, Error> {
+    let producer = producer(cfg)?;
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let md = producer
+            .client()
+            .fetch_metadata(None, REQUEST_TIMEOUT)
+            .map_err(Error::kafka("reading the brokers' metadata"))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| topics.iter().any(|w| w == t.name()) && t.error().is_none())
+            .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+            .collect())
+    })
+    .await
+    .map_err(|e| Error::prerequisite(format!("metadata task: {e}"), "this is a bug"))?
+}
+
+/// Creates the topics that do not exist (with `partitions` and `replication_factor`) and
+/// returns every topic's partition count.
+pub async fn ensure_topics(
+    cfg: &KafkaConfig,
+    topics: &[String],
+) -> Result<HashMap<String, i32>, Error> {
+    let existing = partitions(cfg, topics).await?;
+    let missing: Vec<&String> = topics
+        .iter()
+        .filter(|t| !existing.contains_key(*t))
+        .collect();
+    if !missing.is_empty() {
+        let admin = admin(cfg)?;
+        let new: Vec<NewTopic> = missing
+            .iter()
+            .map(|t| {
+                NewTopic::new(
+                    t,
+                    cfg.partitions,
+                    TopicReplication::Fixed(cfg.replication_factor),
+                )
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = admin
+            .create_topics(&new, &opts)
+            .await
+            .map_err(Error::kafka("creating topics"))?;
+        for r in results {
+            match r {
+                Ok(topic) => tracing::info!(
+                    topic,
+                    partitions = cfg.partitions,
+                    replication_factor = cfg.replication_factor,
+                    "created topic"
+                ),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(Error::kafka(format!("creating topic {topic}"))(
+                        rdkafka::error::KafkaError::AdminOp(code),
+                    ))
+                }
+            }
+        }
+    }
+    // Read back: a topic created by someone else keeps its own partition count.
+    for _ in 0..20 {
+        let now = partitions(cfg, topics).await?;
+        if topics.iter().all(|t| now.get(t).is_some_and(|n| *n > 0)) {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(Error::Kafka {
+        context: format!("topics {topics:?} do not show in the brokers' metadata after creation"),
+        source: rdkafka::error::KafkaError::AdminOp(RDKafkaErrorCode::UnknownTopicOrPartition),
+    })
+}

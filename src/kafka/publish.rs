@@ -1,0 +1,182 @@
+//! The producer side of publish mode.
+//!
+//! # Delivery guarantee
+//! A batch's events are produced in batch order, then every delivery report is awaited; the
+//! writer acknowledges the batch's LSN only after that (and after the Qdrant write, when
+//! Qdrant is a sink too). So the slot never moves past a change Kafka does not hold (with
+//! `acks=all`: every in-sync replica). The producer is idempotent: librdkafka's own retries
+//! neither duplicate nor reorder inside a partition. A delivery that fails anyway (broker down
+//! past `message.timeout.ms`) fails the batch; the writer retries it and produces again only
+//! the events not yet delivered ([`Delivered`]). A restart replays from the slot. Both can
+//! repeat an event: delivery is at least once, and every consumer that applies by position
+//! (as `apply` does, fenced) converges.
+//!
+//! # Ordering
+//! The message key is the point id, so one row's changes land in one partition in commit
+//! order (the writer never has two batches in flight that touch the same row). A TRUNCATE
+//! goes to every partition of its table's topic, so no partition replays rows from before it
+//! after it. Events of one transaction can land in different partitions: consumers order by
+//! row, not by transaction.
+
+use super::Event;
+use crate::error::Error;
+use crate::metrics::names;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct Publisher {
+    producer: FutureProducer,
+    /// Partition count of each topic (read at start).
+    partitions: HashMap<String, i32>,
+}
+
+/// Which events of a batch are delivered, kept across the writer's retries of that batch.
+pub type Delivered = Mutex<Vec<bool>>;
+
+impl Publisher {
+    /// Creates the missing topics and the producer.
+    pub async fn start(cfg: &crate::config::KafkaConfig, topics: &[String]) -> Result<Self, Error> {
+        let partitions = super::client::ensure_topics(cfg, topics).await?;
+        Ok(Self {
+            producer: super::client::producer(cfg)?,
+            partitions,
+        })
+    }
+
+    /// Produces the events of `events` not yet marked in `delivered`, in order, and waits for
+    /// all of them. `Ok` lists the events Kafka refused for good (too large, not authorised):
+    /// the caller dead-letters them. A transient failure is `Err` after every delivery in
+    /// flight has been reported (those delivered are marked).
+    pub async fn publish(
+        &self,
+        events: &[Event],
+        delivered: &Delivered,
+    ) -> Result<Vec<(usize, String)>, Error> {
+        {
+            let mut d = delivered.lock().expect("delivered lock");
+            if d.len() != events.len() {
+                *d = vec![false; events.len()];
+            }
+        }
+        let started = Instant::now();
+        let mut waiting = FuturesUnordered::new();
+        let mut parts_of = vec![0usize; events.len()];
+        for (i, e) in events.iter().enumerate() {
+            if delivered.lock().expect("delivered lock")[i] {
+                continue;
+            }
+            let lsn = e.lsn.to_string();
+            let seq = e.seq.to_string();
+            let partitions: Vec<Option<i32>> = match &e.key {
+                Some(_) => vec![None],
+                None => (0..*self.partitions.get(&*e.topic).unwrap_or(&1))
+                    .map(Some)
+                    .collect(),
+            };
+            parts_of[i] = partitions.len();
+            for partition in partitions {
+                let headers = OwnedHeaders::new_with_capacity(3)
+                    .insert(Header {
+                        key: super::HEADER_LSN,
+                        value: Some(&lsn),
+                    })
+                    .insert(Header {
+                        key: super::HEADER_SEQ,
+                        value: Some(&seq),
+                    })
+                    .insert(Header {
+                        key: super::HEADER_TABLE,
+                        value: Some(&*e.table),
+                    });
+                let mut record = FutureRecord::<str, [u8]>::to(&e.topic)
+                    .payload(&e.payload)
+                    .headers(headers);
+                if let Some(k) = &e.key {
+                    record = record.key(k.as_str());
+                }
+                if let Some(p) = partition {
+                    record = record.partition(p);
+                }
+                let future = loop {
+                    match self.producer.send_result(record) {
+                        Ok(f) => break f,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            record = r;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((err, _)) => {
+                            // Refused before sending (e.g. too large for the client).
+                            let e = Error::kafka(format!("producing to {}", e.topic))(err);
+                            metrics::counter!(names::KAFKA_FAILED, "topic" => e_topic(events, i))
+                                .increment(1);
+                            if e.disposition() == crate::error::Disposition::Definite {
+                                return Ok(vec![(i, e.to_string())]);
+                            }
+                            return Err(e);
+                        }
+                    }
+                };
+                metrics::counter!(names::KAFKA_PRODUCED, "topic" => e.topic.to_string())
+                    .increment(1);
+                waiting.push(async move { (i, future.await) });
+            }
+        }
+        let mut refused = Vec::new();
+        let mut transient: Option<Error> = None;
+        let mut ok_parts = vec![0usize; events.len()];
+        while let Some((i, outcome)) = waiting.next().await {
+            let topic = events[i].topic.to_string();
+            match outcome {
+                Ok(Ok(_)) => {
+                    metrics::counter!(names::KAFKA_DELIVERED, "topic" => topic).increment(1);
+                    ok_parts[i] += 1;
+                    if ok_parts[i] == parts_of[i] {
+                        delivered.lock().expect("delivered lock")[i] = true;
+                    }
+                }
+                Ok(Err((err, _))) => {
+                    metrics::counter!(names::KAFKA_FAILED, "topic" => topic.clone()).increment(1);
+                    let e = Error::kafka(format!("delivering to {topic}"))(err);
+                    if e.disposition() == crate::error::Disposition::Definite {
+                        if !refused.iter().any(|(j, _)| *j == i) {
+                            refused.push((i, e.to_string()));
+                        }
+                    } else {
+                        transient.get_or_insert(e);
+                    }
+                }
+                Err(_canceled) => {
+                    transient.get_or_insert(Error::Kafka {
+                        context: format!("delivering to {topic}"),
+                        source: KafkaError::Canceled,
+                    });
+                }
+            }
+        }
+        metrics::histogram!(names::KAFKA_DELIVERY_LATENCY).record(started.elapsed().as_secs_f64());
+        match transient {
+            Some(e) => Err(e),
+            None => {
+                let mut d = delivered.lock().expect("delivered lock");
+                for (i, _) in &refused {
+                    d[*i] = true;
+                }
+                Ok(refused)
+            }
+        }
+    }
+
+    /// Waits until everything produced so far is delivered (at a stop).
+    pub fn flush(&self, timeout: Duration) {
+        let _ = rdkafka::producer::Producer::flush(&self.producer, timeout);
+    }
+}
+
+fn e_topic(events: &[Event], i: usize) -> String {
+    events[i].topic.to_string()
+}
