@@ -8,6 +8,7 @@ mod chunking;
 mod embed;
 mod embedding;
 mod format;
+mod kafka;
 mod rebuild;
 mod recovery;
 mod snapshot;

@@ -1,0 +1,670 @@
+//! Kafka fan-out against a real Kafka-protocol broker (tansu, started by `scripts/test.sh`):
+//! publish mode, apply mode, ordering, redelivery, dead letters, broker restarts, and a killed
+//! member of the consumer group.
+
+use crate::harness::*;
+use pg2qdrant::config::{parse, Config};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const DOCS: &str = "CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[]);";
+const PARTITIONS: i32 = 3;
+
+fn brokers() -> String {
+    env("PG2QDRANT_TEST_KAFKA")
+}
+
+/// Topic and group names of one test in this run: the suite runs twice against one broker
+/// (binary, then text), so each run gets its own.
+fn prefix(db: &TestDb) -> String {
+    format!("{}_{}", db.name, std::process::id())
+}
+
+fn topic(db: &TestDb) -> String {
+    format!("{}.public.docs", prefix(db))
+}
+
+/// The test's config text: `docs` into the test's collection, plus `[kafka]` with the test's
+/// own topics, group and dead-letter topic.
+fn kafka_text(db: &TestDb, brokers: &str, direct: bool) -> String {
+    let mut text = db.config_text(&table("docs", &db.name, 3, ""), &qdrant_url());
+    if !direct {
+        text = text.replace("[qdrant]\n", "[qdrant]\ndirect = false\n");
+    }
+    text + &format!(
+        "[kafka]\nbrokers = \"{brokers}\"\ntopic_template = \"{p}.{{schema}}.{{table}}\"\npartitions = {PARTITIONS}\n\
+         group_id = \"{p}\"\ndlq_topic = \"{p}.dlq\"\n",
+        p = prefix(db)
+    )
+}
+
+fn kafka_config(db: &TestDb, brokers: &str, direct: bool) -> (Config, PathBuf) {
+    let text = kafka_text(db, brokers, direct);
+    let path = work_dir(&db.name).join("config.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    cfg.validate().unwrap();
+    (cfg, path)
+}
+
+/// An applier running in this process.
+struct Applier {
+    token: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), pg2qdrant::Error>>,
+}
+
+fn apply(cfg: Config) -> Applier {
+    let token = CancellationToken::new();
+    let handle = tokio::spawn(pg2qdrant::kafka::apply::run(cfg, token.clone()));
+    Applier { token, handle }
+}
+
+impl Applier {
+    async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("applier stops in time")
+            .expect("applier task")
+            .expect("applier stops cleanly");
+    }
+}
+
+/// An applier as its own process (so it can be SIGKILLed); killed when dropped, so a failing
+/// test leaves none behind.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn apply_process(config: &std::path::Path, log: &str) -> Process {
+    let log = std::fs::File::create(config.with_file_name(log)).unwrap();
+    Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+            .args(["apply", "--config"])
+            .arg(config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn client(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    c
+}
+
+/// Every message of `topic` (all partitions, from the start) once `n` arrived or nothing more
+/// came for 3 s.
+async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<OwnedMessage> {
+    let brokers = brokers.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client(&brokers)
+            .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in md.topics()[0].partitions() {
+            tpl.add_partition_offset(&topic, p.id(), Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let mut quiet = std::time::Instant::now();
+        let deadline = std::time::Instant::now() + WAIT;
+        while out.len() < n && quiet.elapsed() < Duration::from_secs(3) || out.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{topic}: {} of {n} messages",
+                out.len()
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+                out.push(m.unwrap().detach());
+                quiet = std::time::Instant::now();
+            }
+        }
+        out
+    })
+    .await
+    .unwrap()
+}
+
+fn header(m: &OwnedMessage, name: &str) -> Option<String> {
+    let h = m.headers()?;
+    h.iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// `pg2qdrant_kafka_applied_total{topic}` of the appliers in this process (0 when absent).
+async fn applied(port: u16, topic: &str) -> u64 {
+    if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        return 0; // not serving yet
+    }
+    let body = crate::chat::http_get(port, "/metrics").await;
+    let needle = format!("pg2qdrant_kafka_applied_total{{topic=\"{topic}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Starts an in-process applier serving metrics, and returns it with its metrics port.
+fn apply_with_metrics(mut cfg: Config) -> (Applier, u16) {
+    let port = free_port();
+    cfg.metrics.addr = format!("127.0.0.1:{port}");
+    (apply(cfg), port)
+}
+
+/// Waits until the appliers in this process applied `n` events of `topic`.
+async fn wait_applied(port: u16, topic: &str, n: u64) {
+    wait_for(
+        &format!("{n} events of {topic} applied"),
+        WAIT,
+        || async move {
+            let got = applied(port, topic).await;
+            assert!(
+                got <= n,
+                "{got} events applied, more than the {n} published"
+            );
+            (got == n).then_some(())
+        },
+    )
+    .await
+}
+
+/// Waits until every row's point holds the row's title (and no other point exists).
+async fn wait_equal(db: &TestDb) {
+    wait_for("Qdrant equal to PostgreSQL", WAIT, || async {
+        let rows: BTreeMap<String, serde_json::Value> = db
+            .client
+            .query("SELECT id::text, title FROM docs", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, String>(0), json!(r.get::<_, Option<String>>(1))))
+            .collect();
+        (titles(&db.name).await == rows).then_some(())
+    })
+    .await
+}
+
+/// Waits until the slot acknowledged everything written so far (in publish mode: delivered).
+async fn wait_published(db: &TestDb) {
+    let lsn = db.current_lsn_u64().await;
+    wait_for("the slot acknowledged every change", WAIT, || async {
+        (db.confirmed_u64().await >= lsn).then_some(())
+    })
+    .await;
+}
+
+async fn titles(collection: &str) -> BTreeMap<String, serde_json::Value> {
+    all_points(collection)
+        .await
+        .into_iter()
+        .map(|(id, p)| (id, p.payload["title"].clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_then_apply_makes_qdrant_equal_postgres() {
+    let db = TestDb::new("t_kafka_e2e", DOCS).await;
+    db.exec(
+        "INSERT INTO docs SELECT g, 'copied ' || g, g, '{1,0,0}' FROM generate_series(1, 200) g",
+    )
+    .await;
+    let (cfg, path) = kafka_config(&db, &brokers(), false);
+    let run = db.start(cfg.clone()).await;
+    let (applier, port) = apply_with_metrics(cfg.clone());
+    db.exec("INSERT INTO docs SELECT g, 'streamed ' || g, g, '{0,1,0}' FROM generate_series(201, 300) g")
+        .await;
+    db.exec("UPDATE docs SET title = 'updated', v = '{0,0,1}' WHERE id % 4 = 0")
+        .await;
+    db.exec("DELETE FROM docs WHERE id % 10 = 5").await;
+    wait_published(&db).await;
+    // 200 copied, 100 inserted, 75 updated, 30 deleted.
+    wait_applied(port, &topic(&db), 405).await;
+    assert_eq!(count(&db.name).await, 270);
+    let p = point(&db.name, 8).await.expect("point 8");
+    assert_eq!(p.payload["title"], json!("updated"));
+    assert_eq!(p.vector, Some(vec![0.0, 0.0, 1.0]));
+    assert_eq!(
+        point(&db.name, 201).await.unwrap().payload["title"],
+        json!("streamed 201")
+    );
+    // Every row against its point, payload and vector.
+    let (code, report) = crate::verify::verify(&path, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        (report["rows"].clone(), report["points"].clone()),
+        (json!(270), json!(270))
+    );
+    applier.stop().await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_decode_with_the_published_proto_keyed_by_point_id() {
+    let db = TestDb::new("t_kafka_proto", DOCS).await;
+    db.exec("INSERT INTO docs VALUES (1, 'copied', 1, '{1,0,0}')")
+        .await;
+    let metrics = free_port();
+    let (mut cfg, _) = kafka_config(&db, &brokers(), true);
+    cfg.metrics.addr = format!("127.0.0.1:{metrics}");
+    let run = db.start(cfg).await;
+    wait_count(&db.name, 1).await;
+    db.exec("INSERT INTO docs VALUES (2, 'two', 2, '{0,1,0}')")
+        .await;
+    db.exec("UPDATE docs SET title = 'deux' WHERE id = 2").await;
+    db.exec("DELETE FROM docs WHERE id = 1").await;
+    db.exec("TRUNCATE docs").await;
+    wait_published(&db).await;
+    // Published while Qdrant was written directly too.
+    wait_count(&db.name, 0).await;
+    let messages = read_topic(&brokers(), &topic(&db), 4 + PARTITIONS as usize).await;
+    assert_eq!(messages.len(), 4 + PARTITIONS as usize);
+
+    // A consumer that has only the .proto file: compile it and decode dynamically.
+    let files = protox::compile(
+        ["pg2qdrant/v1/change_event.proto"],
+        [concat!(env!("CARGO_MANIFEST_DIR"), "/proto")],
+    )
+    .unwrap();
+    let pool = prost_reflect::DescriptorPool::from_file_descriptor_set(files).unwrap();
+    let desc = pool
+        .get_message_by_name("pg2qdrant.v1.ChangeEvent")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut truncates = BTreeSet::new();
+    for m in &messages {
+        let e = prost_reflect::DynamicMessage::decode(desc.clone(), m.payload().unwrap()).unwrap();
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["source"]["table"], json!("docs"), "{json}");
+        let op = json["operation"].as_str().unwrap().to_owned();
+        assert_eq!(
+            header(m, "pg2qdrant.lsn").unwrap(),
+            json["commitLsn"].as_str().unwrap(),
+            "{json}"
+        );
+        assert_eq!(header(m, "pg2qdrant.table").unwrap(), "public.docs");
+        if op == "OPERATION_TRUNCATE" {
+            assert!(m.key().is_none());
+            truncates.insert(m.partition());
+            continue;
+        }
+        let id = json["pointId"]["num"].as_str().unwrap().to_owned();
+        assert_eq!(
+            m.key().unwrap(),
+            id.as_bytes(),
+            "the message key is the point id"
+        );
+        seen.push((id, op, m.partition(), m.offset(), json));
+    }
+    assert_eq!(
+        truncates.len(),
+        PARTITIONS as usize,
+        "a TRUNCATE goes to every partition"
+    );
+    let ops: BTreeSet<(String, String)> = seen.iter().map(|s| (s.0.clone(), s.1.clone())).collect();
+    let want: BTreeSet<(String, String)> = [
+        ("1", "OPERATION_READ"),
+        ("2", "OPERATION_INSERT"),
+        ("2", "OPERATION_UPDATE"),
+        ("1", "OPERATION_DELETE"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(ops, want);
+    // One row's changes: one partition, in commit order.
+    let row2: Vec<_> = seen.iter().filter(|s| s.0 == "2").collect();
+    assert_eq!(row2[0].2, row2[1].2);
+    let (insert, update) = if row2[0].1 == "OPERATION_INSERT" {
+        (row2[0], row2[1])
+    } else {
+        (row2[1], row2[0])
+    };
+    assert!(insert.3 < update.3);
+    let new_row = &update.4["newRow"];
+    let title = new_row
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == json!("title"))
+        .unwrap();
+    assert_eq!(title["value"]["text"], json!("deux"));
+    let body = crate::chat::http_get(metrics, "/metrics").await;
+    let delivered = format!(
+        "pg2qdrant_kafka_delivered_total{{topic=\"{}\"}}",
+        topic(&db)
+    );
+    assert!(body.contains(&delivered), "{delivered} missing:\n{body}");
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_unmappable_messages_go_to_the_dlq_and_the_applier_goes_on() {
+    let db = TestDb::new("t_kafka_dlq", DOCS).await;
+    let (cfg, _) = kafka_config(&db, &brokers(), false);
+    let run = db.start(cfg.clone()).await;
+    let applier = apply(cfg.clone());
+    let producer: FutureProducer = client(&brokers()).create().unwrap();
+    let garbage: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37) ^ 0xA5).collect();
+    producer
+        .send(
+            FutureRecord::to(&topic(&db)).key("junk").payload(&garbage),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    // A well-formed event whose vector has 2 dimensions where the collection takes 3.
+    db.exec("INSERT INTO docs VALUES (1, 'one', 1, '{1,0}')")
+        .await;
+    db.exec("INSERT INTO docs VALUES (2, 'two', 2, '{0,1,0}')")
+        .await;
+    wait_for("the good row applied after the bad ones", WAIT, || async {
+        point(&db.name, 2).await
+    })
+    .await;
+    let dlq = read_topic(&brokers(), &format!("{}.dlq", prefix(&db)), 2).await;
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    let junk = dlq
+        .iter()
+        .find(|m| m.key() == Some(b"junk".as_slice()))
+        .unwrap();
+    assert_eq!(junk.payload().unwrap(), garbage.as_slice());
+    assert!(header(junk, "pg2qdrant.error")
+        .unwrap()
+        .contains("ChangeEvent"));
+    assert_eq!(header(junk, "pg2qdrant.source.topic").unwrap(), topic(&db));
+    let unmappable = dlq
+        .iter()
+        .find(|m| m.key() == Some(b"1".as_slice()))
+        .unwrap();
+    let reason = header(unmappable, "pg2qdrant.error").unwrap();
+    assert!(
+        reason.contains("dimensions") && reason.contains("public.docs"),
+        "{reason}"
+    );
+    assert!(point(&db.name, 1).await.is_none());
+    applier.stop().await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_event_delivered_again_does_not_regress_the_point() {
+    let db = TestDb::new("t_kafka_redeliver", DOCS).await;
+    let (cfg, _) = kafka_config(&db, &brokers(), false);
+    let run = db.start(cfg.clone()).await;
+    let (applier, port) = apply_with_metrics(cfg.clone());
+    db.exec("INSERT INTO docs VALUES (1, 'v1', 1, '{1,0,0}')")
+        .await;
+    db.exec("UPDATE docs SET title = 'v2', v = '{0,1,0}' WHERE id = 1")
+        .await;
+    wait_for("v2 applied", WAIT, || async {
+        point(&db.name, 1)
+            .await
+            .filter(|p| p.payload["title"] == json!("v2"))
+    })
+    .await;
+    let messages = read_topic(&brokers(), &topic(&db), 2).await;
+    let old = messages
+        .iter()
+        .min_by_key(|m| m.offset())
+        .expect("the insert event");
+    // The insert of v1 again, after the update: as a redelivery after a rebalance would.
+    let producer: FutureProducer = client(&brokers()).create().unwrap();
+    let delivery = producer
+        .send(
+            FutureRecord::to(&topic(&db))
+                .key(old.key().unwrap())
+                .payload(old.payload().unwrap()),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        delivery.partition,
+        old.partition(),
+        "same key, same partition"
+    );
+    assert!(delivery.offset > old.offset());
+    wait_applied(port, &topic(&db), 3).await;
+    let p = point(&db.name, 1).await.unwrap();
+    assert_eq!(
+        p.payload["title"],
+        json!("v2"),
+        "the point did not go back to v1"
+    );
+    assert_eq!(p.vector, Some(vec![0.0, 1.0, 0.0]));
+    applier.stop().await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_then_reused_keys_land_right_across_partitions() {
+    let db = TestDb::new("t_kafka_truncate", DOCS).await;
+    let (cfg, path) = kafka_config(&db, &brokers(), false);
+    let run = db.start(cfg.clone()).await;
+    db.exec("INSERT INTO docs SELECT g, 'old', g, '{1,0,0}' FROM generate_series(1, 60) g")
+        .await;
+    db.exec("TRUNCATE docs").await;
+    db.exec("INSERT INTO docs SELECT g, 'new', g, '{0,1,0}' FROM generate_series(1, 20) g")
+        .await;
+    wait_published(&db).await;
+    // Everything is on the topic before the applier starts: it reads the partitions in
+    // whatever interleaving the broker gives.
+    let (applier, port) = apply_with_metrics(cfg.clone());
+    // 60 inserts, the TRUNCATE once per partition, 20 inserts.
+    wait_applied(port, &topic(&db), 60 + PARTITIONS as u64 + 20).await;
+    let t = titles(&db.name).await;
+    assert_eq!(t.len(), 20, "{t:?}");
+    assert!(t.values().all(|v| v == &json!("new")), "{t:?}");
+    let (code, report) = crate::verify::verify(&path, &[]);
+    assert_eq!(code, 0, "{report}");
+    applier.stop().await;
+    run.stop().await;
+}
+
+/// A broker of its own (the test stops it).
+struct PrivateKafka {
+    dir: PathBuf,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateKafka {
+    async fn start(name: &str) -> Self {
+        let mut k = Self {
+            dir: work_dir(name).join("kafka"),
+            port: free_port(),
+            child: None,
+        };
+        k.restart().await;
+        k
+    }
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+    async fn restart(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .unwrap();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(env("PG2QDRANT_TEST_KAFKA_BIN"))
+            .args(["broker", "--cluster-id", "private"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("private broker listening", WAIT, || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+    }
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_mid_publish_loses_nothing() {
+    let db = TestDb::new("t_kafka_broker", DOCS).await;
+    let mut kafka = PrivateKafka::start("t_kafka_broker").await;
+    let (cfg, _) = kafka_config(&db, &kafka.brokers(), false);
+    let run = db.start(cfg).await;
+    let writes = {
+        let url = db.url.clone();
+        tokio::spawn(async move {
+            let c = connect(&url).await;
+            for batch in 0..40i64 {
+                c.batch_execute(&format!(
+                    "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g",
+                    batch * 25 + 1,
+                    batch * 25 + 25
+                ))
+                .await
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kafka.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = db.confirmed_u64().await;
+    kafka.restart().await;
+    writes.await.unwrap();
+    wait_published(&db).await;
+    assert!(db.confirmed_u64().await > held);
+    let messages = read_topic(&kafka.brokers(), &topic(&db), 1000).await;
+    let ids: BTreeSet<i64> = messages
+        .iter()
+        .map(|m| {
+            std::str::from_utf8(m.key().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        (1..=1000).collect::<BTreeSet<i64>>(),
+        "every row is on the topic"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_appliers_one_killed_and_replaced_lose_nothing() {
+    let db = TestDb::new("t_kafka_group", DOCS).await;
+    let (cfg, path) = kafka_config(&db, &brokers(), false);
+    // The dead member keeps its partitions until its session expires (librdkafka's default is
+    // 45 s): a shorter one keeps the test short (tansu evicts live members below ~10 s).
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(&path).unwrap()
+            + "properties = { \"session.timeout.ms\" = \"15000\" }\n",
+    )
+    .unwrap();
+    let run = db.start(cfg).await;
+    let mut a = apply_process(&path, "applier-a.log");
+    // b joins once a leads the group (alone, it owns every partition).
+    let assigned_at = |log: &str| {
+        std::fs::read_to_string(path.with_file_name(log))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("partitions assigned") && l.contains(&topic(&db)))
+            .map(str::to_owned)
+    };
+    wait_for("the first applier leads the group", WAIT, || async {
+        assigned_at("applier-a.log")
+    })
+    .await;
+    let mut b = apply_process(&path, "applier-b.log");
+    let url = db.url.clone();
+    let writes = tokio::spawn(async move {
+        let c = connect(&url).await;
+        for batch in 0..60i64 {
+            c.batch_execute(&format!(
+                "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g;
+                 UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {}",
+                batch * 20 + 1,
+                batch * 20 + 20,
+                batch % 29,
+                batch * 20
+            ))
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    // Both members own partitions, and changes are being applied.
+    wait_for("both appliers own partitions", WAIT, || async {
+        assigned_at("applier-b.log")
+    })
+    .await;
+    wait_for("changes being applied", WAIT, || async {
+        (count(&db.name).await >= 200).then_some(())
+    })
+    .await;
+    // SIGKILL the member that is not the group's leader: tansu (measured) never elects a new
+    // leader when the leader dies, and the group stalls with empty assignments; real Kafka
+    // does. Once the dead member's session expired a replacement joins: tansu reassigns a dead
+    // member's partitions only on a join, and a join before the expiry leaves them with it.
+    b.0.kill().unwrap();
+    b.0.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(15 + 3)).await;
+    let mut c = apply_process(&path, "applier-c.log");
+    writes.await.unwrap();
+    wait_published(&db).await;
+    wait_equal(&db).await;
+    assert_eq!(count(&db.name).await, 1200);
+    let (code, report) = crate::verify::verify(&path, &[]);
+    assert_eq!(code, 0, "{report}");
+    for child in [&mut a, &mut c] {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.0.id().to_string()])
+            .status();
+        let status = child.0.wait().unwrap();
+        assert!(status.success(), "applier exits 0 on SIGTERM: {status}");
+    }
+    run.stop().await;
+}
