@@ -13,6 +13,7 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
     }];
     lines.extend(copies(cfg));
     lines.extend(embedders(cfg));
+    lines.extend(kafka(cfg).await);
     match Catalog::connect(&cfg.source).await {
         Ok(c) => {
             lines.push(CheckLine {
@@ -250,4 +251,58 @@ fn embedders(cfg: &Config) -> Vec<CheckLine> {
             }
         })
         .collect()
+}
+
+/// `[kafka]`: the brokers answer, and each table's topic (and the dead-letter topic) exists or
+/// can be created (asked of the brokers with validate-only creation).
+async fn kafka(cfg: &Config) -> Vec<CheckLine> {
+    let Some(k) = &cfg.kafka else {
+        return Vec::new();
+    };
+    let line = |ok: bool, what: String, detail: String| CheckLine { ok, what, detail };
+    let mut topics: Vec<String> = cfg
+        .tables
+        .iter()
+        .map(|t| {
+            let t = crate::event::TableName::parse(&t.table);
+            k.topic(&t.schema, &t.name)
+        })
+        .collect();
+    topics.push(k.dlq_topic.clone());
+    let existing = match crate::kafka::client::partitions(k, &topics).await {
+        Ok(e) => e,
+        Err(e) => {
+            return vec![line(
+                false,
+                "kafka".into(),
+                format!("{e}: are kafka.brokers ({}) reachable, and kafka.properties right for their security?", k.brokers),
+            )]
+        }
+    };
+    let mut out = vec![line(
+        true,
+        "kafka".into(),
+        format!("brokers {} reachable", k.brokers),
+    )];
+    for t in &topics {
+        out.push(match existing.get(t) {
+            Some(n) => line(true, format!("topic {t}"), format!("exists, {n} partitions")),
+            None => match crate::kafka::client::can_create(k, t).await {
+                Ok(()) => line(
+                    true,
+                    format!("topic {t}"),
+                    format!(
+                        "missing: created at start with {} partitions, replication factor {}",
+                        k.partitions, k.replication_factor
+                    ),
+                ),
+                Err(e) => line(
+                    false,
+                    format!("topic {t}"),
+                    format!("missing, and the brokers refuse to create it: {e}; create it yourself or fix kafka.partitions / kafka.replication_factor"),
+                ),
+            },
+        });
+    }
+    out
 }

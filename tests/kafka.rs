@@ -668,3 +668,25 @@ async fn two_appliers_one_killed_and_replaced_lose_nothing() {
     }
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_the_brokers_and_each_topic() {
+    let db = TestDb::new("t_kafka_check", DOCS).await;
+    let (_, path) = kafka_config(&db, &brokers(), true);
+    let out = cli_ok(&["check"], &path);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("ok   kafka: brokers {} reachable", brokers())), "{text}");
+    assert!(text.contains(&format!("ok   topic {}", topic(&db))), "{text}");
+    let down = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("PG2QDRANT__KAFKA__BROKERS", format!("127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&down.stdout);
+    assert_eq!(down.status.code(), Some(1), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL kafka:") && l.contains("kafka.brokers")),
+        "{text}"
+    );
+}

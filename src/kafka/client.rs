@@ -123,6 +123,31 @@ pub async fn partitions(
     .map_err(|e| Error::prerequisite(format!("metadata task: {e}"), "this is a bug"))?
 }
 
+/// Whether the brokers would create `topic` with the configured settings (validate only).
+pub async fn can_create(cfg: &KafkaConfig, topic: &str) -> Result<(), Error> {
+    let admin = admin(cfg)?;
+    let new = [NewTopic::new(
+        topic,
+        cfg.partitions,
+        TopicReplication::Fixed(cfg.replication_factor),
+    )];
+    let opts = AdminOptions::new()
+        .validate_only(true)
+        .operation_timeout(Some(REQUEST_TIMEOUT));
+    let results = admin
+        .create_topics(&new, &opts)
+        .await
+        .map_err(Error::kafka("validating topic creation"))?;
+    match results.into_iter().next() {
+        Some(Err((_, code))) if code != RDKafkaErrorCode::TopicAlreadyExists => {
+            Err(Error::kafka(format!("creating topic {topic}"))(
+                rdkafka::error::KafkaError::AdminOp(code),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Creates the topics that do not exist (with `partitions` and `replication_factor`) and
 /// returns every topic's partition count.
 pub async fn ensure_topics(
