@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The benchmark: starts the services like the tests, then runs benches/e2e.rs (release build).
 # BENCH_ROWS (default 100000) and BENCH_BATCH (default 256) tune it; BENCH_ONLY=latency runs the
-# commit → visible phase alone. Prints figures only.
+# commit → visible phase alone; BENCH_ONLY=kafka the Kafka fan-out bench (benches/kafka.rs, default
+# 20 000 rows) alone. Prints figures only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 install_all
-cargo build --locked --release --bench e2e
+BENCH=e2e
+if [ "${BENCH_ONLY:-}" = kafka ]; then install_kafka; BENCH=kafka; fi
+cargo build --locked --release --bench "$BENCH"
 start_services bench
 export PG2QDRANT_LOG=warn
-cargo bench --locked --bench e2e
+cargo bench --locked --bench "$BENCH"

@@ -675,18 +675,28 @@ async fn check_reports_the_brokers_and_each_topic() {
     let (_, path) = kafka_config(&db, &brokers(), true);
     let out = cli_ok(&["check"], &path);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&format!("ok   kafka: brokers {} reachable", brokers())), "{text}");
-    assert!(text.contains(&format!("ok   topic {}", topic(&db))), "{text}");
+    assert!(
+        text.contains(&format!("ok   kafka: brokers {} reachable", brokers())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ok   topic {}", topic(&db))),
+        "{text}"
+    );
     let down = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
         .args(["check", "--config"])
         .arg(&path)
-        .env("PG2QDRANT__KAFKA__BROKERS", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "PG2QDRANT__KAFKA__BROKERS",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&down.stdout);
     assert_eq!(down.status.code(), Some(1), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("FAIL kafka:") && l.contains("kafka.brokers")),
+        text.lines()
+            .any(|l| l.starts_with("FAIL kafka:") && l.contains("kafka.brokers")),
         "{text}"
     );
 }

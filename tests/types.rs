@@ -416,4 +416,52 @@ fn same_event_value(types: &Types, type_oid: u32, ty: &str, t: &str, b: &[u8]) {
         from_binary.encode_to_vec(),
         "{ty} {t:?}: event values differ: {from_text:?} / {from_binary:?}"
     );
+    // An applier reading the event maps it to the same point as the change it came from.
+    let columns: std::sync::Arc<[pg2qdrant::event::Column]> = vec![
+        pg2qdrant::event::Column {
+            name: "id".into(),
+            type_oid: 20,
+            type_modifier: -1,
+            is_key: true,
+        },
+        col,
+        pg2qdrant::event::Column {
+            name: "x".into(),
+            type_oid: 1021,
+            type_modifier: -1,
+            is_key: false,
+        },
+    ]
+    .into();
+    for datum in [Datum::Text(t.into()), Datum::Binary(b.to_vec())] {
+        let change = pg2qdrant::event::Change {
+            table: pg2qdrant::event::TableName::parse("t"),
+            position: pg2qdrant::lsn::Position {
+                commit_lsn: 7,
+                seq: 3,
+            },
+            commit_time_micros: 1_000_000,
+            kind: pg2qdrant::event::ChangeKind::Insert {
+                new: pg2qdrant::event::Row {
+                    columns: columns.clone(),
+                    values: vec![Datum::Text("1".into()), datum, Datum::Text("{1}".into())],
+                },
+            },
+        };
+        let event = pg2qdrant::kafka::event::encode(&mapping, &change, false);
+        let event =
+            pg2qdrant::kafka::proto::ChangeEvent::decode(event.encode_to_vec().as_slice()).unwrap();
+        let back = pg2qdrant::kafka::decode::change(&mapping, &event)
+            .unwrap_or_else(|e| panic!("{ty} {t:?}: the event does not decode: {e}"));
+        match (mapping.ops(&change), mapping.ops(&back)) {
+            (Ok(a), Ok(z)) => assert_eq!(
+                format!("{a:?}"),
+                format!("{z:?}"),
+                "{ty} {t:?}: the decoded event maps differently"
+            ),
+            // The same refusal (the dead-letter row shows the value as it arrived).
+            (Err(a), Err(z)) => assert_eq!(a.reason, z.reason, "{ty} {t:?}"),
+            (a, z) => panic!("{ty} {t:?}: the change maps to {a:?}, its decoded event to {z:?}"),
+        }
+    }
 }

@@ -185,7 +185,7 @@ fn float(f: f64, float4: bool) -> String {
     }
 }
 
-/// A timestamp inside an array: `YYYY-MM-DD HH:MM:SS.ffffff[+00][ BC]`.
+/// A timestamp inside an array: `YYYY-MM-DD HH:MM:SS[.ffffff][+00][ BC]`.
 fn timestamp_text(t: &pb::Timestamp) -> Result<String, String> {
     use chrono::Datelike as _;
     if t.infinite {
@@ -208,7 +208,12 @@ fn timestamp_text(t: &pb::Timestamp) -> Result<String, String> {
     } else {
         (at, false)
     };
-    let mut s = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    // As PostgreSQL prints it: fractional digits without trailing zeros, none for whole seconds.
+    let mut s = at.format("%Y-%m-%d %H:%M:%S").to_string();
+    let micros = t.unix_micros.rem_euclid(1_000_000);
+    if micros != 0 {
+        s.push_str(format!(".{micros:06}").trim_end_matches('0'));
+    }
     if t.with_time_zone {
         s.push_str("+00");
     }

@@ -188,13 +188,62 @@ fn scalar(s: Scalar, j: &Json) -> Option<V> {
 /// An array element from its payload JSON.
 fn element(elem: Scalar, j: Result<Json, String>) -> pb::Value {
     let kind = match j {
-        Ok(j) => scalar(elem, &j).unwrap_or_else(|| match j {
-            Json::String(t) => V::Text(t),
-            other => V::Json(other.to_string()),
-        }),
+        // A JSON element is a document: a JSON string stays quoted.
+        Ok(j) if matches!(elem, Scalar::Json | Scalar::Jsonb) && !j.is_null() => {
+            V::Json(j.to_string())
+        }
+        Ok(j) => scalar(elem, &j)
+            .or_else(|| payload_form(elem, &j))
+            .unwrap_or_else(|| match j {
+                Json::String(t) => V::Text(t),
+                other => V::Json(other.to_string()),
+            }),
         Err(e) => V::Text(format!("<unreadable element: {e}>")),
     };
     pb::Value { kind: Some(kind) }
+}
+
+/// Element types whose payload form is not their event form: bytea (base64 in the payload) as
+/// bytes, timestamps (ISO in the payload) as timestamps.
+fn payload_form(elem: Scalar, j: &Json) -> Option<V> {
+    use base64::Engine as _;
+    let Json::String(t) = j else { return None };
+    Some(match elem {
+        Scalar::Bytea => V::Bytes(base64::engine::general_purpose::STANDARD.decode(t).ok()?),
+        Scalar::Timestamp | Scalar::TimestampTz => {
+            let with_time_zone = elem == Scalar::TimestampTz;
+            let at = |unix_micros, infinite| {
+                V::Timestamp(pb::Timestamp {
+                    unix_micros,
+                    with_time_zone,
+                    infinite,
+                })
+            };
+            match t.as_str() {
+                "infinity" => at(i64::MAX, true),
+                "-infinity" => at(i64::MIN, true),
+                // RFC 3339 in UTC; years before 1 are signed (`-0940-...`), which chrono's
+                // RFC 3339 parser refuses.
+                _ if with_time_zone => at(
+                    chrono::NaiveDateTime::parse_from_str(
+                        t.strip_suffix('Z')?,
+                        "%Y-%m-%dT%H:%M:%S%.f",
+                    )
+                    .ok()?
+                    .and_utc()
+                    .timestamp_micros(),
+                    false,
+                ),
+                // The payload writes PostgreSQL's text with a `T`.
+                _ => at(
+                    value::unix_micros(Kind::Scalar(Scalar::Timestamp), &t.replacen('T', " ", 1))
+                        .ok()?,
+                    false,
+                ),
+            }
+        }
+        _ => return None,
+    })
 }
 
 /// Arrays of any number of dimensions, as nested arrays, from PostgreSQL's text form.

@@ -1,0 +1,349 @@
+//! Kafka fan-out against its ceilings (run with `BENCH_ONLY=kafka scripts/bench.sh`; prints
+//! figures, asserts nothing about time).
+//!
+//! 1. N rows (384-float vectors, small payload) are loaded after the slot was created.
+//! 2. Publish: pg2qdrant (`qdrant.direct = false`) streams them to a 3-partition topic; timed
+//!    until the slot acknowledged the load (every event delivered).
+//! 3. Producer ceiling: a bare rdkafka producer (same settings: idempotent, acks=all, lz4)
+//!    sends the same keys and bytes to another topic, every delivery awaited.
+//! 4. Apply: one applier from the topic into a fresh collection, until every point is there.
+//! 5. Sink ceiling: bare `wait=true` upserts of the same points, same batch size.
+//! 6. Two appliers in one group (one process here: the figure shows what a second member
+//!    costs and gives on two cores, not a second machine).
+//!
+//! CPU: this process (pg2qdrant), the walsender, and the server of the phase (the broker for
+//! 2–3, Qdrant for 4–6), from `/proc`.
+
+use futures_util::StreamExt;
+use pg2qdrant::config::parse;
+use qdrant_client::qdrant::{
+    CountPointsBuilder, CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder,
+    VectorParamsBuilder,
+};
+use qdrant_client::{Payload, Qdrant};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+#[path = "support/cpu.rs"]
+mod cpu;
+
+const DIM: usize = 384;
+const STREAM: &[&str] = &["pg2qdrant"];
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/bench.sh"))
+}
+
+fn pid_of(file: &str) -> String {
+    std::fs::read_to_string(std::path::PathBuf::from(env("PG2QDRANT_TEST_WORK")).join(file))
+        .map(|p| p.trim().to_owned())
+        .unwrap_or_default()
+}
+
+async fn sampler(url: &str, server_pid: &str) -> cpu::Sampler {
+    let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    cpu::start(c, server_pid.to_owned(), STREAM)
+}
+
+async fn count(q: &Qdrant, c: &str) -> u64 {
+    q.count(CountPointsBuilder::new(c).exact(true))
+        .await
+        .ok()
+        .and_then(|r| r.result)
+        .map(|r| r.count)
+        .unwrap_or(0)
+}
+
+/// Every message of `topic`, from the start.
+fn read_all(brokers: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        if let Some(m) = consumer.poll(Duration::from_secs(10)) {
+            let m = m.unwrap();
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let rows: i64 = std::env::var("BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let batch: usize = std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let pg = env("PG2QDRANT_TEST_PG");
+    let qurl = env("PG2QDRANT_TEST_QDRANT_GRPC");
+    let brokers = env("PG2QDRANT_TEST_KAFKA");
+    let work = std::path::PathBuf::from(env("PG2QDRANT_TEST_WORK")).join("bench_kafka");
+    std::fs::create_dir_all(&work).unwrap();
+    let qdrant_pid = pid_of("qdrant/qdrant.pid");
+    let broker_pid = pid_of("kafka/tansu.pid");
+    let q = Qdrant::from_url(&qurl)
+        .skip_compatibility_check()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let run_id = std::process::id();
+    let prefix = format!("benchk{run_id}");
+    let (admin, conn) = tokio_postgres::connect(&format!("{pg}/postgres"), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let _ = admin
+        .execute("SELECT pg_drop_replication_slot('bench_kafka')", &[])
+        .await;
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS bench_kafka WITH (FORCE)")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE bench_kafka")
+        .await
+        .unwrap();
+    let url = format!("{pg}/bench_kafka");
+    let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    db.batch_execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[])")
+        .await
+        .unwrap();
+    let config = |collection: &str, group: &str, direct: bool| {
+        let text = format!(
+            "[source]\nurl = \"{url}\"\nslot = \"bench_kafka\"\npublication = \"bench_kafka\"\nsnapshot = \"never\"\nformat = \"binary\"\n\
+             [qdrant]\nurl = \"{qurl}\"\nbatch_size = {batch}\ndirect = {direct}\n\
+             [checkpoint]\npath = \"{cp}\"\n[dead_letter]\npath = \"{dl}\"\n[metrics]\naddr = \"\"\n\
+             [kafka]\nbrokers = \"{brokers}\"\ntopic_template = \"{prefix}.{{schema}}.{{table}}\"\npartitions = 3\ngroup_id = \"{prefix}{group}\"\n\
+             [[tables]]\ntable = \"docs\"\ncollection = \"{collection}\"\nvector = {{ column = \"v\", size = {DIM}, distance = \"Dot\" }}\n",
+            cp = work.join("cp").display(),
+            dl = work.join("dl").display(),
+        );
+        let cfg = parse(&text).unwrap();
+        cfg.validate().unwrap();
+        cfg
+    };
+    let _ = std::fs::remove_file(work.join("cp"));
+    let publish_cfg = config("bench_kafka_unused", "", false);
+    pg2qdrant::app::prepare(&publish_cfg).await.unwrap();
+
+    eprintln!("loading {rows} rows ...");
+    let mut start = 1;
+    while start <= rows {
+        let end = (start + 999).min(rows);
+        db.batch_execute(&format!(
+            "INSERT INTO docs SELECT g, 'title ' || g, g % 100, \
+             ARRAY(SELECT ((g * 31 + j * 7) % 1000)::real / 1000 FROM generate_series(0, {}) j) FROM generate_series({start}, {end}) g",
+            DIM - 1
+        ))
+        .await
+        .unwrap();
+        start = end + 1;
+    }
+    let end_lsn: i64 = db
+        .query_one("SELECT (pg_current_wal_lsn() - '0/0')::bigint", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    // 2. Publish.
+    let sampling = sampler(&url, &broker_pid).await;
+    let t = Instant::now();
+    let token = CancellationToken::new();
+    let run = tokio::spawn(pg2qdrant::run(publish_cfg, token.clone()));
+    loop {
+        let confirmed: i64 = db
+            .query_one("SELECT COALESCE((confirmed_flush_lsn - '0/0')::bigint, 0) FROM pg_replication_slots WHERE slot_name = 'bench_kafka'", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if confirmed >= end_lsn {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let publish_secs = t.elapsed().as_secs_f64();
+    let publish_cpu = sampling.stop().await;
+    token.cancel();
+    run.await.unwrap().unwrap();
+    let topic = format!("{prefix}.public.docs");
+    let messages = {
+        let (b, t) = (brokers.clone(), topic.clone());
+        tokio::task::spawn_blocking(move || read_all(&b, &t, rows as usize))
+            .await
+            .unwrap()
+    };
+    let bytes: usize = messages.iter().map(|(_, p)| p.len()).sum();
+
+    // 3. Producer ceiling: the same keys and bytes, same producer settings.
+    let ceiling_topic = format!("{prefix}.ceiling");
+    let kcfg = publish_cfg_kafka(&brokers);
+    pg2qdrant::kafka::client::ensure_topics(&kcfg, std::slice::from_ref(&ceiling_topic))
+        .await
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let sampling = sampler(&url, &broker_pid).await;
+    let t = Instant::now();
+    let mut deliveries = futures_util::stream::FuturesUnordered::new();
+    for (key, payload) in &messages {
+        let record = FutureRecord::to(&ceiling_topic).key(key).payload(payload);
+        deliveries.push(producer.send(record, Duration::from_secs(60)));
+    }
+    while let Some(d) = deliveries.next().await {
+        d.unwrap();
+    }
+    let ceiling_secs = t.elapsed().as_secs_f64();
+    let ceiling_cpu = sampling.stop().await;
+
+    // 4. One applier.
+    let apply_secs_of = |collection: &'static str, group: &'static str, appliers: usize| {
+        let cfg = config(collection, group, true);
+        let q = &q;
+        let (url, qdrant_pid) = (url.clone(), qdrant_pid.clone());
+        async move {
+            let _ = q.delete_collection(collection).await;
+            let sampling = sampler(&url, &qdrant_pid).await;
+            let t = Instant::now();
+            let token = CancellationToken::new();
+            let handles: Vec<_> = (0..appliers)
+                .map(|_| tokio::spawn(pg2qdrant::kafka::apply::run(cfg.clone(), token.clone())))
+                .collect();
+            while count(q, collection).await < rows as u64 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let cpu = sampling.stop().await;
+            token.cancel();
+            for h in handles {
+                h.await.unwrap().unwrap();
+            }
+            (secs, cpu)
+        }
+    };
+    let (apply_secs, apply_cpu) = apply_secs_of("bench_kafka_apply1", "a1", 1).await;
+
+    // 5. Qdrant sink ceiling.
+    let _ = q.delete_collection("bench_kafka_sink").await;
+    q.create_collection(
+        CreateCollectionBuilder::new("bench_kafka_sink")
+            .vectors_config(VectorParamsBuilder::new(DIM as u64, Distance::Dot)),
+    )
+    .await
+    .unwrap();
+    let points: Vec<PointStruct> = (1..=rows)
+        .map(|i| {
+            let payload = Payload::try_from(
+                serde_json::json!({"id": i, "title": format!("title {i}"), "n": i % 100,
+                "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": i}}),
+            )
+            .unwrap();
+            let v: Vec<f32> = (0..DIM)
+                .map(|j| ((i as usize * 31 + j * 7) % 1000) as f32 / 1000.0)
+                .collect();
+            PointStruct::new(i as u64, v, payload)
+        })
+        .collect();
+    let sampling = sampler(&url, &qdrant_pid).await;
+    let t = Instant::now();
+    for chunk in points.chunks(batch) {
+        q.upsert_points(UpsertPointsBuilder::new("bench_kafka_sink", chunk.to_vec()).wait(true))
+            .await
+            .unwrap();
+    }
+    let sink_secs = t.elapsed().as_secs_f64();
+    let sink_cpu = sampling.stop().await;
+
+    // 6. Two appliers.
+    let (two_secs, two_cpu) = apply_secs_of("bench_kafka_apply2", "a2", 2).await;
+
+    let per_s = |s: f64| rows as f64 / s;
+    println!("\nKafka fan-out, {rows} rows of {DIM} floats, events {:.0} bytes each on average, 3 partitions, tansu on SQLite\n", bytes as f64 / rows as f64);
+    println!(
+        "{}",
+        publish_cpu.line_for(
+            "publish (slot → Kafka, delivered)",
+            rows,
+            publish_secs,
+            "broker"
+        )
+    );
+    println!(
+        "{}",
+        ceiling_cpu.line_for(
+            "producer ceiling (same bytes)",
+            rows,
+            ceiling_secs,
+            "broker"
+        )
+    );
+    println!(
+        "{}",
+        apply_cpu.line_for("apply, one applier", rows, apply_secs, "qdrant")
+    );
+    println!(
+        "{}",
+        sink_cpu.line_for(
+            "Qdrant sink ceiling (bare upserts)",
+            rows,
+            sink_secs,
+            "qdrant"
+        )
+    );
+    println!(
+        "{}",
+        two_cpu.line_for(
+            "apply, two appliers (one process)",
+            rows,
+            two_secs,
+            "qdrant"
+        )
+    );
+    println!(
+        "\nratios: publish / producer ceiling {:.2}; apply / sink ceiling {:.2}; two appliers / one {:.2}",
+        per_s(publish_secs) / per_s(ceiling_secs),
+        per_s(apply_secs) / per_s(sink_secs),
+        per_s(two_secs) / per_s(apply_secs),
+    );
+    let _ = admin
+        .execute("SELECT pg_drop_replication_slot('bench_kafka')", &[])
+        .await;
+}
+
+/// A `[kafka]` section for topic creation.
+fn publish_cfg_kafka(brokers: &str) -> pg2qdrant::config::KafkaConfig {
+    let mut k = pg2qdrant::config::KafkaConfig::with_brokers(brokers.to_owned());
+    k.partitions = 3;
+    k
+}

@@ -1,0 +1,102 @@
+//! CPU time per process during a phase, from `/proc/<pid>/stat` (utime + stime, 10 ms ticks):
+//! this process (pg2qdrant runs in it), Qdrant, and the PostgreSQL backends serving the phase
+//! (found by application name in `pg_stat_activity`, sampled every 100 ms, so a backend that
+//! lives shorter than that is missed). The sampling costs PostgreSQL one tiny query per 100 ms.
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const TICK: f64 = 0.01;
+
+fn ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// Seconds of CPU per process kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Totals {
+    pub ours: f64,
+    pub postgres: f64,
+    pub qdrant: f64,
+}
+
+impl Totals {
+    /// `name: rows/s | CPU µs/row: ...` for `rows` rows in `secs` seconds.
+    #[allow(dead_code)]
+    pub fn line(&self, name: &str, rows: i64, secs: f64) -> String {
+        self.line_for(name, rows, secs, "qdrant")
+    }
+
+    /// [`Totals::line`] with the sampled server (`qdrant` field) named `server`.
+    pub fn line_for(&self, name: &str, rows: i64, secs: f64, server: &str) -> String {
+        let per = |s: f64| s * 1e6 / rows as f64;
+        let all = self.ours + self.postgres + self.qdrant;
+        format!(
+            "{name:<34} {:>8.0} rows/s | CPU µs/row: pg2qdrant {:>5.1}  postgres {:>5.1}  {server} {:>5.1} | pg2qdrant share {:>3.0} %",
+            rows as f64 / secs,
+            per(self.ours),
+            per(self.postgres),
+            per(self.qdrant),
+            if all > 0.0 { 100.0 * self.ours / all } else { 0.0 }
+        )
+    }
+}
+
+pub struct Sampler {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<Totals>,
+}
+
+/// Starts sampling; `apps` are the application names of the backends to count.
+pub fn start(
+    pg: tokio_postgres::Client,
+    qdrant_pid: String,
+    apps: &'static [&'static str],
+) -> Sampler {
+    let (stop, mut stopped) = oneshot::channel();
+    let handle = tokio::spawn(async move {
+        let me0 = ticks("self").unwrap_or(0);
+        let q0 = ticks(&qdrant_pid).unwrap_or(0);
+        let mut seen: HashMap<i32, (u64, u64)> = HashMap::new();
+        let mut first = true;
+        loop {
+            if let Ok(rows) = pg
+                .query(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1)",
+                    &[&apps],
+                )
+                .await
+            {
+                for r in rows {
+                    let pid: i32 = r.get(0);
+                    if let Some(t) = ticks(&pid.to_string()) {
+                        let e = seen.entry(pid).or_insert((if first { t } else { 0 }, t));
+                        e.1 = e.1.max(t);
+                    }
+                }
+            }
+            first = false;
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        Totals {
+            ours: (ticks("self").unwrap_or(0) - me0) as f64 * TICK,
+            postgres: seen.values().map(|(a, b)| b - a).sum::<u64>() as f64 * TICK,
+            qdrant: (ticks(&qdrant_pid).unwrap_or(0) - q0) as f64 * TICK,
+        }
+    });
+    Sampler { stop, handle }
+}
+
+impl Sampler {
+    pub async fn stop(self) -> Totals {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap()
+    }
+}
