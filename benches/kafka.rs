@@ -13,6 +13,9 @@
 //!
 //! CPU: this process (pg2qdrant), the walsender, and the server of the phase (the broker for
 //! 2–3, Qdrant for 4–6), from `/proc`.
+//!
+//! 5 000 rows by default: tansu (the test broker, on SQLite) pegs a core serving fetches of a
+//! topic of 10 000 such events (43 MB) and the apply phase stalls there.
 
 use futures_util::StreamExt;
 use pg2qdrant::config::parse;
@@ -21,9 +24,8 @@ use qdrant_client::qdrant::{
     VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
@@ -62,29 +64,55 @@ async fn count(q: &Qdrant, c: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Every message of `topic`, from the start.
-fn read_all(brokers: &str, topic: &str, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("bench-reader-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..3 {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&tpl).unwrap();
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        if let Some(m) = consumer.poll(Duration::from_secs(10)) {
-            let m = m.unwrap();
-            out.push((
-                m.key().unwrap_or_default().to_vec(),
-                m.payload().unwrap_or_default().to_vec(),
-            ));
-        }
+/// The events of the loaded rows, encoded by pg2qdrant's encoder (key, bytes): what the
+/// publish phase produced, built here so the ceiling does not read the broker first.
+async fn events(
+    db: &tokio_postgres::Client,
+    cfg: &pg2qdrant::config::Config,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use pg2qdrant::event::{Change, ChangeKind, Column, Datum, Row, TableName};
+    let mapping = pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]);
+    let columns: std::sync::Arc<[Column]> = [("id", 20), ("title", 25), ("n", 23), ("v", 1021)]
+        .iter()
+        .map(|(name, oid)| Column {
+            name: (*name).into(),
+            type_oid: *oid,
+            type_modifier: -1,
+            is_key: *name == "id",
+        })
+        .collect::<Vec<_>>()
+        .into();
+    let mut out = Vec::new();
+    for m in db
+        .simple_query("SELECT id, title, n, v FROM docs ORDER BY id")
+        .await
+        .unwrap()
+    {
+        let tokio_postgres::SimpleQueryMessage::Row(r) = m else {
+            continue;
+        };
+        let values = (0..4)
+            .map(|i| Datum::Text(r.get(i).unwrap().to_owned()))
+            .collect();
+        let change = Change {
+            table: TableName::parse("docs"),
+            position: pg2qdrant::lsn::Position {
+                commit_lsn: 1,
+                seq: out.len() as u64,
+            },
+            commit_time_micros: 0,
+            kind: ChangeKind::Insert {
+                new: Row {
+                    columns: columns.clone(),
+                    values,
+                },
+            },
+        };
+        let e = pg2qdrant::kafka::event::encode(&mapping, &change, false);
+        out.push((
+            r.get(0).unwrap().as_bytes().to_vec(),
+            prost::Message::encode_to_vec(&e),
+        ));
     }
     out
 }
@@ -94,7 +122,7 @@ async fn main() {
     let rows: i64 = std::env::var("BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+        .unwrap_or(5_000);
     let batch: usize = std::env::var("BENCH_BATCH")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -188,16 +216,11 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let publish_secs = t.elapsed().as_secs_f64();
+    eprintln!("publish: {:.1} s", t.elapsed().as_secs_f64());
     let publish_cpu = sampling.stop().await;
     token.cancel();
     run.await.unwrap().unwrap();
-    let topic = format!("{prefix}.public.docs");
-    let messages = {
-        let (b, t) = (brokers.clone(), topic.clone());
-        tokio::task::spawn_blocking(move || read_all(&b, &t, rows as usize))
-            .await
-            .unwrap()
-    };
+    let messages = events(&db, &config("bench_kafka_unused", "", false)).await;
     let bytes: usize = messages.iter().map(|(_, p)| p.len()).sum();
 
     // 3. Producer ceiling: the same keys and bytes, same producer settings.
@@ -225,6 +248,7 @@ async fn main() {
         d.unwrap();
     }
     let ceiling_secs = t.elapsed().as_secs_f64();
+    eprintln!("producer ceiling: {:.1} s", t.elapsed().as_secs_f64());
     let ceiling_cpu = sampling.stop().await;
 
     // 4. One applier.
@@ -240,10 +264,26 @@ async fn main() {
             let handles: Vec<_> = (0..appliers)
                 .map(|_| tokio::spawn(pg2qdrant::kafka::apply::run(cfg.clone(), token.clone())))
                 .collect();
-            while count(q, collection).await < rows as u64 {
+            // Timed from the first point on: joining the group (seconds on tansu, more with a
+            // second member's rebalance) is reported apart.
+            let mut first: Option<(Instant, u64)> = None;
+            loop {
+                let n = count(q, collection).await;
+                if n > 0 && first.is_none() {
+                    first = Some((Instant::now(), n));
+                }
+                if n >= rows as u64 {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            let secs = t.elapsed().as_secs_f64();
+            let (t0, n0) = first.expect("points arrived");
+            let joined = (t0 - t).as_secs_f64();
+            let secs = t0.elapsed().as_secs_f64() * rows as f64 / (rows as u64 - n0).max(1) as f64;
+            eprintln!(
+                "apply ({appliers}): first point after {joined:.1} s, then {:.1} s",
+                t0.elapsed().as_secs_f64()
+            );
             let cpu = sampling.stop().await;
             token.cancel();
             for h in handles {
@@ -283,6 +323,7 @@ async fn main() {
             .unwrap();
     }
     let sink_secs = t.elapsed().as_secs_f64();
+    eprintln!("sink ceiling: {:.1} s", t.elapsed().as_secs_f64());
     let sink_cpu = sampling.stop().await;
 
     // 6. Two appliers.

@@ -700,3 +700,42 @@ async fn check_reports_the_brokers_and_each_topic() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_kafka_refuses_is_dead_lettered_and_the_stream_goes_on() {
+    let db = TestDb::new("t_kafka_refused", DOCS).await;
+    let (mut cfg, _) = kafka_config(&db, &brokers(), true);
+    // librdkafka refuses messages above this size before sending them: for good.
+    cfg.kafka
+        .as_mut()
+        .unwrap()
+        .properties
+        .insert("message.max.bytes".into(), "1000".into());
+    let run = db.start(cfg.clone()).await;
+    // One transaction, one batch: the refused event must not take the next one with it.
+    db.exec(
+        "INSERT INTO docs VALUES (1, repeat('x', 5000), 1, '{1,0,0}'), (2, 'small', 2, '{0,1,0}')",
+    )
+    .await;
+    wait_published(&db).await;
+    let messages = read_topic(&brokers(), &topic(&db), 1).await;
+    let keys: Vec<&[u8]> = messages.iter().filter_map(|m| m.key()).collect();
+    assert_eq!(
+        keys,
+        vec![b"2".as_slice()],
+        "the small row is published, the big one is not"
+    );
+    let dead = std::fs::read_to_string(&cfg.dead_letter.path).unwrap();
+    let line = dead
+        .lines()
+        .find(|l| l.contains(&format!("topic:{}", topic(&db))))
+        .unwrap_or_else(|| panic!("no dead letter for the refused event:\n{dead}"));
+    assert!(line.contains("\"1\""), "{line}");
+    assert!(
+        line.to_lowercase().contains("size") || line.contains("large"),
+        "{line}"
+    );
+    // Qdrant has both (the direct path is not held up by Kafka's refusal).
+    wait_count(&db.name, 2).await;
+    run.stop().await;
+}

@@ -141,7 +141,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         max_backoff,
         shutdown,
     };
-    let result = applier.run().await;
+    let result = match applier.run().await {
+        Err(Error::Shutdown) => Ok(()),
+        other => other,
+    };
     // Leave the group now (partitions go to the others at once), not after a session timeout.
     let c = applier.consumer.clone();
     let _ = tokio::task::spawn_blocking(move || c.unsubscribe()).await;
@@ -227,6 +230,11 @@ impl Applier {
                 events: Vec::new(),
                 ack: None,
             };
+            // The writer counts these down once their vectors are computed.
+            crate::pipeline::embedding::count_waiting(
+                &crate::pipeline::embedding::waiting(&batch.ops),
+                1.0,
+            );
             match self.writer.apply(&self.reads, batch).await {
                 Ok(_) => {}
                 // Not committed: the group delivers these messages again.

@@ -33,6 +33,9 @@ pub struct Publisher {
     producer: FutureProducer,
     /// Partition count of each topic (read at start).
     partitions: HashMap<String, i32>,
+    /// Held while a batch's events are handed to the producer: batches in flight enqueue whole,
+    /// in the order they asked (tokio's mutex is fair), even when the queue is full.
+    enqueue: tokio::sync::Mutex<()>,
 }
 
 /// Which events of a batch are delivered, kept across the writer's retries of that batch.
@@ -45,6 +48,7 @@ impl Publisher {
         Ok(Self {
             producer: super::client::producer(cfg)?,
             partitions,
+            enqueue: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -66,7 +70,10 @@ impl Publisher {
         let started = Instant::now();
         let mut waiting = FuturesUnordered::new();
         let mut parts_of = vec![0usize; events.len()];
-        for (i, e) in events.iter().enumerate() {
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        let mut transient: Option<Error> = None;
+        let enqueueing = self.enqueue.lock().await;
+        'events: for (i, e) in events.iter().enumerate() {
             if delivered.lock().expect("delivered lock")[i] {
                 continue;
             }
@@ -104,30 +111,35 @@ impl Publisher {
                 }
                 let future = loop {
                     match self.producer.send_result(record) {
-                        Ok(f) => break f,
+                        Ok(f) => break Some(f),
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                             record = r;
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
                         Err((err, _)) => {
                             // Refused before sending (e.g. too large for the client).
-                            let e = Error::kafka(format!("producing to {}", e.topic))(err);
-                            metrics::counter!(names::KAFKA_FAILED, "topic" => e_topic(events, i))
+                            let err = Error::kafka(format!("producing to {}", e.topic))(err);
+                            metrics::counter!(names::KAFKA_FAILED, "topic" => e.topic.to_string())
                                 .increment(1);
-                            if e.disposition() == crate::error::Disposition::Definite {
-                                return Ok(vec![(i, e.to_string())]);
+                            if err.disposition() == crate::error::Disposition::Definite {
+                                refused.push((i, err.to_string()));
+                                break None;
                             }
-                            return Err(e);
+                            // Stop here; what was enqueued is awaited, the rest goes again.
+                            transient = Some(err);
+                            break 'events;
                         }
                     }
+                };
+                let Some(future) = future else {
+                    continue 'events;
                 };
                 metrics::counter!(names::KAFKA_PRODUCED, "topic" => e.topic.to_string())
                     .increment(1);
                 waiting.push(async move { (i, future.await) });
             }
         }
-        let mut refused = Vec::new();
-        let mut transient: Option<Error> = None;
+        drop(enqueueing);
         let mut ok_parts = vec![0usize; events.len()];
         while let Some((i, outcome)) = waiting.next().await {
             let topic = events[i].topic.to_string();
@@ -175,8 +187,4 @@ impl Publisher {
     pub fn flush(&self, timeout: Duration) {
         let _ = rdkafka::producer::Producer::flush(&self.producer, timeout);
     }
-}
-
-fn e_topic(events: &[Event], i: usize) -> String {
-    events[i].topic.to_string()
 }
