@@ -11,9 +11,10 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long one metadata or admin request may take.
@@ -100,16 +101,24 @@ fn admin(cfg: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, Error> 
     base(cfg).create().map_err(refused)
 }
 
-/// Partition counts of `topics` that exist (a metadata request; blocking, run off the runtime).
+/// Partition counts of `topics` that exist (a metadata request).
 pub async fn partitions(
     cfg: &KafkaConfig,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {
-    let producer = producer(cfg)?;
+    read_partitions(&Arc::new(admin(cfg)?), topics).await
+}
+
+/// [`partitions`] through a client of the caller's (blocking, run off the runtime).
+async fn read_partitions(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    topics: &[String],
+) -> Result<HashMap<String, i32>, Error> {
+    let admin = admin.clone();
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
-        let md = producer
-            .client()
+        let md = admin
+            .inner()
             .fetch_metadata(None, REQUEST_TIMEOUT)
             .map_err(Error::kafka("reading the brokers' metadata"))?;
         Ok(md
@@ -154,13 +163,13 @@ pub async fn ensure_topics(
     cfg: &KafkaConfig,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {
-    let existing = partitions(cfg, topics).await?;
+    let admin = Arc::new(admin(cfg)?);
+    let existing = read_partitions(&admin, topics).await?;
     let missing: Vec<&String> = topics
         .iter()
         .filter(|t| !existing.contains_key(*t))
         .collect();
     if !missing.is_empty() {
-        let admin = admin(cfg)?;
         let new: Vec<NewTopic> = missing
             .iter()
             .map(|t| {
@@ -195,7 +204,7 @@ pub async fn ensure_topics(
     }
     // Read back: a topic created by someone else keeps its own partition count.
     for _ in 0..20 {
-        let now = partitions(cfg, topics).await?;
+        let now = read_partitions(&admin, topics).await?;
         if topics.iter().all(|t| now.get(t).is_some_and(|n| *n > 0)) {
             return Ok(now);
         }

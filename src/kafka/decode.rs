@@ -12,6 +12,7 @@ use crate::lsn::Position;
 use crate::mapping::types::{Kind, Scalar};
 use crate::mapping::TableMapping;
 use pb::value::Kind as V;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 /// The table an event is about (`None`: it names none).
@@ -135,7 +136,7 @@ fn text(kind: Kind, v: &V) -> Result<String, String> {
             let mut s = String::with_capacity(2 + b.len() * 2);
             s.push_str("\\x");
             for byte in b {
-                s.push_str(&format!("{byte:02x}"));
+                let _ = write!(s, "{byte:02x}");
             }
             s
         }
