@@ -13,15 +13,14 @@
 
 use pg2qdrant::config::parse;
 use qdrant_client::qdrant::{
-    CountPointsBuilder, CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder,
-    VectorParamsBuilder,
+    CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant};
 use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
-const DIM: usize = 384;
+use docs::{count, vector, DIM};
 
 /// The allocator the shipped binary uses (src/main.rs): pg2qdrant runs inside this process.
 #[global_allocator]
@@ -35,12 +34,6 @@ async fn sampler(url: &str, qdrant_pid: &str, apps: &'static [&'static str]) -> 
     let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
     tokio::spawn(conn);
     cpu::start(c, qdrant_pid.to_owned(), apps)
-}
-
-fn vector(i: i64) -> Vec<f32> {
-    (0..DIM)
-        .map(|j| ((i as usize * 31 + j * 7) % 1000) as f32 / 1000.0)
-        .collect()
 }
 
 /// Waits until Qdrant finished optimizing (indexing) every collection, so one phase's background
@@ -67,15 +60,6 @@ async fn settle(q: &Qdrant) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-async fn count(q: &Qdrant, c: &str) -> u64 {
-    q.count(CountPointsBuilder::new(c).exact(true))
-        .await
-        .ok()
-        .and_then(|r| r.result)
-        .map(|r| r.count)
-        .unwrap_or(0)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -110,26 +94,14 @@ async fn main() {
         let _ = q.delete_collection(c).await;
     }
 
-    let (admin, conn) = tokio_postgres::connect(&format!("{pg}/postgres"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    for slot in ["bench", "bench_text", "bench_src", "bench_src_bin"] {
-        let _ = admin
-            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
-            .await;
-    }
-    admin
-        .batch_execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
-        .await
-        .unwrap();
-    admin.batch_execute("CREATE DATABASE bench").await.unwrap();
-    let url = format!("{pg}/bench");
-    let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    db.batch_execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[])")
-        .await
-        .unwrap();
+    let admin = docs::admin(&pg).await;
+    let (url, db) = docs::fresh(
+        &admin,
+        &pg,
+        "bench",
+        &["bench", "bench_text", "bench_src", "bench_src_bin"],
+    )
+    .await;
 
     let cfg_text = format!(
         "[source]\nurl = \"{url}\"\nslot = \"bench\"\npublication = \"bench\"\nsnapshot = \"never\"\nformat = \"binary\"\n\
@@ -167,18 +139,7 @@ async fn main() {
 
     eprintln!("loading {rows} rows ...");
     let t = Instant::now();
-    let mut start = 1;
-    while start <= rows {
-        let end = (start + 999).min(rows);
-        db.batch_execute(&format!(
-            "INSERT INTO docs SELECT g, 'title ' || g, g % 100, \
-             ARRAY(SELECT ((g * 31 + j * 7) % 1000)::real / 1000 FROM generate_series(0, {}) j) FROM generate_series({start}, {end}) g",
-            DIM - 1
-        ))
-        .await
-        .unwrap();
-        start = end + 1;
-    }
+    docs::load(&db, rows).await;
     let end_lsn: String = db
         .query_one("SELECT pg_current_wal_lsn()::text", &[])
         .await
@@ -212,16 +173,7 @@ async fn main() {
     )
     .await
     .unwrap();
-    let points: Vec<PointStruct> = (1..=rows)
-        .map(|i| {
-            let payload = Payload::try_from(
-                serde_json::json!({"id": i, "title": format!("title {i}"), "n": i % 100,
-                "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": i}}),
-            )
-            .unwrap();
-            PointStruct::new(i as u64, vector(i), payload)
-        })
-        .collect();
+    let points = docs::points(rows);
     let sampling = sampler(&url, &qdrant_pid, STREAM).await;
     let t = Instant::now();
     for chunk in points.chunks(batch) {
@@ -703,3 +655,5 @@ async fn latency(q: &Qdrant, pg: &str, qurl: &str, work: &std::path::Path) -> St
 
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/docs.rs"]
+mod docs;

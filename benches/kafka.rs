@@ -20,10 +20,9 @@
 use futures_util::StreamExt;
 use pg2qdrant::config::parse;
 use qdrant_client::qdrant::{
-    CountPointsBuilder, CreateCollectionBuilder, Distance, PointStruct, UpsertPointsBuilder,
-    VectorParamsBuilder,
+    CreateCollectionBuilder, Distance, UpsertPointsBuilder, VectorParamsBuilder,
 };
-use qdrant_client::{Payload, Qdrant};
+use qdrant_client::Qdrant;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
@@ -32,8 +31,10 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "support/cpu.rs"]
 mod cpu;
+#[path = "support/docs.rs"]
+mod docs;
 
-const DIM: usize = 384;
+use docs::{count, DIM};
 const STREAM: &[&str] = &["pg2qdrant"];
 
 #[global_allocator]
@@ -53,15 +54,6 @@ async fn sampler(url: &str, server_pid: &str) -> cpu::Sampler {
     let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
     tokio::spawn(conn);
     cpu::start(c, server_pid.to_owned(), STREAM)
-}
-
-async fn count(q: &Qdrant, c: &str) -> u64 {
-    q.count(CountPointsBuilder::new(c).exact(true))
-        .await
-        .ok()
-        .and_then(|r| r.result)
-        .map(|r| r.count)
-        .unwrap_or(0)
 }
 
 /// The events of the loaded rows, encoded by pg2qdrant's encoder (key, bytes): what the
@@ -141,27 +133,8 @@ async fn main() {
         .unwrap();
     let run_id = std::process::id();
     let prefix = format!("benchk{run_id}");
-    let (admin, conn) = tokio_postgres::connect(&format!("{pg}/postgres"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let _ = admin
-        .execute("SELECT pg_drop_replication_slot('bench_kafka')", &[])
-        .await;
-    admin
-        .batch_execute("DROP DATABASE IF EXISTS bench_kafka WITH (FORCE)")
-        .await
-        .unwrap();
-    admin
-        .batch_execute("CREATE DATABASE bench_kafka")
-        .await
-        .unwrap();
-    let url = format!("{pg}/bench_kafka");
-    let (db, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    db.batch_execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[])")
-        .await
-        .unwrap();
+    let admin = docs::admin(&pg).await;
+    let (url, db) = docs::fresh(&admin, &pg, "bench_kafka", &["bench_kafka"]).await;
     let config = |collection: &str, group: &str, direct: bool| {
         let text = format!(
             "[source]\nurl = \"{url}\"\nslot = \"bench_kafka\"\npublication = \"bench_kafka\"\nsnapshot = \"never\"\nformat = \"binary\"\n\
@@ -181,18 +154,7 @@ async fn main() {
     pg2qdrant::app::prepare(&publish_cfg).await.unwrap();
 
     eprintln!("loading {rows} rows ...");
-    let mut start = 1;
-    while start <= rows {
-        let end = (start + 999).min(rows);
-        db.batch_execute(&format!(
-            "INSERT INTO docs SELECT g, 'title ' || g, g % 100, \
-             ARRAY(SELECT ((g * 31 + j * 7) % 1000)::real / 1000 FROM generate_series(0, {}) j) FROM generate_series({start}, {end}) g",
-            DIM - 1
-        ))
-        .await
-        .unwrap();
-        start = end + 1;
-    }
+    docs::load(&db, rows).await;
     let end_lsn: i64 = db
         .query_one("SELECT (pg_current_wal_lsn() - '0/0')::bigint", &[])
         .await
@@ -302,19 +264,7 @@ async fn main() {
     )
     .await
     .unwrap();
-    let points: Vec<PointStruct> = (1..=rows)
-        .map(|i| {
-            let payload = Payload::try_from(
-                serde_json::json!({"id": i, "title": format!("title {i}"), "n": i % 100,
-                "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": i}}),
-            )
-            .unwrap();
-            let v: Vec<f32> = (0..DIM)
-                .map(|j| ((i as usize * 31 + j * 7) % 1000) as f32 / 1000.0)
-                .collect();
-            PointStruct::new(i as u64, v, payload)
-        })
-        .collect();
+    let points = docs::points(rows);
     let sampling = sampler(&url, &qdrant_pid).await;
     let t = Instant::now();
     for chunk in points.chunks(batch) {
