@@ -166,27 +166,43 @@ async fn set_up(
     }
     let client = qdrant::client(&cfg.qdrant)?;
     let state = StateFile::new(&cfg.checkpoint.snapshot_path());
-    let copied = state.load()?;
-    for (i, t) in cfg.tables.iter().enumerate() {
-        let first_copy = cfg.source.snapshot != SnapshotMode::Never
-            && !copied.tables.contains_key(&names[i].to_string());
-        if collections::ensure(&client, i, t, first_copy).await? == Ensured::CreatedForBulk {
-            // Qdrant's bulk-upload practice: build no vector index while the copy fills the
-            // collection; `snapshot::bulk` restores the threshold afterwards. Recorded first.
-            let threshold = collections::indexing_threshold(&client, &t.collection).await?;
-            state.record_bulk(&t.collection, threshold)?;
-            collections::set_indexing_threshold(&client, &t.collection, 0).await?;
-            tracing::info!(collection = %t.collection, restore_to_kb = threshold, "bulk load: vector indexing deferred until the first copy is done");
-        }
-        if compiled[i].chunked() {
-            collections::ensure_chunk_indexes(&client, &t.collection, &compiled[i].key).await?;
-        }
-    }
+    ensure_collections(&client, cfg, &compiled, Some(&state)).await?;
     crate::rebuild::attach_shadows(cfg, current, &catalog, &client, &mut compiled).await?;
     Ok((
         compiled.into_iter().map(|m| (m.table.clone(), m)).collect(),
         binary,
     ))
+}
+
+/// Creates the tables' missing collections and the payload indexes chunked tables need. With
+/// the copy state (`run`), a collection created for a table's first copy is bulk-loaded: no
+/// vector index until the copy is done (`snapshot::bulk`); without (`apply`), never.
+pub async fn ensure_collections(
+    client: &qdrant_client::Qdrant,
+    cfg: &Config,
+    compiled: &[TableMapping],
+    copies: Option<&StateFile>,
+) -> Result<(), Error> {
+    let copied = copies.map(|s| s.load()).transpose()?;
+    for (i, t) in cfg.tables.iter().enumerate() {
+        let first_copy = copied.as_ref().is_some_and(|c| {
+            cfg.source.snapshot != SnapshotMode::Never
+                && !c.tables.contains_key(&compiled[i].table.to_string())
+        });
+        let ensured = collections::ensure(client, i, t, first_copy).await?;
+        if let (Ensured::CreatedForBulk, Some(state)) = (ensured, copies) {
+            // Qdrant's bulk-upload practice: build no vector index while the copy fills the
+            // collection; `snapshot::bulk` restores the threshold afterwards. Recorded first.
+            let threshold = collections::indexing_threshold(client, &t.collection).await?;
+            state.record_bulk(&t.collection, threshold)?;
+            collections::set_indexing_threshold(client, &t.collection, 0).await?;
+            tracing::info!(collection = %t.collection, restore_to_kb = threshold, "bulk load: vector indexing deferred until the first copy is done");
+        }
+        if compiled[i].chunked() {
+            collections::ensure_chunk_indexes(client, &t.collection, &compiled[i].key).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Serves `/metrics` and `/healthz` on `metrics.addr` (unless empty) until `shutdown`.

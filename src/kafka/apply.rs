@@ -37,7 +37,7 @@ use crate::event::{Op, TableName};
 use crate::metrics::names;
 use crate::pipeline::assemble::{Batch, Mappings};
 use crate::pipeline::writer::{Pending, SourceReads, Writer};
-use crate::sink::qdrant::{self, collections, QdrantSink};
+use crate::sink::qdrant::{self, QdrantSink};
 use crate::source::catalog::Catalog;
 use prost::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -156,13 +156,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
 async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
     let catalog = Catalog::connect(&cfg.source).await?;
     let compiled = crate::app::compile(&catalog, &cfg.tables, &cfg.embedders).await?;
-    let client = qdrant::client(&cfg.qdrant)?;
-    for (i, t) in cfg.tables.iter().enumerate() {
-        collections::ensure(&client, i, t, false).await?;
-        if compiled[i].chunked() {
-            collections::ensure_chunk_indexes(&client, &t.collection, &compiled[i].key).await?;
-        }
-    }
+    crate::app::ensure_collections(&qdrant::client(&cfg.qdrant)?, cfg, &compiled, None).await?;
     Ok(compiled.into_iter().map(|m| (m.table.clone(), m)).collect())
 }
 
