@@ -64,14 +64,7 @@ async fn settle(q: &Qdrant) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rows: i64 = std::env::var("BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let batch: usize = std::env::var("BENCH_BATCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+    let (rows, batch) = docs::rows_and_batch(100_000);
     let pg = env("PG2QDRANT_TEST_PG");
     let qurl = env("PG2QDRANT_TEST_QDRANT_GRPC");
     let work = std::path::PathBuf::from(env("PG2QDRANT_TEST_WORK")).join("bench");
@@ -81,11 +74,7 @@ async fn main() {
     .map(|p| p.trim().to_owned())
     .unwrap_or_default();
     std::fs::create_dir_all(&work).unwrap();
-    let q = Qdrant::from_url(&qurl)
-        .skip_compatibility_check()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let q = docs::qdrant(&qurl);
     if std::env::var("BENCH_ONLY").as_deref() == Ok("latency") {
         println!("{}", latency(&q, &pg, &qurl, &work).await);
         return;

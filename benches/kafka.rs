@@ -22,7 +22,6 @@ use pg2qdrant::config::parse;
 use qdrant_client::qdrant::{
     CreateCollectionBuilder, Distance, UpsertPointsBuilder, VectorParamsBuilder,
 };
-use qdrant_client::Qdrant;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
@@ -111,14 +110,7 @@ async fn events(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rows: i64 = std::env::var("BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5_000);
-    let batch: usize = std::env::var("BENCH_BATCH")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+    let (rows, batch) = docs::rows_and_batch(5_000);
     let pg = env("PG2QDRANT_TEST_PG");
     let qurl = env("PG2QDRANT_TEST_QDRANT_GRPC");
     let brokers = env("PG2QDRANT_TEST_KAFKA");
@@ -126,11 +118,7 @@ async fn main() {
     std::fs::create_dir_all(&work).unwrap();
     let qdrant_pid = pid_of("qdrant/qdrant.pid");
     let broker_pid = pid_of("kafka/tansu.pid");
-    let q = Qdrant::from_url(&qurl)
-        .skip_compatibility_check()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let q = docs::qdrant(&qurl);
     let run_id = std::process::id();
     let prefix = format!("benchk{run_id}");
     let admin = docs::admin(&pg).await;

@@ -7,6 +7,24 @@ use tokio_postgres::{Client, NoTls};
 
 pub const DIM: usize = 384;
 
+/// `BENCH_ROWS` (else `rows`) and `BENCH_BATCH` (else 256).
+pub fn rows_and_batch(rows: i64) -> (i64, usize) {
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    (
+        var("BENCH_ROWS").map_or(rows, |v: u64| v as i64),
+        var("BENCH_BATCH").map_or(256, |v: u64| v as usize),
+    )
+}
+
+/// A Qdrant client patient enough for bulk phases.
+pub fn qdrant(url: &str) -> Qdrant {
+    Qdrant::from_url(url)
+        .skip_compatibility_check()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
 /// Row `i`'s vector, as `load` writes it.
 pub fn vector(i: i64) -> Vec<f32> {
     (0..DIM)
