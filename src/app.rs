@@ -28,8 +28,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Batches queued between the replication loop and the writer (bounds memory).
 const WRITER_QUEUE: usize = 4;
-/// How often replication lag is sampled.
-const LAG_EVERY: Duration = Duration::from_secs(5);
 
 /// Compiles the `[[tables]]` against the database: key columns (configured, else the primary
 /// key), the database's types; and refuses two tables whose point ids can collide in one collection.
@@ -205,19 +203,29 @@ pub async fn ensure_collections(
     Ok(())
 }
 
-/// Serves `/metrics` and `/healthz` on `metrics.addr` (unless empty) until `shutdown`.
-pub async fn serve_metrics(cfg: &Config, shutdown: &CancellationToken) -> Result<(), Error> {
+/// Serves `/metrics`, `/healthz` and `/readyz` on `metrics.addr` (unless empty) until
+/// `shutdown`; `mode` labels the build info.
+pub async fn serve_metrics(
+    cfg: &Config,
+    shutdown: &CancellationToken,
+    health: Arc<crate::health::Health>,
+    mode: &'static str,
+) -> Result<(), Error> {
     let handle = crate::metrics::server::install();
+    metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "mode" => mode)
+        .set(1.0);
+    crate::metrics::series::register(cfg, mode);
     if !cfg.metrics.addr.is_empty() {
-        let addr = crate::metrics::server::serve(&cfg.metrics.addr, handle, shutdown.clone())
-            .await
-            .map_err(|e| {
-                Error::config(
-                    "metrics.addr",
-                    format!("cannot listen on {}: {e}", cfg.metrics.addr),
-                )
-            })?;
-        tracing::info!(%addr, "serving /metrics and /healthz");
+        let addr =
+            crate::metrics::server::serve(&cfg.metrics.addr, handle, health, shutdown.clone())
+                .await
+                .map_err(|e| {
+                    Error::config(
+                        "metrics.addr",
+                        format!("cannot listen on {}: {e}", cfg.metrics.addr),
+                    )
+                })?;
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
     Ok(())
 }
@@ -225,7 +233,15 @@ pub async fn serve_metrics(cfg: &Config, shutdown: &CancellationToken) -> Result
 /// Runs the connector until `shutdown` is cancelled (Ok), `snapshot = initial_only` finished
 /// its copies (Ok), or a definite error stops it.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    serve_metrics(&cfg, &shutdown).await?;
+    let mut components = vec!["stream", "postgres", "slot"];
+    if cfg.qdrant.direct {
+        components.push("qdrant");
+    }
+    if cfg.kafka.is_some() {
+        components.push("kafka");
+    }
+    let health = crate::health::Health::new(&components);
+    serve_metrics(&cfg, &shutdown, health.clone(), "run").await?;
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let checkpoint = FileCheckpoint::open(&cfg.checkpoint.path)?;
     let stored = checkpoint.load()?;
@@ -311,12 +327,28 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         shutdown: writer_stop.clone(),
         publisher,
         direct,
+        health: health.clone(),
     };
-    let progress = crate::pipeline::writer::Progress::new(Box::new(checkpoint), durable_tx);
+    if cfg.kafka.is_some() {
+        // The producer connected and the topics exist (`publishing`).
+        health.up("kafka");
+    }
+    let lag = Arc::new(crate::pipeline::lag::LagClock::default());
+    let progress = crate::pipeline::writer::Progress::new(Box::new(checkpoint), durable_tx)
+        .with_lag(lag.clone());
     let writer = tokio::spawn(writer.run(rx, progress));
-    tokio::spawn(lag_sampler(
-        cfg.clone(),
-        durable_rx.clone(),
+    tokio::spawn(
+        crate::pipeline::sampler::Sampler {
+            cfg: cfg.clone(),
+            durable: durable_rx.clone(),
+            lag: lag.clone(),
+            health: health.clone(),
+            qdrant: direct.then(|| qdrant::client(&cfg.qdrant)).transpose()?,
+        }
+        .run(shutdown.clone()),
+    );
+    tokio::spawn(crate::pipeline::heartbeat::run(
+        cfg.source.clone(),
         shutdown.clone(),
     ));
     let copies_stop = shutdown.child_token();
@@ -364,6 +396,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         dead_letter,
         max_backoff,
         shutdown: shutdown.clone(),
+        lag,
+        health,
     };
     let ended = replicator.run().await;
     copies_stop.cancel();
@@ -376,17 +410,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         durable: durable_rx,
         ..
     } = replicator;
+    // From here the writer's retries get the grace, no more (its sink may be down).
+    writer_stop.cancel();
     if ended.outcome.is_ok() {
         if let Some(b) = assembler.take() {
             crate::pipeline::embedding::count_waiting(
                 &crate::pipeline::embedding::waiting(&b.ops),
                 1.0,
             );
-            let _ = tx.send(b).await;
+            // No room within the grace: the writer is stuck; the batch is replayed next start.
+            let _ = tokio::time::timeout(crate::pipeline::writer::SHUTDOWN_GRACE, tx.send(b)).await;
         }
     }
     drop(tx);
-    writer_stop.cancel();
     let writer_result = if ended.writer_done {
         Ok(())
     } else {
@@ -442,29 +478,4 @@ async fn publishing(
     .await?;
     tracing::info!(topics = ?names, direct = cfg.qdrant.direct, "publishing change events to Kafka");
     Ok((Some(Arc::new(topics)), Some(Arc::new(publisher))))
-}
-
-/// Samples `pg_current_wal_lsn() - durable` into the lag gauge, and exports the last verify.
-async fn lag_sampler(cfg: Config, durable: watch::Receiver<Lsn>, shutdown: CancellationToken) {
-    let mut catalog: Option<Catalog> = None;
-    let mut verified = None;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(LAG_EVERY) => {}
-        }
-        crate::verify::export_last(&cfg, &mut verified);
-        if catalog.is_none() {
-            catalog = Catalog::connect(&cfg.source).await.ok();
-        }
-        let Some(c) = &catalog else { continue };
-        match c.current_wal_lsn().await {
-            Ok(now) => {
-                let acked = *durable.borrow();
-                metrics::gauge!(names::REPLICATION_LAG_BYTES)
-                    .set(now.as_u64().saturating_sub(acked.as_u64()) as f64);
-            }
-            Err(_) => catalog = None,
-        }
-    }
 }

@@ -318,7 +318,22 @@ where
     let mut backoff = Backoff::new(max);
     let mut stop_by: Option<tokio::time::Instant> = None;
     loop {
-        match f().await {
+        // An attempt in flight (a request to a server that does not answer) is cut short too:
+        // a stop waits the grace for it, no longer.
+        let attempt = f();
+        let known = stop_by;
+        let stop = async {
+            shutdown.cancelled().await;
+            if !grace.is_zero() {
+                let deadline = known.unwrap_or_else(|| tokio::time::Instant::now() + grace);
+                tokio::time::sleep_until(deadline).await;
+            }
+        };
+        let outcome = tokio::select! {
+            r = attempt => r,
+            _ = stop => return Err(Error::Shutdown),
+        };
+        match outcome {
             Ok(v) => return Ok(v),
             Err(e) if e.disposition() == Disposition::Transient => {
                 // The other side's `Retry-After`, up to the backoff cap, if longer than ours.

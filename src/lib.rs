@@ -27,6 +27,7 @@ pub mod deadletter;
 pub mod embed;
 pub mod error;
 pub mod event;
+pub mod health;
 pub mod kafka;
 pub mod lsn;
 pub mod mapping;

@@ -326,16 +326,23 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
         doc: d,
         copied: false,
     };
-    sink.write(&[upsert(doc("new", 200, 1, vec![1.0, 0.0]))])
+    let skipped = sink
+        .write(&[upsert(doc("new", 200, 1, vec![1.0, 0.0]))])
         .await
         .unwrap();
-    // Older commit, and same commit with an earlier ordinal: both skipped.
-    sink.write(&[upsert(doc("old", 100, 5, vec![0.0, 1.0]))])
+    assert!(skipped.is_empty(), "a new point is applied: {skipped:?}");
+    // Older commit, and same commit with an earlier ordinal: both skipped, and reported as
+    // skipped (the writer counts them apart from what was applied).
+    let skipped = sink
+        .write(&[upsert(doc("old", 100, 5, vec![0.0, 1.0]))])
         .await
         .unwrap();
-    sink.write(&[upsert(doc("older-seq", 200, 0, vec![0.0, 1.0]))])
+    assert_eq!(skipped, vec![(c.clone(), 1)]);
+    let skipped = sink
+        .write(&[upsert(doc("older-seq", 200, 0, vec![0.0, 1.0]))])
         .await
         .unwrap();
+    assert_eq!(skipped, vec![(c.clone(), 1)]);
     sink.write(&[Op::Delete {
         collection: c.clone(),
         key: PointKey::Num(9),
@@ -352,9 +359,11 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
     assert_eq!(p.payload["title"], json!("new"));
     assert_eq!(p.vector, Some(vec![1.0, 0.0]));
     // A newer change does apply.
-    sink.write(&[upsert(doc("newer", 300, 0, vec![0.0, 1.0]))])
+    let skipped = sink
+        .write(&[upsert(doc("newer", 300, 0, vec![0.0, 1.0]))])
         .await
         .unwrap();
+    assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(
         point("t_fence", 9).await.unwrap().payload["title"],
         json!("newer")

@@ -88,6 +88,14 @@ pub fn apply_env(
                 }
             }
             "source.snapshot_on_slot_loss" => cfg.source.snapshot_on_slot_loss = boolean(&value)?,
+            "source.heartbeat_ms" => cfg.source.heartbeat_ms = num(&value)?,
+            "log.format" => {
+                cfg.log.format = match value.as_str() {
+                    "text" => crate::config::LogFormat::Text,
+                    "json" => crate::config::LogFormat::Json,
+                    _ => return Err(bad("expected text or json")),
+                }
+            }
             "source.snapshot_workers" => cfg.source.snapshot_workers = Some(num(&value)? as usize),
             "source.snapshot_chunk_pages" => {
                 cfg.source.snapshot_chunk_pages =

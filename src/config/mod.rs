@@ -42,6 +42,8 @@ pub struct Config {
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
     pub embedders: Vec<EmbedderConfig>,
     #[serde(default)]
     pub tables: Vec<TableConfig>,
@@ -198,6 +200,11 @@ pub struct SourceConfig {
     /// Value format on the stream and in the copy: `auto` (default), `text`, `binary`.
     #[serde(default)]
     pub format: Format,
+    /// How often a heartbeat (a logical message) is written into the WAL, milliseconds; 0 turns
+    /// it off. It keeps lag in seconds true and the slot advancing while the watched tables are
+    /// idle and others are busy.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
 }
 
 impl SourceConfig {
@@ -327,6 +334,25 @@ impl Default for MetricsConfig {
             addr: default_metrics_addr(),
         }
     }
+}
+
+/// `[log]`: how log lines are written (to stderr). `PG2QDRANT_LOG` sets the level filter
+/// (`info` by default, e.g. `pg2qdrant=debug`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, message, fields).
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -562,6 +588,10 @@ fn default_embed_batch_size() -> usize {
 fn default_embed_timeout_ms() -> u64 {
     30_000
 }
+fn default_heartbeat_ms() -> u64 {
+    10_000
+}
+
 fn default_status_interval_ms() -> u64 {
     DEFAULT_STATUS_INTERVAL_MS
 }

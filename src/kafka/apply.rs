@@ -66,7 +66,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             "pg2qdrant apply consumes change events: add a [kafka] section with brokers".to_owned(),
         ));
     };
-    crate::app::serve_metrics(&cfg, &shutdown).await?;
+    let health = crate::health::Health::new(&["kafka", "qdrant"]);
+    crate::app::serve_metrics(&cfg, &shutdown, health.clone(), "apply").await?;
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let mappings = match retry_transient(
         "apply set-up",
@@ -80,6 +81,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         Err(Error::Shutdown) => return Ok(()),
         other => Arc::new(other?),
     };
+    health.up("qdrant");
     let topics = Topics::new(&kafka, mappings.keys());
     let mut names: Vec<String> = topics.all().iter().map(|t| t.to_string()).collect();
     // The applier may start before the connector created them.
@@ -121,6 +123,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         shutdown: shutdown.clone(),
         publisher: None,
         direct: true,
+        health: health.clone(),
     };
     let consumer = Arc::new(client::consumer(&kafka)?);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -128,6 +131,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         .subscribe(&refs)
         .map_err(Error::kafka("subscribing to the tables' topics"))?;
     tracing::info!(topics = ?names, group = %kafka.group_id, "applying change events");
+    health.up("kafka");
     tokio::spawn(lag_sampler(consumer.clone(), shutdown.clone()));
     let applier = Applier {
         consumer,
@@ -140,6 +144,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         linger: Duration::from_millis(cfg.qdrant.linger_ms),
         max_backoff,
         shutdown,
+        health,
     };
     let result = match applier.run().await {
         Err(Error::Shutdown) => Ok(()),
@@ -171,6 +176,7 @@ struct Applier {
     linger: Duration,
     max_backoff: Duration,
     shutdown: CancellationToken,
+    health: Arc<crate::health::Health>,
 }
 
 /// Messages taken since the last commit.
@@ -200,6 +206,7 @@ impl Applier {
                         return Err(e);
                     }
                     tracing::warn!(error = %e, "consumer error; retrying");
+                    self.health.down("kafka", e.to_string());
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -208,6 +215,7 @@ impl Applier {
                 }
             }
             backoff.reset();
+            self.health.up("kafka");
             let deadline = tokio::time::Instant::now() + self.linger;
             while taken.messages < self.batch_size && taken.ops.len() < self.batch_size {
                 match tokio::time::timeout_at(deadline, self.consumer.recv()).await {

@@ -1,13 +1,39 @@
 //! The metrics catalogue: every name the binary exports, described once at start-up.
 //! Labels are table / collection / op, never a key (cardinality).
 
+pub mod series;
 pub mod server;
 
 pub mod names {
     /// Changes decoded from the slot, by `table` and `op` (insert, update, delete, truncate).
     pub const CHANGES_RECEIVED: &str = "pg2qdrant_changes_received_total";
-    /// Sink operations made durable, by `collection` and `op` (upsert, merge, delete, truncate).
+    /// Sink operations made durable, by `collection` and `op` (upsert, merge, delete, truncate);
+    /// upserts the fence skipped are not counted here but in [`CHANGES_SKIPPED`].
     pub const CHANGES_APPLIED: &str = "pg2qdrant_changes_applied_total";
+    /// Upserts left out because the point already held that change or a later one (a replay
+    /// after a restart, a copied row older than the stream's), by `collection`.
+    pub const CHANGES_SKIPPED: &str = "pg2qdrant_changes_skipped_total";
+    /// Transactions read from the slot (commits; the heartbeat's included).
+    pub const TRANSACTIONS: &str = "pg2qdrant_transactions_total";
+    /// Age of the oldest transaction read and not yet durable in every sink; 0 when caught up.
+    pub const LAG_SECONDS: &str = "pg2qdrant_lag_seconds";
+    /// Per transaction: seconds from its commit in PostgreSQL to durable in every sink.
+    pub const COMMIT_TO_DURABLE: &str = "pg2qdrant_commit_to_durable_seconds";
+    /// The slot's `wal_status` (reserved, extended, unreserved, lost): 1 for the current one.
+    pub const SLOT_WAL_STATUS: &str = "pg2qdrant_slot_wal_status";
+    /// The slot's `safe_wal_size`: WAL bytes that can still be written before the slot is lost
+    /// (-1: no limit, `max_slot_wal_keep_size = -1`).
+    pub const SLOT_SAFE_WAL_SIZE: &str = "pg2qdrant_slot_safe_wal_size_bytes";
+    /// WAL the slot holds on the server's disk (`pg_current_wal_lsn() - restart_lsn`).
+    pub const SLOT_RETAINED_WAL: &str = "pg2qdrant_slot_retained_wal_bytes";
+    /// Heartbeat messages written into the WAL.
+    pub const HEARTBEATS: &str = "pg2qdrant_heartbeats_total";
+    /// 1 when the `component` (stream, postgres, slot, qdrant, kafka) is reachable and working.
+    pub const UP: &str = "pg2qdrant_up";
+    /// 1 when `/readyz` answers ready.
+    pub const READY: &str = "pg2qdrant_ready";
+    /// Always 1, labelled with the `version` and `mode` (run, apply).
+    pub const BUILD_INFO: &str = "pg2qdrant_build_info";
     /// Rows written to the dead-letter file, by `table`.
     pub const DEAD_LETTERED: &str = "pg2qdrant_dead_lettered_total";
     /// Ops per write batch.
@@ -83,7 +109,43 @@ pub fn describe() {
         CHANGES_RECEIVED,
         "Changes decoded from the replication slot"
     );
-    describe_counter!(CHANGES_APPLIED, "Sink operations made durable");
+    describe_counter!(
+        CHANGES_APPLIED,
+        "Sink operations made durable (fence skips not included)"
+    );
+    describe_counter!(
+        CHANGES_SKIPPED,
+        "Upserts left out: the point already held that change or a later one"
+    );
+    describe_counter!(TRANSACTIONS, "Transactions read from the slot");
+    describe_gauge!(
+        LAG_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest transaction read and not yet durable in every sink (0: caught up)"
+    );
+    describe_histogram!(
+        COMMIT_TO_DURABLE,
+        Unit::Seconds,
+        "Per transaction, from its commit in PostgreSQL to durable in every sink"
+    );
+    describe_gauge!(
+        SLOT_WAL_STATUS,
+        "The slot's wal_status: 1 for the current one (reserved, extended, unreserved, lost)"
+    );
+    describe_gauge!(
+        SLOT_SAFE_WAL_SIZE,
+        Unit::Bytes,
+        "WAL that can still be written before the slot is lost (-1: no limit)"
+    );
+    describe_gauge!(
+        SLOT_RETAINED_WAL,
+        Unit::Bytes,
+        "WAL the slot holds on the server (current position - restart_lsn)"
+    );
+    describe_counter!(HEARTBEATS, "Heartbeat messages written into the WAL");
+    describe_gauge!(UP, "1 when the component is reachable and working");
+    describe_gauge!(READY, "1 when /readyz answers ready");
+    describe_gauge!(BUILD_INFO, "Always 1; labels carry the version and mode");
     describe_counter!(
         DEAD_LETTERED,
         "Rows that could not be mapped and went to the dead-letter file"

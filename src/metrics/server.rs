@@ -1,5 +1,9 @@
-//! `/metrics` (Prometheus text) and `/healthz` on `[metrics] addr`. A deliberately tiny HTTP/1.1
-//! responder: two GET routes do not justify an HTTP framework's build time.
+//! `/metrics` (Prometheus text), `/healthz` and `/readyz` on `[metrics] addr`. A deliberately
+//! tiny HTTP/1.1 responder: three GET routes do not justify an HTTP framework's build time.
+//!
+//! - `/healthz`: 200 while the process serves requests (liveness).
+//! - `/readyz`: 200 `ready` when every component of the mode is up (see `health`), else 503
+//!   with one line per component that is not, and why.
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -17,6 +21,9 @@ pub fn install() -> PrometheusHandle {
             const LATENCY: &[f64] = &[
                 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ];
+            const LAG: &[f64] = &[
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+            ];
             const SIZES: &[f64] = &[1.0, 8.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0];
             // Real histograms (buckets), not summaries: they aggregate across instances.
             let handle = [
@@ -25,6 +32,7 @@ pub fn install() -> PrometheusHandle {
                 (names::EMBED_LATENCY, LATENCY),
                 (names::KAFKA_DELIVERY_LATENCY, LATENCY),
                 (names::EMBED_BATCH, SIZES),
+                (names::COMMIT_TO_DURABLE, LAG),
             ]
             .into_iter()
             .try_fold(PrometheusBuilder::new(), |b, (name, buckets)| {
@@ -46,6 +54,7 @@ pub fn install() -> PrometheusHandle {
 pub async fn serve(
     addr: &str,
     handle: PrometheusHandle,
+    health: std::sync::Arc<crate::health::Health>,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::net::SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -59,6 +68,7 @@ pub async fn serve(
                 accepted = listener.accept() => {
                     let Ok((mut sock, _)) = accepted else { continue };
                     let handle = handle.clone();
+                    let health = health.clone();
                     tokio::spawn(async move {
                         let mut buf = [0u8; 1024];
                         let n = sock.read(&mut buf).await.unwrap_or(0);
@@ -66,7 +76,14 @@ pub async fn serve(
                         let path = req.split_whitespace().nth(1).unwrap_or("/");
                         let (status, body) = match path {
                             "/metrics" => ("200 OK", handle.render()),
-                            "/healthz" | "/readyz" => ("200 OK", "ok\n".to_owned()),
+                            "/healthz" => ("200 OK", "ok\n".to_owned()),
+                            "/readyz" => match health.ready() {
+                                Ok(()) => ("200 OK", "ready\n".to_owned()),
+                                Err(down) => (
+                                    "503 Service Unavailable",
+                                    format!("not ready\n{}\n", down.join("\n")),
+                                ),
+                            },
                             _ => ("404 Not Found", "not found\n".to_owned()),
                         };
                         let resp = format!(

@@ -2,5 +2,8 @@
 
 pub mod assemble;
 pub mod embedding;
+pub mod heartbeat;
+pub mod lag;
 pub mod replicate;
+pub mod sampler;
 pub mod writer;

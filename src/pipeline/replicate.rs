@@ -35,6 +35,10 @@ pub struct Replicator {
     pub dead_letter: Arc<Mutex<DeadLetter>>,
     pub max_backoff: Duration,
     pub shutdown: CancellationToken,
+    /// Commits read, for the end-to-end lag (`pipeline::lag`).
+    pub lag: Arc<super::lag::LagClock>,
+    /// `stream`: up while the slot's stream is open (`/readyz`).
+    pub health: Arc<crate::health::Health>,
 }
 
 /// How the loop ended.
@@ -71,6 +75,7 @@ impl Replicator {
             let c = match stream::connect(&self.source, from, self.binary).await {
                 Ok(c) => c,
                 Err(e) if e.disposition() == Disposition::Transient => {
+                    self.health.down("stream", e.to_string());
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), retry_in_ms = delay.as_millis() as u64, "replication connect failed; retrying");
                     tokio::select! {
@@ -78,9 +83,13 @@ impl Replicator {
                         _ = tokio::time::sleep(delay) => continue,
                     }
                 }
-                Err(e) => break (Err(e), false),
+                Err(e) => {
+                    self.health.down("stream", e.to_string());
+                    break (Err(e), false);
+                }
             };
             metrics::counter!(names::REPLICATION_CONNECTS).increment(1);
+            self.health.up("stream");
             tracing::info!(from = %from, format = if self.binary { "binary" } else { "text" }, "replication stream open");
             let c = client.insert(c);
             c.update_applied_lsn(from);
@@ -88,6 +97,7 @@ impl Replicator {
                 Stop::Exit(outcome, writer_done) => break (outcome, writer_done),
                 Stop::Reconnect => {}
             }
+            self.health.down("stream", "reconnecting");
             self.assembler.reset_stream();
             if let Some(mut c) = client.take() {
                 c.abort();
@@ -107,8 +117,15 @@ impl Replicator {
     async fn send(&mut self, batch: Batch) -> Option<Stop> {
         self.pending.sent();
         super::embedding::count_waiting(&super::embedding::waiting(&batch.ops), 1.0);
-        if self.batches.send(batch).await.is_err() {
-            return Some(Stop::Exit(writer_ended((&mut self.writer).await), true));
+        // The writer may be stuck behind a sink that is down: a stop must not wait for room.
+        tokio::select! {
+            sent = self.batches.send(batch) => if sent.is_err() {
+                return Some(Stop::Exit(writer_ended((&mut self.writer).await), true));
+            },
+            _ = self.shutdown.cancelled() => {
+                // Not handed over, so not acknowledged: the next start replays it.
+                return Some(Stop::Exit(Ok(()), false));
+            }
         }
         None
     }
@@ -166,7 +183,11 @@ impl Replicator {
                             Err(e @ Error::TextNeeded { .. }) => return self.text_needed(e),
                             Err(e) => return Stop::Exit(Err(e), false),
                         },
-                        ReplicationEvent::Commit { end_lsn, .. } => self.assembler.commit(end_lsn),
+                        ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
+                            self.lag.committed(end_lsn, commit_time_micros);
+                            metrics::counter!(names::TRANSACTIONS).increment(1);
+                            self.assembler.commit(end_lsn)
+                        }
                         ReplicationEvent::KeepAlive { wal_end, .. } => self.assembler.keepalive(wal_end),
                         ReplicationEvent::Message { prefix, content, .. } if prefix == PREFIX => {
                             match self.control(&content) {

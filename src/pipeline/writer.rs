@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 /// How often the checkpoint file is rewritten at most (the slot is fed continuously).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// How long a write is still retried after shutdown was requested.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Writer<S: Sink> {
     pub sink: Arc<S>,
@@ -52,6 +52,9 @@ pub struct Writer<S: Sink> {
     pub publisher: Option<Arc<crate::kafka::publish::Publisher>>,
     /// Whether ops are written to Qdrant (`qdrant.direct`).
     pub direct: bool,
+    /// Where the sinks' state goes for `/readyz` (`qdrant`, `kafka`: down while a write fails
+    /// transiently, up once one succeeds).
+    pub health: Arc<crate::health::Health>,
 }
 
 /// The connection TOAST merges read rows with, opened on first use.
@@ -105,6 +108,7 @@ pub struct Progress {
     pub durable: watch::Sender<Lsn>,
     last_store: Instant,
     pending: Option<Lsn>,
+    lag: Option<Arc<super::lag::LagClock>>,
 }
 
 impl Progress {
@@ -114,7 +118,14 @@ impl Progress {
             durable,
             last_store: Instant::now() - CHECKPOINT_EVERY,
             pending: None,
+            lag: None,
         }
+    }
+
+    /// Durable progress also ends the end-to-end lag of the commits it covers.
+    pub fn with_lag(mut self, lag: Arc<super::lag::LagClock>) -> Self {
+        self.lag = Some(lag);
+        self
     }
 
     /// Everything up to `ack` is durable (called in batch order).
@@ -128,6 +139,9 @@ impl Progress {
             moved
         });
         metrics::gauge!(names::LAST_ACKED_LSN).set(lsn.as_u64() as f64);
+        if let Some(lag) = &self.lag {
+            lag.durable(lsn);
+        }
         self.pending = Some(lsn);
         if self.last_store.elapsed() >= CHECKPOINT_EVERY {
             self.flush()?;
@@ -247,7 +261,7 @@ impl<S: Sink> Writer<S> {
         // The merges below may become other ops: the gauge goes down by what went up.
         let waiting = super::embedding::waiting(&ops);
         let mut ops = if ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
-            self.retry(|| self.resolve_merges(catalog, ops.clone()))
+            self.retry_for("postgres", || self.resolve_merges(catalog, ops.clone()))
                 .await?
         } else {
             ops
@@ -258,7 +272,7 @@ impl<S: Sink> Writer<S> {
                 .await?;
             // Kept across retries: a transient failure does not pay again for what was embedded.
             let done = std::sync::Mutex::new(super::embedding::Computed::default());
-            self.retry(|| self.embedders.compute(&ops, &stored, &done))
+            self.retry_for("embedder", || self.embedders.compute(&ops, &stored, &done))
                 .await?;
             let computed = done.into_inner().expect("computed lock");
             let failed = self.embedders.apply(&mut ops, computed);
@@ -268,7 +282,7 @@ impl<S: Sink> Writer<S> {
             }
         }
         super::embedding::count_waiting(&waiting, -1.0);
-        self.write(&ops).await?;
+        let skipped = self.write(&ops).await?;
         tracing::debug!(ops = ops.len(), "ops durable");
         metrics::histogram!(names::BATCH_SIZE).record(ops.len() as f64);
         metrics::histogram!(names::WRITE_LATENCY).record(started.elapsed().as_secs_f64());
@@ -283,6 +297,16 @@ impl<S: Sink> Writer<S> {
                 None => applied.push((op.collection(), op.kind(), 1)),
             }
         }
+        for (collection, n) in &skipped {
+            metrics::counter!(names::CHANGES_SKIPPED, "collection" => collection.to_string())
+                .increment(*n);
+            if let Some(entry) = applied
+                .iter_mut()
+                .find(|(c, k, _)| *c == collection && *k == "upsert")
+            {
+                entry.2 = entry.2.saturating_sub(*n);
+            }
+        }
         for (collection, kind, n) in applied {
             metrics::counter!(names::CHANGES_APPLIED, "collection" => collection.to_string(), "op" => kind).increment(n);
         }
@@ -290,17 +314,19 @@ impl<S: Sink> Writer<S> {
     }
 
     /// Writes a batch; transient errors are retried, a definite one falls back to op by op.
-    async fn write(&self, ops: &[Op]) -> Result<(), Error> {
+    /// Returns the upserts the fence skipped.
+    async fn write(&self, ops: &[Op]) -> Result<crate::sink::Skipped, Error> {
         match self.retry(|| self.sink.write(ops)).await {
-            Ok(()) => Ok(()),
+            Ok(skipped) => Ok(skipped),
             Err(e) if e.disposition() == Disposition::Definite && !matches!(e, Error::Shutdown) => {
                 tracing::warn!(error = %e, ops = ops.len(), "batch refused; writing op by op to isolate the bad one");
+                let mut skipped = crate::sink::Skipped::new();
                 for op in ops {
                     match self
                         .retry(|| self.sink.write(std::slice::from_ref(op)))
                         .await
                     {
-                        Ok(()) => {}
+                        Ok(s) => skipped.extend(s),
                         Err(e)
                             if e.disposition() == Disposition::Definite
                                 && !matches!(e, Error::Shutdown) =>
@@ -310,7 +336,7 @@ impl<S: Sink> Writer<S> {
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(())
+                Ok(skipped)
             }
             Err(e) => Err(e),
         }
@@ -357,8 +383,13 @@ impl<S: Sink> Writer<S> {
             let attempt = f();
             async move {
                 let r = attempt.await;
-                if matches!(&r, Err(e) if e.disposition() == Disposition::Transient) {
-                    metrics::counter!(names::WRITE_RETRIES, "sink" => sink).increment(1);
+                match &r {
+                    Ok(_) => self.health.up(sink),
+                    Err(e) if e.disposition() == Disposition::Transient => {
+                        metrics::counter!(names::WRITE_RETRIES, "sink" => sink).increment(1);
+                        self.health.down(sink, e.to_string());
+                    }
+                    Err(_) => {}
                 }
                 r
             }

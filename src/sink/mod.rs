@@ -12,11 +12,16 @@ use std::future::Future;
 /// Contract: called by one writer task, one call at a time, batches in commit order. A call
 /// may be repeated (after a transient error) or replayed (after a restart) with ops the sink
 /// already applied: every op must be idempotent and fenced by its position, so replaying old
-/// ops never regresses newer data. `Ok` means every op of the call is durable. Errors are
+/// ops never regresses newer data. `Ok` means every op of the call is durable, and says how many
+/// upserts per collection were left out because their point already held that change or a later
+/// one (the fence skipped them: not counted as applied). Errors are
 /// classified by [`Error::disposition`]: transient ones are retried by the caller with the same
 /// ops; a definite one makes the caller retry op by op and dead-letter what still fails.
+/// Upserts per collection a write left out as superseded (see [`Sink::write`]).
+pub type Skipped = Vec<(std::sync::Arc<str>, u64)>;
+
 pub trait Sink: Send + Sync + 'static {
-    fn write(&self, ops: &[Op]) -> impl Future<Output = Result<(), Error>> + Send;
+    fn write(&self, ops: &[Op]) -> impl Future<Output = Result<Skipped, Error>> + Send;
 
     /// Which of `keys` have no point in `collection` (for TOAST merges that need a full row).
     fn missing(

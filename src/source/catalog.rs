@@ -8,6 +8,17 @@ use crate::lsn::{parse_lsn, Lsn};
 use tokio_postgres::{Client, NoTls};
 
 /// An open catalog connection.
+/// A row of `pg_replication_slots`, as far as health goes.
+#[derive(Debug, Clone)]
+pub struct SlotHealth {
+    /// reserved, extended, unreserved or lost (None before the slot reserved WAL).
+    pub wal_status: Option<String>,
+    /// Bytes that can still be written before the slot is lost (None: no limit).
+    pub safe_wal_size: Option<i64>,
+    /// WAL held on the server for the slot.
+    pub retained: Option<i64>,
+}
+
 pub struct Catalog {
     client: Client,
     /// Type names by oid, looked up once per connection (`fetch_row` casts key values).
@@ -351,6 +362,35 @@ impl Catalog {
             .await
             .map_err(Error::pg("pg_current_wal_lsn"))?;
         parse_lsn(row.get(0)).map_err(|e| Error::prerequisite("pg_current_wal_lsn", e))
+    }
+
+    /// The slot's health as PostgreSQL sees it, or None when the slot does not exist.
+    pub async fn slot_health(&self, slot: &str) -> Result<Option<SlotHealth>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT wal_status, safe_wal_size, \
+                        (pg_current_wal_lsn() - restart_lsn)::int8 \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(Error::pg("read pg_replication_slots"))?;
+        Ok(row.map(|r| SlotHealth {
+            wal_status: r.get(0),
+            safe_wal_size: r.get(1),
+            retained: r.get(2),
+        }))
+    }
+
+    /// Writes a heartbeat into the WAL: a transactional logical message, so the stream gets a
+    /// commit (with its time) even when no watched table changes (`pipeline::heartbeat`).
+    pub async fn heartbeat(&self, prefix: &str) -> Result<(), Error> {
+        self.client
+            .execute("SELECT pg_logical_emit_message(true, $1, '')", &[&prefix])
+            .await
+            .map(drop)
+            .map_err(Error::pg("heartbeat (pg_logical_emit_message)"))
     }
 
     /// The SQL name of a type (cached: the same keys are looked up row after row).

@@ -223,7 +223,7 @@ impl Check<'_> {
             return Ok(());
         }
         if !crate::pipeline::embedding::pending(ops) {
-            return self.sink.write(ops).await;
+            return self.sink.write(ops).await.map(drop);
         }
         let mut ops = ops.to_vec();
         let stored = crate::pipeline::embedding::stored(self.sink, &ops).await?;
@@ -234,7 +234,7 @@ impl Check<'_> {
             tracing::warn!(table = %self.mapping.table, reason = %reason, "repair left out: its text cannot be embedded");
             ops.remove(i);
         }
-        self.sink.write(&ops).await
+        self.sink.write(&ops).await.map(drop)
     }
 }
 

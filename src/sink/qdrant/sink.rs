@@ -193,6 +193,20 @@ fn delete_where(filter: qdrant_client::qdrant::Filter) -> PointsUpdateOperation 
 /// point that exists without a position. Points not in the map did not exist.
 pub type Stored = HashMap<PointKey, Option<Position>>;
 
+/// Upserts [`operations`] leaves out because the stored point already holds their position or
+/// a later one (what the fence would skip).
+fn superseded(ops: &[&Op], stored: &Stored, above: Option<u64>) -> u64 {
+    ops.iter()
+        .filter(|o| match o {
+            Op::Upsert { doc, copied, .. } => {
+                !free(doc.position, *copied, above)
+                    && matches!(stored.get(&doc.key), Some(Some(p)) if *p >= doc.position)
+            }
+            _ => false,
+        })
+        .count() as u64
+}
+
 /// Whether an op of the stream with this position may be written without a fence: above the
 /// collection's newest stored commit LSN at start (`above`), and not a copied row.
 fn free(position: Position, copied: bool, above: Option<u64>) -> bool {
@@ -385,7 +399,8 @@ impl QdrantSink {
 }
 
 impl Sink for QdrantSink {
-    async fn write(&self, ops: &[Op]) -> Result<(), Error> {
+    async fn write(&self, ops: &[Op]) -> Result<crate::sink::Skipped, Error> {
+        let mut skipped = crate::sink::Skipped::new();
         let mut i = 0;
         while i < ops.len() {
             let collection = ops[i].collection().clone();
@@ -401,24 +416,27 @@ impl Sink for QdrantSink {
             let written = async {
                 let stored = self.stored_positions(&collection, &segment, above).await?;
                 let operations = operations(&segment, &stored, above);
-                if operations.is_empty() {
-                    return Ok(());
+                let superseded = superseded(&segment, &stored, above);
+                if !operations.is_empty() {
+                    self.writer
+                        .write(&collection, operations)
+                        .await
+                        .map_err(Error::qdrant(format!(
+                            "write {} ops to collection {collection}",
+                            segment.len()
+                        )))?;
                 }
-                self.writer
-                    .write(&collection, operations)
-                    .await
-                    .map_err(Error::qdrant(format!(
-                        "write {} ops to collection {collection}",
-                        segment.len()
-                    )))
+                Ok::<_, Error>(superseded)
             };
             match written.await {
                 // Dropped meanwhile by the rebuild that retired it.
                 Err(_) if self.is_retired(&collection) => {}
-                other => other?,
+                Ok(0) => {}
+                Ok(n) => skipped.push((collection, n)),
+                Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(skipped)
     }
 
     async fn embedded(

@@ -1,0 +1,96 @@
+//! What is sampled rather than counted, every few seconds while `run` streams: lag in bytes
+//! (the server's WAL position − our acknowledged LSN), lag in seconds (`pipeline::lag`), the
+//! slot's health from `pg_replication_slots`, whether PostgreSQL and Qdrant answer (for
+//! `/readyz`), and the last `verify` report.
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::lsn::Lsn;
+use crate::metrics::names;
+use crate::source::catalog::Catalog;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How often the sampler runs.
+const EVERY: Duration = Duration::from_secs(5);
+/// The `wal_status` values PostgreSQL reports (one gauge series each, so an alert can match).
+const WAL_STATUSES: [&str; 4] = ["reserved", "extended", "unreserved", "lost"];
+
+pub struct Sampler {
+    pub cfg: Config,
+    pub durable: watch::Receiver<Lsn>,
+    pub lag: Arc<super::lag::LagClock>,
+    pub health: Arc<Health>,
+    /// Qdrant's client when `run` writes it directly.
+    pub qdrant: Option<qdrant_client::Qdrant>,
+}
+
+impl Sampler {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut catalog: Option<Catalog> = None;
+        let mut verified = None;
+        loop {
+            crate::verify::export_last(&self.cfg, &mut verified);
+            metrics::gauge!(names::LAG_SECONDS).set(self.lag.seconds_behind());
+            if catalog.is_none() {
+                match Catalog::connect(&self.cfg.source).await {
+                    Ok(c) => catalog = Some(c),
+                    Err(e) => self.health.down("postgres", e.to_string()),
+                }
+            }
+            if let Some(c) = &catalog {
+                if let Err(e) = self.postgres(c).await {
+                    self.health.down("postgres", e.to_string());
+                    catalog = None;
+                }
+            }
+            if let Some(q) = &self.qdrant {
+                match q.health_check().await {
+                    Ok(_) => self.health.up("qdrant"),
+                    Err(e) => self.health.down("qdrant", format!("health check: {e}")),
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(EVERY) => {}
+            }
+        }
+    }
+
+    /// Lag in bytes and the slot's health.
+    async fn postgres(&self, c: &Catalog) -> Result<(), crate::Error> {
+        let now = c.current_wal_lsn().await?;
+        let acked = *self.durable.borrow();
+        metrics::gauge!(names::REPLICATION_LAG_BYTES)
+            .set(now.as_u64().saturating_sub(acked.as_u64()) as f64);
+        self.health.up("postgres");
+        let slot = &self.cfg.source.slot;
+        match c.slot_health(slot).await? {
+            None => self
+                .health
+                .down("slot", format!("replication slot {slot} does not exist")),
+            Some(s) => {
+                let status = s.wal_status.as_deref().unwrap_or("reserved");
+                for known in WAL_STATUSES {
+                    metrics::gauge!(names::SLOT_WAL_STATUS, "status" => known)
+                        .set(f64::from(u8::from(known == status)));
+                }
+                metrics::gauge!(names::SLOT_SAFE_WAL_SIZE)
+                    .set(s.safe_wal_size.map_or(-1.0, |b| b as f64));
+                metrics::gauge!(names::SLOT_RETAINED_WAL)
+                    .set(s.retained.unwrap_or(0).max(0) as f64);
+                if status == "lost" {
+                    self.health.down(
+                        "slot",
+                        format!("replication slot {slot} is lost (wal_status = lost): restart to copy again"),
+                    );
+                } else {
+                    self.health.up("slot");
+                }
+            }
+        }
+        Ok(())
+    }
+}
