@@ -77,3 +77,18 @@ pub enum Command {
         text: Vec<String>,
     },
 }
+
+impl Command {
+    /// The config file every command takes.
+    pub fn config(&self) -> &std::path::Path {
+        match self {
+            Command::Run { config }
+            | Command::Apply { config }
+            | Command::Check { config }
+            | Command::Resync { config, .. }
+            | Command::Rebuild { config, .. }
+            | Command::Verify { config, .. }
+            | Command::Embed { config, .. } => config,
+        }
+    }
+}

@@ -9,14 +9,22 @@ use tokio_util::sync::CancellationToken;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    // The log format is the config's (a config that does not load is reported in text).
+    let format = pg2qdrant::config::load(cli.command.config())
+        .map(|c| c.log.format)
+        .unwrap_or_default();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PG2QDRANT_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        pg2qdrant::config::LogFormat::Json => logs.json().init(),
+        pg2qdrant::config::LogFormat::Text => logs.init(),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
