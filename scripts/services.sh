@@ -36,6 +36,14 @@ install_tools() {
   command -v npm >/dev/null || apt_install npm
   # librdkafka (built by rdkafka-sys) links OpenSSL and zlib.
   dpkg -s libssl-dev zlib1g-dev pkg-config >/dev/null 2>&1 || apt_install libssl-dev zlib1g-dev pkg-config
+  # Prometheus and promtool (tests/operate.rs evaluates the dashboard and the alert rules).
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || install_prometheus
+}
+
+install_prometheus() {
+  apt_install --no-install-recommends prometheus
+  # The package starts a server on :9090 where an init system runs; the tests start their own.
+  if command -v service >/dev/null; then service prometheus stop >/dev/null 2>&1 || true; fi
 }
 
 install_qdrant() {

@@ -83,28 +83,9 @@ impl Applier {
     }
 }
 
-/// An applier as its own process (so it can be SIGKILLed); killed when dropped, so a failing
-/// test leaves none behind.
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// An applier as its own process (so it can be SIGKILLed).
 fn apply_process(config: &std::path::Path, log: &str) -> Process {
-    let log = std::fs::File::create(config.with_file_name(log)).unwrap();
-    Process(
-        std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
-            .args(["apply", "--config"])
-            .arg(config)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+    Process::start("apply", config, log)
 }
 
 fn client(brokers: &str) -> ClientConfig {

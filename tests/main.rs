@@ -9,6 +9,7 @@ mod embed;
 mod embedding;
 mod format;
 mod kafka;
+mod operate;
 mod rebuild;
 mod recovery;
 mod snapshot;

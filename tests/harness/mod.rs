@@ -503,3 +503,72 @@ pub fn cli_ok(args: &[&str], config: &std::path::Path) -> std::process::Output {
     );
     out
 }
+
+/// A pg2qdrant process (so it can be signalled or SIGKILLed); killed when dropped, so a failing
+/// test leaves none behind.
+pub struct Process(pub std::process::Child);
+
+impl Process {
+    /// `pg2qdrant <command> --config <config>`, its stdout and stderr in `log` next to the config.
+    pub fn start(command: &str, config: &std::path::Path, log: &str) -> Self {
+        let log = std::fs::File::create(config.with_file_name(log)).unwrap();
+        Process(
+            std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+                .args([command, "--config"])
+                .arg(config)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    /// Sends SIGTERM, as an orchestrator does.
+    pub fn terminate(&self) {
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// GET `path` from `addr` (host:port): the status code and the body, or None when nothing
+/// answers. HTTP/1.0, so the body is never chunked.
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nhost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// The sum of the samples in Prometheus text `metrics` whose series starts with `series`
+/// (a name, or a name and the first labels: `name{table="public.docs"`); None when none.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    let mut found = None;
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let exact = name == series || name.starts_with(&format!("{series}{{"));
+        let labelled = series.contains('{') && name.starts_with(series);
+        if exact || labelled {
+            *found.get_or_insert(0.0) += value.parse::<f64>().unwrap_or(f64::NAN);
+        }
+    }
+    found
+}
