@@ -240,6 +240,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     if cfg.kafka.is_some() {
         components.push("kafka");
     }
+    if cfg.qdrant.direct && !cfg.embedders.is_empty() {
+        components.push("embedder");
+    }
     let health = crate::health::Health::new(&components);
     serve_metrics(&cfg, &shutdown, health.clone(), "run").await?;
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
@@ -315,6 +318,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     } else {
         crate::pipeline::embedding::Embedders::load(&[])?
     };
+    // Loaded (an unreachable service shows at its first call: down until one succeeds).
+    health.up("embedder");
     let pending = Pending::default();
     let writer = Writer {
         embedders: Arc::new(embedders),

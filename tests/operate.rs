@@ -630,3 +630,73 @@ async fn query(prom: &str, expr: &str) -> Result<usize, String> {
     }
     Ok(v["data"]["result"].as_array().map_or(0, Vec::len))
 }
+
+/// docker-compose.yml cannot run here (no Docker engine): what can go wrong silently is checked
+/// by reading. The image's config with the Dockerfile's and each pg2qdrant service's overrides
+/// loads and validates; Prometheus scrapes those services on the port the image serves metrics
+/// on; Grafana is provisioned with the dashboard and a Prometheus data source.
+#[test]
+fn the_compose_stack_configures_pg2qdrant_prometheus_and_grafana_consistently() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let compose = read("docker-compose.yml");
+    let dockerfile = read("Dockerfile");
+    let image_config = read("config/chat_history.toml");
+    assert!(dockerfile.contains("COPY config/chat_history.toml /etc/pg2qdrant/chat_history.toml"));
+    assert!(
+        dockerfile.contains("USER pg2qdrant"),
+        "the runtime image is not root"
+    );
+    // ENV lines of the Dockerfile's last stage: `KEY=value` pairs.
+    let image_env: Vec<(String, String)> = dockerfile
+        .split_whitespace()
+        .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| k.starts_with("PG2QDRANT__"))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert!(image_env
+        .iter()
+        .any(|(k, _)| k == "PG2QDRANT__METRICS__ADDR"));
+    // `environment:` maps of compose: `KEY: value` lines.
+    let service_env: Vec<(String, String)> = compose
+        .lines()
+        .filter_map(|l| l.trim().split_once(": "))
+        .filter(|(k, _)| k.starts_with("PG2QDRANT__"))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect();
+    assert!(service_env.len() >= 4, "{service_env:?}");
+    let mut cfg = pg2qdrant::config::parse(&image_config).unwrap();
+    pg2qdrant::config::apply_env(&mut cfg, image_env.iter().chain(&service_env).cloned())
+        .unwrap_or_else(|e| panic!("compose overrides: {e}"));
+    cfg.validate().unwrap();
+    assert_eq!(cfg.metrics.addr, "0.0.0.0:9187");
+    assert!(cfg.kafka.is_some() && !cfg.qdrant.direct);
+    for command in [
+        "[\"run\", \"--config\", \"/etc/pg2qdrant/chat_history.toml\"]",
+        "[\"apply\", \"--config\", \"/etc/pg2qdrant/chat_history.toml\"]",
+    ] {
+        assert!(compose.contains(command), "{command}");
+    }
+    let scrape = read("deploy/prometheus/prometheus.yml");
+    for service in ["pg2qdrant", "pg2qdrant-apply"] {
+        assert!(
+            compose.contains(&format!("\n  {service}:\n")),
+            "service {service}"
+        );
+        assert!(
+            scrape.contains(&format!("\"{service}:9187\"")),
+            "target {service}:9187"
+        );
+    }
+    assert!(compose.contains("./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml"));
+    assert!(scrape.contains("/etc/prometheus/alerts.yml"));
+    assert!(compose.contains("./dashboards:/var/lib/grafana/dashboards"));
+    assert!(read("deploy/grafana/provisioning/dashboards/pg2qdrant.yml")
+        .contains("/var/lib/grafana/dashboards"));
+    assert!(
+        read("deploy/grafana/provisioning/datasources/prometheus.yml")
+            .contains("http://prometheus:9090")
+    );
+    assert!(compose.contains("wal_level=logical"));
+    assert!(compose.contains("./sql/chat_schema.sql:/docker-entrypoint-initdb.d/"));
+}

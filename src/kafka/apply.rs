@@ -66,7 +66,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             "pg2qdrant apply consumes change events: add a [kafka] section with brokers".to_owned(),
         ));
     };
-    let health = crate::health::Health::new(&["kafka", "qdrant"]);
+    let health = crate::health::Health::new(if cfg.embedders.is_empty() {
+        &["kafka", "qdrant"][..]
+    } else {
+        &["kafka", "qdrant", "embedder"][..]
+    });
     crate::app::serve_metrics(&cfg, &shutdown, health.clone(), "apply").await?;
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let mappings = match retry_transient(
@@ -112,6 +116,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         Err(Error::Shutdown) => return Ok(()),
         other => other?,
     };
+    health.up("embedder");
     let writer = Writer {
         sink,
         pending: Pending::default(),
