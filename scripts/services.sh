@@ -116,16 +116,44 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 # start_postgres DATA_DIR PORT: a throw-away cluster with logical replication, trust auth on loopback.
+# make_tls DIR: a throw-away certificate authority (ca.crt), a server certificate it signed for
+# localhost and 127.0.0.1 (server.crt, server.key), and an unrelated CA (other-ca.crt).
+make_tls() {
+  local d=$1
+  mkdir -p "$d"
+  local ca_ext=(-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign")
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=pg2qdrant test CA" "${ca_ext[@]}" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3 -subj "/CN=another CA" "${ca_ext[@]}" \
+    -keyout "$d/other-ca.key" -out "$d/other-ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 3 \
+    -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+  chmod 600 "$d/server.key"
+  [ "$(id -u)" = 0 ] && chown -R postgres "$d"
+  return 0
+}
+
+# start_postgres DIR PORT: ssl = on with make_tls's certificate; the role tls_user (created by the
+# tests) may only connect over TLS and with a SCRAM-SHA-256 password, everyone else is trusted.
 start_postgres() {
   local dir=$1 port=$2
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres "$dir"
   as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync >/dev/null
+  make_tls "$dir/tls"
+  local hba="$dir/data/pg_hba.conf"
+  { printf '%s\n' "hostnossl all tls_user 0.0.0.0/0 reject" "hostnossl replication tls_user 0.0.0.0/0 reject" \
+      "hostssl all tls_user 0.0.0.0/0 scram-sha-256" "hostssl replication tls_user 0.0.0.0/0 scram-sha-256"
+    cat "$hba"; } >"$hba.new" && mv "$hba.new" "$hba"
+  [ "$(id -u)" = 0 ] && chown postgres "$hba"
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start -o \
     "-p $port -k $dir -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=64 \
      -c max_wal_senders=64 -c wal_sender_timeout=10s -c fsync=off -c synchronous_commit=off \
-     -c full_page_writes=off -c max_connections=200" >/dev/null
-  log "PostgreSQL 15 on 127.0.0.1:$port ($dir)"
+     -c full_page_writes=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$dir/tls/server.crt \
+     -c ssl_key_file=$dir/tls/server.key -c password_encryption=scram-sha-256" >/dev/null
+  log "PostgreSQL 15 on 127.0.0.1:$port ($dir; TLS on, CA $dir/tls/ca.crt)"
 }
 
 stop_postgres() { as_pg "$PG_BIN/pg_ctl" -D "$1/data" -m immediate stop >/dev/null 2>&1 || true; }
@@ -185,6 +213,7 @@ start_services() {
   export PG2QDRANT_TEST_QDRANT_BIN="$QDRANT_BIN"
   export PG2QDRANT_TEST_WORK="$WORK"
   export PG2QDRANT_TEST_MODEL="$MODEL_DIR"
+  export PG2QDRANT_TEST_TLS="$WORK/pg/tls"
   if [ -x "$TANSU_BIN" ]; then
     local kafka_port; kafka_port=$(free_port)
     start_kafka "$WORK/kafka" "$kafka_port"

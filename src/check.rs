@@ -28,7 +28,10 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
         Err(e) => lines.push(CheckLine {
             ok: false,
             what: "postgres".into(),
-            detail: e.to_string(),
+            detail: match e.hint() {
+                Some(h) => format!("{e}; fix: {h}"),
+                None => e.to_string(),
+            },
         }),
     }
     let client = match qdrant::client(&cfg.qdrant) {

@@ -14,5 +14,6 @@ mod rebuild;
 mod recovery;
 mod snapshot;
 mod streaming;
+mod tls;
 mod types;
 mod verify;

@@ -27,6 +27,16 @@ impl Config {
         if pg.get_user().is_none() {
             return Err(Error::config("source.url", "names no user".to_owned()));
         }
+        if let (super::TlsMode::VerifyFull, Some(tokio_postgres::config::Host::Tcp(host))) =
+            (s.tls, pg.get_hosts().first())
+        {
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                return Err(Error::config(
+                    "source.tls",
+                    format!("verify-full needs a host name, and source.url's host is the IP address {host} (the replication stream cannot verify a certificate against an IP address): put a DNS name the server's certificate names in source.url (e.g. localhost, or an /etc/hosts entry for the address), or use tls = \"verify-ca\" (the chain is verified, not the name)"),
+                ));
+            }
+        }
         if !is_simple_name(&s.slot) {
             return Err(Error::config(
                 "source.slot",

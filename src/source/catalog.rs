@@ -7,7 +7,6 @@ use crate::event::{quote_ident, Column, Datum, Row, TableName};
 use crate::lsn::{parse_lsn, Lsn};
 use tokio_postgres::{Client, NoTls};
 
-/// An open catalog connection.
 /// A row of `pg_replication_slots`, as far as health goes.
 #[derive(Debug, Clone)]
 pub struct SlotHealth {
@@ -19,6 +18,7 @@ pub struct SlotHealth {
     pub retained: Option<i64>,
 }
 
+/// An open catalog connection.
 pub struct Catalog {
     client: Client,
     /// Type names by oid, looked up once per connection (`fetch_row` casts key values).
@@ -44,20 +44,31 @@ pub struct SlotInfo {
 
 impl Catalog {
     pub async fn connect(cfg: &SourceConfig) -> Result<Self, Error> {
-        let pg: tokio_postgres::Config = cfg.url.parse().map_err(Error::pg("parse source.url"))?;
-        if cfg.tls != TlsMode::Disable {
-            // The catalog connection shares the replication connection's trust settings; see
-            // README "TLS": only the replication stream is encrypted in this release.
-            tracing::warn!(
-                "catalog connection does not use TLS yet; only the replication stream does"
-            );
-        }
-        let (client, conn) = pg.connect(NoTls).await.map_err(Error::pg("connect"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "catalog connection closed");
-            }
-        });
+        let mut pg: tokio_postgres::Config =
+            cfg.url.parse().map_err(Error::pg("parse source.url"))?;
+        let client = if cfg.tls == TlsMode::Disable {
+            let (client, conn) = pg.connect(NoTls).await.map_err(Error::pg("connect"))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "catalog connection closed");
+                }
+            });
+            client
+        } else {
+            // The same trust settings as the replication stream (`source::tls`); a server that
+            // refuses TLS is an error, never plain text.
+            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+            let (client, conn) = pg
+                .connect(super::tls::make_tls(cfg)?)
+                .await
+                .map_err(|e| super::tls::explain(cfg, e))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "catalog connection closed");
+                }
+            });
+            client
+        };
         Ok(Self {
             client,
             type_names: Default::default(),

@@ -7,3 +7,4 @@ pub mod format;
 pub mod pgoutput;
 pub mod relations;
 pub mod stream;
+pub mod tls;
