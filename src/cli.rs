@@ -65,6 +65,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The dead-letter file: what is parked, and applying it once the cause is fixed.
+    DeadLetter {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Print the vector of each TEXT as a JSON array, one per line, computed by a configured
     /// embedder exactly as the connector computes points' vectors (for queries).
     Embed {
@@ -89,6 +94,34 @@ impl Command {
             | Command::Rebuild { config, .. }
             | Command::Verify { config, .. }
             | Command::Embed { config, .. } => config,
+            Command::DeadLetter { action } => match action {
+                DeadLetterAction::List { config, .. } | DeadLetterAction::Replay { config, .. } => {
+                    config
+                }
+            },
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Summarise the records not replayed yet, by table and reason (exit 0 when there are none,
+    /// 1 otherwise).
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-apply the records of the watched tables whose rows map now (reading each row as it is
+    /// now, fenced like every write) and mark them replayed; the rest stay, with today's
+    /// reason. Exit 0 when nothing of those tables is left, 1 otherwise.
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this table (`schema.table` or `table`).
+        #[arg(long, short)]
+        table: Option<String>,
+    },
 }

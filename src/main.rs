@@ -1,5 +1,5 @@
 use clap::Parser;
-use pg2qdrant::cli::{Cli, Command};
+use pg2qdrant::cli::{Cli, Command, DeadLetterAction};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -137,6 +137,13 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+            Command::DeadLetter { action } => {
+                let cfg = match pg2qdrant::config::load(action_config(&action)) {
+                    Ok(c) => c,
+                    Err(e) => return fail(e),
+                };
+                dead_letter(&cfg, action).await
+            }
             Command::Embed {
                 config,
                 embedder,
@@ -158,6 +165,79 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+fn action_config(a: &DeadLetterAction) -> &std::path::Path {
+    match a {
+        DeadLetterAction::List { config, .. } | DeadLetterAction::Replay { config, .. } => config,
+    }
+}
+
+async fn dead_letter(cfg: &pg2qdrant::config::Config, action: DeadLetterAction) -> ExitCode {
+    use pg2qdrant::deadletter::replay;
+    match action {
+        DeadLetterAction::List { json, .. } => {
+            let groups = match replay::list(cfg) {
+                Ok(g) => g,
+                Err(e) => return fail(e),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&groups).expect("groups serialize")
+                );
+            } else if groups.is_empty() {
+                println!(
+                    "no dead letters pending in {}",
+                    cfg.dead_letter.path.display()
+                );
+            }
+            if !json {
+                for g in &groups {
+                    println!(
+                        "{} × {}: {} (LSN {} … {})",
+                        g.count, g.table, g.reason, g.first_lsn, g.last_lsn
+                    );
+                    if let Some(h) = &g.hint {
+                        println!("  {h}");
+                    }
+                }
+            }
+            if groups.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        DeadLetterAction::Replay { table, .. } => {
+            let done = match replay::replay(cfg, table.as_deref()).await {
+                Ok(d) => d,
+                Err(e) => return fail(e),
+            };
+            if done.is_empty() {
+                println!("nothing to replay for the config's tables");
+            }
+            let mut left = 0;
+            for r in &done {
+                println!(
+                    "{}: {} replayed, {} still failing, {} without a key",
+                    r.table,
+                    r.applied,
+                    r.still_failing.len(),
+                    r.without_key
+                );
+                for (key, reason) in r.still_failing.iter().take(10) {
+                    println!("  {key}: {reason}");
+                }
+                left += r.still_failing.len() + r.without_key;
+            }
+            if left == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
 }
 
 fn print_report(r: &pg2qdrant::verify::TableReport) {

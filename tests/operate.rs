@@ -700,3 +700,93 @@ fn the_compose_stack_configures_pg2qdrant_prometheus_and_grafana_consistently() 
     assert!(compose.contains("wal_level=logical"));
     assert!(compose.contains("./sql/chat_schema.sql:/docker-entrypoint-initdb.d/"));
 }
+
+/// Rows whose vector column was wrong for the collection are parked; the mapping is fixed (the
+/// vector now comes from the right column) and `dead-letter replay` applies exactly the rows that
+/// map now, leaves the one that still does not (with today's reason), and `list` no longer shows
+/// what was replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_replay_applies_the_rows_whose_cause_was_fixed() {
+    let db = TestDb::new(
+        "t_replay",
+        "CREATE TABLE docs (id bigint PRIMARY KEY, title text, v real[], v3 real[]);",
+    )
+    .await;
+    let wrong = table("docs", "t_replay", 3, "");
+    let mut cfg = db.config(&wrong);
+    cfg.source.snapshot = pg2qdrant::config::SnapshotMode::Never;
+    let dl = cfg.dead_letter.path.clone();
+    let run = db.start(cfg.clone()).await;
+    db.exec(
+        "INSERT INTO docs VALUES (1, 'short', '{1,2}', '{1,0,0}'), (2, 'good', '{0,1,0}', '{0,1,0}'), \
+         (3, 'short both', '{1,2}', '{1,2}'), (4, 'short', '{3,4}', '{0,0,1}')",
+    )
+    .await;
+    wait_count("t_replay", 1).await;
+    wait_for("three dead letters", WAIT, || async {
+        let n = std::fs::read_to_string(&dl)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        (n == 3).then_some(())
+    })
+    .await;
+    run.stop().await;
+
+    // The fix: the vector comes from v3.
+    let fixed = db.config_text(
+        &wrong.replace("column = \"v\"", "column = \"v3\""),
+        &qdrant_url(),
+    );
+    let path = work_dir(&db.name).join("fixed.toml");
+    std::fs::write(&path, &fixed).unwrap();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, listed) = cli(&["dead-letter", "list"]);
+    assert_eq!(code, Some(1), "{listed}");
+    assert!(listed.contains("3 × public.docs: "), "{listed}");
+
+    let (code, out) = cli(&["dead-letter", "replay"]);
+    assert_eq!(code, Some(1), "one row still fails: {out}");
+    assert!(
+        out.contains("public.docs: 2 replayed, 1 still failing"),
+        "{out}"
+    );
+    assert!(out.contains("{\"id\":\"3\"}"), "{out}");
+    let p1 = point("t_replay", 1).await.expect("row 1 applied");
+    assert_eq!(p1.vector, Some(vec![1.0, 0.0, 0.0]));
+    assert_eq!(p1.payload["title"], serde_json::json!("short"));
+    assert_eq!(
+        point("t_replay", 4).await.expect("row 4 applied").vector,
+        Some(vec![0.0, 0.0, 1.0])
+    );
+    assert!(point("t_replay", 3).await.is_none());
+    assert_eq!(count("t_replay").await, 3);
+
+    // What was replayed is gone from the list (the file itself is only appended to).
+    let (code, listed) = cli(&["dead-letter", "list"]);
+    assert_eq!(code, Some(1), "{listed}");
+    assert!(listed.contains("1 × public.docs: "), "{listed}");
+    assert_eq!(std::fs::read_to_string(&dl).unwrap().lines().count(), 3);
+
+    // Row 3 fixed in PostgreSQL while the connector is stopped: the next replay marks it too.
+    db.exec("UPDATE docs SET v3 = '{0,1,1}' WHERE id = 3").await;
+    let (code, out) = cli(&["dead-letter", "replay", "--table", "docs"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(
+        point("t_replay", 3).await.expect("row 3 applied").vector,
+        Some(vec![0.0, 1.0, 1.0])
+    );
+    let (code, listed) = cli(&["dead-letter", "list"]);
+    assert_eq!(code, Some(0), "{listed}");
+}

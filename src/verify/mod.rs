@@ -110,13 +110,13 @@ pub async fn run(
     let mut out = Vec::new();
     for (t, mapping) in tables.into_iter().zip(mappings) {
         let mut report = verify_table(
-            cfg, &catalog, &present, &sink, embedding, t, &mapping, repair,
+            cfg, &catalog, &present, &sink, embedding, t, &mapping, repair, None,
         )
         .await?;
         if repair && report.drift() > 0 {
             let repaired = report.drift();
             report = verify_table(
-                cfg, &catalog, &present, &sink, embedding, t, &mapping, false,
+                cfg, &catalog, &present, &sink, embedding, t, &mapping, false, None,
             )
             .await?;
             report.repaired = repaired;
@@ -130,6 +130,91 @@ pub async fn run(
     crate::checkpoint::write_atomically(&path, &bytes)
         .map_err(Error::io(format!("write verify report {}", path.display())))?;
     Ok(out)
+}
+
+/// `dead-letter replay`: repairs the rows of `t` with these `keys` (fenced, like `verify
+/// --repair`, at a position above every change committed before it started), checks them again,
+/// and says for each key whether its row now maps (`Ok`; also when the row is gone: nothing to
+/// apply) or why not. The second check's report comes back too: drift 0 means every mappable
+/// row's point is right.
+pub async fn repair_keys(
+    cfg: &Config,
+    t: &TableConfig,
+    keys: &[Value],
+) -> Result<(TableReport, Vec<Result<(), String>>), Error> {
+    let catalog = Catalog::connect(&cfg.source).await?;
+    catalog.set_copy_session().await?;
+    let mapping = crate::app::compile(&catalog, std::slice::from_ref(t), &cfg.embedders)
+        .await?
+        .remove(0);
+    let present = Catalog::connect(&cfg.source).await?;
+    let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
+    let embedders = if cfg.embedders.is_empty() {
+        Embedders::default()
+    } else {
+        Embedders::load_blocking(&cfg.embedders).await?
+    };
+    let identities = crate::pipeline::embedding::identities(&cfg.embedders)?;
+    let embedding = (&embedders, &identities);
+    verify_table(
+        cfg,
+        &catalog,
+        &present,
+        &sink,
+        embedding,
+        t,
+        &mapping,
+        true,
+        Some(keys),
+    )
+    .await?;
+    let report = verify_table(
+        cfg,
+        &catalog,
+        &present,
+        &sink,
+        embedding,
+        t,
+        &mapping,
+        false,
+        Some(keys),
+    )
+    .await?;
+    let layout = catalog.layout(&mapping.table, &mapping.key).await?;
+    let mut outcomes = Vec::with_capacity(keys.len());
+    for key in keys {
+        let mut by_key = Vec::new();
+        for k in &mapping.key {
+            let Some(col) = layout.columns.iter().find(|c| &c.name == k) else {
+                continue;
+            };
+            let text = match key.get(k) {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) if !v.is_null() => v.to_string(),
+                _ => String::new(),
+            };
+            by_key.push((k.clone(), text, col.type_oid));
+        }
+        let row = present
+            .fetch_row(&mapping.table, &layout.columns, &by_key)
+            .await?;
+        outcomes.push(match row {
+            None => Ok(()),
+            Some(row) => mapping
+                .ops(&crate::event::Change {
+                    table: mapping.table.clone(),
+                    position: Position {
+                        commit_lsn: 0,
+                        seq: 0,
+                    },
+                    commit_time_micros: 0,
+                    kind: crate::event::ChangeKind::Insert { new: row },
+                })
+                .map(drop)
+                .map_err(|e| e.reason),
+        });
+    }
+    Ok((report, outcomes))
 }
 
 /// Sets the `pg2qdrant_verify_*` gauges from the last report `verify` wrote beside the
@@ -183,6 +268,8 @@ pub(crate) struct Check<'a> {
     pub layout: TableLayout,
     pub fence: Position,
     pub repair: bool,
+    /// Only the rows with these keys (`TableMapping::key_json` objects; `dead-letter replay`).
+    pub keys: Option<&'a [Value]>,
 }
 
 impl Check<'_> {
@@ -248,6 +335,7 @@ async fn verify_table(
     t: &TableConfig,
     mapping: &TableMapping,
     repair: bool,
+    keys: Option<&[Value]>,
 ) -> Result<TableReport, Error> {
     let table = &mapping.table;
     let mut r = TableReport {
@@ -275,6 +363,7 @@ async fn verify_table(
             seq: 0,
         },
         repair,
+        keys,
     };
     catalog
         .client()
@@ -283,11 +372,16 @@ async fn verify_table(
         .map_err(check.pg("begin"))?;
     let result = async {
         check.open_cursor().await?;
-        r.lagging = !catch_up(catalog, &cfg.source.slot).await?;
+        // A replay of some rows writes them as they are now whatever the connector applied.
+        r.lagging = keys.is_none() && !catch_up(catalog, &cfg.source.slot).await?;
         if r.lagging {
             tracing::warn!(table = %table, "the connector has not applied everything this check sees (not running, or lagging): missing and stale counts may include changes not applied yet");
         }
         check.rows(&mut r).await?;
+        if keys.is_some() {
+            // Some rows only: every other point would look orphaned.
+            return Ok(());
+        }
         check.orphans(&mut r).await
     }
     .await;

@@ -22,10 +22,48 @@ impl Check<'_> {
             .iter()
             .map(|c| crate::event::quote_ident(&c.name))
             .collect();
+        let only = match self.keys {
+            None => String::new(),
+            // Keys as `key_json` gives them: each key column's text form.
+            Some(keys) => {
+                let literal = |v: Option<&Value>| match v {
+                    Some(Value::String(s)) => format!("'{}'", s.replace('\'', "''")),
+                    Some(v) if !v.is_null() => format!("'{}'", v.to_string().replace('\'', "''")),
+                    _ => "NULL".to_owned(),
+                };
+                let columns: Vec<String> = self
+                    .mapping
+                    .key
+                    .iter()
+                    .map(|k| format!("{}::text", crate::event::quote_ident(k)))
+                    .collect();
+                let rows: Vec<String> = keys
+                    .iter()
+                    .map(|key| {
+                        let values: Vec<String> = self
+                            .mapping
+                            .key
+                            .iter()
+                            .map(|k| literal(key.get(k)))
+                            .collect();
+                        format!("ROW({})", values.join(", "))
+                    })
+                    .collect();
+                if rows.is_empty() {
+                    " WHERE false".to_owned()
+                } else {
+                    format!(
+                        " WHERE ROW({}) IN ({})",
+                        columns.join(", "),
+                        rows.join(", ")
+                    )
+                }
+            }
+        };
         self.catalog
             .client()
             .batch_execute(&format!(
-                "DECLARE verify_rows NO SCROLL CURSOR FOR SELECT {} FROM {}",
+                "DECLARE verify_rows NO SCROLL CURSOR FOR SELECT {} FROM {}{only}",
                 cols.join(", "),
                 self.table().quoted()
             ))
