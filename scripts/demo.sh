@@ -78,7 +78,9 @@ curl -fsS -X POST "$QD/collections/chat_history/points/payload?wait=true" -H 'co
 ./target/debug/pg2qdrant verify --config config/chat_history.toml || true
 ./target/debug/pg2qdrant verify --config config/chat_history.toml --repair
 echo "== metrics (http://127.0.0.1:$METRICS/metrics):"
-curl -fsS "http://127.0.0.1:$METRICS/metrics" | grep -E '^pg2qdrant_(changes|last_acked|dead|snapshot_state|verify|embed)' || true
+curl -fsS "http://127.0.0.1:$METRICS/metrics" | grep -E '^pg2qdrant_(changes|last_acked|dead|snapshot_state|verify|embed|lag_seconds|replication_lag|slot_|ready|up)' || true
+echo "== readiness (http://127.0.0.1:$METRICS/readyz):"
+curl -sS "http://127.0.0.1:$METRICS/readyz" || true
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
   echo "== running; psql: $PSQL -d chatbot ; Qdrant: $QD ; Ctrl-C to stop"
   wait "$PID"

@@ -37,20 +37,21 @@ impl Sampler {
             if catalog.is_none() {
                 match Catalog::connect(&self.cfg.source).await {
                     Ok(c) => catalog = Some(c),
-                    Err(e) => self.health.down("postgres", e.to_string()),
+                    Err(e) => self.health.probe("postgres", Err(e.to_string())),
                 }
             }
             if let Some(c) = &catalog {
                 if let Err(e) = self.postgres(c).await {
-                    self.health.down("postgres", e.to_string());
+                    self.health.probe("postgres", Err(e.to_string()));
                     catalog = None;
                 }
             }
             if let Some(q) = &self.qdrant {
-                match q.health_check().await {
-                    Ok(_) => self.health.up("qdrant"),
-                    Err(e) => self.health.down("qdrant", format!("health check: {e}")),
-                }
+                let answered = q.health_check().await;
+                self.health.probe(
+                    "qdrant",
+                    answered.map(drop).map_err(|e| format!("health check: {e}")),
+                );
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -65,12 +66,13 @@ impl Sampler {
         let acked = *self.durable.borrow();
         metrics::gauge!(names::REPLICATION_LAG_BYTES)
             .set(now.as_u64().saturating_sub(acked.as_u64()) as f64);
-        self.health.up("postgres");
+        self.health.probe("postgres", Ok(()));
         let slot = &self.cfg.source.slot;
         match c.slot_health(slot).await? {
-            None => self
-                .health
-                .down("slot", format!("replication slot {slot} does not exist")),
+            None => self.health.probe(
+                "slot",
+                Err(format!("replication slot {slot} does not exist")),
+            ),
             Some(s) => {
                 let status = s.wal_status.as_deref().unwrap_or("reserved");
                 for known in WAL_STATUSES {
@@ -81,14 +83,14 @@ impl Sampler {
                     .set(s.safe_wal_size.map_or(-1.0, |b| b as f64));
                 metrics::gauge!(names::SLOT_RETAINED_WAL)
                     .set(s.retained.unwrap_or(0).max(0) as f64);
-                if status == "lost" {
-                    self.health.down(
-                        "slot",
-                        format!("replication slot {slot} is lost (wal_status = lost): restart to copy again"),
-                    );
-                } else {
-                    self.health.up("slot");
-                }
+                self.health.probe(
+                    "slot",
+                    if status == "lost" {
+                        Err(format!("replication slot {slot} is lost (wal_status = lost): restart to copy again"))
+                    } else {
+                        Ok(())
+                    },
+                );
             }
         }
         Ok(())
