@@ -233,17 +233,7 @@ pub async fn serve_metrics(
 /// Runs the connector until `shutdown` is cancelled (Ok), `snapshot = initial_only` finished
 /// its copies (Ok), or a definite error stops it.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    let mut components = vec!["stream", "postgres", "slot"];
-    if cfg.qdrant.direct {
-        components.push("qdrant");
-    }
-    if cfg.kafka.is_some() {
-        components.push("kafka");
-    }
-    if cfg.qdrant.direct && !cfg.embedders.is_empty() {
-        components.push("embedder");
-    }
-    let health = crate::health::Health::new(&components);
+    let health = crate::health::Health::new(&crate::health::components(&cfg, "run"));
     serve_metrics(&cfg, &shutdown, health.clone(), "run").await?;
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let checkpoint = FileCheckpoint::open(&cfg.checkpoint.path)?;

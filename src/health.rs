@@ -24,6 +24,26 @@ pub struct Health {
     parts: Mutex<BTreeMap<&'static str, BTreeMap<&'static str, Option<String>>>>,
 }
 
+/// The components `/readyz` waits for in `mode` ("run" or "apply") with this config.
+pub fn components(cfg: &crate::config::Config, mode: &str) -> Vec<&'static str> {
+    let writes_qdrant = mode == "apply" || cfg.qdrant.direct;
+    let mut out = if mode == "apply" {
+        vec!["kafka"]
+    } else {
+        vec!["stream", "postgres", "slot"]
+    };
+    if mode == "run" && cfg.kafka.is_some() {
+        out.push("kafka");
+    }
+    if writes_qdrant {
+        out.push("qdrant");
+        if !cfg.embedders.is_empty() {
+            out.push("embedder");
+        }
+    }
+    out
+}
+
 /// Who reports a state: the sampler's periodic probe, or the outcome of real calls; `START` is
 /// the "not yet" every component begins with, gone at its first report.
 const PROBE: &str = "probe";

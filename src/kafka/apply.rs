@@ -42,7 +42,7 @@ use crate::source::catalog::Catalog;
 use prost::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -66,11 +66,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             "pg2qdrant apply consumes change events: add a [kafka] section with brokers".to_owned(),
         ));
     };
-    let health = crate::health::Health::new(if cfg.embedders.is_empty() {
-        &["kafka", "qdrant"][..]
-    } else {
-        &["kafka", "qdrant", "embedder"][..]
-    });
+    let health = crate::health::Health::new(&crate::health::components(&cfg, "apply"));
     crate::app::serve_metrics(&cfg, &shutdown, health.clone(), "apply").await?;
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let mappings = match retry_transient(
@@ -172,7 +168,7 @@ async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
 
 struct Applier {
     consumer: Arc<client::GroupConsumer>,
-    dlq: FutureProducer,
+    dlq: client::Producer,
     dlq_topic: String,
     mappings: Arc<Mappings>,
     writer: Writer<QdrantSink>,

@@ -8,8 +8,7 @@
 use crate::config::KafkaConfig;
 use crate::error::Error;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
@@ -23,7 +22,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 fn base(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
-    // librdkafka logs through its own callback; keep its noise out of our log.
+    // librdkafka's own lines (warnings and worse) go to our log through `Logs`.
     c.set("log_level", "4");
     for (k, v) in &cfg.properties {
         c.set(k, v);
@@ -39,7 +38,35 @@ fn refused(e: rdkafka::error::KafkaError) -> Error {
     )
 }
 
-pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, Error> {
+/// Our clients' context: librdkafka's log lines become our log lines (structured, JSON with
+/// `log.format = "json"`), target `librdkafka`. librdkafka never prints secret properties.
+pub struct Logs;
+
+fn forward(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, "{message}")
+        }
+        RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+impl rdkafka::ClientContext for Logs {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward(level, fac, log_message);
+    }
+}
+
+pub type Producer = FutureProducer<Logs>;
+
+pub fn producer(cfg: &KafkaConfig) -> Result<Producer, Error> {
     let mut c = base(cfg);
     if !cfg.properties.contains_key("compression.type") {
         c.set("compression.type", crate::config::DEFAULT_COMPRESSION);
@@ -50,14 +77,18 @@ pub fn producer(cfg: &KafkaConfig) -> Result<FutureProducer, Error> {
         // minutes is reported to it (and the whole batch is produced again).
         .set("message.timeout.ms", "120000")
         .set("linger.ms", "5")
-        .create()
+        .create_with_context(Logs)
         .map_err(refused)
 }
 
 /// Logs the group's partition assignments (who owns what is the first question when lag grows).
 pub struct GroupLog;
 
-impl rdkafka::ClientContext for GroupLog {}
+impl rdkafka::ClientContext for GroupLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward(level, fac, log_message);
+    }
+}
 
 impl rdkafka::consumer::ConsumerContext for GroupLog {
     fn post_rebalance(
@@ -97,8 +128,8 @@ pub fn consumer(cfg: &KafkaConfig) -> Result<GroupConsumer, Error> {
         .map_err(refused)
 }
 
-fn admin(cfg: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, Error> {
-    base(cfg).create().map_err(refused)
+fn admin(cfg: &KafkaConfig) -> Result<AdminClient<Logs>, Error> {
+    base(cfg).create_with_context(Logs).map_err(refused)
 }
 
 /// Partition counts of `topics` that exist (a metadata request).
@@ -111,7 +142,7 @@ pub async fn partitions(
 
 /// [`partitions`] through a client of the caller's (blocking, run off the runtime).
 async fn read_partitions(
-    admin: &Arc<AdminClient<DefaultClientContext>>,
+    admin: &Arc<AdminClient<Logs>>,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {
     let admin = admin.clone();

@@ -24,13 +24,13 @@ use crate::metrics::names;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: super::client::Producer,
     /// Partition count of each topic (read at start).
     partitions: HashMap<String, i32>,
     /// Held while a batch's events are handed to the producer: batches in flight enqueue whole,
