@@ -62,6 +62,15 @@ impl rdkafka::ClientContext for Logs {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         forward(level, fac, log_message);
     }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        client_error(&error, reason);
+    }
+}
+
+/// A client-level error librdkafka reports (a broker down, authentication failed): logged;
+/// the calls that need the broker fail and are retried on their own.
+fn client_error(error: &rdkafka::error::KafkaError, reason: &str) {
+    tracing::warn!(target: "librdkafka", error = %error, "{reason}");
 }
 
 pub type Producer = FutureProducer<Logs>;
@@ -87,6 +96,9 @@ pub struct GroupLog;
 impl rdkafka::ClientContext for GroupLog {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         forward(level, fac, log_message);
+    }
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        client_error(&error, reason);
     }
 }
 
