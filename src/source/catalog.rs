@@ -18,6 +18,20 @@ pub struct SlotHealth {
     pub retained: Option<i64>,
 }
 
+/// Runs the connection's I/O in the background; the client stays.
+fn drive<S, T>((client, conn): (Client, tokio_postgres::Connection<S, T>)) -> Client
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "catalog connection closed");
+        }
+    });
+    client
+}
+
 /// An open catalog connection.
 pub struct Catalog {
     client: Client,
@@ -47,27 +61,16 @@ impl Catalog {
         let mut pg: tokio_postgres::Config =
             cfg.url.parse().map_err(Error::pg("parse source.url"))?;
         let client = if cfg.tls == TlsMode::Disable {
-            let (client, conn) = pg.connect(NoTls).await.map_err(Error::pg("connect"))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "catalog connection closed");
-                }
-            });
-            client
+            drive(pg.connect(NoTls).await.map_err(Error::pg("connect"))?)
         } else {
             // The same trust settings as the replication stream (`source::tls`); a server that
             // refuses TLS is an error, never plain text.
             pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let (client, conn) = pg
-                .connect(super::tls::make_tls(cfg)?)
-                .await
-                .map_err(|e| super::tls::explain(cfg, e))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "catalog connection closed");
-                }
-            });
-            client
+            drive(
+                pg.connect(super::tls::make_tls(cfg)?)
+                    .await
+                    .map_err(|e| super::tls::explain(cfg, e))?,
+            )
         };
         Ok(Self {
             client,

@@ -91,34 +91,14 @@ pub async fn run(
         }
         None => cfg.tables.iter().collect(),
     };
-    let catalog = Catalog::connect(&cfg.source).await?;
-    catalog.set_copy_session().await?;
     let owned: Vec<TableConfig> = tables.iter().map(|t| (*t).clone()).collect();
-    let mappings = crate::app::compile(&catalog, &owned, &cfg.embedders).await?;
-    // A second connection reads the present while the check's snapshot is open on the first.
-    let present = Catalog::connect(&cfg.source).await?;
-    let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
-    // Repairs of vectors computed from text are embedded like the connector's writes.
-    let embedders = if repair && !cfg.embedders.is_empty() {
-        Embedders::load_blocking(&cfg.embedders).await?
-    } else {
-        Embedders::default()
-    };
-    // What computed vectors must have been embedded with (their points record it).
-    let identities = crate::pipeline::embedding::identities(&cfg.embedders)?;
-    let embedding = (&embedders, &identities);
+    let (session, mappings) = Session::open(cfg, &owned, repair).await?;
     let mut out = Vec::new();
     for (t, mapping) in tables.into_iter().zip(mappings) {
-        let mut report = verify_table(
-            cfg, &catalog, &present, &sink, embedding, t, &mapping, repair, None,
-        )
-        .await?;
+        let mut report = verify_table(cfg, &session, t, &mapping, repair, None).await?;
         if repair && report.drift() > 0 {
             let repaired = report.drift();
-            report = verify_table(
-                cfg, &catalog, &present, &sink, embedding, t, &mapping, false, None,
-            )
-            .await?;
+            report = verify_table(cfg, &session, t, &mapping, false, None).await?;
             report.repaired = repaired;
         }
         report.checked_at = chrono::Utc::now().timestamp();
@@ -142,45 +122,12 @@ pub async fn repair_keys(
     t: &TableConfig,
     keys: &[Value],
 ) -> Result<(TableReport, Vec<Result<(), String>>), Error> {
-    let catalog = Catalog::connect(&cfg.source).await?;
-    catalog.set_copy_session().await?;
-    let mapping = crate::app::compile(&catalog, std::slice::from_ref(t), &cfg.embedders)
-        .await?
-        .remove(0);
-    let present = Catalog::connect(&cfg.source).await?;
-    let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
-    let embedders = if cfg.embedders.is_empty() {
-        Embedders::default()
-    } else {
-        Embedders::load_blocking(&cfg.embedders).await?
-    };
-    let identities = crate::pipeline::embedding::identities(&cfg.embedders)?;
-    let embedding = (&embedders, &identities);
-    verify_table(
-        cfg,
-        &catalog,
-        &present,
-        &sink,
-        embedding,
-        t,
-        &mapping,
-        true,
-        Some(keys),
-    )
-    .await?;
-    let report = verify_table(
-        cfg,
-        &catalog,
-        &present,
-        &sink,
-        embedding,
-        t,
-        &mapping,
-        false,
-        Some(keys),
-    )
-    .await?;
-    let layout = catalog.layout(&mapping.table, &mapping.key).await?;
+    let (session, mut mappings) = Session::open(cfg, std::slice::from_ref(t), true).await?;
+    let mapping = mappings.remove(0);
+    verify_table(cfg, &session, t, &mapping, true, Some(keys)).await?;
+    let report = verify_table(cfg, &session, t, &mapping, false, Some(keys)).await?;
+    let present = &session.present;
+    let layout = session.catalog.layout(&mapping.table, &mapping.key).await?;
     let mut outcomes = Vec::with_capacity(keys.len());
     for key in keys {
         let mut by_key = Vec::new();
@@ -325,18 +272,66 @@ impl Check<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a verify (or a replay) works with: the check's connection (its snapshot), a second one
+/// reading the present, the sink, and the embedders repairs need.
+struct Session {
+    catalog: Catalog,
+    present: Catalog,
+    sink: QdrantSink,
+    embedders: Embedders,
+    /// Model identity by embedder name: what computed vectors must have been embedded with
+    /// (their points record it).
+    identities: std::collections::HashMap<String, String>,
+}
+
+impl Session {
+    /// Opens it and compiles `tables`; embedders are loaded only to `repair`.
+    async fn open(
+        cfg: &Config,
+        tables: &[TableConfig],
+        repair: bool,
+    ) -> Result<(Self, Vec<TableMapping>), Error> {
+        let catalog = Catalog::connect(&cfg.source).await?;
+        catalog.set_copy_session().await?;
+        let mappings = crate::app::compile(&catalog, tables, &cfg.embedders).await?;
+        // A second connection reads the present while the check's snapshot is open on the first.
+        let present = Catalog::connect(&cfg.source).await?;
+        let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
+        // Repairs of vectors computed from text are embedded like the connector's writes.
+        let embedders = if repair && !cfg.embedders.is_empty() {
+            Embedders::load_blocking(&cfg.embedders).await?
+        } else {
+            Embedders::default()
+        };
+        let identities = crate::pipeline::embedding::identities(&cfg.embedders)?;
+        Ok((
+            Session {
+                catalog,
+                present,
+                sink,
+                embedders,
+                identities,
+            },
+            mappings,
+        ))
+    }
+}
+
 async fn verify_table(
     cfg: &Config,
-    catalog: &Catalog,
-    present: &Catalog,
-    sink: &QdrantSink,
-    (embedders, identities): (&Embedders, &std::collections::HashMap<String, String>),
+    session: &Session,
     t: &TableConfig,
     mapping: &TableMapping,
     repair: bool,
     keys: Option<&[Value]>,
 ) -> Result<TableReport, Error> {
+    let Session {
+        catalog,
+        present,
+        sink,
+        embedders,
+        identities,
+    } = session;
     let table = &mapping.table;
     let mut r = TableReport {
         table: table.to_string(),
