@@ -10,10 +10,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The log format is the config's (a config that does not load is reported in text).
-    let format = pg2qdrant::config::load(cli.command.config())
-        .map(|c| c.log.format)
-        .unwrap_or_default();
+    // Loaded once: its log format sets up the log (a config that does not load is reported in
+    // text, by the command below).
+    let loaded = pg2qdrant::config::load(cli.command.config());
+    let format = loaded.as_ref().map(|c| c.log.format).unwrap_or_default();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PG2QDRANT_LOG")
@@ -31,8 +31,8 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     rt.block_on(async move {
         match cli.command {
-            Command::Run { config } => {
-                let cfg = match pg2qdrant::config::load(&config) {
+            Command::Run { .. } => {
+                let cfg = match loaded {
                     Ok(c) => c,
                     Err(e) => return fail(e),
                 };
@@ -43,8 +43,8 @@ fn main() -> ExitCode {
                     Err(e) => fail(e),
                 }
             }
-            Command::Apply { config } => {
-                let cfg = match pg2qdrant::config::load(&config) {
+            Command::Apply { .. } => {
+                let cfg = match loaded {
                     Ok(c) => c,
                     Err(e) => return fail(e),
                 };
@@ -55,8 +55,8 @@ fn main() -> ExitCode {
                     Err(e) => fail(e),
                 }
             }
-            Command::Check { config } => {
-                let cfg = match pg2qdrant::config::load(&config) {
+            Command::Check { .. } => {
+                let cfg = match loaded {
                     Ok(c) => c,
                     Err(e) => {
                         println!("FAIL config: {e}");
@@ -78,8 +78,8 @@ fn main() -> ExitCode {
                     ExitCode::from(1)
                 }
             }
-            Command::Resync { config, table } => {
-                let cfg = match pg2qdrant::config::load(&config) {
+            Command::Resync { table, .. } => {
+                let cfg = match loaded {
                     Ok(c) => c,
                     Err(e) => return fail(e),
                 };
@@ -91,8 +91,8 @@ fn main() -> ExitCode {
                     Err(e) => fail(e),
                 }
             }
-            Command::Rebuild { config, table } => {
-                let cfg = match pg2qdrant::config::load(&config) {
+            Command::Rebuild { table, .. } => {
+                let cfg = match loaded {
                     Ok(c) => c,
                     Err(e) => return fail(e),
                 };
@@ -108,12 +108,12 @@ fn main() -> ExitCode {
                 }
             }
             Command::Verify {
-                config,
                 table,
                 repair,
                 json,
+                ..
             } => {
-                let cfg = match pg2qdrant::config::load(&config) {
+                let cfg = match loaded {
                     Ok(c) => c,
                     Err(e) => return fail(e),
                 };
@@ -138,18 +138,18 @@ fn main() -> ExitCode {
                 }
             }
             Command::DeadLetter { action } => {
-                let cfg = match pg2qdrant::config::load(action_config(&action)) {
+                let cfg = match loaded {
                     Ok(c) => c,
                     Err(e) => return fail(e),
                 };
                 dead_letter(&cfg, action).await
             }
             Command::Embed {
-                config,
                 embedder,
                 text,
+                ..
             } => {
-                let cfg = match pg2qdrant::config::load(&config) {
+                let cfg = match loaded {
                     Ok(c) => c,
                     Err(e) => return fail(e),
                 };
@@ -165,12 +165,6 @@ fn main() -> ExitCode {
             }
         }
     })
-}
-
-fn action_config(a: &DeadLetterAction) -> &std::path::Path {
-    match a {
-        DeadLetterAction::List { config, .. } | DeadLetterAction::Replay { config, .. } => config,
-    }
 }
 
 async fn dead_letter(cfg: &pg2qdrant::config::Config, action: DeadLetterAction) -> ExitCode {
