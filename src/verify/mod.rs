@@ -51,6 +51,9 @@ pub struct TableReport {
     pub skipped_changed: u64,
     /// Rows the mapping rejects (the connector dead-letters them); not counted as drift.
     pub unmappable: u64,
+    /// A check of some keys only (`dead-letter replay`): each rejected row's key and reason.
+    #[serde(skip)]
+    pub unmappable_reasons: Vec<(Value, String)>,
     pub missing_keys: Vec<Value>,
     pub orphaned_keys: Vec<Value>,
     pub stale_keys: Vec<Value>,
@@ -126,41 +129,17 @@ pub async fn repair_keys(
     let mapping = mappings.remove(0);
     verify_table(cfg, &session, t, &mapping, true, Some(keys)).await?;
     let report = verify_table(cfg, &session, t, &mapping, false, Some(keys)).await?;
-    let present = &session.present;
-    let layout = session.catalog.layout(&mapping.table, &mapping.key).await?;
-    let mut outcomes = Vec::with_capacity(keys.len());
-    for key in keys {
-        let mut by_key = Vec::new();
-        for k in &mapping.key {
-            let Some(col) = layout.columns.iter().find(|c| &c.name == k) else {
-                continue;
-            };
-            let text = match key.get(k) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) if !v.is_null() => v.to_string(),
-                _ => String::new(),
-            };
-            by_key.push((k.clone(), text, col.type_oid));
-        }
-        let row = present
-            .fetch_row(&mapping.table, &layout.columns, &by_key)
-            .await?;
-        outcomes.push(match row {
-            None => Ok(()),
-            Some(row) => mapping
-                .ops(&crate::event::Change {
-                    table: mapping.table.clone(),
-                    position: Position {
-                        commit_lsn: 0,
-                        seq: 0,
-                    },
-                    commit_time_micros: 0,
-                    kind: crate::event::ChangeKind::Insert { new: row },
-                })
-                .map(drop)
-                .map_err(|e| e.reason),
-        });
-    }
+    // The check mapped every row of those keys that still exists: a key it did not reject
+    // maps now, or its row is gone (nothing to apply).
+    let outcomes = keys
+        .iter()
+        .map(
+            |k| match report.unmappable_reasons.iter().find(|(u, _)| u == k) {
+                Some((_, reason)) => Err(reason.clone()),
+                None => Ok(()),
+            },
+        )
+        .collect();
     Ok((report, outcomes))
 }
 

@@ -116,7 +116,13 @@ impl Check<'_> {
                             }
                         }
                     }
-                    Err(_) => r.unmappable += 1,
+                    Err(e) => {
+                        r.unmappable += 1;
+                        if self.keys.is_some() {
+                            r.unmappable_reasons
+                                .push((self.mapping.key_json(&row), e.reason));
+                        }
+                    }
                 }
             }
             let ids: Vec<PointId> = expected
