@@ -342,10 +342,6 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         }
         .run(shutdown.clone()),
     );
-    tokio::spawn(crate::pipeline::heartbeat::run(
-        cfg.source.clone(),
-        shutdown.clone(),
-    ));
     let copies_stop = shutdown.child_token();
     for _ in 0..cfg.source.snapshot_workers() {
         tokio::spawn(

@@ -9,38 +9,18 @@
 //! and its commit time feeds `pg2qdrant_commit_to_durable_seconds`. Debezium's
 //! `heartbeat.action.query` and supabase/etl's keepalives solve the same problem.
 //!
-//! A failed heartbeat is logged and counted nowhere else: the sampler reports PostgreSQL down.
+//! It runs on the sampler's connection and schedule; a failed heartbeat is logged and the
+//! sampler reports PostgreSQL down.
 
-use crate::config::SourceConfig;
 use crate::metrics::names;
 use crate::source::catalog::Catalog;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// The heartbeat message's prefix.
 pub const PREFIX: &str = "pg2qdrant.heartbeat";
 
-pub async fn run(source: SourceConfig, shutdown: CancellationToken) {
-    if source.heartbeat_ms == 0 {
-        return;
-    }
-    let every = Duration::from_millis(source.heartbeat_ms);
-    let mut catalog: Option<Catalog> = None;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        if catalog.is_none() {
-            catalog = Catalog::connect(&source).await.ok();
-        }
-        let Some(c) = &catalog else { continue };
-        match c.heartbeat(PREFIX).await {
-            Ok(()) => metrics::counter!(names::HEARTBEATS).increment(1),
-            Err(e) => {
-                tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), "heartbeat failed");
-                catalog = None;
-            }
-        }
-    }
+/// Writes one heartbeat on the sampler's connection (`pipeline::sampler` runs the schedule).
+pub async fn beat(catalog: &Catalog) -> Result<(), crate::Error> {
+    catalog.heartbeat(PREFIX).await?;
+    metrics::counter!(names::HEARTBEATS).increment(1);
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! What is sampled rather than counted, every few seconds while `run` streams: lag in bytes
+//! What is sampled rather than counted, every few seconds while `run` streams (and the heartbeat,
+//! `pipeline::heartbeat`, on the same connection): lag in bytes
 //! (the server's WAL position − our acknowledged LSN), lag in seconds (`pipeline::lag`), the
 //! slot's health from `pg_replication_slots`, whether PostgreSQL and Qdrant answer (for
 //! `/readyz`), and the last `verify` report.
@@ -28,18 +29,40 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// Samples every [`EVERY`] and writes a heartbeat every `source.heartbeat_ms` (unless 0),
+    /// on one connection, until `shutdown`.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut catalog: Option<Catalog> = None;
         let mut verified = None;
+        let mut sample = tokio::time::interval(EVERY);
+        let beats = self.cfg.source.heartbeat_ms;
+        let mut heartbeat = tokio::time::interval(Duration::from_millis(beats.max(1)));
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await; // the first beat after one interval
         loop {
-            crate::verify::export_last(&self.cfg, &mut verified);
-            metrics::gauge!(names::LAG_SECONDS).set(self.lag.seconds_behind());
+            let beat = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = sample.tick() => false,
+                _ = heartbeat.tick(), if beats > 0 => true,
+            };
             if catalog.is_none() {
                 match Catalog::connect(&self.cfg.source).await {
                     Ok(c) => catalog = Some(c),
                     Err(e) => self.health.probe("postgres", Err(e.to_string())),
                 }
             }
+            if beat {
+                if let Some(c) = &catalog {
+                    if let Err(e) = super::heartbeat::beat(c).await {
+                        tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), "heartbeat failed");
+                        self.health.probe("postgres", Err(e.to_string()));
+                        catalog = None;
+                    }
+                }
+                continue;
+            }
+            crate::verify::export_last(&self.cfg, &mut verified);
+            metrics::gauge!(names::LAG_SECONDS).set(self.lag.seconds_behind());
             if let Some(c) = &catalog {
                 if let Err(e) = self.postgres(c).await {
                     self.health.probe("postgres", Err(e.to_string()));
@@ -52,10 +75,6 @@ impl Sampler {
                     "qdrant",
                     answered.map(drop).map_err(|e| format!("health check: {e}")),
                 );
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(EVERY) => {}
             }
         }
     }
