@@ -117,8 +117,8 @@ async fn main() {
     let cfg = parse(&cfg_text).unwrap();
     cfg.validate().unwrap();
     let text_cfg = parse(&text_cfg_text).unwrap();
-    pg2qdrant::app::prepare(&cfg).await.unwrap();
-    pg2qdrant::app::prepare(&text_cfg).await.unwrap();
+    pg2qdrant::setup::prepare(&cfg).await.unwrap();
+    pg2qdrant::setup::prepare(&text_cfg).await.unwrap();
     db.batch_execute(
         "SELECT pg_create_logical_replication_slot('bench_src', 'pgoutput'); \
          SELECT pg_create_logical_replication_slot('bench_src_bin', 'pgoutput')",
@@ -272,7 +272,7 @@ async fn main() {
     let decode = |binary: bool| {
         use pg2qdrant::source::pgoutput::{encode, Cell, Message, Relation, RelationColumn};
         let cfg = parse(&cfg_text).unwrap();
-        let m = pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]);
+        let m = pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]).unwrap();
         let mappings = std::sync::Arc::new([(m.table.clone(), m)].into_iter().collect());
         let mut a = pg2qdrant::pipeline::assemble::Assembler::new(
             mappings,

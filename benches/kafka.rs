@@ -62,7 +62,7 @@ async fn events(
     cfg: &pg2qdrant::config::Config,
 ) -> Vec<(Vec<u8>, Vec<u8>)> {
     use pg2qdrant::event::{Change, ChangeKind, Column, Datum, Row, TableName};
-    let mapping = pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]);
+    let mapping = pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]).unwrap();
     let columns: std::sync::Arc<[Column]> = [("id", 20), ("title", 25), ("n", 23), ("v", 1021)]
         .iter()
         .map(|(name, oid)| Column {
@@ -139,7 +139,7 @@ async fn main() {
     };
     let _ = std::fs::remove_file(work.join("cp"));
     let publish_cfg = config("bench_kafka_unused", "", false);
-    pg2qdrant::app::prepare(&publish_cfg).await.unwrap();
+    pg2qdrant::setup::prepare(&publish_cfg).await.unwrap();
 
     eprintln!("loading {rows} rows ...");
     docs::load(&db, rows).await;
@@ -212,7 +212,7 @@ async fn main() {
             let t = Instant::now();
             let token = CancellationToken::new();
             let handles: Vec<_> = (0..appliers)
-                .map(|_| tokio::spawn(pg2qdrant::kafka::apply::run(cfg.clone(), token.clone())))
+                .map(|_| tokio::spawn(pg2qdrant::apply::run(cfg.clone(), token.clone())))
                 .collect();
             // Timed from the first point on: joining the group (seconds on tansu, more with a
             // second member's rebalance) is reported apart.

@@ -22,8 +22,8 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
                 detail: "reachable".into(),
             });
             lines.extend(c.check(cfg).await);
-            lines.extend(ids(&c, cfg).await);
-            lines.extend(format(&c, cfg).await);
+            lines.push(ids(&c, cfg).await);
+            lines.push(format(&c, cfg).await);
         }
         Err(e) => lines.push(CheckLine {
             ok: false,
@@ -60,7 +60,7 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
             return lines;
         }
     }
-    match crate::rebuild::status(cfg) {
+    match crate::setup::rebuild::status(cfg) {
         Ok(rebuilds) => lines.extend(rebuilds.into_iter().map(|(alias, detail)| CheckLine {
             ok: true,
             what: format!("rebuild of {alias}"),
@@ -72,12 +72,22 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
             detail: e.to_string(),
         }),
     }
-    // During a rebuild the tables write its new collection: check that one.
-    let effective = crate::rebuild::effective(cfg.clone(), &crate::rebuild::planned(cfg));
+    // During a rebuild the tables write its new collection: check that one (the state's error
+    // is the "rebuild state" line above; the configured collections are checked then).
+    let planned = crate::setup::rebuild::planned(cfg).unwrap_or_default();
+    let effective = crate::setup::rebuild::effective(cfg.clone(), &planned);
     for (i, t) in effective.tables.iter().enumerate() {
         let behind = match collections::alias_target(&client, &t.collection).await {
             Ok(Some(c)) => format!(" (an alias of {c})"),
-            _ => String::new(),
+            Ok(None) => String::new(),
+            Err(e) => {
+                lines.push(CheckLine {
+                    ok: false,
+                    what: format!("tables[{i}] collection {}", t.collection),
+                    detail: format!("looking up whether it is an alias failed: {e}"),
+                });
+                continue;
+            }
         };
         let what = format!("tables[{i}] collection {}{behind}", t.collection);
         let line = match client.collection_exists(&t.collection).await {
@@ -121,8 +131,8 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
 
 /// Where each table's copy of existing rows stands (from the copy state file).
 fn copies(cfg: &Config) -> Vec<CheckLine> {
+    use crate::checkpoint::state::{StateFile, Status};
     use crate::config::SnapshotMode;
-    use crate::snapshot::state::{StateFile, Status};
     let file = StateFile::new(&cfg.checkpoint.snapshot_path());
     let state = match file.load() {
         Ok(s) => s,
@@ -161,55 +171,66 @@ fn copies(cfg: &Config) -> Vec<CheckLine> {
         .collect()
 }
 
-/// Whether two tables' point ids can collide in one collection.
-async fn ids(c: &Catalog, cfg: &Config) -> Option<CheckLine> {
-    // Key problems are reported per table above; without every key there is nothing to compare.
-    let keys = c.resolve_keys(&cfg.tables).await.ok()?;
-    let mut spaces = Vec::with_capacity(keys.len());
-    for (t, key) in cfg.tables.iter().zip(&keys) {
-        spaces.push(crate::app::id_space(c, t, key).await.ok()?);
-    }
-    Some(
-        match crate::app::refuse_colliding_ids(&cfg.tables, &spaces) {
-            Ok(()) => CheckLine {
-                ok: true,
-                what: "point ids".into(),
-                detail: "no two tables can write the same id into one collection".into(),
-            },
-            Err(e) => CheckLine {
-                ok: false,
-                what: "point ids".into(),
-                detail: e.to_string(),
-            },
+/// A check that could not run: the error, with its fix when known.
+fn failed(what: &str, e: &crate::Error) -> CheckLine {
+    CheckLine {
+        ok: false,
+        what: what.into(),
+        detail: match e.hint() {
+            Some(h) => format!("cannot be checked: {e}; fix: {h}"),
+            None => format!("cannot be checked: {e}"),
         },
-    )
+    }
+}
+
+/// Whether two tables' point ids can collide in one collection.
+async fn ids(c: &Catalog, cfg: &Config) -> CheckLine {
+    let spaces = async {
+        let keys = c.resolve_keys(&cfg.tables).await?;
+        let mut spaces = Vec::with_capacity(keys.len());
+        for (t, key) in cfg.tables.iter().zip(&keys) {
+            spaces.push(crate::setup::compile::id_space(c, t, key).await?);
+        }
+        Ok::<_, crate::Error>(spaces)
+    };
+    let spaces = match spaces.await {
+        Ok(s) => s,
+        Err(e) => return failed("point ids", &e),
+    };
+    match crate::setup::compile::refuse_colliding_ids(&cfg.tables, &spaces) {
+        Ok(()) => CheckLine {
+            ok: true,
+            what: "point ids".into(),
+            detail: "no two tables can write the same id into one collection".into(),
+        },
+        Err(e) => CheckLine {
+            ok: false,
+            what: "point ids".into(),
+            detail: e.to_string(),
+        },
+    }
 }
 
 /// Which form values will travel in, and why text when it is text.
-async fn format(c: &Catalog, cfg: &Config) -> Option<CheckLine> {
-    let mappings = crate::app::compile(c, &cfg.tables, &cfg.embedders)
-        .await
-        .ok()?;
-    let what = "source.format".to_owned();
-    Some(
-        match crate::source::format::decide(c, cfg.source.format, &mappings).await {
-            Ok((true, _)) => CheckLine {
-                ok: true,
-                what,
-                detail: "binary".into(),
-            },
-            Ok((false, why)) => CheckLine {
-                ok: true,
-                what,
-                detail: format!("text: {}", why.unwrap_or_default()),
-            },
-            Err(e) => CheckLine {
-                ok: false,
-                what,
-                detail: e.to_string(),
-            },
+async fn format(c: &Catalog, cfg: &Config) -> CheckLine {
+    let what = "source.format";
+    let mappings = match crate::setup::compile::compile(c, &cfg.tables, &cfg.embedders).await {
+        Ok(m) => m,
+        Err(e) => return failed(what, &e),
+    };
+    match crate::source::format::decide(c, cfg.source.format, &mappings).await {
+        Ok((true, _)) => CheckLine {
+            ok: true,
+            what: what.into(),
+            detail: "binary".into(),
         },
-    )
+        Ok((false, why)) => CheckLine {
+            ok: true,
+            what: what.into(),
+            detail: format!("text: {}", why.unwrap_or_default()),
+        },
+        Err(e) => failed(what, &e),
+    }
 }
 
 /// Each embedder's model files (local) or settings (openai), without loading a model.

@@ -7,37 +7,73 @@
 //!                       pipeline::assemble (transactions → positions → mapping → batches)
 //!                                      │  bounded queue
 //!                       pipeline::writer ─▶ sink::qdrant (fenced upsert/delete, wait=true)
-//!                                      │
+//!                                      │          └──▶ kafka::publish (change events)
 //!      slot feedback ◀── durable LSN ──┴──▶ checkpoint (file, fsynced, never backwards)
 //! ```
 //!
-//! - `config`: TOML + env overrides, validated with field paths.
-//! - `error`: definite vs transient, classified in one place.
-//! - `event`: the domain model (changes, documents, ops) shared by every stage.
-//! - `embed`: text → vectors (in-process models).
-//! - `mapping`: rows → point ids, payloads and vectors.
-//! - `metrics`: the metric catalogue and the `/metrics` listener.
+//! # The module map
+//!
+//! **Rule: a module may use only the modules listed above it; nothing imports upwards.**
+//! Within a layer, order matters too (a module may use those before it on its line).
+//! `tests/layers.rs` reads this list and fails on an import that breaks it, and on any import
+//! cycle between files.
+//!
+//! <!-- layers: the lines below are read by tests/layers.rs -->
+//! ```text
+//! base      lsn event error config
+//! model     mapping source
+//! services  embed sink checkpoint metrics deadletter report kafka
+//! set-up    setup
+//! stages    snapshot pipeline
+//! modes     verify rebuild check apply app
+//! entry     cli
+//! ```
+//!
+//! - base: `lsn` (positions), `event` (the domain model of changes, documents and ops),
+//!   `error` (definite vs transient, classified in one place; retrying), `config` (TOML + env
+//!   overrides, validated with field paths; the payload template syntax).
+//! - model: `mapping` (rows → point ids, payloads and vectors; pure), `source` (the PostgreSQL
+//!   side: catalog, stream, pgoutput decoding, chunk reads, control messages in the WAL).
+//! - services: `embed` (text → vectors, the [`embed::Embedder`] trait), `sink` (the
+//!   [`sink::Sink`] trait and Qdrant), `checkpoint` (durable progress and the copy state),
+//!   `metrics` (the catalogue, readiness, the HTTP endpoint), `deadletter` (the parked-rows
+//!   file), `report` (the last verify's result), `kafka` (change events, client, producer).
+//! - set-up: `setup` (what every mode shares: compiling the tables, collections, the source's
+//!   prerequisites, topics, rebuild requests, metrics serving, task supervision).
+//! - stages: `snapshot` (the copy while streaming: coordinator, workers, the rebuild switch),
+//!   `pipeline` (replication loop, assembly, embedding, the writer, sampler, lag).
+//! - modes: `verify` (and dead-letter replay), `rebuild` (the request), `check`, `apply` (the
+//!   Kafka consumer group), `app` (`run`: wiring only).
+//! - entry: `cli` (the command line; `main.rs` dispatches).
 
-pub mod app;
-pub mod check;
-pub mod checkpoint;
-pub mod cli;
 pub mod config;
-pub mod deadletter;
-pub mod embed;
 pub mod error;
 pub mod event;
-pub mod health;
-pub mod kafka;
 pub mod lsn;
+
 pub mod mapping;
-pub mod metrics;
-pub mod pipeline;
-pub mod rebuild;
-pub mod sink;
-pub mod snapshot;
 pub mod source;
+
+pub mod checkpoint;
+pub mod deadletter;
+pub mod embed;
+pub mod kafka;
+pub mod metrics;
+pub mod report;
+pub mod sink;
+
+pub mod setup;
+
+pub mod pipeline;
+pub mod snapshot;
+
+pub mod app;
+pub mod apply;
+pub mod check;
+pub mod rebuild;
 pub mod verify;
+
+pub mod cli;
 
 pub use app::run;
 pub use config::Config;

@@ -1,5 +1,6 @@
 use clap::Parser;
 use pg2qdrant::cli::{Cli, Command, DeadLetterAction};
+use pg2qdrant::{Config, Error};
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
@@ -30,151 +31,104 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        match cli.command {
-            Command::Run { .. } => {
-                let cfg = match loaded {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                };
-                let shutdown = CancellationToken::new();
-                tokio::spawn(signals(shutdown.clone()));
-                match pg2qdrant::run(cfg, shutdown).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(e),
-                }
+        let cfg = match loaded {
+            Ok(c) => c,
+            // `check` reports a config that does not load as its first failed line.
+            Err(e) if matches!(cli.command, Command::Check { .. }) => {
+                println!("FAIL config: {e}");
+                return ExitCode::from(1);
             }
-            Command::Apply { .. } => {
-                let cfg = match loaded {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                };
-                let shutdown = CancellationToken::new();
-                tokio::spawn(signals(shutdown.clone()));
-                match pg2qdrant::kafka::apply::run(cfg, shutdown).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(e),
-                }
-            }
-            Command::Check { .. } => {
-                let cfg = match loaded {
-                    Ok(c) => c,
-                    Err(e) => {
-                        println!("FAIL config: {e}");
-                        return ExitCode::from(1);
-                    }
-                };
-                let lines = pg2qdrant::check::run(&cfg).await;
-                for l in &lines {
-                    println!(
-                        "{} {}: {}",
-                        if l.ok { "ok  " } else { "FAIL" },
-                        l.what,
-                        l.detail
-                    );
-                }
-                if lines.iter().all(|l| l.ok) {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Command::Resync { table, .. } => {
-                let cfg = match loaded {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                };
-                match pg2qdrant::snapshot::request_resync(&cfg, &table).await {
-                    Ok(lsn) => {
-                        println!("resync of {table} requested at {lsn}: the running connector copies it again while streaming (or its next start does)");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
-            Command::Rebuild { table, .. } => {
-                let cfg = match loaded {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                };
-                match pg2qdrant::rebuild::request(&cfg, &table).await {
-                    Ok(r) => {
-                        println!(
-                            "created collection {} for alias {} (tables {}). Start the connector with this config (restart it if it runs): it copies into {} while streaming into both, then points {} at it and drops {}. Searches through the alias use {} until then.",
-                            r.rebuild.target, r.alias, r.rebuild.tables.join(", "), r.rebuild.target, r.alias, r.rebuild.old, r.rebuild.old
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
-            Command::Verify {
-                table,
-                repair,
-                json,
-                ..
-            } => {
-                let cfg = match loaded {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                };
-                let reports = match pg2qdrant::verify::run(&cfg, table.as_deref(), repair).await {
-                    Ok(r) => r,
-                    Err(e) => return fail(e),
-                };
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(&reports).expect("report serializes")
-                    );
-                } else {
-                    for r in &reports {
-                        print_report(r);
-                    }
-                }
-                if reports.iter().all(|r| r.drift() == 0) {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::from(1)
-                }
-            }
-            Command::DeadLetter { action } => {
-                let cfg = match loaded {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                };
-                dead_letter(&cfg, action).await
-            }
-            Command::Embed {
-                embedder,
-                text,
-                ..
-            } => {
-                let cfg = match loaded {
-                    Ok(c) => c,
-                    Err(e) => return fail(e),
-                };
-                match pg2qdrant::embed::embed_texts(&cfg, embedder.as_deref(), &text) {
-                    Ok(vectors) => {
-                        for v in vectors {
-                            println!("{}", serde_json::to_string(&v).expect("floats serialize"));
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
+            Err(e) => return fail(e),
+        };
+        match dispatch(cli.command, &cfg).await {
+            Ok(code) => code,
+            Err(e) => fail(e),
         }
     })
 }
 
-async fn dead_letter(cfg: &pg2qdrant::config::Config, action: DeadLetterAction) -> ExitCode {
-    use pg2qdrant::deadletter::replay;
+/// Runs the command; `Ok` carries its exit code (a check or a verify may pass or not).
+async fn dispatch(command: Command, cfg: &Config) -> Result<ExitCode, Error> {
+    let passed = |ok: bool| {
+        if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }
+    };
+    match command {
+        Command::Run { .. } => until_signal(|stop| pg2qdrant::run(cfg.clone(), stop)).await,
+        Command::Apply { .. } => {
+            until_signal(|stop| pg2qdrant::apply::run(cfg.clone(), stop)).await
+        }
+        Command::Check { .. } => {
+            let lines = pg2qdrant::check::run(cfg).await;
+            for l in &lines {
+                let state = if l.ok { "ok  " } else { "FAIL" };
+                println!("{state} {}: {}", l.what, l.detail);
+            }
+            Ok(passed(lines.iter().all(|l| l.ok)))
+        }
+        Command::Resync { table, .. } => {
+            let lsn = pg2qdrant::snapshot::request_resync(cfg, &table).await?;
+            println!("resync of {table} requested at {lsn}: the running connector copies it again while streaming (or its next start does)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rebuild { table, .. } => {
+            let r = pg2qdrant::rebuild::request(cfg, &table).await?;
+            println!(
+                "created collection {} for alias {} (tables {}). Start the connector with this config (restart it if it runs): it copies into {} while streaming into both, then points {} at it and drops {}. Searches through the alias use {} until then.",
+                r.rebuild.target, r.alias, r.rebuild.tables.join(", "), r.rebuild.target, r.alias, r.rebuild.old, r.rebuild.old
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            table,
+            repair,
+            json,
+            ..
+        } => {
+            let reports = pg2qdrant::verify::run(cfg, table.as_deref(), repair).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&reports).expect("report serializes")
+                );
+            } else {
+                reports.iter().for_each(print_report);
+            }
+            Ok(passed(reports.iter().all(|r| r.drift() == 0)))
+        }
+        Command::DeadLetter { action } => dead_letter(cfg, action).await,
+        Command::Embed { embedder, text, .. } => {
+            for v in pg2qdrant::embed::embed_texts(cfg, embedder.as_deref(), &text).await? {
+                println!("{}", serde_json::to_string(&v).expect("floats serialize"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs a long-running mode until it ends or SIGTERM/SIGINT asks it to stop.
+async fn until_signal<F, Fut>(mode: F) -> Result<ExitCode, Error>
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let shutdown = CancellationToken::new();
+    let running = mode(shutdown.clone());
+    tokio::pin!(running);
+    tokio::select! {
+        r = &mut running => return r.map(|()| ExitCode::SUCCESS),
+        () = signals() => shutdown.cancel(),
+    }
+    running.await.map(|()| ExitCode::SUCCESS)
+}
+
+async fn dead_letter(cfg: &Config, action: DeadLetterAction) -> Result<ExitCode, Error> {
     match action {
         DeadLetterAction::List { json, .. } => {
-            let groups = match replay::list(cfg) {
-                Ok(g) => g,
-                Err(e) => return fail(e),
-            };
+            let groups = pg2qdrant::deadletter::parked::list(cfg)?;
             if json {
                 println!(
                     "{}",
@@ -185,8 +139,7 @@ async fn dead_letter(cfg: &pg2qdrant::config::Config, action: DeadLetterAction) 
                     "no dead letters pending in {}",
                     cfg.dead_letter.path.display()
                 );
-            }
-            if !json {
+            } else {
                 for g in &groups {
                     println!(
                         "{} × {}: {} (LSN {} … {})",
@@ -197,17 +150,14 @@ async fn dead_letter(cfg: &pg2qdrant::config::Config, action: DeadLetterAction) 
                     }
                 }
             }
-            if groups.is_empty() {
+            Ok(if groups.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
-            }
+            })
         }
         DeadLetterAction::Replay { table, .. } => {
-            let done = match replay::replay(cfg, table.as_deref()).await {
-                Ok(d) => d,
-                Err(e) => return fail(e),
-            };
+            let done = pg2qdrant::verify::replay::replay(cfg, table.as_deref()).await?;
             if done.is_empty() {
                 println!("nothing to replay for the config's tables");
             }
@@ -225,11 +175,11 @@ async fn dead_letter(cfg: &pg2qdrant::config::Config, action: DeadLetterAction) 
                 }
                 left += r.still_failing.len() + r.without_key;
             }
-            if left == 0 {
+            Ok(if left == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
-            }
+            })
         }
     }
 }
@@ -266,18 +216,19 @@ fn print_report(r: &pg2qdrant::verify::TableReport) {
     }
 }
 
-fn fail(e: pg2qdrant::Error) -> ExitCode {
+fn fail(e: Error) -> ExitCode {
     match e.hint() {
         Some(h) => tracing::error!(hint = h, "{e}"),
         None => tracing::error!("{e}"),
     }
     match e {
-        pg2qdrant::Error::Config { .. } => ExitCode::from(2),
+        Error::Config { .. } => ExitCode::from(2),
         _ => ExitCode::from(1),
     }
 }
 
-async fn signals(shutdown: CancellationToken) {
+/// Resolves at the first SIGTERM or SIGINT.
+async fn signals() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -286,5 +237,4 @@ async fn signals(shutdown: CancellationToken) {
         _ = int.recv() => {}
     }
     tracing::info!("shutdown requested");
-    shutdown.cancel();
 }

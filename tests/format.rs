@@ -72,7 +72,10 @@ async fn format_binary_refuses_a_column_binary_cannot_carry_naming_it() {
     .await;
     let mut cfg = db.config(&table("shapes", "t_fmt_refuse", 2, ""));
     cfg.source.format = Format::Binary;
-    let err = pg2qdrant::app::prepare(&cfg).await.unwrap_err().to_string();
+    let err = pg2qdrant::setup::prepare(&cfg)
+        .await
+        .unwrap_err()
+        .to_string();
     for part in [
         "source.format",
         "\"at\"",

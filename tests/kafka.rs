@@ -68,7 +68,7 @@ struct Applier {
 
 fn apply(cfg: Config) -> Applier {
     let token = CancellationToken::new();
-    let handle = tokio::spawn(pg2qdrant::kafka::apply::run(cfg, token.clone()));
+    let handle = tokio::spawn(pg2qdrant::apply::run(cfg, token.clone()));
     Applier { token, handle }
 }
 

@@ -9,6 +9,7 @@ mod embed;
 mod embedding;
 mod format;
 mod kafka;
+mod layers;
 mod operate;
 mod rebuild;
 mod recovery;

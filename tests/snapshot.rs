@@ -392,7 +392,7 @@ async fn first_copy_into_a_new_collection_defers_indexing_until_it_is_done() {
     existing_rows(&db, 2_000).await;
     let cfg = db.config(&table("docs", "t_bulk", DIM as u64, ""));
     // Set-up creates the slot and the collection for a bulk load.
-    pg2qdrant::app::prepare(&cfg).await.unwrap();
+    pg2qdrant::setup::prepare(&cfg).await.unwrap();
     let deferred = state(&work_dir("t_bulk"))["bulk"]["t_bulk"].as_u64();
     let restore_to = deferred.expect("the threshold to restore is recorded");
     assert!(restore_to > 0);

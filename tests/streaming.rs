@@ -297,7 +297,7 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
     let db = TestDb::new("t_fence", ITEMS).await;
     // Create the collection through the connector's own set-up.
     let cfg = db.config(&table("items", "t_fence", 2, ""));
-    pg2qdrant::app::prepare(&cfg).await.unwrap();
+    pg2qdrant::setup::prepare(&cfg).await.unwrap();
     let sink = pg2qdrant::sink::qdrant::QdrantSink::new(qdrant()).unwrap();
     let table = pg2qdrant::event::TableName::parse("public.items");
     let doc = |title: &str, lsn: u64, seq: u64, v: Vec<f32>| {
@@ -499,7 +499,7 @@ async fn two_tables_with_integer_ids_in_one_collection_are_refused_unless_one_us
         table("a", "t_idclash", 2, ""),
         table("b", "t_idclash", 2, "")
     );
-    let err = pg2qdrant::app::prepare(&db.config(&clash))
+    let err = pg2qdrant::setup::prepare(&db.config(&clash))
         .await
         .expect_err("colliding ids are refused");
     let text = err.to_string();

@@ -399,6 +399,7 @@ fn same_event_value(types: &Types, type_oid: u32, ty: &str, t: &str, b: &[u8]) {
     )
     .unwrap();
     let mapping = pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()])
+        .unwrap()
         .with_types(std::sync::Arc::new(types.clone()));
     let col = pg2qdrant::event::Column {
         name: "v".into(),

@@ -1,6 +1,8 @@
-//! Durable progress: the LSN up to which every change is durable in the sink.
+//! Durable progress: the LSN up to which every change is durable in the sink ([`FileCheckpoint`]),
+//! and the copy state ([`state`]: which tables are copied, their chunks, rebuilds in progress).
 
 mod file;
+pub mod state;
 
 pub use file::{write_atomically, FileCheckpoint};
 

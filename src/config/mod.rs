@@ -3,12 +3,13 @@
 
 mod kafka;
 mod load;
+pub mod template;
 mod validate;
 
 pub use kafka::{KafkaConfig, DEFAULT_COMPRESSION};
 
 pub use load::{apply_env, load, parse};
-pub use validate::META_FIELD;
+pub use validate::{CHUNK_FIELDS, META_FIELD};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -105,6 +106,38 @@ pub struct EmbedderConfig {
     /// `openai`: requests in flight at once.
     #[serde(default = "default_embed_concurrency")]
     pub concurrency: usize,
+}
+
+impl Config {
+    /// The `[[tables]]` entries of `table` (`schema.table`, or `table` in `public`), or an error
+    /// naming `field` (the command-line option that named it) when there is none.
+    pub fn tables_named(
+        &self,
+        field: &str,
+        table: &str,
+    ) -> Result<Vec<&TableConfig>, crate::error::Error> {
+        let name = crate::event::TableName::parse(table);
+        let found: Vec<&TableConfig> = self
+            .tables
+            .iter()
+            .filter(|t| crate::event::TableName::parse(&t.table) == name)
+            .collect();
+        if found.is_empty() {
+            let known: Vec<String> = self
+                .tables
+                .iter()
+                .map(|t| crate::event::TableName::parse(&t.table).to_string())
+                .collect();
+            return Err(crate::error::Error::config(
+                field,
+                format!(
+                    "{name} is not one of the config's [[tables]] ({})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok(found)
+    }
 }
 
 impl EmbedderConfig {
@@ -538,30 +571,56 @@ pub struct ChunkConfig {
     pub overlap: usize,
 }
 
+/// One vector of a table (`vector` or an entry of `vectors`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorColumn {
+    /// Empty for the unnamed default vector.
+    pub name: String,
+    /// The column it is read from; empty for a vector computed from text.
+    pub column: String,
+    pub size: u64,
+    pub distance: Distance,
+}
+
+/// A vector computed from text by an embedder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedVector {
+    /// Empty for the unnamed default vector.
+    pub name: String,
+    /// The `[[embedders]]` name.
+    pub embedder: String,
+    /// The text template (`{column}` placeholders).
+    pub text: String,
+    pub size: u64,
+}
+
 impl TableConfig {
-    /// `(vector name or "" for the unnamed one, column, size, distance)`.
-    /// `(name, column, size, distance)`; the column is empty for a vector computed from text.
-    pub fn vector_columns(&self) -> Vec<(String, String, u64, Distance)> {
+    /// Every vector of the table.
+    pub fn vector_columns(&self) -> Vec<VectorColumn> {
+        let one = |name: &str, column: &str, size: u64, distance: Distance| VectorColumn {
+            name: name.to_owned(),
+            column: column.to_owned(),
+            size,
+            distance,
+        };
         match &self.vector {
-            Some(v) => vec![(String::new(), v.column.clone(), v.size, v.distance)],
+            Some(v) => vec![one("", &v.column, v.size, v.distance)],
             None => self
                 .vectors
                 .iter()
-                .map(|v| (v.name.clone(), v.column.clone(), v.size, v.distance))
+                .map(|v| one(&v.name, &v.column, v.size, v.distance))
                 .collect(),
         }
     }
 
-    /// `(name, embedder, text template, size)` of the vectors computed from text.
-    pub fn embedded_vectors(&self) -> Vec<(String, String, String, u64)> {
+    /// The vectors computed from text.
+    pub fn embedded_vectors(&self) -> Vec<EmbeddedVector> {
         let one = |name: &str, embed: &Option<String>, text: &Option<String>, size: u64| {
-            embed.as_ref().map(|e| {
-                (
-                    name.to_owned(),
-                    e.clone(),
-                    text.clone().unwrap_or_default(),
-                    size,
-                )
+            embed.as_ref().map(|e| EmbeddedVector {
+                name: name.to_owned(),
+                embedder: e.clone(),
+                text: text.clone().unwrap_or_default(),
+                size,
             })
         };
         match &self.vector {

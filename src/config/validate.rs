@@ -7,6 +7,9 @@ use std::collections::HashSet;
 /// Payload key reserved for the connector's own metadata (table, position, commit time).
 pub const META_FIELD: &str = "_pg2qdrant";
 
+/// Payload fields a chunk point adds to the row's payload (`mapping::chunk`): reserved.
+pub const CHUNK_FIELDS: [&str; 3] = ["chunk_index", "chunk_count", "chunk_text"];
+
 fn is_simple_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
@@ -211,7 +214,7 @@ fn validate_source(
                 ));
             }
             let t = text.as_deref().unwrap_or("");
-            match crate::mapping::template::Template::parse(t) {
+            match crate::config::template::Template::parse(t) {
                 Ok(tpl) if !tpl.columns().is_empty() => Ok(()),
                 Ok(_) => Err(Error::config(
                     field("text"),
@@ -251,7 +254,7 @@ fn validate_chunk(
             "a chunked table needs exactly one vector, computed from text (embed = ..., text = ...): each chunk is a point with its own vector".to_owned(),
         ));
     }
-    for field in crate::mapping::chunk::FIELDS {
+    for field in CHUNK_FIELDS {
         if t.rename.values().any(|v| v == field) || t.unix_seconds.iter().any(|u| u.field == field)
         {
             return Err(Error::config(

@@ -1,9 +1,9 @@
 //! The dead-letter file: one JSON line per row that cannot be written (table, key, LSN, reason,
 //! row). Each record is flushed and fsynced before the transaction holding it is acknowledged.
 //! The file is only ever appended to (the connector may be writing it while `dead-letter
-//! replay` runs): what a replay applied is recorded beside it (`replay`).
+//! replay` runs): what a replay applied is recorded beside it (`parked`).
 
-pub mod replay;
+pub mod parked;
 
 use crate::error::Error;
 use crate::lsn::Lsn;

@@ -251,3 +251,29 @@ impl LocalEmbedder {
         Ok(Embedded { vectors, truncated })
     }
 }
+
+impl super::Embedder for LocalEmbedder {
+    fn identity(&self) -> &str {
+        LocalEmbedder::identity(self)
+    }
+
+    fn dimensions(&self) -> Option<usize> {
+        Some(LocalEmbedder::dimensions(self))
+    }
+
+    /// On a blocking thread: the model computes on its own `threads`, never on the runtime's.
+    fn embed_batch(
+        self: std::sync::Arc<Self>,
+        texts: Vec<String>,
+    ) -> futures_util::future::BoxFuture<'static, Result<Embedded, super::EmbedError>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                self.embed(&refs)
+            })
+            .await
+            .map_err(|e| super::EmbedError::Definite(format!("embedder task failed: {e}")))?
+            .map_err(super::EmbedError::Definite)
+        })
+    }
+}

@@ -1,19 +1,14 @@
 //! Embedders: text in, vectors out.
 //!
-//! An [`Embedder`] is called with a batch of inputs and returns one vector per input, in order.
-//! Contract for implementations:
-//! - the same input and the same [`Embedder::identity`] give the same vector (a point stores the
-//!   identity and a hash of its input, so unchanged text is never embedded again);
-//! - `Err` means nothing of the batch is usable; whether to retry is the error's
-//!   [`crate::error::Error::disposition`] (a model that cannot load is definite, a busy service
-//!   transient);
-//! - calls may run concurrently from several tasks; an implementation bounds its own threads.
+//! Every kind implements [`Embedder`] (its contract is written on the trait); [`load`] makes one
+//! from its config, and [`record`] is what a point keeps of how its vectors were made.
 //!
 //! `local` runs a BERT-family sentence model in-process (candle); the model files come from
 //! a local directory only (`scripts/services.sh` fetches all-MiniLM-L6-v2).
 
 pub mod local;
 pub mod openai;
+pub mod record;
 
 pub use local::{Embedded, LocalEmbedder};
 pub use openai::OpenAiEmbedder;
@@ -41,17 +36,58 @@ impl std::fmt::Display for EmbedError {
     }
 }
 
+/// Text in, vectors out: one seam for every kind of embedder.
+///
+/// Contract (callers: the pipeline's embedding stage, `verify`'s repairs, `pg2qdrant embed`):
+/// - `embed_batch` returns one vector per input, in input order, each of [`Embedder::dimensions`]
+///   when that is known;
+/// - the same input and the same [`Embedder::identity`] give the same vector, so a point that
+///   records the identity and a hash of its input is never embedded again;
+/// - `Err(EmbedError::Transient)` means nothing of the batch is usable and the same call may
+///   succeed later (the caller retries it); `Err(EmbedError::Definite)` means these inputs will
+///   never embed (the caller finds the input at fault and dead-letters it);
+/// - it may be called concurrently from several tasks; an implementation bounds its own threads
+///   and never blocks the async runtime (a local model runs on blocking threads).
+pub trait Embedder: Send + Sync {
+    /// What a point records as its vector's model (changes with the model, not the process).
+    fn identity(&self) -> &str;
+    /// The vectors' size, when known before the first call.
+    fn dimensions(&self) -> Option<usize>;
+    /// Embeds `texts` (see the contract above).
+    fn embed_batch(
+        self: std::sync::Arc<Self>,
+        texts: Vec<String>,
+    ) -> futures_util::future::BoxFuture<'static, Result<Embedded, EmbedError>>;
+}
+
+/// Loads `[[embedders]]` entry `index` (a local model reads its files: call from a blocking
+/// thread when it matters).
+pub fn load(
+    index: usize,
+    cfg: &crate::config::EmbedderConfig,
+) -> Result<std::sync::Arc<dyn Embedder>, crate::error::Error> {
+    use crate::config::EmbedderKind;
+    Ok(match cfg.kind {
+        EmbedderKind::Local => {
+            std::sync::Arc::new(LocalEmbedder::load(&cfg.path, cfg.threads()).map_err(|e| {
+                crate::error::Error::config(format!("embedders[{index}].path"), e.to_string())
+            })?)
+        }
+        EmbedderKind::Openai => std::sync::Arc::new(OpenAiEmbedder::new(index, cfg)?),
+    })
+}
+
 /// `pg2qdrant embed`: the vectors of `texts` by the embedder `name` of `cfg` (default: the only
-/// one), as the connector computes them.
-pub fn embed_texts(
+/// one), as the connector computes them, through [`Embedder`] (a local model or a service).
+pub async fn embed_texts(
     cfg: &crate::config::Config,
     name: Option<&str>,
     texts: &[String],
 ) -> Result<Vec<Vec<f32>>, crate::error::Error> {
     use crate::error::Error;
     let chosen = match name {
-        Some(n) => cfg.embedders.iter().find(|e| e.name == n),
-        None if cfg.embedders.len() == 1 => cfg.embedders.first(),
+        Some(n) => cfg.embedders.iter().position(|e| e.name == n),
+        None if cfg.embedders.len() == 1 => Some(0),
         None => None,
     }
     .ok_or_else(|| {
@@ -61,12 +97,24 @@ pub fn embed_texts(
             format!("name one of the config's [[embedders]]: {names:?}"),
         )
     })?;
-    let model = LocalEmbedder::load(&chosen.path, chosen.threads())?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    model.embed(&refs).map(|e| e.vectors).map_err(|e| {
-        Error::prerequisite(
-            format!("embedder {:?}: {e}", chosen.name),
-            "check the model directory",
-        )
-    })
+    let c = cfg.embedders[chosen].clone();
+    let model = tokio::task::spawn_blocking(move || load(chosen, &c))
+        .await
+        .map_err(|e| Error::prerequisite(format!("loading the embedder: {e}"), "see the log"))??;
+    let name = &cfg.embedders[chosen].name;
+    match model.embed_batch(texts.to_vec()).await {
+        Ok(e) => Ok(e.vectors),
+        Err(EmbedError::Transient {
+            reason,
+            retry_after,
+        }) => Err(Error::Embed {
+            embedder: name.clone(),
+            reason,
+            retry_after,
+        }),
+        Err(EmbedError::Definite(reason)) => Err(Error::prerequisite(
+            format!("embedder {name:?} refused the text: {reason}"),
+            "check the text and the embedder's settings (model, url, dimensions)",
+        )),
+    }
 }

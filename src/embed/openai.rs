@@ -159,3 +159,23 @@ pub fn identity(c: &EmbedderConfig) -> String {
 fn without_url(e: reqwest::Error) -> String {
     e.without_url().to_string()
 }
+
+impl super::Embedder for OpenAiEmbedder {
+    fn identity(&self) -> &str {
+        OpenAiEmbedder::identity(self)
+    }
+
+    fn dimensions(&self) -> Option<usize> {
+        OpenAiEmbedder::dimensions(self)
+    }
+
+    fn embed_batch(
+        self: std::sync::Arc<Self>,
+        texts: Vec<String>,
+    ) -> futures_util::future::BoxFuture<'static, Result<Embedded, super::EmbedError>> {
+        Box::pin(async move {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            self.embed(&refs).await
+        })
+    }
+}

@@ -10,9 +10,8 @@
 //!   maps to the same points as the change it came from).
 //! - [`client`]: librdkafka configuration, topic creation, partition counts.
 //! - [`publish`]: the producer; a batch is done only when every event of it is delivered.
-//! - [`apply`]: `pg2qdrant apply`, the consumer group writing Qdrant.
+//! `pg2qdrant apply` (the consumer group writing Qdrant) is its own mode (`apply` at the top level).
 
-pub mod apply;
 pub mod client;
 pub mod decode;
 pub mod event;

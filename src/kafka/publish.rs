@@ -182,9 +182,4 @@ impl Publisher {
             }
         }
     }
-
-    /// Waits until everything produced so far is delivered (at a stop).
-    pub fn flush(&self, timeout: Duration) {
-        let _ = rdkafka::producer::Producer::flush(&self.producer, timeout);
-    }
 }

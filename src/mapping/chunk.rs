@@ -29,7 +29,7 @@ use std::path::Path;
 use tokenizers::Tokenizer;
 
 /// Payload fields a chunk point adds to the row's payload.
-pub const FIELDS: [&str; 3] = ["chunk_index", "chunk_count", "chunk_text"];
+pub use crate::config::CHUNK_FIELDS as FIELDS;
 
 /// Counts tokens like an embedder's model: with its tokenizer.json, else by words.
 #[derive(Debug, Clone, Default)]

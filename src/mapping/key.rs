@@ -6,7 +6,7 @@
 //!   [`NAMESPACE`]. The name hashed is the JSON array `["schema","table","v1",...]` of the text
 //!   forms, so no two different keys share a name and the same row always gets the same id.
 
-use super::value::oid;
+use super::oid;
 use crate::event::{PointKey, TableName};
 
 /// Fixed namespace of pg2qdrant's UUIDv5 point ids. Never change it: ids would all move.

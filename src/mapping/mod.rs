@@ -6,20 +6,26 @@
 pub mod binary;
 pub mod chunk;
 pub mod key;
-pub mod template;
+pub mod oid;
+mod position;
 pub mod types;
 pub mod value;
 
+use crate::config::template::Template;
 use crate::config::{TableConfig, META_FIELD};
 use crate::event::{
     Change, ChangeKind, Column, Datum, Document, Op, PointKey, Row, TableName, Vectors,
 };
-use crate::lsn::{Lsn, Position};
-use serde_json::{json, Map, Value};
+use crate::lsn::Position;
+pub use position::{meta, set_positions, PG_EPOCH_UNIX_MICROS};
+use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use types::{Kind, Types};
+
+/// Watched tables by name: their compiled mappings.
+pub type Mappings = std::collections::HashMap<TableName, TableMapping>;
 
 /// A row that cannot be written, with what to tell the operator.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +50,7 @@ struct VectorSpec {
     column: String,
     size: usize,
     /// Computed from text instead of read from `column`: the embedder and the template.
-    embed: Option<(Arc<str>, template::Template)>,
+    embed: Option<(Arc<str>, Template)>,
 }
 
 /// A compiled `[[tables]]` entry.
@@ -79,34 +85,42 @@ pub struct Shadow {
 }
 
 impl TableMapping {
-    /// `key` is the resolved key column list (see `source::catalog`).
-    pub fn new(cfg: &TableConfig, key: Vec<String>) -> Self {
+    /// `key` is the resolved key column list (see `source::catalog`). Fails on a text template
+    /// that does not parse (config validation refuses it first; this keeps a mapping from ever
+    /// embedding an empty text instead).
+    pub fn new(cfg: &TableConfig, key: Vec<String>) -> Result<Self, crate::error::Error> {
         let embedded = cfg.embedded_vectors();
-        Self {
+        let mut vectors = Vec::new();
+        for v in cfg.vector_columns() {
+            let embed = match embedded.iter().find(|e| e.name == v.name) {
+                Some(e) => Some((
+                    Arc::from(e.embedder.as_str()),
+                    Template::parse(&e.text).map_err(|why| {
+                        let at = if v.name.is_empty() {
+                            "vector".to_owned()
+                        } else {
+                            format!("vectors.{}", v.name)
+                        };
+                        crate::error::Error::config(
+                            format!("tables ({}) {at}.text", cfg.table),
+                            format!("{:?}: {why}", e.text),
+                        )
+                    })?,
+                )),
+                None => None,
+            };
+            vectors.push(VectorSpec {
+                embed,
+                name: v.name,
+                column: v.column,
+                size: v.size as usize,
+            });
+        }
+        Ok(Self {
             table: TableName::parse(&cfg.table),
             collection: Arc::from(cfg.collection.as_str()),
             key,
-            vectors: cfg
-                .vector_columns()
-                .into_iter()
-                .map(|(name, column, size, _)| VectorSpec {
-                    embed: embedded
-                        .iter()
-                        .find(|e| e.0 == name)
-                        .map(|(_, e, text, _)| {
-                            (
-                                Arc::from(e.as_str()),
-                                // Validated with the config.
-                                template::Template::parse(text).unwrap_or_else(|_| {
-                                    template::Template::parse("").expect("empty template")
-                                }),
-                            )
-                        }),
-                    name,
-                    column,
-                    size: size as usize,
-                })
-                .collect(),
+            vectors,
             payload: cfg.payload.clone(),
             exclude: cfg.exclude.iter().cloned().collect(),
             rename: cfg.rename.clone(),
@@ -123,7 +137,7 @@ impl TableMapping {
             types: Arc::default(),
             splitter: None,
             shadow: None,
-        }
+        })
     }
 
     /// Keeps `old` (the old collection's mapping) current next to this one during a rebuild.
@@ -653,196 +667,6 @@ fn fill_unchanged(new: &Row, old: &Row) -> Row {
     }
 }
 
-/// Moves ops produced with provisional positions (copied rows) to consecutive real positions
-/// from `first` in one transaction: the position and the metadata fields that carry it. The
-/// transaction's commit LSN and time are formatted once for all of them.
-pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
-    let shared = meta(&TableName::default(), first, commit_time_micros);
-    for (i, op) in ops.iter_mut().enumerate() {
-        let position = Position {
-            commit_lsn: first.commit_lsn,
-            seq: first.seq + i as u64,
-        };
-        match op {
-            Op::Upsert { doc, .. } | Op::Merge { doc, .. } => {
-                doc.position = position;
-                if let Some(Value::Object(m)) = doc.payload.get_mut(META_FIELD) {
-                    m.insert("lsn".to_owned(), Value::from(position.commit_lsn));
-                    m.insert("seq".to_owned(), Value::from(position.seq));
-                    m.insert("commit_lsn".to_owned(), shared["commit_lsn"].clone());
-                    m.insert("commit_time".to_owned(), shared["commit_time"].clone());
-                }
-            }
-            Op::Delete { position: p, .. }
-            | Op::DeleteChunks { position: p, .. }
-            | Op::Truncate { position: p, .. } => *p = position,
-        }
-    }
-}
-
-/// PostgreSQL epoch (2000-01-01) in unix microseconds.
-pub const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
-
-/// The connector's metadata object stored in every point under [`META_FIELD`].
-pub fn meta(table: &TableName, position: Position, commit_time_micros: i64) -> Value {
-    let unix_micros = commit_time_micros.saturating_add(PG_EPOCH_UNIX_MICROS);
-    let commit_time = chrono::DateTime::from_timestamp_micros(unix_micros)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-        .unwrap_or_default();
-    json!({
-        "table": table.to_string(),
-        "lsn": position.commit_lsn,
-        "seq": position.seq,
-        "commit_lsn": Lsn(position.commit_lsn).to_string(),
-        "commit_time": commit_time,
-    })
-}
-
 /// Fixtures shared with the tests of other modules that map rows (`kafka::event`).
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use crate::config::parse;
-    use crate::event::Column;
-    use value::oid;
-
-    /// `public.m` into `c`, key `id`, vector column `v` (2), plus `extra` table keys.
-    pub(crate) fn mapping(extra: &str) -> TableMapping {
-        let cfg = parse(&format!(
-            "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
-             [[tables]]\ntable = \"public.m\"\ncollection = \"c\"\nvector = {{ column = \"v\", size = 2, distance = \"Cosine\" }}\n{extra}"
-        ))
-        .unwrap();
-        TableMapping::new(&cfg.tables[0], vec!["id".into()])
-    }
-
-    /// A row of (id int8, body text, v real[], gone bool, ts timestamp).
-    pub(crate) fn row(values: &[Datum]) -> Row {
-        let cols: Vec<Column> = [
-            ("id", oid::INT8),
-            ("body", 25),
-            ("v", oid::FLOAT4_ARRAY),
-            ("gone", oid::BOOL),
-            ("ts", oid::TIMESTAMP),
-        ]
-        .iter()
-        .map(|(n, t)| Column {
-            name: (*n).into(),
-            type_oid: *t,
-            type_modifier: -1,
-            is_key: *n == "id",
-        })
-        .collect();
-        Row {
-            columns: cols.into(),
-            values: values.to_vec(),
-        }
-    }
-
-    pub(crate) fn t(s: &str) -> Datum {
-        Datum::Text(s.into())
-    }
-
-    /// A change of `m` at position (10, 1), committed at the PostgreSQL epoch.
-    pub(crate) fn change(kind: ChangeKind) -> Change {
-        Change {
-            table: TableName::parse("m"),
-            position: Position {
-                commit_lsn: 10,
-                seq: 1,
-            },
-            commit_time_micros: 0,
-            kind,
-        }
-    }
-
-    #[test]
-    fn insert_becomes_upsert_with_renames_and_unix_seconds() {
-        let m = mapping("rename = { id = \"message_id\" }\nunix_seconds = [{ column = \"ts\", field = \"ts_unix\" }]");
-        let ops = m
-            .ops(&change(ChangeKind::Insert {
-                new: row(&[
-                    t("5"),
-                    t("hi"),
-                    t("{1,2}"),
-                    t("f"),
-                    t("2023-10-13 10:30:00"),
-                ]),
-            }))
-            .unwrap();
-        let Op::Upsert { doc, .. } = &ops[0] else {
-            panic!("{ops:?}")
-        };
-        assert_eq!(doc.key, PointKey::Num(5));
-        assert_eq!(doc.payload["message_id"], json!(5));
-        assert_eq!(doc.payload["ts"], json!("2023-10-13T10:30:00"));
-        assert_eq!(doc.payload["ts_unix"], json!(1_697_193_000));
-        assert!(!doc.payload.contains_key("v"));
-        assert_eq!(doc.vectors, Some(Vectors::Default(vec![1.0, 2.0])));
-    }
-
-    #[test]
-    fn unchanged_toast_becomes_merge_without_that_field() {
-        let m = mapping("");
-        let new = row(&[t("5"), Datum::Unchanged, t("{1,2}"), t("f"), Datum::Null]);
-        let ops = m
-            .ops(&change(ChangeKind::Update { old: None, new }))
-            .unwrap();
-        let Op::Merge { doc, .. } = &ops[0] else {
-            panic!("{ops:?}")
-        };
-        assert!(!doc.payload.contains_key("body"));
-        assert_eq!(doc.payload["ts"], Value::Null);
-    }
-
-    #[test]
-    fn key_change_deletes_old_point_first() {
-        let m = mapping("");
-        let old = row(&[t("4"), Datum::Null, Datum::Null, Datum::Null, Datum::Null]);
-        let new = row(&[t("5"), t("x"), t("{1,2}"), t("f"), Datum::Null]);
-        let ops = m
-            .ops(&change(ChangeKind::Update {
-                old: Some(old),
-                new,
-            }))
-            .unwrap();
-        assert!(matches!(
-            &ops[0],
-            Op::Delete {
-                key: PointKey::Num(4),
-                ..
-            }
-        ));
-        assert!(matches!(&ops[1], Op::Upsert { .. }));
-    }
-
-    #[test]
-    fn soft_deleted_row_becomes_delete() {
-        let m = mapping("soft_delete = \"gone\"");
-        let ops = m
-            .ops(&change(ChangeKind::Insert {
-                new: row(&[t("5"), t("x"), t("{1,2}"), t("t"), Datum::Null]),
-            }))
-            .unwrap();
-        assert!(matches!(
-            &ops[0],
-            Op::Delete {
-                key: PointKey::Num(5),
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn bad_vector_names_table_key_and_reason() {
-        let m = mapping("");
-        let err = m
-            .ops(&change(ChangeKind::Insert {
-                new: row(&[t("5"), t("x"), t("{1,2,3}"), t("f"), Datum::Null]),
-            }))
-            .unwrap_err();
-        assert_eq!(err.table.to_string(), "public.m");
-        assert_eq!(err.key, json!({"id": "5"}));
-        assert!(err.reason.contains("3 dimensions"), "{}", err.reason);
-    }
-}
+pub(crate) mod tests;

@@ -7,7 +7,7 @@
 //! mapped in text form, which is why the stream format is chosen from the kinds of the watched
 //! columns (see [`Types::binary_blocker`]).
 
-use super::value::oid;
+use super::oid;
 use std::collections::HashMap;
 
 /// A scalar type pg2qdrant decodes in both text and binary form.

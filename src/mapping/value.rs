@@ -18,38 +18,6 @@ use super::types::{Kind, Scalar, Types};
 use base64::Engine as _;
 use serde_json::{Number, Value};
 
-pub mod oid {
-    pub const BOOL: u32 = 16;
-    pub const BYTEA: u32 = 17;
-    pub const NAME: u32 = 19;
-    pub const INT8: u32 = 20;
-    pub const INT2: u32 = 21;
-    pub const INT4: u32 = 23;
-    pub const TEXT: u32 = 25;
-    pub const OID: u32 = 26;
-    pub const JSON: u32 = 114;
-    pub const FLOAT4: u32 = 700;
-    pub const FLOAT8: u32 = 701;
-    pub const BPCHAR: u32 = 1042;
-    pub const VARCHAR: u32 = 1043;
-    pub const DATE: u32 = 1082;
-    pub const TIME: u32 = 1083;
-    pub const TIMESTAMP: u32 = 1114;
-    pub const TIMESTAMPTZ: u32 = 1184;
-    pub const INTERVAL: u32 = 1186;
-    pub const TIMETZ: u32 = 1266;
-    pub const NUMERIC: u32 = 1700;
-    pub const UUID: u32 = 2950;
-    pub const JSONB: u32 = 3802;
-    pub const BOOL_ARRAY: u32 = 1000;
-    pub const INT4_ARRAY: u32 = 1007;
-    pub const TEXT_ARRAY: u32 = 1009;
-    pub const FLOAT4_ARRAY: u32 = 1021;
-    pub const FLOAT8_ARRAY: u32 = 1022;
-    pub const NUMERIC_ARRAY: u32 = 1231;
-    pub const INTERVAL_ARRAY: u32 = 1187;
-}
-
 /// A table's choices for its values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
@@ -608,6 +576,7 @@ pub fn parse_vector(text: &str, expected_len: usize) -> Result<Vec<f32>, String>
 
 #[cfg(test)]
 mod tests {
+    use super::super::oid;
     use super::*;
     use serde_json::json;
 

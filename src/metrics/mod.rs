@@ -1,6 +1,7 @@
 //! The metrics catalogue: every name the binary exports, described once at start-up.
 //! Labels are table / collection / op, never a key (cardinality).
 
+pub mod health;
 pub mod series;
 pub mod server;
 

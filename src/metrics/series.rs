@@ -54,13 +54,17 @@ pub fn register(cfg: &Config, mode: &str) {
         counter!(TOAST_FETCHES).increment(0);
     }
     if let Some(kafka) = &cfg.kafka {
-        let names: Vec<crate::event::TableName> = tables
+        let mut topics: Vec<String> = cfg
+            .tables
             .iter()
-            .map(|t| crate::event::TableName::parse(t))
+            .map(|t| {
+                let name = crate::event::TableName::parse(&t.table);
+                kafka.topic(&name.schema, &name.name)
+            })
             .collect();
-        let topics = crate::kafka::Topics::new(kafka, names.iter());
-        for topic in topics.all() {
-            let topic = topic.to_string();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
             if mode == "run" {
                 counter!(KAFKA_PRODUCED, "topic" => topic.clone()).increment(0);
                 counter!(KAFKA_DELIVERED, "topic" => topic.clone()).increment(0);

@@ -50,16 +50,20 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// Serves until `shutdown`. Returns the bound address (port 0 picks a free one).
+/// Binds `addr` (port 0 picks a free one) and returns the bound address and the server, which
+/// serves until `shutdown` (the caller owns it: spawn it where it is joined).
 pub async fn serve(
     addr: &str,
     handle: PrometheusHandle,
-    health: std::sync::Arc<crate::health::Health>,
+    health: std::sync::Arc<crate::metrics::health::Health>,
     shutdown: CancellationToken,
-) -> std::io::Result<std::net::SocketAddr> {
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    impl std::future::Future<Output = ()> + Send,
+)> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    tokio::spawn(async move {
+    let server = async move {
         let mut upkeep = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tokio::select! {
@@ -90,11 +94,12 @@ pub async fn serve(
                             "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                             body.len()
                         );
+                        // A client that went away: nothing to tell it.
                         let _ = sock.write_all(resp.as_bytes()).await;
                     });
                 }
             }
         }
-    });
-    Ok(local)
+    };
+    Ok((local, server))
 }

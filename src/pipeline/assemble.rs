@@ -26,12 +26,11 @@
 use crate::event::{Change, ChangeKind, Op, TableName};
 use crate::kafka::{Event, Topics};
 use crate::lsn::{Lsn, Position};
-use crate::mapping::{MappingError, TableMapping};
+use crate::mapping::MappingError;
 use crate::metrics::names;
 use crate::snapshot::window::{Window, Windows};
 use crate::source::pgoutput::{decode, Message};
 use crate::source::relations::RelationCache;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,8 +43,7 @@ pub struct Batch {
     pub ack: Option<Lsn>,
 }
 
-/// Watched tables by name.
-pub type Mappings = HashMap<TableName, TableMapping>;
+pub use crate::mapping::Mappings;
 
 #[derive(Debug)]
 struct Txn {
@@ -395,7 +393,7 @@ mod tests {
              [[tables]]\ntable = \"public.t\"\ncollection = \"c\"\nvector = { column = \"v\", size = 1, distance = \"Dot\" }\n",
         )
         .unwrap();
-        let m = TableMapping::new(&cfg.tables[0], vec!["id".into()]);
+        let m = crate::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]).unwrap();
         Assembler::new(
             Arc::new([(m.table.clone(), m)].into_iter().collect()),
             batch,

@@ -17,7 +17,8 @@
 
 use crate::config::EmbedderKind;
 use crate::config::{EmbedderConfig, TableConfig, META_FIELD};
-use crate::embed::{EmbedError, Embedded, LocalEmbedder, OpenAiEmbedder};
+use crate::embed::record::{hash, record_name};
+use crate::embed::{EmbedError, Embedder};
 use crate::error::Error;
 use crate::event::{Document, Op, PointKey, Vectors};
 use crate::metrics::names;
@@ -28,49 +29,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A loaded embedder of either kind.
-enum Model {
-    Local(Arc<LocalEmbedder>),
-    OpenAi(Arc<OpenAiEmbedder>),
-}
-
-impl Model {
-    fn identity(&self) -> &str {
-        match self {
-            Model::Local(m) => m.identity(),
-            Model::OpenAi(m) => m.identity(),
-        }
-    }
-
-    fn dimensions(&self) -> Option<usize> {
-        match self {
-            Model::Local(m) => Some(m.dimensions()),
-            Model::OpenAi(m) => m.dimensions(),
-        }
-    }
-
-    async fn call(&self, texts: Vec<String>) -> Result<Embedded, EmbedError> {
-        match self {
-            Model::Local(m) => {
-                let m = m.clone();
-                tokio::task::spawn_blocking(move || {
-                    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                    m.embed(&refs)
-                })
-                .await
-                .map_err(|e| EmbedError::Definite(format!("embedder task failed: {e}")))?
-                .map_err(EmbedError::Definite)
-            }
-            Model::OpenAi(m) => {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                m.embed(&refs).await
-            }
-        }
-    }
-}
-
 struct Loaded {
-    model: Model,
+    model: Arc<dyn Embedder>,
     /// Most inputs in one call.
     batch_size: usize,
     /// Most tokens in one call (0: no limit), counted by `tokens`.
@@ -138,14 +98,7 @@ impl Embedders {
     pub fn load(cfgs: &[EmbedderConfig]) -> Result<Self, Error> {
         let mut by_name = HashMap::new();
         for (i, c) in cfgs.iter().enumerate() {
-            let model = match c.kind {
-                EmbedderKind::Local => Model::Local(Arc::new(
-                    LocalEmbedder::load(&c.path, c.threads()).map_err(|e| {
-                        Error::config(format!("embedders[{i}].path"), e.to_string())
-                    })?,
-                )),
-                EmbedderKind::Openai => Model::OpenAi(Arc::new(OpenAiEmbedder::new(i, c)?)),
-            };
+            let model = crate::embed::load(i, c)?;
             tracing::info!(embedder = %c.name, identity = model.identity(), dimensions = ?model.dimensions(), "embedder ready");
             // A tokenizer only to keep requests within a token budget.
             let tokenizer = match c.kind {
@@ -205,7 +158,13 @@ impl Embedders {
     /// Every vector computed from text has the size its embedder gives (when it says).
     pub fn check_sizes(&self, tables: &[TableConfig]) -> Result<(), Error> {
         for (i, t) in tables.iter().enumerate() {
-            for (name, embedder, _, size) in t.embedded_vectors() {
+            for crate::config::EmbeddedVector {
+                name,
+                embedder,
+                size,
+                ..
+            } in t.embedded_vectors()
+            {
                 let Some(dims) = self
                     .by_name
                     .get(&embedder)
@@ -239,7 +198,7 @@ impl Embedders {
     ) -> Result<(), Error> {
         for (i, t) in tables.iter().enumerate() {
             let table = crate::event::TableName::parse(&t.table).to_string();
-            for (name, embedder, _, _) in t.embedded_vectors() {
+            for crate::config::EmbeddedVector { name, embedder, .. } in t.embedded_vectors() {
                 let Some(identity) = self.identity(&embedder) else {
                     continue;
                 };
@@ -405,7 +364,7 @@ impl Embedders {
 
 /// One call of a group of `(op, input)` pairs, returned with it.
 async fn call_group<'g>(
-    model: &Model,
+    model: &Arc<dyn Embedder>,
     name: &str,
     group: &'g [(usize, usize)],
     texts: Vec<String>,
@@ -486,64 +445,6 @@ pub async fn stored<S: Sink>(sink: &S, ops: &[Op]) -> Result<Stored, Error> {
     Ok(out)
 }
 
-/// The model identity of each configured embedder, without loading the models.
-pub fn identities(cfgs: &[EmbedderConfig]) -> Result<HashMap<String, String>, Error> {
-    cfgs.iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let id = match c.kind {
-                EmbedderKind::Local => LocalEmbedder::identity_of(&c.path)
-                    .map_err(|e| Error::config(format!("embedders[{i}].path"), e.to_string()))?,
-                EmbedderKind::Openai => crate::embed::openai::identity(c),
-            };
-            Ok((c.name.clone(), id))
-        })
-        .collect()
-}
-
-/// Whether the stored point (its payload as JSON) records, for every computed vector of `doc`,
-/// the input and model `doc` would be embedded with; `None` when it does, else the vector name.
-pub fn stale_embedding<'a>(
-    doc: &'a Document,
-    stored_payload: &Value,
-    identities: &HashMap<String, String>,
-) -> Option<&'a str> {
-    doc.embed
-        .iter()
-        .find(|input| {
-            let Some(identity) = identities.get(&*input.embedder) else {
-                return true;
-            };
-            stored_payload
-                .get(META_FIELD)
-                .and_then(|m| m.get("embedded"))
-                .and_then(|e| e.get(record_name(&input.vector)))
-                .and_then(|r| r.get("hash"))
-                .and_then(Value::as_str)
-                != Some(hash(identity, &input.text).as_str())
-        })
-        .map(|input| record_name(&input.vector))
-}
-
-/// The name a vector's record has under `_pg2qdrant.embedded`.
-pub fn record_name(vector: &str) -> &str {
-    if vector.is_empty() {
-        "vector"
-    } else {
-        vector
-    }
-}
-
-/// The hash of an input as embedded by the model `identity`.
-fn hash(identity: &str, text: &str) -> String {
-    let mut input = identity.as_bytes().to_vec();
-    input.push(0);
-    input.extend_from_slice(text.as_bytes());
-    uuid::Uuid::new_v5(&crate::mapping::key::NAMESPACE, &input)
-        .simple()
-        .to_string()
-}
-
 fn stored_vector(vs: &Vectors, name: &str) -> Option<Vec<f32>> {
     match vs {
         Vectors::Default(v) if name.is_empty() => Some(v.clone()),
@@ -555,13 +456,13 @@ fn stored_vector(vs: &Vectors, name: &str) -> Option<Vec<f32>> {
 /// One embedder call, counted. `Err`: transient (retry the computation); `Ok(Err)`: the inputs
 /// were refused.
 async fn call(
-    model: &Model,
+    model: &Arc<dyn Embedder>,
     name: &str,
     texts: Vec<String>,
 ) -> Result<Result<Vec<Vec<f32>>, String>, Error> {
     let n = texts.len();
     let started = Instant::now();
-    let out = match model.call(texts).await {
+    let out = match model.clone().embed_batch(texts).await {
         Ok(out) => out,
         Err(EmbedError::Definite(reason)) => return Ok(Err(reason)),
         Err(EmbedError::Transient {

@@ -10,8 +10,8 @@ use crate::deadletter::DeadLetter;
 use crate::error::{Backoff, Disposition, Error};
 use crate::lsn::Lsn;
 use crate::metrics::names;
-use crate::snapshot::control::{Control, PREFIX};
 use crate::snapshot::Coordinator;
+use crate::source::control::{Control, PREFIX};
 use crate::source::stream;
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,7 @@ pub struct Replicator {
     /// Commits read, for the end-to-end lag (`pipeline::lag`).
     pub lag: Arc<super::lag::LagClock>,
     /// `stream`: up while the slot's stream is open (`/readyz`).
-    pub health: Arc<crate::health::Health>,
+    pub health: Arc<crate::metrics::health::Health>,
 }
 
 /// How the loop ended.
@@ -112,6 +112,63 @@ impl Replicator {
             writer_done,
             client,
         }
+    }
+
+    /// Shutdown in order, after [`Replicator::run`]: hand over what is buffered (when the loop
+    /// ended cleanly), let the writer finish (its retries get the grace from here: its sink may
+    /// be down), and report the final durable position to the slot. Returns the loop's outcome,
+    /// else the writer's.
+    pub async fn finish(
+        mut self,
+        ended: Ended,
+        writer_stop: CancellationToken,
+    ) -> Result<(), Error> {
+        writer_stop.cancel();
+        if ended.outcome.is_ok() {
+            if let Some(b) = self.assembler.take() {
+                super::embedding::count_waiting(&super::embedding::waiting(&b.ops), 1.0);
+                // No room within the grace: the writer is stuck; the batch is replayed next start.
+                if tokio::time::timeout(super::writer::SHUTDOWN_GRACE, self.batches.send(b))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "the writer took no last batch within the grace; the next start replays it"
+                    );
+                }
+            }
+        }
+        drop(self.batches);
+        let writer = if ended.writer_done {
+            Ok(())
+        } else {
+            writer_ended(self.writer.await)
+        };
+        let durable = *self.durable.borrow();
+        if let Some(mut c) = ended.client {
+            // The transport reports progress on its status interval and not when stopping: wait
+            // for the final position to go out so the slot does not lag the checkpoint.
+            c.update_applied_lsn(durable);
+            let reported = c.metrics();
+            let wait =
+                Duration::from_millis(self.source.status_interval_ms) + Duration::from_secs(2);
+            let sent = tokio::time::timeout(wait, async {
+                while reported.last_applied_lsn() < durable && c.is_running() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+            if sent.is_err() {
+                tracing::warn!(durable = %durable, "the final position did not reach the slot in time; the next start resumes from the checkpoint");
+            }
+            match tokio::time::timeout(Duration::from_secs(5), c.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "closing the replication stream failed"),
+                Err(_) => tracing::warn!("closing the replication stream timed out"),
+            }
+        }
+        tracing::info!(durable = %durable, "stopped");
+        ended.outcome.and(crate::error::ok_if_stopped(writer))
     }
 
     async fn send(&mut self, batch: Batch) -> Option<Stop> {

@@ -5,8 +5,8 @@
 //! `/readyz`), and the last `verify` report.
 
 use crate::config::Config;
-use crate::health::Health;
 use crate::lsn::Lsn;
+use crate::metrics::health::Health;
 use crate::metrics::names;
 use crate::source::catalog::Catalog;
 use std::sync::Arc;
@@ -61,7 +61,7 @@ impl Sampler {
                 }
                 continue;
             }
-            crate::verify::export_last(&self.cfg, &mut verified);
+            crate::report::export_last(&self.cfg, &mut verified);
             metrics::gauge!(names::LAG_SECONDS).set(self.lag.seconds_behind());
             if let Some(c) = &catalog {
                 if let Err(e) = self.postgres(c).await {

@@ -54,7 +54,7 @@ pub struct Writer<S: Sink> {
     pub direct: bool,
     /// Where the sinks' state goes for `/readyz` (`qdrant`, `kafka`: down while a write fails
     /// transiently, up once one succeeds).
-    pub health: Arc<crate::health::Health>,
+    pub health: Arc<crate::metrics::health::Health>,
 }
 
 /// The connection TOAST merges read rows with, opened on first use.

@@ -7,20 +7,30 @@ use crate::event::{Op, PointKey, Vectors};
 use std::collections::HashMap;
 use std::future::Future;
 
-/// A destination for ops.
-///
-/// Contract: called by one writer task, one call at a time, batches in commit order. A call
-/// may be repeated (after a transient error) or replayed (after a restart) with ops the sink
-/// already applied: every op must be idempotent and fenced by its position, so replaying old
-/// ops never regresses newer data. `Ok` means every op of the call is durable, and says how many
-/// upserts per collection were left out because their point already held that change or a later
-/// one (the fence skipped them: not counted as applied). Errors are
-/// classified by [`Error::disposition`]: transient ones are retried by the caller with the same
-/// ops; a definite one makes the caller retry op by op and dead-letter what still fails.
 /// Upserts per collection a write left out as superseded (see [`Sink::write`]).
 pub type Skipped = Vec<(std::sync::Arc<str>, u64)>;
 
+/// A destination for ops.
+///
+/// Contract:
+/// - **Who calls, and how concurrently.** The writer (`pipeline::writer`, one per process) calls
+///   `write` with batches in commit order and keeps up to two calls in flight at once; two calls
+///   in flight never touch the same point (a truncate or a TOAST merge runs alone). Repairs
+///   (`verify --repair`, dead-letter replay) call it from their own task while the connector
+///   runs, fenced below every change they might not have seen. Implementations are shared
+///   (`Send + Sync`) and must not assume one caller.
+/// - **What may be repeated.** A call may be repeated (after a transient error) or replayed
+///   (after a restart) with ops the sink already applied: every op must be idempotent and fenced
+///   by its position, so replaying old ops never regresses newer data.
+/// - **What `Ok` means.** Every op of the call is durable (it survives a crash of the sink), and
+///   the returned [`Skipped`] says how many upserts per collection the fence left out because
+///   their point already held that change or a later one (not counted as applied). Progress is
+///   acknowledged to the slot only after `Ok`.
+/// - **Errors** are classified by [`Error::disposition`]: transient ones are retried by the
+///   caller with the same ops; a definite one makes the caller retry op by op and dead-letter
+///   what still fails.
 pub trait Sink: Send + Sync + 'static {
+    /// Makes `ops` durable (see the trait's contract).
     fn write(&self, ops: &[Op]) -> impl Future<Output = Result<Skipped, Error>> + Send;
 
     /// Which of `keys` have no point in `collection` (for TOAST merges that need a full row).

@@ -4,16 +4,16 @@
 //! replication loop (it turns a chunk into ops at the chunk's high watermark, and reports the
 //! durable LSN). See the module essay in `snapshot/mod.rs` for why this is consistent.
 
-use super::control::Control;
-use super::state::{State, StateFile, Status, TableCopy};
 use super::window::Window;
+use crate::checkpoint::state::{State, StateFile, Status, TableCopy};
 use crate::config::SnapshotMode;
 use crate::error::Error;
 use crate::event::{Op, TableName};
 use crate::lsn::{Lsn, Position};
+use crate::mapping::Mappings;
 use crate::metrics::names;
-use crate::pipeline::assemble::Mappings;
 use crate::source::chunk::TableLayout;
+use crate::source::control::Control;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -533,7 +533,7 @@ impl Coordinator {
     }
 
     /// Rebuilds whose every table's copy into the new collection is durable: `(alias, rebuild)`.
-    pub fn rebuilds_ready(&self) -> Vec<(String, super::state::Rebuild)> {
+    pub fn rebuilds_ready(&self) -> Vec<(String, crate::checkpoint::state::Rebuild)> {
         let inner = self.lock();
         inner
             .state

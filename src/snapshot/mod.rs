@@ -55,10 +55,9 @@
 //! copy is written twice (copy, then stream) or once (dropped from its chunk).
 
 pub mod bulk;
-pub mod control;
 pub mod coordinator;
 pub mod progress;
-pub mod state;
+pub mod switch;
 pub mod window;
 pub mod worker;
 
@@ -74,16 +73,7 @@ use crate::lsn::Lsn;
 /// connector running, the next start takes the request. Returns the request's LSN.
 pub async fn request_resync(cfg: &Config, table: &str) -> Result<Lsn, Error> {
     let name = TableName::parse(table);
-    if !cfg
-        .tables
-        .iter()
-        .any(|t| TableName::parse(&t.table) == name)
-    {
-        return Err(Error::config(
-            "--table",
-            format!("{name} is not one of the config's [[tables]]"),
-        ));
-    }
+    cfg.tables_named("--table", table)?;
     let catalog = crate::source::catalog::Catalog::connect(&cfg.source).await?;
     if catalog.slot_info(&cfg.source.slot).await?.is_none() {
         return Err(Error::prerequisite(
@@ -92,7 +82,7 @@ pub async fn request_resync(cfg: &Config, table: &str) -> Result<Lsn, Error> {
         ));
     }
     catalog
-        .emit(&control::Control::Resync {
+        .emit(&crate::source::control::Control::Resync {
             slot: cfg.source.slot.clone(),
             table: name.to_string(),
         })

@@ -7,7 +7,7 @@ use super::catalog::Catalog;
 use crate::error::Error;
 use crate::event::{quote_ident, Column, Datum, Row, TableName};
 use crate::lsn::{parse_lsn, Lsn};
-use crate::snapshot::control::{Control, PREFIX};
+use crate::source::control::{Control, PREFIX};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::SimpleQueryMessage;
@@ -251,7 +251,11 @@ impl Catalog {
         let (rows, relfilenode) = match read.await {
             Ok(r) => r,
             Err(e) => {
-                let _ = self.client().batch_execute("ROLLBACK").await;
+                // The caller drops this connection on any error (`snapshot::worker`), so a
+                // chunk read never reuses a snapshot; a failed ROLLBACK is only told.
+                if let Err(r) = self.client().batch_execute("ROLLBACK").await {
+                    tracing::warn!(error = %r, "ROLLBACK after a failed chunk read failed; the connection is dropped");
+                }
                 return Err(e);
             }
         };

@@ -14,8 +14,6 @@
 //! Layouts follow "Logical Replication Message Formats" (PostgreSQL 15 docs), protocol v1 (no
 //! streaming of in-progress transactions, so no xid fields inside change messages).
 
-use thiserror::Error;
-
 pub const TAG_BEGIN: u8 = b'B';
 pub const TAG_COMMIT: u8 = b'C';
 pub const TAG_ORIGIN: u8 = b'O';
@@ -43,29 +41,7 @@ pub const COLUMN_FLAG_KEY: u8 = 1;
 pub const TRUNCATE_CASCADE: u8 = 1;
 pub const TRUNCATE_RESTART_IDENTITY: u8 = 2;
 
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("pgoutput message is empty")]
-    Empty,
-    #[error("unknown pgoutput message tag 0x{0:02x}")]
-    UnknownTag(u8),
-    #[error("pgoutput {what}: need {need} more bytes, {have} left")]
-    Short {
-        what: &'static str,
-        need: usize,
-        have: usize,
-    },
-    #[error("pgoutput {what}: string is not NUL-terminated")]
-    Unterminated { what: &'static str },
-    #[error("pgoutput {what}: invalid UTF-8")]
-    Utf8 { what: &'static str },
-    #[error("pgoutput {what}: unexpected byte 0x{byte:02x}")]
-    Unexpected { what: &'static str, byte: u8 },
-    #[error("pgoutput {what}: negative count {count}")]
-    NegativeCount { what: &'static str, count: i64 },
-    #[error("pgoutput message has {0} trailing bytes")]
-    Trailing(usize),
-}
+pub use crate::error::DecodeError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelationColumn {

@@ -15,6 +15,7 @@
 
 pub mod compare;
 mod orphans;
+pub mod replay;
 mod rows;
 
 use crate::config::{Config, TableConfig};
@@ -22,14 +23,13 @@ use crate::error::Error;
 use crate::event::{Op, PointKey, TableName};
 use crate::lsn::{Lsn, Position};
 use crate::mapping::TableMapping;
-use crate::metrics::names;
 use crate::pipeline::embedding::Embedders;
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::sink::Sink;
 use crate::source::catalog::Catalog;
 use crate::source::chunk::TableLayout;
 use qdrant_client::qdrant::{point_id::PointIdOptions, PointId};
-use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
 use std::time::Duration;
 
@@ -38,37 +38,7 @@ const SAMPLES: usize = 10;
 /// How long verify waits for the connector to apply what its snapshot shows.
 const CATCH_UP: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct TableReport {
-    pub table: String,
-    pub collection: String,
-    pub rows: u64,
-    pub points: u64,
-    pub missing: u64,
-    pub orphaned: u64,
-    pub stale: u64,
-    /// Points changed while the check ran (not compared).
-    pub skipped_changed: u64,
-    /// Rows the mapping rejects (the connector dead-letters them); not counted as drift.
-    pub unmappable: u64,
-    /// A check of some keys only (`dead-letter replay`): each rejected row's key and reason.
-    #[serde(skip)]
-    pub unmappable_reasons: Vec<(Value, String)>,
-    pub missing_keys: Vec<Value>,
-    pub orphaned_keys: Vec<Value>,
-    pub stale_keys: Vec<Value>,
-    pub repaired: u64,
-    /// The connector had not applied everything the snapshot shows within the wait.
-    pub lagging: bool,
-    /// Unix seconds when the check ended.
-    pub checked_at: i64,
-}
-
-impl TableReport {
-    pub fn drift(&self) -> u64 {
-        self.missing + self.orphaned + self.stale
-    }
-}
+pub use crate::report::TableReport;
 
 /// Verifies (and with `repair`, fixes then re-verifies) the config's tables, or `only`.
 pub async fn run(
@@ -77,21 +47,7 @@ pub async fn run(
     repair: bool,
 ) -> Result<Vec<TableReport>, Error> {
     let tables: Vec<&TableConfig> = match only {
-        Some(t) => {
-            let name = TableName::parse(t);
-            let found: Vec<_> = cfg
-                .tables
-                .iter()
-                .filter(|c| TableName::parse(&c.table) == name)
-                .collect();
-            if found.is_empty() {
-                return Err(Error::config(
-                    "--table",
-                    format!("{name} is not one of the config's [[tables]]"),
-                ));
-            }
-            found
-        }
+        Some(t) => cfg.tables_named("--table", t)?,
         None => cfg.tables.iter().collect(),
     };
     let owned: Vec<TableConfig> = tables.iter().map(|t| (*t).clone()).collect();
@@ -107,11 +63,8 @@ pub async fn run(
         report.checked_at = chrono::Utc::now().timestamp();
         out.push(report);
     }
-    // The running connector exports the last result (see `export_last`).
-    let path = cfg.checkpoint.verify_path();
-    let bytes = serde_json::to_vec_pretty(&out).expect("report serializes");
-    crate::checkpoint::write_atomically(&path, &bytes)
-        .map_err(Error::io(format!("write verify report {}", path.display())))?;
+    // The running connector exports the last result (see `report::export_last`).
+    crate::report::store(cfg, &out)?;
     Ok(out)
 }
 
@@ -141,35 +94,6 @@ pub async fn repair_keys(
         )
         .collect();
     Ok((report, outcomes))
-}
-
-/// Sets the `pg2qdrant_verify_*` gauges from the last report `verify` wrote beside the
-/// checkpoint, when it changed since `seen` (its modification time). Called by the connector.
-pub fn export_last(cfg: &Config, seen: &mut Option<std::time::SystemTime>) {
-    let path = cfg.checkpoint.verify_path();
-    let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
-        return;
-    };
-    if *seen == Some(modified) {
-        return;
-    }
-    *seen = Some(modified);
-    match std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Vec<TableReport>>(&b).ok())
-    {
-        Some(reports) => reports.iter().for_each(record_metrics),
-        None => tracing::warn!(path = %path.display(), "cannot read the last verify report"),
-    }
-}
-
-fn record_metrics(r: &TableReport) {
-    let t = r.table.clone();
-    metrics::gauge!(names::VERIFY_ROWS, "table" => t.clone()).set(r.rows as f64);
-    metrics::gauge!(names::VERIFY_MISSING, "table" => t.clone()).set(r.missing as f64);
-    metrics::gauge!(names::VERIFY_ORPHANED, "table" => t.clone()).set(r.orphaned as f64);
-    metrics::gauge!(names::VERIFY_STALE, "table" => t.clone()).set(r.stale as f64);
-    metrics::gauge!(names::VERIFY_TIMESTAMP, "table" => t).set(r.checked_at as f64);
 }
 
 fn sample(list: &mut Vec<Value>, key: Value) {
@@ -272,7 +196,7 @@ impl Session {
     ) -> Result<(Self, Vec<TableMapping>), Error> {
         let catalog = Catalog::connect(&cfg.source).await?;
         catalog.set_copy_session().await?;
-        let mappings = crate::app::compile(&catalog, tables, &cfg.embedders).await?;
+        let mappings = crate::setup::compile::compile(&catalog, tables, &cfg.embedders).await?;
         // A second connection reads the present while the check's snapshot is open on the first.
         let present = Catalog::connect(&cfg.source).await?;
         let sink = QdrantSink::new(qdrant::client(&cfg.qdrant)?)?;
@@ -282,7 +206,7 @@ impl Session {
         } else {
             Embedders::default()
         };
-        let identities = crate::pipeline::embedding::identities(&cfg.embedders)?;
+        let identities = crate::embed::record::identities(&cfg.embedders)?;
         Ok((
             Session {
                 catalog,
@@ -359,8 +283,13 @@ async fn verify_table(
         check.orphans(&mut r).await
     }
     .await;
-    let _ = catalog.client().batch_execute("ROLLBACK").await;
+    // The check's snapshot must end here: a failed ROLLBACK would leave the next table's
+    // BEGIN inside it (PostgreSQL only warns), comparing against old rows.
+    let rollback = catalog.client().batch_execute("ROLLBACK").await;
     result?;
+    rollback.map_err(Error::pg(
+        "end the check's snapshot (ROLLBACK); run verify again",
+    ))?;
     if repair {
         r.repaired = r.drift();
     }
@@ -397,10 +326,53 @@ fn op_key(op: &Op) -> &PointKey {
 
 pub(crate) use crate::sink::qdrant::mapping::stored_position;
 
-fn point_key(id: &PointId) -> PointKey {
+/// The key of a point Qdrant returned. An id that is neither a number nor a UUID is an error
+/// (deleting a guessed id, the nil UUID or 0, would hit another point).
+fn point_key(collection: &str, id: &PointId) -> Result<PointKey, Error> {
     match &id.point_id_options {
-        Some(PointIdOptions::Num(n)) => PointKey::Num(*n),
-        Some(PointIdOptions::Uuid(u)) => PointKey::Uuid(u.parse().unwrap_or_default()),
-        None => PointKey::Num(0),
+        Some(PointIdOptions::Num(n)) => Ok(PointKey::Num(*n)),
+        Some(PointIdOptions::Uuid(u)) => u.parse().map(PointKey::Uuid).map_err(|e| {
+            Error::prerequisite(
+                format!(
+                    "collection {collection} returned point id {u:?}, which is not a UUID ({e})"
+                ),
+                "inspect that point in Qdrant; verify cannot repair it",
+            )
+        }),
+        None => Err(Error::prerequisite(
+            format!("collection {collection} returned a point without an id"),
+            "check the Qdrant server's version against the client's; verify cannot repair it",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_point_id_that_is_not_a_key_is_an_error_not_a_guess() {
+        let uuid = |u: &str| PointId {
+            point_id_options: Some(PointIdOptions::Uuid(u.into())),
+        };
+        assert_eq!(
+            point_key("c", &PointId::from(7u64)).unwrap(),
+            PointKey::Num(7)
+        );
+        let good = "6f1c0ab4-3c1e-4a59-9b8e-0e0c5a1f2d3e";
+        assert_eq!(
+            point_key("c", &uuid(good)).unwrap(),
+            PointKey::Uuid(good.parse().unwrap())
+        );
+        let bad = point_key("c", &uuid("not-a-uuid")).unwrap_err();
+        assert!(bad.to_string().contains("not-a-uuid"), "{bad}");
+        let none = point_key(
+            "c",
+            &PointId {
+                point_id_options: None,
+            },
+        )
+        .unwrap_err();
+        assert!(none.to_string().contains("without an id"), "{none}");
     }
 }

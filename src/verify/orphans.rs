@@ -76,7 +76,7 @@ impl Check<'_> {
                         sample(&mut r.orphaned_keys, shown);
                         repairs.push(Op::Delete {
                             collection: self.mapping.collection.clone(),
-                            key: point_key(&id),
+                            key: point_key(&self.mapping.collection, &id)?,
                             position: self.fence,
                         });
                     }
@@ -125,7 +125,7 @@ impl Check<'_> {
                 );
                 repairs.push(Op::Delete {
                     collection: self.mapping.collection.clone(),
-                    key: point_key(id),
+                    key: point_key(&self.mapping.collection, id)?,
                     position: self.fence,
                 });
             }
@@ -153,7 +153,7 @@ fn stored_key(
         return None;
     };
     let oid = columns.iter().find(|c| &c.name == only)?.type_oid;
-    use crate::mapping::value::oid as o;
+    use crate::mapping::oid as o;
     match (&id.point_id_options, oid) {
         (Some(PointIdOptions::Num(n)), o::INT2 | o::INT4 | o::INT8 | o::OID) => {
             Some(vec![n.to_string()])

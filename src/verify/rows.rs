@@ -79,8 +79,8 @@ impl Check<'_> {
         let distance_of = |name: &str| -> Distance {
             t.vector_columns()
                 .into_iter()
-                .find(|(n, ..)| n == name)
-                .map_or(Distance::Dot, |(.., d)| d)
+                .find(|v| v.name == name)
+                .map_or(Distance::Dot, |v| v.distance)
         };
         // Rows pass.
         loop {
@@ -166,12 +166,8 @@ impl Check<'_> {
                             distance_of,
                         )
                         .is_some()
-                            || crate::pipeline::embedding::stale_embedding(
-                                doc,
-                                &payload,
-                                self.identities,
-                            )
-                            .is_some()
+                            || crate::embed::record::stale_embedding(doc, &payload, self.identities)
+                                .is_some()
                         {
                             r.stale += 1;
                             sample(&mut r.stale_keys, key);

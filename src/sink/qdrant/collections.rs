@@ -36,7 +36,13 @@ fn field_type(t: IndexType) -> FieldType {
 pub async fn compatible(client: &Qdrant, t: &TableConfig) -> Result<Result<(), String>, Error> {
     let existing = vector_params(client, &t.collection).await?;
     let mut problems = Vec::new();
-    for (name, _, size, dist) in t.vector_columns() {
+    for crate::config::VectorColumn {
+        name,
+        size,
+        distance: dist,
+        ..
+    } in t.vector_columns()
+    {
         let label = if name.is_empty() {
             "the unnamed vector".to_owned()
         } else {
@@ -114,7 +120,13 @@ pub async fn ensure(
         ));
     }
     let mut vectors = VectorsConfigBuilder::default();
-    for (name, _, size, dist) in t.vector_columns() {
+    for crate::config::VectorColumn {
+        name,
+        size,
+        distance: dist,
+        ..
+    } in t.vector_columns()
+    {
         let params = VectorParamsBuilder::new(size, distance(dist));
         if name.is_empty() {
             vectors.add_vector_params(params);

@@ -49,6 +49,8 @@ pub fn components(cfg: &crate::config::Config, mode: &str) -> Vec<&'static str> 
 const PROBE: &str = "probe";
 const CALLS: &str = "calls";
 const START: &str = "start";
+/// The pseudo-component of a task that failed for good.
+const FAILED: &str = "process";
 
 impl Health {
     /// A mode's components, none up yet.
@@ -79,6 +81,16 @@ impl Health {
     /// The sampler's periodic probe of the component.
     pub fn probe(&self, component: &'static str, outcome: Result<(), String>) {
         self.set(component, PROBE, outcome.err());
+    }
+
+    /// A task of the process failed for good (it is stopping): never ready again.
+    pub fn failed(&self, task: &str, reason: impl std::fmt::Display) {
+        let mut parts = self.parts.lock().expect("health lock");
+        parts
+            .entry(FAILED)
+            .or_default()
+            .insert(CALLS, Some(format!("task {task} failed: {reason}")));
+        metrics::gauge!(names::READY).set(0.0);
     }
 
     fn set(&self, component: &'static str, reporter: &'static str, state: Option<String>) {
@@ -134,10 +146,14 @@ mod tests {
         assert!(h.ready().is_err());
         h.up("qdrant");
         assert!(h.ready().is_ok());
-        h.probe("qdrant", Err("health check: refused".into()));
+        h.failed("copy worker", "panicked");
         assert_eq!(
             h.ready().unwrap_err(),
-            vec!["qdrant: health check: refused".to_owned()]
+            vec!["process: task copy worker failed: panicked".to_owned()]
         );
+        h.up("qdrant");
+        assert!(h.ready().is_err(), "a failed task is never ready again");
+        h.probe("qdrant", Err("health check: refused".into()));
+        assert_eq!(h.ready().unwrap_err().len(), 2);
     }
 }

@@ -29,14 +29,17 @@
 //! work. A member that leaves cleanly hands its partitions over at once; one that dies is
 //! noticed after `session.timeout.ms` (librdkafka's 45 s unless set in `kafka.properties`).
 
-use super::{client, decode, proto as pb, Topics};
-use crate::config::Config;
+use crate::config::{Config, KafkaConfig};
 use crate::deadletter::DeadLetter;
-use crate::error::{retry_transient, Error};
+use crate::error::{ok_if_stopped, retry_transient, retry_until_stopped, Error};
 use crate::event::{Op, TableName};
+use crate::kafka::{client, decode, proto as pb, Topics};
+use crate::metrics::health::{self, Health};
 use crate::metrics::names;
 use crate::pipeline::assemble::{Batch, Mappings};
-use crate::pipeline::writer::{Pending, SourceReads, Writer};
+use crate::pipeline::embedding::Embedders;
+use crate::pipeline::writer::{Pending, SourceReads, Writer, SHUTDOWN_GRACE};
+use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::source::catalog::Catalog;
 use prost::Message as _;
@@ -58,7 +61,7 @@ pub const DLQ_TOPIC: &str = "pg2qdrant.source.topic";
 pub const DLQ_PARTITION: &str = "pg2qdrant.source.partition";
 pub const DLQ_OFFSET: &str = "pg2qdrant.source.offset";
 
-/// Runs one applier until `shutdown`.
+/// Runs one applier until `shutdown` (Ok), a definite error, or a task failing (`Error::Task`).
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> {
     let Some(kafka) = cfg.kafka.clone() else {
         return Err(Error::config(
@@ -66,52 +69,73 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             "pg2qdrant apply consumes change events: add a [kafka] section with brokers".to_owned(),
         ));
     };
-    let health = crate::health::Health::new(&crate::health::components(&cfg, "apply"));
-    crate::app::serve_metrics(&cfg, &shutdown, health.clone(), "apply").await?;
-    let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
-    let mappings = match retry_transient(
-        "apply set-up",
-        max_backoff,
-        &shutdown,
-        Duration::ZERO,
-        || prepare(&cfg),
-    )
-    .await
-    {
-        Err(Error::Shutdown) => return Ok(()),
-        other => Arc::new(other?),
+    let health = Health::new(&health::components(&cfg, "apply"));
+    let mut tasks = Tasks::new(health.clone());
+    // Cancelled by `shutdown`, and by a task that fails.
+    let stop = shutdown.child_token();
+    setup::serve_metrics(&cfg, &stop, &mut tasks, "apply").await?;
+    let applier = match start(&cfg, &kafka, &stop, &health).await {
+        Ok(applier) => applier,
+        Err(e) => {
+            stop.cancel();
+            tasks.join_all(SHUTDOWN_GRACE).await?;
+            return ok_if_stopped(Err(e));
+        }
     };
+    tasks.spawn_quiet(
+        "consumer lag",
+        lag_sampler(applier.consumer.clone(), stop.clone()),
+    );
+    let (result, failed) = {
+        let running = applier.run();
+        tokio::pin!(running);
+        tokio::select! {
+            r = &mut running => (r, None),
+            failure = tasks.first_failure() => {
+                stop.cancel();
+                (running.await, Some(failure))
+            }
+        }
+    };
+    stop.cancel();
+    // Leave the group now (partitions go to the others at once), not after a session timeout.
+    let c = applier.consumer.clone();
+    match tokio::task::spawn_blocking(move || c.unsubscribe()).await {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "leaving the consumer group failed; the group notices after its session timeout")
+        }
+    }
+    let joined = tasks.join_all(SHUTDOWN_GRACE).await;
+    match failed {
+        Some(e) => Err(e),
+        None => ok_if_stopped(result.and(joined)),
+    }
+}
+
+/// Sets up (mappings, collections, topics, embedders), joins the group and returns the applier.
+async fn start(
+    cfg: &Config,
+    kafka: &KafkaConfig,
+    stop: &CancellationToken,
+    health: &Arc<Health>,
+) -> Result<Applier, Error> {
+    let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
+    let mappings = retry_until_stopped("apply set-up", max_backoff, stop, || prepare(cfg)).await?;
+    let mappings = Arc::new(mappings);
     health.up("qdrant");
-    let topics = Topics::new(&kafka, mappings.keys());
+    let topics = Topics::new(kafka, mappings.keys());
     let mut names: Vec<String> = topics.all().iter().map(|t| t.to_string()).collect();
     // The applier may start before the connector created them.
     names.push(kafka.dlq_topic.clone());
-    match retry_transient(
-        "kafka set-up",
-        max_backoff,
-        &shutdown,
-        Duration::ZERO,
-        || client::ensure_topics(&kafka, &names),
-    )
-    .await
-    {
-        Err(Error::Shutdown) => return Ok(()),
-        other => other?,
-    };
+    retry_until_stopped("kafka set-up", max_backoff, stop, || {
+        client::ensure_topics(kafka, &names)
+    })
+    .await?;
     names.pop();
     // No `learn_newest`: every write of an applier is fenced (see the module doc).
     let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)?);
-    let embedders = match crate::pipeline::embedding::Embedders::load_checked(
-        &cfg,
-        &sink,
-        max_backoff,
-        &shutdown,
-    )
-    .await
-    {
-        Err(Error::Shutdown) => return Ok(()),
-        other => other?,
-    };
+    let embedders = Embedders::load_checked(cfg, &sink, max_backoff, stop).await?;
     health.up("embedder");
     let writer = Writer {
         sink,
@@ -121,22 +145,21 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         dead_letter: Arc::new(Mutex::new(DeadLetter::new(&cfg.dead_letter.path))),
         embedders: Arc::new(embedders),
         max_backoff,
-        shutdown: shutdown.clone(),
+        shutdown: stop.clone(),
         publisher: None,
         direct: true,
         health: health.clone(),
     };
-    let consumer = Arc::new(client::consumer(&kafka)?);
+    let consumer = Arc::new(client::consumer(kafka)?);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     consumer
         .subscribe(&refs)
         .map_err(Error::kafka("subscribing to the tables' topics"))?;
     tracing::info!(topics = ?names, group = %kafka.group_id, "applying change events");
     health.up("kafka");
-    tokio::spawn(lag_sampler(consumer.clone(), shutdown.clone()));
-    let applier = Applier {
+    Ok(Applier {
         consumer,
-        dlq: client::producer(&kafka)?,
+        dlq: client::producer(kafka)?,
         dlq_topic: kafka.dlq_topic.clone(),
         mappings,
         writer,
@@ -144,25 +167,17 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         batch_size: cfg.qdrant.batch_size,
         linger: Duration::from_millis(cfg.qdrant.linger_ms),
         max_backoff,
-        shutdown,
-        health,
-    };
-    let result = match applier.run().await {
-        Err(Error::Shutdown) => Ok(()),
-        other => other,
-    };
-    // Leave the group now (partitions go to the others at once), not after a session timeout.
-    let c = applier.consumer.clone();
-    let _ = tokio::task::spawn_blocking(move || c.unsubscribe()).await;
-    result
+        shutdown: stop.clone(),
+        health: health.clone(),
+    })
 }
 
 /// Compiles the mappings against the source's catalog (key columns, types; TOAST merges read
 /// rows from it) and creates missing collections.
 async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
     let catalog = Catalog::connect(&cfg.source).await?;
-    let compiled = crate::app::compile(&catalog, &cfg.tables, &cfg.embedders).await?;
-    crate::app::ensure_collections(&qdrant::client(&cfg.qdrant)?, cfg, &compiled, None).await?;
+    let compiled = setup::compile::compile(&catalog, &cfg.tables, &cfg.embedders).await?;
+    setup::ensure_collections(&qdrant::client(&cfg.qdrant)?, cfg, &compiled, None).await?;
     Ok(compiled.into_iter().map(|m| (m.table.clone(), m)).collect())
 }
 
@@ -177,7 +192,7 @@ struct Applier {
     linger: Duration,
     max_backoff: Duration,
     shutdown: CancellationToken,
-    health: Arc<crate::health::Health>,
+    health: Arc<crate::metrics::health::Health>,
 }
 
 /// Messages taken since the last commit.
