@@ -10,6 +10,6 @@ install_all
 BENCH=e2e
 if [ "${BENCH_ONLY:-}" = kafka ]; then install_kafka; BENCH=kafka; fi
 cargo build --locked --release --bench "$BENCH"
-start_services bench
+if [ "$BENCH" = kafka ]; then start_services bench kafka; else start_services bench; fi
 export PG2QDRANT_LOG=warn
 cargo bench --locked --bench "$BENCH"

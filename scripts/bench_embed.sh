@@ -39,7 +39,7 @@ export PG2QDRANT__CHECKPOINT__PATH="$WORK/cp" PG2QDRANT__DEAD_LETTER__PATH="$WOR
 export PG2QDRANT__EMBEDDERS__MINILM__PATH="$MODEL_DIR" PG2QDRANT__EMBEDDERS__MINILM__THREADS="${BENCH_THREADS:-2}"
 ./target/release/pg2qdrant run --config config/chat_history.toml 2>"$WORK/run.log" &
 PID=$!
-trap 'kill -INT $PID 2>/dev/null; wait $PID 2>/dev/null; stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"' EXIT
+on_exit 'kill -INT $PID 2>/dev/null; wait $PID 2>/dev/null' 
 for _ in $(seq 1 100); do
   [ "$($PSQL -d chatbot -Atc "SELECT count(*) FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid")" = 1 ] && break; sleep 0.1
 done

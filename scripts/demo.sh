@@ -15,7 +15,8 @@ echo "== building pg2qdrant"
 cargo build --locked --bin pg2qdrant
 start_services demo
 PID=
-trap 'if [ -n "$PID" ]; then kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi; stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"' EXIT
+on_exit 'if [ -n "$PID" ]; then kill -TERM "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; fi'
+
 PG_PORT=${PG2QDRANT_TEST_PG##*:}; QD_HTTP=${PG2QDRANT_TEST_QDRANT_HTTP##*:}; QD_GRPC=${PG2QDRANT_TEST_QDRANT_GRPC##*:}
 METRICS=$(free_port)
 PSQL="psql -X -q -h 127.0.0.1 -p $PG_PORT -U postgres"

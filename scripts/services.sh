@@ -197,12 +197,51 @@ start_kafka() {
 
 stop_kafka() { [ -f "$1/tansu.pid" ] && kill "$(cat "$1/tansu.pid")" 2>/dev/null || true; }
 
-# start_services: a work dir with PostgreSQL and Qdrant on free ports, stopped and removed on exit;
-# exports the PG2QDRANT_TEST_* variables the tests and the bench read.
+# on_exit CMD: runs CMD when the script exits, before the services stop (e.g. stopping a
+# pg2qdrant the script started). Scripts add to this; they never replace the EXIT trap.
+ON_EXIT=()
+on_exit() { ON_EXIT+=("$1"); }
+
+# The pids of the services started: recorded at start, so stop_services can wait for each.
+service_pids() {
+  local f
+  for f in "$WORK/kafka/tansu.pid" "$WORK/qdrant/qdrant.pid"; do [ -f "$f" ] && cat "$f"; done
+  [ -f "$WORK/pg/data/postmaster.pid" ] && head -1 "$WORK/pg/data/postmaster.pid"
+  return 0
+}
+
+# stop_services: the one way to stop what start_services started (and what on_exit names), wait
+# for every service process to end, and remove the work dir. Idempotent; the EXIT trap calls it.
+stop_services() {
+  [ -n "${WORK:-}" ] && [ -d "$WORK" ] || return 0
+  local cmd pids pid
+  for cmd in "${ON_EXIT[@]}"; do eval "$cmd" || true; done
+  ON_EXIT=()
+  pids=$(service_pids)
+  stop_kafka "$WORK/kafka"; stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"
+  for pid in $pids; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  done
+  # And anything else still running from the work dir (a test's private cluster, say).
+  STOPPED_PIDS="$pids $(pgrep -f -- "$WORK/" || true)"
+  rm -rf "$WORK"
+}
+
+# services_left: the service processes of the last stop_services still alive (none: prints nothing).
+services_left() {
+  local pid
+  for pid in ${STOPPED_PIDS:-}; do kill -0 "$pid" 2>/dev/null && echo "$pid"; done
+  return 0
+}
+
+# start_services NAME [kafka]: a work dir with PostgreSQL and Qdrant (and with `kafka`, the tansu
+# broker) on free ports, stopped and removed on exit (stop_services); exports the PG2QDRANT_TEST_*
+# variables the tests and the bench read.
 start_services() {
   WORK=$(mktemp -d /tmp/pg2qdrant-$1.XXXXXX)
   chmod 755 "$WORK"
-  trap 'stop_kafka "$WORK/kafka"; stop_qdrant "$WORK/qdrant"; stop_postgres "$WORK/pg"; rm -rf "$WORK"' EXIT
+  trap stop_services EXIT
   local pg_port qd_http qd_grpc
   pg_port=$(free_port); qd_http=$(free_port); qd_grpc=$(free_port)
   start_postgres "$WORK/pg" "$pg_port"
@@ -214,7 +253,8 @@ start_services() {
   export PG2QDRANT_TEST_WORK="$WORK"
   export PG2QDRANT_TEST_MODEL="$MODEL_DIR"
   export PG2QDRANT_TEST_TLS="$WORK/pg/tls"
-  if [ -x "$TANSU_BIN" ]; then
+  export PG2QDRANT_TEST_PG_BIN="$PG_BIN"
+  if [ "${2:-}" = kafka ]; then
     local kafka_port; kafka_port=$(free_port)
     start_kafka "$WORK/kafka" "$kafka_port"
     export PG2QDRANT_TEST_KAFKA="127.0.0.1:$kafka_port"

@@ -17,7 +17,7 @@ use crate::checkpoint::state::StateFile;
 use crate::checkpoint::{CheckpointStore, FileCheckpoint};
 use crate::config::Config;
 use crate::deadletter::DeadLetter;
-use crate::error::{ok_if_stopped, retry_until_stopped, Error};
+use crate::error::{retry_until_stopped, Error};
 use crate::kafka::{publish::Publisher, Topics};
 use crate::lsn::Lsn;
 use crate::mapping::Mappings;
@@ -27,7 +27,7 @@ use crate::pipeline::embedding::Embedders;
 use crate::pipeline::lag::LagClock;
 use crate::pipeline::replicate::Replicator;
 use crate::pipeline::sampler::Sampler;
-use crate::pipeline::writer::{Pending, Progress, Writer, SHUTDOWN_GRACE};
+use crate::pipeline::writer::{DurableProgress, Pending, Writer};
 use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::snapshot::{bulk, progress, switch, worker, Coordinator};
@@ -63,28 +63,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         Ok(started) => started,
         Err(e) => {
             stop.cancel();
-            tasks.join_all(SHUTDOWN_GRACE).await?;
-            return ok_if_stopped(Err(e));
+            return tasks.end(Err(e), None).await;
         }
     };
-    let (ended, failed) = {
-        let running = replicator.run();
-        tokio::pin!(running);
-        tokio::select! {
-            ended = &mut running => (ended, None),
-            failure = tasks.first_failure() => {
-                stop.cancel();
-                (running.await, Some(failure))
-            }
-        }
-    };
+    let (ended, failed) = tasks.run_main(&stop, replicator.run()).await;
     copies_stop.cancel();
     let outcome = replicator.finish(ended, writer_stop).await;
-    let joined = tasks.join_all(SHUTDOWN_GRACE).await;
-    match failed {
-        Some(e) => Err(e),
-        None => ok_if_stopped(outcome.and(joined)),
-    }
+    stop.cancel();
+    tasks.end(outcome, failed).await
 }
 
 /// What the set-up of a run found and made, before any stage starts.
@@ -184,7 +170,7 @@ async fn start(cfg: Config, stop: &CancellationToken, tasks: &mut Tasks) -> Resu
         direct: cfg.qdrant.direct,
         health: health.clone(),
     };
-    let progress = Progress::new(Box::new(p.checkpoint), durable_tx).with_lag(lag.clone());
+    let progress = DurableProgress::new(Box::new(p.checkpoint), durable_tx).with_lag(lag.clone());
     let writer = tokio::spawn(writer.run(rx, progress));
     let sampler = Sampler {
         cfg: cfg.clone(),

@@ -31,14 +31,14 @@
 
 use crate::config::{Config, KafkaConfig};
 use crate::deadletter::DeadLetter;
-use crate::error::{ok_if_stopped, retry_transient, retry_until_stopped, Error};
+use crate::error::{retry_transient, retry_until_stopped, Error};
 use crate::event::{Op, TableName};
 use crate::kafka::{client, decode, proto as pb, Topics};
 use crate::metrics::health::{self, Health};
 use crate::metrics::names;
 use crate::pipeline::assemble::{Batch, Mappings};
 use crate::pipeline::embedding::Embedders;
-use crate::pipeline::writer::{Pending, SourceReads, Writer, SHUTDOWN_GRACE};
+use crate::pipeline::writer::{Pending, SourceReads, Writer};
 use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::source::catalog::Catalog;
@@ -78,25 +78,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         Ok(applier) => applier,
         Err(e) => {
             stop.cancel();
-            tasks.join_all(SHUTDOWN_GRACE).await?;
-            return ok_if_stopped(Err(e));
+            return tasks.end(Err(e), None).await;
         }
     };
     tasks.spawn_quiet(
         "consumer lag",
         lag_sampler(applier.consumer.clone(), stop.clone()),
     );
-    let (result, failed) = {
-        let running = applier.run();
-        tokio::pin!(running);
-        tokio::select! {
-            r = &mut running => (r, None),
-            failure = tasks.first_failure() => {
-                stop.cancel();
-                (running.await, Some(failure))
-            }
-        }
-    };
+    let (result, failed) = tasks.run_main(&stop, applier.run()).await;
     stop.cancel();
     // Leave the group now (partitions go to the others at once), not after a session timeout.
     let c = applier.consumer.clone();
@@ -106,11 +95,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             tracing::warn!(error = %e, "leaving the consumer group failed; the group notices after its session timeout")
         }
     }
-    let joined = tasks.join_all(SHUTDOWN_GRACE).await;
-    match failed {
-        Some(e) => Err(e),
-        None => ok_if_stopped(result.and(joined)),
-    }
+    tasks.end(result, failed).await
 }
 
 /// Sets up (mappings, collections, topics, embedders), joins the group and returns the applier.

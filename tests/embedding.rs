@@ -556,3 +556,65 @@ async fn claim_another_model(collection: &str, id: u64) {
         .await
         .unwrap();
 }
+
+/// `pg2qdrant embed --config <config with the embedders and one table> --embedder <name> texts`:
+/// its stdout lines parsed as vectors (asserts it succeeded).
+fn embed_command(name: &str, embedders: &str, texts: &[&str]) -> Vec<Vec<f32>> {
+    let config = work_dir(name).join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nurl = \"postgres://u@127.0.0.1:1/x\"\nslot = \"s\"\npublication = \"p\"\n{embedders}"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["embed", "--config"])
+        .arg(&config)
+        .args(texts)
+        .env("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_command_computes_with_an_openai_embedder() {
+    let fake = FakeOpenAi::start().await;
+    let vectors = embed_command(
+        "t_embed_cmd_openai",
+        &fake.config("svc", "", "t_embed_cmd_openai"),
+        &["hello", "four"],
+    );
+    // The service's vectors, in order: [chars, 1, 0, 0.5].
+    assert_eq!(
+        vectors,
+        vec![vec![5.0, 1.0, 0.0, 0.5], vec![4.0, 1.0, 0.0, 0.5]]
+    );
+    assert_eq!(fake.requested.lock().unwrap().get("hello"), Some(&1));
+}
+
+#[test]
+fn embed_command_computes_with_a_local_model_as_the_connector_does() {
+    let embedders = format!(
+        "{}[[tables]]\ntable = \"notes\"\ncollection = \"t_embed_cmd_local\"\n\
+         vector = {{ embed = \"minilm\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n",
+        embedder_toml()
+    );
+    let vectors = embed_command("t_embed_cmd_local", &embedders, &["A man is eating food."]);
+    let model = LocalEmbedder::load(std::path::Path::new(&env("PG2QDRANT_TEST_MODEL")), 2).unwrap();
+    let want = model.embed(&["A man is eating food."]).unwrap().vectors;
+    assert_eq!(vectors.len(), 1);
+    assert_eq!(vectors[0].len(), 384);
+    let dot: f32 = vectors[0].iter().zip(&want[0]).map(|(a, b)| a * b).sum();
+    assert!(dot > 0.9999, "cosine {dot}");
+}

@@ -561,9 +561,27 @@ async fn a_broker_killed_mid_publish_loses_nothing() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // This test's run is in-process: its producer's counters are this process's, by topic.
+    let counters = || {
+        let text = pg2qdrant::metrics::server::install().render();
+        let series = |name: &str| format!("{name}{{topic=\"{}\"", topic(&db));
+        (
+            metric(&text, &series("pg2qdrant_kafka_produced_total")).unwrap_or(0.0),
+            metric(&text, &series("pg2qdrant_kafka_delivered_total")).unwrap_or(0.0),
+        )
+    };
+    wait_for("events delivered before the kill", WAIT, || async {
+        (counters().1 >= 100.0).then_some(())
+    })
+    .await;
     kafka.kill();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Mid-publish: events the producer took and the dead broker never confirmed.
+    let pending = wait_for("deliveries pending at the dead broker", WAIT, || async {
+        let (produced, delivered) = counters();
+        (produced > delivered).then_some(produced - delivered)
+    })
+    .await;
+    eprintln!("{pending} events pending while the broker is down");
     let held = db.confirmed_u64().await;
     kafka.restart().await;
     writes.await.unwrap();
@@ -646,9 +664,22 @@ async fn two_appliers_one_killed_and_replaced_lose_nothing() {
     // leader when the leader dies, and the group stalls with empty assignments; real Kafka
     // does. Once the dead member's session expired a replacement joins: tansu reassigns a dead
     // member's partitions only on a join, and a join before the expiry leaves them with it.
+    let revoked = |log: &str| {
+        std::fs::read_to_string(path.with_file_name(log))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("partitions revoked"))
+            .count()
+    };
+    let before = revoked("applier-a.log");
     b.0.kill().unwrap();
     b.0.wait().unwrap();
-    tokio::time::sleep(Duration::from_secs(15 + 3)).await;
+    // The group notices the dead member when its session expires: the coordinator answers the
+    // survivor's next heartbeat with a rebalance, which the survivor logs as a revocation.
+    wait_for("the group to evict the dead member", WAIT, || async {
+        (revoked("applier-a.log") > before).then_some(())
+    })
+    .await;
     let mut c = apply_process(&path, "applier-c.log");
     writes.await.unwrap();
     wait_published(&db).await;

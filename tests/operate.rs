@@ -86,6 +86,43 @@ async fn heartbeat_keeps_the_slot_advancing_while_only_unwatched_tables_change()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_bytes_fall_to_a_few_kilobytes_once_caught_up_on_an_idle_table() {
+    // A cluster of its own: lag in bytes is the cluster's WAL position minus what we
+    // acknowledged, and other tests' writes must not move it. WAL well before the slot, as on a
+    // database that lived before the connector: a connector that counts from position 0 until
+    // its first acknowledgement reads as that whole WAL behind.
+    let pg = PrivatePostgres::start("t_lag_bytes").await;
+    let client = connect(&pg.url("postgres")).await;
+    client
+        .batch_execute(&format!(
+            "{DOCS} CREATE TABLE history (x int, pad text);
+             INSERT INTO history SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;"
+        ))
+        .await
+        .unwrap();
+    let _ = qdrant().delete_collection("t_lag_bytes").await;
+    let db = TestDb {
+        name: "t_lag_bytes".into(),
+        url: pg.url("postgres"),
+        client,
+    };
+    // No heartbeat and an idle watched table: nothing acknowledges anything after the start, so
+    // the lag shown is exactly the start's view of the acknowledged position.
+    let (config, addr) = write_config(
+        &db,
+        &qdrant_url(),
+        "heartbeat_ms = 0\nsnapshot = \"never\"",
+        "",
+    );
+    let _run = Process::start("run", &config, "run.log");
+    db.wait_streaming().await;
+    let wal = db.current_lsn_u64().await;
+    assert!(wal > 4 << 20, "the WAL is megabytes past 0: {wal}");
+    let lag = wait_metric(&addr, "pg2qdrant_replication_lag_bytes", |v| v <= 32_768.0).await;
+    eprintln!("caught up at WAL {wal}: lag {lag} bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qdrant_down_grows_lag_and_flips_readiness_then_both_recover() {
     let db = TestDb::new("t_lag", DOCS).await;
     let mut q = PrivateQdrant::start("t_lag").await;
@@ -259,7 +296,7 @@ async fn no_secret_appears_in_any_log_line_or_error_json_or_text() {
     let mut lines = Vec::new();
     // `run` fails (Qdrant refuses no key; the broker is not there): set-up retries are logged
     // with their errors. It is stopped after a few seconds.
-    lines.push(run_for(&config, &secrets, Duration::from_secs(6)).await);
+    lines.push(run_until_retrying(&config, &secrets).await);
     lines.push(run(&["check"], &[]));
     lines.push(run(&["verify"], &[]));
     // Errors naming a bad value of a secret key, and a config error.
@@ -303,8 +340,9 @@ async fn no_secret_appears_in_any_log_line_or_error_json_or_text() {
     }
 }
 
-/// Runs `pg2qdrant run` for `for_`, then SIGTERM; its output.
-async fn run_for(config: &Path, env: &[(&str, &str)], for_: Duration) -> String {
+/// Runs `pg2qdrant run` until it logged a set-up retry (with its error), then SIGTERM; asserts
+/// that it exits 0 within the deadline, and returns its output.
+async fn run_until_retrying(config: &Path, env: &[(&str, &str)]) -> String {
     let log = config.with_file_name("run-secrets.log");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
         .args(["run", "--config"])
@@ -316,16 +354,32 @@ async fn run_for(config: &Path, env: &[(&str, &str)], for_: Duration) -> String 
         .spawn()
         .unwrap();
     let mut p = Process(child);
-    tokio::time::sleep(for_).await;
+    let output = || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+            + &std::fs::read_to_string(log.with_extension("err")).unwrap_or_default()
+    };
+    wait_for("a set-up retry in the log", WAIT, || async {
+        output().contains("failed; retrying").then_some(())
+    })
+    .await;
     p.terminate();
-    for _ in 0..600 {
-        if p.0.try_wait().unwrap().is_some() {
-            break;
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = p.0.try_wait().unwrap() {
+            break s;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not exit after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    std::fs::read_to_string(&log).unwrap()
-        + &std::fs::read_to_string(log.with_extension("err")).unwrap()
+    };
+    assert!(
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
+        output()
+    );
+    output()
 }
 
 /// Every `pg2qdrant_*` name the dashboard and the alert rules use is in the metrics catalogue

@@ -7,7 +7,7 @@ use qdrant_client::qdrant::ScrollPointsBuilder;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 async fn alias_target(alias: &str) -> Option<String> {
     qdrant()
@@ -30,10 +30,10 @@ struct Seen {
     sizes: BTreeSet<usize>,
 }
 
-/// Queries `alias` (50 points with their vectors) until `stop`.
-async fn read_until(alias: &'static str, stop: Arc<AtomicBool>) -> Seen {
+/// Queries `alias` (50 points with their vectors) until `stop`, keeping its account in `seen`
+/// (the test reads it while the reader runs).
+async fn read_until(alias: &'static str, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
     let q = qdrant();
-    let mut seen = Seen::default();
     while !stop.load(Ordering::SeqCst) {
         let page = q
             .scroll(ScrollPointsBuilder::new(alias).limit(50).with_vectors(true))
@@ -49,13 +49,16 @@ async fn read_until(alias: &'static str, stop: Arc<AtomicBool>) -> Seen {
                 _ => None,
             })
             .collect();
-        seen.queries += 1;
-        seen.empty += u64::from(page.result.is_empty());
-        seen.mixed += u64::from(sizes.len() > 1);
-        seen.sizes.extend(sizes);
+        {
+            let mut seen = seen.lock().unwrap();
+            seen.queries += 1;
+            seen.empty += u64::from(page.result.is_empty());
+            seen.mixed += u64::from(sizes.len() > 1);
+            seen.sizes.extend(sizes);
+        }
+        // Paces the reader (not a wait for a condition).
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +126,8 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
     assert_eq!(request["old"], json!(old));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let reader = tokio::spawn(read_until("t_rebuild", stop.clone()));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let reader = tokio::spawn(read_until("t_rebuild", stop.clone(), seen.clone()));
     // A running transaction holds the copy at its first watermark: meanwhile both collections
     // take the stream.
     let blocker = connect(&db.url).await;
@@ -185,10 +189,14 @@ async fn rebuild_with_a_new_model_switches_the_alias_and_readers_never_see_it_em
         (!qdrant().collection_exists(&old).await.unwrap()).then_some(())
     })
     .await;
-    // A few more reads on the new collection, then the reader's account.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The reader goes on until it has read the new collection through the alias.
+    wait_for("the reader saw the new model's vectors", WAIT, || async {
+        seen.lock().unwrap().sizes.contains(&384).then_some(())
+    })
+    .await;
     stop.store(true, Ordering::SeqCst);
-    let seen = reader.await.unwrap();
+    reader.await.unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     eprintln!("reader through the alias: {seen:?}");
     assert!(seen.queries > 5, "{seen:?}");
     assert_eq!((seen.empty, seen.mixed), (0, 0), "{seen:?}");

@@ -103,7 +103,7 @@ impl Pending {
 }
 
 /// Where durable progress goes: the slot feedback (through a watch) and the checkpoint file.
-pub struct Progress {
+pub struct DurableProgress {
     pub checkpoint: Box<dyn CheckpointStore>,
     pub durable: watch::Sender<Lsn>,
     last_store: Instant,
@@ -111,7 +111,7 @@ pub struct Progress {
     lag: Option<Arc<super::lag::LagClock>>,
 }
 
-impl Progress {
+impl DurableProgress {
     pub fn new(checkpoint: Box<dyn CheckpointStore>, durable: watch::Sender<Lsn>) -> Self {
         Self {
             checkpoint,
@@ -162,7 +162,7 @@ impl<S: Sink> Writer<S> {
     pub async fn run(
         self,
         mut rx: mpsc::Receiver<Batch>,
-        mut progress: Progress,
+        mut progress: DurableProgress,
     ) -> Result<(), Error> {
         let catalog: SourceReads = tokio::sync::Mutex::new(None);
         // Batches being written, in order, with the point keys each touches (None: exclusive).

@@ -6,12 +6,16 @@
 //! and returns the failure, so the process exits 1 and its supervisor restarts it. Nothing is
 //! lost by that: the slot (or a consumer offset) is acknowledged only after durable writes.
 
-use crate::error::Error;
+use crate::error::{ok_if_stopped, Error};
 use crate::metrics::health::Health;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::{Id, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+/// How long stopping tasks are waited for before they are aborted.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Tasks {
     set: JoinSet<Result<(), Error>>,
@@ -91,6 +95,33 @@ impl Tasks {
             task: task.to_owned(),
             reason,
         })
+    }
+
+    /// Runs the mode's main loop `main` beside the tasks. When a task fails first, `stop` is
+    /// cancelled and `main` finishes its stop. Returns `main`'s outcome and that failure.
+    pub async fn run_main<T>(
+        &mut self,
+        stop: &CancellationToken,
+        main: impl Future<Output = T>,
+    ) -> (T, Option<Error>) {
+        tokio::pin!(main);
+        tokio::select! {
+            done = &mut main => (done, None),
+            failure = self.first_failure() => {
+                stop.cancel();
+                (main.await, Some(failure))
+            }
+        }
+    }
+
+    /// The mode's end, once every task's token is cancelled: joins them all (see
+    /// [`Tasks::join_all`]). A task's failure wins over `outcome`; a stop is a clean exit.
+    pub async fn end(self, outcome: Result<(), Error>, failed: Option<Error>) -> Result<(), Error> {
+        let joined = self.join_all(JOIN_GRACE).await;
+        match failed {
+            Some(e) => Err(e),
+            None => ok_if_stopped(outcome.and(joined)),
+        }
     }
 
     /// Joins every task (their tokens are cancelled by now), waiting `grace` at most for the

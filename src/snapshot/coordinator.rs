@@ -37,7 +37,7 @@ pub enum Task {
 }
 
 /// A chunk whose rows were read, waiting for its high watermark to come through the stream.
-struct Pending {
+struct ReadChunk {
     table: TableName,
     generation: u64,
     index: u32,
@@ -67,7 +67,7 @@ struct Inner {
     state: State,
     live: HashMap<TableName, Live>,
     queue: VecDeque<Task>,
-    pending: HashMap<String, Pending>,
+    pending: HashMap<String, ReadChunk>,
     /// Chunks handed to the writer: done once durable passes their high watermark's commit LSN.
     awaiting: Vec<(u64, TableName, u64, u32, u64)>,
     next_chunk: u64,
@@ -89,7 +89,7 @@ pub struct Coordinator {
 
 /// A table's copy progress for logs and progress bars.
 #[derive(Debug, Clone)]
-pub struct Progress {
+pub struct CopyProgress {
     pub table: TableName,
     pub rows: u64,
     pub estimated: u64,
@@ -313,7 +313,7 @@ impl Coordinator {
         let id = format!("{}:{}", self.run, inner.next_chunk);
         inner.pending.insert(
             id.clone(),
-            Pending {
+            ReadChunk {
                 table: table.clone(),
                 generation,
                 index,
@@ -606,15 +606,15 @@ impl Coordinator {
         &self.mappings
     }
 
-    /// Progress of the running copies.
-    pub fn progress(&self) -> Vec<Progress> {
+    /// CopyProgress of the running copies.
+    pub fn progress(&self) -> Vec<CopyProgress> {
         let inner = self.lock();
-        let mut out: Vec<Progress> = inner
+        let mut out: Vec<CopyProgress> = inner
             .live
             .iter()
             .map(|(t, l)| {
                 let copy = inner.state.tables.get(&t.to_string());
-                Progress {
+                CopyProgress {
                     table: t.clone(),
                     rows: l.resumed + l.rows_streamed,
                     estimated: l.layout.as_ref().map_or(0, |x| x.estimated_rows),

@@ -1,7 +1,7 @@
 //! Copy progress for people: a progress bar per table when stderr is a terminal, a log line per
 //! table every few seconds otherwise (rows copied, estimated total, rows/s, ETA).
 
-use super::coordinator::{Coordinator, Progress};
+use super::coordinator::{Coordinator, CopyProgress};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -39,7 +39,7 @@ pub async fn report(coordinator: Arc<Coordinator>, shutdown: CancellationToken) 
     }
 }
 
-fn draw(multi: &MultiProgress, bars: &mut HashMap<String, ProgressBar>, now: &[Progress]) {
+fn draw(multi: &MultiProgress, bars: &mut HashMap<String, ProgressBar>, now: &[CopyProgress]) {
     let live: Vec<String> = now.iter().map(|p| p.table.to_string()).collect();
     bars.retain(|t, b| {
         let keep = live.contains(t);
@@ -71,7 +71,7 @@ fn draw(multi: &MultiProgress, bars: &mut HashMap<String, ProgressBar>, now: &[P
     }
 }
 
-fn log(p: &Progress) {
+fn log(p: &CopyProgress) {
     let secs = p.started.elapsed().as_secs_f64().max(1e-3);
     let rate = p.rows as f64 / secs;
     let eta = if p.estimated > p.rows && rate > 0.0 {

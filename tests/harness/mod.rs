@@ -572,3 +572,103 @@ pub fn metric(metrics: &str, series: &str) -> Option<f64> {
     }
     found
 }
+
+/// A PostgreSQL cluster of one test's own (initdb, logical WAL, loopback): for what the shared
+/// cluster cannot give, such as a WAL that only this test writes. Stopped when dropped.
+pub struct PrivatePostgres {
+    dir: PathBuf,
+    pub port: u16,
+}
+
+impl PrivatePostgres {
+    pub async fn start(name: &str) -> Self {
+        let dir = work_dir(name).join("pg");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let pg = Self {
+            dir,
+            port: free_port(),
+        };
+        // PostgreSQL refuses to run as root: as the postgres user then, owning its directory.
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let run = |bin: &str, args: &[&str]| {
+            let exe = format!("{}/{bin}", env("PG2QDRANT_TEST_PG_BIN"));
+            let mut c = if root {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--", &exe]);
+                c
+            } else {
+                std::process::Command::new(exe)
+            };
+            let out = c.args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{bin}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if root {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres"])
+                .arg(&pg.dir)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = pg.dir.join("data");
+        let data = data.to_str().unwrap();
+        run(
+            "initdb",
+            &["-D", data, "-U", "postgres", "-A", "trust", "--no-sync"],
+        );
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c wal_level=logical -c fsync=off",
+            pg.port,
+            pg.dir.display()
+        );
+        let log = pg.dir.join("postgres.log");
+        run(
+            "pg_ctl",
+            &[
+                "-D",
+                data,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+                "-o",
+                &opts,
+            ],
+        );
+        pg
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/<db>`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let exe = format!("{}/pg_ctl", env("PG2QDRANT_TEST_PG_BIN"));
+        let data = self.dir.join("data");
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--", &exe, "-D"])
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .output()
+            .or_else(|_| {
+                std::process::Command::new(&exe)
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-m", "immediate", "stop"])
+                    .output()
+            });
+    }
+}
