@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pg2qdrant::snapshot::control::Control;
+use pg2qdrant::source::control::Control;
 use pg2qdrant::source::pgoutput::{decode, encode};
 
 fuzz_target!(|data: &[u8]| {
