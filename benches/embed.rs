@@ -45,6 +45,58 @@ pub fn sentences(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// Chat messages of 3 to 300 words, most of them short (word counts drawn as 3 + 297·u³ from a
+/// fixed-seed generator): where padding every batch to its longest member wastes most of the work.
+pub fn mixed(n: usize) -> Vec<String> {
+    let words = [
+        "the",
+        "deploy",
+        "failed",
+        "again",
+        "after",
+        "migration",
+        "ticket",
+        "customer",
+        "invoice",
+        "outage",
+        "meeting",
+        "please",
+        "review",
+        "database",
+        "release",
+        "weekend",
+        "error",
+        "timeout",
+        "search",
+        "message",
+    ];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|i| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            let len = 3 + (297.0 * u * u * u) as usize;
+            (0..len)
+                .map(|k| words[(i * 7 + k * 13) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Sentences/s embedding `texts` in calls of `batch`.
+fn rate(m: &LocalEmbedder, texts: &[String], batch: usize) -> f64 {
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    m.embed(&refs[..batch.min(refs.len())]).unwrap(); // warm up
+    let t = Instant::now();
+    for chunk in refs.chunks(batch) {
+        m.embed(chunk).unwrap();
+    }
+    texts.len() as f64 / t.elapsed().as_secs_f64()
+}
+
 fn main() {
     let dir = std::env::var("PG2QDRANT_TEST_MODEL")
         .expect("PG2QDRANT_TEST_MODEL: run scripts/bench_embed.sh");
@@ -62,15 +114,18 @@ fn main() {
     if let Ok(path) = std::env::var("BENCH_SENTENCES_OUT") {
         std::fs::write(path, s.join("\n")).unwrap();
     }
-    let refs: Vec<&str> = s.iter().map(String::as_str).collect();
-    m.embed(&refs[..batch]).unwrap(); // warm up
-    let t = Instant::now();
-    for chunk in refs.chunks(batch) {
-        m.embed(chunk).unwrap();
-    }
-    let secs = t.elapsed().as_secs_f64();
     println!(
         "pg2qdrant local embedder (candle, {threads} threads): {:.0} sentences/s ({n} sentences, batch {batch})",
-        n as f64 / secs
+        rate(&m, &s, batch)
+    );
+    // The mixed corpus, in calls of 256 (a writer batch): the embedder orders each call by
+    // length into passes of its own.
+    let mixed = mixed(n / 4);
+    let words: usize = mixed.iter().map(|t| t.split(' ').count()).sum();
+    println!(
+        "mixed-length corpus (3-300 words, mean {:.0}): {:.1} texts/s ({} texts, calls of 256)",
+        words as f64 / mixed.len() as f64,
+        rate(&m, &mixed, 256),
+        mixed.len()
     );
 }

@@ -79,3 +79,37 @@ fn a_paraphrase_ranks_above_an_unrelated_sentence() {
         "paraphrase {para}, unrelated {unrelated}"
     );
 }
+
+#[test]
+fn a_mixed_length_batch_comes_back_in_input_order_with_each_text_own_vector() {
+    let m = model();
+    // 3 to ~300 words, long and short interleaved: the embedder orders them by length into
+    // passes of its own, and must put every vector back at its input's place.
+    let long = |n: usize| {
+        (0..n)
+            .map(|i| ["deploy", "ticket", "outage", "invoice", "meeting"][i % 5])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let texts: Vec<String> = vec![
+        long(300),
+        "Can deletes cascade?".into(),
+        long(40),
+        "ok".into(),
+        "What happens if Qdrant is down while we write?".into(),
+        long(120),
+        "hi there".into(),
+    ];
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let together = m.embed(&refs).unwrap().vectors;
+    assert_eq!(together.len(), texts.len());
+    for (i, t) in refs.iter().enumerate() {
+        let alone = m.embed(&[t]).unwrap().vectors.remove(0);
+        let c = cosine(&together[i], &alone);
+        assert!(
+            c > 0.9999,
+            "input {i} ({} chars): cosine {c} to its own vector",
+            t.len()
+        );
+    }
+}

@@ -13,13 +13,19 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use std::path::{Path, PathBuf};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// Most tokens, padding included, in one forward pass (rows × the pass's longest input).
+const PASS_TOKENS: usize = 4096;
 
 const FIX: &str = "point the embedder's path at a sentence-transformers model directory (scripts/services.sh fetches all-MiniLM-L6-v2 into ~/.cache/pg2qdrant/models)";
 
 pub struct LocalEmbedder {
     model: BertModel,
+    /// Truncates; never pads (each forward pass pads its own rows, see [`LocalEmbedder::embed`]).
     tokenizer: Tokenizer,
+    /// The padding token's id.
+    pad_id: u32,
     max_tokens: usize,
     normalize: bool,
     dimensions: usize,
@@ -155,10 +161,12 @@ impl LocalEmbedder {
                 ..Default::default()
             }))
             .map_err(|e| Error::prerequisite(format!("tokenizer truncation: {e}"), FIX))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..Default::default()
-        }));
+        let pad_id = tokenizer
+            .get_padding()
+            .map(|p| p.pad_id)
+            .or_else(|| tokenizer.token_to_id("[PAD]"))
+            .unwrap_or(0);
+        tokenizer.with_padding(None);
         let threads = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .thread_name(|i| format!("embed-{i}"))
@@ -167,6 +175,7 @@ impl LocalEmbedder {
         Ok(Self {
             model,
             tokenizer,
+            pad_id,
             max_tokens,
             normalize,
             dimensions: config.hidden_size,
@@ -189,7 +198,14 @@ impl LocalEmbedder {
         self.max_tokens
     }
 
-    /// Embeds `inputs` (CPU-bound: call from a blocking thread).
+    /// Embeds `inputs` (CPU-bound: call from a blocking thread); one vector per input, in
+    /// input order.
+    ///
+    /// Length-aware, as sentence-transformers does and a little more: the inputs are ordered by
+    /// token count and cut into forward passes of at most [`PASS_TOKENS`] tokens, padding
+    /// included, so a pass pads its rows to its own longest input, not to the longest of the
+    /// call (mixed chat messages of 3 to 300 words would otherwise spend most of the work on
+    /// padding). Attention and pooling are masked, so a vector does not depend on its pass.
     pub fn embed(&self, inputs: &[&str]) -> Result<Embedded, String> {
         if inputs.is_empty() {
             return Ok(Embedded {
@@ -197,10 +213,6 @@ impl LocalEmbedder {
                 truncated: 0,
             });
         }
-        self.threads.install(|| self.run(inputs))
-    }
-
-    fn run(&self, inputs: &[&str]) -> Result<Embedded, String> {
         let encodings = self
             .tokenizer
             .encode_batch(inputs.to_vec(), true)
@@ -209,14 +221,30 @@ impl LocalEmbedder {
             .iter()
             .filter(|e| !e.get_overflowing().is_empty())
             .count();
-        let rows = encodings.len();
-        let len = encodings[0].get_ids().len();
-        let mut ids = Vec::with_capacity(rows * len);
-        let mut mask = Vec::with_capacity(rows * len);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend_from_slice(e.get_attention_mask());
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let mut vectors = vec![Vec::new(); ids.len()];
+        for pass in passes(&ids, PASS_TOKENS) {
+            let rows: Vec<&[u32]> = pass.iter().map(|&i| ids[i]).collect();
+            let out = self.threads.install(|| self.forward(&rows))?;
+            for (i, v) in pass.into_iter().zip(out) {
+                vectors[i] = v;
+            }
         }
+        Ok(Embedded { vectors, truncated })
+    }
+
+    /// One forward pass over `rows` (token ids), each padded to the longest: their vectors.
+    fn forward(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, String> {
+        let len = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows.len() * len);
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            ids.extend_from_slice(r);
+            ids.extend(std::iter::repeat_n(self.pad_id, len - r.len()));
+            mask.extend(std::iter::repeat_n(1u32, r.len()));
+            mask.extend(std::iter::repeat_n(0u32, len - r.len()));
+        }
+        let rows = rows.len();
         let err = |e: candle_core::Error| format!("model: {e}");
         let device = &Device::Cpu;
         let ids = Tensor::from_vec(ids, (rows, len), device).map_err(err)?;
@@ -247,9 +275,29 @@ impl LocalEmbedder {
                 .map_err(err)?;
             pooled = pooled.broadcast_div(&norms).map_err(err)?;
         }
-        let vectors = pooled.to_vec2::<f32>().map_err(err)?;
-        Ok(Embedded { vectors, truncated })
+        pooled.to_vec2::<f32>().map_err(err)
     }
+}
+
+/// The indexes of `rows` ordered by length (stable: equal lengths keep their order) and cut into
+/// passes of at most `budget` tokens counting padding (rows × the pass's longest); a row longer
+/// than the budget is a pass alone.
+fn passes(rows: &[&[u32]], budget: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| rows[i].len());
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted: this row is the longest of the pass if it joins.
+        if !current.is_empty() && (current.len() + 1) * rows[i].len() > budget {
+            out.push(std::mem::take(&mut current));
+        }
+        current.push(i);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 impl super::Embedder for LocalEmbedder {
@@ -275,5 +323,29 @@ impl super::Embedder for LocalEmbedder {
             .map_err(|e| super::EmbedError::Definite(format!("embedder task failed: {e}")))?
             .map_err(super::EmbedError::Definite)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_order_rows_by_length_and_hold_the_token_budget() {
+        let lens = [30usize, 3, 300, 5, 3, 40, 12];
+        let rows: Vec<Vec<u32>> = lens.iter().map(|&n| vec![1; n]).collect();
+        let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+        let passes = passes(&refs, 64);
+        // Every row once; each pass within the budget (padding counted), or one long row alone.
+        let mut seen: Vec<usize> = passes.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..lens.len()).collect::<Vec<_>>());
+        for p in &passes {
+            let longest = p.iter().map(|&i| lens[i]).max().unwrap();
+            assert!(p.len() == 1 || p.len() * longest <= 64, "{p:?}");
+        }
+        // Ordered by length: short rows share a pass, the 300-token row is alone.
+        assert_eq!(passes[0], vec![1, 4, 3, 6]);
+        assert_eq!(passes.last().unwrap(), &vec![2]);
     }
 }
