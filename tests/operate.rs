@@ -115,11 +115,19 @@ async fn lag_bytes_fall_to_a_few_kilobytes_once_caught_up_on_an_idle_table() {
         "",
     );
     let _run = Process::start("run", &config, "run.log");
+    // The sampler's first sample, taken as the run starts (the next one comes 5 s later; by
+    // then the server's keepalives may have moved the acknowledged position anyway).
+    let first = wait_metric(&addr, "pg2qdrant_replication_lag_bytes", |_| true).await;
     db.wait_streaming().await;
     let wal = db.current_lsn_u64().await;
     assert!(wal > 4 << 20, "the WAL is megabytes past 0: {wal}");
+    assert!(
+        first <= 32_768.0,
+        "lag bytes at start: {first} (WAL at {wal}): counted from position 0?"
+    );
+    // And it stays there while the table is idle.
     let lag = wait_metric(&addr, "pg2qdrant_replication_lag_bytes", |v| v <= 32_768.0).await;
-    eprintln!("caught up at WAL {wal}: lag {lag} bytes");
+    eprintln!("WAL {wal}: lag {first} bytes at start, {lag} now");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

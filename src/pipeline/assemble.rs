@@ -26,7 +26,7 @@
 use crate::event::{Change, ChangeKind, Op, TableName};
 use crate::kafka::{Event, Topics};
 use crate::lsn::{Lsn, Position};
-use crate::mapping::MappingError;
+use crate::mapping::{MappingError, Mappings};
 use crate::metrics::names;
 use crate::snapshot::window::{Window, Windows};
 use crate::source::pgoutput::{decode, Message};
@@ -42,8 +42,6 @@ pub struct Batch {
     pub events: Vec<Event>,
     pub ack: Option<Lsn>,
 }
-
-pub use crate::mapping::Mappings;
 
 #[derive(Debug)]
 struct Txn {

@@ -15,13 +15,14 @@
 //! bounded channel. After shutdown is requested, retries stop after a grace period and the
 //! unwritten batch is abandoned: nothing was acknowledged for it, so a restart replays it.
 
-use super::assemble::{Batch, Mappings};
+use super::assemble::Batch;
 use crate::checkpoint::CheckpointStore;
 use crate::config::SourceConfig;
 use crate::deadletter::DeadLetter;
 use crate::error::{retry_transient, Disposition, Error};
 use crate::event::{Op, PointKey};
 use crate::lsn::Lsn;
+use crate::mapping::Mappings;
 use crate::metrics::names;
 use crate::sink::Sink;
 use crate::source::catalog::Catalog;
