@@ -558,7 +558,7 @@ async fn claim_another_model(collection: &str, id: u64) {
 }
 
 /// `pg2qdrant embed --config <config with the embedders and one table> --embedder <name> texts`:
-/// its stdout lines parsed as vectors (asserts it succeeded).
+/// its stdout lines parsed as vectors (`cli_ok` asserts it succeeded).
 fn embed_command(name: &str, embedders: &str, texts: &[&str]) -> Vec<Vec<f32>> {
     let config = work_dir(name).join("config.toml");
     std::fs::write(
@@ -568,18 +568,11 @@ fn embed_command(name: &str, embedders: &str, texts: &[&str]) -> Vec<Vec<f32>> {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
-        .args(["embed", "--config"])
-        .arg(&config)
-        .args(texts)
-        .env("PG2QDRANT_TEST_FAKE_OPENAI_KEY", "secret")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // The openai embedder's key comes from this process's environment (`FakeOpenAi::start`).
+    let args: Vec<&str> = std::iter::once("embed")
+        .chain(texts.iter().copied())
+        .collect();
+    let out = cli_ok(&args, &config);
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
