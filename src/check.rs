@@ -237,15 +237,37 @@ async fn format(c: &Catalog, cfg: &Config) -> CheckLine {
 fn embedders(cfg: &Config) -> Vec<CheckLine> {
     cfg.embedders
         .iter()
-        .map(|e| {
+        .enumerate()
+        .map(|(i, e)| {
             let what = format!("embedder {}", e.name);
             match e.kind {
                 crate::config::EmbedderKind::Local => {
-                    match crate::embed::LocalEmbedder::identity_of(&e.path) {
+                    let runtime = e
+                        .runtime
+                        .clone()
+                        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(Into::into))
+                        .filter(|p| p.is_file());
+                    let precision = crate::embed::precision(e);
+                    match crate::embed::LocalEmbedder::identity_of(&e.path, precision) {
+                        Ok(_) if runtime.is_none() => CheckLine {
+                            ok: false,
+                            what,
+                            detail: format!(
+                                "embedders[{i}].runtime: no ONNX Runtime library at {}; set it (or ORT_DYLIB_PATH) to libonnxruntime.so of PyPI's onnxruntime wheel, {} or later",
+                                e.runtime.as_ref().map_or_else(
+                                    || "ORT_DYLIB_PATH (unset)".to_owned(),
+                                    |p| p.display().to_string()
+                                ),
+                                crate::embed::runtime::MIN_VERSION
+                            ),
+                        },
                         Ok(id) => CheckLine {
                             ok: true,
                             what,
-                            detail: format!("model files present ({id})"),
+                            detail: format!(
+                                "model files present ({id}); ONNX Runtime library at {}",
+                                runtime.unwrap_or_default().display()
+                            ),
                         },
                         Err(err) => CheckLine {
                             ok: false,

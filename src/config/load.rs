@@ -113,11 +113,12 @@ pub fn apply_env(
             "checkpoint.snapshot_path" => cfg.checkpoint.snapshot_path = Some(value.into()),
             "dead_letter.path" => cfg.dead_letter.path = value.into(),
             "metrics.addr" => cfg.metrics.addr = value,
-            // PG2QDRANT__EMBEDDERS__<NAME>__PATH (THREADS, BATCH_SIZE): the entry named <NAME>.
+            // PG2QDRANT__EMBEDDERS__<NAME>__PATH (THREADS, BATCH_SIZE, MAX_BATCH_TOKENS, RUNTIME,
+            // QUANTIZE): the entry named <NAME>.
             k if k.starts_with("embedders.") => {
                 let rest = &k["embedders.".len()..];
                 let Some((entry, field)) = rest.rsplit_once('.') else {
-                    return Err(bad("expected PG2QDRANT__EMBEDDERS__<NAME>__<PATH|THREADS|BATCH_SIZE>"));
+                    return Err(bad("expected PG2QDRANT__EMBEDDERS__<NAME>__<PATH|THREADS|BATCH_SIZE|MAX_BATCH_TOKENS|RUNTIME|QUANTIZE>"));
                 };
                 let Some(e) = cfg
                     .embedders
@@ -130,7 +131,16 @@ pub fn apply_env(
                     "path" => e.path = value.into(),
                     "threads" => e.threads = Some(num(&value)? as usize),
                     "batch_size" => e.batch_size = num(&value)? as usize,
-                    _ => return Err(bad("expected PATH, THREADS or BATCH_SIZE after the embedder name")),
+                    "max_batch_tokens" => e.max_batch_tokens = num(&value)? as usize,
+                    "runtime" => e.runtime = Some(value).filter(|p| !p.is_empty()).map(Into::into),
+                    "quantize" => {
+                        e.quantize = match value.as_str() {
+                            "" | "none" => None,
+                            "int8" => Some(crate::config::Quantize::Int8),
+                            _ => return Err(bad("expected int8 or none")),
+                        }
+                    }
+                    _ => return Err(bad("expected PATH, THREADS, BATCH_SIZE, MAX_BATCH_TOKENS, RUNTIME or QUANTIZE after the embedder name")),
                 }
             }
             _ => {
@@ -141,7 +151,7 @@ pub fn apply_env(
                      QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS,DIRECT}, \
                      KAFKA__{BROKERS,TOPIC_TEMPLATE,PARTITIONS,REPLICATION_FACTOR,GROUP_ID,DLQ_TOPIC,PROPERTIES__<NAME>}, \
                      CHECKPOINT__{PATH,SNAPSHOT_PATH}, DEAD_LETTER__PATH, METRICS__ADDR, \
-                     EMBEDDERS__<NAME>__{PATH,THREADS,BATCH_SIZE}"
+                     EMBEDDERS__<NAME>__{PATH,THREADS,BATCH_SIZE,MAX_BATCH_TOKENS,RUNTIME,QUANTIZE}"
                         .to_owned(),
                 ))
             }

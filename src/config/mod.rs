@@ -57,11 +57,18 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbedderKind {
-    /// A sentence-transformers BERT model run in-process (candle).
+    /// A sentence-transformers BERT model run in-process (ONNX Runtime).
     #[default]
     Local,
     /// An OpenAI-compatible `/v1/embeddings` service.
     Openai,
+}
+
+/// How a local model's projections compute (`quantize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantize {
+    Int8,
 }
 
 /// An `[[embedders]]` entry: vectors computed from text.
@@ -100,9 +107,19 @@ pub struct EmbedderConfig {
     /// per-request token budget); without it a whitespace-separated word counts as a token.
     #[serde(default)]
     pub tokenizer: Option<std::path::PathBuf>,
-    /// `openai`: most tokens (as counted above) in one request; 0 = no limit.
+    /// `openai`: most tokens (as counted above) in one request; 0 = no limit. `local`: most
+    /// tokens in one forward pass, padding included (texts of a pass are padded to its
+    /// longest); 0 = 2048.
     #[serde(default)]
     pub max_batch_tokens: usize,
+    /// `local`: the ONNX Runtime shared library (`libonnxruntime.so` of PyPI's onnxruntime
+    /// wheel, 1.22 or later); default: the `ORT_DYLIB_PATH` environment variable.
+    #[serde(default)]
+    pub runtime: Option<std::path::PathBuf>,
+    /// `local`: `"int8"` runs the projections as dynamically quantised int8 (faster, vectors a
+    /// little off the model's: see the README); default: f32, the model's own vectors.
+    #[serde(default)]
+    pub quantize: Option<Quantize>,
     /// `openai`: requests in flight at once.
     #[serde(default = "default_embed_concurrency")]
     pub concurrency: usize,

@@ -163,6 +163,19 @@ impl Config {
                     format!("{} is out of range 1..=64", e.concurrency),
                 ));
             }
+            if e.kind != crate::config::EmbedderKind::Local {
+                for (field, set) in [
+                    ("runtime", e.runtime.is_some()),
+                    ("quantize", e.quantize.is_some()),
+                ] {
+                    if set {
+                        return Err(Error::config(
+                            format!("embedders[{i}].{field}"),
+                            "only for kind = \"local\": remove it".to_owned(),
+                        ));
+                    }
+                }
+            }
             if e.threads == Some(0) {
                 return Err(Error::config(
                     format!("embedders[{i}].threads"),

@@ -1,36 +1,84 @@
-//! A BERT-family sentence-transformers model run in-process with candle, exactly as
+//! A BERT-family sentence-transformers model run in-process on ONNX Runtime, exactly as
 //! sentence-transformers runs it: the tokenizer from `tokenizer.json` with its saved truncation
 //! and fixed padding replaced (truncation at `max_seq_length` of `sentence_bert_config.json`, 256
-//! for all-MiniLM-L6-v2 where the file says 128; padding to the longest input of the batch), the
-//! encoder's last hidden state, mean pooling over the attention mask (the only pooling
-//! `1_Pooling/config.json` may ask for here), and L2 normalisation when `modules.json` lists a
-//! Normalize module. `tests/embed.rs` compares the vectors with sentence-transformers' own.
+//! for all-MiniLM-L6-v2 where the file says 128; each forward pass pads to its own longest
+//! input), the encoder's last hidden state, mean pooling over the attention mask (the only
+//! pooling `1_Pooling/config.json` may ask for here), and L2 normalisation when `modules.json`
+//! lists a Normalize module. The encoder, pooling and normalisation are one ONNX graph written
+//! from `model.safetensors` at load time ([`super::graph`]) and optimised by the runtime
+//! ([`super::runtime`]). `tests/embed.rs` compares the vectors with sentence-transformers' own.
 //!
 //! Nothing is downloaded: a missing file is an error naming it and how to get it.
 
+use super::graph::{self, Precision};
 use crate::error::Error;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
-/// Most tokens, padding included, in one forward pass (rows × the pass's longest input).
-const PASS_TOKENS: usize = 4096;
+/// Most tokens, padding included, in one forward pass (rows × the pass's longest input), unless
+/// the embedder's `max_batch_tokens` says otherwise.
+pub const PASS_TOKENS: usize = 2048;
 
 const FIX: &str = "point the embedder's path at a sentence-transformers model directory (scripts/services.sh fetches all-MiniLM-L6-v2 into ~/.cache/pg2qdrant/models)";
 
 pub struct LocalEmbedder {
-    model: BertModel,
+    /// The encoder graph; a run takes the session whole (the runtime's threads serve one run).
+    session: std::sync::Mutex<ort::session::Session>,
     /// Truncates; never pads (each forward pass pads its own rows, see [`LocalEmbedder::embed`]).
     tokenizer: Tokenizer,
     /// The padding token's id.
     pad_id: u32,
     max_tokens: usize,
-    normalize: bool,
+    /// Most rows, and most tokens counting padding, in one forward pass.
+    pass_rows: usize,
+    pass_tokens: usize,
     dimensions: usize,
     identity: String,
-    threads: rayon::ThreadPool,
+}
+
+/// How a local model is run (`[[embedders]]` `threads`, `runtime`, `quantize`).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// CPU threads one forward pass uses (0: one).
+    pub threads: usize,
+    /// The ONNX Runtime library; `None`: `ORT_DYLIB_PATH`.
+    pub runtime: Option<PathBuf>,
+    /// `Int8`: the projections run as dynamically quantised int8 GEMMs (faster, slightly
+    /// different vectors: the model's identity records it, so points are re-embedded).
+    pub precision: Option<Precision>,
+    /// Names the config entry in errors (`embedders[0]`).
+    pub field: String,
+    /// Most texts in one forward pass (0: no limit but the tokens).
+    pub batch_size: usize,
+    /// Most tokens, padding included, in one forward pass (0: [`PASS_TOKENS`]).
+    pub max_batch_tokens: usize,
+}
+
+/// The encoder's numbers in `config.json` (Hugging Face's BERT configuration).
+#[derive(Deserialize)]
+struct BertConfig {
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    max_position_embeddings: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    hidden_act: String,
+    #[serde(default = "default_position")]
+    position_embedding_type: String,
+}
+
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_position() -> String {
+    "absolute".into()
 }
 
 /// One embedded batch: the vectors, and how many inputs were cut at the model's maximum length.
@@ -59,7 +107,7 @@ fn json(dir: &Path, name: &str) -> Result<serde_json::Value, Error> {
         .map_err(|e| Error::prerequisite(format!("{} is not valid JSON: {e}", p.display()), FIX))
 }
 
-fn model_error(dir: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
+fn model_error<E: std::fmt::Display>(dir: &Path) -> impl Fn(E) -> Error + '_ {
     move |e| {
         Error::prerequisite(
             format!("model in {} cannot be loaded: {e}", dir.display()),
@@ -69,23 +117,29 @@ fn model_error(dir: &Path) -> impl Fn(candle_core::Error) -> Error + '_ {
 }
 
 /// The identity stored on points: the directory name, and a fingerprint of the configuration and
-/// of the weights (their first MiB and their length), so other weights count as another model.
-fn identity(dir: &Path, config: &str, head: &[u8], len: u64) -> String {
+/// of the weights (their first MiB and their length), so other weights count as another model;
+/// int8 vectors are another model's too (`:int8`).
+fn identity(dir: &Path, config: &str, head: &[u8], len: u64, precision: Precision) -> String {
     let mut fingerprint = config.as_bytes().to_vec();
     fingerprint.extend_from_slice(head);
     fingerprint.extend_from_slice(&(len as usize).to_le_bytes());
     format!(
-        "local:{}:{}",
+        "local:{}:{}{}",
         dir.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
-        uuid::Uuid::new_v5(&crate::mapping::key::NAMESPACE, &fingerprint)
+        uuid::Uuid::new_v5(&crate::mapping::key::NAMESPACE, &fingerprint),
+        match precision {
+            Precision::F32 => "",
+            Precision::Int8 => ":int8",
+        }
     )
 }
 
 impl LocalEmbedder {
-    /// The [`identity`](Self::identity) of the model in `dir` without loading it (verify).
-    pub fn identity_of(dir: &Path) -> Result<String, Error> {
+    /// The [`identity`](Self::identity) of the model in `dir` run at `precision`, without
+    /// loading it (verify, check).
+    pub fn identity_of(dir: &Path, precision: Precision) -> Result<String, Error> {
         use std::io::Read as _;
         let config = std::fs::read_to_string(file(dir, "config.json")?)
             .map_err(Error::io("read config.json"))?;
@@ -101,15 +155,39 @@ impl LocalEmbedder {
             .take(1 << 20)
             .read_to_end(&mut head)
             .map_err(Error::io(format!("read {}", path.display())))?;
-        Ok(identity(dir, &config, &head, len))
+        Ok(identity(dir, &config, &head, len, precision))
     }
 
-    /// Loads the model in `dir`; `threads` bounds the CPU threads one batch uses.
+    /// Loads the model in `dir` in f32 on the runtime of `ORT_DYLIB_PATH`; `threads` bounds the
+    /// CPU threads one batch uses.
     pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
+        Self::open(
+            dir,
+            &Options {
+                threads,
+                field: "ORT_DYLIB_PATH".into(),
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Loads the model in `dir` as `options` say.
+    pub fn open(dir: &Path, options: &Options) -> Result<Self, Error> {
         let config_text = std::fs::read_to_string(file(dir, "config.json")?)
             .map_err(Error::io("read config.json"))?;
         let config: BertConfig = serde_json::from_str(&config_text)
             .map_err(|e| Error::prerequisite(format!("{}/config.json: {e}", dir.display()), FIX))?;
+        if config.hidden_act != "gelu" || config.position_embedding_type != "absolute" {
+            return Err(Error::prerequisite(
+                format!(
+                    "{}/config.json: hidden_act {:?} and position_embedding_type {:?}",
+                    dir.display(),
+                    config.hidden_act,
+                    config.position_embedding_type
+                ),
+                "only BERT encoders with gelu and absolute positions are supported",
+            ));
+        }
         let max_tokens = match dir.join("sentence_bert_config.json").is_file() {
             true => json(dir, "sentence_bert_config.json")?["max_seq_length"]
                 .as_u64()
@@ -143,15 +221,31 @@ impl LocalEmbedder {
         let weights_path = file(dir, "model.safetensors")?;
         let weights = std::fs::read(&weights_path)
             .map_err(Error::io(format!("read {}", weights_path.display())))?;
+        let precision = options.precision.unwrap_or(Precision::F32);
         let identity = identity(
             dir,
             &config_text,
             &weights[..weights.len().min(1 << 20)],
             weights.len() as u64,
+            precision,
         );
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(model_error(dir))?;
-        let model = BertModel::load(vb, &config).map_err(model_error(dir))?;
+        let onnx = graph::build(
+            &graph::Weights::parse(&weights).map_err(model_error(dir))?,
+            &graph::Shape {
+                hidden: config.hidden_size,
+                layers: config.num_hidden_layers,
+                heads: config.num_attention_heads,
+                intermediate: config.intermediate_size,
+                eps: config.layer_norm_eps as f32,
+            },
+            normalize,
+            precision,
+        )
+        .map_err(model_error(dir))?;
+        drop(weights);
+        let runtime = format!("{}.runtime", options.field);
+        let env = super::runtime::environment(&runtime, options.runtime.as_deref())?;
+        let session = session(&env, options.threads.max(1), &onnx).map_err(model_error(dir))?;
         let mut tokenizer = Tokenizer::from_file(file(dir, "tokenizer.json")?).map_err(|e| {
             Error::prerequisite(format!("{}/tokenizer.json: {e}", dir.display()), FIX)
         })?;
@@ -167,20 +261,21 @@ impl LocalEmbedder {
             .or_else(|| tokenizer.token_to_id("[PAD]"))
             .unwrap_or(0);
         tokenizer.with_padding(None);
-        let threads = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("embed-{i}"))
-            .build()
-            .map_err(|e| Error::prerequisite(format!("embedder threads: {e}"), "lower threads"))?;
         Ok(Self {
-            model,
+            session: std::sync::Mutex::new(session),
             tokenizer,
             pad_id,
             max_tokens,
-            normalize,
+            pass_rows: match options.batch_size {
+                0 => usize::MAX,
+                n => n,
+            },
+            pass_tokens: match options.max_batch_tokens {
+                0 => PASS_TOKENS,
+                n => n,
+            },
             dimensions: config.hidden_size,
             identity,
-            threads,
         })
     }
 
@@ -202,8 +297,8 @@ impl LocalEmbedder {
     /// input order.
     ///
     /// Length-aware, as sentence-transformers does and a little more: the inputs are ordered by
-    /// token count and cut into forward passes of at most [`PASS_TOKENS`] tokens, padding
-    /// included, so a pass pads its rows to its own longest input, not to the longest of the
+    /// token count and cut into forward passes of at most `batch_size` texts and
+    /// `max_batch_tokens` tokens ([`PASS_TOKENS`] by default), padding included, so a pass pads its rows to its own longest input, not to the longest of the
     /// call (mixed chat messages of 3 to 300 words would otherwise spend most of the work on
     /// padding). Attention and pooling are masked, so a vector does not depend on its pass.
     pub fn embed(&self, inputs: &[&str]) -> Result<Embedded, String> {
@@ -223,9 +318,9 @@ impl LocalEmbedder {
             .count();
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
         let mut vectors = vec![Vec::new(); ids.len()];
-        for pass in passes(&ids, PASS_TOKENS) {
+        for pass in passes(&ids, self.pass_rows, self.pass_tokens) {
             let rows: Vec<&[u32]> = pass.iter().map(|&i| ids[i]).collect();
-            let out = self.threads.install(|| self.forward(&rows))?;
+            let out = self.forward(&rows)?;
             for (i, v) in pass.into_iter().zip(out) {
                 vectors[i] = v;
             }
@@ -239,57 +334,57 @@ impl LocalEmbedder {
         let mut ids = Vec::with_capacity(rows.len() * len);
         let mut mask = Vec::with_capacity(rows.len() * len);
         for r in rows {
-            ids.extend_from_slice(r);
-            ids.extend(std::iter::repeat_n(self.pad_id, len - r.len()));
-            mask.extend(std::iter::repeat_n(1u32, r.len()));
-            mask.extend(std::iter::repeat_n(0u32, len - r.len()));
+            ids.extend(r.iter().map(|&t| i64::from(t)));
+            ids.extend(std::iter::repeat_n(i64::from(self.pad_id), len - r.len()));
+            mask.extend(std::iter::repeat_n(1i32, r.len()));
+            mask.extend(std::iter::repeat_n(0i32, len - r.len()));
         }
-        let rows = rows.len();
-        let err = |e: candle_core::Error| format!("model: {e}");
-        let device = &Device::Cpu;
-        let ids = Tensor::from_vec(ids, (rows, len), device).map_err(err)?;
-        let mask = Tensor::from_vec(mask, (rows, len), device).map_err(err)?;
-        let types = ids.zeros_like().map_err(err)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
-        // Mean over the tokens the mask keeps.
-        let mask = mask
-            .to_dtype(DType::F32)
-            .map_err(err)?
-            .unsqueeze(2)
+        let err = |e: ort::Error| format!("model: {e}");
+        let shape = [rows.len(), len];
+        let ids = ort::value::Tensor::from_array((shape, ids)).map_err(err)?;
+        let mask = ort::value::Tensor::from_array((shape, mask)).map_err(err)?;
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        let out = session
+            .run(ort::inputs!["input_ids" => ids, "attention_mask" => mask])
             .map_err(err)?;
-        let summed = hidden
-            .broadcast_mul(&mask)
-            .and_then(|t| t.sum(1))
-            .map_err(err)?;
-        let counts = mask
-            .sum(1)
-            .and_then(|c| c.clamp(1e-9, f32::MAX))
-            .map_err(err)?;
-        let mut pooled = summed.broadcast_div(&counts).map_err(err)?;
-        if self.normalize {
-            let norms = pooled
-                .sqr()
-                .and_then(|t| t.sum_keepdim(1))
-                .and_then(|t| t.sqrt())
-                .and_then(|t| t.clamp(1e-12, f32::MAX))
-                .map_err(err)?;
-            pooled = pooled.broadcast_div(&norms).map_err(err)?;
-        }
-        pooled.to_vec2::<f32>().map_err(err)
+        let (_, values) = out["embedding"].try_extract_tensor::<f32>().map_err(err)?;
+        Ok(values
+            .chunks_exact(self.dimensions)
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 }
 
+/// A session of the `onnx` graph: every graph optimisation ONNX Runtime has (constant folding,
+/// fusions, layouts), `threads` for one pass and no other, and threads that sleep between passes
+/// instead of spinning (the cores are shared with Postgres and Qdrant).
+fn session(
+    env: &ort::environment::Environment,
+    threads: usize,
+    onnx: &[u8],
+) -> ort::Result<ort::session::Session> {
+    use ort::session::builder::GraphOptimizationLevel;
+    ort::session::Session::builder(env)?
+        .with_optimization_level(GraphOptimizationLevel::All)?
+        .with_intra_threads(threads)?
+        .with_inter_threads(1)?
+        .with_intra_op_spinning(false)?
+        .commit_from_memory(onnx)
+}
+
 /// The indexes of `rows` ordered by length (stable: equal lengths keep their order) and cut into
-/// passes of at most `budget` tokens counting padding (rows × the pass's longest); a row longer
-/// than the budget is a pass alone.
-fn passes(rows: &[&[u32]], budget: usize) -> Vec<Vec<usize>> {
+/// passes of at most `max_rows` rows and `budget` tokens counting padding (rows × the pass's
+/// longest); a row longer than the budget is a pass alone.
+fn passes(rows: &[&[u32]], max_rows: usize, budget: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by_key(|&i| rows[i].len());
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     for i in order {
         // Sorted: this row is the longest of the pass if it joins.
-        if !current.is_empty() && (current.len() + 1) * rows[i].len() > budget {
+        if !current.is_empty()
+            && (current.len() == max_rows || (current.len() + 1) * rows[i].len() > budget)
+        {
             out.push(std::mem::take(&mut current));
         }
         current.push(i);
@@ -335,7 +430,7 @@ mod tests {
         let lens = [30usize, 3, 300, 5, 3, 40, 12];
         let rows: Vec<Vec<u32>> = lens.iter().map(|&n| vec![1; n]).collect();
         let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
-        let passes = passes(&refs, 64);
+        let passes = passes(&refs, usize::MAX, 64);
         // Every row once; each pass within the budget (padding counted), or one long row alone.
         let mut seen: Vec<usize> = passes.iter().flatten().copied().collect();
         seen.sort_unstable();
@@ -347,5 +442,8 @@ mod tests {
         // Ordered by length: short rows share a pass, the 300-token row is alone.
         assert_eq!(passes[0], vec![1, 4, 3, 6]);
         assert_eq!(passes.last().unwrap(), &vec![2]);
+        // And at most max_rows rows.
+        let capped = super::passes(&refs, 2, 1 << 20);
+        assert_eq!(capped, vec![vec![1, 4], vec![3, 6], vec![0, 5], vec![2]]);
     }
 }

@@ -3,12 +3,18 @@
 //! Every kind implements [`Embedder`] (its contract is written on the trait); [`load`] makes one
 //! from its config, and [`record`] is what a point keeps of how its vectors were made.
 //!
-//! `local` runs a BERT-family sentence model in-process (candle); the model files come from
-//! a local directory only (`scripts/services.sh` fetches all-MiniLM-L6-v2).
+//! `local` runs a BERT-family sentence model in-process on ONNX Runtime ([`graph`] writes the
+//! encoder from the model's safetensors, [`runtime`] loads the library), behind a queue that
+//! embeds concurrent callers' texts together ([`gather`]); the model files come from a local
+//! directory only (`scripts/services.sh` fetches all-MiniLM-L6-v2 and the runtime).
 
+mod gather;
+pub mod graph;
 pub mod local;
+mod onnx;
 pub mod openai;
 pub mod record;
+pub mod runtime;
 
 pub use local::{Embedded, LocalEmbedder};
 pub use openai::OpenAiEmbedder;
@@ -60,6 +66,20 @@ pub trait Embedder: Send + Sync {
     ) -> futures_util::future::BoxFuture<'static, Result<Embedded, EmbedError>>;
 }
 
+/// A gathered call of a local model takes at most this many passes' worth of texts (`batch_size`
+/// texts each): enough to fill passes from many small transactions, and small enough that two
+/// full writer batches are not merged into one call (they would then finish together and leave
+/// the model idle while both are written).
+const GATHER_PASSES: usize = 8;
+
+/// How a local embedder's projections compute (`quantize`).
+pub fn precision(cfg: &crate::config::EmbedderConfig) -> graph::Precision {
+    match cfg.quantize {
+        Some(crate::config::Quantize::Int8) => graph::Precision::Int8,
+        None => graph::Precision::F32,
+    }
+}
+
 /// Loads `[[embedders]]` entry `index` (a local model reads its files: call from a blocking
 /// thread when it matters).
 pub fn load(
@@ -69,9 +89,24 @@ pub fn load(
     use crate::config::EmbedderKind;
     Ok(match cfg.kind {
         EmbedderKind::Local => {
-            std::sync::Arc::new(LocalEmbedder::load(&cfg.path, cfg.threads()).map_err(|e| {
-                crate::error::Error::config(format!("embedders[{index}].path"), e.to_string())
-            })?)
+            let field = format!("embedders[{index}]");
+            let options = local::Options {
+                threads: cfg.threads(),
+                runtime: cfg.runtime.clone(),
+                precision: Some(precision(cfg)),
+                batch_size: cfg.batch_size,
+                max_batch_tokens: cfg.max_batch_tokens,
+                field: field.clone(),
+            };
+            let model = LocalEmbedder::open(&cfg.path, &options).map_err(|e| match e {
+                e @ crate::error::Error::Config { .. } => e,
+                e => crate::error::Error::config(format!("{field}.path"), e.to_string()),
+            })?;
+            // Concurrent callers' texts ordered and padded together (see `gather`).
+            std::sync::Arc::new(gather::Gathered::new(
+                std::sync::Arc::new(model),
+                cfg.batch_size * GATHER_PASSES,
+            ))
         }
         EmbedderKind::Openai => std::sync::Arc::new(OpenAiEmbedder::new(index, cfg)?),
     })

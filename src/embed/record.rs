@@ -14,8 +14,10 @@ pub fn identities(cfgs: &[EmbedderConfig]) -> Result<HashMap<String, String>, Er
         .enumerate()
         .map(|(i, c)| {
             let id = match c.kind {
-                EmbedderKind::Local => super::LocalEmbedder::identity_of(&c.path)
-                    .map_err(|e| Error::config(format!("embedders[{i}].path"), e.to_string()))?,
+                EmbedderKind::Local => {
+                    super::LocalEmbedder::identity_of(&c.path, super::precision(c))
+                        .map_err(|e| Error::config(format!("embedders[{i}].path"), e.to_string()))?
+                }
                 EmbedderKind::Openai => super::openai::identity(c),
             };
             Ok((c.name.clone(), id))

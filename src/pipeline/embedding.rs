@@ -100,27 +100,29 @@ impl Embedders {
         for (i, c) in cfgs.iter().enumerate() {
             let model = crate::embed::load(i, c)?;
             tracing::info!(embedder = %c.name, identity = model.identity(), dimensions = ?model.dimensions(), "embedder ready");
-            // A tokenizer only to keep requests within a token budget.
-            let tokenizer = match c.kind {
-                _ if c.max_batch_tokens == 0 => None,
-                EmbedderKind::Local => Some(c.path.join("tokenizer.json")),
-                EmbedderKind::Openai => c.tokenizer.clone(),
-            };
-            let tokens = crate::mapping::chunk::Tokens::load(tokenizer.as_deref())?;
-            let concurrency = match c.kind {
-                EmbedderKind::Local => 1,
-                EmbedderKind::Openai => c.concurrency,
-            };
-            by_name.insert(
-                c.name.clone(),
-                Loaded {
+            let loaded = match c.kind {
+                // One call with every text of the batch: the model orders them by length and
+                // cuts its own passes by `batch_size` and `max_batch_tokens`.
+                EmbedderKind::Local => Loaded {
+                    model,
+                    batch_size: usize::MAX,
+                    max_batch_tokens: 0,
+                    tokens: crate::mapping::chunk::Tokens::load(None)?,
+                    concurrency: 1,
+                },
+                // A tokenizer only to keep requests within a token budget.
+                EmbedderKind::Openai => Loaded {
                     model,
                     batch_size: c.batch_size,
                     max_batch_tokens: c.max_batch_tokens,
-                    tokens,
-                    concurrency,
+                    tokens: crate::mapping::chunk::Tokens::load(match c.max_batch_tokens {
+                        0 => None,
+                        _ => c.tokenizer.as_deref(),
+                    })?,
+                    concurrency: c.concurrency,
                 },
-            );
+            };
+            by_name.insert(c.name.clone(), loaded);
         }
         Ok(Self { by_name })
     }
