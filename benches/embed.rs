@@ -158,7 +158,12 @@ fn main() {
         words as f64 / mixed.len() as f64,
         if tokens == 0 { pg2qdrant::embed::local::PASS_TOKENS } else { tokens },
     );
+    let t = Instant::now();
     let f32 = open(Precision::F32);
+    println!(
+        "model load (read the weights, write the graph, optimise it): {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
     println!("pg2qdrant f32 uniform: {:.1} texts/s", rate(&f32, &s, call));
     println!(
         "pg2qdrant f32 mixed: {:.1} texts/s",

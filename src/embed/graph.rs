@@ -38,7 +38,10 @@ pub enum Precision {
 
 /// The f32 tensors of a safetensors file, by name.
 pub struct Weights {
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    /// The file.
+    bytes: Vec<u8>,
+    /// Each f32 tensor's shape and where its values are in `bytes` (little-endian).
+    tensors: HashMap<String, (Vec<usize>, std::ops::Range<usize>)>,
     /// `bert.` when the encoder's names carry it (models saved with a head).
     prefix: &'static str,
 }
@@ -46,8 +49,9 @@ pub struct Weights {
 impl Weights {
     /// Parses a safetensors file (an 8-byte little-endian header length, a JSON header of
     /// `name: {dtype, shape, data_offsets}`, then the data). Non-f32 tensors are skipped (the
-    /// encoder's are all f32; `position_ids` is i64 and unused).
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+    /// encoder's are all f32; `position_ids` is i64 and unused). Values are read where they are
+    /// needed: the largest table goes into the graph as bytes, without a copy as floats.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, String> {
         let n = bytes
             .get(..8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
@@ -56,7 +60,8 @@ impl Weights {
             .get(8..8usize.saturating_add(n))
             .ok_or("header runs past the end of the file")
             .and_then(|h| serde_json::from_slice(h).map_err(|_| "header is not JSON"))?;
-        let data = &bytes[8 + n..];
+        let start = 8 + n;
+        let data = &bytes[start..];
         let mut tensors = HashMap::new();
         for (name, t) in header {
             if name == "__metadata__" || t["dtype"] != "F32" {
@@ -72,24 +77,24 @@ impl Weights {
                 })
                 .ok_or(format!("{name}: no shape"))?;
             let at = |i: usize| t["data_offsets"][i].as_u64().map(|x| x as usize);
-            let raw = match (at(0), at(1)) {
-                (Some(a), Some(b)) if a <= b && b <= data.len() => &data[a..b],
+            let range = match (at(0), at(1)) {
+                (Some(a), Some(b)) if a <= b && b <= data.len() => start + a..start + b,
                 _ => return Err(format!("{name}: data offsets outside the file")),
             };
-            if raw.len() != shape.iter().product::<usize>() * 4 {
-                return Err(format!("{name}: {} bytes for shape {shape:?}", raw.len()));
+            if range.len() != shape.iter().product::<usize>() * 4 {
+                return Err(format!("{name}: {} bytes for shape {shape:?}", range.len()));
             }
-            let values = raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect();
-            tensors.insert(name, (shape, values));
+            tensors.insert(name, (shape, range));
         }
         let prefix = match tensors.contains_key("bert.embeddings.word_embeddings.weight") {
             true => "bert.",
             false => "",
         };
-        Ok(Self { tensors, prefix })
+        Ok(Self {
+            bytes,
+            tensors,
+            prefix,
+        })
     }
 
     /// How many rows the tensor `name` has (a table whose size the config does not give).
@@ -101,11 +106,20 @@ impl Weights {
         }
     }
 
-    /// The tensor `name` (under the encoder's prefix), which must have `shape`.
-    fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32], String> {
+    /// The values of tensor `name` (under the encoder's prefix), which must have `shape`.
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, String> {
+        Ok(self
+            .raw(name, shape)?
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect())
+    }
+
+    /// The bytes of tensor `name` (f32, little-endian), which must have `shape`.
+    fn raw(&self, name: &str, shape: &[usize]) -> Result<&[u8], String> {
         let full = format!("{}{name}", self.prefix);
         match self.tensors.get(&full) {
-            Some((s, v)) if s == shape => Ok(v),
+            Some((s, r)) if s == shape => Ok(&self.bytes[r.clone()]),
             Some((s, _)) => Err(format!("{full} has shape {s:?}, the config says {shape:?}")),
             None => Err(format!("no tensor {full}")),
         }
@@ -152,6 +166,15 @@ impl Builder {
             domain: domain.into(),
         });
         out
+    }
+
+    /// A float constant from little-endian bytes as they are.
+    fn constant_bytes(&mut self, what: &str, dims: &[usize], bytes: &[u8]) -> String {
+        let name = self.name(what);
+        let mut t = onnx::tensor::<f32>(&name, dims, &[]);
+        t.raw_data = bytes.to_vec();
+        self.graph.initializer.push(t);
+        name
     }
 
     fn constant<T: onnx::Raw>(&mut self, what: &str, dims: &[usize], values: &[T]) -> String {
@@ -236,8 +259,9 @@ pub fn build(
     // Embeddings.
     let vocab = weights.rows("embeddings.word_embeddings.weight")?;
     let positions = weights.rows("embeddings.position_embeddings.weight")?;
-    let words = weights.get("embeddings.word_embeddings.weight", &[vocab, h])?;
-    let words = b.constant("words", &[vocab, h], words);
+    // The largest table (vocabulary × hidden) goes in as the file's bytes.
+    let words = weights.raw("embeddings.word_embeddings.weight", &[vocab, h])?;
+    let words = b.constant_bytes("words", &[vocab, h], words);
     let pos = weights.get("embeddings.position_embeddings.weight", &[positions, h])?;
     let types = weights
         .get("embeddings.token_type_embeddings.weight", &[2, h])
@@ -262,7 +286,10 @@ pub fn build(
         weights.get("embeddings.LayerNorm.weight", &[h])?,
         weights.get("embeddings.LayerNorm.bias", &[h])?,
     );
-    let (g, beta) = (b.constant("ln_g", &[h], g), b.constant("ln_b", &[h], beta));
+    let (g, beta) = (
+        b.constant("ln_g", &[h], &g),
+        b.constant("ln_b", &[h], &beta),
+    );
     let mut x = b.node(
         "LayerNormalization",
         "",
@@ -277,8 +304,8 @@ pub fn build(
         let mut qkv = Vec::with_capacity(3 * h * h);
         let mut qkv_b = Vec::with_capacity(3 * h);
         for part in ["query", "key", "value"] {
-            qkv.extend_from_slice(w(&format!("attention.self.{part}.weight"), &[h, h])?);
-            qkv_b.extend_from_slice(w(&format!("attention.self.{part}.bias"), &[h])?);
+            qkv.extend(w(&format!("attention.self.{part}.weight"), &[h, h])?);
+            qkv_b.extend(w(&format!("attention.self.{part}.bias"), &[h])?);
         }
         let heads = onnx::int("num_heads", shape.heads as i64);
         let qkv_bias = b.constant("qkv_b", &[3 * h], &qkv_b);
@@ -316,26 +343,26 @@ pub fn build(
         };
         let out = b.linear(
             &attended,
-            w("attention.output.dense.weight", &[h, h])?,
+            &w("attention.output.dense.weight", &[h, h])?,
             h,
             h,
         );
-        let bias = b.constant("b", &[h], w("attention.output.dense.bias", &[h])?);
-        let g = b.constant("g", &[h], w("attention.output.LayerNorm.weight", &[h])?);
-        let beta = b.constant("beta", &[h], w("attention.output.LayerNorm.bias", &[h])?);
+        let bias = b.constant("b", &[h], &w("attention.output.dense.bias", &[h])?);
+        let g = b.constant("g", &[h], &w("attention.output.LayerNorm.weight", &[h])?);
+        let beta = b.constant("beta", &[h], &w("attention.output.LayerNorm.bias", &[h])?);
         let x1 = b.node(
             "SkipLayerNormalization",
             "com.microsoft",
             &[&out, &x, &g, &beta, &bias],
             vec![eps.clone()],
         );
-        let inner = b.linear(&x1, w("intermediate.dense.weight", &[ff, h])?, ff, h);
-        let bias = b.constant("b", &[ff], w("intermediate.dense.bias", &[ff])?);
+        let inner = b.linear(&x1, &w("intermediate.dense.weight", &[ff, h])?, ff, h);
+        let bias = b.constant("b", &[ff], &w("intermediate.dense.bias", &[ff])?);
         let inner = b.node("BiasGelu", "com.microsoft", &[&inner, &bias], vec![]);
-        let out = b.linear(&inner, w("output.dense.weight", &[h, ff])?, h, ff);
-        let bias = b.constant("b", &[h], w("output.dense.bias", &[h])?);
-        let g = b.constant("g", &[h], w("output.LayerNorm.weight", &[h])?);
-        let beta = b.constant("beta", &[h], w("output.LayerNorm.bias", &[h])?);
+        let out = b.linear(&inner, &w("output.dense.weight", &[h, ff])?, h, ff);
+        let bias = b.constant("b", &[h], &w("output.dense.bias", &[h])?);
+        let g = b.constant("g", &[h], &w("output.LayerNorm.weight", &[h])?);
+        let beta = b.constant("beta", &[h], &w("output.LayerNorm.bias", &[h])?);
         x = b.node(
             "SkipLayerNormalization",
             "com.microsoft",

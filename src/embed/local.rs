@@ -230,7 +230,7 @@ impl LocalEmbedder {
             precision,
         );
         let onnx = graph::build(
-            &graph::Weights::parse(&weights).map_err(model_error(dir))?,
+            &graph::Weights::parse(weights).map_err(model_error(dir))?,
             &graph::Shape {
                 hidden: config.hidden_size,
                 layers: config.num_hidden_layers,
@@ -242,7 +242,6 @@ impl LocalEmbedder {
             precision,
         )
         .map_err(model_error(dir))?;
-        drop(weights);
         let runtime = format!("{}.runtime", options.field);
         let env = super::runtime::environment(&runtime, options.runtime.as_deref())?;
         let session = session(&env, options.threads.max(1), &onnx).map_err(model_error(dir))?;
