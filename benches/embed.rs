@@ -89,15 +89,33 @@ pub fn mixed(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Texts/s embedding `texts` in calls of `batch` (a writer batch), after one warm-up call.
-fn rate(m: &LocalEmbedder, texts: &[String], batch: usize) -> f64 {
+/// This process's CPU time so far, seconds (utime + stime of /proc/self/stat, 100 ticks/s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which ends with ')'): utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// "X texts/s, Y us CPU/text" embedding `texts` in calls of `batch` (a writer batch), after one
+/// warm-up call.
+fn rate(m: &LocalEmbedder, texts: &[String], batch: usize) -> String {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     m.embed(&refs[..batch.min(refs.len())]).unwrap(); // warm up
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_seconds());
     for chunk in refs.chunks(batch) {
         m.embed(chunk).unwrap();
     }
-    texts.len() as f64 / t.elapsed().as_secs_f64()
+    let n = texts.len() as f64;
+    format!(
+        "{:.1} texts/s, {:.0} us CPU/text",
+        n / t.elapsed().as_secs_f64(),
+        (cpu_seconds() - cpu) / n * 1e6
+    )
 }
 
 fn env(name: &str, default: usize) -> usize {
@@ -164,23 +182,14 @@ fn main() {
         "model load (read the weights, write the graph, optimise it): {:.2} s",
         t.elapsed().as_secs_f64()
     );
-    println!("pg2qdrant f32 uniform: {:.1} texts/s", rate(&f32, &s, call));
-    println!(
-        "pg2qdrant f32 mixed: {:.1} texts/s",
-        rate(&f32, &mixed, call)
-    );
+    println!("pg2qdrant f32 uniform: {}", rate(&f32, &s, call));
+    println!("pg2qdrant f32 mixed: {}", rate(&f32, &mixed, call));
     if std::env::var("BENCH_INT8").as_deref() == Ok("0") {
         return;
     }
     let int8 = open(Precision::Int8);
-    println!(
-        "pg2qdrant int8 uniform: {:.1} texts/s",
-        rate(&int8, &s, call)
-    );
-    println!(
-        "pg2qdrant int8 mixed: {:.1} texts/s",
-        rate(&int8, &mixed, call)
-    );
+    println!("pg2qdrant int8 uniform: {}", rate(&int8, &s, call));
+    println!("pg2qdrant int8 mixed: {}", rate(&int8, &mixed, call));
     // Quality of int8: cosine to the f32 vector, and top-10 agreement when the first 64
     // texts of each corpus search both corpora.
     let all: Vec<&str> = s.iter().chain(&mixed).map(String::as_str).collect();

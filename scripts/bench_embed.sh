@@ -21,6 +21,7 @@ corpus=$(mktemp)
 ours=$(mktemp)
 BENCH_SENTENCES_OUT="$corpus" BENCH_THREADS="$THREADS" cargo bench --locked --bench embed | tee "$ours"
 figure() { grep "^pg2qdrant $1 $2:" "$ours" | grep -o '[0-9.]* texts/s' | cut -d' ' -f1; }
+cpu_alone() { grep "^pg2qdrant $1 $2:" "$ours" | grep -o '[0-9.]* us CPU' | cut -d' ' -f1; }
 
 if [ "${ST:-0}" = 1 ]; then
   ST_VENV="$CACHE_DIR/sentence-transformers"
@@ -80,8 +81,8 @@ for corpus_name in uniform mixed; do
   # The copy's own rate, from its log line (without the process's start and the index restore).
   copy=$(grep -o 'copy finished.*rows_per_s="[0-9.]*"' "$WORK/run_$corpus_name.log" | grep -o '[0-9.]*"$' | tr -d '"')
   python3 -c "
-rows, points, wall, cpu, alone, copy = $rows, $points, $wall, $user + $sys, $(figure f32 $corpus_name), ${copy:-0}
-print('end to end, %s: %d rows copied and embedded (%d points) in %.1f s from process start to exit: %.1f rows/s (/ embedder alone: %.2f, aim >= 0.9); the copy itself %.0f rows/s (%.2f); %.0f us CPU/row of pg2qdrant' % (
-    '$corpus_name', rows, points, wall, rows / wall, rows / wall / alone, copy, copy / alone, cpu / rows * 1e6))"
+rows, points, wall, cpu, alone, copy, cpu_alone = $rows, $points, $wall, $user + $sys, $(figure f32 $corpus_name), ${copy:-0}, $(cpu_alone f32 $corpus_name)
+print('end to end, %s: %d rows copied and embedded (%d points) in %.1f s from process start to exit: %.1f rows/s (/ embedder alone: %.2f, aim >= 0.9); the copy itself %.0f rows/s (%.2f); %.0f us CPU/row of pg2qdrant (embedder alone: %.0f, x%.2f)' % (
+    '$corpus_name', rows, points, wall, rows / wall, rows / wall / alone, copy, copy / alone, cpu / rows * 1e6, cpu_alone, cpu / rows * 1e6 / cpu_alone))"
 done
 rm -f "$corpus" "$corpus.mixed" "$ours"
