@@ -155,7 +155,7 @@ fn main() {
     let open = |precision| {
         let options = Options {
             threads,
-            precision: Some(precision),
+            precision,
             batch_size: rows,
             max_batch_tokens: tokens,
             field: "bench".into(),

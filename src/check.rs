@@ -242,10 +242,7 @@ fn embedders(cfg: &Config) -> Vec<CheckLine> {
             let what = format!("embedder {}", e.name);
             match e.kind {
                 crate::config::EmbedderKind::Local => {
-                    let runtime = e
-                        .runtime
-                        .clone()
-                        .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(Into::into))
+                    let runtime = crate::embed::runtime::library(e.runtime.as_deref())
                         .filter(|p| p.is_file());
                     let precision = crate::embed::precision(e);
                     match crate::embed::LocalEmbedder::identity_of(&e.path, precision) {

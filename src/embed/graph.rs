@@ -30,8 +30,9 @@ pub struct Shape {
 }
 
 /// How the projections compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
+    #[default]
     F32,
     Int8,
 }

@@ -46,7 +46,7 @@ pub struct Options {
     pub runtime: Option<PathBuf>,
     /// `Int8`: the projections run as dynamically quantised int8 GEMMs (faster, slightly
     /// different vectors: the model's identity records it, so points are re-embedded).
-    pub precision: Option<Precision>,
+    pub precision: Precision,
     /// Names the config entry in errors (`embedders[0]`).
     pub field: String,
     /// Most texts in one forward pass (0: no limit but the tokens).
@@ -221,7 +221,7 @@ impl LocalEmbedder {
         let weights_path = file(dir, "model.safetensors")?;
         let weights = std::fs::read(&weights_path)
             .map_err(Error::io(format!("read {}", weights_path.display())))?;
-        let precision = options.precision.unwrap_or(Precision::F32);
+        let precision = options.precision;
         let identity = identity(
             dir,
             &config_text,

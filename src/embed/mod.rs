@@ -93,7 +93,7 @@ pub fn load(
             let options = local::Options {
                 threads: cfg.threads(),
                 runtime: cfg.runtime.clone(),
-                precision: Some(precision(cfg)),
+                precision: precision(cfg),
                 batch_size: cfg.batch_size,
                 max_batch_tokens: cfg.max_batch_tokens,
                 field: field.clone(),

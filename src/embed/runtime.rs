@@ -18,23 +18,27 @@ const FIX: &str = "set the embedder's runtime (or ORT_DYLIB_PATH) to libonnxrunt
 
 static LOADED: OnceLock<Mutex<Option<(PathBuf, ort::environment::Environment)>>> = OnceLock::new();
 
-/// The process's ONNX Runtime environment, loading the library at `path` (or `ORT_DYLIB_PATH`)
-/// the first time; `field` names the setting in errors.
+/// The library an embedder's `runtime` names, else `ORT_DYLIB_PATH`'s; `None` when neither.
+pub fn library(runtime: Option<&Path>) -> Option<PathBuf> {
+    match runtime {
+        Some(p) => Some(p.to_path_buf()),
+        None => std::env::var_os("ORT_DYLIB_PATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+    }
+}
+
+/// The process's ONNX Runtime environment, loading the [`library`] of `runtime` the first
+/// time; `field` names the setting in errors.
 pub fn environment(
     field: &str,
-    path: Option<&Path>,
+    runtime: Option<&Path>,
 ) -> Result<ort::environment::Environment, Error> {
-    let path = match path {
-        Some(p) => p.to_path_buf(),
-        None => match std::env::var_os("ORT_DYLIB_PATH") {
-            Some(p) if !p.is_empty() => PathBuf::from(p),
-            _ => {
-                return Err(Error::config(
-                    field,
-                    format!("no ONNX Runtime library named (nor ORT_DYLIB_PATH); {FIX}"),
-                ))
-            }
-        },
+    let Some(path) = library(runtime) else {
+        return Err(Error::config(
+            field,
+            format!("no ONNX Runtime library named (nor ORT_DYLIB_PATH); {FIX}"),
+        ));
     };
     let mut loaded = LOADED
         .get_or_init(|| Mutex::new(None))
