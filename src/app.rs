@@ -100,10 +100,17 @@ async fn prepare(
     let checkpoint = FileCheckpoint::open(&cfg.checkpoint.path)?;
     let stored = checkpoint.load()?;
     let (cfg, state) = setup::rebuild::prepare(cfg)?;
-    let source = retry_until_stopped("set-up", max_backoff, stop, || {
+    // The models load (reading and optimising their graphs) while the source is set up.
+    let load = async {
+        match cfg.qdrant.direct {
+            true => Embedders::load_blocking(&cfg.embedders).await.map(Some),
+            false => Ok(None), // Kafka only: the appliers embed.
+        }
+    };
+    let connect = retry_until_stopped("set-up", max_backoff, stop, || {
         setup::source::connect(&cfg, &state, stored.is_some())
-    })
-    .await?;
+    });
+    let (source, loaded) = tokio::try_join!(connect, load)?;
     let mappings = Arc::new(source.mappings);
     // The stream resumes at the checkpoint, or at the slot's position when that is newer.
     let start = stored.unwrap_or(Lsn(0)).max(source.resume);
@@ -117,11 +124,12 @@ async fn prepare(
     tracing::info!(start = %start, slot = %cfg.source.slot, tables = mappings.len(), "starting replication");
     let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)?);
     let (topics, publisher) = setup::publishing(&cfg, &mappings, max_backoff, stop).await?;
-    let embedders = if cfg.qdrant.direct {
-        setup::learn_newest(&cfg, &sink, max_backoff, stop).await?;
-        Embedders::load_checked(&cfg, &sink, max_backoff, stop).await?
-    } else {
-        Embedders::default() // Kafka only: the appliers embed.
+    let embedders = match loaded {
+        Some(loaded) => {
+            setup::learn_newest(&cfg, &sink, max_backoff, stop).await?;
+            loaded.checked(&cfg, &sink, max_backoff, stop).await?
+        }
+        None => Embedders::default(),
     };
     // Loaded (an unreachable service shows at its first call: down until one succeeds).
     health.up("embedder");

@@ -144,17 +144,31 @@ impl Embedders {
         max_backoff: std::time::Duration,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Result<Self, Error> {
-        let embedders = Self::load_blocking(&cfg.embedders).await?;
-        embedders.check_sizes(&cfg.tables)?;
+        Self::load_blocking(&cfg.embedders)
+            .await?
+            .checked(cfg, sink, max_backoff, shutdown)
+            .await
+    }
+
+    /// The checks of [`Embedders::load_checked`] on embedders already loaded (a run loads them
+    /// while it sets up the source).
+    pub async fn checked(
+        self,
+        cfg: &crate::config::Config,
+        sink: &crate::sink::qdrant::QdrantSink,
+        max_backoff: std::time::Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Self, Error> {
+        self.check_sizes(&cfg.tables)?;
         crate::error::retry_transient(
             "check embedding models",
             max_backoff,
             shutdown,
             std::time::Duration::ZERO,
-            || embedders.refuse_mixed_models(sink, &cfg.tables),
+            || self.refuse_mixed_models(sink, &cfg.tables),
         )
         .await?;
-        Ok(embedders)
+        Ok(self)
     }
 
     /// Every vector computed from text has the size its embedder gives (when it says).
