@@ -1,6 +1,7 @@
 //! Vectors computed from text: before a batch is written, every document's pending
-//! [`EmbedInput`](crate::event::EmbedInput)s are embedded (grouped by embedder, in batches of the
-//! embedder's `batch_size`, on blocking threads) and moved into its vectors. The point also
+//! [`EmbedInput`](crate::event::EmbedInput)s are embedded (grouped by embedder: a local model
+//! gets every text of the batch in one call and cuts its own length-ordered passes; a service
+//! gets requests of its `batch_size` and `max_batch_tokens`) and moved into its vectors. The point also
 //! records what each vector was built from (`_pg2qdrant.embedded.<vector>` = model identity and a
 //! hash of the input), so a later change can tell whether the text changed.
 //!
