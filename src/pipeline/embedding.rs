@@ -1,9 +1,9 @@
 //! Vectors computed from text: before a batch is written, every document's pending
 //! [`EmbedInput`](crate::event::EmbedInput)s are embedded (grouped by embedder: a local model
 //! gets every text of the batch in one call and cuts its own length-ordered passes; a service
-//! gets requests of its `batch_size` and `max_batch_tokens`) and moved into its vectors. The point also
-//! records what each vector was built from (`_pg2qdrant.embedded.<vector>` = model identity and a
-//! hash of the input), so a later change can tell whether the text changed.
+//! gets requests of its `batch_size` and `max_batch_tokens`) and moved into its vectors. The
+//! point also records what each vector was built from (`_pg2qdrant.embedded.<vector>` = model
+//! identity and a hash of the input), so a later change can tell whether the text changed.
 //!
 //! **Only changed text is embedded.** Before embedding, the points the batch writes are read
 //! (`Sink::embedded`): where a point's record has the same model identity and input hash, its
