@@ -47,7 +47,8 @@ pub struct Options {
     /// `Int8`: the projections run as dynamically quantised int8 GEMMs (faster, slightly
     /// different vectors: the model's identity records it, so points are re-embedded).
     pub precision: Precision,
-    /// Names the config entry in errors (`embedders[0]`).
+    /// Names the config entry in errors (`embedders[0]`); empty: none (the library can only
+    /// come from `ORT_DYLIB_PATH`).
     pub field: String,
     /// Most texts in one forward pass (0: no limit but the tokens).
     pub batch_size: usize,
@@ -165,7 +166,6 @@ impl LocalEmbedder {
             dir,
             &Options {
                 threads,
-                field: "ORT_DYLIB_PATH".into(),
                 ..Options::default()
             },
         )
@@ -242,7 +242,10 @@ impl LocalEmbedder {
             precision,
         )
         .map_err(model_error(dir))?;
-        let runtime = format!("{}.runtime", options.field);
+        let runtime = match options.field.as_str() {
+            "" => "ORT_DYLIB_PATH".to_owned(),
+            entry => format!("{entry}.runtime"),
+        };
         let env = super::runtime::environment(&runtime, options.runtime.as_deref())?;
         let session = session(&env, options.threads.max(1), &onnx).map_err(model_error(dir))?;
         let mut tokenizer = Tokenizer::from_file(file(dir, "tokenizer.json")?).map_err(|e| {
