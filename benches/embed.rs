@@ -145,7 +145,7 @@ fn main() {
         .expect("PG2QDRANT_TEST_MODEL: run scripts/bench_embed.sh");
     let threads = env("BENCH_THREADS", 2);
     let n = env("BENCH_SENTENCES", 1024);
-    // The connector's defaults: `batch_size` 32 texts and `max_batch_tokens` 4096 per pass,
+    // The connector's defaults: `batch_size` 32 texts and `max_batch_tokens` 2048 per pass,
     // calls of a writer batch (256).
     let (rows, tokens, call) = (
         env("BENCH_PASS_ROWS", 32),
@@ -163,6 +163,18 @@ fn main() {
         };
         LocalEmbedder::open(std::path::Path::new(&dir), &options).unwrap()
     };
+    // BENCH_TEXTS=file: only the f32 model alone on that file's lines in order (the rows an end
+    // to end run copies), for a ratio taken next to that run.
+    if let Ok(path) = std::env::var("BENCH_TEXTS") {
+        let texts: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        let f32 = open(Precision::F32);
+        println!("pg2qdrant f32 alone: {}", rate(&f32, &texts, call));
+        return;
+    }
     let s = sentences(n);
     let mixed = mixed(n / 4);
     if let Ok(path) = std::env::var("BENCH_SENTENCES_OUT") {

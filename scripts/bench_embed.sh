@@ -7,7 +7,8 @@
 #     GB, so not by default), and the ratios;
 #  3. end to end: the same texts as existing seed-004 chat_messages, copied and embedded by
 #     `pg2qdrant run` with config/chat_history.toml and snapshot = initial_only until it exits, as
-#     rows/s, CPU µs per row of the connector, and the ratio to the embedder alone.
+#     rows/s, CPU µs per row of the connector, and the ratio to the embedder alone on the same rows
+#     (timed just before the run, in writer batches of 256).
 # BENCH_THREADS (2), BENCH_SENTENCES (1024; the mixed corpus is a quarter of it), BENCH_E2E_REPEAT
 # (4: end to end copies each corpus this many times over).
 set -euo pipefail
@@ -21,7 +22,6 @@ corpus=$(mktemp)
 ours=$(mktemp)
 BENCH_SENTENCES_OUT="$corpus" BENCH_THREADS="$THREADS" cargo bench --locked --bench embed | tee "$ours"
 figure() { grep "^pg2qdrant $1 $2:" "$ours" | grep -o '[0-9.]* texts/s' | cut -d' ' -f1; }
-cpu_alone() { grep "^pg2qdrant $1 $2:" "$ours" | grep -o '[0-9.]* us CPU' | cut -d' ' -f1; }
 
 if [ "${ST:-0}" = 1 ]; then
   ST_VENV="$CACHE_DIR/sentence-transformers"
@@ -70,6 +70,13 @@ for corpus_name in uniform mixed; do
   $PSQL -d "$db" -c "INSERT INTO chat_sessions VALUES ('a1b2c3d4-0000-4000-8000-000000000001', 'u')"
   $PSQL -d "$db" -c "CREATE TEMP TABLE t (content text)" -c "\\copy t FROM '$file'" \
     -c "INSERT INTO chat_messages (session_id, role, content) SELECT 'a1b2c3d4-0000-4000-8000-000000000001', 'user', content FROM t, generate_series(1, $REPEAT)"
+  # The embedder alone on exactly these rows, in their order and in writer batches, just before
+  # the run: the ratio compares the two under the same load of the machine.
+  $PSQL -d "$db" -c "\\copy (SELECT content FROM chat_messages ORDER BY id) TO '$WORK/rows_$corpus_name'"
+  alone_line=$(BENCH_TEXTS="$WORK/rows_$corpus_name" BENCH_THREADS="$THREADS" cargo bench --locked --bench embed 2>/dev/null | grep '^pg2qdrant f32 alone:')
+  echo "$corpus_name, $alone_line ($rows rows)"
+  alone=$(echo "$alone_line" | grep -o '[0-9.]* texts/s' | cut -d' ' -f1)
+  cpu_alone=$(echo "$alone_line" | grep -o '[0-9.]* us CPU' | cut -d' ' -f1)
   curl -fsS -X DELETE "$PG2QDRANT_TEST_QDRANT_HTTP/collections/chat_history" >/dev/null || true
   PG2QDRANT__SOURCE__URL="$PG2QDRANT_TEST_PG/$db" PG2QDRANT__SOURCE__SLOT="bench_$corpus_name" \
   PG2QDRANT__CHECKPOINT__PATH="$WORK/cp_$corpus_name" PG2QDRANT__DEAD_LETTER__PATH="$WORK/dl_$corpus_name" \
@@ -81,8 +88,8 @@ for corpus_name in uniform mixed; do
   # The copy's own rate, from its log line (without the process's start and the index restore).
   copy=$(grep -o 'copy finished.*rows_per_s="[0-9.]*"' "$WORK/run_$corpus_name.log" | grep -o '[0-9.]*"$' | tr -d '"')
   python3 -c "
-rows, points, wall, cpu, alone, copy, cpu_alone = $rows, $points, $wall, $user + $sys, $(figure f32 $corpus_name), ${copy:-0}, $(cpu_alone f32 $corpus_name)
-print('end to end, %s: %d rows copied and embedded (%d points) in %.1f s from process start to exit: %.1f rows/s (/ embedder alone: %.2f, aim >= 0.9); the copy itself %.0f rows/s (%.2f); %.0f us CPU/row of pg2qdrant (embedder alone: %.0f, x%.2f)' % (
+rows, points, wall, cpu, alone, copy, cpu_alone = $rows, $points, $wall, $user + $sys, $alone, ${copy:-0}, $cpu_alone
+print('end to end, %s: %d rows copied and embedded (%d points) in %.1f s from process start to exit: %.1f rows/s (/ embedder alone on these rows: %.2f, aim >= 0.9); the copy itself %.0f rows/s (%.2f); %.0f us CPU/row of pg2qdrant (embedder alone: %.0f, x%.2f)' % (
     '$corpus_name', rows, points, wall, rows / wall, rows / wall / alone, copy, copy / alone, cpu / rows * 1e6, cpu_alone, cpu / rows * 1e6 / cpu_alone))"
 done
 rm -f "$corpus" "$corpus.mixed" "$ours"

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// How often a collection whose restore failed is tried again (a finished copy wakes it at once).
 const EVERY: Duration = Duration::from_secs(1);
 
 pub async fn supervise(coordinator: Arc<Coordinator>, client: Qdrant, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = coordinator.copied() => {}
             _ = tokio::time::sleep(EVERY) => {}
         }
         for (collection, threshold) in coordinator.bulk_ready() {

@@ -79,6 +79,8 @@ pub struct Coordinator {
     wake: Notify,
     /// A copy finished or a bulk load was closed (the replication loop re-checks `finished`).
     settled: Notify,
+    /// A chunk or a copy finished: a bulk load may be ready to close.
+    copied: Notify,
     slot: String,
     run: String,
     mappings: Arc<Mappings>,
@@ -122,6 +124,7 @@ impl Coordinator {
             }),
             wake: Notify::new(),
             settled: Notify::new(),
+            copied: Notify::new(),
             slot: slot.to_owned(),
             run: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
             mappings,
@@ -521,6 +524,7 @@ impl Coordinator {
         if changed {
             self.file.store(&inner.state)?;
             self.settled.notify_one();
+            self.copied.notify_one();
         }
         Ok(())
     }
@@ -564,6 +568,11 @@ impl Coordinator {
     /// Resolves after a copy finished or a bulk load was closed (one waiter).
     pub async fn settled(&self) {
         self.settled.notified().await
+    }
+
+    /// Resolves after a chunk or a copy finished (one waiter: the bulk-load supervisor).
+    pub async fn copied(&self) {
+        self.copied.notified().await
     }
 
     /// Bulk-loaded collections no running copy writes into: `(collection, indexing threshold
