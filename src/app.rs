@@ -177,6 +177,7 @@ async fn start(cfg: Config, stop: &CancellationToken, tasks: &mut Tasks) -> Resu
         publisher: p.publisher,
         direct: cfg.qdrant.direct,
         health: health.clone(),
+        parallel: cfg.qdrant.parallel,
     };
     let progress = DurableProgress::new(Box::new(p.checkpoint), durable_tx).with_lag(lag.clone());
     let writer = tokio::spawn(writer.run(rx, progress));

@@ -1,13 +1,20 @@
 //! `pg2qdrant apply`: one member of a consumer group turning change events into Qdrant writes.
 //!
 //! ```text
-//!  recv ─▶ decode ─▶ Change ─▶ mapping ─▶ ops ──┐                    ┌▶ commit offsets
+//!  recv ─▶ decode ─▶ Change ─▶ mapping ─▶ ops ──┐                    ┌▶ commit offsets (async)
 //!    │        └─ undecodable / unmappable ─▶ DLQ topic (delivered) ──┴─ after both durable
-//!    └─ up to qdrant.batch_size events or qdrant.linger_ms ─▶ writer (merges, embed, fenced write)
+//!    └─ up to qdrant.batch_size events or qdrant.linger_ms ─▶ writer (merges, embed, fenced write;
+//!                                      qdrant.parallel batches in flight, durable in order)
 //! ```
 //!
+//! Float arrays and vectors of an event are decoded into PostgreSQL's binary form, which the
+//! mapping reads as it reads a binary stream (no float is printed and parsed again).
+//!
 //! # Why nothing is lost
-//! An offset is committed only after every message before it in its partition is durable:
+//! The consumer hands batches to the same writer as `run` (its `Progress` here commits offsets
+//! instead of acknowledging the slot). Batches in flight never share a point, and the writer
+//! reports them durable strictly in the order they were taken, so an offset is committed only
+//! after every message before it in its partition is durable:
 //! its ops written to Qdrant by the same writer as the direct path (TOAST merges, embedding,
 //! retries, dead letters), or the message itself delivered to the dead-letter topic. A crash,
 //! a kill or a rebalance between the write and the commit makes the group deliver those
@@ -39,7 +46,7 @@ use crate::metrics::health::{self, Health};
 use crate::metrics::names;
 use crate::pipeline::assemble::Batch;
 use crate::pipeline::embedding::Embedders;
-use crate::pipeline::writer::{Pending, SourceReads, Writer};
+use crate::pipeline::writer::{Pending, Progress, Writer};
 use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::source::catalog::Catalog;
@@ -48,9 +55,10 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How often consumer lag is sampled.
@@ -135,6 +143,7 @@ async fn start(
         publisher: None,
         direct: true,
         health: health.clone(),
+        parallel: cfg.qdrant.parallel,
     };
     let consumer = Arc::new(client::consumer(kafka)?);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -148,8 +157,7 @@ async fn start(
         dlq: client::producer(kafka)?,
         dlq_topic: kafka.dlq_topic.clone(),
         mappings,
-        writer,
-        reads: tokio::sync::Mutex::new(None),
+        writer: std::sync::Mutex::new(Some(writer)),
         batch_size: cfg.qdrant.batch_size,
         linger: Duration::from_millis(cfg.qdrant.linger_ms),
         max_backoff,
@@ -172,8 +180,8 @@ struct Applier {
     dlq: client::Producer,
     dlq_topic: String,
     mappings: Arc<Mappings>,
-    writer: Writer<QdrantSink>,
-    reads: SourceReads,
+    /// Taken by [`Applier::run`].
+    writer: std::sync::Mutex<Option<Writer<QdrantSink>>>,
     batch_size: usize,
     linger: Duration,
     max_backoff: Duration,
@@ -181,23 +189,146 @@ struct Applier {
     health: Arc<crate::metrics::health::Health>,
 }
 
-/// Messages taken since the last commit.
+/// Messages taken into one batch.
 #[derive(Default)]
 struct Taken {
     ops: Vec<Op>,
-    /// Per (topic, partition): the next offset to commit.
-    next: BTreeMap<(String, i32), i64>,
-    events: HashMap<String, u64>,
+    /// What is committed once the batch is durable.
+    offsets: Offsets,
     messages: usize,
 }
 
+/// A batch's offsets: per (topic, partition) the next offset to commit, and events per topic.
+/// Few partitions per batch: looked up in a list.
+#[derive(Default)]
+struct Offsets {
+    next: Vec<(String, i32, i64)>,
+    events: Vec<(String, u64)>,
+}
+
+impl Offsets {
+    fn taken(&mut self, topic: &str, partition: i32, offset: i64) {
+        match self
+            .next
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && t == topic)
+        {
+            Some(e) => e.2 = offset + 1,
+            None => self.next.push((topic.to_owned(), partition, offset + 1)),
+        }
+    }
+
+    fn event(&mut self, topic: &str) {
+        match self.events.iter_mut().find(|(t, _)| t == topic) {
+            Some(e) => e.1 += 1,
+            None => self.events.push((topic.to_owned(), 1)),
+        }
+    }
+}
+
+/// The applier's [`Progress`]: the writer calls it once per batch, in order, after the batch
+/// is durable; the batch's offsets (queued in the same order by the consumer) are committed
+/// then, asynchronously (librdkafka sends commits in order; a failed one is logged and covered
+/// by the next one of the partition, or by the synchronous commit of every offset at the end).
+struct Commits {
+    consumer: Arc<client::GroupConsumer>,
+    queue: Arc<Mutex<VecDeque<Offsets>>>,
+    /// Every partition's newest durable offset, committed synchronously by `flush`.
+    newest: BTreeMap<(String, i32), i64>,
+}
+
+impl Commits {
+    fn list<'a>(offsets: impl Iterator<Item = (&'a str, i32, i64)>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, offset) in offsets {
+            // Fails only for an offset type we never pass.
+            let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+        }
+        tpl
+    }
+}
+
+impl Progress for Commits {
+    fn durable(&mut self, _: Option<crate::lsn::Lsn>) -> Result<(), Error> {
+        let Some(batch) = self.queue.lock().expect("commit queue").pop_front() else {
+            return Ok(());
+        };
+        for (topic, n) in &batch.events {
+            metrics::counter!(names::KAFKA_APPLIED, "topic" => topic.clone()).increment(*n);
+        }
+        if batch.next.is_empty() {
+            return Ok(());
+        }
+        let tpl = Self::list(batch.next.iter().map(|(t, p, o)| (t.as_str(), *p, *o)));
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "offset commit failed (a rebalance?); those messages are applied again by the partition's owner, fenced");
+        }
+        for (topic, partition, offset) in batch.next {
+            self.newest.insert((topic, partition), offset);
+        }
+        Ok(())
+    }
+
+    /// Commits every durable offset synchronously (the asynchronous ones may still be queued).
+    fn flush(&mut self) -> Result<(), Error> {
+        if self.newest.is_empty() {
+            return Ok(());
+        }
+        let tpl = Self::list(self.newest.iter().map(|((t, p), o)| (t.as_str(), *p, *o)));
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+            tracing::warn!(error = %e, "final offset commit failed; those messages are applied again by the partitions' next owners, fenced");
+        }
+        Ok(())
+    }
+}
+
 impl Applier {
+    /// Consumes batches into the writer, which keeps `qdrant.parallel` of them in flight and
+    /// commits each one's offsets once it and every batch before it are durable.
     async fn run(&self) -> Result<(), Error> {
+        let writer = self
+            .writer
+            .lock()
+            .expect("writer")
+            .take()
+            .expect("run once");
+        let pending = writer.pending.clone();
+        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let commits = Commits {
+            consumer: self.consumer.clone(),
+            queue: queue.clone(),
+            newest: BTreeMap::new(),
+        };
+        let (tx, rx) = mpsc::channel::<Batch>(1);
+        // The consumer ends on shutdown, an error, or the writer gone; dropping `tx` lets the
+        // writer finish what it holds.
+        let consume = async move {
+            let r = self.consume(&tx, &pending, &queue).await;
+            drop(tx);
+            r
+        };
+        let (consumed, written) = tokio::join!(consume, writer.run(rx, commits));
+        match written {
+            Err(Error::Shutdown) | Ok(()) => consumed,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes batches of up to `qdrant.batch_size` messages (or what came within
+    /// `qdrant.linger_ms` of the first) and hands them to the writer.
+    async fn consume(
+        &self,
+        tx: &mpsc::Sender<Batch>,
+        pending: &Pending,
+        queue: &Mutex<VecDeque<Offsets>>,
+    ) -> Result<(), Error> {
         let mut backoff = crate::error::Backoff::new(self.max_backoff);
         loop {
             let mut taken = Taken::default();
             let first = tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
+                // The writer failed: its error ends the run.
+                _ = tx.closed() => return Ok(()),
                 m = self.consumer.recv() => m,
             };
             match first {
@@ -230,7 +361,7 @@ impl Applier {
                 }
             }
             let batch = Batch {
-                ops: std::mem::take(&mut taken.ops),
+                ops: taken.ops,
                 events: Vec::new(),
                 ack: None,
             };
@@ -239,16 +370,17 @@ impl Applier {
                 &crate::pipeline::embedding::waiting(&batch.ops),
                 1.0,
             );
-            match self.writer.apply(&self.reads, batch).await {
-                Ok(_) => {}
-                // Not committed: the group delivers these messages again.
-                Err(Error::Shutdown) => return Ok(()),
-                Err(e) => return Err(e),
+            // Queued before the batch is sent: the writer's n-th durable batch is the n-th here.
+            queue.lock().expect("commit queue").push_back(taken.offsets);
+            pending.sent();
+            let sent = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                r = tx.send(batch) => r,
+            };
+            if sent.is_err() {
+                // The writer ended (its error is the run's); nothing more is taken.
+                return Ok(());
             }
-            for (topic, n) in &taken.events {
-                metrics::counter!(names::KAFKA_APPLIED, "topic" => topic.clone()).increment(*n);
-            }
-            self.commit(&taken.next).await;
         }
     }
 
@@ -258,16 +390,14 @@ impl Applier {
         taken: &mut Taken,
         m: &rdkafka::message::BorrowedMessage<'_>,
     ) -> Result<(), Error> {
-        let topic = m.topic().to_owned();
+        let topic = m.topic();
         taken.messages += 1;
-        taken
-            .next
-            .insert((topic.clone(), m.partition()), m.offset() + 1);
+        taken.offsets.taken(topic, m.partition(), m.offset());
         let payload = m.payload().unwrap_or_default();
         match self.ops(payload) {
             Ok(ops) => {
                 taken.ops.extend(ops);
-                *taken.events.entry(topic).or_default() += 1;
+                taken.offsets.event(topic);
                 Ok(())
             }
             Err(reason) => {
@@ -342,30 +472,6 @@ impl Applier {
         .await?;
         metrics::counter!(names::KAFKA_DLQ, "topic" => m.topic().to_owned()).increment(1);
         Ok(())
-    }
-
-    /// Commits the next offsets (synchronously). A failure is logged, not fatal: a rebalance
-    /// took the partition, and its new owner applies those messages again, fenced.
-    async fn commit(&self, next: &BTreeMap<(String, i32), i64>) {
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            if tpl
-                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .is_err()
-            {
-                continue;
-            }
-        }
-        let consumer = self.consumer.clone();
-        let done =
-            tokio::task::spawn_blocking(move || consumer.commit(&tpl, CommitMode::Sync)).await;
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "offset commit failed (a rebalance?); those messages are applied again by the partition's owner, fenced")
-            }
-            Err(e) => tracing::warn!(error = %e, "offset commit task failed"),
-        }
     }
 }
 

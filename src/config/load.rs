@@ -105,6 +105,7 @@ pub fn apply_env(
             "qdrant.api_key" => cfg.qdrant.api_key = Some(value).filter(|v| !v.is_empty()),
             "qdrant.batch_size" => cfg.qdrant.batch_size = num(&value)? as usize,
             "qdrant.linger_ms" => cfg.qdrant.linger_ms = num(&value)?,
+            "qdrant.parallel" => cfg.qdrant.parallel = num(&value)? as usize,
             "qdrant.timeout_ms" => cfg.qdrant.timeout_ms = num(&value)?,
             "qdrant.max_backoff_ms" => cfg.qdrant.max_backoff_ms = num(&value)?,
             "qdrant.direct" => cfg.qdrant.direct = boolean(&value)?,
@@ -148,7 +149,7 @@ pub fn apply_env(
                     name.clone(),
                     "unknown override; known: SOURCE__{URL,SLOT,PUBLICATION,CREATE_SLOT,CREATE_PUBLICATION,TLS,CA_FILE,\
                      STATUS_INTERVAL_MS,SNAPSHOT,SNAPSHOT_ON_SLOT_LOSS,SNAPSHOT_WORKERS,SNAPSHOT_CHUNK_PAGES,FORMAT}, \
-                     QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS,DIRECT}, \
+                     QDRANT__{URL,API_KEY,BATCH_SIZE,LINGER_MS,TIMEOUT_MS,MAX_BACKOFF_MS,DIRECT,PARALLEL}, \
                      KAFKA__{BROKERS,TOPIC_TEMPLATE,PARTITIONS,REPLICATION_FACTOR,GROUP_ID,DLQ_TOPIC,PROPERTIES__<NAME>}, \
                      CHECKPOINT__{PATH,SNAPSHOT_PATH}, DEAD_LETTER__PATH, METRICS__ADDR, \
                      EMBEDDERS__<NAME>__{PATH,THREADS,BATCH_SIZE,MAX_BATCH_TOKENS,RUNTIME,QUANTIZE}"

@@ -294,6 +294,10 @@ pub struct QdrantConfig {
     /// `pg2qdrant apply` writes Qdrant).
     #[serde(default = "yes")]
     pub direct: bool,
+    /// Batches written at once at most (disjoint points; acknowledged in order). Qdrant applies
+    /// one shard's writes one at a time, so more than 2 helps only with several shards.
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
 }
 
 impl Default for QdrantConfig {
@@ -306,6 +310,7 @@ impl Default for QdrantConfig {
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_backoff_ms: DEFAULT_MAX_BACKOFF_MS,
             direct: true,
+            parallel: DEFAULT_PARALLEL,
         }
     }
 }
@@ -677,6 +682,13 @@ fn default_snapshot_chunk_pages() -> u32 {
 fn default_qdrant_url() -> String {
     DEFAULT_QDRANT_URL.to_owned()
 }
+/// Writes in flight by default: one being written while the next is embedded and sent.
+pub const DEFAULT_PARALLEL: usize = 2;
+
+fn default_parallel() -> usize {
+    DEFAULT_PARALLEL
+}
+
 fn default_batch_size() -> usize {
     DEFAULT_BATCH_SIZE
 }

@@ -92,6 +92,15 @@ impl Config {
                 format!("{} is out of range 1..=10000", q.batch_size),
             ));
         }
+        if q.parallel == 0 || q.parallel > 16 {
+            return Err(Error::config(
+                "qdrant.parallel",
+                format!(
+                    "{} is out of range 1..=16 (batches written at once)",
+                    q.parallel
+                ),
+            ));
+        }
         if q.timeout_ms == 0 {
             return Err(Error::config(
                 "qdrant.timeout_ms",

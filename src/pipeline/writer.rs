@@ -56,14 +56,14 @@ pub struct Writer<S: Sink> {
     /// Where the sinks' state goes for `/readyz` (`qdrant`, `kafka`: down while a write fails
     /// transiently, up once one succeeds).
     pub health: Arc<crate::metrics::health::Health>,
+    /// Batches written at once at most (`qdrant.parallel`, at least 1). Concurrent batches never
+    /// share a point, and acks are taken strictly in batch order, so durability still moves
+    /// forward in commit order.
+    pub parallel: usize,
 }
 
 /// The connection TOAST merges read rows with, opened on first use.
 pub type SourceReads = tokio::sync::Mutex<Option<Catalog>>;
-
-/// Batches written concurrently at most. Concurrent batches never share a point, and acks are
-/// taken strictly in batch order, so durability still moves forward in commit order.
-const MAX_IN_FLIGHT: usize = 2;
 
 /// The rows (their [`Op::row_key`]) a batch touches; `None` when it must run alone (a truncate,
 /// or a TOAST merge that may read the source).
@@ -103,6 +103,17 @@ impl Pending {
     }
 }
 
+/// What the writer tells as batches become durable: [`Progress::durable`] is called once per
+/// batch it was handed, in the order it was handed them, only after that batch and every
+/// batch before it are durable (so an implementation may pop its own per-batch records in
+/// order). [`Progress::flush`] once when the writer ends.
+pub trait Progress: Send {
+    /// The next batch is durable; `ack` is its [`Batch::ack`].
+    fn durable(&mut self, ack: Option<Lsn>) -> Result<(), Error>;
+    /// The writer is ending: persist what was not persisted yet.
+    fn flush(&mut self) -> Result<(), Error>;
+}
+
 /// Where durable progress goes: the slot feedback (through a watch) and the checkpoint file.
 pub struct DurableProgress {
     pub checkpoint: Box<dyn CheckpointStore>,
@@ -128,7 +139,9 @@ impl DurableProgress {
         self.lag = Some(lag);
         self
     }
+}
 
+impl Progress for DurableProgress {
     /// Everything up to `ack` is durable (called in batch order).
     fn durable(&mut self, ack: Option<Lsn>) -> Result<(), Error> {
         let Some(lsn) = ack else { return Ok(()) };
@@ -163,8 +176,9 @@ impl<S: Sink> Writer<S> {
     pub async fn run(
         self,
         mut rx: mpsc::Receiver<Batch>,
-        mut progress: DurableProgress,
+        mut progress: impl Progress,
     ) -> Result<(), Error> {
+        let parallel = self.parallel.max(1);
         let catalog: SourceReads = tokio::sync::Mutex::new(None);
         // Batches being written, in order, with the point keys each touches (None: exclusive).
         let mut inflight = FuturesOrdered::new();
@@ -186,7 +200,7 @@ impl<S: Sink> Writer<S> {
                         Err(e) => break Err(e),
                     }
                 }
-                batch = rx.recv(), if !closed && inflight.len() < MAX_IN_FLIGHT => {
+                batch = rx.recv(), if !closed && inflight.len() < parallel => {
                     let Some(batch) = batch else { closed = true; continue };
                     let keys = keys_of(&batch.ops);
                     let conflicts = match &keys {
