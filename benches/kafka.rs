@@ -110,6 +110,11 @@ async fn events(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // pg2qdrant's warnings (scripts/bench.sh sets PG2QDRANT_LOG=warn) on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("PG2QDRANT_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
     let (rows, batch) = docs::rows_and_batch(5_000);
     let pg = env("PG2QDRANT_TEST_PG");
     let qurl = env("PG2QDRANT_TEST_QDRANT_GRPC");

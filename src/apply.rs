@@ -94,6 +94,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         "consumer lag",
         lag_sampler(applier.consumer.clone(), stop.clone()),
     );
+    tasks.spawn_quiet(
+        "apply lag",
+        apply_lag(applier.queue.clone(), applier.group.clone(), stop.clone()),
+    );
     let (result, failed) = tasks.run_main(&stop, applier.run()).await;
     stop.cancel();
     // Leave the group now (partitions go to the others at once), not after a session timeout.
@@ -158,6 +162,8 @@ async fn start(
         dlq_topic: kafka.dlq_topic.clone(),
         mappings,
         writer: std::sync::Mutex::new(Some(writer)),
+        queue: Arc::default(),
+        group: kafka.group_id.clone(),
         batch_size: cfg.qdrant.batch_size,
         linger: Duration::from_millis(cfg.qdrant.linger_ms),
         max_backoff,
@@ -182,6 +188,9 @@ struct Applier {
     mappings: Arc<Mappings>,
     /// Taken by [`Applier::run`].
     writer: std::sync::Mutex<Option<Writer<QdrantSink>>>,
+    /// Batches handed to the writer and not yet durable, in order (see [`Commits`]).
+    queue: Arc<Mutex<VecDeque<Offsets>>>,
+    group: String,
     batch_size: usize,
     linger: Duration,
     max_backoff: Duration,
@@ -204,6 +213,8 @@ struct Taken {
 struct Offsets {
     next: Vec<(String, i32, i64)>,
     events: Vec<(String, u64)>,
+    /// The oldest commit time of the batch's events (Unix µs), for the apply lag.
+    oldest: Option<i64>,
 }
 
 impl Offsets {
@@ -218,7 +229,11 @@ impl Offsets {
         }
     }
 
-    fn event(&mut self, topic: &str) {
+    fn event(&mut self, topic: &str, commit_time_unix_micros: i64) {
+        self.oldest = Some(
+            self.oldest
+                .map_or(commit_time_unix_micros, |o| o.min(commit_time_unix_micros)),
+        );
         match self.events.iter_mut().find(|(t, _)| t == topic) {
             Some(e) => e.1 += 1,
             None => self.events.push((topic.to_owned(), 1)),
@@ -232,6 +247,8 @@ impl Offsets {
 /// by the next one of the partition, or by the synchronous commit of every offset at the end).
 struct Commits {
     consumer: Arc<client::GroupConsumer>,
+    /// The consumer group (the apply lag's label).
+    group: String,
     queue: Arc<Mutex<VecDeque<Offsets>>>,
     /// Every partition's newest durable offset, committed synchronously by `flush`.
     newest: BTreeMap<(String, i32), i64>,
@@ -256,6 +273,8 @@ impl Progress for Commits {
         for (topic, n) in &batch.events {
             metrics::counter!(names::KAFKA_APPLIED, "topic" => topic.clone()).increment(*n);
         }
+        metrics::gauge!(names::KAFKA_APPLY_LAG_SECONDS, "group" => self.group.clone())
+            .set(seconds_behind(&self.queue));
         if batch.next.is_empty() {
             return Ok(());
         }
@@ -293,9 +312,10 @@ impl Applier {
             .take()
             .expect("run once");
         let pending = writer.pending.clone();
-        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let queue = &self.queue;
         let commits = Commits {
             consumer: self.consumer.clone(),
+            group: self.group.clone(),
             queue: queue.clone(),
             newest: BTreeMap::new(),
         };
@@ -303,7 +323,7 @@ impl Applier {
         // The consumer ends on shutdown, an error, or the writer gone; dropping `tx` lets the
         // writer finish what it holds.
         let consume = async move {
-            let r = self.consume(&tx, &pending, &queue).await;
+            let r = self.consume(&tx, &pending, queue).await;
             drop(tx);
             r
         };
@@ -395,9 +415,9 @@ impl Applier {
         taken.offsets.taken(topic, m.partition(), m.offset());
         let payload = m.payload().unwrap_or_default();
         match self.ops(payload) {
-            Ok(ops) => {
+            Ok((ops, committed)) => {
                 taken.ops.extend(ops);
-                taken.offsets.event(topic);
+                taken.offsets.event(topic, committed);
                 Ok(())
             }
             Err(reason) => {
@@ -407,8 +427,9 @@ impl Applier {
         }
     }
 
-    /// The ops of one message's change event, or why there are none.
-    fn ops(&self, payload: &[u8]) -> Result<Vec<Op>, String> {
+    /// The ops of one message's change event and its commit time (Unix µs), or why there are
+    /// none.
+    fn ops(&self, payload: &[u8]) -> Result<(Vec<Op>, i64), String> {
         let event = pb::ChangeEvent::decode(payload)
             .map_err(|e| format!("not a pg2qdrant.v1.ChangeEvent: {e}"))?;
         let table: TableName = decode::table(&event).ok_or("the event names no source table")?;
@@ -417,7 +438,8 @@ impl Applier {
             .get(&table)
             .ok_or_else(|| format!("table {table} is not in this applier's [[tables]]"))?;
         let change = decode::change(mapping, &event)?;
-        mapping.ops(&change).map_err(|e| e.to_string())
+        let ops = mapping.ops(&change).map_err(|e| e.to_string())?;
+        Ok((ops, event.commit_time_unix_micros))
     }
 
     /// Delivers `m` to the dead-letter topic with the reason and its origin in headers
@@ -472,6 +494,39 @@ impl Applier {
         .await?;
         metrics::counter!(names::KAFKA_DLQ, "topic" => m.topic().to_owned()).increment(1);
         Ok(())
+    }
+}
+
+/// How often the apply lag is sampled (it also moves as each batch becomes durable).
+const APPLY_LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// The age of the oldest event in `queue` (taken, not yet durable), seconds; 0 when empty.
+fn seconds_behind(queue: &Mutex<VecDeque<Offsets>>) -> f64 {
+    let oldest = queue
+        .lock()
+        .expect("commit queue")
+        .iter()
+        .filter_map(|o| o.oldest)
+        .min();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    oldest.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6)
+}
+
+/// Exports the apply lag: while Qdrant is down the batch in flight stays, and its age grows.
+async fn apply_lag(
+    queue: Arc<Mutex<VecDeque<Offsets>>>,
+    group: String,
+    shutdown: CancellationToken,
+) {
+    loop {
+        metrics::gauge!(names::KAFKA_APPLY_LAG_SECONDS, "group" => group.clone())
+            .set(seconds_behind(&queue));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(APPLY_LAG_EVERY) => {}
+        }
     }
 }
 

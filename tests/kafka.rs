@@ -768,3 +768,53 @@ async fn an_event_kafka_refuses_is_dead_lettered_and_the_stream_goes_on() {
     wait_count(&db.name, 2).await;
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_lag_seconds_grow_while_qdrant_is_down_and_fall_after() {
+    let db = TestDb::new("t_kafka_applylag", DOCS).await;
+    let mut q = PrivateQdrant::start("t_kafka_applylag").await;
+    let (mut cfg, _) = kafka_config(&db, &brokers(), false);
+    streamed_only(&mut cfg);
+    let run = db.start(cfg.clone()).await;
+    let mut apply_cfg = cfg.clone();
+    apply_cfg.qdrant.url = q.url();
+    apply_cfg.qdrant.max_backoff_ms = 500;
+    let (applier, port) = apply_with_metrics(apply_cfg);
+    let addr = format!("127.0.0.1:{port}");
+    let series = format!(
+        "pg2qdrant_kafka_apply_lag_seconds{{group=\"{}\"}}",
+        prefix(&db)
+    );
+    let lag = |ok: fn(f64) -> bool| {
+        let (addr, series) = (addr.clone(), series.clone());
+        async move {
+            wait_for(&format!("{series} as expected"), WAIT, || async {
+                let m = http_get(&addr, "/metrics").await?.1;
+                metric(&m, &series).filter(|v| ok(*v))
+            })
+            .await
+        }
+    };
+    db.exec("INSERT INTO docs SELECT g, 'a', g, '{1,0,0}' FROM generate_series(1, 10) g")
+        .await;
+    wait_applied(port, &topic(&db), 10).await;
+    lag(|v| v < 1.0).await;
+
+    q.kill();
+    db.exec("INSERT INTO docs SELECT g, 'b', g, '{0,1,0}' FROM generate_series(11, 20) g")
+        .await;
+    let first = lag(|v| v >= 1.0).await;
+    let grown = lag(|v| v >= 4.0).await;
+    assert_eq!(
+        applied(port, &topic(&db)).await,
+        10,
+        "nothing applied while Qdrant is down"
+    );
+    println!("apply lag while Qdrant was down: {first:.1} s, then {grown:.1} s");
+
+    q.restart().await;
+    wait_applied(port, &topic(&db), 20).await;
+    lag(|v| v < 1.0).await;
+    applier.stop().await;
+    run.stop().await;
+}

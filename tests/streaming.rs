@@ -522,3 +522,67 @@ async fn two_tables_with_integer_ids_in_one_collection_are_refused_unless_one_us
     assert!(point("t_idclash", b1.to_string()).await.is_some());
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_of_two_shards_with_vectors_on_disk_is_created_so_and_written_in_parallel() {
+    let db = TestDb::new("t_shards", ITEMS).await;
+    let mut cfg = db.config(&table(
+        "items",
+        "t_shards",
+        3,
+        "collection_config = { shard_number = 2, on_disk = true, write_consistency_factor = 1 }",
+    ));
+    // Four batches of 16 in flight at most: every row still lands as its last change says.
+    cfg.qdrant.parallel = 4;
+    cfg.qdrant.batch_size = 16;
+    let run = db.start(cfg).await;
+    db.exec("INSERT INTO items SELECT g, 't' || g, NULL, g, ARRAY[g, 1, 0]::real[] FROM generate_series(1, 400) g")
+        .await;
+    db.exec(
+        "UPDATE items SET title = 'even' WHERE id % 2 = 0; DELETE FROM items WHERE id % 10 = 5",
+    )
+    .await;
+    wait_count("t_shards", 360).await;
+    let points = wait_for("every update applied", WAIT, || async {
+        let points = all_points("t_shards").await;
+        let evens = points
+            .iter()
+            .filter(|(_, p)| p.payload["title"] == json!("even"))
+            .count();
+        (points.len() == 360 && evens == 200).then_some(points)
+    })
+    .await;
+    for (id, p) in &points {
+        let n: i64 = id.parse().unwrap();
+        assert_ne!(n % 10, 5, "point {id} of a deleted row");
+        let title = if n % 2 == 0 {
+            json!("even")
+        } else {
+            json!(format!("t{n}"))
+        };
+        assert_eq!(
+            (&p.payload["title"], &p.payload["n"]),
+            (&title, &json!(n)),
+            "point {id}"
+        );
+        assert_eq!(p.vector, Some(vec![n as f32, 1.0, 0.0]), "point {id}");
+    }
+    let info = qdrant()
+        .collection_info("t_shards")
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    let params = info.config.unwrap().params.unwrap();
+    assert_eq!(params.shard_number, 2);
+    assert_eq!(params.write_consistency_factor, Some(1));
+    use qdrant_client::qdrant::vectors_config::Config as V;
+    let Some(V::Params(v)) = params.vectors_config.and_then(|c| c.config) else {
+        panic!("one unnamed vector")
+    };
+    // Qdrant 1.16 reports `on_disk` (newer servers also `memory`).
+    #[allow(deprecated)]
+    let on_disk = v.on_disk;
+    assert_eq!(on_disk, Some(true));
+    run.stop().await;
+}

@@ -494,6 +494,19 @@ pub struct CollectionConfig {
     pub full_scan_threshold: Option<u64>,
     #[serde(default)]
     pub on_disk_payload: bool,
+    /// Vectors kept on disk (memory-mapped) instead of in RAM (each vector of the collection).
+    #[serde(default)]
+    pub on_disk: bool,
+    /// Shards of the collection (Qdrant's default: 1). Qdrant applies one shard's writes one at
+    /// a time, so `qdrant.parallel` writes spread only over several shards.
+    #[serde(default)]
+    pub shard_number: Option<u32>,
+    /// Copies of each shard in a distributed cluster (Qdrant's default: 1).
+    #[serde(default)]
+    pub replication_factor: Option<u32>,
+    /// Copies that must confirm a write before it counts (at most `replication_factor`).
+    #[serde(default)]
+    pub write_consistency_factor: Option<u32>,
     #[serde(default)]
     pub payload_indexes: Vec<PayloadIndexConfig>,
     /// Reach the collection through a Qdrant alias of this name: when it is created, the
@@ -512,6 +525,10 @@ impl Default for CollectionConfig {
             hnsw_ef_construct: None,
             full_scan_threshold: None,
             on_disk_payload: false,
+            on_disk: false,
+            shard_number: None,
+            replication_factor: None,
+            write_consistency_factor: None,
             payload_indexes: Vec::new(),
         }
     }

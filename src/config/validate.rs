@@ -400,6 +400,29 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
             "must be at least 1".to_owned(),
         ));
     }
+    for (name, v) in [
+        ("shard_number", c.shard_number),
+        ("replication_factor", c.replication_factor),
+        ("write_consistency_factor", c.write_consistency_factor),
+    ] {
+        if v == Some(0) {
+            return Err(Error::config(
+                f(&format!("collection_config.{name}")),
+                "must be at least 1".to_owned(),
+            ));
+        }
+    }
+    if let (Some(w), r) = (
+        c.write_consistency_factor,
+        c.replication_factor.unwrap_or(1),
+    ) {
+        if w > r {
+            return Err(Error::config(
+                f("collection_config.write_consistency_factor"),
+                format!("{w} is more than the {r} copies of each shard (replication_factor): no write could ever be confirmed"),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -411,6 +434,30 @@ mod tests {
         format!(
             "[source]\nurl = \"postgres://u@127.0.0.1/db\"\nslot = \"s\"\npublication = \"p\"\n{tables}"
         )
+    }
+
+    #[test]
+    fn shard_settings_out_of_range_name_their_field() {
+        let t = |cc: &str| {
+            parse(&cfg(&format!(
+                "[[tables]]\ntable = \"a\"\ncollection = \"a\"\nvector = {{ column = \"v\", size = 3, distance = \"Cosine\" }}\n\
+                 collection_config = {{ {cc} }}\n"
+            )))
+            .unwrap()
+            .validate()
+        };
+        assert!(t("shard_number = 2, replication_factor = 2, write_consistency_factor = 2, on_disk = true").is_ok());
+        let e = t("shard_number = 0").unwrap_err().to_string();
+        assert!(
+            e.contains("tables[0].collection_config.shard_number"),
+            "{e}"
+        );
+        let e = t("write_consistency_factor = 2").unwrap_err().to_string();
+        assert!(
+            e.contains("tables[0].collection_config.write_consistency_factor")
+                && e.contains("replication_factor"),
+            "{e}"
+        );
     }
 
     #[test]

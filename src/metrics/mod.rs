@@ -96,6 +96,9 @@ pub mod names {
     pub const KAFKA_DELIVERY_LATENCY: &str = "pg2qdrant_kafka_delivery_latency_seconds";
     /// `apply`: messages behind the partition's end, by `topic` and `partition`.
     pub const KAFKA_CONSUMER_LAG: &str = "pg2qdrant_kafka_consumer_lag";
+    /// `apply`: age (from its commit in PostgreSQL) of the oldest change event taken and not
+    /// yet durable in Qdrant; 0 when caught up.
+    pub const KAFKA_APPLY_LAG_SECONDS: &str = "pg2qdrant_kafka_apply_lag_seconds";
     /// `apply`: change events applied (their ops durable in Qdrant), by `topic`.
     pub const KAFKA_APPLIED: &str = "pg2qdrant_kafka_applied_total";
     /// `apply`: messages sent to the dead-letter topic, by source `topic`.
@@ -220,6 +223,11 @@ pub fn describe() {
     describe_gauge!(
         KAFKA_CONSUMER_LAG,
         "apply: messages between the committed position and the partition's end"
+    );
+    describe_gauge!(
+        KAFKA_APPLY_LAG_SECONDS,
+        Unit::Seconds,
+        "apply: age of the oldest change event taken and not yet durable in Qdrant (0: caught up)"
     );
     describe_counter!(KAFKA_APPLIED, "apply: change events made durable in Qdrant");
     describe_counter!(KAFKA_DLQ, "apply: messages sent to the dead-letter topic");

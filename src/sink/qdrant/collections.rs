@@ -127,7 +127,7 @@ pub async fn ensure(
         ..
     } in t.vector_columns()
     {
-        let params = VectorParamsBuilder::new(size, distance(dist));
+        let params = VectorParamsBuilder::new(size, distance(dist)).on_disk(c.on_disk);
         if name.is_empty() {
             vectors.add_vector_params(params);
         } else {
@@ -150,10 +150,19 @@ pub async fn ensure(
     } else {
         t.collection.clone()
     };
-    let create = CreateCollectionBuilder::new(&physical)
+    let mut create = CreateCollectionBuilder::new(&physical)
         .vectors_config(vectors)
         .hnsw_config(hnsw)
         .on_disk_payload(c.on_disk_payload);
+    if let Some(n) = c.shard_number {
+        create = create.shard_number(n);
+    }
+    if let Some(n) = c.replication_factor {
+        create = create.replication_factor(n);
+    }
+    if let Some(n) = c.write_consistency_factor {
+        create = create.write_consistency_factor(n);
+    }
     match client.create_collection(create).await {
         Ok(_) if c.alias => {
             point_alias(client, &t.collection, &physical).await?;
