@@ -6,7 +6,9 @@
 //!    until the slot acknowledged the load (every event delivered).
 //! 3. Producer ceiling: a bare rdkafka producer (same settings: idempotent, acks=all, lz4)
 //!    sends the same keys and bytes to another topic, every delivery awaited.
-//! 4. Apply: one applier from the topic into a fresh collection, until every point is there.
+//! 4. Consumer ceiling: a bare consumer reads the topic through, doing nothing (librdkafka's and
+//!    the broker's own cost per event). Apply: one applier from the topic into a fresh
+//!    collection, until every point is there.
 //! 5. Sink ceiling: bare `wait=true` upserts of the same points, same batch size.
 //! 6. Two appliers in one group (one process here: the figure shows what a second member
 //!    costs and gives on two cores, not a second machine).
@@ -206,6 +208,29 @@ async fn main() {
     eprintln!("producer ceiling: {:.1} s", t.elapsed().as_secs_f64());
     let ceiling_cpu = sampling.stop().await;
 
+    // 3b. Consumer ceiling: a bare consumer of its own group reads the published topic through
+    // and does nothing with the messages: what librdkafka and the broker cost per event. Timed
+    // from subscribing (librdkafka fetches ahead, so the messages come all but at once after the
+    // group join).
+    let sampling = sampler(&url, &broker_pid).await;
+    let t = Instant::now();
+    let bare: rdkafka::consumer::StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("{prefix}bare"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    rdkafka::consumer::Consumer::subscribe(&bare, &[&format!("{prefix}.public.docs")]).unwrap();
+    for _ in 0..rows {
+        let m = bare.recv().await.unwrap();
+        std::hint::black_box(rdkafka::Message::payload(&m));
+    }
+    let consume_secs = t.elapsed().as_secs_f64();
+    eprintln!("consumer ceiling: {consume_secs:.1} s with the group join");
+    let consume_cpu = sampling.stop().await;
+    drop(bare);
+
     // 4. One applier.
     let apply_secs_of = |collection: &'static str, group: &'static str, appliers: usize| {
         let cfg = config(collection, group, true);
@@ -289,6 +314,15 @@ async fn main() {
             "producer ceiling (same bytes)",
             rows,
             ceiling_secs,
+            "broker"
+        )
+    );
+    println!(
+        "{}",
+        consume_cpu.line_for(
+            "consumer ceiling (bare, join incl.)",
+            rows,
+            consume_secs,
             "broker"
         )
     );

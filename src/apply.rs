@@ -1,7 +1,7 @@
 //! `pg2qdrant apply`: one member of a consumer group turning change events into Qdrant writes.
 //!
 //! ```text
-//!  recv ─▶ decode ─▶ Change ─▶ mapping ─▶ ops ──┐                    ┌▶ commit offsets (async)
+//!  recv ─▶ decode ─▶ Change ─▶ mapping ─▶ ops ──┐                    ┌▶ commit offsets
 //!    │        └─ undecodable / unmappable ─▶ DLQ topic (delivered) ──┴─ after both durable
 //!    └─ up to qdrant.batch_size events or qdrant.linger_ms ─▶ writer (merges, embed, fenced write;
 //!                                      qdrant.parallel batches in flight, durable in order)
@@ -243,8 +243,8 @@ impl Offsets {
 
 /// The applier's [`Progress`]: the writer calls it once per batch, in order, after the batch
 /// is durable; the batch's offsets (queued in the same order by the consumer) are committed
-/// then, asynchronously (librdkafka sends commits in order; a failed one is logged and covered
-/// by the next one of the partition, or by the synchronous commit of every offset at the end).
+/// then (a failed commit is logged and covered by the next one of the partition, or by the
+/// commit of every offset at the end).
 struct Commits {
     consumer: Arc<client::GroupConsumer>,
     /// The consumer group (the apply lag's label).
@@ -265,6 +265,22 @@ impl Commits {
     }
 }
 
+/// A synchronous offset commit, letting the runtime's other tasks move to other threads while
+/// it waits for the broker (one round trip per batch). Synchronous as before the writer's
+/// pipeline came to `apply`: with asynchronous commits the Kafka bench's apply phase stalled
+/// on the test broker (tansu) for minutes in 2 runs of 4; with synchronous ones it stalls too at
+/// times (tansu serving fetches), but came back within a minute in every run seen.
+fn commit(
+    consumer: &client::GroupConsumer,
+    tpl: &TopicPartitionList,
+) -> rdkafka::error::KafkaResult<()> {
+    let run = || consumer.commit(tpl, CommitMode::Sync);
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+        _ => run(),
+    }
+}
+
 impl Progress for Commits {
     fn durable(&mut self, _: Option<crate::lsn::Lsn>) -> Result<(), Error> {
         let Some(batch) = self.queue.lock().expect("commit queue").pop_front() else {
@@ -279,7 +295,7 @@ impl Progress for Commits {
             return Ok(());
         }
         let tpl = Self::list(batch.next.iter().map(|(t, p, o)| (t.as_str(), *p, *o)));
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(e) = commit(&self.consumer, &tpl) {
             tracing::warn!(error = %e, "offset commit failed (a rebalance?); those messages are applied again by the partition's owner, fenced");
         }
         for (topic, partition, offset) in batch.next {
@@ -288,13 +304,14 @@ impl Progress for Commits {
         Ok(())
     }
 
-    /// Commits every durable offset synchronously (the asynchronous ones may still be queued).
+    /// Commits every durable offset once more (a failed commit of a partition no later batch
+    /// touched is made up for here).
     fn flush(&mut self) -> Result<(), Error> {
         if self.newest.is_empty() {
             return Ok(());
         }
         let tpl = Self::list(self.newest.iter().map(|((t, p), o)| (t.as_str(), *p, *o)));
-        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Sync) {
+        if let Err(e) = commit(&self.consumer, &tpl) {
             tracing::warn!(error = %e, "final offset commit failed; those messages are applied again by the partitions' next owners, fenced");
         }
         Ok(())

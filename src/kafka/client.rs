@@ -122,18 +122,6 @@ impl rdkafka::consumer::ConsumerContext for GroupLog {
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
     }
-
-    /// The outcome of an asynchronous offset commit: a failure is logged (the partition's
-    /// next commit, or its next owner applying the messages again, fenced, covers it).
-    fn commit_callback(
-        &self,
-        result: rdkafka::error::KafkaResult<()>,
-        _: &rdkafka::TopicPartitionList,
-    ) {
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "offset commit failed (a rebalance?); those messages are applied again by the partition's owner, fenced");
-        }
-    }
 }
 
 pub type GroupConsumer = StreamConsumer<GroupLog>;
