@@ -83,8 +83,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     // Cancelled by `shutdown`, and by a task that fails.
     let stop = shutdown.child_token();
     setup::serve_metrics(&cfg, &stop, &mut tasks, "apply").await?;
-    let applier = match start(&cfg, &kafka, &stop, &health).await {
-        Ok(applier) => applier,
+    let (applier, writer) = match start(&cfg, &kafka, &stop, &health).await {
+        Ok(started) => started,
         Err(e) => {
             stop.cancel();
             return tasks.end(Err(e), None).await;
@@ -98,7 +98,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         "apply lag",
         apply_lag(applier.queue.clone(), applier.group.clone(), stop.clone()),
     );
-    let (result, failed) = tasks.run_main(&stop, applier.run()).await;
+    let (result, failed) = tasks.run_main(&stop, applier.run(writer)).await;
     stop.cancel();
     // Leave the group now (partitions go to the others at once), not after a session timeout.
     let c = applier.consumer.clone();
@@ -111,13 +111,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     tasks.end(result, failed).await
 }
 
-/// Sets up (mappings, collections, topics, embedders), joins the group and returns the applier.
+/// Sets up (mappings, collections, topics, embedders), joins the group and returns the applier
+/// and its writer.
 async fn start(
     cfg: &Config,
     kafka: &KafkaConfig,
     stop: &CancellationToken,
     health: &Arc<Health>,
-) -> Result<Applier, Error> {
+) -> Result<(Applier, Writer<QdrantSink>), Error> {
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let mappings = retry_until_stopped("apply set-up", max_backoff, stop, || prepare(cfg)).await?;
     let mappings = Arc::new(mappings);
@@ -156,12 +157,11 @@ async fn start(
         .map_err(Error::kafka("subscribing to the tables' topics"))?;
     tracing::info!(topics = ?names, group = %kafka.group_id, "applying change events");
     health.up("kafka");
-    Ok(Applier {
+    let applier = Applier {
         consumer,
         dlq: client::producer(kafka)?,
         dlq_topic: kafka.dlq_topic.clone(),
         mappings,
-        writer: std::sync::Mutex::new(Some(writer)),
         queue: Arc::default(),
         group: kafka.group_id.clone(),
         batch_size: cfg.qdrant.batch_size,
@@ -169,7 +169,8 @@ async fn start(
         max_backoff,
         shutdown: stop.clone(),
         health: health.clone(),
-    })
+    };
+    Ok((applier, writer))
 }
 
 /// Compiles the mappings against the source's catalog (key columns, types; TOAST merges read
@@ -186,8 +187,6 @@ struct Applier {
     dlq: client::Producer,
     dlq_topic: String,
     mappings: Arc<Mappings>,
-    /// Taken by [`Applier::run`].
-    writer: std::sync::Mutex<Option<Writer<QdrantSink>>>,
     /// Batches handed to the writer and not yet durable, in order (see [`Commits`]).
     queue: Arc<Mutex<VecDeque<Offsets>>>,
     group: String,
@@ -321,13 +320,7 @@ impl Progress for Commits {
 impl Applier {
     /// Consumes batches into the writer, which keeps `qdrant.parallel` of them in flight and
     /// commits each one's offsets once it and every batch before it are durable.
-    async fn run(&self) -> Result<(), Error> {
-        let writer = self
-            .writer
-            .lock()
-            .expect("writer")
-            .take()
-            .expect("run once");
+    async fn run(&self, writer: Writer<QdrantSink>) -> Result<(), Error> {
         let pending = writer.pending.clone();
         let queue = &self.queue;
         let commits = Commits {
