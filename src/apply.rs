@@ -288,8 +288,7 @@ impl Progress for Commits {
         for (topic, n) in &batch.events {
             metrics::counter!(names::KAFKA_APPLIED, "topic" => topic.clone()).increment(*n);
         }
-        metrics::gauge!(names::KAFKA_APPLY_LAG_SECONDS, "group" => self.group.clone())
-            .set(seconds_behind(&self.queue));
+        export_apply_lag(&self.queue, &self.group);
         if batch.next.is_empty() {
             return Ok(());
         }
@@ -510,7 +509,13 @@ impl Applier {
 /// How often the apply lag is sampled (it also moves as each batch becomes durable).
 const APPLY_LAG_EVERY: Duration = Duration::from_secs(1);
 
-/// The age of the oldest event in `queue` (taken, not yet durable), seconds; 0 when empty.
+/// Sets the apply lag of `group`: the age of the oldest event in `queue` (taken, not yet
+/// durable), seconds; 0 when empty.
+fn export_apply_lag(queue: &Mutex<VecDeque<Offsets>>, group: &str) {
+    metrics::gauge!(names::KAFKA_APPLY_LAG_SECONDS, "group" => group.to_owned())
+        .set(seconds_behind(queue));
+}
+
 fn seconds_behind(queue: &Mutex<VecDeque<Offsets>>) -> f64 {
     let oldest = queue
         .lock()
@@ -518,10 +523,7 @@ fn seconds_behind(queue: &Mutex<VecDeque<Offsets>>) -> f64 {
         .iter()
         .filter_map(|o| o.oldest)
         .min();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
-    oldest.map_or(0.0, |at| (now - at).max(0) as f64 / 1e6)
+    oldest.map_or(0.0, crate::pipeline::lag::age_seconds)
 }
 
 /// Exports the apply lag: while Qdrant is down the batch in flight stays, and its age grows.
@@ -531,8 +533,7 @@ async fn apply_lag(
     shutdown: CancellationToken,
 ) {
     loop {
-        metrics::gauge!(names::KAFKA_APPLY_LAG_SECONDS, "group" => group.clone())
-            .set(seconds_behind(&queue));
+        export_apply_lag(&queue, &group);
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(APPLY_LAG_EVERY) => {}

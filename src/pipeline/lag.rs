@@ -61,8 +61,13 @@ impl LagClock {
     /// The age of the oldest commit read and not yet durable; 0 when there is none.
     pub fn seconds_behind(&self) -> f64 {
         let p = self.pending.lock().expect("lag lock");
-        p.front().map_or(0.0, |&(_, at)| seconds(now_micros() - at))
+        p.front().map_or(0.0, |&(_, at)| age_seconds(at))
     }
+}
+
+/// Seconds since `unix_micros` (0 for a time in the future): the age of a commit.
+pub fn age_seconds(unix_micros: i64) -> f64 {
+    seconds(now_micros() - unix_micros)
 }
 
 fn seconds(micros: i64) -> f64 {
