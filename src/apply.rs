@@ -169,6 +169,8 @@ async fn start(
         max_backoff,
         shutdown: stop.clone(),
         health: health.clone(),
+        config: Arc::new(cfg.clone()),
+        sink: writer.sink.clone(),
     };
     Ok((applier, writer))
 }
@@ -195,6 +197,17 @@ struct Applier {
     max_backoff: Duration,
     shutdown: CancellationToken,
     health: Arc<crate::metrics::health::Health>,
+    /// For a copy's sweep: its tables and source (rows are looked up) and the writer's sink.
+    config: Arc<Config>,
+    sink: Arc<QdrantSink>,
+}
+
+/// What one message asks for.
+enum Decoded {
+    /// Ops for the writer, and the change's commit time (Unix µs).
+    Ops(Vec<Op>, i64),
+    /// A copy's closing sweep (see `verify::sweep`), and its commit time.
+    Sweep(TableName, crate::lsn::Position, i64),
 }
 
 /// Messages taken into one batch.
@@ -424,8 +437,14 @@ impl Applier {
         taken.offsets.taken(topic, m.partition(), m.offset());
         let payload = m.payload().unwrap_or_default();
         match self.ops(payload) {
-            Ok((ops, committed)) => {
+            Ok(Decoded::Ops(ops, committed)) => {
                 taken.ops.extend(ops);
+                taken.offsets.event(topic, committed);
+                Ok(())
+            }
+            Ok(Decoded::Sweep(table, before, committed)) => {
+                // Done here, before the message's offset can be committed (with the batch).
+                self.sweep(&table, before).await?;
                 taken.offsets.event(topic, committed);
                 Ok(())
             }
@@ -436,9 +455,9 @@ impl Applier {
         }
     }
 
-    /// The ops of one message's change event and its commit time (Unix µs), or why there are
-    /// none.
-    fn ops(&self, payload: &[u8]) -> Result<(Vec<Op>, i64), String> {
+    /// The ops of one message's change event and its commit time (Unix µs), or its sweep, or
+    /// why there are none.
+    fn ops(&self, payload: &[u8]) -> Result<Decoded, String> {
         let event = pb::ChangeEvent::decode(payload)
             .map_err(|e| format!("not a pg2qdrant.v1.ChangeEvent: {e}"))?;
         let table: TableName = decode::table(&event).ok_or("the event names no source table")?;
@@ -447,8 +466,36 @@ impl Applier {
             .get(&table)
             .ok_or_else(|| format!("table {table} is not in this applier's [[tables]]"))?;
         let change = decode::change(mapping, &event)?;
+        if change.kind == crate::event::ChangeKind::Sweep {
+            return Ok(Decoded::Sweep(
+                table,
+                change.position,
+                event.commit_time_unix_micros,
+            ));
+        }
         let ops = mapping.ops(&change).map_err(|e| e.to_string())?;
-        Ok((ops, event.commit_time_unix_micros))
+        Ok(Decoded::Ops(ops, event.commit_time_unix_micros))
+    }
+
+    /// A copy's sweep of `table` (see `verify::sweep`), retried while PostgreSQL or Qdrant is
+    /// unreachable. Points of other writers' batches in flight need no wait: the sweep deletes
+    /// only points of rows that do not exist, fenced.
+    async fn sweep(&self, table: &TableName, before: crate::lsn::Position) -> Result<(), Error> {
+        let (Some(t), Some(mapping)) = (
+            self.config
+                .tables
+                .iter()
+                .find(|t| &TableName::parse(&t.table) == table),
+            self.mappings.get(table),
+        ) else {
+            return Ok(()); // `ops` found the mapping; the config holds its table
+        };
+        let removed = retry_until_stopped("copy sweep", self.max_backoff, &self.shutdown, || {
+            crate::verify::sweep::sweep(&self.config, &self.sink, t, mapping, before)
+        })
+        .await?;
+        tracing::info!(table = %table, before = %crate::lsn::Lsn(before.commit_lsn), removed, "copy sweep applied: points of rows gone before the copy removed");
+        Ok(())
     }
 
     /// Delivers `m` to the dead-letter topic with the reason and its origin in headers

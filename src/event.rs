@@ -118,6 +118,11 @@ pub enum ChangeKind {
         old: Row,
     },
     Truncate,
+    /// A copy of the table (resync, re-copy after a lost slot) that started at this change's
+    /// position is complete: every existing row was written again at or after it, so points
+    /// older than it belong to rows that are gone. Never decoded from pgoutput: the copy
+    /// publishes it (`snapshot`), and it reaches appliers as a change event.
+    Sweep,
 }
 
 /// One committed change of a watched table.

@@ -222,16 +222,17 @@ async fn publish_then_apply_makes_qdrant_equal_postgres() {
     let run = db.start(cfg.clone()).await;
     let (applier, port) = apply_with_metrics(cfg.clone());
     // The copy first: a change streamed inside its window replaces the copied row's event (by
-    // design), which would blur the count below.
-    wait_applied(port, &topic(&db), 200).await;
+    // design), which would blur the count below. The copy ends with its sweep, once per
+    // partition.
+    wait_applied(port, &topic(&db), 200 + PARTITIONS as u64).await;
     db.exec("INSERT INTO docs SELECT g, 'streamed ' || g, g, '{0,1,0}' FROM generate_series(201, 300) g")
         .await;
     db.exec("UPDATE docs SET title = 'updated', v = '{0,0,1}' WHERE id % 4 = 0")
         .await;
     db.exec("DELETE FROM docs WHERE id % 10 = 5").await;
     wait_published(&db).await;
-    // 200 copied, 100 inserted, 75 updated, 30 deleted.
-    wait_applied(port, &topic(&db), 405).await;
+    // 200 copied and the sweep, 100 inserted, 75 updated, 30 deleted.
+    wait_applied(port, &topic(&db), 405 + PARTITIONS as u64).await;
     assert_eq!(count(&db.name).await, 270);
     let p = point(&db.name, 8).await.expect("point 8");
     assert_eq!(p.payload["title"], json!("updated"));
@@ -269,8 +270,9 @@ async fn events_decode_with_the_published_proto_keyed_by_point_id() {
     wait_published(&db).await;
     // Published while Qdrant was written directly too.
     wait_count(&db.name, 0).await;
-    let messages = read_topic(&brokers(), &topic(&db), 4 + PARTITIONS as usize).await;
-    assert_eq!(messages.len(), 4 + PARTITIONS as usize);
+    // The copy's read and its sweep (every partition), 3 changes, the TRUNCATE (every partition).
+    let messages = read_topic(&brokers(), &topic(&db), 4 + 2 * PARTITIONS as usize).await;
+    assert_eq!(messages.len(), 4 + 2 * PARTITIONS as usize);
 
     // A consumer that has only the .proto file: compile it and decode dynamically.
     let files = protox::compile(
@@ -284,6 +286,7 @@ async fn events_decode_with_the_published_proto_keyed_by_point_id() {
         .unwrap();
     let mut seen = Vec::new();
     let mut truncates = BTreeSet::new();
+    let mut sweeps = BTreeSet::new();
     for m in &messages {
         let e = prost_reflect::DynamicMessage::decode(desc.clone(), m.payload().unwrap()).unwrap();
         let json = serde_json::to_value(&e).unwrap();
@@ -300,6 +303,12 @@ async fn events_decode_with_the_published_proto_keyed_by_point_id() {
             truncates.insert(m.partition());
             continue;
         }
+        if op == "OPERATION_SWEEP" {
+            // The copy's start: rows not written since are gone.
+            assert!(m.key().is_none() && json.get("pointId").is_none(), "{json}");
+            sweeps.insert(m.partition());
+            continue;
+        }
         let id = json["pointId"]["num"].as_str().unwrap().to_owned();
         assert_eq!(
             m.key().unwrap(),
@@ -313,6 +322,7 @@ async fn events_decode_with_the_published_proto_keyed_by_point_id() {
         PARTITIONS as usize,
         "a TRUNCATE goes to every partition"
     );
+    assert_eq!(sweeps.len(), PARTITIONS as usize, "so does a copy's sweep");
     let ops: BTreeSet<(String, String)> = seen.iter().map(|s| (s.0.clone(), s.1.clone())).collect();
     let want: BTreeSet<(String, String)> = [
         ("1", "OPERATION_READ"),
@@ -815,6 +825,52 @@ async fn apply_lag_seconds_grow_while_qdrant_is_down_and_fall_after() {
     q.restart().await;
     wait_applied(port, &topic(&db), 20).await;
     lag(|v| v < 1.0).await;
+    applier.stop().await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_through_kafka_removes_orphans_with_no_verify_repair() {
+    use qdrant_client::qdrant::{PointStruct, UpsertPointsBuilder};
+    let db = TestDb::new("t_kafka_sweep", DOCS).await;
+    db.exec("INSERT INTO docs SELECT g, 'row ' || g, g, '{1,0,0}' FROM generate_series(1, 300) g")
+        .await;
+    let (cfg, path) = kafka_config(&db, &brokers(), false);
+    let run = db.start(cfg.clone()).await;
+    let applier = apply(cfg.clone());
+    wait_count(&db.name, 300).await;
+    // Points of rows deleted while no change could be seen (a lost slot, a restore): the
+    // stream will never send their deletes.
+    let ghosts: Vec<PointStruct> = (900_000u64..900_005)
+        .map(|id| {
+            let payload = json!({"title": "ghost", "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": 0, "key": {"id": id.to_string()}}});
+            PointStruct::new(
+                id,
+                vec![1.0, 0.0, 0.0],
+                qdrant_client::Payload::try_from(payload).unwrap(),
+            )
+        })
+        .collect();
+    qdrant()
+        .upsert_points(UpsertPointsBuilder::new(&db.name, ghosts).wait(true))
+        .await
+        .unwrap();
+    assert_eq!(count(&db.name).await, 305);
+    // Rows deleted while the table is copied again, through Kafka only (`direct = false`).
+    cli_ok(&["resync", "--table", "docs"], &path);
+    for k in 0..7 {
+        db.exec(&format!(
+            "DELETE FROM docs WHERE id % 7 = {k} AND id % 5 = 0"
+        ))
+        .await;
+    }
+    wait_published(&db).await;
+    // Every orphan gone, every row's point right, without `verify --repair`.
+    wait_equal(&db).await;
+    assert_eq!(count(&db.name).await, 240);
+    let (code, report) = crate::verify::verify(&path, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["orphaned"], json!(0), "{report}");
     applier.stop().await;
     run.stop().await;
 }

@@ -41,6 +41,7 @@ pub fn change(mapping: &TableMapping, e: &pb::ChangeEvent) -> Result<Change, Str
         },
         Ok(pb::Operation::Delete) => ChangeKind::Delete { old: old()? },
         Ok(pb::Operation::Truncate) => ChangeKind::Truncate,
+        Ok(pb::Operation::Sweep) => ChangeKind::Sweep,
         Ok(pb::Operation::Unspecified) | Err(_) => {
             return Err(format!("unknown operation {}", e.operation))
         }
@@ -313,6 +314,7 @@ mod tests {
                 old: sample_row(&[t("9"), Datum::Null, Datum::Null, Datum::Null, Datum::Null]),
             },
             ChangeKind::Truncate,
+            ChangeKind::Sweep,
         ];
         for kind in cases {
             let c = sample(kind);

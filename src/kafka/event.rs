@@ -21,6 +21,7 @@ pub fn encode(mapping: &TableMapping, change: &Change, read: bool) -> pb::Change
         ChangeKind::Update { old, new } => (pb::Operation::Update, Some(new), old.as_ref()),
         ChangeKind::Delete { old } => (pb::Operation::Delete, None, Some(old)),
         ChangeKind::Truncate => (pb::Operation::Truncate, None, None),
+        ChangeKind::Sweep => (pb::Operation::Sweep, None, None),
     };
     let keyed = new.or(old);
     pb::ChangeEvent {

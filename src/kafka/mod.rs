@@ -37,7 +37,7 @@ pub const HEADER_TABLE: &str = "pg2qdrant.table";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub topic: Arc<str>,
-    /// The point id as text (`None` for a truncate, which goes to every partition).
+    /// The point id as text (`None` for a truncate or a sweep, which go to every partition).
     pub key: Option<String>,
     /// The encoded `ChangeEvent`.
     pub payload: Vec<u8>,
@@ -81,7 +81,8 @@ impl Topics {
         let (topic, table) = self.by_table.get(&change.table)?;
         let e = event::encode(mapping, change, read);
         let key = match &change.kind {
-            ChangeKind::Truncate => None,
+            // Every partition: no partition's events from before it are applied after it.
+            ChangeKind::Truncate | ChangeKind::Sweep => None,
             _ => e
                 .point_id
                 .as_ref()

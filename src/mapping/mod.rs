@@ -310,7 +310,8 @@ impl TableMapping {
                 Ok(ops)
             }
             ChangeKind::Delete { old } => Ok(vec![self.delete_op(old, pos)?]),
-            ChangeKind::Truncate => Ok(vec![Op::Truncate {
+            // The direct path's sweep: every point of the table older than the copy's start.
+            ChangeKind::Truncate | ChangeKind::Sweep => Ok(vec![Op::Truncate {
                 collection: self.collection.clone(),
                 table: self.table.clone(),
                 position: pos,

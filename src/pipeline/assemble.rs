@@ -191,6 +191,7 @@ impl Assembler {
                 ChangeKind::Update { .. } => "update",
                 ChangeKind::Delete { .. } => "delete",
                 ChangeKind::Truncate => "truncate",
+                ChangeKind::Sweep => "sweep",
             };
             metrics::counter!(names::CHANGES_RECEIVED, "table" => table.to_string(), "op" => op_name).increment(1);
             let change = Change {

@@ -373,7 +373,7 @@ impl Coordinator {
     /// the table's last chunk, the sweep that removes points of rows gone before the copy.
     /// `positions(n)` reserves `n` positions in the current transaction. Also the copied rows
     /// kept for publishing, as inserts at the position of their row's first op (rows whose
-    /// ops were dropped above are left out with them).
+    /// ops were dropped above are left out with them), then the sweep's own change event.
     pub fn high(
         &self,
         id: &str,
@@ -408,7 +408,7 @@ impl Coordinator {
                 *copied = true;
             }
         }
-        let reads = reads(
+        let mut reads = reads(
             &self.mappings[&p.table],
             &p.table,
             std::mem::take(&mut p.kept),
@@ -434,13 +434,21 @@ impl Coordinator {
         if live.outstanding.is_empty() && live.sweep_at.is_none() {
             live.sweep_at = Some(commit.as_u64());
             let mapping = &self.mappings[&p.table];
+            let position = Position {
+                commit_lsn: start_lsn,
+                seq: 0,
+            };
             ops.push(Op::Truncate {
                 collection: mapping.collection.clone(),
                 table: p.table.clone(),
-                position: Position {
-                    commit_lsn: start_lsn,
-                    seq: 0,
-                },
+                position,
+            });
+            // Published after the table's last rows, so appliers sweep too (`direct = false`).
+            reads.push(crate::event::Change {
+                table: p.table.clone(),
+                position,
+                commit_time_micros: commit_time,
+                kind: crate::event::ChangeKind::Sweep,
             });
         }
         (ops, reads)

@@ -17,6 +17,7 @@ pub mod compare;
 mod orphans;
 pub mod replay;
 mod rows;
+pub mod sweep;
 
 use crate::config::{Config, TableConfig};
 use crate::error::Error;
@@ -120,6 +121,9 @@ pub(crate) struct Check<'a> {
     pub repair: bool,
     /// Only the rows with these keys (`TableMapping::key_json` objects; `dead-letter replay`).
     pub keys: Option<&'a [Value]>,
+    /// The orphans pass reads only points older than `fence` (a copy's sweep: Qdrant filters,
+    /// and `points` counts only those).
+    pub older_only: bool,
 }
 
 impl Check<'_> {
@@ -262,6 +266,7 @@ async fn verify_table(
         },
         repair,
         keys,
+        older_only: false,
     };
     catalog
         .client()

@@ -18,11 +18,14 @@ impl Check<'_> {
         let key_types = key_types(self.catalog, &self.layout.columns, &self.mapping.key).await?;
         let mut offset: Option<PointId> = None;
         loop {
+            let table = self.table().to_string();
+            let filter = if self.older_only {
+                crate::sink::qdrant::fence::table_older_than(&table, self.fence)
+            } else {
+                Filter::must([Condition::matches(format!("{META_FIELD}.table"), table)])
+            };
             let mut b = ScrollPointsBuilder::new(self.mapping.collection.as_ref())
-                .filter(Filter::must([Condition::matches(
-                    format!("{META_FIELD}.table"),
-                    self.table().to_string(),
-                )]))
+                .filter(filter)
                 .limit(PAGE as u32)
                 .with_payload(true)
                 .with_vectors(false);
