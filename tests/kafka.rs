@@ -874,3 +874,115 @@ async fn a_resync_through_kafka_removes_orphans_with_no_verify_repair() {
     applier.stop().await;
     run.stop().await;
 }
+
+/// Adds partitions to `topic` of a private tansu broker up to `n`, as CreatePartitions would:
+/// tansu 0.6.0 answers that request with UnsupportedFeature, so its SQLite catalogue is
+/// extended instead (a partition is a `topition` row with a `watermark`, the count is
+/// `topic.partitions`), by Python's sqlite3 while the broker runs.
+fn grow_topic(kafka: &PrivateKafka, topic: &str, n: i32) {
+    let script = r#"
+import sqlite3, sys
+db, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = sqlite3.connect(db, timeout=30)
+with c:
+    (tid, have) = c.execute("select id, partitions from topic where name = ?", (topic,)).fetchone()
+    for p in range(have, n):
+        c.execute("insert into topition (topic, partition) values (?, ?)", (tid, p))
+        c.execute("insert into watermark (topition) select id from topition where topic = ? and partition = ?", (tid, p))
+    c.execute("update topic set partitions = ? where id = ?", (n, tid))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(kafka.dir.join("tansu.db"))
+        .arg(topic)
+        .arg(n.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_while_running_get_the_truncate_and_are_applied() {
+    let db = TestDb::new("t_kafka_grow", DOCS).await;
+    let kafka = PrivateKafka::start(&db.name).await;
+    let path = work_dir(&db.name).join("config.toml");
+    // Clients refresh topic metadata every second (new partitions are seen quickly).
+    let text = kafka_text(&db, &kafka.brokers(), false)
+        + "properties = { \"topic.metadata.refresh.interval.ms\" = \"1000\" }\n";
+    std::fs::write(&path, &text).unwrap();
+    let mut cfg = pg2qdrant::config::load(&path).unwrap();
+    streamed_only(&mut cfg);
+    let run = db.start(cfg.clone()).await;
+    let (applier, port) = apply_with_metrics(cfg.clone());
+    db.exec("INSERT INTO docs SELECT g, 'before', g, '{1,0,0}' FROM generate_series(1, 30) g")
+        .await;
+    wait_applied(port, &topic(&db), 30).await;
+    grow_topic(&kafka, &topic(&db), 5);
+    // Rows keyed into the added partitions too, once the producer sees them.
+    let c = connect(&db.url).await;
+    let brokers = kafka.brokers();
+    wait_for("rows produced into the added partitions", WAIT, || async {
+        let n: i64 = c
+            .query_one("SELECT coalesce(max(id), 30) FROM docs", &[])
+            .await
+            .unwrap()
+            .get(0);
+        c.batch_execute(&format!(
+            "INSERT INTO docs SELECT g, 'before', g, '{{1,0,0}}' FROM generate_series({}, {}) g",
+            n + 1,
+            n + 10
+        ))
+        .await
+        .unwrap();
+        wait_published(&db).await;
+        let (t, b) = (topic(&db), brokers.clone());
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = client(&b).create().unwrap();
+            let high = |p: i32| {
+                consumer
+                    .fetch_watermarks(&t, p, Duration::from_secs(5))
+                    .map_or(0, |(_, h)| h)
+            };
+            (high(3) > 0 && high(4) > 0).then_some(())
+        })
+        .await
+        .unwrap()
+    })
+    .await;
+    // The applier's consumer sees the new count at its next metadata refresh and rejoins the
+    // group; its assignor then takes all 5 partitions (librdkafka logs it), but tansu 0.6.0
+    // answers that SyncGroup with the group's previous assignment (3 partitions). A member
+    // joining makes tansu assign anew, so a second applier joins here; real Kafka needs none.
+    let second = apply(cfg.clone());
+    db.exec("TRUNCATE docs").await;
+    db.exec("INSERT INTO docs SELECT g, 'after', g, '{0,1,0}' FROM generate_series(1, 20) g")
+        .await;
+    wait_published(&db).await;
+    let all = read_topic(&brokers, &topic(&db), usize::MAX).await;
+    let truncates: BTreeSet<i32> = all
+        .iter()
+        .filter(|m| m.key().is_none())
+        .map(|m| m.partition())
+        .collect();
+    assert_eq!(
+        truncates,
+        (0..5).collect(),
+        "the TRUNCATE reached the added partitions"
+    );
+    // The applier consumes the added partitions too: only the rows after the TRUNCATE remain.
+    wait_equal(&db).await;
+    assert!(
+        titles(&db.name)
+            .await
+            .values()
+            .all(|t| t == &json!("after")),
+        "rows from before the TRUNCATE in an added partition survived it"
+    );
+    second.stop().await;
+    applier.stop().await;
+    run.stop().await;
+}

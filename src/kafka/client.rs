@@ -3,7 +3,9 @@
 //! Every client gets `bootstrap.servers` and the section's `properties` (security, SASL, TLS).
 //! The producer adds what the delivery guarantee needs: idempotence (no duplicate and no
 //! reordering inside a partition across librdkafka's own retries), `acks=all`, and
-//! `compression.type` (lz4 unless set). The consumer commits only what `apply` tells it to.
+//! `compression.type` (lz4 unless set). The consumer commits only what `apply` tells it to,
+//! and refreshes its topics' metadata every 30 s unless set (partitions added to a topic are
+//! consumed from then on).
 
 use crate::config::KafkaConfig;
 use crate::error::Error;
@@ -126,11 +128,20 @@ impl rdkafka::consumer::ConsumerContext for GroupLog {
 
 pub type GroupConsumer = StreamConsumer<GroupLog>;
 
+const METADATA_REFRESH: &str = "topic.metadata.refresh.interval.ms";
+/// How often an applier looks for partitions added to its topics.
+pub const CONSUMER_METADATA_REFRESH_MS: &str = "30000";
+
 /// A consumer of `apply`: offsets are stored and committed only by `apply`.
 pub fn consumer(cfg: &KafkaConfig) -> Result<GroupConsumer, Error> {
     let mut c = base(cfg);
     if !cfg.properties.contains_key("auto.offset.reset") {
         c.set("auto.offset.reset", "earliest");
+    }
+    // Partitions added to a topic join the group's assignment at the next metadata refresh
+    // (librdkafka's default: 5 minutes).
+    if !cfg.properties.contains_key(METADATA_REFRESH) {
+        c.set(METADATA_REFRESH, CONSUMER_METADATA_REFRESH_MS);
     }
     c.set("group.id", &cfg.group_id)
         .set("enable.auto.commit", "false")

@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 
 pub struct Publisher {
     producer: super::client::Producer,
-    /// Partition count of each topic (read at start).
-    partitions: HashMap<String, i32>,
+    cfg: crate::config::KafkaConfig,
+    /// Partition count of each topic: read at start, and again before a TRUNCATE or a sweep is
+    /// produced (see [`Publisher::refresh_partitions`]).
+    partitions: Mutex<HashMap<String, i32>>,
     /// Held while a batch's events are handed to the producer: batches in flight enqueue whole,
     /// in the order they asked (tokio's mutex is fair), even when the queue is full.
     enqueue: tokio::sync::Mutex<()>,
@@ -47,9 +49,44 @@ impl Publisher {
         let partitions = super::client::ensure_topics(cfg, topics).await?;
         Ok(Self {
             producer: super::client::producer(cfg)?,
-            partitions,
+            cfg: cfg.clone(),
+            partitions: Mutex::new(partitions),
             enqueue: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Reads the partition counts of the topics of the events to every partition (TRUNCATE, a
+    /// copy's sweep) still to deliver: partitions added while running get them too, without a
+    /// restart. A failed read fails the batch (retried): an event sent to fewer partitions than
+    /// the topic has would leave rows from before it in the others.
+    async fn refresh_partitions(
+        &self,
+        events: &[Event],
+        delivered: &Delivered,
+    ) -> Result<(), Error> {
+        let mut topics: Vec<String> = {
+            let d = delivered.lock().expect("delivered lock");
+            events
+                .iter()
+                .zip(d.iter())
+                .filter(|(e, done)| e.key.is_none() && !**done)
+                .map(|(e, _)| e.topic.to_string())
+                .collect()
+        };
+        if topics.is_empty() {
+            return Ok(());
+        }
+        topics.sort();
+        topics.dedup();
+        let now = super::client::partitions(&self.cfg, &topics).await?;
+        let mut known = self.partitions.lock().expect("partitions lock");
+        for (topic, n) in now {
+            let before = known.insert(topic.clone(), n);
+            if before.is_some_and(|b| b != n) {
+                tracing::info!(topic, partitions = n, before, "the topic's partition count changed; TRUNCATEs and sweeps go to every partition");
+            }
+        }
+        Ok(())
     }
 
     /// Produces the events of `events` not yet marked in `delivered`, in order, and waits for
@@ -67,6 +104,8 @@ impl Publisher {
                 *d = vec![false; events.len()];
             }
         }
+        self.refresh_partitions(events, delivered).await?;
+        let partitions_of = self.partitions.lock().expect("partitions lock").clone();
         let started = Instant::now();
         let mut waiting = FuturesUnordered::new();
         let mut parts_of = vec![0usize; events.len()];
@@ -81,7 +120,7 @@ impl Publisher {
             let seq = e.seq.to_string();
             let partitions: Vec<Option<i32>> = match &e.key {
                 Some(_) => vec![None],
-                None => (0..*self.partitions.get(&*e.topic).unwrap_or(&1))
+                None => (0..*partitions_of.get(&*e.topic).unwrap_or(&1))
                     .map(Some)
                     .collect(),
             };
