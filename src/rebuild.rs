@@ -16,6 +16,10 @@
 //!                    ─▶ O retired (no more writes), dropped, rebuild forgotten
 //! ```
 //!
+//! The connector must write Qdrant itself (`qdrant.direct = true`): the switch waits for its
+//! own durable writes of the new collection. Appliers (Kafka) write the alias, the old
+//! collection until the switch; a rebuild with `direct = false` is refused, naming the way.
+//!
 //! # Why the switch is safe
 //!
 //! - **T is complete at the switch.** T is filled by the same copy-while-streaming machinery as
@@ -46,6 +50,9 @@ pub async fn request(cfg: &Config, table: &str) -> Result<Request, Error> {
     let name = TableName::parse(table);
     let t = cfg.tables_named("--table", table)?[0];
     let alias = t.collection.clone();
+    if !cfg.qdrant.direct {
+        return Err(crate::setup::rebuild::needs_direct(&alias));
+    }
     let state = StateFile::new(&cfg.checkpoint.snapshot_path()).load()?;
     if let Some(r) = state.rebuilds.get(&alias) {
         return Err(Error::prerequisite(

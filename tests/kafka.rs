@@ -986,3 +986,20 @@ async fn partitions_added_while_running_get_the_truncate_and_are_applied() {
     applier.stop().await;
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_with_appliers_writing_qdrant_is_refused_naming_the_way() {
+    let db = TestDb::new("t_kafka_rebuild", DOCS).await;
+    let (_, path) = kafka_config(&db, &brokers(), false);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["rebuild", "--table", "docs", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("qdrant.direct") && stderr.contains("Set qdrant.direct = true"),
+        "{stderr}"
+    );
+}

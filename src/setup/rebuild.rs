@@ -55,11 +55,29 @@ pub fn writing(t: &TableConfig, name: &str) -> TableConfig {
     t
 }
 
+/// Why a rebuild needs `qdrant.direct = true`, and the way.
+pub fn needs_direct(alias: &str) -> Error {
+    Error::config(
+        "qdrant.direct",
+        format!(
+            "rebuilding {alias} needs the connector to write Qdrant itself: it switches the alias when the new collection holds every row, and with direct = false appliers write Qdrant, so it cannot know when that is. Set qdrant.direct = true for the rebuild (appliers may keep running: they write the alias, which is the old collection until the switch, fenced), and back to false once `pg2qdrant check` no longer lists the rebuild"
+        ),
+    )
+}
+
 /// At start: takes a pending request into the snapshot state, then returns the config with
-/// every table of a rebuild writing its new collection, and the state.
+/// every table of a rebuild writing its new collection, and the state. A rebuild needs the
+/// direct path ([`needs_direct`]).
 pub fn prepare(cfg: Config) -> Result<(Config, State), Error> {
     let file = StateFile::new(&cfg.checkpoint.snapshot_path());
     let path = cfg.checkpoint.rebuild_path();
+    if !cfg.qdrant.direct {
+        let pending = read_request(&path)?.map(|r| r.alias);
+        let taken = file.load()?.rebuilds.into_keys().next();
+        if let Some(alias) = pending.or(taken) {
+            return Err(needs_direct(&alias));
+        }
+    }
     if let Some(r) = read_request(&path)? {
         file.accept_rebuild(&r.alias, r.rebuild.clone())?;
         std::fs::remove_file(&path).map_err(Error::io(format!("remove {}", path.display())))?;
