@@ -79,7 +79,12 @@ async fn main() {
         println!("{}", latency(&q, &pg, &qurl, &work).await);
         return;
     }
-    for c in ["bench_e2e", "bench_e2e_text", "bench_sink"] {
+    for c in [
+        "bench_e2e",
+        "bench_e2e_text",
+        "bench_e2e_shards",
+        "bench_sink",
+    ] {
         let _ = q.delete_collection(c).await;
     }
 
@@ -88,7 +93,13 @@ async fn main() {
         &admin,
         &pg,
         "bench",
-        &["bench", "bench_text", "bench_src", "bench_src_bin"],
+        &[
+            "bench",
+            "bench_text",
+            "bench_shards",
+            "bench_src",
+            "bench_src_bin",
+        ],
     )
     .await;
 
@@ -112,13 +123,29 @@ async fn main() {
             &work.join("cp").display().to_string(),
             &work.join("cp_text").display().to_string(),
         );
+    // Binary again into a collection of two shards (Qdrant serialises each shard's writes; the
+    // writer keeps `qdrant.parallel` = 2 batches in flight).
+    let shards_cfg_text = cfg_text
+        .replace("slot = \"bench\"", "slot = \"bench_shards\"")
+        .replace(
+            "collection = \"bench_e2e\"",
+            "collection = \"bench_e2e_shards\"\ncollection_config = { shard_number = 2 }",
+        )
+        .replace(
+            &work.join("cp").display().to_string(),
+            &work.join("cp_shards").display().to_string(),
+        );
     let _ = std::fs::remove_file(work.join("cp"));
     let _ = std::fs::remove_file(work.join("cp_text"));
+    let _ = std::fs::remove_file(work.join("cp_shards"));
     let cfg = parse(&cfg_text).unwrap();
     cfg.validate().unwrap();
     let text_cfg = parse(&text_cfg_text).unwrap();
+    let shards_cfg = parse(&shards_cfg_text).unwrap();
+    shards_cfg.validate().unwrap();
     pg2qdrant::setup::prepare(&cfg).await.unwrap();
     pg2qdrant::setup::prepare(&text_cfg).await.unwrap();
+    pg2qdrant::setup::prepare(&shards_cfg).await.unwrap();
     db.batch_execute(
         "SELECT pg_create_logical_replication_slot('bench_src', 'pgoutput'); \
          SELECT pg_create_logical_replication_slot('bench_src_bin', 'pgoutput')",
@@ -153,6 +180,9 @@ async fn main() {
     let e2e_text = rows as f64 / e2e_text_secs;
     let (e2e_secs, e2e_cpu) = end_to_end(&q, cfg, "bench_e2e", rows, &url, &qdrant_pid).await;
     let e2e = rows as f64 / e2e_secs;
+    let (shards_secs, shards_cpu) =
+        end_to_end(&q, shards_cfg, "bench_e2e_shards", rows, &url, &qdrant_pid).await;
+    let shards = rows as f64 / shards_secs;
 
     // Sink ceiling.
     settle(&q).await;
@@ -348,6 +378,7 @@ async fn main() {
         ("source ceiling, binary", &source_bin_cpu, source_bin_secs),
         ("end to end, text", &e2e_text_cpu, e2e_text_secs),
         ("end to end, binary", &e2e_cpu, e2e_secs),
+        ("end to end, binary, 2 shards", &shards_cpu, shards_secs),
         ("sink ceiling (bare upserts)", &sink_cpu, sink_secs),
         ("pg2qdrant's fenced sink alone", &fenced_cpu, fenced_secs),
         ("copy, text", &copy_text_cpu, copy_text_secs),
@@ -368,6 +399,10 @@ async fn main() {
     println!("pg2qdrant's fenced sink alone:               {fenced:>8.0} rows/s");
     println!("decode + mapping alone (one core, CPU):      text {decode_text:>8.0}  binary {decode:>8.0} rows/s");
     println!("end to end (pg2qdrant):                      text {e2e_text:>8.0}  binary {e2e:>8.0} rows/s");
+    println!(
+        "end to end, binary, 2 shards, parallel 2:    {shards:>8.0} rows/s ({:.2} of one shard)",
+        shards / e2e
+    );
     println!("copy of existing rows ({workers} workers):         text {copy_text:>8.0}  binary {copy:>8.0} rows/s");
     println!(
         "copy / sink ceiling:         text {:.2}, binary {:.2} (aim ≥ 0.9)",

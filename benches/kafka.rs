@@ -130,10 +130,15 @@ async fn main() {
     let prefix = format!("benchk{run_id}");
     let admin = docs::admin(&pg).await;
     let (url, db) = docs::fresh(&admin, &pg, "bench_kafka", &["bench_kafka"]).await;
+    // Batches in flight (`qdrant.parallel`: Qdrant writes and Kafka deliveries alike).
+    let parallel: usize = std::env::var("BENCH_PARALLEL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(pg2qdrant::config::DEFAULT_PARALLEL);
     let config = |collection: &str, group: &str, direct: bool| {
         let text = format!(
             "[source]\nurl = \"{url}\"\nslot = \"bench_kafka\"\npublication = \"bench_kafka\"\nsnapshot = \"never\"\nformat = \"binary\"\n\
-             [qdrant]\nurl = \"{qurl}\"\nbatch_size = {batch}\ndirect = {direct}\n\
+             [qdrant]\nurl = \"{qurl}\"\nbatch_size = {batch}\ndirect = {direct}\nparallel = {parallel}\n\
              [checkpoint]\npath = \"{cp}\"\n[dead_letter]\npath = \"{dl}\"\n[metrics]\naddr = \"\"\n\
              [kafka]\nbrokers = \"{brokers}\"\ntopic_template = \"{prefix}.{{schema}}.{{table}}\"\npartitions = 3\ngroup_id = \"{prefix}{group}\"\n\
              [[tables]]\ntable = \"docs\"\ncollection = \"{collection}\"\nvector = {{ column = \"v\", size = {DIM}, distance = \"Dot\" }}\n",
@@ -231,6 +236,38 @@ async fn main() {
     let consume_cpu = sampling.stop().await;
     drop(bare);
 
+    // 3c. The applier's own work per event, without a broker: protobuf decode, event → change,
+    // change → ops, one event at a time on one thread (each dropped before the next, as the
+    // applier does: decoding all first would time page faults of fresh memory instead).
+    let decode_alone = {
+        use prost::Message as _;
+        let cfg = config("bench_kafka_unused", "", false);
+        let mapping =
+            pg2qdrant::mapping::TableMapping::new(&cfg.tables[0], vec!["id".into()]).unwrap();
+        let (mut pb, mut to_change, mut to_ops) = (0.0, 0.0, 0.0);
+        for (_, p) in &messages {
+            let t = Instant::now();
+            let e = pg2qdrant::kafka::proto::ChangeEvent::decode(p.as_slice()).unwrap();
+            let t1 = Instant::now();
+            let c = pg2qdrant::kafka::decode::change(&mapping, &e).unwrap();
+            let t2 = Instant::now();
+            let ops = mapping.ops(&c).unwrap();
+            let t3 = Instant::now();
+            assert_eq!(ops.len(), 1);
+            pb += (t1 - t).as_secs_f64();
+            to_change += (t2 - t1).as_secs_f64();
+            to_ops += (t3 - t2).as_secs_f64();
+        }
+        let us = |s: f64| s * 1e6 / messages.len() as f64;
+        format!(
+            "apply's decode + mapping alone (one thread, no broker): {:.1} µs/event = protobuf {:.1} + to change {:.1} + to ops {:.1}",
+            us(pb + to_change + to_ops),
+            us(pb),
+            us(to_change),
+            us(to_ops)
+        )
+    };
+
     // 4. One applier.
     let apply_secs_of = |collection: &'static str, group: &'static str, appliers: usize| {
         let cfg = config(collection, group, true);
@@ -298,6 +335,7 @@ async fn main() {
     let (two_secs, two_cpu) = apply_secs_of("bench_kafka_apply2", "a2", 2).await;
 
     let per_s = |s: f64| rows as f64 / s;
+    println!("{decode_alone}");
     println!("\nKafka fan-out, {rows} rows of {DIM} floats, events {:.0} bytes each on average, 3 partitions, tansu on SQLite\n", bytes as f64 / rows as f64);
     println!(
         "{}",

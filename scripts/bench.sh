@@ -2,7 +2,7 @@
 # The benchmark: starts the services like the tests, then runs benches/e2e.rs (release build).
 # BENCH_ROWS (default 100000) and BENCH_BATCH (default 256) tune it; BENCH_ONLY=latency runs the
 # commit → visible phase alone; BENCH_ONLY=kafka the Kafka fan-out bench (benches/kafka.rs, default
-# 5 000 rows) alone. Prints figures only.
+# 5 000 rows) alone; BENCH_PARALLEL sets qdrant.parallel in the Kafka bench. Prints figures only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
