@@ -163,18 +163,42 @@ pub async fn partitions(
     read_partitions(&Arc::new(admin(cfg)?), topics).await
 }
 
-/// [`partitions`] through a client of the caller's (blocking, run off the runtime).
+/// [`partitions`] through an admin client of the caller's.
 async fn read_partitions(
     admin: &Arc<AdminClient<Logs>>,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {
     let admin = admin.clone();
+    counts(
+        move || admin.inner().fetch_metadata(None, REQUEST_TIMEOUT),
+        topics,
+    )
+    .await
+}
+
+/// [`partitions`] through the producer's own connection (no client of its own to set up).
+pub async fn producer_partitions(
+    producer: &Producer,
+    topics: &[String],
+) -> Result<HashMap<String, i32>, Error> {
+    let producer = producer.clone();
+    counts(
+        move || {
+            rdkafka::producer::Producer::client(&producer).fetch_metadata(None, REQUEST_TIMEOUT)
+        },
+        topics,
+    )
+    .await
+}
+
+/// Partition counts of `topics` in the metadata `fetch` reads (blocking, run off the runtime).
+async fn counts(
+    fetch: impl FnOnce() -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata> + Send + 'static,
+    topics: &[String],
+) -> Result<HashMap<String, i32>, Error> {
     let topics = topics.to_vec();
     tokio::task::spawn_blocking(move || {
-        let md = admin
-            .inner()
-            .fetch_metadata(None, REQUEST_TIMEOUT)
-            .map_err(Error::kafka("reading the brokers' metadata"))?;
+        let md = fetch().map_err(Error::kafka("reading the brokers' metadata"))?;
         Ok(md
             .topics()
             .iter()

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 pub struct Publisher {
     producer: super::client::Producer,
-    cfg: crate::config::KafkaConfig,
     /// Partition count of each topic: read at start, and again before a TRUNCATE or a sweep is
     /// produced (see [`Publisher::refresh_partitions`]).
     partitions: Mutex<HashMap<String, i32>>,
@@ -49,7 +48,6 @@ impl Publisher {
         let partitions = super::client::ensure_topics(cfg, topics).await?;
         Ok(Self {
             producer: super::client::producer(cfg)?,
-            cfg: cfg.clone(),
             partitions: Mutex::new(partitions),
             enqueue: tokio::sync::Mutex::new(()),
         })
@@ -78,7 +76,7 @@ impl Publisher {
         }
         topics.sort();
         topics.dedup();
-        let now = super::client::partitions(&self.cfg, &topics).await?;
+        let now = super::client::producer_partitions(&self.producer, &topics).await?;
         let mut known = self.partitions.lock().expect("partitions lock");
         for (topic, n) in now {
             let before = known.insert(topic.clone(), n);
