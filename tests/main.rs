@@ -13,6 +13,7 @@ mod layers;
 mod operate;
 mod rebuild;
 mod recovery;
+mod sharding;
 mod snapshot;
 mod streaming;
 mod tls;

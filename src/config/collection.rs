@@ -23,6 +23,14 @@ pub struct PayloadIndexConfig {
     pub kind: IndexType,
 }
 
+/// `sharding = { key = "<column>" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardingConfig {
+    /// The column whose value (as text) names the row's shard key, e.g. `session_id`.
+    pub key: String,
+}
+
 /// How to create the collection when it is missing.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +60,11 @@ pub struct CollectionConfig {
     /// Copies that must confirm a write before it counts (at most `replication_factor`).
     #[serde(default)]
     pub write_consistency_factor: Option<u32>,
+    /// Qdrant's custom sharding: each row's point lives in the shard key named by a column's
+    /// value (created on first use; `shard_number` shards per key). Absent: Qdrant places
+    /// points by id.
+    #[serde(default)]
+    pub sharding: Option<ShardingConfig>,
     #[serde(default)]
     pub payload_indexes: Vec<PayloadIndexConfig>,
     /// Reach the collection through a Qdrant alias of this name: when it is created, the
@@ -74,6 +87,7 @@ impl Default for CollectionConfig {
             shard_number: None,
             replication_factor: None,
             write_consistency_factor: None,
+            sharding: None,
             payload_indexes: Vec::new(),
         }
     }

@@ -195,6 +195,20 @@ impl Config {
         let mut seen = HashSet::new();
         for (i, t) in self.tables.iter().enumerate() {
             validate_table(i, t, &embedders)?;
+            // Every point of a custom-sharded collection needs a shard key: tables sharing a
+            // collection shard alike.
+            let sharded = t.collection_config.sharding.is_some();
+            if let Some((j, _)) = self.tables[..i].iter().enumerate().find(|(_, o)| {
+                o.collection == t.collection && o.collection_config.sharding.is_some() != sharded
+            }) {
+                return Err(Error::config(
+                    format!("tables[{i}].collection_config.sharding"),
+                    format!(
+                        "collection {} is shared with tables[{j}], and only one of them sets sharding: every point of a custom-sharded collection needs a shard key, so set sharding = {{ key = \"<column>\" }} on both or on neither",
+                        t.collection
+                    ),
+                ));
+            }
             if !seen.insert(crate::event::TableName::parse(&t.table)) {
                 return Err(Error::config(
                     format!("tables[{i}].table"),
@@ -412,6 +426,13 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
             ));
         }
     }
+    if c.sharding.as_ref().is_some_and(|s| s.key.is_empty()) {
+        return Err(Error::config(
+            f("collection_config.sharding.key"),
+            "is empty: name the column whose value names each row's shard key (e.g. session_id)"
+                .to_owned(),
+        ));
+    }
     if let (Some(w), r) = (
         c.write_consistency_factor,
         c.replication_factor.unwrap_or(1),
@@ -452,6 +473,19 @@ mod tests {
             e.contains("tables[0].collection_config.shard_number"),
             "{e}"
         );
+        assert!(t("sharding = { key = \"session_id\" }").is_ok());
+        let e = t("sharding = { key = \"\" }").unwrap_err().to_string();
+        assert!(
+            e.contains("tables[0].collection_config.sharding.key"),
+            "{e}"
+        );
+        let e = parse(&cfg(
+            "[[tables]]\ntable = \"a\"\ncollection = \"a\"\nvector = { column = \"v\", size = 3, distance = \"Cosine\" }\n\
+             collection_config = { sharding = { column = \"session_id\" } }\n",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `column`"), "{e}");
         let e = t("write_consistency_factor = 2").unwrap_err().to_string();
         assert!(
             e.contains("tables[0].collection_config.write_consistency_factor")

@@ -8,6 +8,7 @@ pub mod chunk;
 pub mod key;
 pub mod oid;
 mod position;
+pub mod shard;
 pub mod types;
 pub mod value;
 
@@ -70,6 +71,8 @@ pub struct TableMapping {
     id: crate::config::IdMode,
     /// The database's types (domains map like their base type; enums, pgvector, arrays).
     types: Arc<Types>,
+    /// The column naming each row's shard key (`collection_config.sharding.key`; see [`shard`]).
+    shard: Option<String>,
     /// Chunked table: how its embedding text is split (see [`chunk`]).
     splitter: Option<Arc<chunk::Splitter>>,
     /// While the table's collection is rebuilt (see `rebuild`): the mapping that keeps the old
@@ -135,6 +138,11 @@ impl TableMapping {
             },
             id: cfg.id,
             types: Arc::default(),
+            shard: cfg
+                .collection_config
+                .sharding
+                .as_ref()
+                .map(|s| s.key.clone()),
             splitter: None,
             shadow: None,
         })
@@ -501,6 +509,9 @@ impl TableMapping {
         }
         let mut m = meta(&self.table, position, commit_time);
         m["key"] = self.key_json(row);
+        if let Some(shard) = self.shard_key(row)? {
+            m[shard::FIELD] = Value::String(shard);
+        }
         payload.insert(META_FIELD.to_owned(), m);
         let vectors = self.vectors(row)?;
         let embed = self.embed_inputs(row)?;

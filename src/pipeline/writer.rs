@@ -445,8 +445,10 @@ impl<S: Sink> Writer<S> {
                 continue;
             };
             // A chunked row is always rewritten from the whole row: its chunks are cut from
-            // the whole text (unchanged chunk texts keep their vectors, see `embedding`).
+            // the whole text (unchanged chunk texts keep their vectors, see `embedding`). So is
+            // a sharded one: a merge cannot move its point to another shard key.
             if !mapping.chunked()
+                && !mapping.sharded()
                 && self
                     .sink
                     .missing(collection, std::slice::from_ref(&doc.key))

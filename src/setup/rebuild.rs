@@ -183,9 +183,19 @@ async fn shadow_config(
     {
         return Ok(Err(format!("collection {old} is gone")));
     }
-    let params = collections::vector_params(client, old).await?;
+    let (params, custom) = collections::vector_params(client, old).await?;
     let mut s = writing(t, old);
     s.collection_config.create = false;
+    // The old collection keeps its own sharding: custom needs the column that placed its points.
+    match (custom, &s.collection_config.sharding) {
+        (false, _) => s.collection_config.sharding = None,
+        (true, Some(_)) => {}
+        (true, None) => {
+            return Ok(Err(
+                "it uses custom sharding, and the config no longer names the column of its shard keys (collection_config.sharding)".to_owned(),
+            ))
+        }
+    }
     let record = embedded_record(client, old, &TableName::parse(&t.table).to_string()).await?;
     let mut vectors: Vec<(
         &str,

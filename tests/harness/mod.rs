@@ -389,20 +389,32 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A private Qdrant server (for tests that stop and restart it).
+/// A private Qdrant server (for tests that stop and restart it, or need cluster mode).
 pub struct PrivateQdrant {
     pub dir: PathBuf,
     pub http: u16,
     pub grpc: u16,
+    /// Cluster mode's peer-to-peer port (a one-node cluster: custom sharding needs it).
+    p2p: Option<u16>,
     child: Option<std::process::Child>,
 }
 
 impl PrivateQdrant {
     pub async fn start(name: &str) -> Self {
+        Self::start_with(name, None).await
+    }
+
+    /// A one-node cluster (distributed mode enabled), which custom sharding needs.
+    pub async fn start_cluster(name: &str) -> Self {
+        Self::start_with(name, Some(free_port())).await
+    }
+
+    async fn start_with(name: &str, p2p: Option<u16>) -> Self {
         let mut q = Self {
             dir: work_dir(name).join("qdrant"),
             http: free_port(),
             grpc: free_port(),
+            p2p,
             child: None,
         };
         q.restart().await;
@@ -423,7 +435,14 @@ impl PrivateQdrant {
     pub async fn restart(&mut self) {
         let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
         std::fs::create_dir_all(&self.dir).unwrap();
-        let child = std::process::Command::new(env("PG2QDRANT_TEST_QDRANT_BIN"))
+        let mut command = std::process::Command::new(env("PG2QDRANT_TEST_QDRANT_BIN"));
+        if let Some(p2p) = self.p2p {
+            command
+                .args(["--uri", &format!("http://127.0.0.1:{p2p}")])
+                .env("QDRANT__CLUSTER__ENABLED", "true")
+                .env("QDRANT__CLUSTER__P2P__PORT", p2p.to_string());
+        }
+        let child = command
             .arg("--disable-telemetry")
             .current_dir(&self.dir)
             .env("QDRANT__SERVICE__HOST", "127.0.0.1")

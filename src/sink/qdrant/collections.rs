@@ -34,8 +34,19 @@ fn field_type(t: IndexType) -> FieldType {
 
 /// Compares an existing collection with the config: `Ok(())` or a list of differences.
 pub async fn compatible(client: &Qdrant, t: &TableConfig) -> Result<Result<(), String>, Error> {
-    let existing = vector_params(client, &t.collection).await?;
+    let (existing, custom) = vector_params(client, &t.collection).await?;
     let mut problems = Vec::new();
+    match (custom, &t.collection_config.sharding) {
+        (false, Some(s)) => problems.push(format!(
+            "it is sharded by point id, but collection_config.sharding names column {:?} (custom sharding is chosen when a collection is created)",
+            s.key
+        )),
+        (true, None) => problems.push(
+            "it uses custom sharding (shard keys), but collection_config sets no sharding: each point needs a shard key"
+                .to_owned(),
+        ),
+        _ => {}
+    }
     for crate::config::VectorColumn {
         name,
         size,
@@ -163,6 +174,10 @@ pub async fn ensure(
     if let Some(n) = c.write_consistency_factor {
         create = create.write_consistency_factor(n);
     }
+    if c.sharding.is_some() {
+        // Shard keys are created as rows need them (`shards`); `shard_number` is per key.
+        create = create.sharding_method(qdrant_client::qdrant::ShardingMethod::Custom as i32);
+    }
     match client.create_collection(create).await {
         Ok(_) if c.alias => {
             point_alias(client, &t.collection, &physical).await?;
@@ -220,20 +235,7 @@ pub async fn set_indexing_threshold(
 /// Creates the configured payload indexes (creating an existing one again is a no-op).
 async fn ensure_indexes(client: &Qdrant, t: &TableConfig) -> Result<(), Error> {
     for idx in &t.collection_config.payload_indexes {
-        client
-            .create_field_index(
-                CreateFieldIndexCollectionBuilder::new(
-                    &t.collection,
-                    &idx.field,
-                    field_type(idx.kind),
-                )
-                .wait(true),
-            )
-            .await
-            .map_err(Error::qdrant(format!(
-                "create payload index {} on {}",
-                idx.field, t.collection
-            )))?;
+        create_index(client, &t.collection, &idx.field, field_type(idx.kind)).await?;
     }
     Ok(())
 }
@@ -255,16 +257,32 @@ pub async fn ensure_chunk_indexes(
         FieldType::Integer,
     ));
     for (field, kind) in fields {
-        client
-            .create_field_index(
-                CreateFieldIndexCollectionBuilder::new(collection, &field, kind).wait(true),
-            )
-            .await
-            .map_err(Error::qdrant(format!(
-                "create payload index {field} on {collection}"
-            )))?;
+        create_index(client, collection, &field, kind).await?;
     }
     Ok(())
+}
+
+/// Creates a payload index on `field` (creating an existing one again is a no-op). A
+/// custom-sharded collection without any shard key yet answers "Shard key not specified", yet
+/// records the index in its schema, and every shard key created later builds it (Qdrant 1.16,
+/// measured): that answer counts as done.
+pub async fn create_index(
+    client: &Qdrant,
+    collection: &str,
+    field: &str,
+    kind: FieldType,
+) -> Result<(), Error> {
+    match client
+        .create_field_index(
+            CreateFieldIndexCollectionBuilder::new(collection, field, kind).wait(true),
+        )
+        .await
+    {
+        Err(e) if e.to_string().contains("Shard key not specified") => Ok(()),
+        r => r.map(|_| ()).map_err(Error::qdrant(format!(
+            "create payload index {field} on {collection}"
+        ))),
+    }
 }
 
 /// The collection `alias` points at, if it is an alias.
@@ -313,22 +331,21 @@ pub async fn new_name(client: &Qdrant, alias: &str) -> Result<String, Error> {
     unreachable!("some name is free")
 }
 
-/// The size and distance of each vector of `collection` (`""`: the unnamed one).
+/// The size and distance of each vector of `collection` (`""`: the unnamed one), and whether
+/// it uses custom sharding.
 pub async fn vector_params(
     client: &Qdrant,
     collection: &str,
-) -> Result<Vec<(String, u64, Distance)>, Error> {
+) -> Result<(Vec<(String, u64, Distance)>, bool), Error> {
     use qdrant_client::qdrant::vectors_config::Config;
     let info = client
         .collection_info(collection)
         .await
         .map_err(Error::qdrant(format!("read collection {collection}")))?;
-    let params = info
-        .result
-        .and_then(|r| r.config)
-        .and_then(|c| c.params)
-        .and_then(|p| p.vectors_config)
-        .and_then(|v| v.config);
+    let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
+    let custom = params.as_ref().and_then(|p| p.sharding_method)
+        == Some(qdrant_client::qdrant::ShardingMethod::Custom as i32);
+    let params = params.and_then(|p| p.vectors_config).and_then(|v| v.config);
     let ours = |d: i32| -> Distance {
         [
             Distance::Cosine,
@@ -340,7 +357,7 @@ pub async fn vector_params(
         .find(|x| distance(*x) as i32 == d)
         .unwrap_or(Distance::Dot)
     };
-    Ok(match params {
+    let vectors = match params {
         Some(Config::Params(p)) => vec![(String::new(), p.size, ours(p.distance))],
         Some(Config::ParamsMap(m)) => m
             .map
@@ -348,5 +365,6 @@ pub async fn vector_params(
             .map(|(name, p)| (name, p.size, ours(p.distance)))
             .collect(),
         None => Vec::new(),
-    })
+    };
+    Ok((vectors, custom))
 }

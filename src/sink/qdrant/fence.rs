@@ -50,6 +50,16 @@ pub fn older_than(pos: Position) -> Condition {
     .into()
 }
 
+/// Points placed in another shard key than `key` (custom sharding, see `shards`): the stored
+/// `_pg2qdrant.shard` differs, or is absent (a point someone else wrote).
+pub fn elsewhere(key: &str) -> Condition {
+    Filter::must_not([Condition::matches(
+        format!("{META_FIELD}.{}", crate::mapping::shard::FIELD),
+        key.to_owned(),
+    )])
+    .into()
+}
+
 /// Points among `points` whose stored position is older than their own new position.
 pub fn per_point(points: impl IntoIterator<Item = (PointId, Position)>) -> Filter {
     Filter::should(

@@ -4,6 +4,8 @@ mod batch;
 pub mod collections;
 pub mod fence;
 pub mod mapping;
+mod operations;
+mod shards;
 mod sink;
 
 pub use sink::QdrantSink;

@@ -1,0 +1,492 @@
+//! Ops of one collection → its ordered list of Qdrant update operations (pure: no I/O).
+//!
+//! Consecutive ops go into one request, in order:
+//! - a run of upserts → one `Upsert` with `update_filter` = per-point fence (last op per id wins
+//!   within the run: it holds the latest position). The stored positions are read first (one
+//!   request, `sink`): points already newer are left out, and points that do not exist need no
+//!   fence clause, which keeps the filter small for inserts (the common case);
+//! - a run of deletes → one `DeletePoints` selecting by the per-point fence;
+//! - a merge → `UpdateVectors` (if a vector changed) then `SetPayload`, both fenced, so the
+//!   position in the payload moves only after the vectors were written;
+//! - a truncate → `DeletePoints` of every point of that table older than the truncate;
+//! - a row's chunks past its count → `DeletePoints` selecting them by table, key and
+//!   `chunk_index`, fenced (see `mapping::chunk`).
+//!
+//! Ops that are [`free`] (stream changes above the newest position stored at start, see `sink`)
+//! go without a fence. In a custom-sharded collection (`keys` given, see `shards`) upserts are
+//! split by shard key, each run of upserts is followed by the delete of its ids from every other
+//! key (fenced like the upsert), and every other operation names all keys.
+
+use super::shards::Keys;
+use super::{fence, mapping};
+use crate::event::{Document, Op, PointKey};
+use crate::lsn::Position;
+use qdrant_client::qdrant::points_update_operation::{
+    DeletePoints, Operation, PointStructList, SetPayload, UpdateVectors,
+};
+use qdrant_client::qdrant::{Condition, Filter, PointsUpdateOperation, ShardKeySelector};
+use std::collections::{BTreeMap, HashMap};
+
+fn op(operation: Operation) -> PointsUpdateOperation {
+    PointsUpdateOperation {
+        operation: Some(operation),
+    }
+}
+
+fn delete_where(
+    filter: Filter,
+    shard_key_selector: Option<ShardKeySelector>,
+) -> PointsUpdateOperation {
+    op(Operation::DeletePoints(DeletePoints {
+        points: Some(filter.into()),
+        shard_key_selector,
+    }))
+}
+
+/// Stored positions of the points an upsert may touch, read just before the write: `None` for a
+/// point that exists without a position. Points not in the map did not exist.
+pub type Stored = HashMap<PointKey, Option<Position>>;
+
+/// Upserts [`operations`] leaves out because the stored point already holds their position or
+/// a later one (what the fence would skip).
+pub fn superseded(ops: &[&Op], stored: &Stored, above: Option<u64>) -> u64 {
+    ops.iter()
+        .filter(|o| match o {
+            Op::Upsert { doc, copied, .. } => {
+                !free(doc.position, *copied, above)
+                    && matches!(stored.get(&doc.key), Some(Some(p)) if *p >= doc.position)
+            }
+            _ => false,
+        })
+        .count() as u64
+}
+
+/// Whether an op of the stream with this position may be written without a fence: above the
+/// collection's newest stored commit LSN at start (`above`), and not a copied row.
+pub fn free(position: Position, copied: bool, above: Option<u64>) -> bool {
+    !copied && above.is_some_and(|m| position.commit_lsn > m)
+}
+
+/// Translates ops of one collection into its ordered operation list. `stored` lets upserts of
+/// points that did not exist skip the per-point fence clause (the fence is for existing points;
+/// a point that appears meanwhile still matches `has_id` of the absent list and is replaced).
+/// Ops that are [`free`] under `above` are written without a fence (see the module doc).
+/// `keys`: the shard keys of a custom-sharded collection (`None`: sharded by id).
+pub fn operations(
+    ops: &[&Op],
+    stored: &Stored,
+    above: Option<u64>,
+    keys: Option<&Keys>,
+) -> Vec<PointsUpdateOperation> {
+    // Where an op that may meet its point in any shard key goes: `Some(None)` unsharded;
+    // `None` sharded without any key yet (no point exists: the op is skipped).
+    let everywhere: Option<Option<ShardKeySelector>> = match keys {
+        None => Some(None),
+        Some(k) => k.all().map(Some),
+    };
+    let sharded = keys.is_some();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ops.len() {
+        match ops[i] {
+            Op::Upsert { .. } => {
+                // Last op per id wins inside the run (it has the highest position).
+                let mut latest: HashMap<&PointKey, usize> = HashMap::new();
+                let start = i;
+                while let Some(Op::Upsert { doc, .. }) = ops.get(i) {
+                    latest.insert(&doc.key, i);
+                    i += 1;
+                }
+                let mut keep: Vec<usize> = latest.into_values().collect();
+                keep.sort_unstable();
+                debug_assert!(start < i);
+                let (free_docs, docs): (Vec<_>, Vec<_>) = keep
+                    .iter()
+                    .map(|&j| match ops[j] {
+                        Op::Upsert { doc, copied, .. } => (doc, *copied),
+                        _ => unreachable!("run holds upserts only"),
+                    })
+                    .partition(|(d, copied)| free(d.position, *copied, above));
+                // Clauses of the delete that removes these ids from other shard keys.
+                let mut moved: Vec<Condition> = Vec::new();
+                for (key, group) in by_shard(free_docs.into_iter().map(|(d, _)| d), sharded) {
+                    if let Some(k) = key {
+                        moved.push(
+                            Filter::must([
+                                Condition::has_id(group.iter().map(|d| mapping::point_id(&d.key))),
+                                fence::elsewhere(k),
+                            ])
+                            .into(),
+                        );
+                    }
+                    out.push(upsert(&group, key, None));
+                }
+                // Stored newer: the fence would skip it anyway; leave it out of the request.
+                let docs = docs
+                    .into_iter()
+                    .map(|(d, _)| d)
+                    .filter(|d| !matches!(stored.get(&d.key), Some(Some(p)) if *p >= d.position));
+                for (key, group) in by_shard(docs, sharded) {
+                    let (existing, absent): (Vec<&Document>, Vec<&Document>) = group
+                        .iter()
+                        .copied()
+                        .partition(|d| stored.contains_key(&d.key));
+                    let mut filter = fence::per_point(
+                        existing
+                            .iter()
+                            .map(|d| (mapping::point_id(&d.key), d.position)),
+                    );
+                    if !absent.is_empty() {
+                        filter.should.push(Condition::has_id(
+                            absent.iter().map(|d| mapping::point_id(&d.key)),
+                        ));
+                    }
+                    if let Some(k) = key {
+                        moved.extend(group.iter().map(|d| {
+                            Filter::must([
+                                Condition::has_id([mapping::point_id(&d.key)]),
+                                fence::older_than(d.position),
+                                fence::elsewhere(k),
+                            ])
+                            .into()
+                        }));
+                    }
+                    out.push(upsert(&group, key, Some(filter)));
+                }
+                if let (false, Some(selector)) = (moved.is_empty(), everywhere.clone()) {
+                    out.push(delete_where(Filter::should(moved), selector));
+                }
+            }
+            Op::Delete { .. } => {
+                let mut targets: Vec<(qdrant_client::qdrant::PointId, Position)> = Vec::new();
+                let mut free_ids = Vec::new();
+                while let Some(Op::Delete { key, position, .. }) = ops.get(i) {
+                    if free(*position, false, above) {
+                        free_ids.push(mapping::point_id(key));
+                    } else {
+                        targets.push((mapping::point_id(key), *position));
+                    }
+                    i += 1;
+                }
+                let Some(selector) = everywhere.clone() else {
+                    continue;
+                };
+                if !free_ids.is_empty() {
+                    out.push(op(Operation::DeletePoints(DeletePoints {
+                        points: Some(free_ids.into()),
+                        shard_key_selector: selector.clone(),
+                    })));
+                }
+                if !targets.is_empty() {
+                    out.push(delete_where(fence::per_point(targets), selector));
+                }
+            }
+            Op::Merge { doc, .. } => {
+                i += 1;
+                let Some(selector) = everywhere.clone() else {
+                    continue;
+                };
+                let own = || fence::per_point([(mapping::point_id(&doc.key), doc.position)]);
+                if let Some(pv) = mapping::point_vectors(doc) {
+                    out.push(op(Operation::UpdateVectors(UpdateVectors {
+                        points: vec![pv],
+                        shard_key_selector: selector.clone(),
+                        update_filter: Some(own()),
+                    })));
+                }
+                out.push(op(Operation::SetPayload(SetPayload {
+                    payload: mapping::payload(doc).into(),
+                    points_selector: Some(own().into()),
+                    shard_key_selector: selector,
+                    key: None,
+                })));
+            }
+            Op::DeleteChunks {
+                table,
+                key,
+                from,
+                position,
+                ..
+            } => {
+                i += 1;
+                if let Some(selector) = everywhere.clone() {
+                    out.push(delete_where(
+                        fence::row_chunks_older_than(&table.to_string(), key, *from, *position),
+                        selector,
+                    ));
+                }
+            }
+            Op::Truncate {
+                table, position, ..
+            } => {
+                i += 1;
+                if let Some(selector) = everywhere.clone() {
+                    out.push(delete_where(
+                        fence::table_older_than(&table.to_string(), *position),
+                        selector,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Documents grouped by the shard key their row names (one group, key `None`, when the
+/// collection is not custom-sharded), each group in its input order.
+fn by_shard<'d>(
+    docs: impl Iterator<Item = &'d Document>,
+    sharded: bool,
+) -> BTreeMap<Option<&'d str>, Vec<&'d Document>> {
+    let mut groups: BTreeMap<Option<&str>, Vec<&Document>> = BTreeMap::new();
+    for d in docs {
+        let key = if sharded {
+            crate::mapping::shard::of(&d.payload)
+        } else {
+            None
+        };
+        groups.entry(key).or_default().push(d);
+    }
+    groups
+}
+
+/// One `Upsert` of `docs` into shard key `key` (`None`: placed by id).
+fn upsert(
+    docs: &[&Document],
+    key: Option<&str>,
+    update_filter: Option<Filter>,
+) -> PointsUpdateOperation {
+    op(Operation::Upsert(PointStructList {
+        points: docs.iter().map(|d| mapping::point(d)).collect(),
+        shard_key_selector: key.map(Keys::one),
+        update_filter,
+        update_mode: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Document;
+    use qdrant_client::qdrant::condition::ConditionOneOf;
+    use std::sync::Arc;
+
+    fn upsert(id: u64, lsn: u64, seq: u64) -> Op {
+        Op::Upsert {
+            copied: false,
+            collection: Arc::from("c"),
+            doc: Document {
+                key: PointKey::Num(id),
+                payload: Default::default(),
+                vectors: None,
+                embed: Vec::new(),
+                anchor: None,
+                position: Position {
+                    commit_lsn: lsn,
+                    seq,
+                },
+            },
+        }
+    }
+
+    fn upsert_of(op: &PointsUpdateOperation) -> &PointStructList {
+        match &op.operation {
+            Some(Operation::Upsert(list)) => list,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn absent_points_need_no_fence_clause_existing_ones_get_their_own() {
+        let ops = [upsert(1, 10, 0), upsert(2, 10, 1)];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let stored: Stored = [(
+            PointKey::Num(2),
+            Some(Position {
+                commit_lsn: 5,
+                seq: 0,
+            }),
+        )]
+        .into_iter()
+        .collect();
+        let out = operations(&refs, &stored, None, None);
+        let filter = upsert_of(&out[0]).update_filter.clone().unwrap();
+        assert_eq!(
+            filter.should.len(),
+            2,
+            "one clause for point 2, one has_id for absent point 1"
+        );
+        let kinds: Vec<_> = filter
+            .should
+            .iter()
+            .map(|c| matches!(c.condition_one_of, Some(ConditionOneOf::HasId(_))))
+            .collect();
+        assert_eq!(kinds, [false, true]);
+    }
+
+    #[test]
+    fn points_stored_newer_are_left_out_and_last_op_per_id_wins() {
+        let ops = [upsert(1, 10, 0), upsert(1, 10, 3), upsert(2, 10, 1)];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let stored: Stored = [(
+            PointKey::Num(2),
+            Some(Position {
+                commit_lsn: 20,
+                seq: 0,
+            }),
+        )]
+        .into_iter()
+        .collect();
+        let out = operations(&refs, &stored, None, None);
+        let list = upsert_of(&out[0]);
+        assert_eq!(list.points.len(), 1);
+        assert_eq!(
+            list.points[0].id,
+            Some(mapping::point_id(&PointKey::Num(1)))
+        );
+        let everything_stale = operations(&refs[2..], &stored, None, None);
+        assert!(everything_stale.is_empty());
+    }
+
+    #[test]
+    fn stream_changes_above_the_newest_stored_position_go_unfenced_copies_never() {
+        let mut copied = upsert(3, 30, 0);
+        if let Op::Upsert { copied: c, .. } = &mut copied {
+            *c = true;
+        }
+        let ops = [upsert(1, 30, 0), upsert(2, 10, 0), copied];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let out = operations(&refs, &Stored::new(), Some(20), None);
+        assert_eq!(out.len(), 2, "{out:?}");
+        let free = upsert_of(&out[0]);
+        assert!(free.update_filter.is_none());
+        assert_eq!(free.points.len(), 1, "only the stream change above 20");
+        let fenced = upsert_of(&out[1]);
+        assert!(fenced.update_filter.is_some());
+        assert_eq!(
+            fenced.points.len(),
+            2,
+            "the replayed change and the copied row"
+        );
+        // Unknown newest position: everything fenced.
+        let out = operations(&refs, &Stored::new(), None, None);
+        assert_eq!(out.len(), 1);
+        assert!(upsert_of(&out[0]).update_filter.is_some());
+    }
+
+    #[test]
+    fn deletes_above_the_newest_stored_position_select_by_id() {
+        let del = |id: u64, lsn: u64| Op::Delete {
+            collection: Arc::from("c"),
+            key: PointKey::Num(id),
+            position: Position {
+                commit_lsn: lsn,
+                seq: 0,
+            },
+        };
+        let ops = [del(1, 30), del(2, 10)];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let out = operations(&refs, &Stored::new(), Some(20), None);
+        let selectors: Vec<_> = out
+            .iter()
+            .map(|o| match &o.operation {
+                Some(Operation::DeletePoints(d)) => {
+                    d.points.clone().unwrap().points_selector_one_of
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        use qdrant_client::qdrant::points_selector::PointsSelectorOneOf;
+        assert!(matches!(selectors[0], Some(PointsSelectorOneOf::Points(_))));
+        assert!(matches!(selectors[1], Some(PointsSelectorOneOf::Filter(_))));
+    }
+
+    fn sharded_upsert(id: u64, lsn: u64, shard: &str) -> Op {
+        let mut op = upsert(id, lsn, 0);
+        if let Op::Upsert { doc, .. } = &mut op {
+            doc.payload.insert(
+                crate::config::META_FIELD.to_owned(),
+                serde_json::json!({ "shard": shard }),
+            );
+        }
+        op
+    }
+
+    fn keys(names: &[&str]) -> Keys {
+        Keys(
+            names
+                .iter()
+                .map(|k| qdrant_client::qdrant::ShardKey::from(*k))
+                .collect(),
+        )
+    }
+
+    fn selected(sel: &Option<ShardKeySelector>) -> Vec<String> {
+        use qdrant_client::qdrant::shard_key::Key;
+        sel.iter()
+            .flat_map(|s| &s.shard_keys)
+            .map(|k| match &k.key {
+                Some(Key::Keyword(s)) => s.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sharded_upserts_go_to_their_key_and_leave_every_other_key() {
+        let ops = [
+            sharded_upsert(1, 30, "a"),
+            sharded_upsert(2, 30, "b"),
+            sharded_upsert(3, 10, "a"),
+        ];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let out = operations(
+            &refs,
+            &Stored::new(),
+            Some(20),
+            Some(&keys(&["a", "b", "c"])),
+        );
+        assert_eq!(out.len(), 4, "{out:#?}");
+        // Free upserts by key, then the fenced one, then one delete across every key.
+        assert_eq!(selected(&upsert_of(&out[0]).shard_key_selector), ["a"]);
+        assert_eq!(upsert_of(&out[0]).points.len(), 1);
+        assert_eq!(selected(&upsert_of(&out[1]).shard_key_selector), ["b"]);
+        assert!(
+            upsert_of(&out[2]).update_filter.is_some(),
+            "below 20: fenced"
+        );
+        let Some(Operation::DeletePoints(moved)) = &out[3].operation else {
+            panic!("{:?}", out[3]);
+        };
+        assert_eq!(selected(&moved.shard_key_selector), ["a", "b", "c"]);
+        let text = format!("{moved:?}");
+        assert_eq!(
+            text.matches("must_not: [Condition").count(),
+            3,
+            "each group or fenced point is kept in its own key: {text}"
+        );
+    }
+
+    #[test]
+    fn sharded_deletes_name_every_key_and_are_skipped_without_any() {
+        let del = Op::Delete {
+            collection: Arc::from("c"),
+            key: PointKey::Num(1),
+            position: Position {
+                commit_lsn: 30,
+                seq: 0,
+            },
+        };
+        let out = operations(&[&del], &Stored::new(), Some(20), Some(&keys(&["a", "b"])));
+        let Some(Operation::DeletePoints(d)) = &out[0].operation else {
+            panic!("{out:?}");
+        };
+        assert_eq!(selected(&d.shard_key_selector), ["a", "b"]);
+        assert!(operations(&[&del], &Stored::new(), Some(20), Some(&keys(&[]))).is_empty());
+        let unsharded = operations(&[&del], &Stored::new(), Some(20), None);
+        let Some(Operation::DeletePoints(d)) = &unsharded[0].operation else {
+            panic!("{unsharded:?}");
+        };
+        assert!(d.shard_key_selector.is_none());
+    }
+}
