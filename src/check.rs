@@ -124,7 +124,19 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
                 detail: e.to_string(),
             },
         };
+        let exists = line.ok && line.detail.starts_with("exists");
         lines.push(line);
+        if !t.collection_config.payload_indexes.is_empty() && exists {
+            // Informational: the connector creates what is missing at start.
+            lines.push(match collections::indexes(&client, t).await {
+                Ok(phrases) => CheckLine {
+                    ok: true,
+                    what: format!("tables[{i}] payload indexes of {}", t.collection),
+                    detail: phrases.join("; "),
+                },
+                Err(e) => failed(&format!("tables[{i}] payload indexes"), &e),
+            });
+        }
     }
     lines
 }

@@ -16,6 +16,7 @@ mod recovery;
 mod sharding;
 mod snapshot;
 mod streaming;
+mod tenants;
 mod tls;
 mod types;
 mod verify;

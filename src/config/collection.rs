@@ -21,6 +21,10 @@ pub struct PayloadIndexConfig {
     pub field: String,
     #[serde(rename = "type")]
     pub kind: IndexType,
+    /// Qdrant's multitenancy index (keyword or uuid fields): points of one value are stored
+    /// together, so searches filtered to one tenant (e.g. one `session_id`) read only its data.
+    #[serde(default)]
+    pub is_tenant: bool,
 }
 
 /// `sharding = { key = "<column>" }`.

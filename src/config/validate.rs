@@ -1,6 +1,6 @@
 //! `Config::validate`: every error names the field path (`tables[2].vector.size`) and what to do.
 
-use super::{Config, TableConfig};
+use super::{Config, IndexType, TableConfig};
 use crate::error::Error;
 use std::collections::HashSet;
 
@@ -426,6 +426,17 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
             ));
         }
     }
+    for (j, idx) in c.payload_indexes.iter().enumerate() {
+        if idx.is_tenant && !matches!(idx.kind, IndexType::Keyword | IndexType::Uuid) {
+            return Err(Error::config(
+                f(&format!("collection_config.payload_indexes[{j}].is_tenant")),
+                format!(
+                    "field {:?} has type {:?}: Qdrant's tenant index is for keyword and uuid fields only",
+                    idx.field, idx.kind
+                ),
+            ));
+        }
+    }
     if c.sharding.as_ref().is_some_and(|s| s.key.is_empty()) {
         return Err(Error::config(
             f("collection_config.sharding.key"),
@@ -474,6 +485,16 @@ mod tests {
             "{e}"
         );
         assert!(t("sharding = { key = \"session_id\" }").is_ok());
+        assert!(
+            t("payload_indexes = [{ field = \"s\", type = \"uuid\", is_tenant = true }]").is_ok()
+        );
+        let e = t("payload_indexes = [{ field = \"n\", type = \"integer\", is_tenant = true }]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tables[0].collection_config.payload_indexes[0].is_tenant"),
+            "{e}"
+        );
         let e = t("sharding = { key = \"\" }").unwrap_err().to_string();
         assert!(
             e.contains("tables[0].collection_config.sharding.key"),

@@ -4,10 +4,11 @@
 use crate::config::META_FIELD;
 use crate::config::{Distance, IndexType, TableConfig};
 use crate::error::Error;
+use qdrant_client::qdrant::payload_index_params::IndexParams;
 use qdrant_client::qdrant::{
     CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance as QDistance, FieldType,
-    HnswConfigDiffBuilder, OptimizersConfigDiffBuilder, UpdateCollectionBuilder,
-    VectorParamsBuilder, VectorsConfigBuilder,
+    HnswConfigDiffBuilder, KeywordIndexParams, OptimizersConfigDiffBuilder, PayloadSchemaType,
+    UpdateCollectionBuilder, UuidIndexParams, VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::Qdrant;
 
@@ -30,6 +31,62 @@ fn field_type(t: IndexType) -> FieldType {
         IndexType::Uuid => FieldType::Uuid,
         IndexType::Text => FieldType::Text,
     }
+}
+
+/// A tenant index's parameters (`is_tenant`: keyword or uuid, as validated).
+fn tenant_params(kind: IndexType) -> IndexParams {
+    match kind {
+        IndexType::Uuid => IndexParams::UuidIndexParams(UuidIndexParams {
+            is_tenant: Some(true),
+            ..Default::default()
+        }),
+        _ => IndexParams::KeywordIndexParams(KeywordIndexParams {
+            is_tenant: Some(true),
+            ..Default::default()
+        }),
+    }
+}
+
+/// For `check`: each configured payload index of the table as the collection has it, one
+/// phrase each (`session_id: uuid, tenant`; a missing or different one says so: it is created
+/// as configured at the connector's next start).
+pub async fn indexes(client: &Qdrant, t: &TableConfig) -> Result<Vec<String>, Error> {
+    let info = client
+        .collection_info(&t.collection)
+        .await
+        .map_err(Error::qdrant(format!("read collection {}", t.collection)))?;
+    let schema = info.result.map(|r| r.payload_schema).unwrap_or_default();
+    let mut out = Vec::new();
+    for idx in &t.collection_config.payload_indexes {
+        let want = format!(
+            "{:?}{}",
+            idx.kind,
+            if idx.is_tenant { ", tenant" } else { "" }
+        )
+        .to_lowercase();
+        let have = schema.get(&idx.field).map(|s| {
+            let tenant = match s.params.as_ref().and_then(|p| p.index_params.as_ref()) {
+                Some(IndexParams::KeywordIndexParams(k)) => k.is_tenant == Some(true),
+                Some(IndexParams::UuidIndexParams(u)) => u.is_tenant == Some(true),
+                _ => false,
+            };
+            let kind = PayloadSchemaType::try_from(s.data_type)
+                .map_or("unknown".to_owned(), |k| k.as_str_name().to_lowercase());
+            format!("{kind}{}", if tenant { ", tenant" } else { "" })
+        });
+        out.push(match have {
+            Some(h) if h == want => format!("{}: {h}", idx.field),
+            Some(h) => format!(
+                "{}: {h}, config says {want} (rebuilt at the next start)",
+                idx.field
+            ),
+            None => format!(
+                "{}: missing, config says {want} (created at the next start)",
+                idx.field
+            ),
+        });
+    }
+    Ok(out)
 }
 
 /// Compares an existing collection with the config: `Ok(())` or a list of differences.
@@ -235,7 +292,15 @@ pub async fn set_indexing_threshold(
 /// Creates the configured payload indexes (creating an existing one again is a no-op).
 async fn ensure_indexes(client: &Qdrant, t: &TableConfig) -> Result<(), Error> {
     for idx in &t.collection_config.payload_indexes {
-        create_index(client, &t.collection, &idx.field, field_type(idx.kind)).await?;
+        let params = idx.is_tenant.then(|| tenant_params(idx.kind));
+        create_index_with(
+            client,
+            &t.collection,
+            &idx.field,
+            field_type(idx.kind),
+            params,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -272,12 +337,23 @@ pub async fn create_index(
     field: &str,
     kind: FieldType,
 ) -> Result<(), Error> {
-    match client
-        .create_field_index(
-            CreateFieldIndexCollectionBuilder::new(collection, field, kind).wait(true),
-        )
-        .await
-    {
+    create_index_with(client, collection, field, kind, None).await
+}
+
+/// [`create_index`] with the index's parameters (a tenant index). Creating it again with other
+/// parameters rebuilds it with those.
+async fn create_index_with(
+    client: &Qdrant,
+    collection: &str,
+    field: &str,
+    kind: FieldType,
+    params: Option<IndexParams>,
+) -> Result<(), Error> {
+    let mut request = CreateFieldIndexCollectionBuilder::new(collection, field, kind).wait(true);
+    if let Some(p) = params {
+        request = request.field_index_params(p);
+    }
+    match client.create_field_index(request).await {
         Err(e) if e.to_string().contains("Shard key not specified") => Ok(()),
         r => r.map(|_| ()).map_err(Error::qdrant(format!(
             "create payload index {field} on {collection}"
