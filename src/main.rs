@@ -145,6 +145,9 @@ async fn dead_letter(cfg: &Config, action: DeadLetterAction) -> Result<ExitCode,
                         "{} × {}: {} (LSN {} … {})",
                         g.count, g.table, g.reason, g.first_lsn, g.last_lsn
                     );
+                    let keys: Vec<String> = g.samples.iter().map(|k| k.to_string()).collect();
+                    let more = if g.count > keys.len() { ", …" } else { "" };
+                    println!("  keys: {}{more}", keys.join(", "));
                     if let Some(h) = &g.hint {
                         println!("  {h}");
                     }

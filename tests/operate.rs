@@ -811,6 +811,11 @@ async fn dead_letter_replay_applies_the_rows_whose_cause_was_fixed() {
     let (code, listed) = cli(&["dead-letter", "list"]);
     assert_eq!(code, Some(1), "{listed}");
     assert!(listed.contains("3 × public.docs: "), "{listed}");
+    // Which rows: their keys, under their table and reason.
+    assert!(
+        listed.contains(r#"keys: {"id":"1"}, {"id":"3"}, {"id":"4"}"#),
+        "{listed}"
+    );
 
     let (code, out) = cli(&["dead-letter", "replay"]);
     assert_eq!(code, Some(1), "one row still fails: {out}");

@@ -29,13 +29,15 @@ pub struct Record {
 }
 
 /// `list`: records not replayed yet, by table and reason.
-#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Serialize, PartialEq)]
 pub struct Group {
     pub table: String,
     pub reason: String,
     pub count: usize,
     pub first_lsn: String,
     pub last_lsn: String,
+    /// The keys of the first [`SAMPLES`] records (which rows are parked).
+    pub samples: Vec<Value>,
     /// What fixes them, when `replay` cannot.
     pub hint: Option<String>,
 }
@@ -128,6 +130,9 @@ pub fn mark(path: &Path, records: &[&Record]) -> Result<(), Error> {
     f.sync_data().map_err(Error::io(ctx()))
 }
 
+/// Keys shown per table and reason by `list`.
+pub const SAMPLES: usize = 5;
+
 /// `list`: pending records by table and reason.
 pub fn list(cfg: &Config) -> Result<Vec<Group>, Error> {
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
@@ -140,9 +145,13 @@ pub fn list(cfg: &Config) -> Result<Vec<Group>, Error> {
                 count: 0,
                 first_lsn: r.lsn.clone(),
                 last_lsn: r.lsn.clone(),
+                samples: Vec::new(),
                 hint: hint(cfg, &r),
             });
         g.count += 1;
+        if g.samples.len() < SAMPLES {
+            g.samples.push(r.key.clone());
+        }
         g.last_lsn = r.lsn.clone();
     }
     Ok(groups.into_values().collect())
