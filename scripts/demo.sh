@@ -3,7 +3,8 @@
 # local PostgreSQL and Qdrant, creates the chat schema of seed 004 (sql/chat_schema.sql: no
 # embedding column), runs pg2qdrant with config/chat_history.toml (env overrides only: it embeds
 # each message's content in-process), writes sample chat messages, shows them arriving in Qdrant
-# and a semantic search with a question none of them contains. DEMO_KEEP=1 keeps it running.
+# and a semantic search with a question none of them contains, read-your-writes (insert, wait,
+# search finds it), verify/repair and the sync status. DEMO_KEEP=1 keeps it running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -66,6 +67,14 @@ VEC=$(./target/debug/pg2qdrant embed --config config/chat_history.toml "$QUESTIO
 curl -fsS -X POST "$QD/collections/chat_history/points/query" -H 'content-type: application/json' \
   -d "{\"query\": $VEC, \"limit\": 2, \"with_payload\": [\"content\", \"role\"], \"filter\": {\"must\": [{\"key\": \"session_id\", \"match\": {\"value\": \"a1b2c3d4-0000-4000-8000-000000000001\"}}]}}" \
   | jq -c '.result.points[] | {id, score, role: .payload.role, content: .payload.content}'
+echo "== read-your-writes: insert a message, wait for its commit position, search finds it at once"
+LSN=$($PSQL -d chatbot -Atc "INSERT INTO chat_messages (session_id, role, content) VALUES ('a1b2c3d4-0000-4000-8000-000000000001', 'user', 'My order 7731 never arrived') RETURNING 1" -c "SELECT pg_current_wal_insert_lsn()" | tail -1)
+curl -fsS "http://127.0.0.1:$METRICS/wait?lsn=$LSN&timeout_ms=10000"
+VEC=$(./target/debug/pg2qdrant embed --config config/chat_history.toml "Where is my package?")
+curl -fsS -X POST "$QD/collections/chat_history/points/query" -H 'content-type: application/json' \
+  -d "{\"query\": $VEC, \"limit\": 1, \"with_payload\": [\"content\"]}" | jq -c '.result.points[] | {id, content: .payload.content}'
+$PSQL -d chatbot -c "DELETE FROM chat_messages WHERE content LIKE 'My order%'"
+wait_count 6
 echo "== editing message 2's text (embedded again), message 1's role only (not embedded again), deleting bob's session (its messages cascade)"
 $PSQL -d chatbot -c "UPDATE chat_messages SET content = 'Stream the WAL (edited).' WHERE id = 2; UPDATE chat_messages SET role = 'human' WHERE id = 1; DELETE FROM chat_sessions WHERE user_id = 'bob';"
 wait_count 4
@@ -82,6 +91,8 @@ echo "== metrics (http://127.0.0.1:$METRICS/metrics):"
 curl -fsS "http://127.0.0.1:$METRICS/metrics" | grep -E '^pg2qdrant_(changes|last_acked|dead|snapshot_state|verify|embed|lag_seconds|replication_lag|slot_|ready|up)' || true
 echo "== readiness (http://127.0.0.1:$METRICS/readyz):"
 curl -sS "http://127.0.0.1:$METRICS/readyz" || true
+echo "== pg2qdrant status (exit 0: ready and in sync)"
+./target/debug/pg2qdrant status --config config/chat_history.toml || true
 if [ "${DEMO_KEEP:-0}" = 1 ]; then
   echo "== running; psql: $PSQL -d chatbot ; Qdrant: $QD ; Ctrl-C to stop"
   wait "$PID"

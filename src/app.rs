@@ -22,11 +22,14 @@ use crate::kafka::{publish::Publisher, Topics};
 use crate::lsn::Lsn;
 use crate::mapping::Mappings;
 use crate::metrics::health::{self, Health};
+use crate::metrics::status::StatusSlot;
+use crate::metrics::wait::Waiters;
 use crate::pipeline::assemble::{Assembler, Batch};
 use crate::pipeline::embedding::Embedders;
 use crate::pipeline::lag::LagClock;
 use crate::pipeline::replicate::Replicator;
 use crate::pipeline::sampler::Sampler;
+use crate::pipeline::status::Board;
 use crate::pipeline::writer::{DurableProgress, Pending, Writer};
 use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
@@ -54,12 +57,22 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let mut tasks = Tasks::new(health.clone());
     // Cancelled by `shutdown`, and by a task that fails.
     let stop = shutdown.child_token();
-    setup::serve_metrics(&cfg, &stop, &mut tasks, "run").await?;
+    // The durable position: before the set-up knows where it starts, 0/0 (waiters wait).
+    let (durable, _) = watch::channel(Lsn(0));
+    let waiters = match cfg.qdrant.direct {
+        true => Waiters::new(durable.subscribe(), cfg.metrics.max_waiters),
+        false => Waiters::not_served(
+            "qdrant.direct = false: this process's durable position means delivered to Kafka; the appliers write Qdrant, and read-your-writes is served only by `pg2qdrant run` with qdrant.direct = true",
+        ),
+    };
+    let status = StatusSlot::default();
+    let served = Some(status.clone());
+    setup::serve_metrics(&cfg, &stop, &mut tasks, "run", waiters, served).await?;
     let Started {
         mut replicator,
         writer_stop,
         copies_stop,
-    } = match start(cfg, &stop, &mut tasks).await {
+    } = match start(cfg, &stop, &mut tasks, durable, &status).await {
         Ok(started) => started,
         Err(e) => {
             stop.cancel();
@@ -150,15 +163,22 @@ async fn prepare(
     })
 }
 
-/// Sets up ([`prepare`]), then starts the writer and every task; the replication loop is
-/// returned to be run.
-async fn start(cfg: Config, stop: &CancellationToken, tasks: &mut Tasks) -> Result<Started, Error> {
+/// Sets up ([`prepare`]), then starts the writer (moving `durable_tx`) and every task, and
+/// fills the `/status` slot; the replication loop is returned to be run.
+async fn start(
+    cfg: Config,
+    stop: &CancellationToken,
+    tasks: &mut Tasks,
+    durable_tx: watch::Sender<Lsn>,
+    status: &StatusSlot,
+) -> Result<Started, Error> {
     let health = &tasks.health().clone();
     let p = prepare(cfg, stop, health).await?;
     let (cfg, mappings, sink) = (p.cfg, p.mappings, p.sink);
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let dead_letter = Arc::new(Mutex::new(DeadLetter::new(&cfg.dead_letter.path)));
-    let (durable_tx, durable) = watch::channel(p.start);
+    durable_tx.send_replace(p.start);
+    let durable = durable_tx.subscribe();
     let (batches, rx) = mpsc::channel::<Batch>(WRITER_QUEUE);
     let (pending, lag, writer_stop) = (
         Pending::default(),
@@ -204,6 +224,15 @@ async fn start(cfg: Config, stop: &CancellationToken, tasks: &mut Tasks) -> Resu
         p.topics.is_some(),
         &copies_stop,
     )?;
+    let board = Board {
+        cfg: cfg.clone(),
+        coordinator: p.coordinator.clone(),
+        lag: lag.clone(),
+        health: health.clone(),
+        durable: durable.clone(),
+    };
+    // Filled once per run (a second fill cannot happen: `start` runs once).
+    let _ = status.set(Box::new(board));
     let replicator = Replicator {
         source: cfg.source.clone(),
         binary: p.binary,

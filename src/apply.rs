@@ -82,7 +82,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let mut tasks = Tasks::new(health.clone());
     // Cancelled by `shutdown`, and by a task that fails.
     let stop = shutdown.child_token();
-    setup::serve_metrics(&cfg, &stop, &mut tasks, "apply").await?;
+    let waiters = crate::metrics::wait::Waiters::not_served(
+        "read-your-writes is served by `pg2qdrant run` with qdrant.direct = true: an applier holds only some partitions and cannot tell when every change up to an LSN is in Qdrant",
+    );
+    setup::serve_metrics(&cfg, &stop, &mut tasks, "apply", waiters, None).await?;
     let (applier, writer) = match start(&cfg, &kafka, &stop, &health).await {
         Ok(started) => started,
         Err(e) => {

@@ -70,6 +70,30 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Wait until the running connector (`run` with qdrant.direct = true, at the config's
+    /// metrics.addr) has every change committed up to LSN durable in Qdrant (read-your-writes:
+    /// the app reads the LSN with `SELECT pg_current_wal_insert_lsn()` after its commit). Exit 0 when
+    /// it has, 1 on timeout.
+    Wait {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// `X/Y`, e.g. `0/16B3748`.
+        #[arg(long, value_parser = crate::lsn::parse_lsn)]
+        lsn: crate::lsn::Lsn,
+        /// How long to wait: `500ms`, `5s`, `2m` (a bare number is seconds).
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// The running connector's sync status (asked at the config's metrics.addr): per table the
+    /// copy, the last verify, dead letters; lag and readiness. Exit 0 when ready and in sync,
+    /// 1 otherwise (or when none is running), so it can gate a deploy.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the status document (JSON) on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the vector of each TEXT as a JSON array, one per line, computed by a configured
     /// embedder exactly as the connector computes points' vectors (for queries).
     Embed {
@@ -93,7 +117,9 @@ impl Command {
             | Command::Resync { config, .. }
             | Command::Rebuild { config, .. }
             | Command::Verify { config, .. }
-            | Command::Embed { config, .. } => config,
+            | Command::Embed { config, .. }
+            | Command::Wait { config, .. }
+            | Command::Status { config, .. } => config,
             Command::DeadLetter { action } => match action {
                 DeadLetterAction::List { config, .. } | DeadLetterAction::Replay { config, .. } => {
                     config
@@ -124,4 +150,36 @@ pub enum DeadLetterAction {
         #[arg(long, short)]
         table: Option<String>,
     },
+}
+
+/// `500ms`, `5s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration such as 500ms, 5s or 2m"))?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" => n * 60_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s or m)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_their_unit() {
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_duration("5s").unwrap().as_millis(), 5000);
+        assert_eq!(parse_duration("7").unwrap().as_millis(), 7000);
+        assert_eq!(parse_duration("2m").unwrap().as_millis(), 120_000);
+        assert!(parse_duration("5h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("s").is_err());
+    }
 }

@@ -100,6 +100,31 @@ async fn dispatch(command: Command, cfg: &Config) -> Result<ExitCode, Error> {
             Ok(passed(reports.iter().all(|r| r.drift() == 0)))
         }
         Command::DeadLetter { action } => dead_letter(cfg, action).await,
+        Command::Wait { lsn, timeout, .. } => {
+            use pg2qdrant::metrics::client::{wait, Waited};
+            Ok(match wait(cfg, lsn, timeout).await? {
+                Waited::Reached(d) => {
+                    println!("durable at {d}: every change committed up to {lsn} is in Qdrant");
+                    ExitCode::SUCCESS
+                }
+                Waited::TimedOut(d) => {
+                    println!("timed out after {timeout:?}: durable at {d}, not yet at {lsn}");
+                    ExitCode::from(1)
+                }
+            })
+        }
+        Command::Status { json, .. } => {
+            let status = pg2qdrant::metrics::client::status(cfg).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&status).expect("status serializes")
+                );
+            } else {
+                print!("{}", status.render());
+            }
+            Ok(passed(status.in_sync))
+        }
         Command::Embed { embedder, text, .. } => {
             for v in pg2qdrant::embed::embed_texts(cfg, embedder.as_deref(), &text).await? {
                 println!("{}", serde_json::to_string(&v).expect("floats serialize"));

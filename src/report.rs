@@ -48,6 +48,14 @@ pub fn store(cfg: &Config, reports: &[TableReport]) -> Result<(), Error> {
         .map_err(Error::io(format!("write verify report {}", path.display())))
 }
 
+/// The last verify's reports (empty when none was made, or the file cannot be read).
+pub fn load(cfg: &Config) -> Vec<TableReport> {
+    std::fs::read(cfg.checkpoint.verify_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 /// Sets the `pg2qdrant_verify_*` gauges from the last report `verify` wrote beside the
 /// checkpoint, when it changed since `seen` (its modification time). Called by the connector.
 pub fn export_last(cfg: &Config, seen: &mut Option<std::time::SystemTime>) {

@@ -383,12 +383,16 @@ pub struct MetricsConfig {
     /// Listen address of `/metrics` and `/healthz`; empty disables the listener.
     #[serde(default = "default_metrics_addr")]
     pub addr: String,
+    /// `GET /wait` requests that may wait at once; past it the answer is 503.
+    #[serde(default = "default_max_waiters")]
+    pub max_waiters: usize,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         Self {
             addr: default_metrics_addr(),
+            max_waiters: default_max_waiters(),
         }
     }
 }
@@ -649,6 +653,9 @@ fn default_checkpoint_path() -> PathBuf {
 }
 fn default_dead_letter_path() -> PathBuf {
     PathBuf::from(DEFAULT_DEAD_LETTER_PATH)
+}
+fn default_max_waiters() -> usize {
+    1024
 }
 fn default_metrics_addr() -> String {
     DEFAULT_METRICS_ADDR.to_owned()

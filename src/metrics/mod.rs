@@ -1,9 +1,12 @@
 //! The metrics catalogue: every name the binary exports, described once at start-up.
 //! Labels are table / collection / op, never a key (cardinality).
 
+pub mod client;
 pub mod health;
 pub mod series;
 pub mod server;
+pub mod status;
+pub mod wait;
 
 pub mod names {
     /// Changes decoded from the slot, by `table` and `op` (insert, update, delete, truncate).
@@ -103,6 +106,8 @@ pub mod names {
     pub const KAFKA_APPLIED: &str = "pg2qdrant_kafka_applied_total";
     /// `apply`: messages sent to the dead-letter topic, by source `topic`.
     pub const KAFKA_DLQ: &str = "pg2qdrant_kafka_dead_lettered_total";
+    /// `GET /wait` requests waiting now (read-your-writes).
+    pub const WAITERS: &str = "pg2qdrant_waiters";
 }
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
@@ -122,6 +127,7 @@ pub fn describe() {
         "Upserts left out: the point already held that change or a later one"
     );
     describe_counter!(TRANSACTIONS, "Transactions read from the slot");
+    describe_gauge!(WAITERS, "GET /wait requests waiting now (read-your-writes)");
     describe_gauge!(
         LAG_SECONDS,
         Unit::Seconds,

@@ -23,6 +23,8 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 pub struct LagClock {
     /// Commits read and not yet durable, in stream order: (end LSN, commit time in Unix µs).
     pending: Mutex<VecDeque<(Lsn, i64)>>,
+    /// WAL bytes behind at the sampler's last sample, plus one (0: not sampled yet).
+    bytes: std::sync::atomic::AtomicU64,
 }
 
 fn now_micros() -> i64 {
@@ -56,6 +58,20 @@ impl LagClock {
         }
         drop(p);
         metrics::gauge!(names::LAG_SECONDS).set(self.seconds_behind());
+    }
+
+    /// The sampler measured `bytes` of WAL between the server's position and the durable one.
+    pub fn sampled_bytes(&self, bytes: u64) {
+        self.bytes.store(
+            bytes.saturating_add(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The last [`LagClock::sampled_bytes`], if any.
+    pub fn bytes_behind(&self) -> Option<u64> {
+        let b = self.bytes.load(std::sync::atomic::Ordering::Relaxed);
+        b.checked_sub(1)
     }
 
     /// The age of the oldest commit read and not yet durable; 0 when there is none.

@@ -6,4 +6,5 @@ pub mod heartbeat;
 pub mod lag;
 pub mod replicate;
 pub mod sampler;
+pub mod status;
 pub mod writer;

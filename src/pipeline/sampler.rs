@@ -83,8 +83,9 @@ impl Sampler {
     async fn postgres(&self, c: &Catalog) -> Result<(), crate::Error> {
         let now = c.current_wal_lsn().await?;
         let acked = *self.durable.borrow();
-        metrics::gauge!(names::REPLICATION_LAG_BYTES)
-            .set(now.as_u64().saturating_sub(acked.as_u64()) as f64);
+        let behind = now.as_u64().saturating_sub(acked.as_u64());
+        metrics::gauge!(names::REPLICATION_LAG_BYTES).set(behind as f64);
+        self.lag.sampled_bytes(behind);
         self.health.probe("postgres", Ok(()));
         let slot = &self.cfg.source.slot;
         match c.slot_health(slot).await? {

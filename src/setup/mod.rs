@@ -54,13 +54,15 @@ pub async fn ensure_collections(
     Ok(())
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `metrics.addr` (unless empty) until
-/// `shutdown`, as a task of `tasks`; `mode` labels the build info.
+/// Serves `/metrics`, `/healthz`, `/readyz`, `/wait` (with `waiters`) and `/status` (from
+/// `status`, once filled) on `metrics.addr` (unless empty) until `shutdown`, as a task of `tasks`; `mode` labels the build info.
 pub async fn serve_metrics(
     cfg: &Config,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
     mode: &'static str,
+    waiters: crate::metrics::wait::Waiters,
+    status: Option<crate::metrics::status::StatusSlot>,
 ) -> Result<(), Error> {
     let handle = crate::metrics::server::install();
     metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "mode" => mode)
@@ -72,7 +74,11 @@ pub async fn serve_metrics(
     let served = crate::metrics::server::serve(
         &cfg.metrics.addr,
         handle,
-        tasks.health().clone(),
+        crate::metrics::server::Endpoints {
+            health: tasks.health().clone(),
+            waiters,
+            status,
+        },
         shutdown.clone(),
     )
     .await;
@@ -83,7 +89,7 @@ pub async fn serve_metrics(
         )
     })?;
     tasks.spawn_quiet("metrics server", server);
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    tracing::info!(%addr, "serving /metrics, /healthz, /readyz, /wait and /status");
     Ok(())
 }
 

@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{oneshot, Notify};
 
+mod standing;
+pub use standing::CopyProgress;
+
 /// Work for a copy worker.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
@@ -87,17 +90,6 @@ pub struct Coordinator {
     file: StateFile,
     chunk_pages: u32,
     mode: SnapshotMode,
-}
-
-/// A table's copy progress for logs and progress bars.
-#[derive(Debug, Clone)]
-pub struct CopyProgress {
-    pub table: TableName,
-    pub rows: u64,
-    pub estimated: u64,
-    pub chunks_done: u32,
-    pub chunks: Option<u32>,
-    pub started: Instant,
 }
 
 impl Coordinator {
@@ -621,28 +613,6 @@ impl Coordinator {
 
     pub fn mappings(&self) -> &Arc<Mappings> {
         &self.mappings
-    }
-
-    /// CopyProgress of the running copies.
-    pub fn progress(&self) -> Vec<CopyProgress> {
-        let inner = self.lock();
-        let mut out: Vec<CopyProgress> = inner
-            .live
-            .iter()
-            .map(|(t, l)| {
-                let copy = inner.state.tables.get(&t.to_string());
-                CopyProgress {
-                    table: t.clone(),
-                    rows: l.resumed + l.rows_streamed,
-                    estimated: l.layout.as_ref().map_or(0, |x| x.estimated_rows),
-                    chunks_done: copy.map_or(0, |c| c.done.len() as u32),
-                    chunks: copy.and_then(|c| c.chunks),
-                    started: l.started,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.table.cmp(&b.table));
-        out
     }
 }
 
