@@ -168,6 +168,8 @@ make_tls() {
 
 # start_postgres DIR PORT: ssl = on with make_tls's certificate; the role tls_user (created by the
 # tests) may only connect over TLS and with a SCRAM-SHA-256 password, everyone else is trusted.
+# Every test leaves its slot behind for inspection (the next run of that test drops it), and the
+# suite has more tests than the default 10 or an old 64 slots: max_replication_slots = 512.
 start_postgres() {
   local dir=$1 port=$2
   mkdir -p "$dir"
@@ -180,8 +182,8 @@ start_postgres() {
     cat "$hba"; } >"$hba.new" && mv "$hba.new" "$hba"
   [ "$(id -u)" = 0 ] && chown postgres "$hba"
   as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start -o \
-    "-p $port -k $dir -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=64 \
-     -c max_wal_senders=64 -c wal_sender_timeout=10s -c fsync=off -c synchronous_commit=off \
+    "-p $port -k $dir -c listen_addresses=127.0.0.1 -c wal_level=logical -c max_replication_slots=512 \
+     -c max_wal_senders=128 -c wal_sender_timeout=10s -c fsync=off -c synchronous_commit=off \
      -c full_page_writes=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$dir/tls/server.crt \
      -c ssl_key_file=$dir/tls/server.key -c password_encryption=scram-sha-256" >/dev/null
   log "PostgreSQL 15 on 127.0.0.1:$port ($dir; TLS on, CA $dir/tls/ca.crt)"
