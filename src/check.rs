@@ -22,6 +22,7 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
                 detail: "reachable".into(),
             });
             lines.extend(c.check(cfg).await);
+            lines.extend(c.check_publication(cfg).await);
             lines.push(ids(&c, cfg).await);
             lines.push(format(&c, cfg).await);
         }

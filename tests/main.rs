@@ -7,6 +7,7 @@ mod chat;
 mod chunking;
 mod embed;
 mod embedding;
+mod filter;
 mod format;
 mod kafka;
 mod layers;

@@ -82,19 +82,7 @@ async fn a_wrong_ca_or_an_ip_host_under_verify_full_fails_naming_what_to_fix() {
     tls_user(&db).await;
     let dir = work_dir(&db.name);
     std::fs::create_dir_all(&dir).unwrap();
-    let check = |text: String| {
-        let path = dir.join("config.toml");
-        std::fs::write(&path, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
-            .args(["check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let check = |text: String| check_cli(&dir, &text);
     // A CA that did not sign the server's certificate.
     let (code, out) = check(tls_config(&db, "localhost", "verify-full", "other-ca.crt"));
     assert_eq!(code, Some(1), "{out}");

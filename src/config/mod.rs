@@ -496,6 +496,10 @@ pub struct TableConfig {
     /// Key columns; default: the primary key.
     #[serde(default)]
     pub key: Option<Vec<String>>,
+    /// `where = "<SQL boolean over the table's columns>"`: only rows for which it is true are
+    /// mirrored (the publication's row filter, PostgreSQL 15; see `source::filter`).
+    #[serde(default, rename = "where")]
+    pub row_filter: Option<String>,
     /// The unnamed vector (exclusive with `vectors`).
     #[serde(default)]
     pub vector: Option<VectorConfig>,

@@ -379,6 +379,14 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
             ));
         }
     }
+    if let Some(w) = &t.row_filter {
+        if w.trim().is_empty() || w.contains(';') {
+            return Err(Error::config(
+                f("where"),
+                format!("{w:?} is not one SQL boolean expression over the table's columns (e.g. \"is_indexed\" or \"status <> 'draft'\")"),
+            ));
+        }
+    }
     if t.soft_delete.as_deref() == Some("") {
         return Err(Error::config(
             f("soft_delete"),

@@ -61,6 +61,9 @@ pub struct TableMapping {
     pub collection: Arc<str>,
     /// Key columns, resolved at start-up (configured, else the primary key).
     pub key: Vec<String>,
+    /// `where`: the rows mirrored (the copy and verify read with it; the publication filters
+    /// the stream).
+    pub row_filter: Option<String>,
     vectors: Vec<VectorSpec>,
     payload: Option<Vec<String>>,
     exclude: HashSet<String>,
@@ -133,6 +136,7 @@ impl TableMapping {
                 .map(|u| (u.column.clone(), u.field.clone()))
                 .collect(),
             soft_delete: cfg.soft_delete.clone(),
+            row_filter: cfg.row_filter.clone(),
             options: value::Options {
                 numeric_string: cfg.numeric == crate::config::NumericMode::String,
             },

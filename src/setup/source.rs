@@ -47,10 +47,14 @@ pub async fn connect(cfg: &Config, current: &State, had_progress: bool) -> Resul
         .iter()
         .map(|t| TableName::parse(&t.table))
         .collect();
+    let mut filtered = Vec::with_capacity(names.len());
+    for (i, (t, name)) in cfg.tables.iter().zip(&names).enumerate() {
+        filtered.push((name.clone(), catalog.row_filter(i, t).await?));
+    }
     catalog
         .ensure_publication(
             &cfg.source.publication,
-            &names,
+            &filtered,
             cfg.source.create_publication,
         )
         .await?;

@@ -131,7 +131,17 @@ impl Worker {
             let mapping = &self.coordinator.mappings()[table];
             let binary = self.source.format != crate::config::Format::Text
                 && crate::source::format::blocker(mapping, &layout.columns).is_none();
-            let Some(rows) = c.read_chunk(table, layout, first, end, binary).await? else {
+            let Some(rows) = c
+                .read_chunk(
+                    table,
+                    layout,
+                    first,
+                    end,
+                    binary,
+                    mapping.row_filter.as_deref(),
+                )
+                .await?
+            else {
                 self.coordinator.rewritten(table, generation);
                 return Ok(());
             };

@@ -1,5 +1,5 @@
 //! Catalog queries and setup on an ordinary (non-replication) connection: prerequisites,
-//! primary keys, publication and slot creation, current rows for TOAST fallbacks, lag.
+//! primary keys, slot creation (the publication: `publication`), current rows for TOAST fallbacks, lag.
 
 use crate::config::{SourceConfig, TableConfig, TlsMode};
 use crate::error::Error;
@@ -231,49 +231,6 @@ impl Catalog {
         ))
     }
 
-    /// Creates the publication for `tables` when missing (if allowed); otherwise checks that it
-    /// covers them.
-    pub async fn ensure_publication(
-        &self,
-        publication: &str,
-        tables: &[TableName],
-        create: bool,
-    ) -> Result<(), Error> {
-        match self.publication_tables(publication).await? {
-            None if create => {
-                let list: Vec<String> = tables.iter().map(TableName::quoted).collect();
-                let sql = format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(publication), list.join(", "));
-                self.client.batch_execute(&sql).await.map_err(Error::pg("create publication"))?;
-                tracing::info!(publication, tables = list.len(), "created publication");
-                Ok(())
-            }
-            None => Err(Error::prerequisite(
-                format!("source.publication: publication {publication} does not exist"),
-                "create it (CREATE PUBLICATION .. FOR TABLE ..) or set source.create_publication = true",
-            )),
-            Some(present) => {
-                let missing: Vec<&TableName> = tables.iter().filter(|t| !present.contains(t)).collect();
-                if missing.is_empty() {
-                    Ok(())
-                } else if create {
-                    // A table added to the config: its changes stream from this commit on, and
-                    // its existing rows are copied.
-                    let list: Vec<String> = missing.iter().map(|t| t.quoted()).collect();
-                    let sql = format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(publication), list.join(", "));
-                    self.client.batch_execute(&sql).await.map_err(Error::pg("extend publication"))?;
-                    tracing::info!(publication, tables = %list.join(", "), "added tables to the publication");
-                    Ok(())
-                } else {
-                    let names: Vec<String> = missing.iter().map(|t| t.to_string()).collect();
-                    Err(Error::prerequisite(
-                        format!("source.publication: publication {publication} does not include {}", names.join(", ")),
-                        format!("run ALTER PUBLICATION {publication} ADD TABLE {}", names.join(", ")),
-                    ))
-                }
-            }
-        }
-    }
-
     pub async fn slot_info(&self, slot: &str) -> Result<Option<SlotInfo>, Error> {
         let row = self
             .client
@@ -495,45 +452,6 @@ impl Catalog {
                 Ok(k) => line(true, what, format!("key {:?}", k[0])),
                 Err(e) => line(false, what, e.to_string()),
             }
-        }
-        let names: Vec<TableName> = cfg
-            .tables
-            .iter()
-            .map(|t| TableName::parse(&t.table))
-            .collect();
-        let publication = &cfg.source.publication;
-        match self.publication_tables(publication).await {
-            Ok(None) if cfg.source.create_publication => line(
-                true,
-                format!("publication {publication}"),
-                "missing; will be created at start".into(),
-            ),
-            Ok(None) => line(
-                false,
-                format!("publication {publication}"),
-                "missing and source.create_publication = false".into(),
-            ),
-            Ok(Some(present)) => {
-                let missing: Vec<String> = names
-                    .iter()
-                    .filter(|t| !present.contains(t))
-                    .map(|t| t.to_string())
-                    .collect();
-                if missing.is_empty() {
-                    line(
-                        true,
-                        format!("publication {publication}"),
-                        "covers every table".into(),
-                    )
-                } else {
-                    line(
-                        false,
-                        format!("publication {publication}"),
-                        format!("does not include {}", missing.join(", ")),
-                    )
-                }
-            }
-            Err(e) => line(false, format!("publication {publication}"), e.to_string()),
         }
         let slot = &cfg.source.slot;
         match self.slot_info(slot).await {

@@ -171,7 +171,8 @@ impl Catalog {
     /// The rows in heap pages `[first, end)` (`end = None`: to the end of the table), or `None`
     /// when the table was rewritten since `layout` was read (its rows moved between pages).
     /// `binary`: read with `COPY ... (FORMAT binary)`, values in their binary form (the caller
-    /// checked every column has a binary decoder); else a query in text form.
+    /// checked every column has a binary decoder); else a query in text form. `filter`: the
+    /// table's `where` (only those rows).
     pub async fn read_chunk(
         &self,
         table: &TableName,
@@ -179,15 +180,19 @@ impl Catalog {
         first: u32,
         end: Option<u32>,
         binary: bool,
+        filter: Option<&str>,
     ) -> Result<Option<Vec<Row>>, Error> {
         let cols: Vec<String> = layout
             .columns
             .iter()
             .map(|c| quote_ident(&c.name))
             .collect();
-        let upper = end
+        let mut upper = end
             .map(|e| format!(" AND ctid < '({e},0)'::tid"))
             .unwrap_or_default();
+        if let Some(f) = filter {
+            upper.push_str(&format!(" AND ({f})"));
+        }
         let select = format!(
             "SELECT {} FROM {} WHERE ctid >= '({first},0)'::tid{upper}",
             if cols.is_empty() {

@@ -68,6 +68,7 @@ impl Check<'_> {
                     self.table(),
                     &self.mapping.key,
                     &key_types,
+                    self.mapping.row_filter.as_deref(),
                     &candidates,
                 )
                 .await
@@ -198,6 +199,7 @@ async fn existing_keys(
     table: &TableName,
     key: &[String],
     types: &[String],
+    row_filter: Option<&str>,
     candidates: &[(PointId, Vec<String>, Value)],
 ) -> Result<HashSet<Vec<String>>, tokio_postgres::Error> {
     let cols: Vec<String> = key.iter().map(|k| crate::event::quote_ident(k)).collect();
@@ -208,8 +210,12 @@ async fn existing_keys(
         .map(|i| format!("${}::text[]", i + 1))
         .collect();
     let names: Vec<String> = (0..key.len()).map(|i| format!("c{i}")).collect();
+    // A row outside the table's `where` has no point: its point is an orphan too.
+    let only = row_filter
+        .map(|f| format!(" AND ({f})"))
+        .unwrap_or_default();
     let sql = format!(
-        "SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({}))",
+        "SELECT {} FROM {} WHERE ({}) IN (SELECT {} FROM unnest({}) AS u({})){only}",
         cols.iter()
             .map(|c| format!("{c}::text"))
             .collect::<Vec<_>>()

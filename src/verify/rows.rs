@@ -60,6 +60,12 @@ impl Check<'_> {
                 }
             }
         };
+        // Only the rows the table's `where` mirrors: the others must have no point.
+        let only = match (&self.mapping.row_filter, only.is_empty()) {
+            (Some(f), true) => format!(" WHERE ({f})"),
+            (Some(f), false) => format!("{only} AND ({f})"),
+            (None, _) => only,
+        };
         self.catalog
             .client()
             .batch_execute(&format!(

@@ -39,6 +39,22 @@ pub fn work_dir(name: &str) -> PathBuf {
     d
 }
 
+/// `pg2qdrant check` on `text` written as `config.toml` in the test's `dir`: exit code and
+/// stdout.
+pub fn check_cli(dir: &std::path::Path, text: &str) -> (Option<i32>, String) {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 pub async fn connect(url: &str) -> Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls)
         .await
