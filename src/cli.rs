@@ -102,6 +102,10 @@ pub enum Command {
         /// The `[[embedders]]` name (default: the only one).
         #[arg(long, short)]
         embedder: Option<String>,
+        /// Print each TEXT's BM25 query vector instead (`{"indices": [...], "values": [...]}`,
+        /// for a `sparse_vectors` entry of kind = "bm25"; Qdrant applies the IDF).
+        #[arg(long, conflicts_with = "embedder")]
+        sparse: bool,
         #[arg(required = true)]
         text: Vec<String>,
     },

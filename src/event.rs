@@ -151,11 +151,68 @@ impl std::fmt::Display for PointKey {
     }
 }
 
-/// Vectors of a document: the unnamed default vector, or named vectors.
+/// Vectors of a document: the unnamed default vector, or named vectors (the unnamed one, when
+/// sparse vectors sit beside it, is named `""`: Qdrant's name for it).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Vectors {
     Default(Vec<f32>),
-    Named(Vec<(String, Vec<f32>)>),
+    Named(Vec<(String, Vector)>),
+}
+
+/// One vector of a point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Vector {
+    Dense(Vec<f32>),
+    Sparse(Sparse),
+}
+
+/// A sparse vector: dimension indices (from 0, distinct) and their values, in index order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Sparse {
+    pub indices: Vec<u32>,
+    pub values: Vec<f32>,
+}
+
+impl Sparse {
+    /// From pairs in any order (indices distinct): sorted by index.
+    pub fn from_pairs(mut pairs: Vec<(u32, f32)>) -> Self {
+        pairs.sort_unstable_by_key(|(i, _)| *i);
+        let (indices, values) = pairs.into_iter().unzip();
+        Self { indices, values }
+    }
+}
+
+impl Vectors {
+    /// The vector named `name` (`""`: the unnamed one).
+    pub fn get(&self, name: &str) -> Option<Vector> {
+        match self {
+            Vectors::Default(v) if name.is_empty() => Some(Vector::Dense(v.clone())),
+            Vectors::Default(_) => None,
+            Vectors::Named(list) => list.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()),
+        }
+    }
+
+    /// Adds (or replaces) the vector `name`.
+    pub fn put(slot: &mut Option<Vectors>, name: &str, v: Vector) {
+        match (slot.take(), v) {
+            (None, Vector::Dense(d)) if name.is_empty() => *slot = Some(Vectors::Default(d)),
+            (None, v) => *slot = Some(Vectors::Named(vec![(name.to_owned(), v)])),
+            (Some(Vectors::Default(_)), Vector::Dense(d)) if name.is_empty() => {
+                *slot = Some(Vectors::Default(d))
+            }
+            (Some(Vectors::Default(d)), v) => {
+                *slot = Some(Vectors::Named(vec![
+                    (String::new(), Vector::Dense(d)),
+                    (name.to_owned(), v),
+                ]))
+            }
+            (Some(Vectors::Named(mut list)), v) => {
+                list.retain(|(n, _)| n != name);
+                list.push((name.to_owned(), v));
+                *slot = Some(Vectors::Named(list));
+            }
+        }
+    }
 }
 
 /// A vector still to be computed from text (see `embed`): the writer fills it in before the

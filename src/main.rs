@@ -125,6 +125,16 @@ async fn dispatch(command: Command, cfg: &Config) -> Result<ExitCode, Error> {
             }
             Ok(passed(status.in_sync))
         }
+        Command::Embed {
+            sparse: true, text, ..
+        } => {
+            for t in &text {
+                let q = pg2qdrant::embed::bm25::Bm25::query(t);
+                let v = serde_json::json!({"indices": q.indices, "values": q.values});
+                println!("{v}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Embed { embedder, text, .. } => {
             for v in pg2qdrant::embed::embed_texts(cfg, embedder.as_deref(), &text).await? {
                 println!("{}", serde_json::to_string(&v).expect("floats serialize"));

@@ -9,6 +9,7 @@ mod embed;
 mod embedding;
 mod filter;
 mod format;
+mod hybrid;
 mod kafka;
 mod layers;
 mod operate;

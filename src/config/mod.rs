@@ -4,6 +4,7 @@
 mod collection;
 mod kafka;
 mod load;
+pub mod sparse;
 pub mod template;
 mod validate;
 
@@ -11,6 +12,7 @@ pub use collection::{CollectionConfig, IndexType, PayloadIndexConfig};
 pub use kafka::{KafkaConfig, DEFAULT_COMPRESSION};
 
 pub use load::{apply_env, load, parse};
+pub use sparse::{SparseKind, SparseVectorConfig};
 pub use validate::{CHUNK_FIELDS, META_FIELD};
 
 use serde::{Deserialize, Serialize};
@@ -506,6 +508,9 @@ pub struct TableConfig {
     /// Named vectors (exclusive with `vector`).
     #[serde(default)]
     pub vectors: Vec<NamedVectorConfig>,
+    /// Sparse vectors: a pgvector `sparsevec` column, or BM25 term weights of a text.
+    #[serde(default)]
+    pub sparse_vectors: Vec<SparseVectorConfig>,
     /// Payload columns; default: every column that is not a vector column.
     #[serde(default)]
     pub payload: Option<Vec<String>>,

@@ -154,6 +154,12 @@ impl Config {
                     format!("{:?} is empty or used twice", e.name),
                 ));
             }
+            if e.name.starts_with("bm25(") {
+                return Err(Error::config(
+                    format!("embedders[{i}].name"),
+                    format!("{:?}: names starting with bm25( are the built-in BM25 encoders'", e.name),
+                ));
+            }
             if e.batch_size == 0 || e.batch_size > 4096 {
                 return Err(Error::config(
                     format!("embedders[{i}].batch_size"),
@@ -371,6 +377,7 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
     if let Some(c) = &t.chunk {
         validate_chunk(&f, t, c)?;
     }
+    super::sparse::validate(i, t)?;
     if let Some(k) = &t.key {
         if k.is_empty() || k.iter().any(|c| c.is_empty()) {
             return Err(Error::config(

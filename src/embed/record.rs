@@ -35,8 +35,11 @@ pub fn stale_embedding<'a>(
     doc.embed
         .iter()
         .find(|input| {
-            let Some(identity) = identities.get(&*input.embedder) else {
-                return true;
+            // A BM25 encoder's identity is its name (see `bm25`).
+            let identity = match identities.get(&*input.embedder) {
+                Some(i) => i.as_str(),
+                None if super::bm25::Bm25::parse(&input.embedder).is_some() => &input.embedder,
+                None => return true,
             };
             stored_payload
                 .get(META_FIELD)

@@ -465,7 +465,7 @@ fn dense(s: Scalar, b: &[u8]) -> Result<Vec<f32>, String> {
 
 /// pgvector `sparsevec`: int32 dim, int32 nnz, int32 unused, int32 indices × nnz (from 0),
 /// float4 values × nnz.
-fn sparse(b: &[u8]) -> Result<(u32, Vec<u32>, Vec<f32>), String> {
+pub fn sparse(b: &[u8]) -> Result<(u32, Vec<u32>, Vec<f32>), String> {
     let mut r = Reader {
         b,
         what: "sparsevec",

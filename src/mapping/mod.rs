@@ -15,7 +15,8 @@ pub mod value;
 use crate::config::template::Template;
 use crate::config::{TableConfig, META_FIELD};
 use crate::event::{
-    Change, ChangeKind, Column, Datum, Document, Op, PointKey, Row, TableName, Vectors,
+    Change, ChangeKind, Column, Datum, Document, Op, PointKey, Row, Sparse, TableName, Vector,
+    Vectors,
 };
 use crate::lsn::Position;
 pub use position::{meta, set_positions, PG_EPOCH_UNIX_MICROS};
@@ -52,6 +53,8 @@ struct VectorSpec {
     size: usize,
     /// Computed from text instead of read from `column`: the embedder and the template.
     embed: Option<(Arc<str>, Template)>,
+    /// A sparse vector (`sparse_vectors`): a `sparsevec` column, or BM25 of a text.
+    sparse: bool,
 }
 
 /// A compiled `[[tables]]` entry.
@@ -120,6 +123,34 @@ impl TableMapping {
                 name: v.name,
                 column: v.column,
                 size: v.size as usize,
+                sparse: false,
+            });
+        }
+        for (j, sv) in cfg.sparse_vectors.iter().enumerate() {
+            let embed = match sv.kind {
+                Some(crate::config::SparseKind::Bm25) => {
+                    let text = sv
+                        .text
+                        .clone()
+                        .or_else(|| embedded.first().map(|e| e.text.clone()))
+                        .unwrap_or_default();
+                    let tpl = Template::parse(&text).map_err(|why| {
+                        crate::error::Error::config(
+                            format!("tables ({}) sparse_vectors[{j}].text", cfg.table),
+                            format!("{text:?}: {why}"),
+                        )
+                    })?;
+                    let name = crate::embed::bm25::Bm25::from_config(sv).name();
+                    Some((Arc::from(name.as_str()), tpl))
+                }
+                None => None,
+            };
+            vectors.push(VectorSpec {
+                name: sv.name.clone(),
+                column: sv.column.clone().unwrap_or_default(),
+                size: 0,
+                embed,
+                sparse: true,
             });
         }
         Ok(Self {
@@ -237,6 +268,11 @@ impl TableMapping {
                 col.name
             )),
         }
+    }
+
+    /// Whether the vector `name` is one of `sparse_vectors`.
+    pub fn is_sparse(&self, name: &str) -> bool {
+        self.vectors.iter().any(|v| v.sparse && v.name == name)
     }
 
     /// Columns that hold vectors (never copied into the payload by default).
@@ -371,11 +407,12 @@ impl TableMapping {
         let Document {
             key: anchor,
             payload,
-            mut embed,
+            embed,
             position,
             ..
         } = doc;
-        let Some(input) = embed.pop() else {
+        // The dense vector's text is split; each chunk's sparse (BM25) vector is of its piece.
+        let Some(input) = embed.iter().find(|e| !self.is_sparse(&e.vector)) else {
             return Vec::new();
         };
         let parts = self.key_parts(row).unwrap_or_default();
@@ -401,10 +438,13 @@ impl TableMapping {
                     key: key::chunk_uuid5(&self.table, &parts, i),
                     payload,
                     vectors: None,
-                    embed: vec![crate::event::EmbedInput {
-                        text: (*piece).to_owned(),
-                        ..input.clone()
-                    }],
+                    embed: embed
+                        .iter()
+                        .map(|e| crate::event::EmbedInput {
+                            text: (*piece).to_owned(),
+                            ..e.clone()
+                        })
+                        .collect(),
                     position,
                     anchor: Some(anchor.clone()),
                 },
@@ -530,7 +570,7 @@ impl TableMapping {
     }
 
     fn vectors(&self, row: &Row) -> Result<Option<Vectors>, MappingError> {
-        let mut named = Vec::with_capacity(self.vectors.len());
+        let mut out = None;
         for spec in self.vectors.iter().filter(|s| s.embed.is_none()) {
             let v = match row.column(&spec.column) {
                 None => {
@@ -539,32 +579,43 @@ impl TableMapping {
                         format!("vector column {:?} is not in the table", spec.column),
                     ))
                 }
+                // A NULL sparse vector has no terms.
+                Some((_, Datum::Null)) if spec.sparse => Ok(Vector::Sparse(Default::default())),
                 Some((_, Datum::Null)) => {
                     return Err(self.error(row, format!("vector column {:?} is NULL", spec.column)))
                 }
                 Some((_, Datum::Unchanged)) => continue,
+                Some((c, d)) if spec.sparse => self.sparse(c, d).map(Vector::Sparse),
                 Some((c, Datum::Text(t))) => match self.kind(c.type_oid) {
                     Kind::Scalar(types::Scalar::SparseVec) => value::parse_sparse(t)
                         .and_then(|(dim, i, v)| value::densify(dim, &i, &v, spec.size)),
                     _ => value::parse_vector(t, spec.size),
-                },
-                Some((c, Datum::Binary(b))) => binary::vector(self.kind(c.type_oid), b, spec.size),
+                }
+                .map(Vector::Dense),
+                Some((c, Datum::Binary(b))) => {
+                    binary::vector(self.kind(c.type_oid), b, spec.size).map(Vector::Dense)
+                }
             }
             .map_err(|e| self.error(row, format!("vector column {:?}: {e}", spec.column)))?;
-            named.push((spec.name.clone(), v));
+            Vectors::put(&mut out, &spec.name, v);
         }
-        Ok(
-            match (
-                named.len(),
-                self.vectors.first().filter(|s| s.embed.is_none()),
-            ) {
-                (0, _) => None,
-                (1, Some(first)) if first.name.is_empty() => {
-                    Some(Vectors::Default(named.pop().expect("one").1))
-                }
-                _ => Some(Vectors::Named(named)),
-            },
-        )
+        Ok(out)
+    }
+
+    /// A `sparsevec` column's value, kept sparse.
+    fn sparse(&self, c: &Column, d: &Datum) -> Result<Sparse, String> {
+        if !matches!(
+            self.kind(c.type_oid),
+            Kind::Scalar(types::Scalar::SparseVec)
+        ) {
+            return Err("is not a pgvector sparsevec (a sparse vector reads sparsevec columns)".to_owned());
+        }
+        let (_, indices, values) = match d {
+            Datum::Text(t) => value::parse_sparse(t)?,
+            Datum::Binary(b) => binary::sparse(b)?,
+            Datum::Null | Datum::Unchanged => return Ok(Sparse::default()),
+        };
+        Ok(Sparse::from_pairs(indices.into_iter().zip(values).collect()))
     }
 
     /// The row's point id; for a chunked row, its anchor (chunk 0).

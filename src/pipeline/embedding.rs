@@ -21,7 +21,8 @@ use crate::config::{EmbedderConfig, TableConfig, META_FIELD};
 use crate::embed::record::{hash, record_name};
 use crate::embed::{EmbedError, Embedder};
 use crate::error::Error;
-use crate::event::{Document, Op, PointKey, Vectors};
+use crate::embed::bm25::Bm25;
+use crate::event::{Document, Op, PointKey, Vector, Vectors};
 use crate::metrics::names;
 use crate::sink::Sink;
 use futures_util::StreamExt;
@@ -90,7 +91,7 @@ pub struct Embedders {
 /// embedder refused (with the reason).
 #[derive(Debug, Default)]
 pub struct Computed {
-    vectors: HashMap<(usize, usize), Vec<f32>>,
+    vectors: HashMap<(usize, usize), Vector>,
     failed: HashMap<usize, String>,
 }
 
@@ -236,8 +237,13 @@ impl Embedders {
         Ok(())
     }
 
-    fn identity(&self, embedder: &str) -> Option<&str> {
-        self.by_name.get(embedder).map(|e| e.model.identity())
+    /// What a point records as the model of a vector computed by `embedder`: a loaded model's
+    /// identity, or a BM25 encoder's name (which holds its parameters).
+    fn identity<'a>(&'a self, embedder: &'a str) -> Option<&'a str> {
+        match self.by_name.get(embedder) {
+            Some(e) => Some(e.model.identity()),
+            None => Bm25::parse(embedder).map(|_| embedder),
+        }
     }
 
     /// Computes into `done` the vectors of the pending inputs of `ops` that it does not hold
@@ -276,7 +282,7 @@ impl Embedders {
                     let identity = self.identity(&input.embedder)?;
                     let name = record_name(&input.vector);
                     (record.get(name)?.get("hash")?.as_str()? == hash(identity, &input.text))
-                        .then(|| stored_vector(vs, &input.vector))?
+                        .then(|| vs.get(&input.vector))?
                 });
                 match reused {
                     Some(v) => {
@@ -288,6 +294,16 @@ impl Embedders {
             }
         }
         for (name, pairs) in wanted {
+            // BM25 (sparse_vectors kind = "bm25"): pure and cheap, computed here.
+            if let (None, Some(bm25)) = (self.by_name.get(name), Bm25::parse(name)) {
+                for pair in &pairs {
+                    let v = bm25.document(input_text(ops, pair));
+                    out.vectors.insert(*pair, Vector::Sparse(v));
+                }
+                metrics::counter!(names::EMBEDDINGS, "embedder" => name.to_owned())
+                    .increment(pairs.len() as u64);
+                continue;
+            }
             let Some(e) = self.by_name.get(name) else {
                 for (i, _) in pairs {
                     out.failed
@@ -324,7 +340,7 @@ impl Embedders {
                 match result {
                     Ok(vs) => {
                         for (&pair, v) in group.iter().zip(vs) {
-                            out.vectors.insert(pair, v);
+                            out.vectors.insert(pair, Vector::Dense(v));
                         }
                     }
                     // Find the input at fault: one at a time.
@@ -332,7 +348,7 @@ impl Embedders {
                         for (&pair, text) in group.iter().map(|p| (p, text(p))) {
                             match call(&e.model, name, vec![text]).await? {
                                 Ok(mut v) => {
-                                    out.vectors.insert(pair, v.remove(0));
+                                    out.vectors.insert(pair, Vector::Dense(v.remove(0)));
                                 }
                                 Err(reason) => {
                                     metrics::counter!(names::EMBED_FAILED, "embedder" => name.to_owned()).increment(1);
@@ -370,7 +386,7 @@ impl Embedders {
                     .unwrap_or_default()
                     .to_owned();
                 record(doc, &input.vector, &identity, &input.text);
-                put(doc, &input.vector, v);
+                Vectors::put(&mut doc.vectors, &input.vector, v);
             }
         }
         let mut failed: Vec<(usize, String)> = computed.failed.into_iter().collect();
@@ -462,14 +478,6 @@ pub async fn stored<S: Sink>(sink: &S, ops: &[Op]) -> Result<Stored, Error> {
     Ok(out)
 }
 
-fn stored_vector(vs: &Vectors, name: &str) -> Option<Vec<f32>> {
-    match vs {
-        Vectors::Default(v) if name.is_empty() => Some(v.clone()),
-        Vectors::Named(list) => list.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()),
-        Vectors::Default(_) => None,
-    }
-}
-
 /// One embedder call, counted. `Err`: transient (retry the computation); `Ok(Err)`: the inputs
 /// were refused.
 async fn call(
@@ -519,16 +527,6 @@ fn record(doc: &mut Document, vector: &str, identity: &str, text: &str) {
         if let Value::Object(m) = embedded {
             m.insert(name.to_owned(), json!({"model": identity, "hash": hash}));
         }
-    }
-}
-
-fn put(doc: &mut Document, name: &str, v: Vec<f32>) {
-    match (&mut doc.vectors, name.is_empty()) {
-        (None, true) => doc.vectors = Some(Vectors::Default(v)),
-        (None, false) => doc.vectors = Some(Vectors::Named(vec![(name.to_owned(), v)])),
-        (Some(Vectors::Named(list)), _) => list.push((name.to_owned(), v)),
-        // The config has either the unnamed vector or named ones, never both.
-        (Some(Vectors::Default(_)), _) => doc.vectors = Some(Vectors::Default(v)),
     }
 }
 

@@ -6,7 +6,7 @@
 //! tolerance absorbs f32 rounding.
 
 use crate::config::{Distance, META_FIELD};
-use crate::event::Vectors;
+use crate::event::{Vector, Vectors};
 use serde_json::Value;
 
 /// What differs, for the report; `None` when the point matches.
@@ -38,26 +38,32 @@ pub fn difference(
             "payload field {extra:?} is not in the row's mapping"
         ));
     }
-    let expected: Vec<(&str, &[f32])> = match expected_vectors {
+    let expected: Vec<(&str, Vector)> = match expected_vectors {
         None => return None,
-        Some(Vectors::Default(v)) => vec![("", v)],
-        Some(Vectors::Named(list)) => list.iter().map(|(n, v)| (n.as_str(), &v[..])).collect(),
+        Some(Vectors::Default(v)) => vec![("", Vector::Dense(v.clone()))],
+        Some(Vectors::Named(list)) => list.iter().map(|(n, v)| (n.as_str(), v.clone())).collect(),
     };
     for (name, want) in expected {
-        let got = match stored_vectors {
-            Some(Vectors::Default(v)) if name.is_empty() => Some(&v[..]),
-            Some(Vectors::Named(list)) => list.iter().find(|(n, _)| n == name).map(|(_, v)| &v[..]),
-            _ => None,
-        };
+        let got = stored_vectors.and_then(|s| s.get(name));
         let label = if name.is_empty() { "vector" } else { name };
         let Some(got) = got else {
             return Some(format!("{label} is missing"));
         };
-        let want = match distance_of(name) {
-            Distance::Cosine => normalised(want),
-            _ => want.to_vec(),
+        let same = match (&want, &got) {
+            (Vector::Dense(want), Vector::Dense(got)) => {
+                let want = match distance_of(name) {
+                    Distance::Cosine => normalised(want),
+                    _ => want.to_vec(),
+                };
+                vectors_eq(&want, got)
+            }
+            // Qdrant keeps a sparse vector's values as given, in index order.
+            (Vector::Sparse(want), Vector::Sparse(got)) => {
+                want.indices == got.indices && vectors_eq(&want.values, &got.values)
+            }
+            _ => false,
         };
-        if !vectors_eq(&want, got) {
+        if !same {
             return Some(format!("{label} differs from the row's"));
         }
     }

@@ -167,7 +167,14 @@ impl Check<'_> {
             return self.sink.write(ops).await.map(drop);
         }
         let mut ops = ops.to_vec();
-        let stored = crate::pipeline::embedding::stored(self.sink, &ops).await?;
+        let mut stored = crate::pipeline::embedding::stored(self.sink, &ops).await?;
+        // A sparse (BM25) vector was compared with the row's and may be what drifted: computed
+        // again (it is cheap), never reused from the point.
+        for (_, vs) in stored.values_mut() {
+            if let crate::event::Vectors::Named(list) = vs {
+                list.retain(|(_, v)| matches!(v, crate::event::Vector::Dense(_)));
+            }
+        }
         let done = std::sync::Mutex::new(crate::pipeline::embedding::Computed::default());
         self.embedders.compute(&ops, &stored, &done).await?;
         let computed = done.into_inner().expect("computed lock");

@@ -7,7 +7,9 @@ use crate::error::Error;
 use qdrant_client::qdrant::payload_index_params::IndexParams;
 use qdrant_client::qdrant::{
     CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance as QDistance, FieldType,
-    HnswConfigDiffBuilder, KeywordIndexParams, OptimizersConfigDiffBuilder, PayloadSchemaType,
+    HnswConfigDiffBuilder, KeywordIndexParams, Modifier, OptimizersConfigDiffBuilder,
+    PayloadSchemaType, SparseIndexConfigBuilder, SparseVectorParamsBuilder,
+    SparseVectorsConfigBuilder,
     UpdateCollectionBuilder, UuidIndexParams, VectorParamsBuilder, VectorsConfigBuilder,
 };
 use qdrant_client::Qdrant;
@@ -132,11 +134,44 @@ pub async fn compatible(client: &Qdrant, t: &TableConfig) -> Result<Result<(), S
             }
         }
     }
+    let sparse = sparse_params(client, &t.collection).await?;
+    for sv in &t.sparse_vectors {
+        match sparse.iter().find(|(n, _)| *n == sv.name) {
+            None => problems.push(format!("sparse vector {:?} is not in the collection", sv.name)),
+            Some((_, idf)) if *idf != sv.idf() => problems.push(format!(
+                "sparse vector {:?} {} Qdrant's IDF modifier but the config says idf = {}",
+                sv.name,
+                if *idf { "has" } else { "lacks" },
+                sv.idf()
+            )),
+            Some(_) => {}
+        }
+    }
     Ok(if problems.is_empty() {
         Ok(())
     } else {
         Err(problems.join("; "))
     })
+}
+
+/// The collection's sparse vectors: name and whether they take the IDF modifier.
+async fn sparse_params(client: &Qdrant, collection: &str) -> Result<Vec<(String, bool)>, Error> {
+    let info = client
+        .collection_info(collection)
+        .await
+        .map_err(Error::qdrant(format!("read collection {collection}")))?;
+    Ok(info
+        .result
+        .and_then(|r| r.config)
+        .and_then(|c| c.params)
+        .and_then(|p| p.sparse_vectors_config)
+        .map(|c| {
+            c.map
+                .into_iter()
+                .map(|(n, p)| (n, p.modifier == Some(Modifier::Idf as i32)))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 /// What [`ensure`] did.
@@ -222,6 +257,9 @@ pub async fn ensure(
         .vectors_config(vectors)
         .hnsw_config(hnsw)
         .on_disk_payload(c.on_disk_payload);
+    if !t.sparse_vectors.is_empty() {
+        create = create.sparse_vectors_config(sparse_config(t));
+    }
     if let Some(n) = c.shard_number {
         create = create.shard_number(n);
     }
@@ -253,6 +291,23 @@ pub async fn ensure(
     } else {
         Ensured::Ready
     })
+}
+
+/// The table's `sparse_vectors` as Qdrant's sparse vector config (IDF as configured; index on
+/// disk with `on_disk`).
+fn sparse_config(t: &TableConfig) -> SparseVectorsConfigBuilder {
+    let mut out = SparseVectorsConfigBuilder::default();
+    for sv in &t.sparse_vectors {
+        let mut params = SparseVectorParamsBuilder::default();
+        if sv.idf() {
+            params = params.modifier(Modifier::Idf as i32);
+        }
+        if t.collection_config.on_disk {
+            params = params.index(SparseIndexConfigBuilder::default().on_disk(true));
+        }
+        out.add_named_vector_params(&sv.name, params);
+    }
+    out
 }
 
 /// The collection's current `indexing_threshold` (KB), as Qdrant reports it.

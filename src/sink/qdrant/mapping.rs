@@ -1,6 +1,6 @@
 //! Domain documents → Qdrant points.
 
-use crate::event::{Document, PointKey, Vectors};
+use crate::event::{Document, PointKey, Sparse, Vector, Vectors};
 use qdrant_client::qdrant::{
     NamedVectors, PointId, PointStruct, PointVectors, Value as QValue, Vectors as QVectors,
 };
@@ -29,10 +29,18 @@ pub fn vectors(v: &Vectors) -> QVectors {
         Vectors::Named(list) => {
             let mut named = NamedVectors::default();
             for (name, v) in list {
-                named =
-                    named.add_vector(name.clone(), qdrant_client::qdrant::Vector::from(v.clone()));
+                named = named.add_vector(name.clone(), vector(v));
             }
             QVectors::from(named)
+        }
+    }
+}
+
+fn vector(v: &Vector) -> qdrant_client::qdrant::Vector {
+    match v {
+        Vector::Dense(d) => qdrant_client::qdrant::Vector::from(d.clone()),
+        Vector::Sparse(s) => {
+            qdrant_client::qdrant::Vector::new_sparse(s.indices.clone(), s.values.clone())
         }
     }
 }
@@ -88,25 +96,35 @@ pub fn point_vectors(doc: &Document) -> Option<PointVectors> {
 }
 
 #[allow(deprecated)]
-/// A point's stored vectors as ours (dense only).
+/// A point's stored vectors as ours (dense and sparse).
 pub fn stored_vectors(v: qdrant_client::qdrant::VectorsOutput) -> Option<Vectors> {
-    fn dense(v: qdrant_client::qdrant::VectorOutput) -> Option<Vec<f32>> {
+    use qdrant_client::qdrant::vector_output::Vector as Out;
+    fn one(v: qdrant_client::qdrant::VectorOutput) -> Option<Vector> {
         match v.vector {
-            Some(qdrant_client::qdrant::vector_output::Vector::Dense(d)) => Some(d.data),
-            Some(_) => None,
-            None => Some(v.data),
+            Some(Out::Dense(d)) => Some(Vector::Dense(d.data)),
+            Some(Out::Sparse(s)) => Some(Vector::Sparse(Sparse::from_pairs(
+                s.indices.into_iter().zip(s.values).collect(),
+            ))),
+            Some(Out::MultiDense(_)) => None,
+            None => match v.indices {
+                Some(i) => Some(Vector::Sparse(Sparse::from_pairs(
+                    i.data.into_iter().zip(v.data).collect(),
+                ))),
+                None => Some(Vector::Dense(v.data)),
+            },
         }
     }
     match v.vectors_options? {
-        qdrant_client::qdrant::vectors_output::VectorsOptions::Vector(v) => {
-            dense(v).map(Vectors::Default)
-        }
+        qdrant_client::qdrant::vectors_output::VectorsOptions::Vector(v) => match one(v)? {
+            Vector::Dense(d) => Some(Vectors::Default(d)),
+            s => Some(Vectors::Named(vec![(String::new(), s)])),
+        },
         qdrant_client::qdrant::vectors_output::VectorsOptions::Vectors(named) => {
             Some(Vectors::Named(
                 named
                     .vectors
                     .into_iter()
-                    .filter_map(|(n, v)| dense(v).map(|d| (n, d)))
+                    .filter_map(|(n, v)| one(v).map(|d| (n, d)))
                     .collect(),
             ))
         }

@@ -1,0 +1,121 @@
+//! `sparse_vectors`: a pgvector `sparsevec` column kept sparse, or BM25 term weights computed
+//! from text (`embed::bm25`); Qdrant stores them as named sparse vectors beside the dense ones.
+
+use super::TableConfig;
+use crate::error::Error;
+use serde::{Deserialize, Serialize};
+
+/// How a sparse vector is computed from text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SparseKind {
+    /// Term frequencies with BM25 saturation; IDF is left to Qdrant (`Modifier::Idf`).
+    Bm25,
+}
+
+/// One entry of `sparse_vectors`: `{ name, column }` (a pgvector `sparsevec`, kept sparse) or
+/// `{ name, kind = "bm25", text = "{content}" }` (see `embed::bm25`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseVectorConfig {
+    pub name: String,
+    #[serde(default)]
+    pub column: Option<String>,
+    #[serde(default)]
+    pub kind: Option<SparseKind>,
+    /// The text template (`{column}` placeholders); a chunked table's chunks are its texts.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// BM25 term-frequency saturation (default 1.2).
+    #[serde(default)]
+    pub k1: Option<f32>,
+    /// BM25 length normalisation, 0..=1 (default 0.75).
+    #[serde(default)]
+    pub b: Option<f32>,
+    /// BM25 average document length in tokens (default 256, as Qdrant's own BM25).
+    #[serde(default)]
+    pub avg_len: Option<f32>,
+    /// Qdrant applies inverse document frequency at query time (`Modifier::Idf`); default: true
+    /// for `bm25`, false for a column.
+    #[serde(default)]
+    pub idf: Option<bool>,
+}
+
+impl SparseVectorConfig {
+    /// Whether the collection's sparse vector takes Qdrant's IDF modifier.
+    pub fn idf(&self) -> bool {
+        self.idf.unwrap_or(self.kind == Some(SparseKind::Bm25))
+    }
+}
+
+
+/// Checks `tables[i].sparse_vectors` (names unique among all the table's vectors, one source
+/// each, BM25 parameters in range, chunked tables' rules).
+pub fn validate(i: usize, t: &TableConfig) -> Result<(), Error> {
+    let f = |j: usize, name: &str| format!("tables[{i}].sparse_vectors[{j}].{name}");
+    let mut names: Vec<&str> = t.vectors.iter().map(|v| v.name.as_str()).collect();
+    let embedded = t.embedded_vectors();
+    for (j, sv) in t.sparse_vectors.iter().enumerate() {
+        if sv.name.is_empty() || names.contains(&sv.name.as_str()) {
+            return Err(Error::config(
+                f(j, "name"),
+                format!("{:?} is empty or names another vector of the table", sv.name),
+            ));
+        }
+        names.push(&sv.name);
+        match (&sv.column, sv.kind) {
+            (Some(c), None) if !c.is_empty() => {
+                if t.chunk.is_some() {
+                    return Err(Error::config(
+                        f(j, "column"),
+                        "a chunked table's points are chunks of its text: a sparse vector column cannot be split; use kind = \"bm25\"".to_owned(),
+                    ));
+                }
+                for (field, set) in [("text", sv.text.is_some()), ("k1", sv.k1.is_some()), ("b", sv.b.is_some()), ("avg_len", sv.avg_len.is_some())] {
+                    if set {
+                        return Err(Error::config(
+                            f(j, field),
+                            "is for kind = \"bm25\"; a sparse vector read from a column takes only name, column and idf".to_owned(),
+                        ));
+                    }
+                }
+            }
+            (None, Some(SparseKind::Bm25)) => {
+                match (&sv.text, embedded.as_slice()) {
+                    (None, [_]) => {}
+                    (None, _) => {
+                        return Err(Error::config(
+                            f(j, "text"),
+                            "missing: the text whose words are weighted (e.g. text = \"{content}\")".to_owned(),
+                        ))
+                    }
+                    (Some(text), [dense]) if t.chunk.is_some() && *text != dense.text => {
+                        return Err(Error::config(
+                            f(j, "text"),
+                            format!("{text:?}: a chunked table's sparse vector is of each chunk of the embedded text {:?}; leave text out", dense.text),
+                        ))
+                    }
+                    (Some(text), _) => {
+                        crate::config::template::Template::parse(text).map_err(|why| {
+                            Error::config(f(j, "text"), format!("{text:?}: {why}"))
+                        })?;
+                    }
+                }
+                let range = |field: &str, v: Option<f32>, ok: &dyn Fn(f32) -> bool, want: &str| match v {
+                    Some(x) if !(x.is_finite() && ok(x)) => Err(Error::config(f(j, field), format!("{x} is out of range: {want}"))),
+                    _ => Ok(()),
+                };
+                range("k1", sv.k1, &|x| x >= 0.0, "0 or more (1.2 is usual)")?;
+                range("b", sv.b, &|x| (0.0..=1.0).contains(&x), "0..=1 (0.75 is usual)")?;
+                range("avg_len", sv.avg_len, &|x| x > 0.0, "above 0 tokens (256 by default)")?;
+            }
+            _ => {
+                return Err(Error::config(
+                    f(j, "column"),
+                    "set either column (a pgvector sparsevec) or kind = \"bm25\" with text, not both or neither".to_owned(),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
