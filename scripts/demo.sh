@@ -4,7 +4,7 @@
 # embedding column), runs pg2qdrant with config/chat_history.toml (env overrides only: it embeds
 # each message's content in-process), writes sample chat messages, shows them arriving in Qdrant
 # and a semantic search with a question none of them contains, read-your-writes (insert, wait,
-# search finds it), verify/repair and the sync status. DEMO_KEEP=1 keeps it running.
+# search finds it), a hybrid query (dense + BM25 keywords), verify/repair and the sync status. DEMO_KEEP=1 keeps it running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -60,7 +60,7 @@ SELECT s::uuid, r, c FROM (VALUES
 SQL
 wait_count 6
 echo "== Qdrant collection chat_history now holds $(count) points; message 1:"
-curl -fsS "$QD/collections/chat_history/points/1" | jq -c '.result | {id, payload: (.payload | del(._pg2qdrant)), vector_len: (.vector | length), embedded: .payload._pg2qdrant.embedded}'
+curl -fsS "$QD/collections/chat_history/points/1" | jq -c '.result | {id, payload: (.payload | del(._pg2qdrant)), vector_len: (.vector[""] | length), keywords: (.vector.keywords.indices | length), embedded: .payload._pg2qdrant.embedded}'
 QUESTION="Is anything lost while the vector database is offline?"
 echo "== semantic search in alice's session for: $QUESTION"
 VEC=$(./target/debug/pg2qdrant embed --config config/chat_history.toml "$QUESTION")
@@ -73,7 +73,21 @@ curl -fsS "http://127.0.0.1:$METRICS/wait?lsn=$LSN&timeout_ms=10000"
 VEC=$(./target/debug/pg2qdrant embed --config config/chat_history.toml "Where is my package?")
 curl -fsS -X POST "$QD/collections/chat_history/points/query" -H 'content-type: application/json' \
   -d "{\"query\": $VEC, \"limit\": 1, \"with_payload\": [\"content\"]}" | jq -c '.result.points[] | {id, content: .payload.content}'
-$PSQL -d chatbot -c "DELETE FROM chat_messages WHERE content LIKE 'My order%'"
+echo "== hybrid search for a ticket number: the dense vector ranks messages about tickets;"
+echo "   the BM25 vector (keywords) matches the exact number; reciprocal rank fusion of both finds it"
+Q="Status of ticket TCK-48213?"
+$PSQL -d chatbot -c "INSERT INTO chat_messages (session_id, role, content) VALUES ('a1b2c3d4-0000-4000-8000-000000000002', 'assistant', 'Escalated as TCK-48213, the logs are attached.'), ('a1b2c3d4-0000-4000-8000-000000000002', 'assistant', 'Ticket TCK-51002 is closed.'), ('a1b2c3d4-0000-4000-8000-000000000002', 'user', 'What happened to my ticket? I opened it yesterday.')"
+wait_count 10
+VEC=$(./target/debug/pg2qdrant embed --config config/chat_history.toml "$Q")
+SPARSE=$(./target/debug/pg2qdrant embed --config config/chat_history.toml --sparse "$Q")
+query() { curl -fsS -X POST "$QD/collections/chat_history/points/query" -H 'content-type: application/json' -d "$1" | jq -c '.result.points[] | {id, content: .payload.content}'; }
+echo "-- $Q  (dense only, top 2):"
+query "{\"query\": $VEC, \"limit\": 2, \"with_payload\": [\"content\"]}"
+echo "-- keywords only (pg2qdrant embed --sparse: $SPARSE), top 1:"
+query "{\"query\": $SPARSE, \"using\": \"keywords\", \"limit\": 1, \"with_payload\": [\"content\"]}"
+echo "-- hybrid (dense + keywords, fused with RRF), top 2:"
+query "{\"prefetch\": [{\"query\": $VEC, \"limit\": 10}, {\"query\": $SPARSE, \"using\": \"keywords\", \"limit\": 10}], \"query\": {\"fusion\": \"rrf\"}, \"limit\": 2, \"with_payload\": [\"content\"]}"
+$PSQL -d chatbot -c "DELETE FROM chat_messages WHERE id > 6"
 wait_count 6
 echo "== editing message 2's text (embedded again), message 1's role only (not embedded again), deleting bob's session (its messages cascade)"
 $PSQL -d chatbot -c "UPDATE chat_messages SET content = 'Stream the WAL (edited).' WHERE id = 2; UPDATE chat_messages SET role = 'human' WHERE id = 1; DELETE FROM chat_sessions WHERE user_id = 'bob';"

@@ -115,6 +115,14 @@ async fn chat_example(schema: &str, config: &str, name: &str, inserts_seen: u64)
     #[allow(deprecated)]
     let on_disk = params.on_disk_payload;
     assert!(on_disk);
+    if embedded {
+        // Hybrid search: BM25 beside the dense vector, IDF applied by Qdrant.
+        let sparse = params.sparse_vectors_config.clone().unwrap();
+        assert_eq!(
+            sparse.map["keywords"].modifier,
+            Some(qdrant_client::qdrant::Modifier::Idf as i32)
+        );
+    }
     let hnsw = config.hnsw_config.unwrap();
     assert_eq!(
         (hnsw.m, hnsw.ef_construct, hnsw.full_scan_threshold),

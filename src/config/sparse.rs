@@ -119,3 +119,48 @@ pub fn validate(i: usize, t: &TableConfig) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    fn err(sparse: &str, extra: &str) -> String {
+        crate::config::parse(&format!(
+            "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
+             [[tables]]\ntable = \"m\"\ncollection = \"c\"\n\
+             vectors = [{{ name = \"dense\", column = \"v\", size = 2, distance = \"Cosine\" }}]\n\
+             sparse_vectors = [{sparse}]\n{extra}"
+        ))
+        .and_then(|c| c.validate())
+        .unwrap_err()
+        .to_string()
+    }
+
+    #[test]
+    fn each_bad_sparse_vector_names_its_field() {
+        for (sparse, field) in [
+            ("{ name = \"dense\", column = \"s\" }", "tables[0].sparse_vectors[0].name"),
+            ("{ name = \"kw\" }", "tables[0].sparse_vectors[0].column"),
+            (
+                "{ name = \"kw\", column = \"s\", kind = \"bm25\", text = \"{t}\" }",
+                "tables[0].sparse_vectors[0].column",
+            ),
+            ("{ name = \"kw\", kind = \"bm25\" }", "tables[0].sparse_vectors[0].text"),
+            (
+                "{ name = \"kw\", kind = \"bm25\", text = \"{t}\", b = 1.5 }",
+                "tables[0].sparse_vectors[0].b",
+            ),
+            (
+                "{ name = \"kw\", column = \"s\", k1 = 1.0 }",
+                "tables[0].sparse_vectors[0].k1",
+            ),
+            (
+                "{ name = \"kw\", kind = \"bm25\", text = \"{t\" }",
+                "tables[0].sparse_vectors[0].text",
+            ),
+        ] {
+            let e = err(sparse, "");
+            assert!(e.contains(field), "{sparse}: {e}");
+        }
+        assert!(err("{ name = \"kw\", kind = \"bm25\", text = \"{t}\", colour = 1 }", "")
+            .contains("colour"));
+    }
+}

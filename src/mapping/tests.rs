@@ -159,3 +159,112 @@ fn a_text_template_that_does_not_parse_is_an_error_naming_the_field() {
     assert!(e.to_string().contains("vector.text"), "{e}");
     assert!(e.to_string().contains("{open"), "{e}");
 }
+
+#[test]
+fn a_bm25_vector_is_an_input_of_its_text_and_each_chunk_gets_its_own() {
+    let m = mapping("sparse_vectors = [{ name = \"kw\", kind = \"bm25\", text = \"{body}\" }]");
+    let ops = m
+        .ops(&change(ChangeKind::Insert {
+            new: row(&[t("5"), t("ticket TCK-1"), t("{1,2}"), t("f"), Datum::Null]),
+        }))
+        .unwrap();
+    let Op::Upsert { doc, .. } = &ops[0] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(doc.vectors, Some(Vectors::Default(vec![1.0, 2.0])));
+    assert_eq!(doc.embed.len(), 1);
+    assert_eq!(doc.embed[0].vector, "kw");
+    assert_eq!(&*doc.embed[0].embedder, crate::embed::bm25::Bm25::default().name());
+    assert_eq!(doc.embed[0].text, "ticket TCK-1");
+    assert!(m.is_sparse("kw") && !m.is_sparse(""));
+
+    // Chunked: the dense vector's text is split, and every chunk's BM25 input is its piece.
+    let cfg = parse(
+        "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
+         [[embedders]]\nname = \"e\"\npath = \"/models/e\"\n\
+         [[tables]]\ntable = \"public.m\"\ncollection = \"c\"\n\
+         vector = { embed = \"e\", text = \"{body}\", size = 2, distance = \"Cosine\" }\n\
+         sparse_vectors = [{ name = \"kw\", kind = \"bm25\" }]\nchunk = { max_tokens = 2 }\n",
+    )
+    .unwrap();
+    let splitter = chunk::Splitter::load(&cfg.tables[0].chunk.unwrap(), None).unwrap();
+    let m = TableMapping::new(&cfg.tables[0], vec!["id".into()])
+        .unwrap()
+        .with_splitter(splitter);
+    let ops = m
+        .ops(&change(ChangeKind::Insert {
+            new: row(&[t("5"), t("one two three four"), t("{1,2}"), t("f"), Datum::Null]),
+        }))
+        .unwrap();
+    let chunks: Vec<&Document> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::Upsert { doc, .. } => Some(doc),
+            _ => None,
+        })
+        .collect();
+    assert!(chunks.len() >= 2, "{ops:?}");
+    for d in chunks {
+        let [dense, kw] = &d.embed[..] else {
+            panic!("{:?}", d.embed)
+        };
+        assert_eq!((dense.vector.as_str(), kw.vector.as_str()), ("", "kw"));
+        assert_eq!(dense.text, kw.text);
+        assert_eq!(Value::from(dense.text.as_str()), d.payload["chunk_text"]);
+    }
+}
+
+#[test]
+fn a_sparsevec_column_is_kept_sparse() {
+    let mut m = mapping("sparse_vectors = [{ name = \"sp\", column = \"body\" }]");
+    // `body` typed as pgvector's sparsevec (an extension type: its oid is the database's).
+    let types = types::Types::from_catalog(&[types::TypeRow {
+        oid: 90_001,
+        name: "sparsevec".into(),
+        typtype: 'b',
+        base: 0,
+        element: 0,
+        category: 'U',
+    }]);
+    m = m.with_types(Arc::new(types));
+    let sparse_row = |values: &[Datum]| {
+        let mut r = row(values);
+        let mut cols = r.columns.to_vec();
+        cols[1].type_oid = 90_001;
+        r.columns = cols.into();
+        r
+    };
+    let ops = m
+        .ops(&change(ChangeKind::Insert {
+            new: sparse_row(&[t("5"), t("{3:0.5,1:2}/10"), t("{1,2}"), t("f"), Datum::Null]),
+        }))
+        .unwrap();
+    let Op::Upsert { doc, .. } = &ops[0] else {
+        panic!("{ops:?}")
+    };
+    let sp = Vector::Sparse(Sparse {
+        indices: vec![0, 2],
+        values: vec![2.0, 0.5],
+    });
+    assert_eq!(
+        doc.vectors,
+        Some(Vectors::Named(vec![
+            (String::new(), Vector::Dense(vec![1.0, 2.0])),
+            ("sp".to_owned(), sp)
+        ]))
+    );
+    assert!(!doc.payload.contains_key("body"), "a vector column is not payload");
+    // NULL: no terms.
+    let ops = m
+        .ops(&change(ChangeKind::Insert {
+            new: sparse_row(&[t("6"), Datum::Null, t("{1,2}"), t("f"), Datum::Null]),
+        }))
+        .unwrap();
+    let Op::Upsert { doc, .. } = &ops[0] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(
+        doc.vectors.as_ref().unwrap().get("sp"),
+        Some(Vector::Sparse(Sparse::default()))
+    );
+}

@@ -343,6 +343,8 @@ pub async fn point(collection: &str, id: impl Into<PointId>) -> Option<Stored> {
         payload: Value::from(Payload::from(p.payload)),
         vector: p.vectors.and_then(|v| match v.vectors_options {
             Some(vectors_output::VectorsOptions::Vector(v)) => dense(v),
+            // The unnamed vector beside sparse ones.
+            Some(vectors_output::VectorsOptions::Vectors(mut n)) => n.vectors.remove("").and_then(dense),
             _ => None,
         }),
     })
@@ -373,6 +375,9 @@ pub async fn all_points_at(q: &Qdrant, collection: &str) -> Vec<(String, Stored)
             };
             let vector = p.vectors.and_then(|v| match v.vectors_options {
                 Some(vectors_output::VectorsOptions::Vector(v)) => dense(v),
+                Some(vectors_output::VectorsOptions::Vectors(mut n)) => {
+                    n.vectors.remove("").and_then(dense)
+                }
                 _ => None,
             });
             out.push((
