@@ -1003,3 +1003,48 @@ async fn a_rebuild_with_appliers_writing_qdrant_is_refused_naming_the_way() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applier_computes_bm25_vectors_and_verify_compares_them() {
+    let db = TestDb::new("t_kafka_bm25", DOCS).await;
+    db.exec("INSERT INTO docs VALUES (1, 'copied ticket TCK-1', 1, '{1,0,0}')")
+        .await;
+    let text = kafka_text(&db, &brokers(), false).replace(
+        "distance = \"Dot\" }\n",
+        "distance = \"Dot\" }\nsparse_vectors = [{ name = \"kw\", kind = \"bm25\", text = \"{title}\" }]\n",
+    );
+    assert!(text.contains("sparse_vectors"), "{text}");
+    let path = work_dir(&db.name).join("config.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = parse(&text).unwrap();
+    let run = db.start(cfg.clone()).await;
+    let applier = apply(cfg.clone());
+    db.exec("INSERT INTO docs VALUES (2, 'streamed error E42', 2, '{0,1,0}')")
+        .await;
+    wait_for("the applier's collection", WAIT, || async {
+        qdrant().collection_exists(&db.name).await.unwrap().then_some(())
+    })
+    .await;
+    wait_equal(&db).await;
+    // The sparse vector of each point is the BM25 of its title, and verify agrees.
+    for (id, title) in [(1u64, "copied ticket TCK-1"), (2, "streamed error E42")] {
+        let got = qdrant()
+            .get_points(
+                qdrant_client::qdrant::GetPointsBuilder::new(&db.name, vec![id.into()])
+                    .with_vectors(true),
+            )
+            .await
+            .unwrap()
+            .result
+            .remove(0)
+            .vectors
+            .and_then(pg2qdrant::sink::qdrant::mapping::stored_vectors)
+            .and_then(|v| v.get("kw"));
+        let want = pg2qdrant::embed::bm25::Bm25::default().document(title);
+        assert_eq!(got, Some(pg2qdrant::event::Vector::Sparse(want)), "point {id}");
+    }
+    let (code, report) = crate::verify::verify(&path, &[]);
+    assert_eq!(code, 0, "{report}");
+    applier.stop().await;
+    run.stop().await;
+}
