@@ -129,7 +129,7 @@ async fn dispatch(command: Command, cfg: &Config) -> Result<ExitCode, Error> {
             sparse: true, text, ..
         } => {
             for t in &text {
-                let q = pg2qdrant::embed::bm25::Bm25::query(t);
+                let q = pg2qdrant::mapping::bm25::Bm25::query(t);
                 let v = serde_json::json!({"indices": q.indices, "values": q.values});
                 println!("{v}");
             }

@@ -2,7 +2,7 @@
 //! (`sparse_vectors = [{ name, kind = "bm25", text }]`), IDF applied by Qdrant.
 
 use crate::harness::*;
-use pg2qdrant::embed::bm25::Bm25;
+use pg2qdrant::mapping::bm25::Bm25;
 use qdrant_client::qdrant::vector_output::Vector as Out;
 use qdrant_client::qdrant::vectors_output::VectorsOptions;
 use qdrant_client::qdrant::{
@@ -106,7 +106,11 @@ async fn a_ticket_number_is_found_through_the_bm25_vector_and_verify_compares_it
         r.result.into_iter().filter_map(|p| p.id).collect()
     };
     let dense = qdrant()
-        .query(QueryPointsBuilder::new("t_hybrid").query(vec![1.0, 0.0, 0.0]).limit(2))
+        .query(
+            QueryPointsBuilder::new("t_hybrid")
+                .query(vec![1.0, 0.0, 0.0])
+                .limit(2),
+        )
         .await
         .unwrap();
     assert_eq!(top(dense), [PointId::from(1), PointId::from(3)]);
@@ -123,7 +127,11 @@ async fn a_ticket_number_is_found_through_the_bm25_vector_and_verify_compares_it
     let fused = qdrant()
         .query(
             QueryPointsBuilder::new("t_hybrid")
-                .add_prefetch(PrefetchQueryBuilder::default().query(vec![1.0, 0.0, 0.0]).limit(2u64))
+                .add_prefetch(
+                    PrefetchQueryBuilder::default()
+                        .query(vec![1.0, 0.0, 0.0])
+                        .limit(2u64),
+                )
                 .add_prefetch(
                     PrefetchQueryBuilder::default()
                         .query(sparse_query("TCK-48213"))
@@ -202,8 +210,14 @@ async fn the_bm25_vector_follows_edited_text_and_is_kept_for_unchanged_text() {
     db.exec("UPDATE msgs SET n = 2 WHERE id = 1").await;
     let (kept, _) = wait_n(2).await;
     assert_eq!(kept, first);
-    assert_eq!(computed().await, 1.0, "unchanged text is not computed again");
-    assert!(crate::embedding::counter(port, "pg2qdrant_embed_unchanged_total", &label).await >= 1.0);
+    assert_eq!(
+        computed().await,
+        1.0,
+        "unchanged text is not computed again"
+    );
+    assert!(
+        crate::embedding::counter(port, "pg2qdrant_embed_unchanged_total", &label).await >= 1.0
+    );
 
     // The text changes: computed again, and the weights are the new text's.
     db.exec("UPDATE msgs SET content = 'error E5678 in the exporter', n = 3 WHERE id = 1")

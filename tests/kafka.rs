@@ -1022,7 +1022,11 @@ async fn the_applier_computes_bm25_vectors_and_verify_compares_them() {
     db.exec("INSERT INTO docs VALUES (2, 'streamed error E42', 2, '{0,1,0}')")
         .await;
     wait_for("the applier's collection", WAIT, || async {
-        qdrant().collection_exists(&db.name).await.unwrap().then_some(())
+        qdrant()
+            .collection_exists(&db.name)
+            .await
+            .unwrap()
+            .then_some(())
     })
     .await;
     wait_equal(&db).await;
@@ -1040,8 +1044,12 @@ async fn the_applier_computes_bm25_vectors_and_verify_compares_them() {
             .vectors
             .and_then(pg2qdrant::sink::qdrant::mapping::stored_vectors)
             .and_then(|v| v.get("kw"));
-        let want = pg2qdrant::embed::bm25::Bm25::default().document(title);
-        assert_eq!(got, Some(pg2qdrant::event::Vector::Sparse(want)), "point {id}");
+        let want = pg2qdrant::mapping::bm25::Bm25::default().document(title);
+        assert_eq!(
+            got,
+            Some(pg2qdrant::event::Vector::Sparse(want)),
+            "point {id}"
+        );
     }
     let (code, report) = crate::verify::verify(&path, &[]);
     assert_eq!(code, 0, "{report}");

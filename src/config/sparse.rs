@@ -1,5 +1,5 @@
 //! `sparse_vectors`: a pgvector `sparsevec` column kept sparse, or BM25 term weights computed
-//! from text (`embed::bm25`); Qdrant stores them as named sparse vectors beside the dense ones.
+//! from text (`mapping::bm25`); Qdrant stores them as named sparse vectors beside the dense ones.
 
 use super::TableConfig;
 use crate::error::Error;
@@ -14,7 +14,7 @@ pub enum SparseKind {
 }
 
 /// One entry of `sparse_vectors`: `{ name, column }` (a pgvector `sparsevec`, kept sparse) or
-/// `{ name, kind = "bm25", text = "{content}" }` (see `embed::bm25`).
+/// `{ name, kind = "bm25", text = "{content}" }` (see `mapping::bm25`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SparseVectorConfig {
@@ -48,7 +48,6 @@ impl SparseVectorConfig {
     }
 }
 
-
 /// Checks `tables[i].sparse_vectors` (names unique among all the table's vectors, one source
 /// each, BM25 parameters in range, chunked tables' rules).
 pub fn validate(i: usize, t: &TableConfig) -> Result<(), Error> {
@@ -59,7 +58,10 @@ pub fn validate(i: usize, t: &TableConfig) -> Result<(), Error> {
         if sv.name.is_empty() || names.contains(&sv.name.as_str()) {
             return Err(Error::config(
                 f(j, "name"),
-                format!("{:?} is empty or names another vector of the table", sv.name),
+                format!(
+                    "{:?} is empty or names another vector of the table",
+                    sv.name
+                ),
             ));
         }
         names.push(&sv.name);
@@ -137,13 +139,19 @@ mod tests {
     #[test]
     fn each_bad_sparse_vector_names_its_field() {
         for (sparse, field) in [
-            ("{ name = \"dense\", column = \"s\" }", "tables[0].sparse_vectors[0].name"),
+            (
+                "{ name = \"dense\", column = \"s\" }",
+                "tables[0].sparse_vectors[0].name",
+            ),
             ("{ name = \"kw\" }", "tables[0].sparse_vectors[0].column"),
             (
                 "{ name = \"kw\", column = \"s\", kind = \"bm25\", text = \"{t}\" }",
                 "tables[0].sparse_vectors[0].column",
             ),
-            ("{ name = \"kw\", kind = \"bm25\" }", "tables[0].sparse_vectors[0].text"),
+            (
+                "{ name = \"kw\", kind = \"bm25\" }",
+                "tables[0].sparse_vectors[0].text",
+            ),
             (
                 "{ name = \"kw\", kind = \"bm25\", text = \"{t}\", b = 1.5 }",
                 "tables[0].sparse_vectors[0].b",
@@ -160,7 +168,10 @@ mod tests {
             let e = err(sparse, "");
             assert!(e.contains(field), "{sparse}: {e}");
         }
-        assert!(err("{ name = \"kw\", kind = \"bm25\", text = \"{t}\", colour = 1 }", "")
-            .contains("colour"));
+        assert!(err(
+            "{ name = \"kw\", kind = \"bm25\", text = \"{t}\", colour = 1 }",
+            ""
+        )
+        .contains("colour"));
     }
 }

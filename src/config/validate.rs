@@ -157,7 +157,10 @@ impl Config {
             if e.name.starts_with("bm25(") {
                 return Err(Error::config(
                     format!("embedders[{i}].name"),
-                    format!("{:?}: names starting with bm25( are the built-in BM25 encoders'", e.name),
+                    format!(
+                        "{:?}: names starting with bm25( are the built-in BM25 encoders'",
+                        e.name
+                    ),
                 ));
             }
             if e.batch_size == 0 || e.batch_size > 4096 {

@@ -9,7 +9,6 @@
 //! directory only (`scripts/services.sh` fetches all-MiniLM-L6-v2 and the runtime).
 
 mod gather;
-pub mod bm25;
 pub mod graph;
 pub mod local;
 mod onnx;

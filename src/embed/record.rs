@@ -38,7 +38,9 @@ pub fn stale_embedding<'a>(
             // A BM25 encoder's identity is its name (see `bm25`).
             let identity = match identities.get(&*input.embedder) {
                 Some(i) => i.as_str(),
-                None if super::bm25::Bm25::parse(&input.embedder).is_some() => &input.embedder,
+                None if crate::mapping::bm25::Bm25::parse(&input.embedder).is_some() => {
+                    &input.embedder
+                }
                 None => return true,
             };
             stored_payload

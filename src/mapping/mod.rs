@@ -4,6 +4,7 @@
 //! the key and the reason; the caller dead-letters it and streams on.
 
 pub mod binary;
+pub mod bm25;
 pub mod chunk;
 pub mod key;
 pub mod oid;
@@ -140,7 +141,7 @@ impl TableMapping {
                             format!("{text:?}: {why}"),
                         )
                     })?;
-                    let name = crate::embed::bm25::Bm25::from_config(sv).name();
+                    let name = bm25::Bm25::from_config(sv).name();
                     Some((Arc::from(name.as_str()), tpl))
                 }
                 None => None,
@@ -608,14 +609,18 @@ impl TableMapping {
             self.kind(c.type_oid),
             Kind::Scalar(types::Scalar::SparseVec)
         ) {
-            return Err("is not a pgvector sparsevec (a sparse vector reads sparsevec columns)".to_owned());
+            return Err(
+                "is not a pgvector sparsevec (a sparse vector reads sparsevec columns)".to_owned(),
+            );
         }
         let (_, indices, values) = match d {
             Datum::Text(t) => value::parse_sparse(t)?,
             Datum::Binary(b) => binary::sparse(b)?,
             Datum::Null | Datum::Unchanged => return Ok(Sparse::default()),
         };
-        Ok(Sparse::from_pairs(indices.into_iter().zip(values).collect()))
+        Ok(Sparse::from_pairs(
+            indices.into_iter().zip(values).collect(),
+        ))
     }
 
     /// The row's point id; for a chunked row, its anchor (chunk 0).

@@ -174,7 +174,7 @@ fn a_bm25_vector_is_an_input_of_its_text_and_each_chunk_gets_its_own() {
     assert_eq!(doc.vectors, Some(Vectors::Default(vec![1.0, 2.0])));
     assert_eq!(doc.embed.len(), 1);
     assert_eq!(doc.embed[0].vector, "kw");
-    assert_eq!(&*doc.embed[0].embedder, crate::embed::bm25::Bm25::default().name());
+    assert_eq!(&*doc.embed[0].embedder, bm25::Bm25::default().name());
     assert_eq!(doc.embed[0].text, "ticket TCK-1");
     assert!(m.is_sparse("kw") && !m.is_sparse(""));
 
@@ -193,7 +193,13 @@ fn a_bm25_vector_is_an_input_of_its_text_and_each_chunk_gets_its_own() {
         .with_splitter(splitter);
     let ops = m
         .ops(&change(ChangeKind::Insert {
-            new: row(&[t("5"), t("one two three four"), t("{1,2}"), t("f"), Datum::Null]),
+            new: row(&[
+                t("5"),
+                t("one two three four"),
+                t("{1,2}"),
+                t("f"),
+                Datum::Null,
+            ]),
         }))
         .unwrap();
     let chunks: Vec<&Document> = ops
@@ -253,7 +259,10 @@ fn a_sparsevec_column_is_kept_sparse() {
             ("sp".to_owned(), sp)
         ]))
     );
-    assert!(!doc.payload.contains_key("body"), "a vector column is not payload");
+    assert!(
+        !doc.payload.contains_key("body"),
+        "a vector column is not payload"
+    );
     // NULL: no terms.
     let ops = m
         .ops(&change(ChangeKind::Insert {

@@ -166,7 +166,7 @@ impl Check<'_> {
                         // another model than the row would be embedded with now.
                         if compare::difference(
                             &doc.payload,
-                            crate::embed::bm25::with_computed(doc).as_ref(),
+                            crate::mapping::bm25::with_computed(doc).as_ref(),
                             &payload,
                             vectors.as_ref(),
                             distance_of,

@@ -344,7 +344,9 @@ pub async fn point(collection: &str, id: impl Into<PointId>) -> Option<Stored> {
         vector: p.vectors.and_then(|v| match v.vectors_options {
             Some(vectors_output::VectorsOptions::Vector(v)) => dense(v),
             // The unnamed vector beside sparse ones.
-            Some(vectors_output::VectorsOptions::Vectors(mut n)) => n.vectors.remove("").and_then(dense),
+            Some(vectors_output::VectorsOptions::Vectors(mut n)) => {
+                n.vectors.remove("").and_then(dense)
+            }
             _ => None,
         }),
     })

@@ -9,8 +9,8 @@ use qdrant_client::qdrant::{
     CreateCollectionBuilder, CreateFieldIndexCollectionBuilder, Distance as QDistance, FieldType,
     HnswConfigDiffBuilder, KeywordIndexParams, Modifier, OptimizersConfigDiffBuilder,
     PayloadSchemaType, SparseIndexConfigBuilder, SparseVectorParamsBuilder,
-    SparseVectorsConfigBuilder,
-    UpdateCollectionBuilder, UuidIndexParams, VectorParamsBuilder, VectorsConfigBuilder,
+    SparseVectorsConfigBuilder, UpdateCollectionBuilder, UuidIndexParams, VectorParamsBuilder,
+    VectorsConfigBuilder,
 };
 use qdrant_client::Qdrant;
 
@@ -137,7 +137,10 @@ pub async fn compatible(client: &Qdrant, t: &TableConfig) -> Result<Result<(), S
     let sparse = sparse_params(client, &t.collection).await?;
     for sv in &t.sparse_vectors {
         match sparse.iter().find(|(n, _)| *n == sv.name) {
-            None => problems.push(format!("sparse vector {:?} is not in the collection", sv.name)),
+            None => problems.push(format!(
+                "sparse vector {:?} is not in the collection",
+                sv.name
+            )),
             Some((_, idf)) if *idf != sv.idf() => problems.push(format!(
                 "sparse vector {:?} {} Qdrant's IDF modifier but the config says idf = {}",
                 sv.name,

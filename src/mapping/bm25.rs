@@ -176,13 +176,14 @@ mod tests {
         assert!(three.values[0] > one.values[0]);
         assert!(three.values[0] < 3.0 * one.values[0]);
         // tf = 1 in a document of average length: exactly 1.
-        let avg = Bm25 {
-            avg_len: 1.0,
-            ..b
-        };
+        let avg = Bm25 { avg_len: 1.0, ..b };
         assert!((avg.document("error").values[0] - 1.0).abs() < 1e-6);
         let long = b.document(&format!("error {}", "word ".repeat(500)));
-        let i = long.indices.iter().position(|i| *i == index("error")).unwrap();
+        let i = long
+            .indices
+            .iter()
+            .position(|i| *i == index("error"))
+            .unwrap();
         assert!(long.values[i] < one.values[0]);
         // Sorted by index, indices distinct.
         assert!(long.indices.windows(2).all(|w| w[0] < w[1]));
