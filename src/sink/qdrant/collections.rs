@@ -157,15 +157,22 @@ pub async fn compatible(client: &Qdrant, t: &TableConfig) -> Result<Result<(), S
     })
 }
 
-/// The collection's sparse vectors: name and whether they take the IDF modifier.
-async fn sparse_params(client: &Qdrant, collection: &str) -> Result<Vec<(String, bool)>, Error> {
+/// The collection's config as Qdrant reports it.
+async fn config(
+    client: &Qdrant,
+    collection: &str,
+) -> Result<Option<qdrant_client::qdrant::CollectionConfig>, Error> {
     let info = client
         .collection_info(collection)
         .await
         .map_err(Error::qdrant(format!("read collection {collection}")))?;
-    Ok(info
-        .result
-        .and_then(|r| r.config)
+    Ok(info.result.and_then(|r| r.config))
+}
+
+/// The collection's sparse vectors: name and whether they take the IDF modifier.
+async fn sparse_params(client: &Qdrant, collection: &str) -> Result<Vec<(String, bool)>, Error> {
+    Ok(config(client, collection)
+        .await?
         .and_then(|c| c.params)
         .and_then(|p| p.sparse_vectors_config)
         .map(|c| {
@@ -315,13 +322,8 @@ fn sparse_config(t: &TableConfig) -> SparseVectorsConfigBuilder {
 
 /// The collection's current `indexing_threshold` (KB), as Qdrant reports it.
 pub async fn indexing_threshold(client: &Qdrant, collection: &str) -> Result<u64, Error> {
-    let info = client
-        .collection_info(collection)
-        .await
-        .map_err(Error::qdrant(format!("read collection {collection}")))?;
-    Ok(info
-        .result
-        .and_then(|r| r.config)
+    Ok(config(client, collection)
+        .await?
         .and_then(|c| c.optimizer_config)
         .and_then(|o| o.indexing_threshold)
         .unwrap_or(DEFAULT_INDEXING_THRESHOLD_KB))
@@ -472,11 +474,7 @@ pub async fn vector_params(
     collection: &str,
 ) -> Result<(Vec<(String, u64, Distance)>, bool), Error> {
     use qdrant_client::qdrant::vectors_config::Config;
-    let info = client
-        .collection_info(collection)
-        .await
-        .map_err(Error::qdrant(format!("read collection {collection}")))?;
-    let params = info.result.and_then(|r| r.config).and_then(|c| c.params);
+    let params = config(client, collection).await?.and_then(|c| c.params);
     let custom = params.as_ref().and_then(|p| p.sharding_method)
         == Some(qdrant_client::qdrant::ShardingMethod::Custom as i32);
     let params = params.and_then(|p| p.vectors_config).and_then(|v| v.config);
