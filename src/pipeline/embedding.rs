@@ -12,6 +12,10 @@
 //! whose text column is an unchanged TOAST value carries no input at all: the mapping leaves the
 //! vector to the stored point.)
 //!
+//! BM25 sparse vectors (`sparse_vectors` of kind `bm25`, see `mapping::bm25`) come through here
+//! too: their "embedder" is the encoder's name, so they are recorded, reused and counted like
+//! embeddings, and computed in place (pure and cheap) instead of by a model.
+//!
 //! A copied row (snapshot) comes through here like a streamed one, so a copy embeds in full
 //! batches. An input the embedder refuses is reported back for the dead-letter file; the rest of
 //! the batch is written.
