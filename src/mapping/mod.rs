@@ -12,13 +12,10 @@ mod position;
 pub mod shard;
 pub mod types;
 pub mod value;
+mod vectors;
 
-use crate::config::template::Template;
 use crate::config::{TableConfig, META_FIELD};
-use crate::event::{
-    Change, ChangeKind, Column, Datum, Document, Op, PointKey, Row, Sparse, TableName, Vector,
-    Vectors,
-};
+use crate::event::{Change, ChangeKind, Column, Datum, Document, Op, PointKey, Row, TableName};
 use crate::lsn::Position;
 pub use position::{meta, set_positions, PG_EPOCH_UNIX_MICROS};
 use serde_json::{Map, Value};
@@ -26,6 +23,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use types::{Kind, Types};
+use vectors::VectorSpec;
 
 /// Watched tables by name: their compiled mappings.
 pub type Mappings = std::collections::HashMap<TableName, TableMapping>;
@@ -44,18 +42,6 @@ impl std::fmt::Display for MappingError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "table {} key {}: {}", self.table, self.key, self.reason)
     }
-}
-
-#[derive(Debug, Clone)]
-struct VectorSpec {
-    /// Empty for the unnamed default vector.
-    name: String,
-    column: String,
-    size: usize,
-    /// Computed from text instead of read from `column`: the embedder and the template.
-    embed: Option<(Arc<str>, Template)>,
-    /// A sparse vector (`sparse_vectors`): a `sparsevec` column, or BM25 of a text.
-    sparse: bool,
 }
 
 /// A compiled `[[tables]]` entry.
@@ -99,61 +85,7 @@ impl TableMapping {
     /// that does not parse (config validation refuses it first; this keeps a mapping from ever
     /// embedding an empty text instead).
     pub fn new(cfg: &TableConfig, key: Vec<String>) -> Result<Self, crate::error::Error> {
-        let embedded = cfg.embedded_vectors();
-        let mut vectors = Vec::new();
-        for v in cfg.vector_columns() {
-            let embed = match embedded.iter().find(|e| e.name == v.name) {
-                Some(e) => Some((
-                    Arc::from(e.embedder.as_str()),
-                    Template::parse(&e.text).map_err(|why| {
-                        let at = if v.name.is_empty() {
-                            "vector".to_owned()
-                        } else {
-                            format!("vectors.{}", v.name)
-                        };
-                        crate::error::Error::config(
-                            format!("tables ({}) {at}.text", cfg.table),
-                            format!("{:?}: {why}", e.text),
-                        )
-                    })?,
-                )),
-                None => None,
-            };
-            vectors.push(VectorSpec {
-                embed,
-                name: v.name,
-                column: v.column,
-                size: v.size as usize,
-                sparse: false,
-            });
-        }
-        for (j, sv) in cfg.sparse_vectors.iter().enumerate() {
-            let embed = match sv.kind {
-                Some(crate::config::SparseKind::Bm25) => {
-                    let text = sv
-                        .text
-                        .clone()
-                        .or_else(|| embedded.first().map(|e| e.text.clone()))
-                        .unwrap_or_default();
-                    let tpl = Template::parse(&text).map_err(|why| {
-                        crate::error::Error::config(
-                            format!("tables ({}) sparse_vectors[{j}].text", cfg.table),
-                            format!("{text:?}: {why}"),
-                        )
-                    })?;
-                    let name = bm25::Bm25::from_config(sv).name();
-                    Some((Arc::from(name.as_str()), tpl))
-                }
-                None => None,
-            };
-            vectors.push(VectorSpec {
-                name: sv.name.clone(),
-                column: sv.column.clone().unwrap_or_default(),
-                size: 0,
-                embed,
-                sparse: true,
-            });
-        }
+        let vectors = vectors::specs(cfg)?;
         Ok(Self {
             table: TableName::parse(&cfg.table),
             collection: Arc::from(cfg.collection.as_str()),
@@ -568,59 +500,6 @@ impl TableMapping {
             position,
             anchor: None,
         })
-    }
-
-    fn vectors(&self, row: &Row) -> Result<Option<Vectors>, MappingError> {
-        let mut out = None;
-        for spec in self.vectors.iter().filter(|s| s.embed.is_none()) {
-            let v = match row.column(&spec.column) {
-                None => {
-                    return Err(self.error(
-                        row,
-                        format!("vector column {:?} is not in the table", spec.column),
-                    ))
-                }
-                // A NULL sparse vector has no terms.
-                Some((_, Datum::Null)) if spec.sparse => Ok(Vector::Sparse(Default::default())),
-                Some((_, Datum::Null)) => {
-                    return Err(self.error(row, format!("vector column {:?} is NULL", spec.column)))
-                }
-                Some((_, Datum::Unchanged)) => continue,
-                Some((c, d)) if spec.sparse => self.sparse(c, d).map(Vector::Sparse),
-                Some((c, Datum::Text(t))) => match self.kind(c.type_oid) {
-                    Kind::Scalar(types::Scalar::SparseVec) => value::parse_sparse(t)
-                        .and_then(|(dim, i, v)| value::densify(dim, &i, &v, spec.size)),
-                    _ => value::parse_vector(t, spec.size),
-                }
-                .map(Vector::Dense),
-                Some((c, Datum::Binary(b))) => {
-                    binary::vector(self.kind(c.type_oid), b, spec.size).map(Vector::Dense)
-                }
-            }
-            .map_err(|e| self.error(row, format!("vector column {:?}: {e}", spec.column)))?;
-            Vectors::put(&mut out, &spec.name, v);
-        }
-        Ok(out)
-    }
-
-    /// A `sparsevec` column's value, kept sparse.
-    fn sparse(&self, c: &Column, d: &Datum) -> Result<Sparse, String> {
-        if !matches!(
-            self.kind(c.type_oid),
-            Kind::Scalar(types::Scalar::SparseVec)
-        ) {
-            return Err(
-                "is not a pgvector sparsevec (a sparse vector reads sparsevec columns)".to_owned(),
-            );
-        }
-        let (_, indices, values) = match d {
-            Datum::Text(t) => value::parse_sparse(t)?,
-            Datum::Binary(b) => binary::sparse(b)?,
-            Datum::Null | Datum::Unchanged => return Ok(Sparse::default()),
-        };
-        Ok(Sparse::from_pairs(
-            indices.into_iter().zip(values).collect(),
-        ))
     }
 
     /// The row's point id; for a chunked row, its anchor (chunk 0).

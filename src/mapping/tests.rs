@@ -1,7 +1,7 @@
 use super::oid;
 use super::*;
 use crate::config::parse;
-use crate::event::Column;
+use crate::event::{Column, Sparse, Vector, Vectors};
 use serde_json::json;
 
 /// `public.m` into `c`, key `id`, vector column `v` (2), plus `extra` table keys.

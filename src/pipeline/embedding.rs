@@ -482,6 +482,16 @@ pub async fn stored<S: Sink>(sink: &S, ops: &[Op]) -> Result<Stored, Error> {
     Ok(out)
 }
 
+/// Leaves the sparse vectors out of `stored`, so they are computed again rather than reused (a
+/// repair: `verify` compares them with the row's text, and a drifted one records the right hash).
+pub fn forget_sparse(stored: &mut Stored) {
+    for (_, vs) in stored.values_mut() {
+        if let Vectors::Named(list) = vs {
+            list.retain(|(_, v)| matches!(v, Vector::Dense(_)));
+        }
+    }
+}
+
 /// One embedder call, counted. `Err`: transient (retry the computation); `Ok(Err)`: the inputs
 /// were refused.
 async fn call(

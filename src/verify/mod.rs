@@ -168,13 +168,8 @@ impl Check<'_> {
         }
         let mut ops = ops.to_vec();
         let mut stored = crate::pipeline::embedding::stored(self.sink, &ops).await?;
-        // A sparse (BM25) vector was compared with the row's and may be what drifted: computed
-        // again (it is cheap), never reused from the point.
-        for (_, vs) in stored.values_mut() {
-            if let crate::event::Vectors::Named(list) = vs {
-                list.retain(|(_, v)| matches!(v, crate::event::Vector::Dense(_)));
-            }
-        }
+        // verify compared the sparse vectors with the row's: they may be what drifted.
+        crate::pipeline::embedding::forget_sparse(&mut stored);
         let done = std::sync::Mutex::new(crate::pipeline::embedding::Computed::default());
         self.embedders.compute(&ops, &stored, &done).await?;
         let computed = done.into_inner().expect("computed lock");
