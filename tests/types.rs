@@ -4,9 +4,9 @@
 //! feeds point ids) exactly PostgreSQL's text.
 
 use crate::harness::TestDb;
-use pg2qdrant::mapping::binary;
 use pg2qdrant::mapping::types::{Kind, Scalar, TypeRow, Types, CATALOG_SQL};
 use pg2qdrant::mapping::value::{self, Options};
+use pg2qdrant::mapping::{binary, sparsevec};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
@@ -51,6 +51,15 @@ fn float_lit(f: f64) -> String {
     } else {
         format!("'{f:e}'")
     }
+}
+
+/// A finite f32 (any exponent) as a decimal literal.
+fn finite_f32() -> BoxedStrategy<String> {
+    any::<u32>()
+        .prop_map(f32::from_bits)
+        .prop_filter("finite", |f| f.is_finite())
+        .prop_map(|f| format!("{f:e}"))
+        .boxed()
 }
 
 fn json() -> BoxedStrategy<String> {
@@ -172,6 +181,26 @@ fn scalar(ty: &str) -> BoxedStrategy<String> {
         "money2" => (-1_000_000_000i64..1_000_000_000)
             .prop_map(|c| format!("({c}::numeric / 100)::money2"))
             .boxed(),
+        // pgvector: finite elements (it refuses NaN and infinities); halfvec's range is ±65504.
+        "vector(3)" => prop::collection::vec(finite_f32(), 3)
+            .prop_map(|v| format!("'[{}]'::vector(3)", v.join(",")))
+            .boxed(),
+        "halfvec(3)" => prop::collection::vec(
+            prop_oneof![
+                6 => (-70_000f32..70_000f32).prop_map(|f| format!("{f:e}")),
+                1 => (-1e-4f32..1e-4).prop_map(|f| format!("{f:e}")),
+                1 => finite_f32(),
+            ],
+            3,
+        )
+        .prop_map(|v| format!("'[{}]'::halfvec(3)", v.join(",")))
+        .boxed(),
+        "sparsevec(8)" => prop::collection::btree_map(1u32..=8, finite_f32(), 0..6)
+            .prop_map(|terms| {
+                let terms: Vec<String> = terms.into_iter().map(|(i, f)| format!("{i}:{f}")).collect();
+                format!("'{{{}}}/8'::sparsevec(8)", terms.join(","))
+            })
+            .boxed(),
         other => panic!("no strategy for {other}"),
     }
 }
@@ -219,6 +248,9 @@ const SCALARS: &[&str] = &[
     "mood",
     "posint",
     "money2",
+    "vector(3)",
+    "halfvec(3)",
+    "sparsevec(8)",
 ];
 
 const ARRAYS: &[&str] = &[
@@ -245,7 +277,7 @@ const ARRAYS: &[&str] = &[
 async fn every_type_maps_the_same_from_text_and_from_binary() {
     let db = TestDb::new(
         "t_types_both_paths",
-        "CREATE EXTENSION citext;
+        "CREATE EXTENSION citext; CREATE EXTENSION vector;
          CREATE TYPE mood AS ENUM ('sad', 'very \"happy\"', 'a,b', 'NULL');
          CREATE DOMAIN posint AS int4 CHECK (VALUE > 0);
          CREATE DOMAIN money2 AS numeric(14, 2);",
@@ -370,6 +402,29 @@ fn compare(kind: Kind, ty: &str, t: &str, b: &[u8]) {
                 assert_eq!(Ok(x), y, "{ty} {t:?}: unix seconds differ");
             }
         }
+    }
+    // pgvector's types as vectors: dense from either form alike, sparse kept sparse alike.
+    match kind {
+        Kind::Scalar(Scalar::Vector | Scalar::HalfVec) => {
+            assert_eq!(
+                value::parse_vector(t, 3),
+                binary::vector(kind, b, 3),
+                "{ty} {t:?}: vectors differ"
+            );
+        }
+        Kind::Scalar(Scalar::SparseVec) => {
+            let x = sparsevec::parse(t);
+            assert!(x.is_ok(), "{ty} {t:?}: {x:?}");
+            assert_eq!(x, binary::sparse(b), "{ty} {t:?}: sparse vectors differ");
+            let dense = |r: Result<Vec<f32>, String>| r.unwrap();
+            let (dim, i, v) = x.unwrap();
+            assert_eq!(
+                dense(sparsevec::densify(dim, &i, &v, 8)),
+                dense(binary::vector(kind, b, 8)),
+                "{ty} {t:?}: densified vectors differ"
+            );
+        }
+        _ => {}
     }
     if let Kind::Array(
         Scalar::Float4

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pg2qdrant::event::Column;
-use pg2qdrant::mapping::binary;
+use pg2qdrant::mapping::{binary, sparsevec};
 use pg2qdrant::mapping::types::{Kind, Scalar};
 use pg2qdrant::mapping::value::{self, Options};
 use pg2qdrant::source::copy_binary;
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = value::parse_vector(text, 3);
-        let _ = value::parse_sparse(text);
+        let _ = sparsevec::parse(text);
     }
     let columns: Arc<[Column]> = (0..2)
         .map(|i| Column {

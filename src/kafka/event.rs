@@ -9,7 +9,7 @@
 use super::proto as pb;
 use crate::event::{Change, ChangeKind, Column, Datum, PointKey, Row};
 use crate::mapping::types::{Kind, Scalar};
-use crate::mapping::{binary, value, TableMapping};
+use crate::mapping::{binary, sparsevec, value, TableMapping};
 use pb::value::Kind as V;
 use serde_json::Value as Json;
 
@@ -145,6 +145,15 @@ fn read(mapping: &TableMapping, col: &Column, kind: Kind, datum: &Datum) -> Resu
         Scalar::Vector | Scalar::HalfVec => V::Vector(pb::Vector {
             values: numbers(&json()?).ok_or("not a vector of numbers")?,
         }),
+        // pgvector sparsevec: its text form (`{1:0.5,4:2}/8`), exact and the same from either.
+        Scalar::SparseVec => {
+            let (dim, indices, values) = match datum {
+                Datum::Binary(b) => binary::sparse(b)?,
+                Datum::Text(t) => sparsevec::parse(t)?,
+                _ => unreachable!("values only"),
+            };
+            V::Text(sparsevec::text(dim, &indices, &values))
+        }
         Scalar::Json | Scalar::Jsonb => match text(mapping, col, datum)? {
             V::Text(t) => V::Json(t),
             other => other,

@@ -204,7 +204,7 @@ pub fn vector(kind: Kind, b: &[u8], expected_len: usize) -> Result<Vec<f32>, Str
         Kind::Scalar(s @ (Scalar::Vector | Scalar::HalfVec)) => dense(s, b)?,
         Kind::Scalar(Scalar::SparseVec) => {
             let (dim, indices, values) = sparse(b)?;
-            return value::densify(dim, &indices, &values, expected_len);
+            return super::sparsevec::densify(dim, &indices, &values, expected_len);
         }
         Kind::Scalar(s @ (Scalar::Json | Scalar::Jsonb)) => {
             return value::parse_vector(&text_form(s, b)?, expected_len)

@@ -10,6 +10,7 @@ pub mod key;
 pub mod oid;
 mod position;
 pub mod shard;
+pub mod sparsevec;
 pub mod types;
 pub mod value;
 mod vectors;

@@ -81,7 +81,7 @@ pub fn scalar_json(s: Scalar, text: &str, options: Options) -> Result<Value, Str
             Value::Array(dense_elements(text)?.into_iter().map(f32_json).collect())
         }
         Scalar::SparseVec => {
-            let (dim, indices, values) = parse_sparse(text)?;
+            let (dim, indices, values) = super::sparsevec::parse(text)?;
             sparse_json(dim, &indices, &values)
         }
         Scalar::Text | Scalar::Uuid | Scalar::Date | Scalar::Time | Scalar::TimeTz => {
@@ -144,54 +144,6 @@ fn dense_elements(text: &str) -> Result<Vec<f32>, String> {
                 .map_err(|_| format!("vector element {p:?} is not a number"))
         })
         .collect()
-}
-
-/// pgvector's sparsevec text form `{1:1.5,3:2}/5` (indices from 1) → (dim, indices from 0,
-/// values).
-pub fn parse_sparse(text: &str) -> Result<(u32, Vec<u32>, Vec<f32>), String> {
-    let bad = || format!("{text:?} is not a sparse vector {{i:v,...}}/dim");
-    let (body, dim) = text.trim().rsplit_once('/').ok_or_else(bad)?;
-    let dim: u32 = dim.trim().parse().map_err(|_| bad())?;
-    let inner = body
-        .trim()
-        .strip_prefix('{')
-        .and_then(|s| s.strip_suffix('}'))
-        .ok_or_else(bad)?;
-    let (mut indices, mut values) = (Vec::new(), Vec::new());
-    if !inner.trim().is_empty() {
-        for pair in inner.split(',') {
-            let (i, v) = pair.split_once(':').ok_or_else(bad)?;
-            let i: u32 = i.trim().parse().map_err(|_| bad())?;
-            indices.push(i.checked_sub(1).ok_or_else(bad)?);
-            values.push(v.trim().parse::<f32>().map_err(|_| bad())?);
-        }
-    }
-    Ok((dim, indices, values))
-}
-
-/// A sparse vector as a dense one of `expected_len` dimensions.
-pub fn densify(
-    dim: u32,
-    indices: &[u32],
-    values: &[f32],
-    expected_len: usize,
-) -> Result<Vec<f32>, String> {
-    if dim as usize != expected_len {
-        return Err(format!(
-            "vector has {dim} dimensions, the collection expects {expected_len}"
-        ));
-    }
-    let mut out = vec![0.0; expected_len];
-    for (&i, &v) in indices.iter().zip(values) {
-        let slot = out
-            .get_mut(i as usize)
-            .ok_or_else(|| format!("sparse vector index {i} is beyond its {dim} dimensions"))?;
-        if !v.is_finite() {
-            return Err(format!("vector element {i} is not finite"));
-        }
-        *slot = v;
-    }
-    Ok(out)
 }
 
 fn float(text: &str) -> Result<Value, String> {

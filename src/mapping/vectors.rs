@@ -101,8 +101,8 @@ impl TableMapping {
                 Some((_, Datum::Unchanged)) => continue,
                 Some((c, d)) if spec.sparse => self.sparse(c, d).map(Vector::Sparse),
                 Some((c, Datum::Text(t))) => match self.kind(c.type_oid) {
-                    Kind::Scalar(types::Scalar::SparseVec) => value::parse_sparse(t)
-                        .and_then(|(dim, i, v)| value::densify(dim, &i, &v, spec.size)),
+                    Kind::Scalar(types::Scalar::SparseVec) => super::sparsevec::parse(t)
+                        .and_then(|(dim, i, v)| super::sparsevec::densify(dim, &i, &v, spec.size)),
                     _ => value::parse_vector(t, spec.size),
                 }
                 .map(Vector::Dense),
@@ -127,7 +127,7 @@ impl TableMapping {
             );
         }
         let (_, indices, values) = match d {
-            Datum::Text(t) => value::parse_sparse(t)?,
+            Datum::Text(t) => super::sparsevec::parse(t)?,
             Datum::Binary(b) => binary::sparse(b)?,
             Datum::Null | Datum::Unchanged => return Ok(Sparse::default()),
         };
