@@ -423,9 +423,9 @@ impl<S: Sink> Writer<S> {
         r
     }
 
-    /// Replaces each TOAST merge whose point is missing (and each of a chunked table) by an
-    /// upsert of the current row read from PostgreSQL (or drops it when the row is gone: its
-    /// delete follows in the stream).
+    /// Replaces each TOAST merge whose point is missing (and each of a chunked or sharded
+    /// table, and each that sets a field to NULL) by an upsert of the current row read from
+    /// PostgreSQL (or drops it when the row is gone: its delete follows in the stream).
     async fn resolve_merges(&self, catalog: &SourceReads, ops: Vec<Op>) -> Result<Vec<Op>, Error> {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
@@ -446,9 +446,12 @@ impl<S: Sink> Writer<S> {
             };
             // A chunked row is always rewritten from the whole row: its chunks are cut from
             // the whole text (unchanged chunk texts keep their vectors, see `embedding`). So is
-            // a sharded one: a merge cannot move its point to another shard key.
+            // a sharded one: a merge cannot move its point to another shard key. And one with
+            // a NULL field: Qdrant's set-payload removes a key given null, where an upsert
+            // stores it (`{"h": null}`), and the point must be what an upsert makes of the row.
             if !mapping.chunked()
                 && !mapping.sharded()
+                && !doc.payload.values().any(serde_json::Value::is_null)
                 && self
                     .sink
                     .missing(collection, std::slice::from_ref(&doc.key))

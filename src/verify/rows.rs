@@ -164,17 +164,23 @@ impl Check<'_> {
                         let vectors = p.vectors.clone().and_then(qmap::stored_vectors);
                         // A computed vector is stale when its point records other text or
                         // another model than the row would be embedded with now.
-                        if compare::difference(
+                        let why = compare::difference(
                             &doc.payload,
                             crate::mapping::bm25::with_computed(doc).as_ref(),
                             &payload,
                             vectors.as_ref(),
                             distance_of,
                         )
-                        .is_some()
-                            || crate::embed::record::stale_embedding(doc, &payload, self.identities)
-                                .is_some()
-                        {
+                        .or_else(|| {
+                            crate::embed::record::stale_embedding(doc, &payload, self.identities)
+                                .map(|name| {
+                                    format!(
+                                        "{name} was embedded from other text or by another model"
+                                    )
+                                })
+                        });
+                        if let Some(why) = why {
+                            tracing::debug!(table = %self.table(), key = %key, "stale point: {why}");
                             r.stale += 1;
                             sample(&mut r.stale_keys, key);
                             trim(&mut repairs, &mut trims, &op);
