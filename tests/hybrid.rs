@@ -3,11 +3,8 @@
 
 use crate::harness::*;
 use pg2qdrant::mapping::bm25::Bm25;
-use qdrant_client::qdrant::vector_output::Vector as Out;
-use qdrant_client::qdrant::vectors_output::VectorsOptions;
 use qdrant_client::qdrant::{
-    Fusion, GetPointsBuilder, Modifier, PointId, PointVectors, PrefetchQueryBuilder, Query,
-    QueryPointsBuilder, UpdatePointVectorsBuilder, Vector, VectorInput,
+    Fusion, Modifier, PointId, PrefetchQueryBuilder, Query, QueryPointsBuilder, VectorInput,
 };
 use serde_json::json;
 
@@ -24,30 +21,8 @@ fn hybrid_table(collection: &str, avg_len: u32) -> String {
 
 /// A point's sparse vector `keywords` as (indices, values) in index order, and its payload.
 async fn keywords(collection: &str, id: u64) -> Option<((Vec<u32>, Vec<f32>), serde_json::Value)> {
-    let r = qdrant()
-        .get_points(
-            GetPointsBuilder::new(collection, vec![PointId::from(id)])
-                .with_payload(true)
-                .with_vectors(true),
-        )
-        .await
-        .ok()?;
-    let p = r.result.into_iter().next()?;
-    let Some(VectorsOptions::Vectors(named)) = p.vectors?.vectors_options else {
-        panic!("point {id} has no named vectors");
-    };
-    let out = named.vectors.get("keywords")?.clone();
-    #[allow(deprecated)]
-    let (indices, values) = match out.vector {
-        Some(Out::Sparse(s)) => (s.indices, s.values),
-        // Older servers answer in the deprecated fields.
-        None if out.indices.is_some() => (out.indices.unwrap().data, out.data),
-        other => panic!("keywords of point {id} is not sparse: {other:?}"),
-    };
-    let mut pairs: Vec<(u32, f32)> = indices.into_iter().zip(values).collect();
-    pairs.sort_by_key(|(i, _)| *i);
-    let payload = serde_json::Value::from(qdrant_client::Payload::from(p.payload));
-    Some((pairs.into_iter().unzip(), payload))
+    let sparse = sparse_vector(collection, id, "keywords").await?;
+    Some((sparse, point(collection, id).await?.payload))
 }
 
 fn expected(avg_len: f32, text: &str) -> (Vec<u32>, Vec<f32>) {
@@ -149,25 +124,7 @@ async fn a_ticket_number_is_found_through_the_bm25_vector_and_verify_compares_it
     // is stale, and repair writes the row's weights again.
     let reports = pg2qdrant::verify::run(&cfg, None, false).await.unwrap();
     assert_eq!((reports[0].rows, reports[0].drift()), (4, 0), "{reports:?}");
-    qdrant()
-        .update_vectors(
-            UpdatePointVectorsBuilder::new(
-                "t_hybrid",
-                vec![PointVectors {
-                    id: Some(PointId::from(4)),
-                    vectors: Some(
-                        std::collections::HashMap::from([(
-                            "keywords".to_owned(),
-                            Vector::new_sparse(vec![7u32], vec![1.0]),
-                        )])
-                        .into(),
-                    ),
-                }],
-            )
-            .wait(true),
-        )
-        .await
-        .unwrap();
+    set_sparse_vector("t_hybrid", 4, "keywords", vec![7], vec![1.0]).await;
     let reports = pg2qdrant::verify::run(&cfg, None, false).await.unwrap();
     assert_eq!(reports[0].stale, 1, "{reports:?}");
     pg2qdrant::verify::run(&cfg, None, true).await.unwrap();

@@ -13,6 +13,7 @@ mod hybrid;
 mod kafka;
 mod layers;
 mod operate;
+mod pgvector;
 mod rebuild;
 mod recovery;
 mod sharding;

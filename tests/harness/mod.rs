@@ -352,6 +352,61 @@ pub async fn point(collection: &str, id: impl Into<PointId>) -> Option<Stored> {
     })
 }
 
+/// A point's named sparse vector as (indices, values) in index order; None when the point or
+/// the vector is missing.
+pub async fn sparse_vector(
+    collection: &str,
+    id: impl Into<PointId>,
+    name: &str,
+) -> Option<(Vec<u32>, Vec<f32>)> {
+    let r = qdrant()
+        .get_points(GetPointsBuilder::new(collection, vec![id.into()]).with_vectors(true))
+        .await
+        .ok()?;
+    let p = r.result.into_iter().next()?;
+    let Some(vectors_output::VectorsOptions::Vectors(named)) = p.vectors?.vectors_options else {
+        panic!("point {:?} has no named vectors", p.id);
+    };
+    let out = named.vectors.get(name)?.clone();
+    #[allow(deprecated)]
+    let (indices, values) = match out.vector {
+        Some(vector_output::Vector::Sparse(s)) => (s.indices, s.values),
+        // Older servers answer in the deprecated fields.
+        None if out.indices.is_some() => (out.indices.unwrap().data, out.data),
+        other => panic!("{name} of point {:?} is not sparse: {other:?}", p.id),
+    };
+    let mut pairs: Vec<(u32, f32)> = indices.into_iter().zip(values).collect();
+    pairs.sort_by_key(|(i, _)| *i);
+    Some(pairs.into_iter().unzip())
+}
+
+/// Overwrites a point's named sparse vector behind the connector's back (drift for `verify`).
+pub async fn set_sparse_vector(
+    collection: &str,
+    id: u64,
+    name: &str,
+    indices: Vec<u32>,
+    values: Vec<f32>,
+) {
+    let vectors = std::collections::HashMap::from([(
+        name.to_owned(),
+        qdrant_client::qdrant::Vector::new_sparse(indices, values),
+    )]);
+    qdrant()
+        .update_vectors(
+            qdrant_client::qdrant::UpdatePointVectorsBuilder::new(
+                collection,
+                vec![qdrant_client::qdrant::PointVectors {
+                    id: Some(PointId::from(id)),
+                    vectors: Some(vectors.into()),
+                }],
+            )
+            .wait(true),
+        )
+        .await
+        .unwrap();
+}
+
 /// Every point of a collection: (id as string, stored).
 pub async fn all_points(collection: &str) -> Vec<(String, Stored)> {
     all_points_at(&qdrant(), collection).await
