@@ -212,6 +212,9 @@ async fn main() {
     let ceiling_secs = t.elapsed().as_secs_f64();
     eprintln!("producer ceiling: {:.1} s", t.elapsed().as_secs_f64());
     let ceiling_cpu = sampling.stop().await;
+    // Its polling thread would otherwise count in the later phases' CPU of this process.
+    drop(deliveries);
+    drop(producer);
 
     // 3b. Consumer ceiling: a bare consumer of its own group reads the published topic through
     // and does nothing with the messages: what librdkafka and the broker cost per event. Timed

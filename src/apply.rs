@@ -162,8 +162,15 @@ async fn start(
     health.up("kafka");
     let applier = Applier {
         consumer,
-        dlq: client::producer(kafka)?,
+        // Made at first use: an idle librdkafka producer's polling thread costs about 1 % of
+        // a core (it spins through the last millisecond of each 100 ms poll). Made and dropped
+        // here once, so a property the producer refuses fails the start, naming it.
+        dlq: {
+            drop(client::producer(kafka)?);
+            Mutex::new(None)
+        },
         dlq_topic: kafka.dlq_topic.clone(),
+        kafka: kafka.clone(),
         mappings,
         queue: Arc::default(),
         group: kafka.group_id.clone(),
@@ -189,8 +196,10 @@ async fn prepare(cfg: &Config) -> Result<Mappings, Error> {
 
 struct Applier {
     consumer: Arc<client::GroupConsumer>,
-    dlq: client::Producer,
+    /// The dead-letter topic's producer, made when the first message is dead-lettered.
+    dlq: Mutex<Option<client::Producer>>,
     dlq_topic: String,
+    kafka: KafkaConfig,
     mappings: Arc<Mappings>,
     /// Batches handed to the writer and not yet durable, in order (see [`Commits`]).
     queue: Arc<Mutex<VecDeque<Offsets>>>,
@@ -512,6 +521,13 @@ impl Applier {
         let offset = m.offset().to_string();
         let payload = m.payload().unwrap_or_default();
         let key = m.key().unwrap_or_default();
+        let producer = {
+            let mut dlq = self.dlq.lock().expect("dead-letter producer lock");
+            match &*dlq {
+                Some(p) => p.clone(),
+                None => dlq.insert(client::producer(&self.kafka)?).clone(),
+            }
+        };
         let send = || async {
             let headers = OwnedHeaders::new_with_capacity(4)
                 .insert(Header {
@@ -534,7 +550,7 @@ impl Applier {
                 .payload(payload)
                 .key(key)
                 .headers(headers);
-            self.dlq
+            producer
                 .send(
                     record,
                     rdkafka::util::Timeout::After(Duration::from_secs(30)),
