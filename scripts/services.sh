@@ -43,7 +43,10 @@ install_pgvector() {
     && grep -qx "default_version = '$PGVECTOR_VERSION'" /usr/share/postgresql/15/extension/vector.control 2>/dev/null; then
     return
   fi
-  [ -x "$pg_config" ] && command -v make >/dev/null || apt_install --no-install-recommends postgresql-server-dev-15 make
+  # pg_config comes with the client package; the server's headers and PGXS with server-dev.
+  if [ ! -f /usr/include/postgresql/15/server/postgres.h ] || ! command -v make >/dev/null; then
+    apt_install --no-install-recommends postgresql-server-dev-15 make
+  fi
   local tgz="$CACHE_DIR/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
   if [ ! -f "$tgz" ] || [ "$(sha256sum "$tgz" | cut -d' ' -f1)" != "$PGVECTOR_SHA256" ]; then
     log "fetching pgvector $PGVECTOR_VERSION's source from Debian's archive"
