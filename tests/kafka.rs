@@ -1056,3 +1056,57 @@ async fn the_applier_computes_bm25_vectors_and_verify_compares_them() {
     applier.stop().await;
     run.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applier_keeps_a_sparsevec_column_sparse_and_exact() {
+    // A sparsevec travels in the event as pgvector's text form (it once travelled as the
+    // payload's JSON object, which the applier could not read back: every row dead-lettered).
+    let db = TestDb::new(
+        "t_kafka_sparsevec",
+        "CREATE EXTENSION IF NOT EXISTS vector; \
+         CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[], s sparsevec(100));",
+    )
+    .await;
+    db.exec("INSERT INTO docs VALUES (1, 'copied', 1, '{1,0,0}', '{3:0.1,100:-2.5}/100')")
+        .await;
+    let text = kafka_text(&db, &brokers(), false).replace(
+        "distance = \"Dot\" }\n",
+        "distance = \"Dot\" }\nsparse_vectors = [{ name = \"terms\", column = \"s\" }]\n",
+    );
+    assert!(text.contains("sparse_vectors"), "{text}");
+    let path = work_dir(&db.name).join("config.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = parse(&text).unwrap();
+    let run = db.start(cfg.clone()).await;
+    let applier = apply(cfg.clone());
+    db.exec(
+        "INSERT INTO docs VALUES (2, 'streamed', 2, '{0,1,0}', '{1:1e-30,50:0.33333334}/100'), \
+         (3, 'no terms', 3, '{0,0,1}', NULL)",
+    )
+    .await;
+    wait_for("the applier's collection", WAIT, || async {
+        qdrant()
+            .collection_exists(&db.name)
+            .await
+            .unwrap()
+            .then_some(())
+    })
+    .await;
+    // Every row has its point (a dead-lettered one would have none).
+    wait_equal(&db).await;
+    for (id, want) in [
+        (1u64, (vec![2u32, 99], vec![0.1f32, -2.5])),
+        (2, (vec![0, 49], vec![1e-30, 0.333_333_34])),
+        (3, (vec![], vec![])),
+    ] {
+        assert_eq!(
+            sparse_vector(&db.name, id, "terms").await,
+            Some(want),
+            "point {id}"
+        );
+    }
+    let (code, report) = crate::verify::verify(&path, &[]);
+    assert_eq!(code, 0, "{report}");
+    applier.stop().await;
+    run.stop().await;
+}
