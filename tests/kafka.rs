@@ -54,6 +54,31 @@ fn kafka_config(db: &TestDb, brokers: &str, direct: bool) -> (Config, PathBuf) {
     (cfg, path)
 }
 
+/// [`kafka_text`] (publish mode) with `extra` lines in the table entry, written to the test's
+/// config file: (config, path).
+fn kafka_config_with(db: &TestDb, extra: &str) -> (Config, PathBuf) {
+    let text = kafka_text(db, &brokers(), false).replace(
+        "distance = \"Dot\" }\n",
+        &format!("distance = \"Dot\" }}\n{extra}\n"),
+    );
+    assert!(text.contains(extra), "{text}");
+    let path = work_dir(&db.name).join("config.toml");
+    std::fs::write(&path, &text).unwrap();
+    (parse(&text).unwrap(), path)
+}
+
+/// Waits until the applier created the test's collection.
+async fn wait_collection(db: &TestDb) {
+    wait_for("the applier's collection", WAIT, || async {
+        qdrant()
+            .collection_exists(&db.name)
+            .await
+            .unwrap()
+            .then_some(())
+    })
+    .await;
+}
+
 /// No copy of the (empty) table: one still running when the test's rows arrive would publish
 /// them as reads too (correct, and a TRUNCATE restarts it), which blurs exact message counts.
 fn streamed_only(cfg: &mut Config) {
@@ -1009,26 +1034,15 @@ async fn the_applier_computes_bm25_vectors_and_verify_compares_them() {
     let db = TestDb::new("t_kafka_bm25", DOCS).await;
     db.exec("INSERT INTO docs VALUES (1, 'copied ticket TCK-1', 1, '{1,0,0}')")
         .await;
-    let text = kafka_text(&db, &brokers(), false).replace(
-        "distance = \"Dot\" }\n",
-        "distance = \"Dot\" }\nsparse_vectors = [{ name = \"kw\", kind = \"bm25\", text = \"{title}\" }]\n",
+    let (cfg, path) = kafka_config_with(
+        &db,
+        "sparse_vectors = [{ name = \"kw\", kind = \"bm25\", text = \"{title}\" }]",
     );
-    assert!(text.contains("sparse_vectors"), "{text}");
-    let path = work_dir(&db.name).join("config.toml");
-    std::fs::write(&path, &text).unwrap();
-    let cfg = parse(&text).unwrap();
     let run = db.start(cfg.clone()).await;
     let applier = apply(cfg.clone());
     db.exec("INSERT INTO docs VALUES (2, 'streamed error E42', 2, '{0,1,0}')")
         .await;
-    wait_for("the applier's collection", WAIT, || async {
-        qdrant()
-            .collection_exists(&db.name)
-            .await
-            .unwrap()
-            .then_some(())
-    })
-    .await;
+    wait_collection(&db).await;
     wait_equal(&db).await;
     // The sparse vector of each point is the BM25 of its title, and verify agrees.
     for (id, title) in [(1u64, "copied ticket TCK-1"), (2, "streamed error E42")] {
@@ -1069,14 +1083,10 @@ async fn the_applier_keeps_a_sparsevec_column_sparse_and_exact() {
     .await;
     db.exec("INSERT INTO docs VALUES (1, 'copied', 1, '{1,0,0}', '{3:0.1,100:-2.5}/100')")
         .await;
-    let text = kafka_text(&db, &brokers(), false).replace(
-        "distance = \"Dot\" }\n",
-        "distance = \"Dot\" }\nsparse_vectors = [{ name = \"terms\", column = \"s\" }]\n",
+    let (cfg, path) = kafka_config_with(
+        &db,
+        "sparse_vectors = [{ name = \"terms\", column = \"s\" }]",
     );
-    assert!(text.contains("sparse_vectors"), "{text}");
-    let path = work_dir(&db.name).join("config.toml");
-    std::fs::write(&path, &text).unwrap();
-    let cfg = parse(&text).unwrap();
     let run = db.start(cfg.clone()).await;
     let applier = apply(cfg.clone());
     db.exec(
@@ -1084,14 +1094,7 @@ async fn the_applier_keeps_a_sparsevec_column_sparse_and_exact() {
          (3, 'no terms', 3, '{0,0,1}', NULL)",
     )
     .await;
-    wait_for("the applier's collection", WAIT, || async {
-        qdrant()
-            .collection_exists(&db.name)
-            .await
-            .unwrap()
-            .then_some(())
-    })
-    .await;
+    wait_collection(&db).await;
     // Every row has its point (a dead-lettered one would have none).
     wait_equal(&db).await;
     for (id, want) in [
