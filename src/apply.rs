@@ -163,10 +163,10 @@ async fn start(
     let applier = Applier {
         consumer,
         // Made at first use: an idle librdkafka producer's polling thread costs about 1 % of
-        // a core (it spins through the last millisecond of each 100 ms poll). Made and dropped
-        // here once, so a property the producer refuses fails the start, naming it.
+        // a core (it spins through the last millisecond of each 100 ms poll). Its properties
+        // are checked here, so one the producer refuses fails the start, naming it.
         dlq: {
-            drop(client::producer(kafka)?);
+            client::check_producer(kafka)?;
             Mutex::new(None)
         },
         dlq_topic: kafka.dlq_topic.clone(),

@@ -78,6 +78,21 @@ fn client_error(error: &rdkafka::error::KafkaError, reason: &str) {
 pub type Producer = FutureProducer<Logs>;
 
 pub fn producer(cfg: &KafkaConfig) -> Result<Producer, Error> {
+    producer_config(cfg)
+        .create_with_context(Logs)
+        .map_err(refused)
+}
+
+/// Whether librdkafka takes the producer's properties, without a producer's polling thread
+/// (for a producer made later, at first use).
+pub fn check_producer(cfg: &KafkaConfig) -> Result<(), Error> {
+    producer_config(cfg)
+        .create::<rdkafka::producer::BaseProducer>()
+        .map(drop)
+        .map_err(refused)
+}
+
+fn producer_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
     let mut c = base(cfg);
     if !cfg.properties.contains_key("compression.type") {
         c.set("compression.type", crate::config::DEFAULT_COMPRESSION);
@@ -87,9 +102,8 @@ pub fn producer(cfg: &KafkaConfig) -> Result<Producer, Error> {
         // Our writer retries forever with backoff; a delivery that cannot be made in two
         // minutes is reported to it (and the whole batch is produced again).
         .set("message.timeout.ms", "120000")
-        .set("linger.ms", "5")
-        .create_with_context(Logs)
-        .map_err(refused)
+        .set("linger.ms", "5");
+    c
 }
 
 /// Logs the group's partition assignments (who owns what is the first question when lag grows).
