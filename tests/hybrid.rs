@@ -21,8 +21,10 @@ fn hybrid_table(collection: &str, avg_len: u32) -> String {
 
 /// A point's sparse vector `keywords` as (indices, values) in index order, and its payload.
 async fn keywords(collection: &str, id: u64) -> Option<((Vec<u32>, Vec<f32>), serde_json::Value)> {
-    let sparse = sparse_vector(collection, id, "keywords").await?;
-    Some((sparse, point(collection, id).await?.payload))
+    // Payload first: a change is one upsert, so the vector read after a payload that shows it
+    // is that change's (read the other way round, a new payload could pair with an old vector).
+    let payload = point(collection, id).await?.payload;
+    Some((sparse_vector(collection, id, "keywords").await?, payload))
 }
 
 fn expected(avg_len: f32, text: &str) -> (Vec<u32>, Vec<f32>) {
