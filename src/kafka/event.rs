@@ -104,11 +104,14 @@ fn read(mapping: &TableMapping, col: &Column, kind: Kind, datum: &Datum) -> Resu
     };
     let Kind::Scalar(s) = kind else {
         return match kind {
-            Kind::Array(elem) => Ok(V::Array(match datum {
+            Kind::Array(elem) => Ok(match packed(elem, datum) {
+                Some(floats) => V::FloatArray(floats),
+                None => V::Array(match datum {
                 Datum::Text(t) => text_array(elem, &value::parse_array(t)?),
-                Datum::Binary(b) => binary_array(elem, b)?,
-                _ => unreachable!("values only"),
-            })),
+                    Datum::Binary(b) => binary_array(elem, b)?,
+                    _ => unreachable!("values only"),
+                }),
+            }),
             _ => text(mapping, col, datum),
         };
     };
@@ -256,6 +259,46 @@ fn payload_form(elem: Scalar, j: &Json) -> Option<V> {
     })
 }
 
+/// A one-dimensional, non-empty `real[]` or `double precision[]` without NULLs, packed (`None`:
+/// any other array, sent as `array`). The floats are the stored ones from either form: the
+/// binary form's bits, or the text parsed as the column's own width (as `float4in` does; no
+/// detour through f64 that could round twice).
+fn packed(elem: Scalar, datum: &Datum) -> Option<pb::FloatArray> {
+    let mut out = pb::FloatArray::default();
+    match (elem, datum) {
+        (Scalar::Float4 | Scalar::Float8, Datum::Binary(b)) => {
+            let (dims, elements) = binary::Elements::with_dims(b).ok()?;
+            if dims.len() != 1 || dims[0] == 0 {
+                return None;
+            }
+            for e in elements {
+                let e = e.ok()??;
+                match elem {
+                    Scalar::Float4 => out.float4.push(f32::from_be_bytes(e.try_into().ok()?)),
+                    _ => out.float8.push(f64::from_be_bytes(e.try_into().ok()?)),
+                }
+            }
+        }
+        (Scalar::Float4 | Scalar::Float8, Datum::Text(t)) => {
+            let items = value::parse_array(t).ok()?;
+            if items.is_empty() {
+                return None;
+            }
+            for item in &items {
+                let value::ArrayItem::Value(v) = item else {
+                    return None;
+                };
+                match elem {
+                    Scalar::Float4 => out.float4.push(v.parse().ok()?),
+                    _ => out.float8.push(v.parse().ok()?),
+                }
+            }
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
 /// Arrays of any number of dimensions, as nested arrays, from PostgreSQL's text form.
 fn text_array(elem: Scalar, items: &[value::ArrayItem]) -> pb::Array {
     pb::Array {
@@ -336,10 +379,13 @@ mod tests {
         assert_eq!(kind_of(&e.key[0]), &V::Integer(5));
         let values: Vec<&V> = e.new_row.iter().map(kind_of).collect();
         assert_eq!(values[1], &V::Text("hi".into()));
-        let V::Array(a) = values[2] else {
-            panic!("{values:?}")
-        };
-        assert_eq!(a.items[1].kind, Some(V::Float(2.5)));
+        assert_eq!(
+            values[2],
+            &V::FloatArray(pb::FloatArray {
+                float4: vec![1.0, 2.5],
+                float8: vec![]
+            })
+        );
         assert_eq!(values[3], &V::Boolean(false));
         assert_eq!(
             values[4],
@@ -350,6 +396,51 @@ mod tests {
             })
         );
         assert!(e.old_row.is_empty());
+    }
+
+    /// PostgreSQL's binary `real[]` of `items` (one dimension; `None`: a NULL).
+    fn binary_real_array(items: &[Option<f32>]) -> Datum {
+        let has_null = items.iter().any(Option::is_none);
+        let mut b: Vec<u8> = [1i32, i32::from(has_null), 700, items.len() as i32, 1]
+            .iter()
+            .flat_map(|x| x.to_be_bytes())
+            .collect();
+        for item in items {
+            match item {
+                Some(f) => {
+                    b.extend(4i32.to_be_bytes());
+                    b.extend(f.to_be_bytes());
+                }
+                None => b.extend((-1i32).to_be_bytes()),
+            }
+        }
+        Datum::Binary(b)
+    }
+
+    #[test]
+    fn float_arrays_are_packed_from_either_form_unless_empty_with_nulls_or_nested() {
+        let m = mapping("");
+        let col = &row(&[t("1"), t("a"), t("{}"), t("f"), t("infinity")]).columns[2];
+        let pack = |d: Datum| typed(&m, col, &d);
+        // 0.1 and 1e-45 (the smallest subnormal) parsed as float4 directly, not through f64.
+        let floats = vec![0.1f32, -3.0, 1e-45, f32::INFINITY, 16_777_217.0];
+        let want = V::FloatArray(pb::FloatArray {
+            float4: floats.clone(),
+            float8: vec![],
+        });
+        assert_eq!(pack(t("{0.1,-3,1e-45,Infinity,16777217}")), want);
+        let some: Vec<Option<f32>> = floats.iter().copied().map(Some).collect();
+        assert_eq!(pack(binary_real_array(&some)), want);
+        // Everything else keeps the item-per-element form.
+        for d in [
+            t("{}"),
+            t("{1,NULL}"),
+            t("{{1,2},{3,4}}"),
+            binary_real_array(&[]),
+            binary_real_array(&[Some(1.0), None]),
+        ] {
+            assert!(matches!(pack(d.clone()), V::Array(_)), "{d:?}");
+        }
     }
 
     #[test]
