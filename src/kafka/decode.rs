@@ -192,8 +192,7 @@ fn packed(kind: Kind, p: &pb::FloatArray) -> Option<Vec<u8>> {
         b.extend_from_slice(&x.to_be_bytes());
     }
     let width_prefix = (width as i32).to_be_bytes();
-    let floats = p.float4.iter().map(|&f| f64::from(f)).chain(p.float8.iter().copied());
-    for f in floats {
+    for f in floats(p) {
         b.extend_from_slice(&width_prefix);
         if width == 4 {
             b.extend_from_slice(&(f as f32).to_be_bytes());
@@ -202,6 +201,12 @@ fn packed(kind: Kind, p: &pb::FloatArray) -> Option<Vec<u8>> {
         }
     }
     Some(b)
+}
+
+/// A packed array's floats, whichever width they came in.
+fn floats(p: &pb::FloatArray) -> impl Iterator<Item = f64> + '_ {
+    let float4 = p.float4.iter().map(|&f| f64::from(f));
+    float4.chain(p.float8.iter().copied())
 }
 
 /// PostgreSQL's text output of a value (`kind`: its column's, for float4 and arrays).
@@ -230,8 +235,7 @@ fn text(kind: Kind, v: &V) -> Result<String, String> {
             format!("[{}]", items.join(","))
         }
         V::FloatArray(p) => {
-            let floats = p.float4.iter().map(|&f| f64::from(f)).chain(p.float8.iter().copied());
-            let items: Vec<String> = floats.map(|f| float(f, float4)).collect();
+            let items: Vec<String> = floats(p).map(|f| float(f, float4)).collect();
             format!("{{{}}}", items.join(","))
         }
         V::Array(a) => {

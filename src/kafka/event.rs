@@ -107,7 +107,7 @@ fn read(mapping: &TableMapping, col: &Column, kind: Kind, datum: &Datum) -> Resu
             Kind::Array(elem) => Ok(match packed(elem, datum) {
                 Some(floats) => V::FloatArray(floats),
                 None => V::Array(match datum {
-                Datum::Text(t) => text_array(elem, &value::parse_array(t)?),
+                    Datum::Text(t) => text_array(elem, &value::parse_array(t)?),
                     Datum::Binary(b) => binary_array(elem, b)?,
                     _ => unreachable!("values only"),
                 }),
