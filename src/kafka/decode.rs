@@ -82,7 +82,12 @@ fn row(mapping: &TableMapping, cols: &[pb::Column], keys: &[&str]) -> Result<Row
                 .value
                 .as_ref()
                 .and_then(|v| v.kind.as_ref())
-                .ok_or_else(|| format!("column {:?} has no value", c.name))?;
+                .ok_or_else(|| {
+                    format!(
+                        "column {:?} has no value of a kind this applier knows (an event of a newer pg2qdrant? upgrade the appliers, then replay the dead letters)",
+                        c.name
+                    )
+                })?;
             datum(mapping.kind(col.type_oid), v).map_err(|e| format!("column {:?}: {e}", c.name))
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -445,6 +450,13 @@ mod tests {
         e.operation = pb::Operation::Insert as i32;
         e.new_row[1].value = None;
         assert!(change(&m, &e).unwrap_err().contains("\"body\""));
+        // A kind added after this reader was built decodes as none (prost skips the field).
+        // Field 14, length-delimited, empty: a kind this build does not know.
+        let unknown = <pb::Value as prost::Message>::decode(&[0x72u8, 0x00][..]).unwrap();
+        assert_eq!(unknown.kind, None);
+        e.new_row[1].value = Some(unknown);
+        let err = change(&m, &e).unwrap_err();
+        assert!(err.contains("\"body\"") && err.contains("upgrade"), "{err}");
         e.source = None;
         assert!(change(&m, &e).unwrap_err().contains("source"));
     }
