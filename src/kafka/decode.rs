@@ -150,59 +150,46 @@ fn datum(kind: Kind, v: &V) -> Result<Datum, String> {
 /// A non-empty `real[]` or `double precision[]` of floats and NULLs as PostgreSQL's binary
 /// array (`None`: another element type or item, read through its text form instead).
 fn float_array(kind: Kind, a: &pb::Array) -> Option<Vec<u8>> {
-    let (oid, width) = match kind {
-        Kind::Array(Scalar::Float4) => (700i32, 4usize),
-        Kind::Array(Scalar::Float8) => (701, 8),
-        _ => return None,
-    };
-    let len = i32::try_from(a.items.len()).ok().filter(|&n| n > 0)?;
-    let has_null = a
-        .items
-        .iter()
-        .any(|i| matches!(i.kind, None | Some(V::Null(_))));
-    let mut b = Vec::with_capacity(20 + a.items.len() * (4 + width));
-    for x in [1, i32::from(has_null), oid, len, 1] {
-        b.extend_from_slice(&x.to_be_bytes());
-    }
-    for item in &a.items {
-        match item.kind {
-            None | Some(V::Null(_)) => b.extend_from_slice(&(-1i32).to_be_bytes()),
-            Some(V::Float(f)) if width == 4 => {
-                b.extend_from_slice(&4i32.to_be_bytes());
-                b.extend_from_slice(&(f as f32).to_be_bytes());
-            }
-            Some(V::Float(f)) => {
-                b.extend_from_slice(&8i32.to_be_bytes());
-                b.extend_from_slice(&f.to_be_bytes());
-            }
-            _ => return None,
-        }
-    }
-    Some(b)
+    let items = a.items.iter().map(|i| match i.kind {
+        None | Some(V::Null(_)) => Some(None),
+        Some(V::Float(f)) => Some(Some(f)),
+        _ => None,
+    });
+    binary_floats(kind, items.collect::<Option<Vec<_>>>()?)
 }
 
 /// A packed float array as PostgreSQL's binary `real[]` or `double precision[]`, by the
 /// column's type (`None`: the column is of another type, or the array is empty; read through
 /// its text form instead).
 fn packed(kind: Kind, p: &pb::FloatArray) -> Option<Vec<u8>> {
+    binary_floats(kind, floats(p).map(Some).collect())
+}
+
+/// PostgreSQL's binary one-dimensional array of `items` (`None` items: NULLs), of the element
+/// type of `kind` (`None`: not a float array column, or no items).
+fn binary_floats(kind: Kind, items: Vec<Option<f64>>) -> Option<Vec<u8>> {
     let (oid, width) = match kind {
         Kind::Array(Scalar::Float4) => (700i32, 4usize),
         Kind::Array(Scalar::Float8) => (701, 8),
         _ => return None,
     };
-    let n = p.float4.len() + p.float8.len();
-    let len = i32::try_from(n).ok().filter(|&n| n > 0)?;
-    let mut b = Vec::with_capacity(20 + n * (4 + width));
-    for x in [1, 0, oid, len, 1] {
+    let len = i32::try_from(items.len()).ok().filter(|&n| n > 0)?;
+    let has_null = items.iter().any(Option::is_none);
+    let mut b = Vec::with_capacity(20 + items.len() * (4 + width));
+    for x in [1, i32::from(has_null), oid, len, 1] {
         b.extend_from_slice(&x.to_be_bytes());
     }
-    let width_prefix = (width as i32).to_be_bytes();
-    for f in floats(p) {
-        b.extend_from_slice(&width_prefix);
-        if width == 4 {
-            b.extend_from_slice(&(f as f32).to_be_bytes());
-        } else {
-            b.extend_from_slice(&f.to_be_bytes());
+    for item in items {
+        match item {
+            None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+            Some(f) if width == 4 => {
+                b.extend_from_slice(&4i32.to_be_bytes());
+                b.extend_from_slice(&(f as f32).to_be_bytes());
+            }
+            Some(f) => {
+                b.extend_from_slice(&8i32.to_be_bytes());
+                b.extend_from_slice(&f.to_be_bytes());
+            }
         }
     }
     Some(b)
