@@ -84,7 +84,7 @@ fn row(mapping: &TableMapping, cols: &[pb::Column], keys: &[&str]) -> Result<Row
                 .and_then(|v| v.kind.as_ref())
                 .ok_or_else(|| {
                     format!(
-                        "column {:?} has no value of a kind this applier knows (an event of a newer pg2qdrant? upgrade the appliers, then replay the dead letters)",
+                        "column {:?} has no value of a kind this applier knows (an event of a newer pg2qdrant? upgrade the appliers, then produce the dead-lettered event back to its topic or resync the table)",
                         c.name
                     )
                 })?;
