@@ -150,32 +150,44 @@ fn datum(kind: Kind, v: &V) -> Result<Datum, String> {
 /// A non-empty `real[]` or `double precision[]` of floats and NULLs as PostgreSQL's binary
 /// array (`None`: another element type or item, read through its text form instead).
 fn float_array(kind: Kind, a: &pb::Array) -> Option<Vec<u8>> {
+    let mut has_null = false;
+    for i in &a.items {
+        match i.kind {
+            None | Some(V::Null(_)) => has_null = true,
+            Some(V::Float(_)) => {}
+            _ => return None,
+        }
+    }
     let items = a.items.iter().map(|i| match i.kind {
-        None | Some(V::Null(_)) => Some(None),
-        Some(V::Float(f)) => Some(Some(f)),
+        Some(V::Float(f)) => Some(f),
         _ => None,
     });
-    binary_floats(kind, items.collect::<Option<Vec<_>>>()?)
+    binary_floats(kind, a.items.len(), has_null, items)
 }
 
 /// A packed float array as PostgreSQL's binary `real[]` or `double precision[]`, by the
 /// column's type (`None`: the column is of another type, or the array is empty; read through
 /// its text form instead).
 fn packed(kind: Kind, p: &pb::FloatArray) -> Option<Vec<u8>> {
-    binary_floats(kind, floats(p).map(Some).collect())
+    let n = p.float4.len() + p.float8.len();
+    binary_floats(kind, n, false, floats(p).map(Some))
 }
 
-/// PostgreSQL's binary one-dimensional array of `items` (`None` items: NULLs), of the element
-/// type of `kind` (`None`: not a float array column, or no items).
-fn binary_floats(kind: Kind, items: Vec<Option<f64>>) -> Option<Vec<u8>> {
+/// PostgreSQL's binary one-dimensional array of the `n` `items` (`None` items: NULLs), of the
+/// element type of `kind` (`None`: not a float array column, or no items).
+fn binary_floats(
+    kind: Kind,
+    n: usize,
+    has_null: bool,
+    items: impl Iterator<Item = Option<f64>>,
+) -> Option<Vec<u8>> {
     let (oid, width) = match kind {
         Kind::Array(Scalar::Float4) => (700i32, 4usize),
         Kind::Array(Scalar::Float8) => (701, 8),
         _ => return None,
     };
-    let len = i32::try_from(items.len()).ok().filter(|&n| n > 0)?;
-    let has_null = items.iter().any(Option::is_none);
-    let mut b = Vec::with_capacity(20 + items.len() * (4 + width));
+    let len = i32::try_from(n).ok().filter(|&n| n > 0)?;
+    let mut b = Vec::with_capacity(20 + n * (4 + width));
     for x in [1, i32::from(has_null), oid, len, 1] {
         b.extend_from_slice(&x.to_be_bytes());
     }
@@ -312,7 +324,9 @@ fn timestamp_text(t: &pb::Timestamp) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::tests::{change as sample, mapping, row as sample_row, t};
+    use crate::mapping::tests::{
+        binary_real_array, change as sample, mapping, row as sample_row, t,
+    };
 
     #[test]
     fn an_encoded_change_decodes_to_the_same_ops() {
@@ -370,15 +384,10 @@ mod tests {
             panic!("{back:?}")
         };
         // real[] {1.5, NULL, -3}: one dimension, a NULL, float4 (700), 3 items from 1.
-        let mut want: Vec<u8> = [1i32, 1, 700, 3, 1, 4]
-            .iter()
-            .flat_map(|x| x.to_be_bytes())
-            .collect();
-        want.extend(1.5f32.to_be_bytes());
-        want.extend((-1i32).to_be_bytes());
-        want.extend(4i32.to_be_bytes());
-        want.extend((-3f32).to_be_bytes());
-        assert_eq!(new.values[2], Datum::Binary(want));
+        assert_eq!(
+            new.values[2],
+            binary_real_array(&[Some(1.5), None, Some(-3.0)])
+        );
         // Without a NULL the event packs the floats; they come back in the same binary form.
         let c = sample(ChangeKind::Insert {
             new: sample_row(&[t("5"), t("a"), t("{1.5,-3}"), t("f"), t("-infinity")]),
@@ -392,14 +401,7 @@ mod tests {
         let ChangeKind::Insert { new } = &back.kind else {
             panic!("{back:?}")
         };
-        let mut want: Vec<u8> = [1i32, 0, 700, 2, 1, 4]
-            .iter()
-            .flat_map(|x| x.to_be_bytes())
-            .collect();
-        want.extend(1.5f32.to_be_bytes());
-        want.extend(4i32.to_be_bytes());
-        want.extend((-3f32).to_be_bytes());
-        assert_eq!(new.values[2], Datum::Binary(want));
+        assert_eq!(new.values[2], binary_real_array(&[Some(1.5), Some(-3.0)]));
         // The mapping reads it as it reads the text (the collection's vectors have 2 floats).
         assert_eq!(m.ops(&back).unwrap(), m.ops(&c).unwrap());
         // In a column of another type, the packed floats read as their text.

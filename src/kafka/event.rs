@@ -104,13 +104,20 @@ fn read(mapping: &TableMapping, col: &Column, kind: Kind, datum: &Datum) -> Resu
     };
     let Kind::Scalar(s) = kind else {
         return match kind {
-            Kind::Array(elem) => Ok(match packed(elem, datum) {
-                Some(floats) => V::FloatArray(floats),
-                None => V::Array(match datum {
-                    Datum::Text(t) => text_array(elem, &value::parse_array(t)?),
-                    Datum::Binary(b) => binary_array(elem, b)?,
-                    _ => unreachable!("values only"),
-                }),
+            // Parsed once: packed when it can be, else item by item.
+            Kind::Array(elem) => Ok(match datum {
+                Datum::Text(t) => {
+                    let items = value::parse_array(t)?;
+                    match packed_text(elem, &items) {
+                        Some(floats) => V::FloatArray(floats),
+                        None => V::Array(text_array(elem, &items)),
+                    }
+                }
+                Datum::Binary(b) => match packed_binary(elem, b) {
+                    Some(floats) => V::FloatArray(floats),
+                    None => V::Array(binary_array(elem, b)?),
+                },
+                _ => unreachable!("values only"),
             }),
             _ => text(mapping, col, datum),
         };
@@ -261,40 +268,41 @@ fn payload_form(elem: Scalar, j: &Json) -> Option<V> {
 
 /// A one-dimensional, non-empty `real[]` or `double precision[]` without NULLs, packed (`None`:
 /// any other array, sent as `array`). The floats are the stored ones from either form: the
-/// binary form's bits, or the text parsed as the column's own width (as `float4in` does; no
-/// detour through f64 that could round twice).
-fn packed(elem: Scalar, datum: &Datum) -> Option<pb::FloatArray> {
+/// binary form's bits ([`packed_binary`]), or the text parsed as the column's own width (as
+/// `float4in` does; no detour through f64 that could round twice).
+fn packed_text(elem: Scalar, items: &[value::ArrayItem]) -> Option<pb::FloatArray> {
+    if !matches!(elem, Scalar::Float4 | Scalar::Float8) || items.is_empty() {
+        return None;
+    }
     let mut out = pb::FloatArray::default();
-    match (elem, datum) {
-        (Scalar::Float4 | Scalar::Float8, Datum::Binary(b)) => {
-            let (dims, elements) = binary::Elements::with_dims(b).ok()?;
-            if dims.len() != 1 || dims[0] == 0 {
-                return None;
-            }
-            for e in elements {
-                let e = e.ok()??;
-                match elem {
-                    Scalar::Float4 => out.float4.push(f32::from_be_bytes(e.try_into().ok()?)),
-                    _ => out.float8.push(f64::from_be_bytes(e.try_into().ok()?)),
-                }
-            }
+    for item in items {
+        let value::ArrayItem::Value(v) = item else {
+            return None;
+        };
+        match elem {
+            Scalar::Float4 => out.float4.push(v.parse().ok()?),
+            _ => out.float8.push(v.parse().ok()?),
         }
-        (Scalar::Float4 | Scalar::Float8, Datum::Text(t)) => {
-            let items = value::parse_array(t).ok()?;
-            if items.is_empty() {
-                return None;
-            }
-            for item in &items {
-                let value::ArrayItem::Value(v) = item else {
-                    return None;
-                };
-                match elem {
-                    Scalar::Float4 => out.float4.push(v.parse().ok()?),
-                    _ => out.float8.push(v.parse().ok()?),
-                }
-            }
+    }
+    Some(out)
+}
+
+/// The same from the binary form.
+fn packed_binary(elem: Scalar, b: &[u8]) -> Option<pb::FloatArray> {
+    if !matches!(elem, Scalar::Float4 | Scalar::Float8) {
+        return None;
+    }
+    let (dims, elements) = binary::Elements::with_dims(b).ok()?;
+    if dims.len() != 1 || dims[0] == 0 {
+        return None;
+    }
+    let mut out = pb::FloatArray::default();
+    for e in elements {
+        let e = e.ok()??;
+        match elem {
+            Scalar::Float4 => out.float4.push(f32::from_be_bytes(e.try_into().ok()?)),
+            _ => out.float8.push(f64::from_be_bytes(e.try_into().ok()?)),
         }
-        _ => return None,
     }
     Some(out)
 }
@@ -352,7 +360,7 @@ fn numbers(j: &Json) -> Option<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::tests::{change, mapping, row, t};
+    use crate::mapping::tests::{binary_real_array, change, mapping, row, t};
     use prost::Message as _;
 
     fn kind_of(c: &pb::Column) -> &V {
@@ -396,25 +404,6 @@ mod tests {
             })
         );
         assert!(e.old_row.is_empty());
-    }
-
-    /// PostgreSQL's binary `real[]` of `items` (one dimension; `None`: a NULL).
-    fn binary_real_array(items: &[Option<f32>]) -> Datum {
-        let has_null = items.iter().any(Option::is_none);
-        let mut b: Vec<u8> = [1i32, i32::from(has_null), 700, items.len() as i32, 1]
-            .iter()
-            .flat_map(|x| x.to_be_bytes())
-            .collect();
-        for item in items {
-            match item {
-                Some(f) => {
-                    b.extend(4i32.to_be_bytes());
-                    b.extend(f.to_be_bytes());
-                }
-                None => b.extend((-1i32).to_be_bytes()),
-            }
-        }
-        Datum::Binary(b)
     }
 
     #[test]

@@ -42,6 +42,25 @@ pub(crate) fn t(s: &str) -> Datum {
 }
 
 /// A change of `m` at position (10, 1), committed at the PostgreSQL epoch.
+/// PostgreSQL's binary `real[]` of `items` (one dimension; `None`: a NULL).
+pub(crate) fn binary_real_array(items: &[Option<f32>]) -> Datum {
+    let has_null = items.iter().any(Option::is_none);
+    let mut b: Vec<u8> = [1i32, i32::from(has_null), 700, items.len() as i32, 1]
+        .iter()
+        .flat_map(|x| x.to_be_bytes())
+        .collect();
+    for item in items {
+        match item {
+            Some(f) => {
+                b.extend(4i32.to_be_bytes());
+                b.extend(f.to_be_bytes());
+            }
+            None => b.extend((-1i32).to_be_bytes()),
+        }
+    }
+    Datum::Binary(b)
+}
+
 pub(crate) fn change(kind: ChangeKind) -> Change {
     Change {
         table: TableName::parse("m"),
