@@ -1,7 +1,7 @@
 //! Kafka fan-out against its ceilings (run with `BENCH_ONLY=kafka scripts/bench.sh`; prints
 //! figures, asserts nothing about time).
 //!
-//! 1. N rows (384-float vectors, small payload) are loaded after the slot was created.
+//! 1. N rows (384-float vectors, small payload) are loaded after the slots were created.
 //! 2. Publish: pg2qdrant (`qdrant.direct = false`) streams them to a 3-partition topic; timed
 //!    from the slot's first acknowledgement until it acknowledged the load (every event
 //!    delivered); the start before is reported apart.
@@ -11,12 +11,19 @@
 //! 4. Consumer ceiling: a bare consumer reads the topic through, doing nothing (librdkafka's and
 //!    the broker's own cost per event). Apply: one applier from the topic into a fresh
 //!    collection, until every point is there.
-//! 5. Sink ceiling: bare `wait=true` upserts of the same points, same batch size.
+//! 5. Sink ceiling: bare `wait=true` upserts of the same points, same batch size. Direct path:
+//!    `run` without `[kafka]` from a second slot over the same rows (the mapping and writes an
+//!    applier does, from the slot instead of a topic).
 //! 6. Two appliers in one group (one process here: the figure shows what a second member
 //!    costs and gives on two cores, not a second machine).
 //!
 //! CPU: this process (pg2qdrant), the walsender, and the server of the phase (the broker for
-//! 2–3, Qdrant for 4–6), from `/proc`.
+//! 2–3, Qdrant for 4–6), from `/proc`, over the whole phase (start and group join included).
+//! The phases that end on a point count (apply, direct) also print pg2qdrant's CPU per row
+//! after the first point: summed over this process's threads in nanoseconds, less the thread
+//! that polls the count (its own HTTP connection; a 50 ms poll through the shared gRPC client
+//! cost ~4 µs per row of a 2 s phase). That is the figure to compare applier and direct path
+//! by: at 5 000 rows the start and the group join (~60 ms of CPU) would add ~12 µs per row.
 //!
 //! 5 000 rows by default: tansu (the test broker, on SQLite) pegs a core serving fetches of a
 //! topic of 10 000 such events (43 MB) and the apply phase stalls there.
@@ -37,7 +44,7 @@ mod cpu;
 #[path = "support/docs.rs"]
 mod docs;
 
-use docs::{count, DIM};
+use docs::DIM;
 const STREAM: &[&str] = &["pg2qdrant"];
 
 #[global_allocator]
@@ -122,6 +129,7 @@ async fn main() {
     let (rows, batch) = docs::rows_and_batch(5_000);
     let pg = env("PG2QDRANT_TEST_PG");
     let qurl = env("PG2QDRANT_TEST_QDRANT_GRPC");
+    let qhttp = env("PG2QDRANT_TEST_QDRANT_HTTP");
     let brokers = env("PG2QDRANT_TEST_KAFKA");
     let work = std::path::PathBuf::from(env("PG2QDRANT_TEST_WORK")).join("bench_kafka");
     std::fs::create_dir_all(&work).unwrap();
@@ -131,29 +139,48 @@ async fn main() {
     let run_id = std::process::id();
     let prefix = format!("benchk{run_id}");
     let admin = docs::admin(&pg).await;
-    let (url, db) = docs::fresh(&admin, &pg, "bench_kafka", &["bench_kafka"]).await;
+    let (url, db) = docs::fresh(
+        &admin,
+        &pg,
+        "bench_kafka",
+        &["bench_kafka", "bench_kafka_direct"],
+    )
+    .await;
     // Batches in flight (`qdrant.parallel`: Qdrant writes and Kafka deliveries alike).
     let parallel: usize = std::env::var("BENCH_PARALLEL")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(pg2qdrant::config::DEFAULT_PARALLEL);
-    let config = |collection: &str, group: &str, direct: bool| {
+    // `slot` "bench_kafka" publishes (and its config serves the appliers); "bench_kafka_direct"
+    // is the direct path's, with no `[kafka]`.
+    let config_of = |slot: &str, collection: &str, group: &str, direct: bool| {
+        let kafka = if slot == "bench_kafka" {
+            format!("[kafka]\nbrokers = \"{brokers}\"\ntopic_template = \"{prefix}.{{schema}}.{{table}}\"\npartitions = 3\ngroup_id = \"{prefix}{group}\"\n")
+        } else {
+            String::new()
+        };
         let text = format!(
-            "[source]\nurl = \"{url}\"\nslot = \"bench_kafka\"\npublication = \"bench_kafka\"\nsnapshot = \"never\"\nformat = \"binary\"\nstatus_interval_ms = 20\n\
+            "[source]\nurl = \"{url}\"\nslot = \"{slot}\"\npublication = \"bench_kafka\"\nsnapshot = \"never\"\nformat = \"binary\"\nstatus_interval_ms = 20\n\
              [qdrant]\nurl = \"{qurl}\"\nbatch_size = {batch}\ndirect = {direct}\nparallel = {parallel}\n\
-             [checkpoint]\npath = \"{cp}\"\n[dead_letter]\npath = \"{dl}\"\n[metrics]\naddr = \"\"\n\
-             [kafka]\nbrokers = \"{brokers}\"\ntopic_template = \"{prefix}.{{schema}}.{{table}}\"\npartitions = 3\ngroup_id = \"{prefix}{group}\"\n\
+             [checkpoint]\npath = \"{cp}\"\n[dead_letter]\npath = \"{dl}\"\n[metrics]\naddr = \"\"\n{kafka}\
              [[tables]]\ntable = \"docs\"\ncollection = \"{collection}\"\nvector = {{ column = \"v\", size = {DIM}, distance = \"Dot\" }}\n",
-            cp = work.join("cp").display(),
-            dl = work.join("dl").display(),
+            cp = work.join(format!("cp_{slot}")).display(),
+            dl = work.join(format!("dl_{slot}")).display(),
         );
         let cfg = parse(&text).unwrap();
         cfg.validate().unwrap();
         cfg
     };
-    let _ = std::fs::remove_file(work.join("cp"));
+    let config = |collection: &str, group: &str, direct: bool| {
+        config_of("bench_kafka", collection, group, direct)
+    };
+    let direct_cfg = config_of("bench_kafka_direct", "bench_kafka_direct", "", true);
+    for slot in ["bench_kafka", "bench_kafka_direct"] {
+        let _ = std::fs::remove_file(work.join(format!("cp_{slot}")));
+    }
     let publish_cfg = config("bench_kafka_unused", "", false);
     pg2qdrant::setup::prepare(&publish_cfg).await.unwrap();
+    pg2qdrant::setup::prepare(&direct_cfg).await.unwrap();
 
     eprintln!("loading {rows} rows ...");
     docs::load(&db, rows).await;
@@ -262,12 +289,17 @@ async fn main() {
         .create()
         .unwrap();
     rdkafka::consumer::Consumer::subscribe(&bare, &[&format!("{prefix}.public.docs")]).unwrap();
-    for _ in 0..rows {
+    let mut cpu0 = 0.0;
+    for i in 0..rows {
         let m = bare.recv().await.unwrap();
         std::hint::black_box(rdkafka::Message::payload(&m));
+        if i == 0 {
+            cpu0 = cpu::own();
+        }
     }
     let consume_secs = t.elapsed().as_secs_f64();
-    eprintln!("consumer ceiling: {consume_secs:.1} s with the group join");
+    let consume_steady = (cpu::own() - cpu0) * 1e6 / (rows - 1) as f64;
+    eprintln!("consumer ceiling: {consume_secs:.1} s with the group join, {consume_steady:.1} µs of CPU per event after the first");
     let consume_cpu = sampling.stop().await;
     drop(bare);
 
@@ -306,45 +338,27 @@ async fn main() {
     // 4. One applier.
     let apply_secs_of = |collection: &'static str, group: &'static str, appliers: usize| {
         let cfg = config(collection, group, true);
-        let q = &q;
+        let (q, qhttp) = (&q, &qhttp);
         let (url, qdrant_pid) = (url.clone(), qdrant_pid.clone());
         async move {
             let _ = q.delete_collection(collection).await;
             let sampling = sampler(&url, &qdrant_pid).await;
-            let t = Instant::now();
             let token = CancellationToken::new();
             let handles: Vec<_> = (0..appliers)
                 .map(|_| tokio::spawn(pg2qdrant::apply::run(cfg.clone(), token.clone())))
                 .collect();
-            // Timed from the first point on: joining the group (seconds on tansu, more with a
-            // second member's rebalance) is reported apart.
-            let mut first: Option<(Instant, u64)> = None;
-            loop {
-                let n = count(q, collection).await;
-                if n > 0 && first.is_none() {
-                    first = Some((Instant::now(), n));
-                }
-                if n >= rows as u64 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            let (t0, n0) = first.expect("points arrived");
-            let joined = (t0 - t).as_secs_f64();
-            let secs = t0.elapsed().as_secs_f64() * rows as f64 / (rows as u64 - n0).max(1) as f64;
-            eprintln!(
-                "apply ({appliers}): first point after {joined:.1} s, then {:.1} s",
-                t0.elapsed().as_secs_f64()
-            );
+            let timed =
+                until_every_point(qhttp, collection, rows, &format!("apply ({appliers})")).await;
             let cpu = sampling.stop().await;
             token.cancel();
             for h in handles {
                 h.await.unwrap().unwrap();
             }
-            (secs, cpu)
+            (timed, cpu)
         }
     };
-    let (apply_secs, apply_cpu) = apply_secs_of("bench_kafka_apply1", "a1", 1).await;
+    let (apply, apply_cpu) = apply_secs_of("bench_kafka_apply1", "a1", 1).await;
+    let apply_secs = apply.secs;
 
     // 5. Qdrant sink ceiling.
     let _ = q.delete_collection("bench_kafka_sink").await;
@@ -367,7 +381,19 @@ async fn main() {
     let sink_cpu = sampling.stop().await;
 
     // 6. Two appliers.
-    let (two_secs, two_cpu) = apply_secs_of("bench_kafka_apply2", "a2", 2).await;
+    // 5b. The direct path over the same rows (its own slot, created before the load): the
+    // mapping and writes an applier does, from the slot instead of a topic.
+    let _ = q.delete_collection("bench_kafka_direct").await;
+    let sampling = sampler(&url, &qdrant_pid).await;
+    let token = CancellationToken::new();
+    let run = tokio::spawn(pg2qdrant::run(direct_cfg, token.clone()));
+    let direct = until_every_point(&qhttp, "bench_kafka_direct", rows, "direct").await;
+    let direct_cpu = sampling.stop().await;
+    token.cancel();
+    run.await.unwrap().unwrap();
+
+    let (two, two_cpu) = apply_secs_of("bench_kafka_apply2", "a2", 2).await;
+    let two_secs = two.secs;
 
     let per_s = |s: f64| rows as f64 / s;
     println!("{decode_alone}");
@@ -414,6 +440,10 @@ async fn main() {
     );
     println!(
         "{}",
+        direct_cpu.line_for("direct path (slot → Qdrant)", rows, direct.secs, "qdrant")
+    );
+    println!(
+        "{}",
         two_cpu.line_for(
             "apply, two appliers (one process)",
             rows,
@@ -422,14 +452,106 @@ async fn main() {
         )
     );
     println!(
-        "\nratios: publish / producer ceiling {:.2}; apply / sink ceiling {:.2}; two appliers / one {:.2}",
+        "\npg2qdrant CPU µs/row after the first point (start and group join left out): apply {:.1}, two appliers {:.1}, direct {:.1}, bare consumer {:.1}",
+        apply.steady_us, two.steady_us, direct.steady_us, consume_steady
+    );
+    println!(
+        "ratios: publish / producer ceiling {:.2}; apply / sink ceiling {:.2}; two appliers / one {:.2}; \
+         after the first point, CPU per event: applier / direct {:.2}, two appliers / one {:.2}",
         per_s(publish_secs) / per_s(ceiling_secs),
         per_s(apply_secs) / per_s(sink_secs),
         per_s(two_secs) / per_s(apply_secs),
+        apply.steady_us / direct.steady_us,
+        two.steady_us / apply.steady_us,
     );
-    let _ = admin
-        .execute("SELECT pg_drop_replication_slot('bench_kafka')", &[])
-        .await;
+    for slot in ["bench_kafka", "bench_kafka_direct"] {
+        let _ = admin
+            .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+            .await;
+    }
+}
+
+/// A phase that ends when every point is in its collection: timed from the first point on (the
+/// start before it — set-up, connections, a group join — is reported apart), with this
+/// process's CPU per row from the first point on, less the watching's own.
+struct Timed {
+    /// Seconds for all rows at the rate after the first point.
+    secs: f64,
+    /// pg2qdrant's CPU µs per row after the first point.
+    steady_us: f64,
+}
+
+/// Points in `collection`, from Qdrant's REST API on a plain connection of this thread (so its
+/// cost stays on this thread, which [`until_every_point`] leaves out).
+fn count_http(http: &str, collection: &str) -> u64 {
+    use std::io::{Read, Write};
+    let addr = http.trim_start_matches("http://");
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let body = r#"{"exact":true}"#;
+    let request = format!(
+        "POST /collections/{collection}/points/count HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut reply = String::new();
+    if conn.write_all(request.as_bytes()).is_err() || conn.read_to_string(&mut reply).is_err() {
+        return 0;
+    }
+    let json = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v["result"]["count"].as_u64())
+        .unwrap_or(0)
+}
+
+/// This thread's CPU seconds (nanosecond schedstat).
+fn thread_cpu() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0) as f64
+        * 1e-9
+}
+
+async fn until_every_point(http: &str, collection: &str, rows: i64, name: &str) -> Timed {
+    let (http, collection) = (http.to_owned(), collection.to_owned());
+    let timed = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        // (when, points then, process CPU then, this thread's CPU then)
+        let mut first: Option<(Instant, u64, f64, f64)> = None;
+        loop {
+            let n = count_http(&http, &collection);
+            if n > 0 && first.is_none() {
+                first = Some((Instant::now(), n, cpu::own(), thread_cpu()));
+            }
+            if n >= rows as u64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (t0, n0, cpu0, mine0) = first.expect("points arrived");
+        let rest = (rows as u64 - n0).max(1) as f64;
+        let cpu = cpu::own() - cpu0 - (thread_cpu() - mine0);
+        (
+            t0 - t,
+            t0.elapsed(),
+            Timed {
+                secs: t0.elapsed().as_secs_f64() * rows as f64 / rest,
+                steady_us: cpu * 1e6 / rest,
+            },
+        )
+    })
+    .await
+    .unwrap();
+    let (before, after, timed) = timed;
+    eprintln!(
+        "{name}: first point after {:.1} s, then {:.1} s at {:.1} µs of pg2qdrant CPU per row",
+        before.as_secs_f64(),
+        after.as_secs_f64(),
+        timed.steady_us
+    );
+    timed
 }
 
 /// A `[kafka]` section for topic creation.

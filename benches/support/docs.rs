@@ -96,6 +96,7 @@ pub fn points(rows: i64) -> Vec<PointStruct> {
         .collect()
 }
 
+#[allow(dead_code)]
 pub async fn count(q: &Qdrant, c: &str) -> u64 {
     q.count(CountPointsBuilder::new(c).exact(true))
         .await
