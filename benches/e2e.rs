@@ -31,9 +31,7 @@ fn env(name: &str) -> String {
 }
 
 async fn sampler(url: &str, qdrant_pid: &str, apps: &'static [&'static str]) -> cpu::Sampler {
-    let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    cpu::start(c, qdrant_pid.to_owned(), apps)
+    cpu::start(url, qdrant_pid, apps)
 }
 
 /// Waits until Qdrant finished optimizing (indexing) every collection, so one phase's background

@@ -20,10 +20,12 @@
 //! CPU: this process (pg2qdrant), the walsender, and the server of the phase (the broker for
 //! 2–3, Qdrant for 4–6), from `/proc`, over the whole phase (start and group join included).
 //! The phases that end on a point count (apply, direct) also print pg2qdrant's CPU per row
-//! after the first point: summed over this process's threads in nanoseconds, less the thread
-//! that polls the count (its own HTTP connection; a 50 ms poll through the shared gRPC client
-//! cost ~4 µs per row of a 2 s phase). That is the figure to compare applier and direct path
-//! by: at 5 000 rows the start and the group join (~60 ms of CPU) would add ~12 µs per row.
+//! after the first point: summed over this process's threads in nanoseconds. The bench's own
+//! watching (the CPU sampler, the poller of the point count on its own HTTP connection) runs on
+//! threads of its own, left out of pg2qdrant's CPU in every phase (polling through the shared
+//! gRPC client every 50 ms added ~4 µs per row to a 2 s phase). Compare applier and direct path
+//! by the figure after the first point: at 5 000 rows the start and the group join (~60 ms of
+//! CPU) add ~12 µs per row to the whole phase's.
 //!
 //! 5 000 rows by default: tansu (the test broker, on SQLite) pegs a core serving fetches of a
 //! topic of 10 000 such events (43 MB) and the apply phase stalls there.
@@ -36,7 +38,6 @@ use qdrant_client::qdrant::{
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use std::time::{Duration, Instant};
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 #[path = "support/cpu.rs"]
@@ -61,9 +62,7 @@ fn pid_of(file: &str) -> String {
 }
 
 async fn sampler(url: &str, server_pid: &str) -> cpu::Sampler {
-    let (c, conn) = tokio_postgres::connect(url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    cpu::start(c, server_pid.to_owned(), STREAM)
+    cpu::start(url, server_pid, STREAM)
 }
 
 /// The events of the loaded rows, encoded by pg2qdrant's encoder (key, bytes): what the
@@ -473,7 +472,7 @@ async fn main() {
 
 /// A phase that ends when every point is in its collection: timed from the first point on (the
 /// start before it — set-up, connections, a group join — is reported apart), with this
-/// process's CPU per row from the first point on, less the watching's own.
+/// process's CPU per row from the first point on, the bench's watching left out.
 struct Timed {
     /// Seconds for all rows at the rate after the first point.
     secs: f64,
@@ -481,8 +480,8 @@ struct Timed {
     steady_us: f64,
 }
 
-/// Points in `collection`, from Qdrant's REST API on a plain connection of this thread (so its
-/// cost stays on this thread, which [`until_every_point`] leaves out).
+/// Points in `collection`, from Qdrant's REST API on a plain connection of the calling thread
+/// (so its cost stays on the [`cpu::WATCH`] thread of [`until_every_point`]).
 fn count_http(http: &str, collection: &str) -> u64 {
     use std::io::{Read, Write};
     let addr = http.trim_start_matches("http://");
@@ -505,45 +504,41 @@ fn count_http(http: &str, collection: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// This thread's CPU seconds (nanosecond schedstat).
-fn thread_cpu() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0) as f64
-        * 1e-9
-}
-
 async fn until_every_point(http: &str, collection: &str, rows: i64, name: &str) -> Timed {
     let (http, collection) = (http.to_owned(), collection.to_owned());
-    let timed = tokio::task::spawn_blocking(move || {
-        let t = Instant::now();
-        // (when, points then, process CPU then, this thread's CPU then)
-        let mut first: Option<(Instant, u64, f64, f64)> = None;
-        loop {
-            let n = count_http(&http, &collection);
-            if n > 0 && first.is_none() {
-                first = Some((Instant::now(), n, cpu::own(), thread_cpu()));
+    // On a `WATCH` thread: its polling is not pg2qdrant's CPU.
+    let watch = std::thread::Builder::new()
+        .name(cpu::WATCH.into())
+        .spawn(move || {
+            let t = Instant::now();
+            // (when, points then, pg2qdrant's CPU then)
+            let mut first: Option<(Instant, u64, f64)> = None;
+            loop {
+                let n = count_http(&http, &collection);
+                if n > 0 && first.is_none() {
+                    first = Some((Instant::now(), n, cpu::own()));
+                }
+                if n >= rows as u64 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            if n >= rows as u64 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let (t0, n0, cpu0, mine0) = first.expect("points arrived");
-        let rest = (rows as u64 - n0).max(1) as f64;
-        let cpu = cpu::own() - cpu0 - (thread_cpu() - mine0);
-        (
-            t0 - t,
-            t0.elapsed(),
-            Timed {
-                secs: t0.elapsed().as_secs_f64() * rows as f64 / rest,
-                steady_us: cpu * 1e6 / rest,
-            },
-        )
-    })
-    .await
-    .unwrap();
+            let (t0, n0, cpu0) = first.expect("points arrived");
+            let rest = (rows as u64 - n0).max(1) as f64;
+            let cpu = cpu::own() - cpu0;
+            (
+                t0 - t,
+                t0.elapsed(),
+                Timed {
+                    secs: t0.elapsed().as_secs_f64() * rows as f64 / rest,
+                    steady_us: cpu * 1e6 / rest,
+                },
+            )
+        })
+        .unwrap();
+    let timed = tokio::task::spawn_blocking(move || watch.join().unwrap())
+        .await
+        .unwrap();
     let (before, after, timed) = timed;
     eprintln!(
         "{name}: first point after {:.1} s, then {:.1} s at {:.1} µs of pg2qdrant CPU per row",

@@ -2,9 +2,16 @@
 //! this process (pg2qdrant runs in it), Qdrant, and the PostgreSQL backends serving the phase
 //! (found by application name in `pg_stat_activity`, sampled every 100 ms, so a backend that
 //! lives shorter than that is missed). The sampling costs PostgreSQL one tiny query per 100 ms.
+//!
+//! The bench's own watching runs on threads named [`WATCH`] (this sampler, on a runtime of its
+//! own; a poller of point counts): their CPU is left out of pg2qdrant's.
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio_postgres::NoTls;
+
+/// The name of the bench's watching threads.
+pub const WATCH: &str = "bench-watch";
 
 const TICK: f64 = 0.01;
 
@@ -16,18 +23,32 @@ fn ticks(pid: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-/// CPU seconds of this process's living threads (`/proc/self/task/*/schedstat`, nanoseconds:
-/// finer than the 10 ms ticks, for phases of a fraction of a second). A thread that ends
-/// between two readings takes its time with it; the phases read this while their clients live.
+/// CPU seconds of this process's living threads but the [`WATCH`] ones
+/// (`/proc/self/task/*/schedstat`, nanoseconds: finer than the 10 ms ticks, for phases of a
+/// fraction of a second). A thread that ends between two readings takes its time with it; the
+/// phases read this while their clients live.
 #[allow(dead_code)]
 pub fn own() -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
     tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|t| {
+            let dir = t.ok()?.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            (name.trim() != WATCH).then(|| std::fs::read_to_string(dir.join("schedstat")).ok())?
+        })
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum::<u64>() as f64
+        * 1e-9
+}
+
+/// The calling thread's CPU seconds (nanoseconds).
+fn this_thread() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0) as f64
         * 1e-9
 }
 
@@ -63,55 +84,77 @@ impl Totals {
 
 pub struct Sampler {
     stop: oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<Totals>,
+    handle: std::thread::JoinHandle<Totals>,
 }
 
-/// Starts sampling; `apps` are the application names of the backends to count.
-pub fn start(
-    pg: tokio_postgres::Client,
-    qdrant_pid: String,
+/// Starts sampling on a [`WATCH`] thread; `apps` are the application names of the backends to
+/// count, `url` the database they serve.
+pub fn start(url: &str, server_pid: &str, apps: &'static [&'static str]) -> Sampler {
+    let (stop, stopped) = oneshot::channel();
+    let (url, server_pid) = (url.to_owned(), server_pid.to_owned());
+    let handle = std::thread::Builder::new()
+        .name(WATCH.into())
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(sample(url, server_pid, apps, stopped))
+        })
+        .unwrap();
+    Sampler { stop, handle }
+}
+
+async fn sample(
+    url: String,
+    server_pid: String,
     apps: &'static [&'static str],
-) -> Sampler {
-    let (stop, mut stopped) = oneshot::channel();
-    let handle = tokio::spawn(async move {
-        let me0 = ticks("self").unwrap_or(0);
-        let q0 = ticks(&qdrant_pid).unwrap_or(0);
-        let mut seen: HashMap<i32, (u64, u64)> = HashMap::new();
-        let mut first = true;
-        loop {
-            if let Ok(rows) = pg
-                .query(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1)",
-                    &[&apps],
-                )
-                .await
-            {
-                for r in rows {
-                    let pid: i32 = r.get(0);
-                    if let Some(t) = ticks(&pid.to_string()) {
-                        let e = seen.entry(pid).or_insert((if first { t } else { 0 }, t));
-                        e.1 = e.1.max(t);
-                    }
+    mut stopped: oneshot::Receiver<()>,
+) -> Totals {
+    let me0 = ticks("self").unwrap_or(0);
+    let mine0 = this_thread();
+    let q0 = ticks(&server_pid).unwrap_or(0);
+    let (pg, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let mut seen: HashMap<i32, (u64, u64)> = HashMap::new();
+    let mut first = true;
+    loop {
+        if let Ok(rows) = pg
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = ANY($1)",
+                &[&apps],
+            )
+            .await
+        {
+            for r in rows {
+                let pid: i32 = r.get(0);
+                if let Some(t) = ticks(&pid.to_string()) {
+                    let e = seen.entry(pid).or_insert((if first { t } else { 0 }, t));
+                    e.1 = e.1.max(t);
                 }
             }
-            first = false;
-            tokio::select! {
-                _ = &mut stopped => break,
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
         }
-        Totals {
-            ours: (ticks("self").unwrap_or(0) - me0) as f64 * TICK,
-            postgres: seen.values().map(|(a, b)| b - a).sum::<u64>() as f64 * TICK,
-            qdrant: (ticks(&qdrant_pid).unwrap_or(0) - q0) as f64 * TICK,
+        first = false;
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
-    });
-    Sampler { stop, handle }
+    }
+    let me = (ticks("self").unwrap_or(0) - me0) as f64 * TICK;
+    Totals {
+        // Less this thread's own sampling.
+        ours: (me - (this_thread() - mine0)).max(0.0),
+        postgres: seen.values().map(|(a, b)| b - a).sum::<u64>() as f64 * TICK,
+        qdrant: (ticks(&server_pid).unwrap_or(0) - q0) as f64 * TICK,
+    }
 }
 
 impl Sampler {
     pub async fn stop(self) -> Totals {
         let _ = self.stop.send(());
-        self.handle.await.unwrap()
+        let handle = self.handle;
+        tokio::task::spawn_blocking(move || handle.join().unwrap())
+            .await
+            .unwrap()
     }
 }
