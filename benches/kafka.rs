@@ -348,7 +348,7 @@ async fn main() {
                 .collect();
             let timed =
                 until_every_point(qhttp, collection, rows, &format!("apply ({appliers})")).await;
-            let cpu = sampling.stop().await;
+            let cpu = sampling.stop().await.less_watching(timed.watching);
             token.cancel();
             for h in handles {
                 h.await.unwrap().unwrap();
@@ -387,7 +387,7 @@ async fn main() {
     let token = CancellationToken::new();
     let run = tokio::spawn(pg2qdrant::run(direct_cfg, token.clone()));
     let direct = until_every_point(&qhttp, "bench_kafka_direct", rows, "direct").await;
-    let direct_cpu = sampling.stop().await;
+    let direct_cpu = sampling.stop().await.less_watching(direct.watching);
     token.cancel();
     run.await.unwrap().unwrap();
 
@@ -478,6 +478,8 @@ struct Timed {
     secs: f64,
     /// pg2qdrant's CPU µs per row after the first point.
     steady_us: f64,
+    /// CPU seconds of the watching thread (left out of the phase's [`cpu::Totals`]).
+    watching: f64,
 }
 
 /// Points in `collection`, from Qdrant's REST API on a plain connection of the calling thread
@@ -511,6 +513,7 @@ async fn until_every_point(http: &str, collection: &str, rows: i64, name: &str) 
         .name(cpu::WATCH.into())
         .spawn(move || {
             let t = Instant::now();
+            let mine = cpu::this_thread();
             // (when, points then, pg2qdrant's CPU then)
             let mut first: Option<(Instant, u64, f64)> = None;
             loop {
@@ -532,6 +535,7 @@ async fn until_every_point(http: &str, collection: &str, rows: i64, name: &str) 
                 Timed {
                     secs: t0.elapsed().as_secs_f64() * rows as f64 / rest,
                     steady_us: cpu * 1e6 / rest,
+                    watching: cpu::this_thread() - mine,
                 },
             )
         })

@@ -44,7 +44,7 @@ pub fn own() -> f64 {
 }
 
 /// The calling thread's CPU seconds (nanoseconds).
-fn this_thread() -> f64 {
+pub fn this_thread() -> f64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
@@ -146,6 +146,15 @@ async fn sample(
         ours: (me - (this_thread() - mine0)).max(0.0),
         postgres: seen.values().map(|(a, b)| b - a).sum::<u64>() as f64 * TICK,
         qdrant: (ticks(&server_pid).unwrap_or(0) - q0) as f64 * TICK,
+    }
+}
+
+impl Totals {
+    /// Less `secs` of this process's CPU spent watching on another [`WATCH`] thread.
+    #[allow(dead_code)]
+    pub fn less_watching(mut self, secs: f64) -> Totals {
+        self.ours = (self.ours - secs).max(0.0);
+        self
     }
 }
 
