@@ -46,17 +46,33 @@ async fn restore(
     );
     let started = Instant::now();
     let mut told = Instant::now();
-    // Give the optimizer a moment to notice the new threshold before trusting "green".
+    let read = || async {
+        client
+            .collection_info(collection)
+            .await
+            .map_err(crate::error::Error::qdrant(format!(
+                "read collection {collection}"
+            )))
+    };
+    // A collection whose vectors all together stay under the threshold has no segment over it:
+    // nothing is indexed, so "green" can be trusted at once. Otherwise give the optimizer a
+    // moment to notice the new threshold before trusting "green".
+    let first = read().await?;
+    let green = |info: &qdrant_client::qdrant::GetCollectionInfoResponse| {
+        info.result.as_ref().map(|r| r.status) == Some(CollectionStatus::Green as i32)
+    };
+    let under = first.result.as_ref().and_then(vector_bytes);
+    if green(&first) && under.is_some_and(|bytes| bytes <= threshold * 1024) {
+        tracing::info!(
+            collection,
+            "collection is green: its vectors are under the indexing threshold, nothing to index"
+        );
+        return Ok(());
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     loop {
-        let info =
-            client
-                .collection_info(collection)
-                .await
-                .map_err(crate::error::Error::qdrant(format!(
-                    "read collection {collection}"
-                )))?;
-        if info.result.map(|r| r.status) == Some(CollectionStatus::Green as i32) {
+        let info = read().await?;
+        if green(&info) {
             tracing::info!(
                 collection,
                 seconds = started.elapsed().as_secs(),
@@ -74,4 +90,27 @@ async fn restore(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The bytes of every dense vector of the collection's points, at 4 bytes a dimension (the
+/// most a stored dimension takes); `None` when it cannot be told (no count, no parameters, or
+/// multivectors, whose vectors per point are not known).
+fn vector_bytes(info: &qdrant_client::qdrant::CollectionInfo) -> Option<u64> {
+    use qdrant_client::qdrant::vectors_config::Config;
+    let params = info
+        .config
+        .as_ref()?
+        .params
+        .as_ref()?
+        .vectors_config
+        .as_ref()?;
+    let vectors: Vec<_> = match params.config.as_ref()? {
+        Config::Params(p) => vec![p],
+        Config::ParamsMap(m) => m.map.values().collect(),
+    };
+    if vectors.iter().any(|p| p.multivector_config.is_some()) {
+        return None;
+    }
+    let dims: u64 = vectors.iter().map(|p| p.size).sum();
+    Some(info.points_count? * dims * 4)
 }
