@@ -146,25 +146,27 @@ impl Replicator {
         };
         let durable = *self.durable.borrow();
         if let Some(mut c) = ended.client {
-            // The transport reports progress on its status interval and not when stopping: wait
-            // for the final position to go out so the slot does not lag the checkpoint.
+            // The transport reports progress on its status interval and not when stopping: once
+            // the stream is closed, the final position is given to the slot from a plain
+            // connection, so the slot does not lag the checkpoint (and a stop does not wait for
+            // the next status).
             c.update_applied_lsn(durable);
             let reported = c.metrics();
-            let wait =
-                Duration::from_millis(self.source.status_interval_ms) + Duration::from_secs(2);
-            let sent = tokio::time::timeout(wait, async {
-                while reported.last_applied_lsn() < durable && c.is_running() {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-            .await;
-            if sent.is_err() {
-                tracing::warn!(durable = %durable, "the final position did not reach the slot in time; the next start resumes from the checkpoint");
-            }
             match tokio::time::timeout(Duration::from_secs(5), c.shutdown()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "closing the replication stream failed"),
                 Err(_) => tracing::warn!("closing the replication stream timed out"),
+            }
+            if reported.last_applied_lsn() < durable {
+                match advance_slot(&self.source, durable).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(durable = %durable, "the slot was still held by the stream; the next start resumes from the checkpoint")
+                    }
+                    Err(e) => {
+                        tracing::warn!(durable = %durable, error = %e, "the final position did not reach the slot; the next start resumes from the checkpoint")
+                    }
+                }
             }
         }
         tracing::info!(durable = %durable, "stopped");
@@ -343,4 +345,21 @@ pub fn writer_ended(res: Result<Result<(), Error>, tokio::task::JoinError>) -> R
             "this is a bug; please report it with the log",
         )),
     }
+}
+
+/// Gives the slot `durable` after the stream closed, waiting (a little more than a status
+/// interval, connecting included) for the server to release the slot from the stream that just
+/// ended; `Ok(false)` when that did not happen in time.
+async fn advance_slot(source: &SourceConfig, durable: Lsn) -> Result<bool, Error> {
+    let wait = Duration::from_millis(source.status_interval_ms) + Duration::from_secs(2);
+    // The connect is inside the bound too: a server that does not answer must not hold the stop.
+    let moved = tokio::time::timeout(wait, async {
+        let catalog = crate::source::catalog::Catalog::connect(source).await?;
+        while !catalog.advance_slot(&source.slot, durable).await? {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok::<_, Error>(())
+    })
+    .await;
+    moved.map_or(Ok(false), |r| r.map(|()| true))
 }

@@ -250,6 +250,30 @@ impl Catalog {
         }))
     }
 
+    /// Moves an inactive slot's confirmed position on to `lsn` (never back): `Ok(true)` when the
+    /// slot is there at `lsn` or past it, `Ok(false)` while a stream still holds it; an error
+    /// when the slot is gone.
+    pub async fn advance_slot(&self, slot: &str, lsn: Lsn) -> Result<bool, Error> {
+        let lsn = lsn.to_string();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT active, confirmed_flush_lsn >= $2::text::pg_lsn OR \
+                 (NOT active AND pg_replication_slot_advance(slot_name, $2::text::pg_lsn) IS NOT NULL) \
+                 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot, &lsn],
+            )
+            .await
+            .map_err(Error::pg(format!("advance slot {slot} to {lsn}")))?;
+        match row {
+            Some(r) => Ok(r.get::<_, Option<bool>>(1) == Some(true)),
+            None => Err(Error::Prerequisite {
+                what: format!("replication slot {slot} is gone"),
+                hint: "the next start handles it as a lost slot".into(),
+            }),
+        }
+    }
+
     /// Makes sure the slot exists and can resume. When changes were lost — the slot is `lost`
     /// (the WAL it needed is gone), or missing although the connector had streamed before
     /// (`had_progress`) — `on_loss` is called before a new slot is created (it must record
