@@ -258,15 +258,16 @@ impl Catalog {
         let row = self
             .client
             .query_opt(
-                "SELECT active, confirmed_flush_lsn >= $2::text::pg_lsn OR \
-                 (NOT active AND pg_replication_slot_advance(slot_name, $2::text::pg_lsn) IS NOT NULL) \
+                // CASE: the advance runs only on a slot that is behind and free, in this order.
+                "SELECT CASE WHEN confirmed_flush_lsn >= $2::text::pg_lsn THEN true WHEN active THEN false \
+                 ELSE pg_replication_slot_advance(slot_name, $2::text::pg_lsn) IS NOT NULL END \
                  FROM pg_replication_slots WHERE slot_name = $1",
                 &[&slot, &lsn],
             )
             .await
             .map_err(Error::pg(format!("advance slot {slot} to {lsn}")))?;
         match row {
-            Some(r) => Ok(r.get::<_, Option<bool>>(1) == Some(true)),
+            Some(r) => Ok(r.get::<_, Option<bool>>(0) == Some(true)),
             None => Err(Error::Prerequisite {
                 what: format!("replication slot {slot} is gone"),
                 hint: "the next start handles it as a lost slot".into(),
