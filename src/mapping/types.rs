@@ -198,6 +198,11 @@ impl Types {
         self.names.get(&type_oid).cloned()
     }
 
+    /// Whether the catalog calls `type_oid` `name` ([`Types::name`] without the copy).
+    pub fn is_named(&self, type_oid: u32, name: &str) -> bool {
+        self.names.get(&type_oid).is_some_and(|n| n == name)
+    }
+
     /// The oid of a type read from the catalog, by name (an event from another database names
     /// its extensions' types, whose oids differ between databases).
     pub fn oid(&self, name: &str) -> Option<u32> {
