@@ -50,6 +50,7 @@ use crate::pipeline::writer::{Pending, Progress, Writer};
 use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::source::catalog::Catalog;
+use futures_util::StreamExt as _;
 use prost::Message as _;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -377,13 +378,15 @@ impl Applier {
         queue: &Mutex<VecDeque<Offsets>>,
     ) -> Result<(), Error> {
         let mut backoff = crate::error::Backoff::new(self.max_backoff);
+        // One stream for the whole run: `recv` would register and drop a waker per message.
+        let mut messages = self.consumer.stream();
         loop {
             let mut taken = Taken::default();
             let first = tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
                 // The writer failed: its error ends the run.
                 _ = tx.closed() => return Ok(()),
-                m = self.consumer.recv() => m,
+                m = messages.next() => m.expect("kafka streams never terminate"),
             };
             match first {
                 Ok(m) => self.take(&mut taken, &m).await?,
@@ -405,9 +408,10 @@ impl Applier {
             self.health.up("kafka");
             let deadline = tokio::time::Instant::now() + self.linger;
             while taken.messages < self.batch_size && taken.ops.len() < self.batch_size {
-                match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                    Ok(Ok(m)) => self.take(&mut taken, &m).await?,
-                    Ok(Err(e)) => {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(m))) => self.take(&mut taken, &m).await?,
+                    Ok(None) => unreachable!("kafka streams never terminate"),
+                    Ok(Some(Err(e))) => {
                         tracing::warn!(error = %e, "consumer error");
                         break;
                     }
