@@ -109,6 +109,9 @@ impl Publisher {
         let mut parts_of = vec![0usize; events.len()];
         let mut refused: Vec<(usize, String)> = Vec::new();
         let mut transient: Option<Error> = None;
+        // Counted per topic and batch, not per event (a label is a string to build).
+        let mut produced: Vec<(&str, u64)> = Vec::new();
+        let mut delivered_to: Vec<(&str, u64)> = Vec::new();
         let enqueueing = self.enqueue.lock().await;
         'events: for (i, e) in events.iter().enumerate() {
             if delivered.lock().expect("delivered lock")[i] {
@@ -171,25 +174,26 @@ impl Publisher {
                 let Some(future) = future else {
                     continue 'events;
                 };
-                metrics::counter!(names::KAFKA_PRODUCED, "topic" => e.topic.to_string())
-                    .increment(1);
+                tally(&mut produced, &e.topic);
                 waiting.push(async move { (i, future.await) });
             }
         }
         drop(enqueueing);
+        count(names::KAFKA_PRODUCED, &produced);
         let mut ok_parts = vec![0usize; events.len()];
         while let Some((i, outcome)) = waiting.next().await {
-            let topic = events[i].topic.to_string();
+            let topic = &*events[i].topic;
             match outcome {
                 Ok(Ok(_)) => {
-                    metrics::counter!(names::KAFKA_DELIVERED, "topic" => topic).increment(1);
+                    tally(&mut delivered_to, topic);
                     ok_parts[i] += 1;
                     if ok_parts[i] == parts_of[i] {
                         delivered.lock().expect("delivered lock")[i] = true;
                     }
                 }
                 Ok(Err((err, _))) => {
-                    metrics::counter!(names::KAFKA_FAILED, "topic" => topic.clone()).increment(1);
+                    metrics::counter!(names::KAFKA_FAILED, "topic" => topic.to_string())
+                        .increment(1);
                     let e = Error::kafka(format!("delivering to {topic}"))(err);
                     if e.disposition() == crate::error::Disposition::Definite {
                         if !refused.iter().any(|(j, _)| *j == i) {
@@ -207,6 +211,7 @@ impl Publisher {
                 }
             }
         }
+        count(names::KAFKA_DELIVERED, &delivered_to);
         metrics::histogram!(names::KAFKA_DELIVERY_LATENCY).record(started.elapsed().as_secs_f64());
         match transient {
             Some(e) => Err(e),
@@ -218,5 +223,20 @@ impl Publisher {
                 Ok(refused)
             }
         }
+    }
+}
+
+/// One more event for `topic` in a batch's per-topic tally (a batch has few topics).
+fn tally<'a>(counts: &mut Vec<(&'a str, u64)>, topic: &'a str) {
+    match counts.iter_mut().find(|(t, _)| *t == topic) {
+        Some(c) => c.1 += 1,
+        None => counts.push((topic, 1)),
+    }
+}
+
+/// Adds a batch's per-topic tally to the counter `name`.
+fn count(name: &'static str, counts: &[(&str, u64)]) {
+    for (topic, n) in counts {
+        metrics::counter!(name, "topic" => topic.to_string()).increment(*n);
     }
 }
