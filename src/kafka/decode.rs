@@ -169,27 +169,8 @@ fn float_array(kind: Kind, a: &pb::Array) -> Option<Vec<u8>> {
 /// column's type (`None`: the column is of another type, or the array is empty; read through
 /// its text form instead).
 fn packed(kind: Kind, p: &pb::FloatArray) -> Option<Vec<u8>> {
-    if kind == Kind::Array(Scalar::Float4) && p.float8.is_empty() {
-        return float4_items(&p.float4);
-    }
     let n = p.float4.len() + p.float8.len();
     binary_floats(kind, n, false, floats(p).map(Some))
-}
-
-/// [`binary_floats`] of the common vector column, a `real[]` sent as float4: each item's
-/// length and bits written at once, no round trip through f64.
-fn float4_items(items: &[f32]) -> Option<Vec<u8>> {
-    let len = i32::try_from(items.len()).ok().filter(|&n| n > 0)?;
-    let mut b = Vec::with_capacity(20 + 8 * items.len());
-    for x in [1, 0, 700, len, 1] {
-        b.extend_from_slice(&x.to_be_bytes());
-    }
-    for f in items {
-        let mut item = [0u8, 0, 0, 4, 0, 0, 0, 0];
-        item[4..].copy_from_slice(&f.to_be_bytes());
-        b.extend_from_slice(&item);
-    }
-    Some(b)
 }
 
 /// PostgreSQL's binary one-dimensional array of the `n` `items` (`None` items: NULLs), of the
@@ -210,16 +191,20 @@ fn binary_floats(
     for x in [1, i32::from(has_null), oid, len, 1] {
         b.extend_from_slice(&x.to_be_bytes());
     }
+    // Each item's length and bits written at once (one copy per item, the hot path of a
+    // vector column).
     for item in items {
         match item {
             None => b.extend_from_slice(&(-1i32).to_be_bytes()),
             Some(f) if width == 4 => {
-                b.extend_from_slice(&4i32.to_be_bytes());
-                b.extend_from_slice(&(f as f32).to_be_bytes());
+                let mut item = [0, 0, 0, 4, 0, 0, 0, 0];
+                item[4..].copy_from_slice(&(f as f32).to_be_bytes());
+                b.extend_from_slice(&item);
             }
             Some(f) => {
-                b.extend_from_slice(&8i32.to_be_bytes());
-                b.extend_from_slice(&f.to_be_bytes());
+                let mut item = [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0];
+                item[4..].copy_from_slice(&f.to_be_bytes());
+                b.extend_from_slice(&item);
             }
         }
     }
@@ -441,16 +426,15 @@ mod tests {
         assert!(float_array(Kind::Array(Scalar::Text), &texts).is_none());
         assert!(float_array(Kind::Array(Scalar::Float4), &texts).is_none());
         assert!(float_array(Kind::Array(Scalar::Float4), &pb::Array { items: vec![] }).is_none());
-        // The float4 fast path writes the bytes the general one does, bits kept; none if empty.
+        // Packed float4 comes back bit for bit (each item: its length, then its bits).
         let odd = [f32::INFINITY, -0.0, 1e-45, f32::NAN, 16777217.0];
+        let p = pb::FloatArray {
+            float4: odd.to_vec(),
+            float8: vec![],
+        };
         assert_eq!(
-            float4_items(&odd),
-            binary_floats(
-                Kind::Array(Scalar::Float4),
-                odd.len(),
-                false,
-                odd.iter().map(|&f| Some(f64::from(f)))
-            )
+            Datum::Binary(packed(Kind::Array(Scalar::Float4), &p).unwrap()),
+            binary_real_array(&odd.map(Some))
         );
         assert!(packed(Kind::Array(Scalar::Float4), &pb::FloatArray::default()).is_none());
     }
