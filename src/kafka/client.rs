@@ -12,7 +12,7 @@ use crate::error::Error;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,7 +44,7 @@ fn refused(e: rdkafka::error::KafkaError) -> Error {
 /// `log.format = "json"`), target `librdkafka`. librdkafka never prints secret properties.
 pub struct Logs;
 
-fn forward(level: RDKafkaLogLevel, facility: &str, message: &str) {
+pub(super) fn forward(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -71,15 +71,26 @@ impl rdkafka::ClientContext for Logs {
 
 /// A client-level error librdkafka reports (a broker down, authentication failed): logged;
 /// the calls that need the broker fail and are retried on their own.
-fn client_error(error: &rdkafka::error::KafkaError, reason: &str) {
+pub(super) fn client_error(error: &rdkafka::error::KafkaError, reason: &str) {
     tracing::warn!(target: "librdkafka", error = %error, "{reason}");
 }
 
+/// A producer awaited per message (the dead-letter topic's: one message now and then).
 pub type Producer = FutureProducer<Logs>;
 
 pub fn producer(cfg: &KafkaConfig) -> Result<Producer, Error> {
     producer_config(cfg)
         .create_with_context(Logs)
+        .map_err(refused)
+}
+
+/// The publisher's producer: delivery reports counted per batch (see [`super::delivery`]).
+pub type BatchProducer = ThreadedProducer<super::delivery::Reports>;
+
+pub fn batch_producer(cfg: &KafkaConfig) -> Result<Arc<BatchProducer>, Error> {
+    producer_config(cfg)
+        .create_with_context(super::delivery::Reports)
+        .map(Arc::new)
         .map_err(refused)
 }
 
@@ -192,13 +203,13 @@ async fn read_partitions(
 
 /// [`partitions`] through the producer's own connection (no client of its own to set up).
 pub async fn producer_partitions(
-    producer: &Producer,
+    producer: &Arc<BatchProducer>,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {
     let producer = producer.clone();
     counts(
         move || {
-            rdkafka::producer::Producer::client(&producer).fetch_metadata(None, REQUEST_TIMEOUT)
+            rdkafka::producer::Producer::client(&*producer).fetch_metadata(None, REQUEST_TIMEOUT)
         },
         topics,
     )

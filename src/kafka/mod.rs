@@ -10,10 +10,13 @@
 //!   maps to the same points as the change it came from).
 //! - [`client`]: librdkafka configuration, topic creation, partition counts.
 //! - [`publish`]: the producer; a batch is done only when every event of it is delivered.
+//! - [`delivery`]: librdkafka's delivery reports counted into their batch (one wake-up a batch).
+//!
 //! `pg2qdrant apply` (the consumer group writing Qdrant) is its own mode (`apply` at the top level).
 
 pub mod client;
 pub mod decode;
+pub mod delivery;
 pub mod event;
 pub mod publish;
 

@@ -1,7 +1,8 @@
 //! The producer side of publish mode.
 //!
 //! # Delivery guarantee
-//! A batch's events are produced in batch order, then every delivery report is awaited; the
+//! A batch's events are produced in batch order, then every delivery report is awaited (counted
+//! per batch, see [`super::delivery`]); the
 //! writer acknowledges the batch's LSN only after that (and after the Qdrant write, when
 //! Qdrant is a sink too). So the slot never moves past a change Kafka does not hold (with
 //! `acks=all`: every in-sync replica). The producer is idempotent: librdkafka's own retries
@@ -18,19 +19,19 @@
 //! after it. Events of one transaction can land in different partitions: consumers order by
 //! row, not by transaction.
 
+use super::delivery::Batch;
 use super::Event;
 use crate::error::Error;
 use crate::metrics::names;
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::BaseRecord;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Publisher {
-    producer: super::client::Producer,
+    producer: Arc<super::client::BatchProducer>,
     /// Partition count of each topic: read at start, and again before a TRUNCATE or a sweep is
     /// produced (see [`Publisher::refresh_partitions`]).
     partitions: Mutex<HashMap<String, i32>>,
@@ -47,7 +48,7 @@ impl Publisher {
     pub async fn start(cfg: &crate::config::KafkaConfig, topics: &[String]) -> Result<Self, Error> {
         let partitions = super::client::ensure_topics(cfg, topics).await?;
         Ok(Self {
-            producer: super::client::producer(cfg)?,
+            producer: super::client::batch_producer(cfg)?,
             partitions: Mutex::new(partitions),
             enqueue: tokio::sync::Mutex::new(()),
         })
@@ -105,20 +106,20 @@ impl Publisher {
         self.refresh_partitions(events, delivered).await?;
         let partitions_of = self.partitions.lock().expect("partitions lock").clone();
         let started = Instant::now();
-        let mut waiting = FuturesUnordered::new();
+        let reports = Batch::new(events.len());
         let mut parts_of = vec![0usize; events.len()];
         let mut refused: Vec<(usize, String)> = Vec::new();
         let mut transient: Option<Error> = None;
         // Counted per topic and batch, not per event (a label is a string to build).
         let mut produced: Vec<(&str, u64)> = Vec::new();
-        let mut delivered_to: Vec<(&str, u64)> = Vec::new();
+        let (mut lsn_buf, mut seq_buf) = ([0u8; 20], [0u8; 20]);
         let enqueueing = self.enqueue.lock().await;
         'events: for (i, e) in events.iter().enumerate() {
             if delivered.lock().expect("delivered lock")[i] {
                 continue;
             }
-            let lsn = e.lsn.to_string();
-            let seq = e.seq.to_string();
+            let lsn = decimal(e.lsn, &mut lsn_buf);
+            let seq = decimal(e.seq, &mut seq_buf);
             let partitions: Vec<Option<i32>> = match &e.key {
                 Some(_) => vec![None],
                 None => (0..*partitions_of.get(&*e.topic).unwrap_or(&1))
@@ -130,84 +131,78 @@ impl Publisher {
                 let headers = OwnedHeaders::new_with_capacity(3)
                     .insert(Header {
                         key: super::HEADER_LSN,
-                        value: Some(&lsn),
+                        value: Some(lsn),
                     })
                     .insert(Header {
                         key: super::HEADER_SEQ,
-                        value: Some(&seq),
+                        value: Some(seq),
                     })
                     .insert(Header {
                         key: super::HEADER_TABLE,
                         value: Some(&*e.table),
                     });
-                let mut record = FutureRecord::<str, [u8]>::to(&e.topic)
-                    .payload(&e.payload)
-                    .headers(headers);
+                let mut record =
+                    BaseRecord::<str, [u8], _>::with_opaque_to(&e.topic, reports.track(i))
+                        .payload(&e.payload)
+                        .headers(headers);
                 if let Some(k) = &e.key {
                     record = record.key(k.as_str());
                 }
                 if let Some(p) = partition {
                     record = record.partition(p);
                 }
-                let future = loop {
-                    match self.producer.send_result(record) {
-                        Ok(f) => break Some(f),
+                loop {
+                    match self.producer.send(record) {
+                        Ok(()) => break,
                         Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                             record = r;
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
-                        Err((err, _)) => {
+                        Err((err, r)) => {
+                            (*r.delivery_opaque).unsent();
                             // Refused before sending (e.g. too large for the client).
                             let err = Error::kafka(format!("producing to {}", e.topic))(err);
                             metrics::counter!(names::KAFKA_FAILED, "topic" => e.topic.to_string())
                                 .increment(1);
                             if err.disposition() == crate::error::Disposition::Definite {
                                 refused.push((i, err.to_string()));
-                                break None;
+                                continue 'events;
                             }
                             // Stop here; what was enqueued is awaited, the rest goes again.
                             transient = Some(err);
                             break 'events;
                         }
                     }
-                };
-                let Some(future) = future else {
-                    continue 'events;
-                };
-                tally(&mut produced, &e.topic);
-                waiting.push(async move { (i, future.await) });
+                }
+                tally(&mut produced, &e.topic, 1);
             }
         }
         drop(enqueueing);
         count(names::KAFKA_PRODUCED, &produced);
-        let mut ok_parts = vec![0usize; events.len()];
-        while let Some((i, outcome)) = waiting.next().await {
+        reports.wait().await;
+        for (i, err) in reports.take_failed() {
             let topic = &*events[i].topic;
-            match outcome {
-                Ok(Ok(_)) => {
-                    tally(&mut delivered_to, topic);
-                    ok_parts[i] += 1;
-                    if ok_parts[i] == parts_of[i] {
-                        delivered.lock().expect("delivered lock")[i] = true;
-                    }
+            metrics::counter!(names::KAFKA_FAILED, "topic" => topic.to_string()).increment(1);
+            let e = Error::kafka(format!("delivering to {topic}"))(err);
+            if e.disposition() == crate::error::Disposition::Definite {
+                if !refused.iter().any(|(j, _)| *j == i) {
+                    refused.push((i, e.to_string()));
                 }
-                Ok(Err((err, _))) => {
-                    metrics::counter!(names::KAFKA_FAILED, "topic" => topic.to_string())
-                        .increment(1);
-                    let e = Error::kafka(format!("delivering to {topic}"))(err);
-                    if e.disposition() == crate::error::Disposition::Definite {
-                        if !refused.iter().any(|(j, _)| *j == i) {
-                            refused.push((i, e.to_string()));
-                        }
-                    } else {
-                        transient.get_or_insert(e);
-                    }
+            } else {
+                transient.get_or_insert(e);
+            }
+        }
+        let mut delivered_to: Vec<(&str, u64)> = Vec::new();
+        {
+            let mut d = delivered.lock().expect("delivered lock");
+            for (i, e) in events.iter().enumerate() {
+                let parts = reports.delivered(i) as usize;
+                if parts == 0 {
+                    continue;
                 }
-                Err(_canceled) => {
-                    transient.get_or_insert(Error::Kafka {
-                        context: format!("delivering to {topic}"),
-                        source: KafkaError::Canceled,
-                    });
+                tally(&mut delivered_to, &e.topic, parts as u64);
+                if parts == parts_of[i] {
+                    d[i] = true;
                 }
             }
         }
@@ -226,11 +221,24 @@ impl Publisher {
     }
 }
 
-/// One more event for `topic` in a batch's per-topic tally (a batch has few topics).
-fn tally<'a>(counts: &mut Vec<(&'a str, u64)>, topic: &'a str) {
+/// `n` in decimal, written into `buf` (a header value without a `String` per event).
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+/// `n` more events for `topic` in a batch's per-topic tally (a batch has few topics).
+fn tally<'a>(counts: &mut Vec<(&'a str, u64)>, topic: &'a str, n: u64) {
     match counts.iter_mut().find(|(t, _)| *t == topic) {
-        Some(c) => c.1 += 1,
-        None => counts.push((topic, 1)),
+        Some(c) => c.1 += n,
+        None => counts.push((topic, n)),
     }
 }
 
@@ -238,5 +246,16 @@ fn tally<'a>(counts: &mut Vec<(&'a str, u64)>, topic: &'a str) {
 fn count(name: &'static str, counts: &[(&str, u64)]) {
     for (topic, n) in counts {
         metrics::counter!(name, "topic" => topic.to_string()).increment(*n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_header_number_is_its_decimal_text() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 4_294_967_296, u64::MAX] {
+            assert_eq!(super::decimal(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 }
