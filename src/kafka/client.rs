@@ -12,7 +12,7 @@ use crate::error::Error;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::producer::{FutureProducer, ThreadedProducer};
+use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ fn base(cfg: &KafkaConfig) -> ClientConfig {
 }
 
 /// What librdkafka said about a config it refused, naming the section.
-fn refused(e: rdkafka::error::KafkaError) -> Error {
+pub(super) fn refused(e: rdkafka::error::KafkaError) -> Error {
     Error::config(
         "kafka.properties",
         format!("librdkafka refused the client configuration: {e}"),
@@ -84,16 +84,6 @@ pub fn producer(cfg: &KafkaConfig) -> Result<Producer, Error> {
         .map_err(refused)
 }
 
-/// The publisher's producer: delivery reports counted per batch (see [`super::delivery`]).
-pub type BatchProducer = ThreadedProducer<super::delivery::Reports>;
-
-pub fn batch_producer(cfg: &KafkaConfig) -> Result<Arc<BatchProducer>, Error> {
-    producer_config(cfg)
-        .create_with_context(super::delivery::Reports)
-        .map(Arc::new)
-        .map_err(refused)
-}
-
 /// Whether librdkafka takes the producer's properties, without a producer's polling thread
 /// (for a producer made later, at first use).
 pub fn check_producer(cfg: &KafkaConfig) -> Result<(), Error> {
@@ -103,7 +93,7 @@ pub fn check_producer(cfg: &KafkaConfig) -> Result<(), Error> {
         .map_err(refused)
 }
 
-fn producer_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
+pub(super) fn producer_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
     let mut c = base(cfg);
     if !cfg.properties.contains_key("compression.type") {
         c.set("compression.type", crate::config::DEFAULT_COMPRESSION);
@@ -201,23 +191,8 @@ async fn read_partitions(
     .await
 }
 
-/// [`partitions`] through the producer's own connection (no client of its own to set up).
-pub async fn producer_partitions(
-    producer: &Arc<BatchProducer>,
-    topics: &[String],
-) -> Result<HashMap<String, i32>, Error> {
-    let producer = producer.clone();
-    counts(
-        move || {
-            rdkafka::producer::Producer::client(&*producer).fetch_metadata(None, REQUEST_TIMEOUT)
-        },
-        topics,
-    )
-    .await
-}
-
 /// Partition counts of `topics` in the metadata `fetch` reads (blocking, run off the runtime).
-async fn counts(
+pub(super) async fn counts(
     fetch: impl FnOnce() -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata> + Send + 'static,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {

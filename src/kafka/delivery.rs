@@ -6,7 +6,8 @@
 //! A publish batch needs less: to know when the last of its messages is reported, and which
 //! ones failed. So a message carries a [`Pending`] (its batch and its index in the batch); the
 //! report adds one to that event's count of delivered partitions (an atomic) or records the
-//! failure, and the batch's last report wakes the one task awaiting the batch.
+//! failure, and the batch's last report wakes the one task awaiting the batch. The publisher's
+//! producer ([`batch_producer`]) is made here, with the client's producer settings.
 //!
 //! # Why a batch always finishes
 //! [`Batch::wait`] returns when every [`Pending`] handed out by [`Batch::track`] has been
@@ -21,10 +22,14 @@
 //! Reports may come in any order and while the batch is still being enqueued: the count starts
 //! at one (the enqueuer's own hold), released by `wait`, so it cannot reach zero early.
 
-use super::client::{client_error, forward};
+use super::client::{client_error, counts, forward, producer_config, refused, REQUEST_TIMEOUT};
+use crate::config::KafkaConfig;
+use crate::error::Error;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ThreadedProducer;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -146,6 +151,32 @@ impl rdkafka::producer::ProducerContext for Reports {
             Err((e, _)) => Err(e.clone()),
         });
     }
+}
+
+/// The publisher's producer: the client's producer settings, reports into their [`Batch`].
+pub type BatchProducer = ThreadedProducer<Reports>;
+
+pub fn batch_producer(cfg: &KafkaConfig) -> Result<Arc<BatchProducer>, Error> {
+    producer_config(cfg)
+        .create_with_context(Reports)
+        .map(Arc::new)
+        .map_err(refused)
+}
+
+/// Partition counts of `topics` through the producer's own connection (no client of its own
+/// to set up).
+pub async fn partitions(
+    producer: &Arc<BatchProducer>,
+    topics: &[String],
+) -> Result<HashMap<String, i32>, Error> {
+    let producer = producer.clone();
+    counts(
+        move || {
+            rdkafka::producer::Producer::client(&*producer).fetch_metadata(None, REQUEST_TIMEOUT)
+        },
+        topics,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct Publisher {
-    producer: Arc<super::client::BatchProducer>,
+    producer: Arc<super::delivery::BatchProducer>,
     /// Partition count of each topic: read at start, and again before a TRUNCATE or a sweep is
     /// produced (see [`Publisher::refresh_partitions`]).
     partitions: Mutex<HashMap<String, i32>>,
@@ -48,7 +48,7 @@ impl Publisher {
     pub async fn start(cfg: &crate::config::KafkaConfig, topics: &[String]) -> Result<Self, Error> {
         let partitions = super::client::ensure_topics(cfg, topics).await?;
         Ok(Self {
-            producer: super::client::batch_producer(cfg)?,
+            producer: super::delivery::batch_producer(cfg)?,
             partitions: Mutex::new(partitions),
             enqueue: tokio::sync::Mutex::new(()),
         })
@@ -77,7 +77,7 @@ impl Publisher {
         }
         topics.sort();
         topics.dedup();
-        let now = super::client::producer_partitions(&self.producer, &topics).await?;
+        let now = super::delivery::partitions(&self.producer, &topics).await?;
         let mut known = self.partitions.lock().expect("partitions lock");
         for (topic, n) in now {
             let before = known.insert(topic.clone(), n);
