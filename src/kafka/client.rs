@@ -42,9 +42,10 @@ pub(super) fn refused(e: rdkafka::error::KafkaError) -> Error {
 
 /// Our clients' context: librdkafka's log lines become our log lines (structured, JSON with
 /// `log.format = "json"`), target `librdkafka`. librdkafka never prints secret properties.
+/// The publisher's producer context as well (its delivery reports: `delivery.rs`).
 pub struct Logs;
 
-pub(super) fn forward(level: RDKafkaLogLevel, facility: &str, message: &str) {
+fn forward(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg
         | RDKafkaLogLevel::Alert
@@ -71,7 +72,7 @@ impl rdkafka::ClientContext for Logs {
 
 /// A client-level error librdkafka reports (a broker down, authentication failed): logged;
 /// the calls that need the broker fail and are retried on their own.
-pub(super) fn client_error(error: &rdkafka::error::KafkaError, reason: &str) {
+fn client_error(error: &rdkafka::error::KafkaError, reason: &str) {
     tracing::warn!(target: "librdkafka", error = %error, "{reason}");
 }
 

@@ -22,10 +22,9 @@
 //! Reports may come in any order and while the batch is still being enqueued: the count starts
 //! at one (the enqueuer's own hold), released by `wait`, so it cannot reach zero early.
 
-use super::client::{client_error, counts, forward, producer_config, refused, REQUEST_TIMEOUT};
+use super::client::{counts, producer_config, refused, Logs, REQUEST_TIMEOUT};
 use crate::config::KafkaConfig;
 use crate::error::Error;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::ThreadedProducer;
@@ -129,20 +128,9 @@ impl Drop for Pending {
     }
 }
 
-/// The publisher's producer context: librdkafka's log lines and client errors as every client
-/// has them, and delivery reports into their [`Batch`].
-pub struct Reports;
-
-impl rdkafka::ClientContext for Reports {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        forward(level, fac, log_message);
-    }
-    fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&error, reason);
-    }
-}
-
-impl rdkafka::producer::ProducerContext for Reports {
+/// The clients' context is the publisher's producer context too: its log lines and client
+/// errors as every client has them, and delivery reports into their [`Batch`].
+impl rdkafka::producer::ProducerContext for Logs {
     type DeliveryOpaque = Box<Pending>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Box<Pending>) {
@@ -154,11 +142,11 @@ impl rdkafka::producer::ProducerContext for Reports {
 }
 
 /// The publisher's producer: the client's producer settings, reports into their [`Batch`].
-pub type BatchProducer = ThreadedProducer<Reports>;
+pub type BatchProducer = ThreadedProducer<Logs>;
 
 pub fn batch_producer(cfg: &KafkaConfig) -> Result<Arc<BatchProducer>, Error> {
     producer_config(cfg)
-        .create_with_context(Reports)
+        .create_with_context(Logs)
         .map(Arc::new)
         .map_err(refused)
 }
