@@ -127,6 +127,55 @@ async fn toast_merge_without_a_point_reads_the_row_from_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_change_of_a_row_with_an_unchanged_toasted_column_keeps_every_column() {
+    let db = TestDb::new("t_toast_rekey", ITEMS).await;
+    db.exec("ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL")
+        .await;
+    let run = db
+        .start(db.config(&table("items", "t_toast_rekey", 3, "")))
+        .await;
+    // Random text does not compress: stored out of line, and sent as "unchanged TOAST" by an
+    // UPDATE that does not set it.
+    db.exec("INSERT INTO items SELECT k, 'a', string_agg(md5(k::text || g::text), ''), 1, '{1,0,0}' FROM generate_series(1, 200) g, (VALUES (10), (20)) AS r(k) GROUP BY k").await;
+    wait_count("t_toast_rekey", 2).await;
+    let big = |id: u64| async move {
+        point("t_toast_rekey", id)
+            .await
+            .and_then(|p| p.payload["big"].as_str().map(str::to_owned))
+    };
+    let (big10, big20) = (big(10).await.unwrap(), big(20).await.unwrap());
+    assert_eq!(big10.len(), 200 * 32);
+    // Alone, and after another update of the row in the same transaction.
+    db.exec("UPDATE items SET id = 5000 WHERE id = 10").await;
+    db.exec("BEGIN; UPDATE items SET n = 7 WHERE id = 20; UPDATE items SET id = 6000 WHERE id = 20; COMMIT")
+        .await;
+    let p = wait_for("point 6000", WAIT, || async {
+        point("t_toast_rekey", 6000)
+            .await
+            .filter(|p| p.payload["n"] == json!(7))
+    })
+    .await;
+    assert_eq!(
+        p.payload["big"].as_str(),
+        Some(big20.as_str()),
+        "the TOASTed column is kept"
+    );
+    assert_eq!(p.vector, Some(vec![1.0, 0.0, 0.0]));
+    let p = point("t_toast_rekey", 5000).await.expect("point 5000");
+    assert_eq!(
+        p.payload["big"].as_str(),
+        Some(big10.as_str()),
+        "the TOASTed column is kept"
+    );
+    assert_eq!(p.payload["title"], json!("a"));
+    wait_count("t_toast_rekey", 2).await;
+    assert!(
+        point("t_toast_rekey", 10).await.is_none() && point("t_toast_rekey", 20).await.is_none()
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_and_drop_column_mid_stream_keep_streaming() {
     let db = TestDb::new("t_schema", ITEMS).await;
     let run = db

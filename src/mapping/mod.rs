@@ -600,17 +600,19 @@ impl TableMapping {
     }
 }
 
-fn fill_unchanged(new: &Row, old: &Row) -> Row {
+/// `new` with its unchanged TOAST values taken from `old` where the old image holds them. An old
+/// NULL is not a value: a TOASTed value was never NULL, so a NULL there is a column the old
+/// *key* image left out (pgoutput sends the key tuple of a key-changing UPDATE with every
+/// non-key column NULL). Such a value stays unchanged, and the merge reads it from the row.
+pub(crate) fn fill_unchanged(new: &Row, old: &Row) -> Row {
     let values = new
         .values
         .iter()
         .zip(&old.values)
-        .map(|(n, o)| {
-            if *n == Datum::Unchanged {
-                o.clone()
-            } else {
-                n.clone()
-            }
+        .map(|(n, o)| match (n, o) {
+            (Datum::Unchanged, Datum::Null) => Datum::Unchanged,
+            (Datum::Unchanged, o) => o.clone(),
+            (n, _) => n.clone(),
         })
         .collect();
     Row {

@@ -134,6 +134,54 @@ fn key_change_deletes_old_point_first() {
 }
 
 #[test]
+fn key_change_with_unchanged_toast_merges_instead_of_storing_the_key_images_null() {
+    // The old key image of a key-changing UPDATE: every non-key column NULL.
+    let m = mapping("");
+    let old = row(&[t("4"), Datum::Null, Datum::Null, Datum::Null, Datum::Null]);
+    let new = row(&[t("5"), Datum::Unchanged, t("{1,2}"), t("f"), Datum::Null]);
+    let ops = m
+        .ops(&change(ChangeKind::Update {
+            old: Some(old),
+            new,
+        }))
+        .unwrap();
+    assert!(
+        matches!(
+            &ops[0],
+            Op::Delete {
+                key: PointKey::Num(4),
+                ..
+            }
+        ),
+        "{ops:?}"
+    );
+    let Op::Merge { doc, row, .. } = &ops[1] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(doc.key, PointKey::Num(5));
+    assert!(!doc.payload.contains_key("body"), "no null body: {doc:?}");
+    assert_eq!(row.values[1], Datum::Unchanged);
+}
+
+#[test]
+fn unchanged_toast_is_filled_from_a_full_old_image() {
+    // REPLICA IDENTITY FULL: the old image holds the value the new one left out.
+    let m = mapping("");
+    let old = row(&[t("4"), t("long"), t("{1,2}"), t("f"), Datum::Null]);
+    let new = row(&[t("5"), Datum::Unchanged, t("{1,2}"), t("f"), Datum::Null]);
+    let ops = m
+        .ops(&change(ChangeKind::Update {
+            old: Some(old),
+            new,
+        }))
+        .unwrap();
+    let Op::Upsert { doc, .. } = &ops[1] else {
+        panic!("{ops:?}")
+    };
+    assert_eq!(doc.payload["body"], json!("long"));
+}
+
+#[test]
 fn soft_deleted_row_becomes_delete() {
     let m = mapping("soft_delete = \"gone\"");
     let ops = m
