@@ -732,6 +732,78 @@ async fn two_appliers_one_killed_and_replaced_lose_nothing() {
     run.stop().await;
 }
 
+/// Key changes waiting in the topic while no applier runs: each is a delete in the old key's
+/// partition (after that key's INSERT) and an insert in the new key's, so no applier order can
+/// bring an old point back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_changes_in_a_backlog_applied_by_two_appliers_leave_no_ghost() {
+    let db = TestDb::new("t_kafka_rekey", DOCS).await;
+    let (mut cfg, _) = kafka_config(&db, &brokers(), false);
+    streamed_only(&mut cfg);
+    let run = db.start(cfg.clone()).await;
+    db.exec("INSERT INTO docs SELECT g, 'r' || g, g, '{1,0,0}' FROM generate_series(1, 400) g")
+        .await;
+    // Every key changes, a quarter of them twice; a tenth of the rows go.
+    db.exec("UPDATE docs SET id = id + 1000, title = 'moved ' || id")
+        .await;
+    db.exec("UPDATE docs SET id = id + 1000, title = 'twice' WHERE id <= 1100")
+        .await;
+    db.exec("DELETE FROM docs WHERE id % 10 = 3").await;
+    wait_published(&db).await;
+    // 400 inserts, 500 key changes as a delete and an insert each, 40 deletes.
+    let events = 400 + 2 * 500 + 40;
+    assert_eq!(
+        read_topic(&brokers(), &topic(&db), events).await.len(),
+        events
+    );
+    let (a, port) = apply_with_metrics(cfg.clone());
+    wait_for("the first applier applies", WAIT, || async {
+        (applied(port, &topic(&db)).await > 0).then_some(())
+    })
+    .await;
+    let b = apply(cfg);
+    wait_applied(port, &topic(&db), events as u64).await;
+    wait_equal(&db).await;
+    assert_eq!(count(&db.name).await, 360, "no ghost point");
+    b.stop().await;
+    a.stop().await;
+    run.stop().await;
+}
+
+/// A key change of a row whose large column is stored out of line and unchanged: the event
+/// carries it as unchanged TOAST, and the applier reads the row for the new point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_change_through_kafka_keeps_an_unchanged_toasted_column() {
+    let db = TestDb::new("t_kafka_toast_rekey", DOCS).await;
+    db.exec("ALTER TABLE docs ADD COLUMN big text; ALTER TABLE docs ALTER COLUMN big SET STORAGE EXTERNAL")
+        .await;
+    let (mut cfg, _) = kafka_config(&db, &brokers(), false);
+    streamed_only(&mut cfg);
+    let run = db.start(cfg.clone()).await;
+    let applier = apply(cfg);
+    db.exec("INSERT INTO docs SELECT 10, 'a', 1, '{1,0,0}', string_agg(md5(g::text), '') FROM generate_series(1, 200) g").await;
+    let big = wait_for("point 10", WAIT, || async {
+        point(&db.name, 10)
+            .await
+            .and_then(|p| p.payload["big"].as_str().map(str::to_owned))
+    })
+    .await;
+    db.exec("UPDATE docs SET id = 5000 WHERE id = 10").await;
+    let p = wait_for("point 5000", WAIT, || point(&db.name, 5000)).await;
+    assert_eq!(
+        p.payload["big"].as_str(),
+        Some(big.as_str()),
+        "the TOASTed column is kept"
+    );
+    assert_eq!(p.payload["title"], json!("a"));
+    wait_for("the old point gone", WAIT, || async {
+        point(&db.name, 10).await.is_none().then_some(())
+    })
+    .await;
+    applier.stop().await;
+    run.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_the_brokers_and_each_topic() {
     let db = TestDb::new("t_kafka_check", DOCS).await;

@@ -328,6 +328,7 @@ fn timestamp_text(t: &pb::Timestamp) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Op;
     use crate::mapping::tests::{
         binary_real_array, change as sample, mapping, row as sample_row, t,
     };
@@ -373,8 +374,43 @@ mod tests {
             let back = change(&m, &e).unwrap();
             assert_eq!(back.position, c.position);
             assert_eq!(back.commit_time_micros, c.commit_time_micros);
-            assert_eq!(m.ops(&back).unwrap(), m.ops(&c).unwrap(), "{c:?}");
+            assert_eq!(
+                merged_as_read(m.ops(&back).unwrap()),
+                merged_as_read(m.ops(&c).unwrap()),
+                "{c:?}"
+            );
         }
+    }
+
+    /// Ops with each merge's row reduced to what a merge reads of it (which values are unchanged;
+    /// the document carries the key): the event may bring the other values back in binary form.
+    fn merged_as_read(ops: Vec<Op>) -> Vec<Op> {
+        ops.into_iter()
+            .map(|op| match op {
+                Op::Merge {
+                    collection,
+                    doc,
+                    table,
+                    row,
+                } => Op::Merge {
+                    collection,
+                    doc,
+                    table,
+                    row: crate::event::Row {
+                        values: row
+                            .values
+                            .iter()
+                            .map(|v| match v {
+                                Datum::Unchanged => Datum::Unchanged,
+                                _ => Datum::Null,
+                            })
+                            .collect(),
+                        columns: row.columns,
+                    },
+                },
+                op => op,
+            })
+            .collect()
     }
 
     #[test]

@@ -79,29 +79,75 @@ impl Topics {
         v
     }
 
-    /// The event of a change of a watched table (`read`: a copied row).
-    pub fn event(&self, mapping: &TableMapping, change: &Change, read: bool) -> Option<Event> {
-        let (topic, table) = self.by_table.get(&change.table)?;
+    /// Appends the events of a change of a watched table (`read`: a copied row) to `out`.
+    ///
+    /// A key-changing UPDATE becomes two events, as Debezium publishes it: a delete keyed by the
+    /// old key (in the old key's partition, after that key's earlier events) and an insert keyed
+    /// by the new key. One event keyed by the new key would carry the old point's delete into
+    /// another partition, where an applier may apply it before the old key's own INSERT: the old
+    /// point would come back and stay. Both events share the change's position.
+    pub fn events(
+        &self,
+        mapping: &TableMapping,
+        change: &Change,
+        read: bool,
+        out: &mut Vec<Event>,
+    ) {
+        let Some((topic, table)) = self.by_table.get(&change.table) else {
+            return;
+        };
+        if let ChangeKind::Update {
+            old: Some(old),
+            new,
+        } = &change.kind
+        {
+            if mapping.point_key(old).ok() != mapping.point_key(new).ok() {
+                // Under REPLICA IDENTITY FULL the old image holds what the new one left unchanged.
+                let new = crate::mapping::fill_unchanged(new, old);
+                for kind in [
+                    ChangeKind::Delete { old: old.clone() },
+                    ChangeKind::Insert { new },
+                ] {
+                    let part = Change {
+                        kind,
+                        ..change.clone()
+                    };
+                    out.push(Self::event(topic, table, mapping, &part, false));
+                }
+                return;
+            }
+        }
+        out.push(Self::event(topic, table, mapping, change, read));
+    }
+
+    fn event(
+        topic: &Arc<str>,
+        table: &Arc<str>,
+        mapping: &TableMapping,
+        change: &Change,
+        read: bool,
+    ) -> Event {
         let e = event::encode(mapping, change, read);
         let key = match &change.kind {
             // Every partition: no partition's events from before it are applied after it.
             ChangeKind::Truncate | ChangeKind::Sweep => None,
-            _ => e
-                .point_id
-                .as_ref()
-                .and_then(|p| p.id.as_ref())
-                .map(|id| match id {
+            // A row whose point id cannot be computed goes to one partition (its table's), so
+            // one applier dead-letters it once.
+            _ => Some(e.point_id.as_ref().and_then(|p| p.id.as_ref()).map_or_else(
+                || table.to_string(),
+                |id| match id {
                     proto::point_id::Id::Num(n) => PointKey::Num(*n).to_string(),
                     proto::point_id::Id::Uuid(u) => u.clone(),
-                }),
+                },
+            )),
         };
-        Some(Event {
+        Event {
             topic: topic.clone(),
             key,
             payload: prost::Message::encode_to_vec(&e),
             lsn: change.position.commit_lsn,
             seq: change.position.seq,
             table: table.clone(),
-        })
+        }
     }
 }

@@ -200,12 +200,8 @@ impl Assembler {
                 commit_time_micros: txn.commit_time,
                 kind,
             };
-            if let Some(e) = self
-                .topics
-                .as_ref()
-                .and_then(|t| t.event(mapping, &change, false))
-            {
-                self.events.push(e);
+            if let Some(t) = &self.topics {
+                t.events(mapping, &change, false, &mut self.events);
                 self.since.get_or_insert_with(Instant::now);
             }
             match mapping.ops(&change) {
@@ -287,12 +283,8 @@ impl Assembler {
     pub fn inject(&mut self, ops: Vec<Op>, reads: Vec<Change>) -> Vec<Batch> {
         if let Some(topics) = &self.topics {
             for change in &reads {
-                if let Some(e) = self
-                    .mappings
-                    .get(&change.table)
-                    .and_then(|m| topics.event(m, change, true))
-                {
-                    self.events.push(e);
+                if let Some(m) = self.mappings.get(&change.table) {
+                    topics.events(m, change, true, &mut self.events);
                 }
             }
         }
