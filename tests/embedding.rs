@@ -207,6 +207,8 @@ pub struct FakeOpenAi {
     pub port: u16,
     /// While set, a request holding "outage" gets 503.
     pub down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// While set, every request gets 401 (the service's key was rotated).
+    pub rotated: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The most inputs one request held, and the most requests in flight at once.
     largest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     most_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -254,6 +256,8 @@ impl FakeOpenAi {
         let (l, m) = (largest.clone(), most_in_flight.clone());
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let is_down = down.clone();
+        let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_rotated = rotated.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
@@ -265,6 +269,7 @@ impl FakeOpenAi {
                 let counts = counts.clone();
                 let (largest, most, in_flight) = (l.clone(), m.clone(), in_flight.clone());
                 let is_down = is_down.clone();
+                let is_rotated = is_rotated.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -314,6 +319,7 @@ impl FakeOpenAi {
                         tokio::time::sleep(std::time::Duration::from_secs(3)).await;
                     }
                     let (status, extra, answer) = if !head.contains("authorization: bearer secret")
+                        || is_rotated.load(Ordering::SeqCst)
                     {
                         ("401 Unauthorized", "", json!({"error": "no key"}))
                     } else if (inputs.iter().any(|t| t.contains("busy"))
@@ -352,6 +358,7 @@ impl FakeOpenAi {
         Self {
             port,
             down,
+            rotated,
             largest,
             most_in_flight,
             throttled,
@@ -405,6 +412,50 @@ async fn an_openai_compatible_service_embeds_retries_429_and_timeouts_and_dead_l
     assert_eq!(requested.get("early bird"), Some(&1), "{requested:?}");
     assert_eq!(requested.get("throttle me"), Some(&2), "{requested:?}");
     wait_count("t_embed_http", 6).await;
+    run.stop().await;
+}
+
+/// An embedding service refusing the key refuses every text alike: an outage (readiness down,
+/// nothing parked, the slot holds), and the rows land once it accepts the key again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedding_service_refusing_the_key_parks_nothing_and_catches_up() {
+    let fake = FakeOpenAi::start().await;
+    let db = TestDb::new("t_embed_401", NOTES).await;
+    let mut cfg = db.config(&fake.config("svc_401", "", "t_embed_401"));
+    let port = free_port();
+    cfg.metrics.addr = format!("127.0.0.1:{port}");
+    let dead_letters = cfg.dead_letter.path.clone();
+    let run = db.start(cfg).await;
+    db.exec("INSERT INTO notes VALUES (1, 't', 'hello', 1)")
+        .await;
+    wait_for("point 1", WAIT, || point("t_embed_401", 1)).await;
+    fake.rotated
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    db.exec("INSERT INTO notes SELECT g, 't', 'text ' || g, g FROM generate_series(2, 40) g")
+        .await;
+    let end = db.current_lsn_u64().await;
+    let ready = |want: u16| async move {
+        let (code, body) = http_get(&format!("127.0.0.1:{port}"), "/readyz").await?;
+        (code == want).then_some(body)
+    };
+    let body = wait_for("readyz 503 while the service refuses the key", WAIT, || {
+        ready(503)
+    })
+    .await;
+    assert!(body.contains("embedder"), "{body}");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(db.confirmed_u64().await < end, "the slot holds");
+    assert_eq!(count("t_embed_401").await, 1);
+    let parked = std::fs::read_to_string(&dead_letters).unwrap_or_default();
+    assert!(parked.is_empty(), "nothing parked for an outage: {parked}");
+    fake.rotated
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_count("t_embed_401", 40).await;
+    wait_for("ready again", WAIT, || ready(200)).await;
+    assert_eq!(
+        std::fs::read_to_string(&dead_letters).unwrap_or_default(),
+        ""
+    );
     run.stop().await;
 }
 

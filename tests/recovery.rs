@@ -177,6 +177,60 @@ async fn qdrant_stopped_and_restarted_mid_load_loses_nothing() {
     run.stop().await;
 }
 
+/// A rotated key is an outage, not a pile of bad rows: while Qdrant refuses the connector's key
+/// nothing is parked, readiness says so, and the slot holds; the right key again, and it catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qdrant_refusing_the_key_mid_load_parks_nothing_and_holds_the_slot() {
+    let db = TestDb::new("t_qdrant_key", LOAD).await;
+    let mut q = PrivateQdrant::start("t_qdrant_key").await;
+    q.kill();
+    q.api_key = Some("key-a".into());
+    q.restart().await;
+    let mut cfg = pg2qdrant::config::parse(
+        &db.config_text(&table("docs", "t_qdrant_key", DIM as u64, ""), &q.url())
+            .replace("[qdrant]\n", "[qdrant]\napi_key = \"key-a\"\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    cfg.metrics.addr = format!("127.0.0.1:{port}");
+    let dead_letters = cfg.dead_letter.path.clone();
+    let run = db.start(cfg).await;
+    db.exec(&format!("INSERT INTO docs SELECT g, 'a', g, array_fill(1::real, ARRAY[{DIM}]) FROM generate_series(1, 500) g")).await;
+    assert_mirrored_at(&db, "t_qdrant_key", &q.client()).await;
+    let ready = |want: u16| async move {
+        let (code, body) = http_get(&format!("127.0.0.1:{port}"), "/readyz").await?;
+        (code == want).then_some(body)
+    };
+    wait_for("ready", WAIT, || ready(200)).await;
+    // The operator rotates the key on Qdrant before the connector's.
+    q.kill();
+    q.api_key = Some("key-b".into());
+    q.restart().await;
+    load(db.url.clone(), 501, 1_500, 50).await;
+    let end_of_load = db.current_lsn_u64().await;
+    let body = wait_for("readyz 503 while Qdrant refuses the key", WAIT, || {
+        ready(503)
+    })
+    .await;
+    assert!(body.contains("qdrant"), "{body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(db.confirmed_u64().await < end_of_load, "the slot holds");
+    let parked = std::fs::read_to_string(&dead_letters).unwrap_or_default();
+    assert!(parked.is_empty(), "nothing parked for an outage: {parked}");
+    assert!(!run.is_finished(), "the connector keeps running through it");
+    // The key matches again: everything arrives, nothing was lost or parked.
+    q.kill();
+    q.api_key = Some("key-a".into());
+    q.restart().await;
+    assert_mirrored_at(&db, "t_qdrant_key", &q.client()).await;
+    wait_for("ready again", WAIT, || ready(200)).await;
+    assert_eq!(
+        std::fs::read_to_string(&dead_letters).unwrap_or_default(),
+        ""
+    );
+    run.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_connection_killed_reconnects_and_loses_nothing() {
     let db = TestDb::new("t_pg_reconnect", LOAD).await;

@@ -417,8 +417,14 @@ impl super::Embedder for LocalEmbedder {
                 self.embed(&refs)
             })
             .await
-            .map_err(|e| super::EmbedError::Definite(format!("embedder task failed: {e}")))?
-            .map_err(super::EmbedError::Definite)
+            .map_err(|e| format!("embedder task failed: {e}"))
+            .and_then(|r| r)
+            // Any text tokenizes (cut to the window), so a failed run is the model's or its
+            // runtime's, never an input's: an outage, retried (see `EmbedError`).
+            .map_err(|reason| super::EmbedError::Transient {
+                reason,
+                retry_after: None,
+            })
         })
     }
 }

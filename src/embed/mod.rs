@@ -22,13 +22,15 @@ pub use openai::OpenAiEmbedder;
 /// Why an embedding call failed, for the caller's retry or dead-letter decision.
 #[derive(Debug, Clone)]
 pub enum EmbedError {
-    /// Retry the same call later (rate limit, service down, timeout).
+    /// Retry the same call later: the service or model as a whole is out (rate limit, down,
+    /// timeout, a refused key, an unknown model, a failed runtime). Nothing is parked for it.
     Transient {
         reason: String,
         /// What the service asked for (`Retry-After`).
         retry_after: Option<std::time::Duration>,
     },
-    /// This call's inputs cannot be embedded as they are.
+    /// This call's inputs cannot be embedded as they are (the service refused what was sent);
+    /// the caller isolates the input at fault and parks only that one.
     Definite(String),
 }
 

@@ -100,44 +100,61 @@ impl OpenAiEmbedder {
         })?;
         if !status.is_success() {
             let detail: String = text.chars().take(300).collect();
-            return Err(EmbedError::Definite(format!(
-                "{} answered {status}: {detail}",
-                self.endpoint
-            )));
+            let reason = format!("{} answered {status}: {detail}", self.endpoint);
+            // Only a refusal of what was sent (400, 413, 422, ...) can be the inputs' fault; a
+            // refused key, a forbidden or unknown model or endpoint refuses every input alike:
+            // an outage, retried until the service or its settings are fixed.
+            return Err(if outage(status.as_u16()) {
+                EmbedError::Transient {
+                    reason: format!("{reason} (check embedders[].url, model and api_key)"),
+                    retry_after: None,
+                }
+            } else {
+                EmbedError::Definite(reason)
+            });
         }
-        let answer: Value = serde_json::from_str(&text)
-            .map_err(|e| EmbedError::Definite(format!("answer is not JSON: {e}")))?;
+        // A success whose body is not the answer for these inputs is the service's (or its
+        // settings') fault, never an input's: an outage like the refusals above.
+        self.answer(&text, inputs.len())
+            .map_err(|reason| EmbedError::Transient {
+                reason: format!("{}: {reason}", self.endpoint),
+                retry_after: None,
+            })
+    }
+
+    /// The vectors of a successful answer for `n` inputs.
+    fn answer(&self, text: &str, n: usize) -> Result<Embedded, String> {
+        let answer: Value =
+            serde_json::from_str(text).map_err(|e| format!("answer is not JSON: {e}"))?;
         let data = answer["data"]
             .as_array()
-            .ok_or_else(|| EmbedError::Definite("answer has no data array".to_owned()))?;
-        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+            .ok_or_else(|| "answer has no data array".to_owned())?;
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; n];
         for (n, item) in data.iter().enumerate() {
             let index = item["index"].as_u64().map_or(n, |i| i as usize);
             let v: Vec<f32> = item["embedding"]
                 .as_array()
-                .ok_or_else(|| EmbedError::Definite("an answer item has no embedding".to_owned()))?
+                .ok_or_else(|| "an answer item has no embedding".to_owned())?
                 .iter()
                 .map(|x| x.as_f64().map(|f| f as f32))
                 .collect::<Option<_>>()
-                .ok_or_else(|| {
-                    EmbedError::Definite("an embedding holds a non-number".to_owned())
-                })?;
+                .ok_or_else(|| "an embedding holds a non-number".to_owned())?;
             if let Some(d) = self.dimensions {
                 if v.len() != d {
-                    return Err(EmbedError::Definite(format!(
+                    return Err(format!(
                         "the service returned {} dimensions, {d} configured",
                         v.len()
-                    )));
+                    ));
                 }
             }
-            *vectors.get_mut(index).ok_or_else(|| {
-                EmbedError::Definite(format!("answer index {index} out of range"))
-            })? = Some(v);
+            *vectors
+                .get_mut(index)
+                .ok_or_else(|| format!("answer index {index} out of range"))? = Some(v);
         }
         let vectors = vectors
             .into_iter()
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| EmbedError::Definite("the answer misses some inputs".to_owned()))?;
+            .ok_or_else(|| "the answer misses some inputs".to_owned())?;
         Ok(Embedded {
             vectors,
             truncated: 0,
@@ -153,6 +170,12 @@ pub fn identity(c: &EmbedderConfig) -> String {
         c.model.as_deref().unwrap_or(""),
         c.dimensions.map_or("default".to_owned(), |d| d.to_string())
     )
+}
+
+/// Statuses that refuse every input alike (credentials, rights, an unknown model or endpoint, a
+/// proxy's login, a timeout): the service is out, not the input at fault.
+fn outage(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 405 | 407 | 408 | 410)
 }
 
 /// An HTTP error's text without the URL's query or credentials.

@@ -186,6 +186,42 @@ impl Error {
         }
     }
 
+    /// Whether a definite error may be the fault of what was sent (one row, op or event), so
+    /// sending the items one by one can find the one at fault and park it. Everything else is
+    /// about the sink, the embedder or the process as a whole (credentials, a missing
+    /// collection, a dead producer, config): an outage or a stop, and nothing is parked for it.
+    pub fn blames_input(&self) -> bool {
+        match self {
+            Error::Qdrant { source, .. } => match &**source {
+                qdrant_client::QdrantError::ResponseError { status } => {
+                    use tonic::Code;
+                    match status.code() {
+                        Code::InvalidArgument
+                        | Code::OutOfRange
+                        | Code::AlreadyExists
+                        | Code::FailedPrecondition => true,
+                        Code::NotFound => !missing_collection(status.message()),
+                        _ => false,
+                    }
+                }
+                qdrant_client::QdrantError::ConversionError(_) => true,
+                _ => false,
+            },
+            Error::Kafka { source, .. } => kafka_code(source).is_some_and(|c| {
+                use rdkafka::types::RDKafkaErrorCode as C;
+                matches!(
+                    c,
+                    C::MessageSizeTooLarge
+                        | C::InvalidMessageSize
+                        | C::InvalidRecord
+                        | C::InvalidMessage
+                        | C::PolicyViolation
+                )
+            }),
+            _ => false,
+        }
+    }
+
     /// How long the other side asked us to wait before trying again, when it said.
     pub fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
@@ -207,9 +243,18 @@ impl Error {
             Error::Io { .. } if self.disposition() == Disposition::Definite => Some(
                 "check that the path exists and that this user may read and write it (checkpoint.path, dead_letter.path, embedders[].path); then start again",
             ),
+            Error::Qdrant { source, .. } if qdrant_refused_credentials(source) => Some(
+                "Qdrant refused the credentials: check qdrant.api_key (PG2QDRANT__QDRANT__API_KEY); the write is retried, nothing is parked, and the slot holds until Qdrant accepts it",
+            ),
+            Error::Qdrant { source, .. } if qdrant_missing_collection(source) => Some(
+                "the collection was deleted under the running connector: pg2qdrant stops without acknowledging the batch; its next start creates the collection again and copies its tables again (an applier: run `pg2qdrant resync --table` on the publisher)",
+            ),
             Error::Qdrant { .. } if self.disposition() == Disposition::Transient => {
                 Some("is Qdrant running and reachable at qdrant.url (gRPC port)?")
             }
+            Error::Kafka { source, .. } if kafka_code(source) == Some(rdkafka::types::RDKafkaErrorCode::Fatal) => Some(
+                "the Kafka producer failed for good (librdkafka's fatal state, e.g. its idempotence was broken): pg2qdrant stops so that its next start makes a new producer; the slot was not acknowledged past the undelivered events",
+            ),
             Error::Kafka { .. } if self.disposition() == Disposition::Transient => {
                 Some("are the brokers in kafka.brokers running and reachable (and kafka.properties right for their security)?")
             }
@@ -252,6 +297,21 @@ fn sqlstate_disposition(code: &str) -> Disposition {
     }
 }
 
+/// The broker's or client's error code, where the error carries one.
+fn kafka_code(e: &rdkafka::error::KafkaError) -> Option<rdkafka::types::RDKafkaErrorCode> {
+    use rdkafka::error::KafkaError as K;
+    match e {
+        K::MessageProduction(c) | K::AdminOp(c) | K::MessageConsumption(c) | K::Global(c) => {
+            Some(*c)
+        }
+        _ => None,
+    }
+}
+
+/// Refused credentials or rights (a rotated password, a removed ACL) refuse every event alike:
+/// an outage, retried until they are fixed. A message the broker refuses for itself is
+/// definite (and parked, see [`Error::blames_input`]); so is a producer in librdkafka's fatal
+/// state (`_FATAL`: every produce fails until the instance is replaced), which stops the process.
 fn kafka_disposition(e: &rdkafka::error::KafkaError) -> Disposition {
     use rdkafka::error::KafkaError as K;
     use rdkafka::types::RDKafkaErrorCode as C;
@@ -262,40 +322,61 @@ fn kafka_disposition(e: &rdkafka::error::KafkaError) -> Disposition {
                 | C::InvalidMessageSize
                 | C::InvalidRecord
                 | C::InvalidMessage
-                | C::TopicAuthorizationFailed
-                | C::ClusterAuthorizationFailed
-                | C::GroupAuthorizationFailed
                 | C::InvalidTopic
                 | C::InvalidConfig
                 | C::InvalidReplicationFactor
                 | C::InvalidPartitions
                 | C::PolicyViolation
-                | C::SaslAuthenticationFailed
-                | C::Authentication
                 | C::UnsupportedSASLMechanism
+                | C::Fatal
         )
     };
     match e {
         K::ClientConfig(..) | K::ClientCreation(_) | K::Subscription(_) => Disposition::Definite,
-        K::MessageProduction(c) | K::AdminOp(c) | K::MessageConsumption(c) | K::Global(c)
-            if definite_code(*c) =>
-        {
-            Disposition::Definite
-        }
+        _ if kafka_code(e).is_some_and(definite_code) => Disposition::Definite,
         _ => Disposition::Transient,
     }
+}
+
+/// Qdrant's answer for a collection that does not exist ("Collection `x` doesn't exist!").
+fn missing_collection(message: &str) -> bool {
+    message.contains("Collection")
+        && (message.contains("doesn't exist") || message.contains("not found"))
+}
+
+fn qdrant_status(e: &qdrant_client::QdrantError) -> Option<&tonic::Status> {
+    match e {
+        qdrant_client::QdrantError::ResponseError { status } => Some(status),
+        _ => None,
+    }
+}
+
+fn qdrant_refused_credentials(e: &qdrant_client::QdrantError) -> bool {
+    qdrant_status(e).is_some_and(|s| {
+        matches!(
+            s.code(),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+        )
+    })
+}
+
+fn qdrant_missing_collection(e: &qdrant_client::QdrantError) -> bool {
+    qdrant_status(e)
+        .is_some_and(|s| s.code() == tonic::Code::NotFound && missing_collection(s.message()))
 }
 
 fn qdrant_disposition(e: &qdrant_client::QdrantError) -> Disposition {
     use qdrant_client::QdrantError as Q;
     use tonic::Code;
     match e {
+        // A refused key or missing rights refuse every write alike: an outage (retried until an
+        // operator fixes the key; `/readyz` says so). A missing collection is definite but no
+        // row's fault (see `Error::blames_input`): the process stops and its next start
+        // recreates the collection and copies again.
         Q::ResponseError { status } => match status.code() {
             Code::InvalidArgument
             | Code::NotFound
             | Code::AlreadyExists
-            | Code::PermissionDenied
-            | Code::Unauthenticated
             | Code::FailedPrecondition
             | Code::OutOfRange
             | Code::Unimplemented => Disposition::Definite,
@@ -334,6 +415,49 @@ mod tests {
             "{:?}",
             e.hint()
         );
+    }
+
+    #[test]
+    fn a_sink_wide_refusal_is_an_outage_and_only_a_rows_fault_is_parked() {
+        let qdrant = |code, msg: &str| {
+            Error::qdrant("write")(qdrant_client::QdrantError::ResponseError {
+                status: tonic::Status::new(code, msg.to_owned()),
+            })
+        };
+        use tonic::Code;
+        for code in [Code::Unauthenticated, Code::PermissionDenied] {
+            let e = qdrant(code, "Invalid api-key");
+            assert_eq!(e.disposition(), Disposition::Transient, "{e}");
+            assert!(e.hint().unwrap().contains("qdrant.api_key"));
+        }
+        let gone = qdrant(Code::NotFound, "Not found: Collection `c` doesn't exist!");
+        assert_eq!(gone.disposition(), Disposition::Definite);
+        assert!(
+            !gone.blames_input(),
+            "a missing collection is not a row's fault"
+        );
+        assert!(gone
+            .hint()
+            .unwrap()
+            .contains("creates the collection again"));
+        let bad = qdrant(Code::InvalidArgument, "Wrong input: vector dimension error");
+        assert_eq!(bad.disposition(), Disposition::Definite);
+        assert!(bad.blames_input());
+        let kafka = |c| Error::kafka("produce")(rdkafka::error::KafkaError::MessageProduction(c));
+        use rdkafka::types::RDKafkaErrorCode as C;
+        for c in [
+            C::TopicAuthorizationFailed,
+            C::SaslAuthenticationFailed,
+            C::Authentication,
+        ] {
+            assert_eq!(kafka(c).disposition(), Disposition::Transient, "{c:?}");
+        }
+        let fatal = kafka(C::Fatal);
+        assert_eq!(fatal.disposition(), Disposition::Definite);
+        assert!(!fatal.blames_input());
+        assert!(fatal.hint().unwrap().contains("new producer"));
+        assert!(kafka(C::MessageSizeTooLarge).blames_input());
+        assert!(!Error::config("x", "y".into()).blames_input());
     }
 
     #[test]

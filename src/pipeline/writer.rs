@@ -328,12 +328,14 @@ impl<S: Sink> Writer<S> {
         Ok(())
     }
 
-    /// Writes a batch; transient errors are retried, a definite one falls back to op by op.
-    /// Returns the upserts the fence skipped.
+    /// Writes a batch; transient errors (outages included) are retried. A definite error that
+    /// may be an op's own fault ([`Error::blames_input`]) falls back to op by op, and only an op
+    /// that fails alone is parked; any other definite error (a missing collection) ends the
+    /// writer without acknowledging the batch. Returns the upserts the fence skipped.
     async fn write(&self, ops: &[Op]) -> Result<crate::sink::Skipped, Error> {
         match self.retry(|| self.sink.write(ops)).await {
             Ok(skipped) => Ok(skipped),
-            Err(e) if e.disposition() == Disposition::Definite && !matches!(e, Error::Shutdown) => {
+            Err(e) if e.blames_input() => {
                 tracing::warn!(error = %e, ops = ops.len(), "batch refused; writing op by op to isolate the bad one");
                 let mut skipped = crate::sink::Skipped::new();
                 for op in ops {
@@ -342,12 +344,7 @@ impl<S: Sink> Writer<S> {
                         .await
                     {
                         Ok(s) => skipped.extend(s),
-                        Err(e)
-                            if e.disposition() == Disposition::Definite
-                                && !matches!(e, Error::Shutdown) =>
-                        {
-                            self.dead_letter_op(op, &e.to_string())?;
-                        }
+                        Err(e) if e.blames_input() => self.dead_letter_op(op, &e.to_string())?,
                         Err(e) => return Err(e),
                     }
                 }

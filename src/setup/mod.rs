@@ -39,6 +39,18 @@ pub async fn ensure_collections(
                 && !c.tables.contains_key(&compiled[i].table.to_string())
         });
         let ensured = collections::ensure(client, i, t, first_copy).await?;
+        // Created although its table was copied before: the collection was deleted (under a
+        // running connector, which stopped for it, or while none ran). The table is copied
+        // again, so the new collection holds every row, not only the changes from now on.
+        if let (Ensured::Created, Some(state), Some(c)) = (ensured, copies, &copied) {
+            let table = &compiled[i].table;
+            if cfg.source.snapshot != SnapshotMode::Never
+                && c.tables.contains_key(&table.to_string())
+            {
+                tracing::warn!(collection = %t.collection, table = %table, "the collection was missing and is created again; its table is copied again");
+                state.recopy_all(std::slice::from_ref(table), "collection recreated")?;
+            }
+        }
         if let (Ensured::CreatedForBulk, Some(state)) = (ensured, copies) {
             // Qdrant's bulk-upload practice: build no vector index while the copy fills the
             // collection; `snapshot::bulk` restores the threshold afterwards. Recorded first.

@@ -474,6 +474,8 @@ pub struct PrivateQdrant {
     pub grpc: u16,
     /// Cluster mode's peer-to-peer port (a one-node cluster: custom sharding needs it).
     p2p: Option<u16>,
+    /// The API key the server demands from its next (re)start on (`None`: none).
+    pub api_key: Option<String>,
     child: Option<std::process::Child>,
 }
 
@@ -493,6 +495,7 @@ impl PrivateQdrant {
             http: free_port(),
             grpc: free_port(),
             p2p,
+            api_key: None,
             child: None,
         };
         q.restart().await;
@@ -505,6 +508,7 @@ impl PrivateQdrant {
 
     pub fn client(&self) -> Qdrant {
         Qdrant::from_url(&self.url())
+            .api_key(self.api_key.clone())
             .skip_compatibility_check()
             .build()
             .unwrap()
@@ -519,6 +523,9 @@ impl PrivateQdrant {
                 .args(["--uri", &format!("http://127.0.0.1:{p2p}")])
                 .env("QDRANT__CLUSTER__ENABLED", "true")
                 .env("QDRANT__CLUSTER__P2P__PORT", p2p.to_string());
+        }
+        if let Some(key) = &self.api_key {
+            command.env("QDRANT__SERVICE__API_KEY", key);
         }
         let child = command
             .arg("--disable-telemetry")
