@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::metrics::names;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::BaseRecord;
+use rdkafka::producer::{BaseRecord, Producer as _};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,9 +89,12 @@ impl Publisher {
     }
 
     /// Produces the events of `events` not yet marked in `delivered`, in order, and waits for
-    /// all of them. `Ok` lists the events Kafka refused for good (too large, not authorised):
-    /// the caller dead-letters them. A transient failure is `Err` after every delivery in
-    /// flight has been reported (those delivered are marked).
+    /// all of them. `Ok` lists the events Kafka refused for themselves (too large, an invalid
+    /// record: [`Error::blames_input`]): the caller dead-letters them. Any other failure is `Err`
+    /// after every delivery in flight has been reported (those delivered are marked): a
+    /// transient one (refused credentials included) is retried by the caller; a definite one
+    /// stops the process, such as a producer in librdkafka's fatal state, which fails every
+    /// produce until it is replaced (the next start makes a new one).
     pub async fn publish(
         &self,
         events: &[Event],
@@ -109,7 +112,7 @@ impl Publisher {
         let reports = Batch::new(events.len());
         let mut parts_of = vec![0usize; events.len()];
         let mut refused: Vec<(usize, String)> = Vec::new();
-        let mut transient: Option<Error> = None;
+        let mut failure: Option<Error> = None;
         // Counted per topic and batch, not per event (a label is a string to build).
         let mut produced: Vec<(&str, u64)> = Vec::new();
         let (mut lsn_buf, mut seq_buf) = ([0u8; 20], [0u8; 20]);
@@ -164,12 +167,12 @@ impl Publisher {
                             let err = Error::kafka(format!("producing to {}", e.topic))(err);
                             metrics::counter!(names::KAFKA_FAILED, "topic" => e.topic.to_string())
                                 .increment(1);
-                            if err.disposition() == crate::error::Disposition::Definite {
+                            if err.blames_input() {
                                 refused.push((i, err.to_string()));
                                 continue 'events;
                             }
                             // Stop here; what was enqueued is awaited, the rest goes again.
-                            transient = Some(err);
+                            failure = Some(err);
                             break 'events;
                         }
                     }
@@ -184,12 +187,12 @@ impl Publisher {
             let topic = &*events[i].topic;
             metrics::counter!(names::KAFKA_FAILED, "topic" => topic.to_string()).increment(1);
             let e = Error::kafka(format!("delivering to {topic}"))(err);
-            if e.disposition() == crate::error::Disposition::Definite {
+            if e.blames_input() {
                 if !refused.iter().any(|(j, _)| *j == i) {
                     refused.push((i, e.to_string()));
                 }
             } else {
-                transient.get_or_insert(e);
+                failure.get_or_insert(e);
             }
         }
         let mut delivered_to: Vec<(&str, u64)> = Vec::new();
@@ -208,7 +211,19 @@ impl Publisher {
         }
         count(names::KAFKA_DELIVERED, &delivered_to);
         metrics::histogram!(names::KAFKA_DELIVERY_LATENCY).record(started.elapsed().as_secs_f64());
-        match transient {
+        if failure.is_some() {
+            // A fatal producer fails its queued messages with other codes (purged, timed out)
+            // that look transient: it is told by the instance itself, and stops the process.
+            if let Some((code, reason)) = self.producer.client().fatal_error() {
+                tracing::error!(%code, reason, "the Kafka producer is in librdkafka's fatal state");
+                failure = Some(
+                    Error::kafka(format!("producer failed for good ({reason})"))(
+                        KafkaError::MessageProduction(RDKafkaErrorCode::Fatal),
+                    ),
+                );
+            }
+        }
+        match failure {
             Some(e) => Err(e),
             None => {
                 let mut d = delivered.lock().expect("delivered lock");
@@ -251,6 +266,75 @@ fn count(name: &'static str, counts: &[(&str, u64)]) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// librdkafka's fatal state ends publishing with a definite error that names the fix,
+    /// instead of retrying a producer that can never produce again. Caused for real on
+    /// librdkafka's mock cluster: with the gap-less guarantee, a permanent produce error of an
+    /// idempotent producer is fatal (a broken sequence in production does the same).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fatal_producer_stops_publishing_instead_of_retrying() {
+        use rdkafka::types::RDKafkaRespErr as R;
+        let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+        let cfg: crate::config::KafkaConfig = toml::from_str(&format!(
+            "brokers = \"{}\"\nproperties = {{ \"enable.gapless.guarantee\" = \"true\" }}",
+            mock.bootstrap_servers()
+        ))
+        .unwrap();
+        let publisher = Publisher {
+            producer: super::super::delivery::batch_producer(&cfg).unwrap(),
+            partitions: Mutex::new(HashMap::new()),
+            enqueue: tokio::sync::Mutex::new(()),
+        };
+        let event = |seq| Event {
+            topic: "t".into(),
+            key: Some("1".into()),
+            payload: vec![1, 2, 3],
+            lsn: 1,
+            seq,
+            table: "public.t".into(),
+        };
+        let publish = |e: Event| {
+            let publisher = &publisher;
+            async move {
+                let delivered = Delivered::default();
+                let r = tokio::time::timeout(
+                    Duration::from_secs(60),
+                    publisher.publish(std::slice::from_ref(&e), &delivered),
+                )
+                .await
+                .expect("publish returns");
+                let done = delivered.lock().unwrap()[0];
+                (r, done)
+            }
+        };
+        // A healthy producer first.
+        let (r, delivered) = publish(event(0)).await;
+        assert!(r.unwrap().is_empty() && delivered);
+        // A permanent refusal of the next produce request breaks the sequence: fatal.
+        mock.request_errors(
+            rdkafka::types::RDKafkaApiKey::Produce,
+            &[R::RD_KAFKA_RESP_ERR_INVALID_RECORD],
+        );
+        let mut outcome = None;
+        for seq in 1..5 {
+            match publish(event(seq)).await {
+                // The refused event itself is refused for itself (and parked by the caller).
+                (Ok(refused), _) if !refused.is_empty() => continue,
+                (r, delivered) => {
+                    outcome = Some((r, delivered));
+                    break;
+                }
+            }
+        }
+        let (r, delivered) = outcome.expect("a publish after the refusal");
+        let e = r.expect_err("a fatal producer cannot deliver");
+        assert!(!delivered);
+        assert_eq!(e.disposition(), crate::error::Disposition::Definite, "{e}");
+        assert!(!e.blames_input(), "the event is not at fault: {e}");
+        assert!(e.hint().unwrap().contains("new producer"), "{e}");
+    }
+
     #[test]
     fn a_header_number_is_its_decimal_text() {
         let mut buf = [0u8; 20];
