@@ -252,6 +252,72 @@ async fn sigterm_with_qdrant_down_exits_within_the_grace_and_loses_nothing() {
     .await;
 }
 
+/// The process's CPU time so far, in clock ticks (utime + stime of `/proc/PID/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Idle clients past the process's open-files limit: the endpoint keeps answering, no core spins
+/// on failed accepts, and the stream (which needs descriptors of its own) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_past_the_open_files_limit_starve_neither_the_endpoint_nor_the_stream() {
+    let db = TestDb::new("t_fd_starve", DOCS).await;
+    let (config, addr) = write_config(&db, &qdrant_url(), "", "");
+    let log = std::fs::File::create(config.with_file_name("run.log")).unwrap();
+    let run = Process(
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 256 && exec \"$0\" run --config \"$1\"")
+            .arg(env!("CARGO_BIN_EXE_pg2qdrant"))
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    db.wait_streaming().await;
+    db.exec("INSERT INTO docs SELECT g, 't', g, '{1,0,0}' FROM generate_series(1, 10) g")
+        .await;
+    wait_count(&db.name, 10).await;
+    // 300 connections that never send a request, held open by this test.
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = tokio::net::TcpStream::connect(&addr).await {
+            idle.push(s);
+        }
+    }
+    assert_eq!(idle.len(), 300);
+    wait_for("/metrics answers", WAIT, || async {
+        matches!(http_get(&addr, "/metrics").await, Some((200, _))).then_some(())
+    })
+    .await;
+    // The stream goes on: new rows land and the slot (with the checkpoint) moves past them.
+    db.exec("INSERT INTO docs SELECT g, 't', g, '{0,1,0}' FROM generate_series(11, 60) g")
+        .await;
+    let end = db.current_lsn_u64().await;
+    wait_count(&db.name, 60).await;
+    wait_for("the slot acknowledged the rows", WAIT, || async {
+        (db.confirmed_u64().await >= end).then_some(())
+    })
+    .await;
+    // No core spins: over 2 s the process used well under one core (a loop of failed accepts
+    // takes all of it).
+    let before = cpu_ticks(run.0.id());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(run.0.id()) - before;
+    assert!(
+        used < 100,
+        "{used} ticks of CPU in 2 s with idle clients connected"
+    );
+    assert!(matches!(http_get(&addr, "/healthz").await, Some((200, _))));
+    drop(idle);
+    run.terminate();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_any_log_line_or_error_json_or_text() {
     const PG_PASSWORD: &str = "pg-S3cret-0xA1";

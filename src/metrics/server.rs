@@ -16,8 +16,10 @@ use super::status::StatusSlot;
 use super::wait::{self, Answer, Waiters};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -70,9 +72,22 @@ pub struct Endpoints {
     pub status: Option<StatusSlot>,
 }
 
+/// Connections whose request has not arrived yet, at most: past it a new connection is closed
+/// at once (with a 503 when its buffer takes it), so idle or slow clients hold at most this many
+/// descriptors, and the process keeps its descriptors for PostgreSQL, Qdrant and its files.
+const MAX_READING: usize = 64;
+/// How long a connection may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// Backoff after a failed accept (descriptors exhausted): from the first step to the cap.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
 /// Binds `addr` (port 0 picks a free one) and returns the bound address and the server, which
 /// serves until `shutdown` (the caller owns it: spawn it where it is joined). A connection is one
-/// request; a `/wait` holds its connection until answered.
+/// request; a `/wait` holds its connection until answered, or until its client goes away.
+///
+/// What it cannot be starved by: idle connections (a read timeout, and at most [`MAX_READING`]
+/// of them), running out of descriptors (a failed accept backs off instead of spinning), and
+/// `/wait` clients that left (their waiter slot is freed when the connection closes).
 pub async fn serve(
     addr: &str,
     handle: PrometheusHandle,
@@ -85,32 +100,77 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let server = async move {
-        let mut upkeep = tokio::time::interval(std::time::Duration::from_secs(5));
+        let mut upkeep = tokio::time::interval(Duration::from_secs(5));
+        let reading = Arc::new(Semaphore::new(MAX_READING));
+        let mut backoff = ACCEPT_BACKOFF.0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = upkeep.tick() => handle.run_upkeep(),
                 accepted = listener.accept() => {
-                    let Ok((mut sock, _)) = accepted else { continue };
+                    let sock = match accepted {
+                        Ok((sock, _)) => sock,
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "metrics endpoint: accept failed");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break,
+                                _ = tokio::time::sleep(backoff) => {}
+                            }
+                            backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+                            continue;
+                        }
+                    };
+                    backoff = ACCEPT_BACKOFF.0;
+                    let Ok(permit) = reading.clone().try_acquire_owned() else {
+                        let _ = sock.try_write(BUSY.as_bytes());
+                        continue;
+                    };
                     let (handle, endpoints) = (handle.clone(), endpoints.clone());
-                    tokio::spawn(async move {
-                        let mut buf = [0u8; 1024];
-                        let n = sock.read(&mut buf).await.unwrap_or(0);
-                        let req = String::from_utf8_lossy(&buf[..n]);
-                        let target = req.split_whitespace().nth(1).unwrap_or("/");
-                        let (status, kind, body) = respond(target, &handle, &endpoints).await;
-                        let resp = format!(
-                            "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        // A client that went away: nothing to tell it.
-                        let _ = sock.write_all(resp.as_bytes()).await;
-                    });
+                    tokio::spawn(connection(sock, permit, handle, endpoints));
                 }
             }
         }
     };
     Ok((local, server))
+}
+
+const BUSY: &str =
+    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+
+/// One connection: its request (within [`READ_TIMEOUT`], holding `reading` meanwhile), then its
+/// answer; a client that closes its side first gets none, and whatever its request waited for
+/// is dropped.
+async fn connection(
+    mut sock: tokio::net::TcpStream,
+    reading: tokio::sync::OwnedSemaphorePermit,
+    handle: PrometheusHandle,
+    endpoints: Endpoints,
+) {
+    let mut buf = [0u8; 1024];
+    let n = match tokio::time::timeout(READ_TIMEOUT, sock.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => n,
+        _ => return,
+    };
+    drop(reading);
+    let req = String::from_utf8_lossy(&buf[..n]);
+    let target = req.split_whitespace().nth(1).unwrap_or("/");
+    let (status, kind, body) = {
+        let (mut rd, _) = sock.split();
+        let mut rest = [0u8; 64];
+        tokio::select! {
+            answer = respond(target, &handle, &endpoints) => answer,
+            // A read that ends is a client that went away (a request has no body here).
+            _ = async {
+                while matches!(rd.read(&mut rest).await, Ok(n) if n > 0) {}
+            } => return,
+        }
+    };
+    let resp = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // A client that went away: nothing to tell it.
+    let _ = sock.write_all(resp.as_bytes()).await;
 }
 
 const TEXT: &str = "text/plain; version=0.0.4";

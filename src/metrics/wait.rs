@@ -105,11 +105,18 @@ impl Waiters {
         let Ok(_slot) = slots.clone().try_acquire_owned() else {
             return Answer::Full(max);
         };
+        // Counted while this future lives: a waiter whose client went away is dropped mid-wait.
+        struct Counted;
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                metrics::gauge!(super::names::WAITERS).decrement(1.0);
+            }
+        }
         metrics::gauge!(super::names::WAITERS).increment(1.0);
+        let _counted = Counted;
         let mut durable = durable.clone();
         let reached = async { durable.wait_for(|d| *d >= target).await.map(|d| *d) };
         let waited = tokio::time::timeout(timeout, reached).await;
-        metrics::gauge!(super::names::WAITERS).decrement(1.0);
         match waited {
             Ok(Ok(reached)) => Answer::Reached(reached),
             Ok(Err(_)) => Answer::Stopping(*durable.borrow()),
