@@ -48,6 +48,9 @@ impl SparseVectorConfig {
     }
 }
 
+/// The name under which the unnamed dense vector's embedding is recorded on a point.
+pub const UNNAMED_RECORD: &str = "vector";
+
 /// Checks `tables[i].sparse_vectors` (names unique among all the table's vectors, one source
 /// each, BM25 parameters in range, chunked tables' rules).
 pub fn validate(i: usize, t: &TableConfig) -> Result<(), Error> {
@@ -55,6 +58,14 @@ pub fn validate(i: usize, t: &TableConfig) -> Result<(), Error> {
     let mut names: Vec<&str> = t.vectors.iter().map(|v| v.name.as_str()).collect();
     let embedded = t.embedded_vectors();
     for (j, sv) in t.sparse_vectors.iter().enumerate() {
+        // The unnamed dense vector records what it was embedded from under "vector"
+        // (`_pg2qdrant.embedded.vector`): a sparse vector of that name would share the record.
+        if sv.name == UNNAMED_RECORD && t.vector.is_some() {
+            return Err(Error::config(
+                f(j, "name"),
+                format!("{UNNAMED_RECORD:?} is where the table's unnamed vector records its embedding; name the sparse vector otherwise"),
+            ));
+        }
         if sv.name.is_empty() || names.contains(&sv.name.as_str()) {
             return Err(Error::config(
                 f(j, "name"),
@@ -168,6 +179,21 @@ mod tests {
             let e = err(sparse, "");
             assert!(e.contains(field), "{sparse}: {e}");
         }
+        // Beside the unnamed vector, "vector" is taken (its embedding record).
+        let e = crate::config::parse(
+            "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
+             [[tables]]\ntable = \"m\"\ncollection = \"c\"\n\
+             vector = { embed = \"e\", text = \"{t}\", size = 2, distance = \"Cosine\" }\n\
+             sparse_vectors = [{ name = \"vector\", kind = \"bm25\" }]\n\
+             [[embedders]]\nname = \"e\"\nkind = \"openai\"\nurl = \"http://x\"\nmodel = \"m\"\n",
+        )
+        .and_then(|c| c.validate())
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("tables[0].sparse_vectors[0].name") && e.contains("records its embedding"),
+            "{e}"
+        );
         assert!(err(
             "{ name = \"kw\", kind = \"bm25\", text = \"{t}\", colour = 1 }",
             ""

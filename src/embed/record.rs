@@ -57,7 +57,7 @@ pub fn stale_embedding<'a>(
 /// The name a vector's record has under `_pg2qdrant.embedded`.
 pub fn record_name(vector: &str) -> &str {
     if vector.is_empty() {
-        "vector"
+        crate::config::sparse::UNNAMED_RECORD
     } else {
         vector
     }
