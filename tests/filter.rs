@@ -155,3 +155,32 @@ async fn a_where_outside_the_replica_identity_or_unknown_to_postgres_is_refused_
     );
     assert_eq!(code, Some(0), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_where_holding_several_statements_is_refused_and_none_of_them_runs() {
+    let db = TestDb::new(
+        "t_filter_statements",
+        "CREATE TABLE msgs (id bigint PRIMARY KEY, v real[]); CREATE TABLE keep (id int);",
+    )
+    .await;
+    let text = db.config_text(
+        &table(
+            "msgs",
+            &db.name,
+            3,
+            "where = \"true); COMMIT; DROP TABLE keep; --\"",
+        ),
+        &qdrant_url(),
+    );
+    let (code, said) = check_cli(&work_dir(&db.name), &text);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("FAIL tables[0] where"), "{said}");
+    assert!(said.contains("PostgreSQL refuses"), "{said}");
+    let kept: bool = db
+        .client
+        .query_one("SELECT to_regclass('keep') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(kept, "the statements after the `;` never ran");
+}

@@ -56,11 +56,17 @@ impl Catalog {
             .await
             .map_err(Error::pg("row filter probe"))?;
         let probed = async {
+            // One statement through the extended protocol: PostgreSQL refuses a text holding
+            // several ("cannot insert multiple commands into a prepared statement"), so an
+            // expression with a `;` can never run statements of its own.
             client
-                .batch_execute(&format!(
-                    "CREATE PUBLICATION {PROBE} FOR TABLE {} WHERE ({expr})",
-                    table.quoted()
-                ))
+                .execute(
+                    &format!(
+                        "CREATE PUBLICATION {PROBE} FOR TABLE {} WHERE ({expr})",
+                        table.quoted()
+                    ),
+                    &[],
+                )
                 .await?;
             let row = client
                 .query_one(
