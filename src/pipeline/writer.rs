@@ -289,8 +289,15 @@ impl<S: Sink> Writer<S> {
         // The merges below may become other ops: the gauge goes down by what went up.
         let waiting = super::embedding::waiting(&ops);
         let mut ops = if ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
-            self.retry_for("postgres", || self.resolve_merges(catalog, ops.clone()))
-                .await?
+            let (resolved, unmappable) = self
+                .retry_for("postgres", || self.resolve_merges(catalog, ops.clone()))
+                .await?;
+            // Parked once the step succeeded: a retried step would park them again.
+            let mut dead = self.dead_letter.lock().expect("dead-letter lock");
+            for (e, lsn) in &unmappable {
+                dead.row(e, *lsn)?;
+            }
+            resolved
         } else {
             ops
         };
@@ -436,8 +443,14 @@ impl<S: Sink> Writer<S> {
     /// Replaces each TOAST merge whose point is missing (and each of a chunked or sharded
     /// table, and each that sets a field to NULL) by an upsert of the current row read from
     /// PostgreSQL (or drops it when the row is gone: its delete follows in the stream).
-    async fn resolve_merges(&self, catalog: &SourceReads, ops: Vec<Op>) -> Result<Vec<Op>, Error> {
+    /// Rows read back that cannot be mapped come back beside the ops, for the caller to park.
+    async fn resolve_merges(
+        &self,
+        catalog: &SourceReads,
+        ops: Vec<Op>,
+    ) -> Result<(Vec<Op>, Vec<(crate::mapping::MappingError, Lsn)>), Error> {
         let mut out = Vec::with_capacity(ops.len());
+        let mut unmappable = Vec::new();
         for op in ops {
             let Op::Merge {
                 collection,
@@ -507,18 +520,14 @@ impl<S: Sink> Writer<S> {
                             });
                         }
                     }
-                    Err(e) => self
-                        .dead_letter
-                        .lock()
-                        .expect("dead-letter lock")
-                        .row(&e, Lsn(doc.position.commit_lsn))?,
+                    Err(e) => unmappable.push((e, Lsn(doc.position.commit_lsn))),
                 },
                 None => {
                     tracing::debug!(table = %table, key = %doc.key, "row gone before its TOAST merge; its delete follows")
                 }
             }
         }
-        Ok(out)
+        Ok((out, unmappable))
     }
 }
 
