@@ -280,6 +280,16 @@ struct Commits {
 }
 
 impl Commits {
+    /// The partitions this member owns now. A durable offset of a partition revoked since (a
+    /// rebalance gave it to another member, which may have committed further) is not
+    /// committed: it would move the new owner's position back. Unknown: none is owned.
+    fn owned(&self) -> TopicPartitionList {
+        self.consumer.assignment().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read this member's partitions; no offset is committed this time");
+            TopicPartitionList::new()
+        })
+    }
+
     fn list<'a>(offsets: impl Iterator<Item = (&'a str, i32, i64)>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for (topic, partition, offset) in offsets {
@@ -318,9 +328,18 @@ impl Progress for Commits {
         if batch.next.is_empty() {
             return Ok(());
         }
-        let tpl = Self::list(batch.next.iter().map(|(t, p, o)| (t.as_str(), *p, *o)));
-        if let Err(e) = commit(&self.consumer, &tpl) {
-            tracing::warn!(error = %e, "offset commit failed (a rebalance?); those messages are applied again by the partition's owner, fenced");
+        let owned = self.owned();
+        let tpl = Self::list(
+            batch
+                .next
+                .iter()
+                .map(|(t, p, o)| (t.as_str(), *p, *o))
+                .filter(|(t, p, _)| owned.find_partition(t, *p).is_some()),
+        );
+        if tpl.count() > 0 {
+            if let Err(e) = commit(&self.consumer, &tpl) {
+                tracing::warn!(error = %e, "offset commit failed (a rebalance?); those messages are applied again by the partition's owner, fenced");
+            }
         }
         for (topic, partition, offset) in batch.next {
             self.newest.insert((topic, partition), offset);
@@ -331,10 +350,16 @@ impl Progress for Commits {
     /// Commits every durable offset once more (a failed commit of a partition no later batch
     /// touched is made up for here).
     fn flush(&mut self) -> Result<(), Error> {
-        if self.newest.is_empty() {
+        let owned = self.owned();
+        let tpl = Self::list(
+            self.newest
+                .iter()
+                .map(|((t, p), o)| (t.as_str(), *p, *o))
+                .filter(|(t, p, _)| owned.find_partition(t, *p).is_some()),
+        );
+        if tpl.count() == 0 {
             return Ok(());
         }
-        let tpl = Self::list(self.newest.iter().map(|((t, p), o)| (t.as_str(), *p, *o)));
         if let Err(e) = commit(&self.consumer, &tpl) {
             tracing::warn!(error = %e, "final offset commit failed; those messages are applied again by the partitions' next owners, fenced");
         }
