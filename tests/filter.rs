@@ -160,19 +160,18 @@ async fn a_where_outside_the_replica_identity_or_unknown_to_postgres_is_refused_
 async fn a_where_holding_several_statements_is_refused_and_none_of_them_runs() {
     let db = TestDb::new(
         "t_filter_statements",
-        "CREATE TABLE msgs (id bigint PRIMARY KEY, v real[]); CREATE TABLE keep (id int);",
+        "CREATE TABLE msgs (id bigint PRIMARY KEY, body text, v real[]);
+         ALTER TABLE msgs REPLICA IDENTITY FULL; CREATE TABLE keep (id int);",
     )
     .await;
-    let text = db.config_text(
-        &table(
-            "msgs",
-            &db.name,
-            3,
-            "where = \"true); COMMIT; DROP TABLE keep; --\"",
-        ),
-        &qdrant_url(),
-    );
-    let (code, said) = check_cli(&work_dir(&db.name), &text);
+    let check = |filter: &str| {
+        let text = db.config_text(
+            &table("msgs", &db.name, 3, &format!("where = \"{filter}\"")),
+            &qdrant_url(),
+        );
+        check_cli(&work_dir(&db.name), &text)
+    };
+    let (code, said) = check("true); COMMIT; DROP TABLE keep; --");
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("FAIL tables[0] where"), "{said}");
     assert!(said.contains("PostgreSQL refuses"), "{said}");
@@ -183,4 +182,7 @@ async fn a_where_holding_several_statements_is_refused_and_none_of_them_runs() {
         .unwrap()
         .get(0);
     assert!(kept, "the statements after the `;` never ran");
+    // A `;` inside a string literal is part of one expression.
+    let (code, said) = check("body <> 'a;b'");
+    assert_eq!(code, Some(0), "{said}");
 }

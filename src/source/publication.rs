@@ -26,7 +26,8 @@ impl Catalog {
             None if create => {
                 let all: Vec<_> = tables.iter().collect();
                 let sql = format!("CREATE PUBLICATION {} FOR TABLE {}", quote_ident(publication), entries(&all));
-                self.client().batch_execute(&sql).await.map_err(Error::pg("create publication"))?;
+                // One statement (extended protocol): a filter's text cannot add statements.
+                self.client().execute(&sql, &[]).await.map_err(Error::pg("create publication"))?;
                 tracing::info!(publication, tables = all.len(), "created publication");
                 Ok(())
             }
@@ -49,7 +50,7 @@ impl Catalog {
                     // A table added to the config: its changes stream from this commit on, and
                     // its existing rows are copied.
                     let sql = format!("ALTER PUBLICATION {} ADD TABLE {}", quote_ident(publication), entries(&missing));
-                    self.client().batch_execute(&sql).await.map_err(Error::pg("extend publication"))?;
+                    self.client().execute(&sql, &[]).await.map_err(Error::pg("extend publication"))?;
                     tracing::info!(publication, tables = %entries(&missing), "added tables to the publication");
                     Ok(())
                 } else {
