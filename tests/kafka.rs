@@ -804,6 +804,79 @@ async fn a_key_change_through_kafka_keeps_an_unchanged_toasted_column() {
     run.stop().await;
 }
 
+/// `pg2qdrant status` of a publisher that does not write Qdrant never says "in sync" (it cannot
+/// know how far the appliers are); an applier serves its own status: its partitions' lag, in
+/// sync once it applied them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_of_a_publisher_is_never_in_sync_and_an_applier_reports_its_partitions() {
+    let db = TestDb::new("t_kafka_status", DOCS).await;
+    let text = kafka_text(&db, &brokers(), false);
+    let with_addr = |file: &str| {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let path = work_dir(&db.name).join(file);
+        std::fs::write(
+            &path,
+            text.replace("addr = \"\"", &format!("addr = \"{addr}\"")),
+        )
+        .unwrap();
+        (path, addr)
+    };
+    let (publisher, _) = with_addr("publisher.toml");
+    let (applier, applier_addr) = with_addr("applier.toml");
+    let status = |config: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+            .args(["status", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let _run = Process::start("run", &publisher, "run.log");
+    db.wait_streaming().await;
+    db.exec("INSERT INTO docs SELECT g, 't', g, '{1,0,0}' FROM generate_series(1, 50) g")
+        .await;
+    wait_published(&db).await;
+    // Published and ready, with no applier running: not in sync, and it says why.
+    let said = wait_for("the publisher ready", WAIT, || async {
+        let (code, said) = status(&publisher);
+        (said.contains("ready;") && !said.contains("NOT READY")).then_some((code, said))
+    })
+    .await;
+    assert_eq!(said.0, Some(1), "{}", said.1);
+    assert!(
+        said.1.contains("NOT IN SYNC") && said.1.contains("published up to"),
+        "{}",
+        said.1
+    );
+    assert!(said.1.contains("ask their /status"), "{}", said.1);
+    // An applier: in sync once it applied its partitions, which it lists.
+    let _apply = Process::start("apply", &applier, "apply.log");
+    let said = wait_for("the applier in sync (exit 0)", WAIT, || async {
+        let (code, said) = status(&applier);
+        (code == Some(0)).then_some(said)
+    })
+    .await;
+    assert!(said.contains("pg2qdrant apply: ready; in sync"), "{said}");
+    assert_eq!(count(&db.name).await, 50);
+    let doc: serde_json::Value =
+        serde_json::from_str(&http_get(&applier_addr, "/status").await.unwrap().1).unwrap();
+    assert_eq!(doc["mode"], "apply", "{doc}");
+    assert_eq!(
+        doc["partitions"].as_array().map(Vec::len),
+        Some(PARTITIONS as usize),
+        "{doc}"
+    );
+    assert_eq!(
+        status(&publisher).0,
+        Some(1),
+        "the publisher still cannot tell"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_the_brokers_and_each_topic() {
     let db = TestDb::new("t_kafka_check", DOCS).await;

@@ -224,16 +224,28 @@ async fn respond(
             None => (
                 "501 Not Implemented",
                 JSON,
-                error_json("sync status is served by `pg2qdrant run`"),
+                error_json("sync status is served by `pg2qdrant run` and `pg2qdrant apply`"),
             ),
             Some(slot) => match slot.get() {
-                Some(source) => {
-                    let doc = source.status();
-                    (
-                        "200 OK",
-                        JSON,
-                        serde_json::to_string(&doc).expect("status serializes") + "\n",
-                    )
+                Some(_) => {
+                    // It reads files (the dead-letter file, the last verify): not on the runtime.
+                    let slot = slot.clone();
+                    let doc = tokio::task::spawn_blocking(move || {
+                        slot.get().map(|source| source.status())
+                    })
+                    .await;
+                    match doc {
+                        Ok(Some(doc)) => (
+                            "200 OK",
+                            JSON,
+                            serde_json::to_string(&doc).expect("status serializes") + "\n",
+                        ),
+                        _ => (
+                            "503 Service Unavailable",
+                            JSON,
+                            error_json("the status could not be assembled; see the log"),
+                        ),
+                    }
                 }
                 None => {
                     let why = match endpoints.health.ready() {

@@ -17,8 +17,17 @@ pub const LAG_LIMIT_SECONDS: f64 = 10.0;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
-    /// `run`.
+    /// `run` or `apply`.
     pub mode: String,
+    /// Whether this process writes Qdrant. `run` with `qdrant.direct = false` does not: its
+    /// durable position is what Kafka holds, and it cannot tell whether the appliers are
+    /// behind or stopped, so it is never "in sync" (the appliers' own `/status` tells).
+    #[serde(default = "yes")]
+    pub writes_qdrant: bool,
+    /// `apply`: each assigned partition's lag (end offset minus this member's position), at
+    /// the last sample (every 5 s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionLag>,
     pub ready: bool,
     /// Each component that is not up, with its reason (as `/readyz`).
     pub not_ready: Vec<String>,
@@ -30,6 +39,18 @@ pub struct Status {
     pub lag_bytes: Option<u64>,
     pub in_sync: bool,
     pub tables: Vec<TableStatus>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// Messages in the partition not yet taken by this member.
+    pub lag: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,22 +135,48 @@ impl Status {
     /// [`LAG_LIMIT_SECONDS`] behind and every table in sync.
     pub fn settle(mut self) -> Self {
         let behind = self.lag_seconds >= LAG_LIMIT_SECONDS;
+        let queued: i64 = self.partitions.iter().map(|p| p.lag).sum();
         for t in &mut self.tables {
             t.settle();
             if behind {
                 t.reasons
                     .push(format!("{:.0} s behind the database", self.lag_seconds));
-                t.in_sync = false;
             }
+            if !self.writes_qdrant {
+                t.reasons.push(format!(
+                    "Qdrant is written by `pg2qdrant apply` (qdrant.direct = false): this process published up to {} and cannot tell how far the appliers are; ask their /status",
+                    self.durable_lsn
+                ));
+            }
+            if queued > 0 {
+                t.reasons.push(format!(
+                    "{queued} events in the assigned partitions not applied yet"
+                ));
+            }
+            t.in_sync = t.reasons.is_empty();
         }
-        self.in_sync = self.ready && !behind && self.tables.iter().all(|t| t.in_sync);
+        self.in_sync = self.ready
+            && !behind
+            && self.writes_qdrant
+            && queued == 0
+            && self.tables.iter().all(|t| t.in_sync);
         self
     }
 
     /// The human form: a headline, then a small table, then the reasons.
     pub fn render(&self) -> String {
+        let position = if !self.writes_qdrant {
+            format!(
+                "published up to {} (Qdrant is written by the appliers)",
+                self.durable_lsn
+            )
+        } else if self.durable_lsn.is_empty() {
+            "applying from Kafka".to_owned()
+        } else {
+            format!("durable at {}", self.durable_lsn)
+        };
         let mut out = format!(
-            "pg2qdrant {}: {}; {}; durable at {}; lag {:.1} s, {}\n",
+            "pg2qdrant {}: {}; {}; {position}; lag {:.1} s, {}\n",
             self.mode,
             if self.ready { "ready" } else { "NOT READY" },
             if self.in_sync {
@@ -137,13 +184,18 @@ impl Status {
             } else {
                 "NOT IN SYNC"
             },
-            self.durable_lsn,
             self.lag_seconds,
             self.lag_bytes
                 .map_or("bytes not sampled yet".to_owned(), |b| format!("{b} bytes"))
         );
         for r in &self.not_ready {
             out.push_str(&format!("  not ready: {r}\n"));
+        }
+        for p in &self.partitions {
+            out.push_str(&format!(
+                "  partition {}[{}]: {} behind\n",
+                p.topic, p.partition, p.lag
+            ));
         }
         let rows: Vec<[String; 7]> = self
             .tables
@@ -251,6 +303,8 @@ mod tests {
     fn status(tables: Vec<TableStatus>, lag: f64) -> Status {
         Status {
             mode: "run".into(),
+            writes_qdrant: true,
+            partitions: Vec::new(),
             ready: true,
             not_ready: Vec::new(),
             durable_lsn: "0/10".into(),
@@ -286,6 +340,25 @@ mod tests {
         assert!(s.render().contains("75.0%"), "{}", s.render());
         assert!(s.render().contains("0/0/1"), "{}", s.render());
         assert_eq!(Verified::percent(0, 0, 0, 0), 100.0);
+        // Publishing only: whatever else holds, this process cannot tell.
+        let mut publish_only = status(vec![table("done")], 0.0);
+        publish_only.writes_qdrant = false;
+        let s = publish_only.settle();
+        assert!(!s.in_sync && s.tables[0].reasons[0].contains("ask their /status"));
+        assert!(
+            s.render().contains("published up to 0/10"),
+            "{}",
+            s.render()
+        );
+        // An applier with events left in its partitions is behind.
+        let mut applier = status(vec![table("by the publisher")], 0.0);
+        applier.partitions = vec![PartitionLag {
+            topic: "t".into(),
+            partition: 2,
+            lag: 7,
+        }];
+        let s = applier.settle();
+        assert!(!s.in_sync && s.render().contains("partition t[2]: 7 behind"));
         assert_eq!(Verified::percent(3, 1, 0, 0), 66.6);
     }
 }

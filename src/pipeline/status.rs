@@ -1,7 +1,8 @@
 //! `/status` of a running connector: assembled on each request from what the stages hold (the
 //! copy coordinator, the lag clock, readiness, the durable position) and from the files beside
 //! them (the last verify's report, the dead-letter file). Nothing is cached: a request reads
-//! the dead-letter file, which is small unless many rows are parked (and then that is the news).
+//! the dead-letter file, which is small unless many rows are parked (and then that is the news);
+//! the endpoint assembles it on a blocking thread, off the runtime that streams.
 
 use crate::checkpoint::state::Status as CopyStatus;
 use crate::config::{Config, SnapshotMode};
@@ -67,12 +68,22 @@ impl StatusSource for Board {
                     None if self.cfg.source.snapshot == SnapshotMode::Never => "streaming only",
                     None => "not copied",
                 };
-                // Refusals by the sink are parked under the collection's name.
-                let dead_letters = parked.get(&name).copied().unwrap_or(0)
-                    + parked
-                        .get(&format!("collection:{collection}"))
-                        .copied()
-                        .unwrap_or(0);
+                // Refusals by the sink are parked under the collection's name, events Kafka
+                // refused under their topic's.
+                let topic = self
+                    .cfg
+                    .kafka
+                    .as_ref()
+                    .map(|k| format!("topic:{}", k.topic(&table.schema, &table.name)));
+                let dead_letters = [
+                    Some(name.clone()),
+                    Some(format!("collection:{collection}")),
+                    topic,
+                ]
+                .iter()
+                .flatten()
+                .filter_map(|k| parked.get(k))
+                .sum();
                 TableStatus {
                     verify: verified.get(&name).cloned(),
                     collection,
@@ -90,6 +101,8 @@ impl StatusSource for Board {
             .collect();
         Status {
             mode: "run".to_owned(),
+            writes_qdrant: self.cfg.qdrant.direct,
+            partitions: Vec::new(),
             ready,
             not_ready,
             durable_lsn: self.durable.borrow().to_string(),

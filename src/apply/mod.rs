@@ -62,6 +62,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod status;
+
 /// How often consumer lag is sampled.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
@@ -86,7 +88,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     let waiters = crate::metrics::wait::Waiters::not_served(
         "read-your-writes is served by `pg2qdrant run` with qdrant.direct = true: an applier holds only some partitions and cannot tell when every change up to an LSN is in Qdrant",
     );
-    setup::serve_metrics(&cfg, &stop, &mut tasks, "apply", waiters, None).await?;
+    let served = crate::metrics::status::StatusSlot::default();
+    setup::serve_metrics(
+        &cfg,
+        &stop,
+        &mut tasks,
+        "apply",
+        waiters,
+        Some(served.clone()),
+    )
+    .await?;
     let (applier, writer) = match start(&cfg, &kafka, &stop, &health).await {
         Ok(started) => started,
         Err(e) => {
@@ -94,9 +105,19 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             return tasks.end(Err(e), None).await;
         }
     };
+    let _ = served.set(Box::new(status::Board {
+        cfg: cfg.clone(),
+        health: health.clone(),
+        observed: applier.observed.clone(),
+        queue: applier.queue.clone(),
+    }));
     tasks.spawn_quiet(
         "consumer lag",
-        lag_sampler(applier.consumer.clone(), stop.clone()),
+        lag_sampler(
+            applier.consumer.clone(),
+            applier.observed.clone(),
+            stop.clone(),
+        ),
     );
     tasks.spawn_quiet(
         "apply lag",
@@ -182,6 +203,7 @@ async fn start(
         health: health.clone(),
         config: Arc::new(cfg.clone()),
         sink: writer.sink.clone(),
+        observed: Arc::default(),
     };
     Ok((applier, writer))
 }
@@ -213,6 +235,8 @@ struct Applier {
     /// For a copy's sweep: its tables and source (rows are looked up) and the writer's sink.
     config: Arc<Config>,
     sink: Arc<QdrantSink>,
+    /// What `/status` reports (see `status`).
+    observed: Arc<status::Observed>,
 }
 
 /// What one message asks for.
@@ -597,6 +621,13 @@ impl Applier {
         )
         .await?;
         metrics::counter!(names::KAFKA_DLQ, "topic" => m.topic().to_owned()).increment(1);
+        *self
+            .observed
+            .dead_lettered
+            .lock()
+            .expect("status lock")
+            .entry(m.topic().to_owned())
+            .or_default() += 1;
         Ok(())
     }
 }
@@ -637,7 +668,11 @@ async fn apply_lag(
 }
 
 /// Exports each assigned partition's lag: its end offset minus this member's position.
-async fn lag_sampler(consumer: Arc<client::GroupConsumer>, shutdown: CancellationToken) {
+async fn lag_sampler(
+    consumer: Arc<client::GroupConsumer>,
+    observed: Arc<status::Observed>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -665,9 +700,20 @@ async fn lag_sampler(consumer: Arc<client::GroupConsumer>, shutdown: Cancellatio
         })
         .await
         .unwrap_or_default();
-        for (topic, partition, lag) in lags {
-            metrics::gauge!(names::KAFKA_CONSUMER_LAG, "topic" => topic, "partition" => partition.to_string())
-                .set(lag as f64);
+        for (topic, partition, lag) in &lags {
+            metrics::gauge!(names::KAFKA_CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                .set(*lag as f64);
         }
+        *observed.partitions.lock().expect("status lock") = Some(
+            lags.into_iter()
+                .map(
+                    |(topic, partition, lag)| crate::metrics::status::PartitionLag {
+                        topic,
+                        partition,
+                        lag,
+                    },
+                )
+                .collect(),
+        );
     }
 }
