@@ -20,7 +20,7 @@
 //!
 //! <!-- layers: the lines below are read by tests/layers.rs -->
 //! ```text
-//! base      lsn event error config
+//! base      lsn blocking event error config
 //! model     mapping source
 //! services  embed sink checkpoint metrics deadletter report kafka
 //! set-up    setup
@@ -29,7 +29,7 @@
 //! entry     cli
 //! ```
 //!
-//! - base: `lsn` (positions), `event` (the domain model of changes, documents and ops),
+//! - base: `lsn` (positions), `blocking` (file work off the async runtime), `event` (the domain model of changes, documents and ops),
 //!   `error` (definite vs transient, classified in one place; retrying), `config` (TOML + env
 //!   overrides, validated with field paths; the payload template syntax).
 //! - model: `mapping` (rows → point ids, payloads and vectors; pure), `source` (the PostgreSQL
@@ -46,6 +46,7 @@
 //!   Kafka consumer group), `app` (`run`: wiring only).
 //! - entry: `cli` (the command line; `main.rs` dispatches).
 
+pub mod blocking;
 pub mod config;
 pub mod error;
 pub mod event;

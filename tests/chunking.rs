@@ -15,7 +15,7 @@ const WORDS: [&str; 8] = [
     "apple", "house", "river", "green", "table", "music", "water", "light",
 ];
 
-fn words(n: usize, salt: usize) -> String {
+pub fn words(n: usize, salt: usize) -> String {
     (0..n)
         .map(|i| WORDS[(i + salt) % WORDS.len()])
         .collect::<Vec<_>>()
@@ -72,7 +72,7 @@ async fn wait_chunks(
 
 /// The `[[tables]]` and `[[embedders]]` TOML of docs chunked into `collection` by minilm
 /// (named `embedder`: the metrics of every test in this process share one registry).
-fn chunked(collection: &str, embedder: &str, max_tokens: usize, overlap: usize) -> String {
+pub fn chunked(collection: &str, embedder: &str, max_tokens: usize, overlap: usize) -> String {
     format!(
         "[[tables]]\ntable = \"docs\"\ncollection = \"{collection}\"\n\
          vector = {{ embed = \"{embedder}\", text = \"{{body}}\", size = 384, distance = \"Cosine\" }}\n\

@@ -433,7 +433,7 @@ async fn an_embedding_service_refusing_the_key_parks_nothing_and_catches_up() {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     db.exec("INSERT INTO notes SELECT g, 't', 'text ' || g, g FROM generate_series(2, 40) g")
         .await;
-    let end = db.current_lsn_u64().await;
+    let end = db.insert_lsn_u64().await;
     let ready = |want: u16| async move {
         let (code, body) = http_get(&format!("127.0.0.1:{port}"), "/readyz").await?;
         (code == want).then_some(body)

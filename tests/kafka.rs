@@ -34,7 +34,12 @@ fn topic(db: &TestDb) -> String {
 /// The test's config text: `docs` into the test's collection, plus `[kafka]` with the test's
 /// own topics, group and dead-letter topic.
 fn kafka_text(db: &TestDb, brokers: &str, direct: bool) -> String {
-    let mut text = db.config_text(&table("docs", &db.name, 3, ""), &qdrant_url());
+    kafka_text_for(db, &table("docs", &db.name, 3, ""), brokers, direct)
+}
+
+/// [`kafka_text`] with these `[[tables]]` (and embedders).
+fn kafka_text_for(db: &TestDb, tables: &str, brokers: &str, direct: bool) -> String {
+    let mut text = db.config_text(tables, &qdrant_url());
     if !direct {
         text = text.replace("[qdrant]\n", "[qdrant]\ndirect = false\n");
     }
@@ -767,6 +772,149 @@ async fn key_changes_in_a_backlog_applied_by_two_appliers_leave_no_ghost() {
     assert_eq!(count(&db.name).await, 360, "no ghost point");
     b.stop().await;
     a.stop().await;
+    run.stop().await;
+}
+
+/// The same with chunked rows: a key change deletes every chunk of the old key in its own
+/// partition and writes the new key's chunks, so no old chunk comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_changes_of_chunked_rows_in_a_backlog_leave_no_ghost_chunk() {
+    let db = TestDb::new(
+        "t_kafka_rekey_chunks",
+        "CREATE TABLE docs (id bigint PRIMARY KEY, body text, n int);",
+    )
+    .await;
+    let text = kafka_text_for(
+        &db,
+        &crate::chunking::chunked(&db.name, "minilm_rekey", 16, 4),
+        &brokers(),
+        false,
+    );
+    let mut cfg = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    streamed_only(&mut cfg);
+    let run = db.start(cfg.clone()).await;
+    // 40 words: three chunks a row.
+    db.exec(&format!(
+        "INSERT INTO docs SELECT g, '{}', g FROM generate_series(1, 30) g",
+        crate::chunking::words(40, 0)
+    ))
+    .await;
+    db.exec("UPDATE docs SET id = id + 100").await;
+    db.exec("UPDATE docs SET id = id + 100 WHERE id <= 110")
+        .await;
+    db.exec("DELETE FROM docs WHERE id % 10 = 3").await;
+    wait_published(&db).await;
+    // 30 inserts, 40 key changes as a delete and an insert each, 3 deletes.
+    let events = 30 + 2 * 40 + 3;
+    let (a, port) = apply_with_metrics(cfg.clone());
+    wait_for("the first applier applies", WAIT, || async {
+        (applied(port, &topic(&db)).await > 0).then_some(())
+    })
+    .await;
+    let b = apply(cfg);
+    wait_applied(port, &topic(&db), events as u64).await;
+    let rows: BTreeSet<String> = db
+        .client
+        .query("SELECT id::text FROM docs", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows.len(), 27);
+    let points = all_points(&db.name).await;
+    let owners: BTreeSet<String> = points
+        .iter()
+        .map(|(_, p)| {
+            p.payload["_pg2qdrant"]["key"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(owners, rows, "every chunk belongs to a row that exists");
+    assert_eq!(points.len(), 27 * 3, "three chunks a row, no ghost chunk");
+    b.stop().await;
+    a.stop().await;
+    run.stop().await;
+}
+
+/// An applier whose Qdrant refuses its key: an outage, not bad events. Nothing goes to the
+/// dead-letter topic or file, readiness says so, and once the key matches again every event is
+/// applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_facing_a_refused_qdrant_key_parks_nothing_and_catches_up() {
+    let db = TestDb::new("t_kafka_qdrant_key", DOCS).await;
+    let mut q = PrivateQdrant::start(&db.name).await;
+    q.kill();
+    q.api_key = Some("key-a".into());
+    q.restart().await;
+    let text = kafka_text(&db, &brokers(), false)
+        .replace(&qdrant_url(), &q.url())
+        .replace("[qdrant]\n", "[qdrant]\napi_key = \"key-a\"\n");
+    let mut cfg = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    streamed_only(&mut cfg);
+    let dead_letters = cfg.dead_letter.path.clone();
+    let run = db.start(cfg.clone()).await;
+    let (applier, port) = apply_with_metrics(cfg);
+    let points = |q: &PrivateQdrant| {
+        let client = q.client();
+        let name = db.name.clone();
+        async move {
+            client
+                .count(qdrant_client::qdrant::CountPointsBuilder::new(name).exact(true))
+                .await
+                .ok()?
+                .result
+                .map(|r| r.count)
+        }
+    };
+    db.exec("INSERT INTO docs SELECT g, 't', g, '{1,0,0}' FROM generate_series(1, 50) g")
+        .await;
+    wait_for("50 points", WAIT, || async {
+        (points(&q).await == Some(50)).then_some(())
+    })
+    .await;
+    q.kill();
+    q.api_key = Some("key-b".into());
+    q.restart().await;
+    db.exec("INSERT INTO docs SELECT g, 't', g, '{0,1,0}' FROM generate_series(51, 150) g")
+        .await;
+    wait_published(&db).await;
+    let addr = format!("127.0.0.1:{port}");
+    let body = wait_for("readyz 503 while Qdrant refuses the key", WAIT, || async {
+        let (code, body) = http_get(&addr, "/readyz").await?;
+        (code == 503).then_some(body)
+    })
+    .await;
+    assert!(body.contains("qdrant"), "{body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(points(&q).await, Some(50), "nothing applied meanwhile");
+    let metrics = http_get(&addr, "/metrics").await.unwrap().1;
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!(
+                "pg2qdrant_kafka_dead_lettered_total{{topic=\"{}\"",
+                topic(&db)
+            )
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "nothing sent to the dead-letter topic"
+    );
+    q.kill();
+    q.api_key = Some("key-a".into());
+    q.restart().await;
+    wait_for("150 points", WAIT, || async {
+        (points(&q).await == Some(150)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&dead_letters).unwrap_or_default(),
+        ""
+    );
+    applier.stop().await;
     run.stop().await;
 }
 

@@ -207,7 +207,7 @@ async fn qdrant_refusing_the_key_mid_load_parks_nothing_and_holds_the_slot() {
     q.api_key = Some("key-b".into());
     q.restart().await;
     load(db.url.clone(), 501, 1_500, 50).await;
-    let end_of_load = db.current_lsn_u64().await;
+    let end_of_load = db.insert_lsn_u64().await;
     let body = wait_for("readyz 503 while Qdrant refuses the key", WAIT, || {
         ready(503)
     })
@@ -229,6 +229,67 @@ async fn qdrant_refusing_the_key_mid_load_parks_nothing_and_holds_the_slot() {
         ""
     );
     run.stop().await;
+}
+
+/// A collection deleted under the running connector is not a pile of bad rows: the connector
+/// stops without acknowledging the batch and parks nothing; its next start creates the
+/// collection again and copies the table again, so every row has its point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_deleted_under_the_connector_stops_it_and_the_next_start_copies_again() {
+    let db = TestDb::new("t_collection_gone", LOAD).await;
+    let dir = work_dir(&db.name);
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        db.config_text(&table("docs", &db.name, DIM as u64, ""), &qdrant_url()),
+    )
+    .unwrap();
+    let mut run = Process::start("run", &config, "run1.log");
+    db.wait_streaming().await;
+    db.exec(&format!("INSERT INTO docs SELECT g, 'a', g, array_fill(1::real, ARRAY[{DIM}]) FROM generate_series(1, 200) g")).await;
+    wait_count(&db.name, 200).await;
+    qdrant().delete_collection(&db.name).await.unwrap();
+    db.exec(&format!("INSERT INTO docs SELECT g, 'b', g, array_fill(2::real, ARRAY[{DIM}]) FROM generate_series(201, 300) g")).await;
+    let end_of_insert = db.insert_lsn_u64().await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = run.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connector did not stop"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(1), "{status}");
+    let log = std::fs::read_to_string(dir.join("run1.log")).unwrap();
+    assert!(log.contains("creates the collection again"), "{log}");
+    assert!(
+        db.confirmed_u64().await < end_of_insert,
+        "the failed batch was not acknowledged"
+    );
+    let parked = std::fs::read_to_string(dir.join("deadletter.jsonl")).unwrap_or_default();
+    assert!(
+        parked.is_empty(),
+        "nothing parked for a missing collection: {parked}"
+    );
+    let _again = Process::start("run", &config, "run2.log");
+    wait_for("the collection created again", WAIT, || async {
+        qdrant()
+            .collection_exists(&db.name)
+            .await
+            .ok()?
+            .then_some(())
+    })
+    .await;
+    assert_mirrored(&db, &db.name).await;
+    let log = std::fs::read_to_string(dir.join("run2.log")).unwrap();
+    assert!(log.contains("copied again"), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("deadletter.jsonl")).unwrap_or_default(),
+        ""
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

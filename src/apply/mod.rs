@@ -333,11 +333,7 @@ fn commit(
     consumer: &client::GroupConsumer,
     tpl: &TopicPartitionList,
 ) -> rdkafka::error::KafkaResult<()> {
-    let run = || consumer.commit(tpl, CommitMode::Sync);
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
-        _ => run(),
-    }
+    crate::blocking::off_runtime(|| consumer.commit(tpl, CommitMode::Sync))
 }
 
 impl Progress for Commits {

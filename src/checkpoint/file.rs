@@ -41,7 +41,10 @@ impl CheckpointStore for FileCheckpoint {
         if self.last.is_some_and(|l| lsn <= l) {
             return Ok(());
         }
-        write_atomically(&self.path, format!("{lsn}\n").as_bytes()).map_err(Error::io(format!(
+        crate::blocking::off_runtime(|| {
+            write_atomically(&self.path, format!("{lsn}\n").as_bytes())
+        })
+        .map_err(Error::io(format!(
             "write checkpoint {}",
             self.path.display()
         )))?;

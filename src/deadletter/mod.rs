@@ -60,6 +60,6 @@ impl DeadLetter {
         }
         let f = self.file.as_mut().expect("opened above");
         writeln!(f, "{record}").map_err(Error::io(ctx()))?;
-        f.sync_data().map_err(Error::io(ctx()))
+        crate::blocking::off_runtime(|| f.sync_data()).map_err(Error::io(ctx()))
     }
 }

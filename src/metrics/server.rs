@@ -72,8 +72,9 @@ pub struct Endpoints {
     pub status: Option<StatusSlot>,
 }
 
-/// Connections whose request has not arrived yet, at most: past it a new connection is closed
-/// at once (with a 503 when its buffer takes it), so idle or slow clients hold at most this many
+/// Connections whose request has not arrived yet, at most: past it no connection is accepted
+/// until one of them sent its request or timed out (the others wait in the kernel's backlog,
+/// holding none of our descriptors). So idle or slow clients hold at most this many
 /// descriptors, and the process keeps its descriptors for PostgreSQL, Qdrant and its files.
 const MAX_READING: usize = 64;
 /// How long a connection may take to send its request.
@@ -86,8 +87,9 @@ const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duratio
 /// request; a `/wait` holds its connection until answered, or until its client goes away.
 ///
 /// What it cannot be starved by: idle connections (a read timeout, and at most [`MAX_READING`]
-/// of them), running out of descriptors (a failed accept backs off instead of spinning), and
-/// `/wait` clients that left (their waiter slot is freed when the connection closes).
+/// of them taken from the backlog at once), running out of descriptors (a failed accept backs off
+/// instead of spinning), and `/wait` clients that left (their waiter slot is freed when the
+/// connection closes).
 pub async fn serve(
     addr: &str,
     handle: PrometheusHandle,
@@ -104,6 +106,11 @@ pub async fn serve(
         let reading = Arc::new(Semaphore::new(MAX_READING));
         let mut backoff = ACCEPT_BACKOFF.0;
         loop {
+            // A place to read a request in, before a connection is taken from the backlog.
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = reading.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = upkeep.tick() => handle.run_upkeep(),
@@ -121,10 +128,6 @@ pub async fn serve(
                         }
                     };
                     backoff = ACCEPT_BACKOFF.0;
-                    let Ok(permit) = reading.clone().try_acquire_owned() else {
-                        let _ = sock.try_write(BUSY.as_bytes());
-                        continue;
-                    };
                     let (handle, endpoints) = (handle.clone(), endpoints.clone());
                     tokio::spawn(connection(sock, permit, handle, endpoints));
                 }
@@ -133,9 +136,6 @@ pub async fn serve(
     };
     Ok((local, server))
 }
-
-const BUSY: &str =
-    "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
 /// One connection: its request (within [`READ_TIMEOUT`], holding `reading` meanwhile), then its
 /// answer; a client that closes its side first gets none, and whatever its request waited for

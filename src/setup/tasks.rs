@@ -85,7 +85,14 @@ impl Tasks {
     ) -> Option<Error> {
         let (task, reason) = match joined {
             Ok((_, Ok(()))) | Ok((_, Err(Error::Shutdown))) => return None,
-            Ok((id, Err(e))) => (self.name(id), e.to_string()),
+            // The operator's hint travels with the reason: the error itself ends here.
+            Ok((id, Err(e))) => (
+                self.name(id),
+                match e.hint() {
+                    Some(h) => format!("{e} (hint: {h})"),
+                    None => e.to_string(),
+                },
+            ),
             Err(e) if e.is_cancelled() => return None,
             Err(e) => (self.name(e.id()), panic_reason(e)),
         };

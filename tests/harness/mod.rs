@@ -187,6 +187,18 @@ addr = ""
         row.get::<_, i64>(0) as u64
     }
 
+    /// The end of the WAL inserted so far: past every commit made before the call, even under
+    /// `synchronous_commit = off` (where `pg_current_wal_lsn`, the position written out, can
+    /// still be before a commit the caller just made).
+    pub async fn insert_lsn_u64(&self) -> u64 {
+        let row = self
+            .client
+            .query_one("SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0) as u64
+    }
+
     pub async fn confirmed_u64(&self) -> u64 {
         let row = self
             .client
