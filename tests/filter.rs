@@ -173,8 +173,7 @@ async fn a_where_holding_several_statements_is_refused_and_none_of_them_runs() {
     };
     let (code, said) = check("true); COMMIT; DROP TABLE keep; --");
     assert_eq!(code, Some(1), "{said}");
-    assert!(said.contains("FAIL tables[0] where"), "{said}");
-    assert!(said.contains("PostgreSQL refuses"), "{said}");
+    assert!(said.contains("tables[0].where"), "{said}");
     let kept: bool = db
         .client
         .query_one("SELECT to_regclass('keep') IS NOT NULL", &[])

@@ -261,6 +261,10 @@ struct Taken {
 #[derive(Default)]
 struct Offsets {
     next: Vec<(String, i32, i64)>,
+    /// The group's revocations when the batch's first message was taken: after another one,
+    /// its offsets may be behind what a partition's interim owner committed, and are not
+    /// committed (the messages come again, fenced).
+    revocations: u64,
     events: Vec<(String, u64)>,
     /// The oldest commit time of the batch's events (Unix µs), for the apply lag.
     oldest: Option<i64>,
@@ -299,8 +303,9 @@ struct Commits {
     /// The consumer group (the apply lag's label).
     group: String,
     queue: Arc<Mutex<VecDeque<Offsets>>>,
-    /// Every partition's newest durable offset, committed synchronously by `flush`.
-    newest: BTreeMap<(String, i32), i64>,
+    /// Every partition's newest durable offset, committed synchronously by `flush`, with the
+    /// revocations when it was taken.
+    newest: BTreeMap<(String, i32), (i64, u64)>,
 }
 
 impl Commits {
@@ -345,7 +350,8 @@ impl Progress for Commits {
             metrics::counter!(names::KAFKA_APPLIED, "topic" => topic.clone()).increment(*n);
         }
         export_apply_lag(&self.queue, &self.group);
-        if batch.next.is_empty() {
+        // Taken before a rebalance: an interim owner may have committed further.
+        if batch.next.is_empty() || batch.revocations != self.consumer.context().revocations() {
             return Ok(());
         }
         let owned = self.owned();
@@ -362,7 +368,8 @@ impl Progress for Commits {
             }
         }
         for (topic, partition, offset) in batch.next {
-            self.newest.insert((topic, partition), offset);
+            self.newest
+                .insert((topic, partition), (offset, batch.revocations));
         }
         Ok(())
     }
@@ -371,10 +378,12 @@ impl Progress for Commits {
     /// touched is made up for here).
     fn flush(&mut self) -> Result<(), Error> {
         let owned = self.owned();
+        let revocations = self.consumer.context().revocations();
         let tpl = Self::list(
             self.newest
                 .iter()
-                .map(|((t, p), o)| (t.as_str(), *p, *o))
+                .filter(|(_, (_, r))| *r == revocations)
+                .map(|((t, p), (o, _))| (t.as_str(), *p, *o))
                 .filter(|(t, p, _)| owned.find_partition(t, *p).is_some()),
         );
         if tpl.count() == 0 {
@@ -434,7 +443,10 @@ impl Applier {
                 m = messages.next() => m.expect("kafka streams never terminate"),
             };
             match first {
-                Ok(m) => self.take(&mut taken, &m).await?,
+                Ok(m) => {
+                    taken.offsets.revocations = self.consumer.context().revocations();
+                    self.take(&mut taken, &m).await?
+                }
                 Err(e) => {
                     let e = Error::kafka("receiving")(e);
                     if e.disposition() == crate::error::Disposition::Definite {

@@ -77,10 +77,12 @@ impl StatusSource for Board {
                     chunks_done: 0,
                     chunks: None,
                     verify: None,
-                    dead_letters: parked
-                        .get(&format!("collection:{}", t.collection))
-                        .copied()
-                        .unwrap_or(0)
+                    // Rows read back that cannot be mapped are parked under the table's name,
+                    // ops the sink refused under the collection's.
+                    dead_letters: [name.to_string(), format!("collection:{}", t.collection)]
+                        .iter()
+                        .filter_map(|k| parked.get(k))
+                        .sum::<u64>()
                         + sent.get(&topic).copied().unwrap_or(0),
                     in_sync: false,
                     // Until the first sample nothing says the partitions were applied.

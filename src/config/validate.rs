@@ -390,9 +390,10 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
         }
     }
     if let Some(w) = &t.row_filter {
-        // PostgreSQL judges the rest (`source::filter`), one statement at a time: a `;` in
-        // a string literal is fine, one that ends the expression is refused there.
-        if w.trim().is_empty() {
+        // PostgreSQL judges the rest (`source::filter`). A `;` that could end the statement the
+        // expression is put into is refused here, before any SQL: the copy, verify and the
+        // dead-letter replay put it into statements of their own.
+        if w.trim().is_empty() || ends_a_statement(w) {
             return Err(Error::config(
                 f("where"),
                 format!("{w:?} is not one SQL boolean expression over the table's columns (e.g. \"is_indexed\" or \"status <> 'draft'\")"),
@@ -566,5 +567,52 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("tables[0].vector"));
+    }
+}
+
+/// Whether `expr` holds a `;` that may end a statement: one outside a plain string literal or
+/// quoted identifier. Conservative: with a `;` anywhere, dollar quotes, comments and backslash
+/// escapes (whose bounds this scan does not follow) are refused too.
+fn ends_a_statement(expr: &str) -> bool {
+    if !expr.contains(';') {
+        return false;
+    }
+    if expr.contains('$') || expr.contains("--") || expr.contains("/*") || expr.contains('\\') {
+        return true;
+    }
+    let mut quote = None;
+    for c in expr.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            // A doubled quote inside a literal closes and opens it again: the same state.
+            (Some(q), c) if c == q => quote = None,
+            (None, ';') => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod where_tests {
+    #[test]
+    fn a_semicolon_is_refused_unless_it_is_inside_a_plain_literal() {
+        for refused in [
+            "true); COMMIT; DROP TABLE x; --",
+            "a = 1;",
+            "b = $$;$$",
+            "c = 'x' -- ;",
+            "d = E'\\';'",
+        ] {
+            assert!(super::ends_a_statement(refused), "{refused}");
+        }
+        for accepted in [
+            "body <> 'a;b'",
+            "\"we;ird\" = 1",
+            "s = 'it''s; fine'",
+            "x > 1",
+        ] {
+            assert!(!super::ends_a_statement(accepted), "{accepted}");
+        }
     }
 }

@@ -196,10 +196,7 @@ impl Error {
                 qdrant_client::QdrantError::ResponseError { status } => {
                     use tonic::Code;
                     match status.code() {
-                        Code::InvalidArgument
-                        | Code::OutOfRange
-                        | Code::AlreadyExists
-                        | Code::FailedPrecondition => true,
+                        Code::InvalidArgument | Code::OutOfRange | Code::AlreadyExists => true,
                         Code::NotFound => !missing_collection(status.message()),
                         _ => false,
                     }
@@ -245,6 +242,9 @@ impl Error {
             ),
             Error::Qdrant { source, .. } if qdrant_refused_credentials(source) => Some(
                 "Qdrant refused the credentials: check qdrant.api_key (PG2QDRANT__QDRANT__API_KEY); the write is retried, nothing is parked, and the slot holds until Qdrant accepts it",
+            ),
+            Error::Qdrant { source, .. } if qdrant_refuses_writes(source) => Some(
+                "Qdrant refuses writes to the collection as a whole (a write lock, a shard or the cluster not ready): retried until it takes them; nothing is parked and the slot holds",
             ),
             Error::Qdrant { source, .. } if qdrant_missing_collection(source) => Some(
                 "the collection was deleted under the running connector: pg2qdrant stops without acknowledging the batch; its next start creates the collection again and copies its tables again (an applier: run `pg2qdrant resync --table` on the publisher)",
@@ -360,6 +360,10 @@ fn qdrant_refused_credentials(e: &qdrant_client::QdrantError) -> bool {
     })
 }
 
+fn qdrant_refuses_writes(e: &qdrant_client::QdrantError) -> bool {
+    qdrant_status(e).is_some_and(|s| s.code() == tonic::Code::FailedPrecondition)
+}
+
 fn qdrant_missing_collection(e: &qdrant_client::QdrantError) -> bool {
     qdrant_status(e)
         .is_some_and(|s| s.code() == tonic::Code::NotFound && missing_collection(s.message()))
@@ -373,11 +377,12 @@ fn qdrant_disposition(e: &qdrant_client::QdrantError) -> Disposition {
         // operator fixes the key; `/readyz` says so). A missing collection is definite but no
         // row's fault (see `Error::blames_input`): the process stops and its next start
         // recreates the collection and copies again.
+        // `FailedPrecondition` is Qdrant's answer for writes refused to the collection as a
+        // whole (a write lock, a shard or the cluster not ready): an outage too.
         Q::ResponseError { status } => match status.code() {
             Code::InvalidArgument
             | Code::NotFound
             | Code::AlreadyExists
-            | Code::FailedPrecondition
             | Code::OutOfRange
             | Code::Unimplemented => Disposition::Definite,
             _ => Disposition::Transient,
@@ -440,6 +445,9 @@ mod tests {
             .hint()
             .unwrap()
             .contains("creates the collection again"));
+        let locked = qdrant(Code::FailedPrecondition, "Write operations are forbidden");
+        assert_eq!(locked.disposition(), Disposition::Transient);
+        assert!(!locked.blames_input());
         let bad = qdrant(Code::InvalidArgument, "Wrong input: vector dimension error");
         assert_eq!(bad.disposition(), Disposition::Definite);
         assert!(bad.blames_input());

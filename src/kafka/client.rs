@@ -108,8 +108,20 @@ pub(super) fn producer_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
     c
 }
 
-/// Logs the group's partition assignments (who owns what is the first question when lag grows).
-pub struct GroupLog;
+/// Logs the group's partition assignments (who owns what is the first question when lag grows),
+/// and counts revocations: an offset taken before one may be stale once it is committed (see
+/// `apply`'s commits).
+#[derive(Debug, Default)]
+pub struct GroupLog {
+    revocations: std::sync::atomic::AtomicU64,
+}
+
+impl GroupLog {
+    /// Partition revocations so far (a rebalance took partitions from this member).
+    pub fn revocations(&self) -> u64 {
+        self.revocations.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
 
 impl rdkafka::ClientContext for GroupLog {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -136,7 +148,11 @@ impl rdkafka::consumer::ConsumerContext for GroupLog {
         };
         match rebalance {
             Rebalance::Assign(l) => tracing::info!(partitions = %list(l), "partitions assigned"),
-            Rebalance::Revoke(l) => tracing::info!(partitions = %list(l), "partitions revoked"),
+            Rebalance::Revoke(l) => {
+                self.revocations
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tracing::info!(partitions = %list(l), "partitions revoked")
+            }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
     }
@@ -163,7 +179,7 @@ pub fn consumer(cfg: &KafkaConfig) -> Result<GroupConsumer, Error> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .create_with_context(GroupLog)
+        .create_with_context(GroupLog::default())
         .map_err(refused)
 }
 

@@ -20,7 +20,7 @@ pub mod delivery;
 pub mod event;
 pub mod publish;
 
-use crate::event::{Change, ChangeKind, PointKey, TableName};
+use crate::event::{Change, ChangeKind, PointKey, Row, TableName};
 use crate::mapping::TableMapping;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,9 +101,7 @@ impl Topics {
             new,
         } = &change.kind
         {
-            if mapping.point_key(old).ok() != mapping.point_key(new).ok() {
-                // Under REPLICA IDENTITY FULL the old image holds what the new one left unchanged.
-                let new = crate::mapping::fill_unchanged(new, old);
+            if let Some(new) = moved(mapping, old, new) {
                 for kind in [
                     ChangeKind::Delete { old: old.clone() },
                     ChangeKind::Insert { new },
@@ -149,5 +147,98 @@ impl Topics {
             seq: change.position.seq,
             table: table.clone(),
         }
+    }
+}
+
+/// The new image of an UPDATE that moved its row to another point id, with what it left
+/// unchanged filled from the old image where that holds it (REPLICA IDENTITY FULL); `None`
+/// when the point stays, or when either id cannot be derived (then the change is one event,
+/// and its row is the mapping's to refuse).
+fn moved(mapping: &TableMapping, old: &Row, new: &Row) -> Option<Row> {
+    let before = mapping.point_key(old).ok()?;
+    let filled;
+    let new = match mapping.point_key(new) {
+        Ok(_) => new,
+        // A key column left unchanged (TOASTed) under REPLICA IDENTITY FULL: the old image has it.
+        Err(_) => {
+            filled = crate::mapping::fill_unchanged(new, old);
+            &filled
+        }
+    };
+    let after = mapping.point_key(new).ok()?;
+    (before != after).then(|| crate::mapping::fill_unchanged(new, old))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Datum;
+    use crate::mapping::tests::{change, mapping, row, t};
+
+    fn topics() -> Topics {
+        let cfg: crate::config::KafkaConfig = toml::from_str("brokers = \"b:9092\"").unwrap();
+        Topics::new(&cfg, [&TableName::parse("m")])
+    }
+
+    fn keys(events: &[Event]) -> Vec<Option<String>> {
+        events.iter().map(|e| e.key.clone()).collect()
+    }
+
+    #[test]
+    fn a_key_change_is_a_delete_keyed_by_the_old_key_then_an_insert_keyed_by_the_new_one() {
+        let m = mapping("");
+        let mut out = Vec::new();
+        let old = row(&[t("4"), Datum::Null, Datum::Null, Datum::Null, Datum::Null]);
+        let new = row(&[t("5"), Datum::Unchanged, t("{1,2}"), t("f"), Datum::Null]);
+        let c = change(ChangeKind::Update {
+            old: Some(old),
+            new: new.clone(),
+        });
+        topics().events(&m, &c, false, &mut out);
+        assert_eq!(keys(&out), [Some("4".to_owned()), Some("5".to_owned())]);
+        let ops: Vec<i32> = out
+            .iter()
+            .map(|e| {
+                let pb: proto::ChangeEvent = prost::Message::decode(&e.payload[..]).unwrap();
+                assert_eq!((e.lsn, e.seq), (10, 1), "both at the change's position");
+                pb.operation
+            })
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                proto::Operation::Delete as i32,
+                proto::Operation::Insert as i32
+            ]
+        );
+        // An update that keeps its key stays one event.
+        out.clear();
+        let same = change(ChangeKind::Update {
+            old: Some(row(&[
+                t("5"),
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+                Datum::Null,
+            ])),
+            new,
+        });
+        topics().events(&m, &same, false, &mut out);
+        assert_eq!(keys(&out), [Some("5".to_owned())]);
+    }
+
+    #[test]
+    fn a_row_without_a_point_id_goes_to_one_partition_and_a_truncate_to_all() {
+        let m = mapping("");
+        let mut out = Vec::new();
+        let keyless = row(&[Datum::Null, t("x"), t("{1,2}"), t("f"), Datum::Null]);
+        topics().events(
+            &m,
+            &change(ChangeKind::Insert { new: keyless }),
+            false,
+            &mut out,
+        );
+        topics().events(&m, &change(ChangeKind::Truncate), false, &mut out);
+        assert_eq!(keys(&out), [Some("public.m".to_owned()), None]);
     }
 }

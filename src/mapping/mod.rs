@@ -605,6 +605,9 @@ impl TableMapping {
 /// *key* image left out (pgoutput sends the key tuple of a key-changing UPDATE with every
 /// non-key column NULL). Such a value stays unchanged, and the merge reads it from the row.
 pub(crate) fn fill_unchanged(new: &Row, old: &Row) -> Row {
+    if new.values.len() != old.values.len() {
+        return new.clone(); // images of two shapes of the table: nothing lines up
+    }
     let values = new
         .values
         .iter()

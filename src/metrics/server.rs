@@ -79,6 +79,10 @@ pub struct Endpoints {
 const MAX_READING: usize = 64;
 /// How long a connection may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client may take to take its answer (one that never reads gives up its connection).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `/status` documents assembled at once at most (each reads the dead-letter file).
+static STATUS_BUILDS: Semaphore = Semaphore::const_new(2);
 /// Backoff after a failed accept (descriptors exhausted): from the first step to the cap.
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
 
@@ -169,8 +173,8 @@ async fn connection(
         "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    // A client that went away: nothing to tell it.
-    let _ = sock.write_all(resp.as_bytes()).await;
+    // A client that went away, or does not read: nothing more to tell it.
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, sock.write_all(resp.as_bytes())).await;
 }
 
 const TEXT: &str = "text/plain; version=0.0.4";
@@ -228,7 +232,9 @@ async fn respond(
             ),
             Some(slot) => match slot.get() {
                 Some(_) => {
-                    // It reads files (the dead-letter file, the last verify): not on the runtime.
+                    // It reads files (the dead-letter file, the last verify): not on the runtime,
+                    // and a few at a time.
+                    let _build = STATUS_BUILDS.acquire().await.expect("never closed");
                     let slot = slot.clone();
                     let doc = tokio::task::spawn_blocking(move || {
                         slot.get().map(|source| source.status())

@@ -352,25 +352,49 @@ impl<S: Sink> Writer<S> {
     /// may be an op's own fault ([`Error::blames_input`]) falls back to op by op, and only an op
     /// that fails alone is parked; any other definite error (a missing collection) ends the
     /// writer without acknowledging the batch. Returns the upserts the fence skipped.
+    ///
+    /// When every op of a batch fails alone for one and the same reason, the sink refuses
+    /// everything (strict mode, a collection that no longer matches the config), not these rows:
+    /// that is an outage (nothing parked, `qdrant` down, the batch tried again with backoff).
     async fn write(&self, ops: &[Op]) -> Result<crate::sink::Skipped, Error> {
-        match self.retry(|| self.sink.write(ops)).await {
-            Ok(skipped) => Ok(skipped),
-            Err(e) if e.blames_input() => {
-                tracing::warn!(error = %e, ops = ops.len(), "batch refused; writing op by op to isolate the bad one");
-                let mut skipped = crate::sink::Skipped::new();
-                for op in ops {
-                    match self
-                        .retry(|| self.sink.write(std::slice::from_ref(op)))
-                        .await
-                    {
-                        Ok(s) => skipped.extend(s),
-                        Err(e) if e.blames_input() => self.dead_letter_op(op, &e.to_string())?,
-                        Err(e) => return Err(e),
-                    }
+        let mut backoff = crate::error::Backoff::new(self.max_backoff);
+        loop {
+            let e = match self.retry(|| self.sink.write(ops)).await {
+                Ok(skipped) => return Ok(skipped),
+                Err(e) if e.blames_input() => e,
+                Err(e) => return Err(e),
+            };
+            tracing::warn!(error = %e, ops = ops.len(), "batch refused; writing op by op to isolate the bad one");
+            let mut skipped = crate::sink::Skipped::new();
+            let mut refused = Vec::new();
+            for op in ops {
+                match self
+                    .retry(|| self.sink.write(std::slice::from_ref(op)))
+                    .await
+                {
+                    Ok(s) => skipped.extend(s),
+                    Err(e) if e.blames_input() => refused.push((op, e.to_string())),
+                    Err(e) => return Err(e),
                 }
-                Ok(skipped)
             }
-            Err(e) => Err(e),
+            let all_alike = refused.len() == ops.len()
+                && ops.len() > 1
+                && refused.iter().all(|(_, r)| *r == refused[0].1);
+            if !all_alike {
+                for (op, reason) in &refused {
+                    self.dead_letter_op(op, reason)?;
+                }
+                return Ok(skipped);
+            }
+            let delay = backoff.next_delay();
+            tracing::error!(reason = %refused[0].1, ops = ops.len(), retry_in_ms = delay.as_millis() as u64, "the sink refuses every op of the batch for the same reason: an outage, not bad rows; nothing is parked");
+            metrics::counter!(names::WRITE_RETRIES, "sink" => "qdrant").increment(1);
+            self.health
+                .down("qdrant", format!("every op refused: {}", refused[0].1));
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Err(Error::Shutdown),
+                _ = tokio::time::sleep(delay) => {}
+            }
         }
     }
 
@@ -607,12 +631,16 @@ mod tests {
     }
 
     fn writer(dir: &std::path::Path) -> Writer<Memory> {
+        writer_to(Memory, dir)
+    }
+
+    fn writer_to<S: Sink>(sink: S, dir: &std::path::Path) -> Writer<S> {
         let cfg = crate::config::parse(
             "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n",
         )
         .unwrap();
         Writer {
-            sink: Arc::new(Memory),
+            sink: Arc::new(sink),
             pending: Pending::default(),
             mappings: Arc::default(),
             source: cfg.source,
@@ -678,6 +706,60 @@ mod tests {
             parked.contains("wrong vector dimension") && parked.contains("\"3\""),
             "{parked}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A sink in strict mode for its first `refusals` writes: every op refused alike.
+    struct Strict(std::sync::atomic::AtomicUsize);
+
+    impl Sink for Strict {
+        async fn write(&self, _: &[Op]) -> Result<crate::sink::Skipped, Error> {
+            use std::sync::atomic::Ordering::SeqCst;
+            if self
+                .0
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(Error::qdrant("write")(
+                    qdrant_client::QdrantError::ResponseError {
+                        status: tonic::Status::invalid_argument("strict mode: read only"),
+                    },
+                ));
+            }
+            Ok(Vec::new())
+        }
+        async fn missing(&self, _: &str, _: &[PointKey]) -> Result<Vec<PointKey>, Error> {
+            Ok(Vec::new())
+        }
+        async fn embedded(
+            &self,
+            _: &str,
+            _: &[PointKey],
+        ) -> Result<HashMap<PointKey, (serde_json::Value, Vectors)>, Error> {
+            Ok(HashMap::new())
+        }
+    }
+
+    /// Every op of a batch refused alone for the same reason: the sink refuses everything, so
+    /// nothing is parked; the batch lands once the sink takes writes again.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_whose_every_op_is_refused_alike_is_an_outage_not_bad_rows() {
+        let dir =
+            std::env::temp_dir().join(format!("pg2qdrant-writer-strict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        let mut batch = upsert(5, 10);
+        batch.ops.extend(upsert(6, 10).ops);
+        tx.send(batch).await.unwrap();
+        drop(tx);
+        let progress = Recorded::default();
+        // The batch, then each op alone, twice over: six refusals, then it lands.
+        let w = writer_to(Strict(6.into()), &dir);
+        let health = w.health.clone();
+        w.run(rx, progress.clone()).await.unwrap();
+        assert_eq!(progress.0.lock().unwrap().0, vec![Some(Lsn(10))]);
+        assert!(!dir.join("dead").exists(), "nothing parked");
+        assert!(health.ready().is_ok(), "up again once it lands");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -33,24 +33,15 @@ pub async fn ensure_collections(
     copies: Option<&StateFile>,
 ) -> Result<(), Error> {
     let copied = copies.map(|s| s.load()).transpose()?;
+    if let (Some(state), Some(c)) = (copies, &copied) {
+        recopy_into_missing(client, cfg, compiled, state, c).await?;
+    }
     for (i, t) in cfg.tables.iter().enumerate() {
         let first_copy = copied.as_ref().is_some_and(|c| {
             cfg.source.snapshot != SnapshotMode::Never
                 && !c.tables.contains_key(&compiled[i].table.to_string())
         });
         let ensured = collections::ensure(client, i, t, first_copy).await?;
-        // Created although its table was copied before: the collection was deleted (under a
-        // running connector, which stopped for it, or while none ran). The table is copied
-        // again, so the new collection holds every row, not only the changes from now on.
-        if let (Ensured::Created, Some(state), Some(c)) = (ensured, copies, &copied) {
-            let table = &compiled[i].table;
-            if cfg.source.snapshot != SnapshotMode::Never
-                && c.tables.contains_key(&table.to_string())
-            {
-                tracing::warn!(collection = %t.collection, table = %table, "the collection was missing and is created again; its table is copied again");
-                state.recopy_all(std::slice::from_ref(table), "collection recreated")?;
-            }
-        }
         if let (Ensured::CreatedForBulk, Some(state)) = (ensured, copies) {
             // Qdrant's bulk-upload practice: build no vector index while the copy fills the
             // collection; `snapshot::bulk` restores the threshold afterwards. Recorded first.
@@ -61,6 +52,49 @@ pub async fn ensure_collections(
         }
         if compiled[i].chunked() {
             collections::ensure_chunk_indexes(client, &t.collection, &compiled[i].key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A collection missing although tables writing it were copied before was deleted (under a
+/// running connector, which stopped for it, or while none ran): every table writing it is
+/// marked to be copied again *before* the collection is created, so the new collection gets
+/// every row, not only the changes from now on, whatever fails between the creation and the
+/// copy (a retried start finds the collection there and the mark already made).
+async fn recopy_into_missing(
+    client: &qdrant_client::Qdrant,
+    cfg: &Config,
+    compiled: &[TableMapping],
+    state: &StateFile,
+    copied: &crate::checkpoint::state::State,
+) -> Result<(), Error> {
+    if cfg.source.snapshot == SnapshotMode::Never {
+        return Ok(());
+    }
+    let mut collections: Vec<&str> = cfg.tables.iter().map(|t| t.collection.as_str()).collect();
+    collections.sort_unstable();
+    collections.dedup();
+    for collection in collections {
+        let tables: Vec<crate::event::TableName> = cfg
+            .tables
+            .iter()
+            .zip(compiled)
+            .filter(|(t, m)| {
+                t.collection == collection && copied.tables.contains_key(&m.table.to_string())
+            })
+            .map(|(_, m)| m.table.clone())
+            .collect();
+        if tables.is_empty() {
+            continue;
+        }
+        let exists = client
+            .collection_exists(collection)
+            .await
+            .map_err(Error::qdrant(format!("look up collection {collection}")))?;
+        if !exists {
+            tracing::warn!(collection, tables = ?tables.iter().map(ToString::to_string).collect::<Vec<_>>(), "the collection is missing and is created again; its tables are copied again");
+            state.recopy_all(&tables, "collection recreated")?;
         }
     }
     Ok(())
