@@ -1,0 +1,115 @@
+//! The applier's offsets: committed once the batch they came with is durable, in batch order,
+//! only for partitions this member still owns and only when no rebalance came between taking
+//! the batch and committing it (an interim owner may have committed further; the messages come
+//! again instead, and apply fenced).
+
+use super::{client, export_apply_lag, Offsets};
+use crate::error::Error;
+use crate::metrics::names;
+use crate::pipeline::writer::Progress;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// The applier's [`Progress`]: the writer calls it once per batch, in order, after the batch
+/// is durable; the batch's offsets (queued in the same order by the consumer) are committed
+/// then (a failed commit is logged and covered by the next one of the partition, or by the
+/// commit of every offset at the end).
+pub(super) struct Commits {
+    pub(super) consumer: Arc<client::GroupConsumer>,
+    /// The consumer group (the apply lag's label).
+    pub(super) group: String,
+    pub(super) queue: Arc<Mutex<VecDeque<Offsets>>>,
+    /// Every partition's newest durable offset, committed synchronously by `flush`, with the
+    /// revocations when it was taken.
+    pub(super) newest: BTreeMap<(String, i32), (i64, u64)>,
+}
+
+impl Commits {
+    /// The partitions this member owns now. A durable offset of a partition revoked since (a
+    /// rebalance gave it to another member, which may have committed further) is not
+    /// committed: it would move the new owner's position back. Unknown: none is owned.
+    fn owned(&self) -> TopicPartitionList {
+        self.consumer.assignment().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read this member's partitions; no offset is committed this time");
+            TopicPartitionList::new()
+        })
+    }
+
+    fn list<'a>(offsets: impl Iterator<Item = (&'a str, i32, i64)>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, offset) in offsets {
+            // Fails only for an offset type we never pass.
+            let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
+        }
+        tpl
+    }
+}
+
+/// A synchronous offset commit, letting the runtime's other tasks move to other threads while
+/// it waits for the broker (one round trip per batch). Synchronous as before the writer's
+/// pipeline came to `apply`: with asynchronous commits the Kafka bench's apply phase stalled
+/// on the test broker (tansu) for minutes in 2 runs of 4; with synchronous ones it stalls too at
+/// times (tansu serving fetches), but came back within a minute in every run seen.
+fn commit(
+    consumer: &client::GroupConsumer,
+    tpl: &TopicPartitionList,
+) -> rdkafka::error::KafkaResult<()> {
+    crate::blocking::off_runtime(|| consumer.commit(tpl, CommitMode::Sync))
+}
+
+impl Progress for Commits {
+    fn durable(&mut self, _: Option<crate::lsn::Lsn>) -> Result<(), Error> {
+        let Some(batch) = self.queue.lock().expect("commit queue").pop_front() else {
+            return Ok(());
+        };
+        for (topic, n) in &batch.events {
+            metrics::counter!(names::KAFKA_APPLIED, "topic" => topic.clone()).increment(*n);
+        }
+        export_apply_lag(&self.queue, &self.group);
+        // Taken before a rebalance: an interim owner may have committed further.
+        if batch.next.is_empty() || batch.revocations != self.consumer.context().revocations() {
+            return Ok(());
+        }
+        let owned = self.owned();
+        let tpl = Self::list(
+            batch
+                .next
+                .iter()
+                .map(|(t, p, o)| (t.as_str(), *p, *o))
+                .filter(|(t, p, _)| owned.find_partition(t, *p).is_some()),
+        );
+        if tpl.count() > 0 {
+            if let Err(e) = commit(&self.consumer, &tpl) {
+                tracing::warn!(error = %e, "offset commit failed (a rebalance?); those messages are applied again by the partition's owner, fenced");
+            }
+        }
+        for (topic, partition, offset) in batch.next {
+            self.newest
+                .insert((topic, partition), (offset, batch.revocations));
+        }
+        Ok(())
+    }
+
+    /// Commits every durable offset once more (a failed commit of a partition no later batch
+    /// touched is made up for here).
+    fn flush(&mut self) -> Result<(), Error> {
+        let owned = self.owned();
+        let revocations = self.consumer.context().revocations();
+        let tpl = Self::list(
+            self.newest
+                .iter()
+                .filter(|(_, (_, r))| *r == revocations)
+                .map(|((t, p), (o, _))| (t.as_str(), *p, *o))
+                .filter(|(t, p, _)| owned.find_partition(t, *p).is_some()),
+        );
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        if let Err(e) = commit(&self.consumer, &tpl) {
+            tracing::warn!(error = %e, "final offset commit failed; those messages are applied again by the partitions' next owners, fenced");
+        }
+        Ok(())
+    }
+}
