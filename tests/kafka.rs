@@ -890,10 +890,7 @@ async fn key_changes_of_chunked_rows_in_a_backlog_leave_no_ghost_chunk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applier_facing_a_refused_qdrant_key_parks_nothing_and_catches_up() {
     let db = TestDb::new("t_kafka_qdrant_key", DOCS).await;
-    let mut q = PrivateQdrant::start(&db.name).await;
-    q.kill();
-    q.api_key = Some("key-a".into());
-    q.restart().await;
+    let mut q = PrivateQdrant::start_keyed(&db.name, "key-a").await;
     let text = kafka_text(&db, &brokers(), false)
         .replace(&qdrant_url(), &q.url())
         .replace("[qdrant]\n", "[qdrant]\napi_key = \"key-a\"\n");

@@ -182,10 +182,7 @@ async fn qdrant_stopped_and_restarted_mid_load_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qdrant_refusing_the_key_mid_load_parks_nothing_and_holds_the_slot() {
     let db = TestDb::new("t_qdrant_key", LOAD).await;
-    let mut q = PrivateQdrant::start("t_qdrant_key").await;
-    q.kill();
-    q.api_key = Some("key-a".into());
-    q.restart().await;
+    let mut q = PrivateQdrant::start_keyed("t_qdrant_key", "key-a").await;
     let mut cfg = pg2qdrant::config::parse(
         &db.config_text(&table("docs", "t_qdrant_key", DIM as u64, ""), &q.url())
             .replace("[qdrant]\n", "[qdrant]\napi_key = \"key-a\"\n"),

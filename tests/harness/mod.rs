@@ -496,6 +496,15 @@ impl PrivateQdrant {
         Self::start_with(name, None).await
     }
 
+    /// One that demands the API key `key` (see [`PrivateQdrant::api_key`] to change it).
+    pub async fn start_keyed(name: &str, key: &str) -> Self {
+        let mut q = Self::start(name).await;
+        q.kill();
+        q.api_key = Some(key.to_owned());
+        q.restart().await;
+        q
+    }
+
     /// A one-node cluster (distributed mode enabled), which custom sharding needs.
     pub async fn start_cluster(name: &str) -> Self {
         Self::start_with(name, Some(free_port())).await
