@@ -270,3 +270,67 @@ async fn respond(
 fn error_json(message: &str) -> String {
     format!("{}\n", serde_json::json!({ "error": message }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lsn::Lsn;
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// A `/wait` whose client went away gives its waiter slot back at once, not at its timeout:
+    /// with one slot, the next waiter is served (504 on its own short timeout), not refused (503).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wait_whose_client_left_frees_its_slot() {
+        let (_durable, rx) = tokio::sync::watch::channel(Lsn(0));
+        let shutdown = CancellationToken::new();
+        let (addr, server) = serve(
+            "127.0.0.1:0",
+            install(),
+            Endpoints {
+                health: crate::metrics::health::Health::new(&[]),
+                waiters: Waiters::new(rx, 1),
+                status: None,
+            },
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let served = tokio::spawn(server);
+        let mut gone = tokio::net::TcpStream::connect(addr).await.unwrap();
+        gone.write_all(b"GET /wait?lsn=1/0&timeout_ms=600000 HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        // The slot is taken: a second waiter is refused.
+        let refused = loop {
+            let answer = get(addr, "/wait?lsn=1/0&timeout_ms=10").await;
+            if !answer.starts_with("HTTP/1.1 504") {
+                break answer;
+            }
+        };
+        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        drop(gone);
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let answer = get(addr, "/wait?lsn=1/0&timeout_ms=10").await;
+                if answer.starts_with("HTTP/1.1 504") {
+                    return answer;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the slot is freed when its client leaves, long before its 600 s timeout");
+        assert!(answer.contains("durable_lsn"), "{answer}");
+        shutdown.cancel();
+        served.await.unwrap();
+    }
+}
