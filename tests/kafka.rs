@@ -986,8 +986,22 @@ async fn a_key_change_through_kafka_keeps_an_unchanged_toasted_column() {
         "the TOASTed column is kept"
     );
     assert_eq!(p.payload["title"], json!("a"));
-    wait_for("the old point gone", WAIT, || async {
-        point(&db.name, 10).await.is_none().then_some(())
+    // After another update of the row in the same transaction.
+    db.exec("BEGIN; UPDATE docs SET n = 7 WHERE id = 5000; UPDATE docs SET id = 6000 WHERE id = 5000; COMMIT")
+        .await;
+    let p = wait_for("point 6000", WAIT, || async {
+        point(&db.name, 6000)
+            .await
+            .filter(|p| p.payload["n"] == json!(7))
+    })
+    .await;
+    assert_eq!(
+        p.payload["big"].as_str(),
+        Some(big.as_str()),
+        "the TOASTed column is kept"
+    );
+    wait_for("the old points gone", WAIT, || async {
+        (point(&db.name, 10).await.is_none() && point(&db.name, 5000).await.is_none()).then_some(())
     })
     .await;
     applier.stop().await;
