@@ -36,15 +36,23 @@ impl Commits {
             TopicPartitionList::new()
         })
     }
+}
 
-    fn list<'a>(offsets: impl Iterator<Item = (&'a str, i32, i64)>) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition, offset) in offsets {
+/// Of `offsets` (topic, partition, next offset, the revocations when it was taken), those to
+/// commit: taken since the last revocation (`now`) and of a partition in `owned`.
+fn committable<'a>(
+    offsets: impl Iterator<Item = (&'a str, i32, i64, u64)>,
+    owned: &TopicPartitionList,
+    now: u64,
+) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset, taken) in offsets {
+        if taken == now && owned.find_partition(topic, partition).is_some() {
             // Fails only for an offset type we never pass.
             let _ = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
         }
-        tpl
     }
+    tpl
 }
 
 /// A synchronous offset commit, letting the runtime's other tasks move to other threads while
@@ -69,16 +77,17 @@ impl Progress for Commits {
         }
         export_apply_lag(&self.queue, &self.group);
         // Taken before a rebalance: an interim owner may have committed further.
-        if batch.next.is_empty() || batch.revocations != self.consumer.context().revocations() {
+        let now = self.consumer.context().revocations();
+        if batch.next.is_empty() || batch.revocations != now {
             return Ok(());
         }
-        let owned = self.owned();
-        let tpl = Self::list(
+        let tpl = committable(
             batch
                 .next
                 .iter()
-                .map(|(t, p, o)| (t.as_str(), *p, *o))
-                .filter(|(t, p, _)| owned.find_partition(t, *p).is_some()),
+                .map(|(t, p, o)| (t.as_str(), *p, *o, batch.revocations)),
+            &self.owned(),
+            now,
         );
         if tpl.count() > 0 {
             if let Err(e) = commit(&self.consumer, &tpl) {
@@ -95,14 +104,12 @@ impl Progress for Commits {
     /// Commits every durable offset once more (a failed commit of a partition no later batch
     /// touched is made up for here).
     fn flush(&mut self) -> Result<(), Error> {
-        let owned = self.owned();
-        let revocations = self.consumer.context().revocations();
-        let tpl = Self::list(
+        let tpl = committable(
             self.newest
                 .iter()
-                .filter(|(_, (_, r))| *r == revocations)
-                .map(|((t, p), (o, _))| (t.as_str(), *p, *o))
-                .filter(|(t, p, _)| owned.find_partition(t, *p).is_some()),
+                .map(|((t, p), (o, r))| (t.as_str(), *p, *o, *r)),
+            &self.owned(),
+            self.consumer.context().revocations(),
         );
         if tpl.count() == 0 {
             return Ok(());
@@ -111,5 +118,33 @@ impl Progress for Commits {
             tracing::warn!(error = %e, "final offset commit failed; those messages are applied again by the partitions' next owners, fenced");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_offsets_taken_since_the_last_revocation_of_owned_partitions_are_committed() {
+        let mut owned = TopicPartitionList::new();
+        owned.add_partition("t", 0);
+        owned.add_partition("t", 1);
+        let offsets = [
+            ("t", 0, 10, 3), // owned, taken since the last revocation: committed
+            ("t", 1, 20, 2), // owned again, but taken before a revocation: stale
+            ("t", 2, 30, 3), // no longer owned: another member's now
+        ];
+        let tpl = committable(offsets.into_iter(), &owned, 3);
+        let got: Vec<(i32, Offset)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect();
+        assert_eq!(got, [(0, Offset::Offset(10))]);
+        assert_eq!(
+            committable(offsets.into_iter(), &TopicPartitionList::new(), 3).count(),
+            0
+        );
     }
 }
