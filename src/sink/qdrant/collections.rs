@@ -187,10 +187,8 @@ async fn sparse_params(client: &Qdrant, collection: &str) -> Result<Vec<(String,
 /// What [`ensure`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ensured {
-    /// The collection existed (and is compatible).
+    /// The collection existed (and is compatible), or was created normally.
     Ready,
-    /// Created now (not for a bulk load).
-    Created,
     /// Created for a bulk load: call `defer_indexing` once the threshold is recorded.
     CreatedForBulk,
 }
@@ -301,7 +299,7 @@ pub async fn ensure(
     Ok(if bulk {
         Ensured::CreatedForBulk
     } else {
-        Ensured::Created
+        Ensured::Ready
     })
 }
 
