@@ -4,7 +4,7 @@ use crate::harness::*;
 use pg2qdrant::embed::LocalEmbedder;
 use serde_json::json;
 
-const NOTES: &str = "CREATE TABLE notes (id bigint PRIMARY KEY, title text, body text, n int);";
+pub const NOTES: &str = "CREATE TABLE notes (id bigint PRIMARY KEY, title text, body text, n int);";
 
 pub fn embedder_toml() -> String {
     format!(

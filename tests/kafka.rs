@@ -960,6 +960,67 @@ async fn an_applier_facing_a_refused_qdrant_key_parks_nothing_and_catches_up() {
     run.stop().await;
 }
 
+/// An applier whose embedding service refuses its key: an outage for the applier too. Nothing
+/// goes to the dead-letter topic or file, readiness names the embedder, and every event is
+/// applied once the key is accepted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_facing_an_embedding_service_that_refuses_its_key_parks_nothing() {
+    let fake = crate::embedding::FakeOpenAi::start().await;
+    let db = TestDb::new("t_kafka_embed_401", crate::embedding::NOTES).await;
+    let text = kafka_text_for(
+        &db,
+        &fake.config("svc_kafka_401", "", &db.name),
+        &brokers(),
+        false,
+    );
+    let mut cfg = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    streamed_only(&mut cfg);
+    let dead_letters = cfg.dead_letter.path.clone();
+    let topic = format!("{}.public.notes", prefix(&db));
+    let run = db.start(cfg.clone()).await;
+    let (applier, port) = apply_with_metrics(cfg);
+    db.exec("INSERT INTO notes VALUES (1, 't', 'hello', 1)")
+        .await;
+    wait_for("point 1", WAIT, || point(&db.name, 1)).await;
+    fake.rotated
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    db.exec("INSERT INTO notes SELECT g, 't', 'text ' || g, g FROM generate_series(2, 30) g")
+        .await;
+    wait_published(&db).await;
+    let addr = format!("127.0.0.1:{port}");
+    let body = wait_for(
+        "readyz 503 while the service refuses the key",
+        WAIT,
+        || async {
+            let (code, body) = http_get(&addr, "/readyz").await?;
+            (code == 503).then_some(body)
+        },
+    )
+    .await;
+    assert!(body.contains("embedder"), "{body}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(&db.name).await, 1, "nothing applied meanwhile");
+    let metrics = http_get(&addr, "/metrics").await.unwrap().1;
+    assert_eq!(
+        metric(
+            &metrics,
+            &format!("pg2qdrant_kafka_dead_lettered_total{{topic=\"{topic}\"")
+        )
+        .unwrap_or(0.0),
+        0.0,
+        "nothing sent to the dead-letter topic"
+    );
+    fake.rotated
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_count(&db.name, 30).await;
+    assert_eq!(
+        std::fs::read_to_string(&dead_letters).unwrap_or_default(),
+        ""
+    );
+    applier.stop().await;
+    run.stop().await;
+}
+
 /// A key change of a row whose large column is stored out of line and unchanged: the event
 /// carries it as unchanged TOAST, and the applier reads the row for the new point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
