@@ -212,16 +212,7 @@ impl Publisher {
         count(names::KAFKA_DELIVERED, &delivered_to);
         metrics::histogram!(names::KAFKA_DELIVERY_LATENCY).record(started.elapsed().as_secs_f64());
         if failure.is_some() {
-            // A fatal producer fails its queued messages with other codes (purged, timed out)
-            // that look transient: it is told by the instance itself, and stops the process.
-            if let Some((code, reason)) = self.producer.client().fatal_error() {
-                tracing::error!(%code, reason, "the Kafka producer is in librdkafka's fatal state");
-                failure = Some(
-                    Error::kafka(format!("producer failed for good ({reason})"))(
-                        KafkaError::MessageProduction(RDKafkaErrorCode::Fatal),
-                    ),
-                );
-            }
+            failure = self.fatal().or(failure);
         }
         match failure {
             Some(e) => Err(e),
@@ -233,6 +224,21 @@ impl Publisher {
                 Ok(refused)
             }
         }
+    }
+}
+
+impl Publisher {
+    /// The producer's fatal state, as a definite error. A fatal producer fails its queued
+    /// messages with other codes (purged, timed out) that look transient: only the instance
+    /// itself tells, and the error stops the process (its next start makes a new producer).
+    fn fatal(&self) -> Option<Error> {
+        let (code, reason) = self.producer.client().fatal_error()?;
+        tracing::error!(%code, reason, "the Kafka producer is in librdkafka's fatal state");
+        Some(
+            Error::kafka(format!("producer failed for good ({reason})"))(
+                KafkaError::MessageProduction(RDKafkaErrorCode::Fatal),
+            ),
+        )
     }
 }
 
