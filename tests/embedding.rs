@@ -434,14 +434,8 @@ async fn an_embedding_service_refusing_the_key_parks_nothing_and_catches_up() {
     db.exec("INSERT INTO notes SELECT g, 't', 'text ' || g, g FROM generate_series(2, 40) g")
         .await;
     let end = db.insert_lsn_u64().await;
-    let ready = |want: u16| async move {
-        let (code, body) = http_get(&format!("127.0.0.1:{port}"), "/readyz").await?;
-        (code == want).then_some(body)
-    };
-    let body = wait_for("readyz 503 while the service refuses the key", WAIT, || {
-        ready(503)
-    })
-    .await;
+    let addr = format!("127.0.0.1:{port}");
+    let body = wait_readyz(&addr, 503, "readyz 503 while the service refuses the key").await;
     assert!(body.contains("embedder"), "{body}");
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     assert!(db.confirmed_u64().await < end, "the slot holds");
@@ -451,7 +445,7 @@ async fn an_embedding_service_refusing_the_key_parks_nothing_and_catches_up() {
     fake.rotated
         .store(false, std::sync::atomic::Ordering::SeqCst);
     wait_count("t_embed_401", 40).await;
-    wait_for("ready again", WAIT, || ready(200)).await;
+    wait_readyz(&addr, 200, "ready again").await;
     assert_eq!(
         std::fs::read_to_string(&dead_letters).unwrap_or_default(),
         ""

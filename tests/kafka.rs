@@ -208,6 +208,17 @@ async fn wait_applied(port: u16, topic: &str, n: u64) {
     .await
 }
 
+/// No event of `topic` was sent to the dead-letter topic by the appliers serving metrics on `addr`.
+async fn assert_nothing_dead_lettered(addr: &str, topic: &str) {
+    let metrics = http_get(addr, "/metrics").await.unwrap().1;
+    let series = format!("pg2qdrant_kafka_dead_lettered_total{{topic=\"{topic}\"");
+    assert_eq!(
+        metric(&metrics, &series).unwrap_or(0.0),
+        0.0,
+        "nothing sent to the dead-letter topic"
+    );
+}
+
 /// Waits until the test's group committed every partition of its topic to the partition's end:
 /// every event is applied and durable (an applier commits an offset only after its writes).
 async fn wait_group_caught_up(db: &TestDb) {
@@ -924,27 +935,11 @@ async fn an_applier_facing_a_refused_qdrant_key_parks_nothing_and_catches_up() {
         .await;
     wait_published(&db).await;
     let addr = format!("127.0.0.1:{port}");
-    let body = wait_for("readyz 503 while Qdrant refuses the key", WAIT, || async {
-        let (code, body) = http_get(&addr, "/readyz").await?;
-        (code == 503).then_some(body)
-    })
-    .await;
+    let body = wait_readyz(&addr, 503, "readyz 503 while Qdrant refuses the key").await;
     assert!(body.contains("qdrant"), "{body}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(points(&q).await, Some(50), "nothing applied meanwhile");
-    let metrics = http_get(&addr, "/metrics").await.unwrap().1;
-    assert_eq!(
-        metric(
-            &metrics,
-            &format!(
-                "pg2qdrant_kafka_dead_lettered_total{{topic=\"{}\"",
-                topic(&db)
-            )
-        )
-        .unwrap_or(0.0),
-        0.0,
-        "nothing sent to the dead-letter topic"
-    );
+    assert_nothing_dead_lettered(&addr, &topic(&db)).await;
     q.kill();
     q.api_key = Some("key-a".into());
     q.restart().await;
@@ -988,28 +983,11 @@ async fn an_applier_facing_an_embedding_service_that_refuses_its_key_parks_nothi
         .await;
     wait_published(&db).await;
     let addr = format!("127.0.0.1:{port}");
-    let body = wait_for(
-        "readyz 503 while the service refuses the key",
-        WAIT,
-        || async {
-            let (code, body) = http_get(&addr, "/readyz").await?;
-            (code == 503).then_some(body)
-        },
-    )
-    .await;
+    let body = wait_readyz(&addr, 503, "readyz 503 while the service refuses the key").await;
     assert!(body.contains("embedder"), "{body}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&db.name).await, 1, "nothing applied meanwhile");
-    let metrics = http_get(&addr, "/metrics").await.unwrap().1;
-    assert_eq!(
-        metric(
-            &metrics,
-            &format!("pg2qdrant_kafka_dead_lettered_total{{topic=\"{topic}\"")
-        )
-        .unwrap_or(0.0),
-        0.0,
-        "nothing sent to the dead-letter topic"
-    );
+    assert_nothing_dead_lettered(&addr, &topic).await;
     fake.rotated
         .store(false, std::sync::atomic::Ordering::SeqCst);
     wait_count(&db.name, 30).await;

@@ -194,21 +194,15 @@ async fn qdrant_refusing_the_key_mid_load_parks_nothing_and_holds_the_slot() {
     let run = db.start(cfg).await;
     db.exec(&format!("INSERT INTO docs SELECT g, 'a', g, array_fill(1::real, ARRAY[{DIM}]) FROM generate_series(1, 500) g")).await;
     assert_mirrored_at(&db, "t_qdrant_key", &q.client()).await;
-    let ready = |want: u16| async move {
-        let (code, body) = http_get(&format!("127.0.0.1:{port}"), "/readyz").await?;
-        (code == want).then_some(body)
-    };
-    wait_for("ready", WAIT, || ready(200)).await;
+    let addr = format!("127.0.0.1:{port}");
+    wait_readyz(&addr, 200, "ready").await;
     // The operator rotates the key on Qdrant before the connector's.
     q.kill();
     q.api_key = Some("key-b".into());
     q.restart().await;
     load(db.url.clone(), 501, 1_500, 50).await;
     let end_of_load = db.insert_lsn_u64().await;
-    let body = wait_for("readyz 503 while Qdrant refuses the key", WAIT, || {
-        ready(503)
-    })
-    .await;
+    let body = wait_readyz(&addr, 503, "readyz 503 while Qdrant refuses the key").await;
     assert!(body.contains("qdrant"), "{body}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(db.confirmed_u64().await < end_of_load, "the slot holds");
@@ -220,7 +214,7 @@ async fn qdrant_refusing_the_key_mid_load_parks_nothing_and_holds_the_slot() {
     q.api_key = Some("key-a".into());
     q.restart().await;
     assert_mirrored_at(&db, "t_qdrant_key", &q.client()).await;
-    wait_for("ready again", WAIT, || ready(200)).await;
+    wait_readyz(&addr, 200, "ready again").await;
     assert_eq!(
         std::fs::read_to_string(&dead_letters).unwrap_or_default(),
         ""

@@ -681,6 +681,15 @@ pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// Waits until `/readyz` on `addr` answers `code` (`what` names the wait); returns the body.
+pub async fn wait_readyz(addr: &str, code: u16, what: &str) -> String {
+    wait_for(what, WAIT, || async {
+        let (got, body) = http_get(addr, "/readyz").await?;
+        (got == code).then_some(body)
+    })
+    .await
+}
+
 /// The sum of the samples in Prometheus text `metrics` whose series starts with `series`
 /// (a name, or a name and the first labels: `name{table="public.docs"`); None when none.
 pub fn metric(metrics: &str, series: &str) -> Option<f64> {
