@@ -36,15 +36,7 @@ impl StatusSource for Board {
             Ok(()) => (true, Vec::new()),
             Err(down) => (false, down),
         };
-        let mut parked: BTreeMap<String, u64> = BTreeMap::new();
-        match crate::deadletter::parked::pending(&self.cfg.dead_letter.path) {
-            Ok(records) => {
-                for r in records {
-                    *parked.entry(r.table).or_default() += 1;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "status: cannot read the dead-letter file"),
-        }
+        let parked = crate::deadletter::parked::counts(&self.cfg.dead_letter.path);
         let sent = self
             .observed
             .dead_lettered

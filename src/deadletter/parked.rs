@@ -48,6 +48,22 @@ fn marker_path(file: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// How many records not replayed yet each `table` key of the file holds (the source table,
+/// `collection:NAME` or `topic:NAME`), for `/status`; a file that cannot be read counts none
+/// (logged).
+pub fn counts(path: &Path) -> std::collections::BTreeMap<String, u64> {
+    let mut parked = std::collections::BTreeMap::new();
+    match pending(path) {
+        Ok(records) => {
+            for r in records {
+                *parked.entry(r.table).or_default() += 1;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "status: cannot read the dead-letter file"),
+    }
+    parked
+}
+
 /// Every record of the file not replayed yet. A line that is not a record (a torn last line
 /// after a crash) is reported and skipped.
 pub fn pending(path: &Path) -> Result<Vec<Record>, Error> {

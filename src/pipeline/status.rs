@@ -43,15 +43,7 @@ impl StatusSource for Board {
                 (r.table, v)
             })
             .collect();
-        let mut parked: BTreeMap<String, u64> = BTreeMap::new();
-        match crate::deadletter::parked::pending(&self.cfg.dead_letter.path) {
-            Ok(records) => {
-                for r in records {
-                    *parked.entry(r.table).or_default() += 1;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "status: cannot read the dead-letter file"),
-        }
+        let parked = crate::deadletter::parked::counts(&self.cfg.dead_letter.path);
         let mappings = self.coordinator.mappings();
         let tables = self
             .coordinator
