@@ -297,3 +297,82 @@ async fn replication_connection_killed_reconnects_and_loses_nothing() {
     assert_mirrored(&db, "t_pg_reconnect").await;
     run.stop().await;
 }
+
+/// A row that can only be read back whole (its vector is stored out of line and unchanged) and
+/// cannot be mapped is parked once, not once per retry of the step that read it: here the same
+/// step retries while Qdrant is down, because the next row's merge asks Qdrant about its point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmappable_row_read_back_during_an_outage_is_parked_once() {
+    let db = TestDb::new(
+        "t_readback_once",
+        "CREATE TABLE docs (id bigint PRIMARY KEY, title text, body text, v real[]);
+         ALTER TABLE docs ALTER COLUMN v SET STORAGE EXTERNAL, ALTER COLUMN body SET STORAGE EXTERNAL;",
+    )
+    .await;
+    let mut q = PrivateQdrant::start("t_readback_once").await;
+    let cfg = pg2qdrant::config::parse(
+        &db.config_text(&table("docs", "t_readback_once", DIM as u64, ""), &q.url()),
+    )
+    .unwrap();
+    let dead_letters = cfg.dead_letter.path.clone();
+    let run = db.start(cfg).await;
+    // Row 1's vector has 3000 dimensions, not 8: it is parked when inserted. Row 2 is fine and
+    // has a body stored out of line.
+    db.exec(&format!(
+        "INSERT INTO docs VALUES
+           (1, 'bad', 'short', array_fill(1::real, ARRAY[3000])),
+           (2, 'good', repeat('body ', 4000), array_fill(1::real, ARRAY[{DIM}]))"
+    ))
+    .await;
+    let qc = q.client();
+    wait_for("row 2 in qdrant", WAIT, || async {
+        let n = qc
+            .count(qdrant_client::qdrant::CountPointsBuilder::new("t_readback_once").exact(true))
+            .await
+            .ok()?
+            .result?
+            .count;
+        (n == 1).then_some(())
+    })
+    .await;
+    let parked_for_row_1 = || {
+        std::fs::read_to_string(&dead_letters)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["key"] == json!({"id": "1"}))
+            .count()
+    };
+    wait_for("the insert of row 1 parked", WAIT, || async {
+        (parked_for_row_1() == 1).then_some(())
+    })
+    .await;
+    q.kill();
+    // Row 1: a NULL title makes its merge a read-back (the vector is unchanged, out of line),
+    // which cannot be mapped. Row 2: its merge asks Qdrant whether its point exists, and fails
+    // while Qdrant is down, so the whole step is retried.
+    db.exec("BEGIN; UPDATE docs SET title = NULL WHERE id = 1; UPDATE docs SET title = 'good 2' WHERE id = 2; COMMIT")
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    q.restart().await;
+    let qc = q.client();
+    wait_for("row 2 updated", WAIT, || async {
+        let p = qc
+            .get_points(
+                qdrant_client::qdrant::GetPointsBuilder::new("t_readback_once", vec![2u64.into()])
+                    .with_payload(true),
+            )
+            .await
+            .ok()?
+            .result
+            .pop()?;
+        (p.payload.get("title")?.as_str()? == "good 2").then_some(())
+    })
+    .await;
+    assert_eq!(
+        parked_for_row_1(),
+        2,
+        "row 1 parked once more for its update, whatever the retries"
+    );
+    run.stop().await;
+}
