@@ -434,3 +434,86 @@ async fn first_copy_into_a_new_collection_defers_indexing_until_it_is_done() {
     assert_eq!(count("t_bulk").await, 2_000);
     run.stop().await;
 }
+
+/// Key changes of rows whose large column is stored out of line and left unchanged, made while
+/// the copy reads those rows (inside its replay windows): every point still carries the column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_changes_of_toasted_rows_during_the_copy_keep_every_column() {
+    let db = TestDb::new(
+        "t_snap_toast_rekey",
+        "CREATE TABLE docs (id bigint PRIMARY KEY, title text, big text, v real[]);
+         ALTER TABLE docs ALTER COLUMN big SET STORAGE EXTERNAL;",
+    )
+    .await;
+    // Random text does not compress: every `big` is stored out of line.
+    db.exec(&format!(
+        "INSERT INTO docs SELECT k, 'row ' || k, string_agg(md5(k::text || g::text), ''), array_fill(1::real, ARRAY[{DIM}])
+         FROM generate_series(1, 3000) k, generate_series(1, 80) g GROUP BY k"
+    ))
+    .await;
+    let mut cfg = db.config(&table("docs", &db.name, DIM as u64, ""));
+    cfg.source.snapshot_chunk_pages = 1;
+    cfg.source.snapshot_workers = Some(1);
+    let run = db.start(cfg).await;
+    // Keys move (some twice) while the copy reads the table; `big` is never set.
+    let c = connect(&db.url).await;
+    let dir = work_dir(&db.name);
+    wait_for("the copy started", WAIT, || async {
+        (copy_of(&dir)["status"] == "copying").then_some(())
+    })
+    .await;
+    for r in 0..30 {
+        c.batch_execute(&format!(
+            "UPDATE docs SET id = id + 100000 WHERE id % 30 = {r} AND id < 100000;
+             UPDATE docs SET title = title || ' moved' WHERE id % 30 = {r} AND id > 100000 AND id % 7 = 0;
+             UPDATE docs SET id = id + 100000 WHERE id % 30 = {r} AND id > 100000 AND id % 11 = 0;"
+        ))
+        .await
+        .unwrap();
+        if r == 0 {
+            let copying = copy_of(&dir);
+            assert_eq!(
+                copying["status"], "copying",
+                "keys moved during the copy: {copying}"
+            );
+        }
+    }
+    let copy = wait_copy_done(&dir).await;
+    assert!(copy["chunks"].as_u64().unwrap() > 3, "{copy}");
+    let rows = db
+        .client
+        .query("SELECT id, title, big FROM docs", &[])
+        .await
+        .unwrap();
+    let expected: std::collections::HashMap<String, (String, String)> = rows
+        .iter()
+        .map(|r| (r.get::<_, i64>(0).to_string(), (r.get(1), r.get(2))))
+        .collect();
+    wait_ok(
+        "every point equal to its row, big column included",
+        WAIT,
+        || async {
+            let points = all_points(&db.name).await;
+            if points.len() != expected.len() {
+                return Err(format!("{} points, {} rows", points.len(), expected.len()));
+            }
+            for (id, p) in &points {
+                let Some((title, big)) = expected.get(id) else {
+                    return Err(format!("extra point {id}"));
+                };
+                if p.payload["title"].as_str() != Some(title)
+                    || p.payload["big"].as_str() != Some(big)
+                {
+                    return Err(format!(
+                        "point {id}: title {:?}, big {} chars",
+                        p.payload["title"],
+                        p.payload["big"].as_str().map_or(0, str::len)
+                    ));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    run.stop().await;
+}
