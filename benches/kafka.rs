@@ -133,7 +133,7 @@ async fn main() {
     let work = std::path::PathBuf::from(env("PG2QDRANT_TEST_WORK")).join("bench_kafka");
     std::fs::create_dir_all(&work).unwrap();
     let qdrant_pid = pid_of("qdrant/qdrant.pid");
-    let broker_pid = pid_of("kafka/tansu.pid");
+    let broker_pid = pid_of("kafka/kafka.pid");
     let q = docs::qdrant(&qurl);
     let run_id = std::process::id();
     let prefix = format!("benchk{run_id}");

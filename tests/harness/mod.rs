@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
+mod kafka;
+pub use kafka::PrivateKafka;
+
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(

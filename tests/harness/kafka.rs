@@ -1,0 +1,164 @@
+//! Private Apache Kafka brokers for the tests that stop one: a single node, or a 3-node cluster
+//! (each node broker and controller, replication factor 3, `min.insync.replicas` 2), started
+//! by `scripts/kafka/broker.sh` (`PG2QDRANT_TEST_KAFKA_BIN`) with data under the test's work dir.
+
+use super::{env, free_port, wait_for, work_dir, WAIT};
+use std::path::PathBuf;
+
+struct Node {
+    dir: PathBuf,
+    id: usize,
+    port: u16,
+    controller: u16,
+    child: Option<std::process::Child>,
+}
+
+pub struct PrivateKafka {
+    nodes: Vec<Node>,
+    voters: String,
+    /// Properties every node gets on top of the launcher's (SASL/TLS listeners).
+    extra: Vec<String>,
+    /// SCRAM credentials created when the nodes' storage is formatted.
+    scram: Option<String>,
+}
+
+impl PrivateKafka {
+    /// One node.
+    pub async fn start(name: &str) -> Self {
+        Self::start_with(name, 1, Vec::new(), None).await
+    }
+
+    /// `n` nodes in one cluster.
+    pub async fn start_cluster(name: &str, n: usize) -> Self {
+        Self::start_with(name, n, Vec::new(), None).await
+    }
+
+    /// One node with extra properties, and SCRAM credentials formatted in.
+    pub async fn start_with(
+        name: &str,
+        n: usize,
+        extra: Vec<String>,
+        scram: Option<String>,
+    ) -> Self {
+        let nodes: Vec<Node> = (1..=n)
+            .map(|id| Node {
+                dir: work_dir(name).join(format!("kafka-{id}")),
+                id,
+                port: free_port(),
+                controller: free_port(),
+                child: None,
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut k = Self {
+            nodes,
+            voters,
+            extra,
+            scram,
+        };
+        // A cluster's nodes wait for each other's controllers: start them all, then wait.
+        for i in 0..k.nodes.len() {
+            k.spawn(i);
+        }
+        for i in 0..k.nodes.len() {
+            k.wait_listening(i).await;
+        }
+        k
+    }
+
+    /// The bootstrap list of every node.
+    pub fn brokers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Port `i`'s node listens on (the `PLAINTEXT` listener).
+    pub fn port(&self, i: usize) -> u16 {
+        self.nodes[i].port
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        std::fs::create_dir_all(&node.dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("kafka.log"))
+            .unwrap();
+        let mut command = std::process::Command::new(env("PG2QDRANT_TEST_KAFKA_BIN"));
+        command
+            .arg(&node.dir)
+            .arg(node.id.to_string())
+            .arg(node.port.to_string())
+            .arg(node.controller.to_string())
+            .arg(&self.voters)
+            .args(
+                self.extra
+                    .iter()
+                    .map(|p| p.replace("{node}", &node.id.to_string())),
+            );
+        if let Some(scram) = &self.scram {
+            command.env("KAFKA_SCRAM", scram);
+        }
+        let child = command
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.nodes[i].child = Some(child);
+    }
+
+    async fn wait_listening(&self, i: usize) {
+        let port = self.nodes[i].port;
+        wait_for("private Kafka node listening", WAIT, || async move {
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+    }
+
+    /// SIGKILL of node `i` (its data stays).
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Node `i` started again on its data and ports.
+    pub async fn restart_node(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_listening(i).await;
+    }
+
+    /// SIGKILL of every node.
+    pub fn kill(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill_node(i);
+        }
+    }
+
+    /// Every node started again.
+    pub async fn restart(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.spawn(i);
+        }
+        for i in 0..self.nodes.len() {
+            self.wait_listening(i).await;
+        }
+    }
+}
+
+impl Drop for PrivateKafka {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
