@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-const DOCS: &str = "CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[]);";
+pub(crate) const DOCS: &str =
+    "CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[]);";
 const PARTITIONS: i32 = 3;
 
 fn brokers() -> String {
@@ -23,22 +24,22 @@ fn brokers() -> String {
 
 /// Topic and group names of one test in this run: the suite runs twice against one broker
 /// (binary, then text), so each run gets its own.
-fn prefix(db: &TestDb) -> String {
+pub(crate) fn prefix(db: &TestDb) -> String {
     format!("{}_{}", db.name, std::process::id())
 }
 
-fn topic(db: &TestDb) -> String {
+pub(crate) fn topic(db: &TestDb) -> String {
     format!("{}.public.docs", prefix(db))
 }
 
 /// The test's config text: `docs` into the test's collection, plus `[kafka]` with the test's
 /// own topics, group and dead-letter topic.
-fn kafka_text(db: &TestDb, brokers: &str, direct: bool) -> String {
+pub(crate) fn kafka_text(db: &TestDb, brokers: &str, direct: bool) -> String {
     kafka_text_for(db, &table("docs", &db.name, 3, ""), brokers, direct)
 }
 
 /// [`kafka_text`] with these `[[tables]]` (and embedders).
-fn kafka_text_for(db: &TestDb, tables: &str, brokers: &str, direct: bool) -> String {
+pub(crate) fn kafka_text_for(db: &TestDb, tables: &str, brokers: &str, direct: bool) -> String {
     let mut text = db.config_text(tables, &qdrant_url());
     if !direct {
         text = text.replace("[qdrant]\n", "[qdrant]\ndirect = false\n");
@@ -86,24 +87,24 @@ async fn wait_collection(db: &TestDb) {
 
 /// No copy of the (empty) table: one still running when the test's rows arrive would publish
 /// them as reads too (correct, and a TRUNCATE restarts it), which blurs exact message counts.
-fn streamed_only(cfg: &mut Config) {
+pub(crate) fn streamed_only(cfg: &mut Config) {
     cfg.source.snapshot = pg2qdrant::config::SnapshotMode::Never;
 }
 
 /// An applier running in this process.
-struct Applier {
+pub(crate) struct Applier {
     token: CancellationToken,
     handle: tokio::task::JoinHandle<Result<(), pg2qdrant::Error>>,
 }
 
-fn apply(cfg: Config) -> Applier {
+pub(crate) fn apply(cfg: Config) -> Applier {
     let token = CancellationToken::new();
     let handle = tokio::spawn(pg2qdrant::apply::run(cfg, token.clone()));
     Applier { token, handle }
 }
 
 impl Applier {
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.token.cancel();
         tokio::time::timeout(Duration::from_secs(30), self.handle)
             .await
@@ -114,11 +115,11 @@ impl Applier {
 }
 
 /// An applier as its own process (so it can be SIGKILLed).
-fn apply_process(config: &std::path::Path, log: &str) -> Process {
+pub(crate) fn apply_process(config: &std::path::Path, log: &str) -> Process {
     Process::start("apply", config, log)
 }
 
-fn client(brokers: &str) -> ClientConfig {
+pub(crate) fn client(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
     c
@@ -126,7 +127,7 @@ fn client(brokers: &str) -> ClientConfig {
 
 /// Every message of `topic` (all partitions, from the start) once `n` arrived or nothing more
 /// came for 3 s.
-async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<OwnedMessage> {
+pub(crate) async fn read_topic(brokers: &str, topic: &str, n: usize) -> Vec<OwnedMessage> {
     let brokers = brokers.to_owned();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -221,7 +222,7 @@ async fn assert_nothing_dead_lettered(addr: &str, topic: &str) {
 
 /// Waits until the test's group committed every partition of its topic to the partition's end:
 /// every event is applied and durable (an applier commits an offset only after its writes).
-async fn wait_group_caught_up(db: &TestDb) {
+pub(crate) async fn wait_group_caught_up(db: &TestDb) {
     let (brokers, topic, group) = (brokers(), topic(db), prefix(db));
     wait_for("the group committed every event", WAIT, || {
         let (brokers, topic, group) = (brokers.clone(), topic.clone(), group.clone());
@@ -261,7 +262,7 @@ async fn wait_group_caught_up(db: &TestDb) {
 }
 
 /// Waits until every row's point holds the row's title (and no other point exists).
-async fn wait_equal(db: &TestDb) {
+pub(crate) async fn wait_equal(db: &TestDb) {
     wait_for("Qdrant equal to PostgreSQL", WAIT, || async {
         let rows: BTreeMap<String, serde_json::Value> = db
             .client
@@ -277,7 +278,7 @@ async fn wait_equal(db: &TestDb) {
 }
 
 /// Waits until the slot acknowledged everything written so far (in publish mode: delivered).
-async fn wait_published(db: &TestDb) {
+pub(crate) async fn wait_published(db: &TestDb) {
     let lsn = db.current_lsn_u64().await;
     wait_for("the slot acknowledged every change", WAIT, || async {
         (db.confirmed_u64().await >= lsn).then_some(())

@@ -11,6 +11,7 @@ mod filter;
 mod format;
 mod hybrid;
 mod kafka;
+mod kafka_cluster;
 mod layers;
 mod operate;
 mod pgvector;

@@ -24,8 +24,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 fn base(cfg: &KafkaConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
-    // librdkafka's own lines (warnings and worse) go to our log through `Logs`.
-    c.set("log_level", "4");
+    // librdkafka's own lines (warnings and worse) go to our log through `Logs`. (The level is
+    // the config's field, not the `log_level` property: rdkafka sets it on the client after
+    // the properties, from the `log` crate's level when not told, which is "errors only".)
+    c.set_log_level(RDKafkaLogLevel::Warning);
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }
@@ -42,8 +44,20 @@ pub(super) fn refused(e: rdkafka::error::KafkaError) -> Error {
 
 /// Our clients' context: librdkafka's log lines become our log lines (structured, JSON with
 /// `log.format = "json"`), target `librdkafka`. librdkafka never prints secret properties.
-/// The publisher's producer context as well (its delivery reports: `delivery.rs`).
-pub struct Logs;
+/// The publisher's producer context as well (its delivery reports: `delivery.rs`). It keeps the
+/// last client-level error, which says why a request failed when the request's own error does
+/// not (a refused SASL password surfaces as a metadata timeout).
+#[derive(Default)]
+pub struct Logs {
+    last_error: std::sync::Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl Logs {
+    /// The last client-level error librdkafka reported (its code and reason), if any.
+    pub fn last_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.last_error.lock().expect("last error lock").clone()
+    }
+}
 
 fn forward(level: RDKafkaLogLevel, facility: &str, message: &str) {
     match level {
@@ -65,8 +79,16 @@ impl rdkafka::ClientContext for Logs {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         forward(level, fac, log_message);
     }
+    /// "All brokers down" follows the error that says why (a refused password, TLS, no route):
+    /// that one is kept.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         client_error(&error, reason);
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) | None => {}
+            Some(code) => {
+                *self.last_error.lock().expect("last error lock") = Some((code, reason.to_owned()))
+            }
+        }
     }
 }
 
@@ -81,7 +103,7 @@ pub type Producer = FutureProducer<Logs>;
 
 pub fn producer(cfg: &KafkaConfig) -> Result<Producer, Error> {
     producer_config(cfg)
-        .create_with_context(Logs)
+        .create_with_context(Logs::default())
         .map_err(refused)
 }
 
@@ -184,7 +206,22 @@ pub fn consumer(cfg: &KafkaConfig) -> Result<GroupConsumer, Error> {
 }
 
 fn admin(cfg: &KafkaConfig) -> Result<AdminClient<Logs>, Error> {
-    base(cfg).create_with_context(Logs).map_err(refused)
+    base(cfg)
+        .create_with_context(Logs::default())
+        .map_err(refused)
+}
+
+/// A client for metadata requests: a producer's, because polling it delivers the client-level
+/// errors (a refused password, a failed TLS handshake) that say why a request failed; the admin
+/// client's are never polled.
+type MetadataClient = Arc<rdkafka::producer::BaseProducer<Logs>>;
+
+fn metadata_client(cfg: &KafkaConfig) -> Result<MetadataClient, Error> {
+    Ok(Arc::new(
+        base(cfg)
+            .create_with_context(Logs::default())
+            .map_err(refused)?,
+    ))
 }
 
 /// Partition counts of `topics` that exist (a metadata request).
@@ -192,20 +229,44 @@ pub async fn partitions(
     cfg: &KafkaConfig,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {
-    read_partitions(&Arc::new(admin(cfg)?), topics).await
+    read_partitions(&metadata_client(cfg)?, topics).await
 }
 
-/// [`partitions`] through an admin client of the caller's.
+/// [`partitions`] through a client of the caller's. A failure says why, from the client's own
+/// errors: credentials the brokers refuse are a config error naming the fix (there is nothing
+/// to wait for at start; a refusal while running fails a delivery instead, retried as an
+/// outage), anything else keeps the request's error with the client's last one beside it.
 async fn read_partitions(
-    admin: &Arc<AdminClient<Logs>>,
+    client: &MetadataClient,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {
-    let admin = admin.clone();
-    counts(
-        move || admin.inner().fetch_metadata(None, REQUEST_TIMEOUT),
+    use rdkafka::producer::Producer as _;
+    let fetching = client.clone();
+    let read = counts(
+        move || fetching.client().fetch_metadata(None, REQUEST_TIMEOUT),
         topics,
     )
-    .await
+    .await;
+    let Err(Error::Kafka { context, source }) = read else {
+        return read;
+    };
+    // Every queued event is handled within this (the client is idle by now).
+    client.poll(Duration::from_millis(100));
+    match client.client().context().last_error() {
+        Some((RDKafkaErrorCode::Authentication, why)) => Err(Error::config(
+            "kafka.properties",
+            format!(
+                "the brokers refused the client's credentials ({why}): fix sasl.username and \
+                 sasl.password (the password from PG2QDRANT__KAFKA__PROPERTIES__SASL_PASSWORD), \
+                 or sasl.mechanism"
+            ),
+        )),
+        Some((_, why)) => Err(Error::Kafka {
+            context: format!("{context} (the client's last error: {why})"),
+            source,
+        }),
+        None => Err(Error::Kafka { context, source }),
+    }
 }
 
 /// Partition counts of `topics` in the metadata `fetch` reads (blocking, run off the runtime).
@@ -258,8 +319,8 @@ pub async fn ensure_topics(
     cfg: &KafkaConfig,
     topics: &[String],
 ) -> Result<HashMap<String, i32>, Error> {
-    let admin = Arc::new(admin(cfg)?);
-    let existing = read_partitions(&admin, topics).await?;
+    let client = metadata_client(cfg)?;
+    let existing = read_partitions(&client, topics).await?;
     let missing: Vec<&String> = topics
         .iter()
         .filter(|t| !existing.contains_key(*t))
@@ -276,7 +337,7 @@ pub async fn ensure_topics(
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
-        let results = admin
+        let results = admin(cfg)?
             .create_topics(&new, &opts)
             .await
             .map_err(Error::kafka("creating topics"))?;
@@ -299,7 +360,7 @@ pub async fn ensure_topics(
     }
     // Read back: a topic created by someone else keeps its own partition count.
     for _ in 0..20 {
-        let now = read_partitions(&admin, topics).await?;
+        let now = read_partitions(&client, topics).await?;
         if topics.iter().all(|t| now.get(t).is_some_and(|n| *n > 0)) {
             return Ok(now);
         }

@@ -146,7 +146,7 @@ pub type BatchProducer = ThreadedProducer<Logs>;
 
 pub fn batch_producer(cfg: &KafkaConfig) -> Result<Arc<BatchProducer>, Error> {
     producer_config(cfg)
-        .create_with_context(Logs)
+        .create_with_context(Logs::default())
         .map(Arc::new)
         .map_err(refused)
 }

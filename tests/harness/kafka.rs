@@ -2,7 +2,7 @@
 //! (each node broker and controller, replication factor 3, `min.insync.replicas` 2), started
 //! by `scripts/kafka/broker.sh` (`PG2QDRANT_TEST_KAFKA_BIN`) with data under the test's work dir.
 
-use super::{env, free_port, wait_for, work_dir, WAIT};
+use super::{env, free_port, work_dir, WAIT};
 use std::path::PathBuf;
 
 struct Node {
@@ -16,7 +16,8 @@ struct Node {
 pub struct PrivateKafka {
     nodes: Vec<Node>,
     voters: String,
-    /// Properties every node gets on top of the launcher's (SASL/TLS listeners).
+    /// Properties every node gets on top of the launcher's (SASL/TLS listeners); `{node}`,
+    /// `{port}` and `{controller}` stand for the node's id and ports.
     extra: Vec<String>,
     /// SCRAM credentials created when the nodes' storage is formatted.
     scram: Option<String>,
@@ -33,7 +34,7 @@ impl PrivateKafka {
         Self::start_with(name, n, Vec::new(), None).await
     }
 
-    /// One node with extra properties, and SCRAM credentials formatted in.
+    /// `n` nodes with extra properties, and SCRAM credentials formatted in.
     pub async fn start_with(
         name: &str,
         n: usize,
@@ -99,11 +100,11 @@ impl PrivateKafka {
             .arg(node.port.to_string())
             .arg(node.controller.to_string())
             .arg(&self.voters)
-            .args(
-                self.extra
-                    .iter()
-                    .map(|p| p.replace("{node}", &node.id.to_string())),
-            );
+            .args(self.extra.iter().map(|p| {
+                p.replace("{node}", &node.id.to_string())
+                    .replace("{port}", &node.port.to_string())
+                    .replace("{controller}", &node.controller.to_string())
+            }));
         if let Some(scram) = &self.scram {
             command.env("KAFKA_SCRAM", scram);
         }
@@ -115,14 +116,26 @@ impl PrivateKafka {
         self.nodes[i].child = Some(child);
     }
 
-    async fn wait_listening(&self, i: usize) {
-        let port = self.nodes[i].port;
-        wait_for("private Kafka node listening", WAIT, || async move {
-            std::net::TcpStream::connect(("127.0.0.1", port))
-                .ok()
-                .map(|_| ())
-        })
-        .await;
+    async fn wait_listening(&mut self, i: usize) {
+        let deadline = std::time::Instant::now() + WAIT;
+        let node = &mut self.nodes[i];
+        while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+            let exited = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || std::time::Instant::now() > deadline {
+                let log = std::fs::read_to_string(node.dir.join("kafka.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "Kafka node {} not listening on {} ({exited:?}); its log ends:\n{}",
+                    node.id,
+                    node.port,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// SIGKILL of node `i` (its data stays).
