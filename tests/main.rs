@@ -15,6 +15,7 @@ mod kafka_cluster;
 mod layers;
 mod operate;
 mod pgvector;
+mod qdrant_cluster;
 mod rebuild;
 mod recovery;
 mod sharding;

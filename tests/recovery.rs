@@ -37,6 +37,16 @@ pub async fn assert_mirrored(db: &TestDb, collection: &str) {
 }
 
 pub async fn assert_mirrored_at(db: &TestDb, collection: &str, q: &qdrant_client::Qdrant) {
+    assert_mirrored_read(db, collection, q, None).await
+}
+
+/// [`assert_mirrored_at`], reading with `consistency` (one replica when `None`).
+pub async fn assert_mirrored_read(
+    db: &TestDb,
+    collection: &str,
+    q: &qdrant_client::Qdrant,
+    consistency: Option<qdrant_client::qdrant::ReadConsistencyType>,
+) {
     let rows = db
         .client
         .query("SELECT id, title, n, v FROM docs", &[])
@@ -52,7 +62,7 @@ pub async fn assert_mirrored_at(db: &TestDb, collection: &str, q: &qdrant_client
         })
         .collect();
     wait_ok("every point equal to its row", WAIT, || async {
-        let points = all_points_at(q, collection).await;
+        let points = all_points_read(q, collection, consistency).await;
         if points.len() != expected.len() {
             return Err(format!("{} points, {} rows", points.len(), expected.len()));
         }

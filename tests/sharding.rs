@@ -16,17 +16,18 @@ fn session(n: u32) -> String {
 }
 
 /// Every point of each shard key: id → [(key it is in, its session_id, its content)]. Scrolled
-/// key by key: a scroll across keys shows one point per id, and would hide a duplicate.
+/// key by key: a scroll across keys shows one point per id, and would hide a duplicate. `None`
+/// while a key is not readable yet (on a cluster, a new key's shards are still being placed).
 async fn points_by_key(
     q: &Qdrant,
     collection: &str,
-) -> BTreeMap<u64, Vec<(String, String, String)>> {
+) -> Option<BTreeMap<u64, Vec<(String, String, String)>>> {
     let keys = q
         .list_shard_keys(ListShardKeysRequest {
             collection_name: collection.to_owned(),
         })
         .await
-        .unwrap();
+        .ok()?;
     let mut out: BTreeMap<u64, Vec<_>> = BTreeMap::new();
     for key in keys.shard_keys.into_iter().filter_map(|d| d.key) {
         let Some(Key::Keyword(name)) = key.key.clone() else {
@@ -44,7 +45,7 @@ async fn points_by_key(
                     .with_vectors(false),
             )
             .await
-            .unwrap();
+            .ok()?;
         for p in page.result {
             let Some(qdrant_client::qdrant::point_id::PointIdOptions::Num(id)) =
                 p.id.and_then(|i| i.point_id_options)
@@ -58,7 +59,7 @@ async fn points_by_key(
                 .push((name.clone(), text("session_id"), text("content")));
         }
     }
-    out
+    Some(out)
 }
 
 /// The rows as they should be stored: id → [(shard key = session, session, content)].
@@ -85,6 +86,28 @@ async fn rows(db: &TestDb) -> BTreeMap<u64, Vec<(String, String, String)>> {
 async fn rows_sharded_by_session_live_in_their_session_key_and_move_with_it() {
     let db = TestDb::new("t_sharding", MSGS).await;
     let q = PrivateQdrant::start_cluster("t_sharding").await;
+    sharded_by_session(db, &q, "shard_number = 1").await;
+}
+
+/// Seed 004's plan for 10 M messages: custom sharding by session on a 3-node cluster, each
+/// session key's shard on two nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_3_node_cluster_rows_sharded_by_session_live_in_their_key_on_two_replicas() {
+    // The database first: its set-up empties the test's work dir, where the nodes keep their data.
+    let db = TestDb::new("t_sharding_3", MSGS).await;
+    let nodes = PrivateQdrant::start_nodes("t_sharding_3", 3).await;
+    sharded_by_session(
+        db,
+        &nodes[0],
+        "shard_number = 1, replication_factor = 2, write_consistency_factor = 1",
+    )
+    .await;
+}
+
+/// Rows of `msgs` copied and streamed into a collection sharded by `session_id` on `q`, with
+/// these `collection_config` settings beside the sharding.
+async fn sharded_by_session(db: TestDb, q: &PrivateQdrant, settings: &str) {
+    let name = db.name.as_str();
     // Copied rows: sessions 1..=3.
     db.exec(&format!(
         "INSERT INTO msgs SELECT g, ('{{00000000-0000-0000-0000-00000000000' || (g % 3 + 1) || '}}')::uuid, 'copied ' || g, '{{1,0,0}}' FROM generate_series(1, 30) g"
@@ -93,9 +116,9 @@ async fn rows_sharded_by_session_live_in_their_session_key_and_move_with_it() {
     let text = db.config_text(
         &table(
             "msgs",
-            "t_sharding",
+            name,
             3,
-            "collection_config = { shard_number = 1, sharding = { key = \"session_id\" } }",
+            &format!("collection_config = {{ {settings}, sharding = {{ key = \"session_id\" }} }}"),
         ),
         &q.url(),
     );
@@ -104,7 +127,7 @@ async fn rows_sharded_by_session_live_in_their_session_key_and_move_with_it() {
     let run = db.start(cfg).await;
     let copied = rows(&db).await;
     wait_for("the copied rows in their keys", WAIT, || async {
-        (points_by_key(&q.client(), "t_sharding").await == copied).then_some(())
+        (points_by_key(&q.client(), name).await.as_ref() == Some(&copied)).then_some(())
     })
     .await;
 
@@ -136,7 +159,7 @@ async fn rows_sharded_by_session_live_in_their_session_key_and_move_with_it() {
     let expected = rows(&db).await;
     assert_eq!(expected.len(), 38);
     let got = wait_for("every row in its session's key, once", WAIT, || async {
-        let got = points_by_key(&q.client(), "t_sharding").await;
+        let got = points_by_key(&q.client(), name).await?;
         (got == expected).then_some(got)
     })
     .await;

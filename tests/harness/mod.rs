@@ -428,6 +428,15 @@ pub async fn all_points(collection: &str) -> Vec<(String, Stored)> {
 }
 
 pub async fn all_points_at(q: &Qdrant, collection: &str) -> Vec<(String, Stored)> {
+    all_points_read(q, collection, None).await
+}
+
+/// [`all_points_at`] read with `consistency` (Qdrant's default, one replica, when `None`).
+pub async fn all_points_read(
+    q: &Qdrant,
+    collection: &str,
+    consistency: Option<qdrant_client::qdrant::ReadConsistencyType>,
+) -> Vec<(String, Stored)> {
     let mut out = Vec::new();
     let mut offset: Option<PointId> = None;
     loop {
@@ -435,6 +444,11 @@ pub async fn all_points_at(q: &Qdrant, collection: &str) -> Vec<(String, Stored)
             .limit(1000)
             .with_payload(true)
             .with_vectors(true);
+        if let Some(c) = consistency {
+            b = b.read_consistency(qdrant_client::qdrant::read_consistency::Value::Type(
+                c as i32,
+            ));
+        }
         if let Some(o) = offset.take() {
             b = b.offset(o);
         }
@@ -489,6 +503,8 @@ pub struct PrivateQdrant {
     pub grpc: u16,
     /// Cluster mode's peer-to-peer port (a one-node cluster: custom sharding needs it).
     p2p: Option<u16>,
+    /// The peer-to-peer port of the cluster's first node, for the others (`--bootstrap`).
+    bootstrap: Option<u16>,
     /// The API key the server demands from its next (re)start on (`None`: none).
     pub api_key: Option<String>,
     child: Option<std::process::Child>,
@@ -514,16 +530,39 @@ impl PrivateQdrant {
     }
 
     async fn start_with(name: &str, p2p: Option<u16>) -> Self {
-        let mut q = Self {
-            dir: work_dir(name).join("qdrant"),
+        let mut q = Self::node(work_dir(name).join("qdrant"), p2p, None);
+        q.restart().await;
+        q
+    }
+
+    fn node(dir: PathBuf, p2p: Option<u16>, bootstrap: Option<u16>) -> Self {
+        Self {
+            dir,
             http: free_port(),
             grpc: free_port(),
             p2p,
+            bootstrap,
             api_key: None,
             child: None,
-        };
-        q.restart().await;
-        q
+        }
+    }
+
+    /// A cluster of `n` nodes (the first bootstraps the others), each with its own storage
+    /// under the test's work dir; node 0 is the one clients are given.
+    pub async fn start_nodes(name: &str, n: usize) -> Vec<Self> {
+        let first_p2p = free_port();
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let dir = work_dir(name).join(format!("qdrant-{i}"));
+            let mut q = if i == 0 {
+                Self::node(dir, Some(first_p2p), None)
+            } else {
+                Self::node(dir, Some(free_port()), Some(first_p2p))
+            };
+            q.restart().await;
+            nodes.push(q);
+        }
+        nodes
     }
 
     pub fn url(&self) -> String {
@@ -542,6 +581,9 @@ impl PrivateQdrant {
         let log = std::fs::File::create(self.dir.with_extension("log")).unwrap();
         std::fs::create_dir_all(&self.dir).unwrap();
         let mut command = std::process::Command::new(env("PG2QDRANT_TEST_QDRANT_BIN"));
+        if let Some(first) = self.bootstrap {
+            command.args(["--bootstrap", &format!("http://127.0.0.1:{first}")]);
+        }
         if let Some(p2p) = self.p2p {
             command
                 .args(["--uri", &format!("http://127.0.0.1:{p2p}")])
