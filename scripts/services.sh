@@ -170,12 +170,15 @@ export KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
 KAFKA_BROKER="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka/broker.sh"
 
 install_kafka() {
+  # Kafka 4 runs on Java 17 or newer.
+  local major
+  major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+  [ "${major:-0}" -ge 17 ] 2>/dev/null || apt_install --no-install-recommends openjdk-17-jre-headless
   if [ -f "$KAFKA_LIBS/kafka_2.13-$KAFKA_VERSION.jar" ]; then return; fi
-  command -v java >/dev/null || apt_install --no-install-recommends openjdk-17-jre-headless
   command -v mvn >/dev/null || apt_install --no-install-recommends maven
   log "fetching Apache Kafka $KAFKA_VERSION's jars from Maven Central"
   local started=$SECONDS
-  rm -rf "$KAFKA_LIBS.part"
+  rm -rf "$KAFKA_LIBS.part" "$KAFKA_LIBS"
   mvn -q -B -f "$(dirname "$KAFKA_BROKER")/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.part" >&2
   mv "$KAFKA_LIBS.part" "$KAFKA_LIBS"
@@ -296,15 +299,23 @@ stop_services() {
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
   done
-  # And anything else still running from the work dir (a test's private cluster, say).
-  STOPPED_PIDS="$pids $(pgrep -f -- "$WORK/" || true)"
+  # And anything else still running from the work dir (a test's private cluster, say, left by
+  # a failed test): killed, and recorded so services_left can tell whether it ended.
+  STRAY_PIDS=$(pgrep -f -- "$WORK/" || true)
+  if [ -n "$STRAY_PIDS" ]; then
+    log "killing processes a test left running in $WORK: $(echo $STRAY_PIDS)"
+    kill -KILL $STRAY_PIDS 2>/dev/null || true
+  fi
+  STOPPED_PIDS="$pids"
   rm -rf "$WORK"
 }
 
-# services_left: the service processes of the last stop_services still alive (none: prints nothing).
+# services_left: the service processes of the last stop_services still alive, and those a test
+# left running that it had to kill (none: prints nothing).
 services_left() {
   local pid
   for pid in ${STOPPED_PIDS:-}; do kill -0 "$pid" 2>/dev/null && echo "$pid"; done
+  for pid in ${STRAY_PIDS:-}; do echo "$pid"; done
   return 0
 }
 
@@ -332,6 +343,5 @@ start_services() {
     start_kafka "$WORK/kafka" "$kafka_port"
     export PG2QDRANT_TEST_KAFKA="127.0.0.1:$kafka_port"
     export PG2QDRANT_TEST_KAFKA_BIN="$KAFKA_BROKER"
-    export PG2QDRANT_TEST_KAFKA_DIR="$WORK/kafka"
   fi
 }

@@ -8,17 +8,21 @@ use crate::kafka::{
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
-/// Inserts 1..=n rows in batches of 20, updating earlier rows as it goes (the last update of a
-/// row decides its title, so per-key order shows in the end state).
+/// Inserts rows in batches of 20, updating earlier rows as it goes (the last update of a row
+/// decides its title, so per-key order shows in the end state) and deleting some (a point left
+/// behind would show).
 async fn writes(url: String, batches: i64) {
     let c = connect(&url).await;
     for batch in 0..batches {
         c.batch_execute(&format!(
             "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g;
-             UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {}",
+             UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {};
+             DELETE FROM docs WHERE id % 31 = {} AND id <= {}",
             batch * 20 + 1,
             batch * 20 + 20,
             batch % 29,
+            batch * 20,
+            batch % 31,
             batch * 20
         ))
         .await
@@ -49,19 +53,26 @@ async fn a_broker_of_three_sigkilled_under_load_loses_nothing_and_keeps_key_orde
     let mut cfg = pg2qdrant::config::load(&path).unwrap();
     streamed_only(&mut cfg);
     let run = db.start(cfg).await;
-    let _a = apply_process(&path, "applier-a.log");
-    let _b = apply_process(&path, "applier-b.log");
-    let load = tokio::spawn(writes(db.url.clone(), 60));
+    let mut a = apply_process(&path, "applier-a.log");
+    let mut b = apply_process(&path, "applier-b.log");
+    let load = tokio::spawn(writes(db.url.clone(), 150));
     wait_for("changes being applied", WAIT, || async {
-        (count(&db.name).await >= 200).then_some(())
+        (count(&db.name).await >= 100).then_some(())
     })
     .await;
     // The first broker: the one every client bootstraps from, and a leader of some partitions.
+    assert!(!load.is_finished(), "the broker dies mid-load");
     kafka.kill_node(0);
     load.await.unwrap();
     wait_acknowledged(&db).await;
     wait_equal(&db).await;
-    assert_eq!(count(&db.name).await, 1200);
+    let rows: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(rows > 300, "{rows} rows");
     let (code, report) = crate::verify::verify(&path, &[]);
     assert_eq!(code, 0, "{report}");
     // The broker comes back and catches up; the stream goes on through it.
@@ -70,6 +81,12 @@ async fn a_broker_of_three_sigkilled_under_load_loses_nothing_and_keeps_key_orde
         .await;
     wait_acknowledged(&db).await;
     wait_equal(&db).await;
+    for (name, applier) in [("a", &mut a), ("b", &mut b)] {
+        assert!(
+            applier.0.try_wait().unwrap().is_none(),
+            "applier {name} ran through the loss"
+        );
+    }
     run.stop().await;
 }
 

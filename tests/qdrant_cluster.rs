@@ -9,6 +9,26 @@ use crate::recovery::{assert_mirrored_read, load, DIM, LOAD};
 use qdrant_client::qdrant::{CollectionClusterInfoRequest, ReadConsistencyType, ReplicaState};
 use std::time::Duration;
 
+/// Inserts 2 000 rows from `first` in 80 transactions 50 ms apart, each also updating and
+/// deleting earlier rows: a load that lasts a few seconds, so a node can die in the middle.
+async fn paced_load(url: String, first: i64) {
+    let c = connect(&url).await;
+    for t in 0..80i64 {
+        let lo = first + t * 25;
+        c.batch_execute(&format!(
+            "INSERT INTO docs SELECT g, 'row ' || g, g % 1000, array_fill((g % 97)::real, ARRAY[{DIM}]) FROM generate_series({lo}, {hi}) g;
+             UPDATE docs SET title = title || ' u', v[1] = {t} WHERE id % 13 = {m13} AND id < {lo};
+             DELETE FROM docs WHERE id % 37 = {m37} AND id < {lo};",
+            hi = lo + 24,
+            m13 = t % 13,
+            m37 = t % 37,
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Whether every replica of every shard of `collection` is active, as node `q` sees them.
 async fn replicas_active(q: &qdrant_client::Qdrant, collection: &str) -> Option<()> {
     let info = q
@@ -33,19 +53,38 @@ async fn node_lost_under_the_writer(name: &str, write_consistency_factor: u32) {
     let collection = format!(
         "collection_config = {{ shard_number = 6, replication_factor = 2, write_consistency_factor = {write_consistency_factor} }}"
     );
-    let cfg = pg2qdrant::config::parse(&db.config_text(
+    let mut cfg = pg2qdrant::config::parse(&db.config_text(
         &table("docs", name, DIM as u64, &collection),
         &nodes[0].url(),
     ))
     .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    cfg.metrics.addr = addr.clone();
     let run = db.start(cfg).await;
     let q = nodes[0].client();
     load(db.url.clone(), 1, 1_000, 50).await;
     assert_mirrored_read(&db, name, &q, Some(ReadConsistencyType::All)).await;
     wait_for("every replica active", WAIT, || replicas_active(&q, name)).await;
-    // The third node (clients talk to the first) dies with 4 of the 12 replicas.
+    let third = nodes[2].client();
+    let local = third
+        .collection_cluster_info(CollectionClusterInfoRequest {
+            collection_name: name.into(),
+        })
+        .await
+        .unwrap()
+        .local_shards
+        .len();
+    assert!(local > 0, "the third node holds replicas");
+    // The third node (clients talk to the first) dies with its replicas, mid-load.
+    let during = tokio::spawn(paced_load(db.url.clone(), 1_001));
+    let start = db.confirmed_u64().await;
+    wait_for("the load under way", WAIT, || async {
+        (db.confirmed_u64().await > start).then_some(())
+    })
+    .await;
     nodes[2].kill();
-    load(db.url.clone(), 1_001, 3_000, 50).await;
+    assert!(!during.is_finished(), "the node died mid-load");
+    during.await.unwrap();
     let end_of_load = db.insert_lsn_u64().await;
     if write_consistency_factor == 1 {
         // One live replica of each shard is enough: the writer goes on through the loss.
@@ -54,8 +93,11 @@ async fn node_lost_under_the_writer(name: &str, write_consistency_factor: u32) {
         })
         .await;
     } else {
-        // Writes to a shard whose other replica is dead fail (and are retried): the slot holds.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Writes to a shard whose other replica is dead fail (and are retried): the writer says
+        // Qdrant is down, and the slot holds.
+        let body = wait_readyz(&addr, 503, "readyz 503 while writes fail").await;
+        assert!(body.contains("qdrant"), "{body}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(
             db.confirmed_u64().await < end_of_load,
             "the slot holds while writes cannot reach two replicas"
@@ -67,9 +109,13 @@ async fn node_lost_under_the_writer(name: &str, write_consistency_factor: u32) {
     })
     .await;
     assert_mirrored_read(&db, name, &q, Some(ReadConsistencyType::All)).await;
-    // Reads of one replica each (Qdrant picks them) see the same: no ghost left on either copy.
-    for _ in 0..3 {
-        assert_mirrored_read(&db, name, &q, None).await;
+    // Each node reads its own replica of the shards it holds: read through every node, every
+    // replica is read once, and a ghost left on either copy shows.
+    for node in &nodes {
+        assert_mirrored_read(&db, name, &node.client(), None).await;
+    }
+    if write_consistency_factor == 2 {
+        wait_readyz(&addr, 200, "ready again").await;
     }
     run.stop().await;
 }

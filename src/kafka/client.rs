@@ -49,13 +49,21 @@ pub(super) fn refused(e: rdkafka::error::KafkaError) -> Error {
 /// not (a refused SASL password surfaces as a metadata timeout).
 #[derive(Default)]
 pub struct Logs {
-    last_error: std::sync::Mutex<Option<(RDKafkaErrorCode, String)>>,
+    errors: std::sync::Mutex<ClientErrors>,
+}
+
+/// What a client was told went wrong: the last error, and the first refusal of its credentials
+/// (kept: other errors, e.g. another address of the same name refusing the connection, come
+/// between the retries and would hide it).
+#[derive(Debug, Default, Clone)]
+pub struct ClientErrors {
+    pub last: Option<String>,
+    pub credentials_refused: Option<String>,
 }
 
 impl Logs {
-    /// The last client-level error librdkafka reported (its code and reason), if any.
-    pub fn last_error(&self) -> Option<(RDKafkaErrorCode, String)> {
-        self.last_error.lock().expect("last error lock").clone()
+    pub fn errors(&self) -> ClientErrors {
+        self.errors.lock().expect("client errors lock").clone()
     }
 }
 
@@ -83,11 +91,16 @@ impl rdkafka::ClientContext for Logs {
     /// that one is kept.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         client_error(&error, reason);
+        let mut errors = self.errors.lock().expect("client errors lock");
         match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::AllBrokersDown) | None => {}
-            Some(code) => {
-                *self.last_error.lock().expect("last error lock") = Some((code, reason.to_owned()))
+            Some(RDKafkaErrorCode::Authentication) => {
+                errors
+                    .credentials_refused
+                    .get_or_insert_with(|| reason.to_owned());
+                errors.last = Some(reason.to_owned());
             }
+            Some(_) => errors.last = Some(reason.to_owned()),
         }
     }
 }
@@ -252,8 +265,9 @@ async fn read_partitions(
     };
     // Every queued event is handled within this (the client is idle by now).
     client.poll(Duration::from_millis(100));
-    match client.client().context().last_error() {
-        Some((RDKafkaErrorCode::Authentication, why)) => Err(Error::config(
+    let errors = client.client().context().errors();
+    match (errors.credentials_refused, errors.last) {
+        (Some(why), _) => Err(Error::config(
             "kafka.properties",
             format!(
                 "the brokers refused the client's credentials ({why}): fix sasl.username and \
@@ -261,11 +275,11 @@ async fn read_partitions(
                  or sasl.mechanism"
             ),
         )),
-        Some((_, why)) => Err(Error::Kafka {
+        (None, Some(why)) => Err(Error::Kafka {
             context: format!("{context} (the client's last error: {why})"),
             source,
         }),
-        None => Err(Error::Kafka { context, source }),
+        (None, None) => Err(Error::Kafka { context, source }),
     }
 }
 
@@ -370,4 +384,38 @@ pub async fn ensure_topics(
         context: format!("topics {topics:?} do not show in the brokers' metadata after creation"),
         source: rdkafka::error::KafkaError::AdminOp(RDKafkaErrorCode::UnknownTopicOrPartition),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::error::KafkaError;
+    use rdkafka::ClientContext as _;
+
+    #[test]
+    fn a_refused_password_is_kept_through_the_errors_that_follow_it() {
+        let logs = Logs::default();
+        logs.error(
+            KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "SASL authentication error: invalid credentials",
+        );
+        logs.error(
+            KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+            "[::1]:9093: Connection refused",
+        );
+        logs.error(
+            KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
+            "1/1 brokers are down",
+        );
+        let errors = logs.errors();
+        assert_eq!(
+            errors.credentials_refused.as_deref(),
+            Some("SASL authentication error: invalid credentials")
+        );
+        assert_eq!(
+            errors.last.as_deref(),
+            Some("[::1]:9093: Connection refused")
+        );
+        assert!(Logs::default().errors().credentials_refused.is_none());
+    }
 }

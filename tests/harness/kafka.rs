@@ -68,7 +68,34 @@ impl PrivateKafka {
         for i in 0..k.nodes.len() {
             k.wait_listening(i).await;
         }
+        k.wait_registered().await;
         k
+    }
+
+    /// Until the metadata lists every node: a listening node may not have registered with the
+    /// controller yet, and a topic of replication factor 3 cannot be created before it has.
+    async fn wait_registered(&self) {
+        let (brokers, n) = (self.brokers(), self.nodes.len());
+        super::wait_for("every Kafka node registered", WAIT, || {
+            let brokers = brokers.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    use rdkafka::consumer::{BaseConsumer, Consumer};
+                    let c: BaseConsumer = rdkafka::ClientConfig::new()
+                        .set("bootstrap.servers", &brokers)
+                        .create()
+                        .ok()?;
+                    let md = c
+                        .fetch_metadata(None, std::time::Duration::from_secs(5))
+                        .ok()?;
+                    (md.brokers().len() == n).then_some(())
+                })
+                .await
+                .ok()
+                .flatten()
+            }
+        })
+        .await
     }
 
     /// The bootstrap list of every node.
