@@ -44,6 +44,8 @@ use tokio_util::sync::CancellationToken;
 mod cpu;
 #[path = "support/docs.rs"]
 mod docs;
+#[path = "support/qdrant_cluster.rs"]
+mod qdrant_cluster;
 
 use docs::DIM;
 const STREAM: &[&str] = &["pg2qdrant"];
@@ -142,7 +144,7 @@ async fn main() {
         &admin,
         &pg,
         "bench_kafka",
-        &["bench_kafka", "bench_kafka_direct"],
+        &["bench_kafka", "bench_kafka_direct", "bench_kafka_cluster"],
     )
     .await;
     // Batches in flight (`qdrant.parallel`: Qdrant writes and Kafka deliveries alike).
@@ -174,12 +176,23 @@ async fn main() {
         config_of("bench_kafka", collection, group, direct)
     };
     let direct_cfg = config_of("bench_kafka_direct", "bench_kafka_direct", "", true);
-    for slot in ["bench_kafka", "bench_kafka_direct"] {
+    // 7. The direct path into a 3-node Qdrant cluster on this machine: 6 shards of 2 replicas,
+    // a write counted once one replica has it (the README's advice). Its own slot, like 5b.
+    let cluster = qdrant_cluster::Cluster::start(&env("PG2QDRANT_TEST_QDRANT_BIN"), &work, 3);
+    let mut cluster_cfg = config_of("bench_kafka_cluster", "bench_kafka_cluster", "", true);
+    cluster_cfg.qdrant.url = cluster.grpc.clone();
+    for t in &mut cluster_cfg.tables {
+        t.collection_config.shard_number = Some(6);
+        t.collection_config.replication_factor = Some(2);
+        t.collection_config.write_consistency_factor = Some(1);
+    }
+    for slot in ["bench_kafka", "bench_kafka_direct", "bench_kafka_cluster"] {
         let _ = std::fs::remove_file(work.join(format!("cp_{slot}")));
     }
     let publish_cfg = config("bench_kafka_unused", "", false);
     pg2qdrant::setup::prepare(&publish_cfg).await.unwrap();
     pg2qdrant::setup::prepare(&direct_cfg).await.unwrap();
+    pg2qdrant::setup::prepare(&cluster_cfg).await.unwrap();
 
     eprintln!("loading {rows} rows ...");
     docs::load(&db, rows).await;
@@ -394,6 +407,16 @@ async fn main() {
     let (two, two_cpu) = apply_secs_of("bench_kafka_apply2", "a2", 2).await;
     let two_secs = two.secs;
 
+    // 7. The direct path into the 3-node cluster, the nodes' CPU summed.
+    let sampling = sampler(&url, &cluster.pids()).await;
+    let token = CancellationToken::new();
+    let run = tokio::spawn(pg2qdrant::run(cluster_cfg, token.clone()));
+    let clustered = until_every_point(&cluster.http, "bench_kafka_cluster", rows, "cluster").await;
+    let cluster_cpu = sampling.stop().await.less_watching(clustered.watching);
+    token.cancel();
+    run.await.unwrap().unwrap();
+    drop(cluster);
+
     let per_s = |s: f64| rows as f64 / s;
     println!("{decode_alone}");
     println!("\nKafka fan-out, {rows} rows of {DIM} floats, events {:.0} bytes each on average, 3 partitions, Apache Kafka (one KRaft node)\n", bytes as f64 / rows as f64);
@@ -451,6 +474,15 @@ async fn main() {
         )
     );
     println!(
+        "{}",
+        cluster_cpu.line_for(
+            "direct path, 3-node Qdrant (6×2)",
+            rows,
+            clustered.secs,
+            "qdrant"
+        )
+    );
+    println!(
         "\npg2qdrant CPU µs/row after the first point (start and group join left out): apply {:.1}, two appliers {:.1}, direct {:.1}, bare consumer {:.1}",
         apply.steady_us, two.steady_us, direct.steady_us, consume_steady
     );
@@ -463,7 +495,13 @@ async fn main() {
         apply.steady_us / direct.steady_us,
         two.steady_us / apply.steady_us,
     );
-    for slot in ["bench_kafka", "bench_kafka_direct"] {
+    println!(
+        "direct path, 3-node cluster (6 shards × 2 replicas, write factor 1) / one node: {:.2} in rows/s, \
+         {:.2} in pg2qdrant CPU per row after the first point (the three nodes share this machine's cores)",
+        per_s(clustered.secs) / per_s(direct.secs),
+        clustered.steady_us / direct.steady_us,
+    );
+    for slot in ["bench_kafka", "bench_kafka_direct", "bench_kafka_cluster"] {
         let _ = admin
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
             .await;

@@ -113,7 +113,14 @@ async fn sample(
 ) -> Totals {
     let me0 = ticks("self").unwrap_or(0);
     let mine0 = this_thread();
-    let q0 = ticks(&server_pid).unwrap_or(0);
+    // The server may be several processes (a cluster's nodes): their pids, comma-separated.
+    let server = || {
+        server_pid
+            .split(',')
+            .map(|p| ticks(p).unwrap_or(0))
+            .sum::<u64>()
+    };
+    let q0 = server();
     let (pg, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
     tokio::spawn(conn);
     let mut seen: HashMap<i32, (u64, u64)> = HashMap::new();
@@ -145,7 +152,7 @@ async fn sample(
         // Less this thread's own sampling.
         ours: (me - (this_thread() - mine0)).max(0.0),
         postgres: seen.values().map(|(a, b)| b - a).sum::<u64>() as f64 * TICK,
-        qdrant: (ticks(&server_pid).unwrap_or(0) - q0) as f64 * TICK,
+        qdrant: (server() - q0) as f64 * TICK,
     }
 }
 
