@@ -184,17 +184,9 @@ async fn sasl_scram_over_tls_publishes_applies_and_dead_letters_and_a_wrong_pass
         "check names Kafka's refusal and the fix:\n{report}"
     );
     let mut run = Process::start("run", &wrong.join("config.toml"), "run.log");
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = run.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "run with a wrong password did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let status = run
+        .exit_within(WAIT, "run with a wrong password did not stop")
+        .await;
     let log = std::fs::read_to_string(wrong.join("run.log")).unwrap();
     assert_eq!(status.code(), Some(2), "a config error: {log}");
     assert!(

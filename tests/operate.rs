@@ -220,16 +220,9 @@ async fn sigterm_with_qdrant_down_exits_within_the_grace_and_loses_nothing() {
     let asked = Instant::now();
     run.terminate();
     // Orchestrators send SIGKILL 30 s after SIGTERM (Kubernetes' default grace period).
-    let status = loop {
-        if let Some(s) = run.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            asked.elapsed() < Duration::from_secs(30),
-            "still running 30 s after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = run
+        .exit_within(Duration::from_secs(30), "still running 30 s after SIGTERM")
+        .await;
     let took = asked.elapsed();
     println!(
         "exit {status} {:.1} s after SIGTERM with Qdrant down",
@@ -437,17 +430,9 @@ async fn run_until_retrying(config: &Path, env: &[(&str, &str)]) -> String {
     })
     .await;
     p.terminate();
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = p.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = p
+        .exit_within(WAIT, "the run did not exit after SIGTERM")
+        .await;
     assert!(
         status.success(),
         "exit after SIGTERM: {status}\n{}",

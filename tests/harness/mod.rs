@@ -694,6 +694,18 @@ impl Process {
     }
 
     /// Sends SIGTERM, as an orchestrator does.
+    /// Its exit status, once it exits within `within` (panics naming `what` otherwise).
+    pub async fn exit_within(&mut self, within: Duration, what: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn terminate(&self) {
         let ok = std::process::Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
