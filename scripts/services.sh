@@ -179,7 +179,7 @@ install_kafka() {
   log "fetching Apache Kafka $KAFKA_VERSION's jars from Maven Central"
   local started=$SECONDS
   rm -rf "$KAFKA_LIBS.part" "$KAFKA_LIBS"
-  mvn -q -B -f "$(dirname "$KAFKA_BROKER")/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+  mvn -q -B -Dstyle.color=never -f "$(dirname "$KAFKA_BROKER")/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.part" >&2
   mv "$KAFKA_LIBS.part" "$KAFKA_LIBS"
   log "Apache Kafka $KAFKA_VERSION in $((SECONDS - started)) s: $KAFKA_LIBS"

@@ -18,7 +18,7 @@ pub(crate) const DOCS: &str =
     "CREATE TABLE docs (id bigint PRIMARY KEY, title text, n int, v real[]);";
 const PARTITIONS: i32 = 3;
 
-fn brokers() -> String {
+pub(crate) fn brokers() -> String {
     env("PG2QDRANT_TEST_KAFKA")
 }
 
@@ -74,7 +74,7 @@ fn kafka_config_with(db: &TestDb, extra: &str) -> (Config, PathBuf) {
 }
 
 /// Waits until the applier created the test's collection.
-async fn wait_collection(db: &TestDb) {
+pub(crate) async fn wait_collection(db: &TestDb) {
     wait_for("the applier's collection", WAIT, || async {
         qdrant()
             .collection_exists(&db.name)

@@ -3,7 +3,8 @@
 
 use crate::harness::*;
 use crate::kafka::{
-    apply_process, client, kafka_text, prefix, read_topic, streamed_only, topic, wait_equal, DOCS,
+    apply, apply_process, brokers, client, kafka_text, kafka_text_for, prefix, read_topic,
+    streamed_only, topic, wait_collection, wait_equal, DOCS,
 };
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
@@ -193,4 +194,60 @@ async fn sasl_scram_over_tls_publishes_applies_and_dead_letters_and_a_wrong_pass
         log.contains("refused the client's credentials") && log.contains("sasl.password"),
         "{log}"
     );
+}
+
+/// A table added to a running deployment, as an operator does it: the table goes into the config
+/// of the publisher and of the appliers, and each is restarted. The publisher creates the new
+/// table's topic and copies the table through it; the applier applies it; the first table's
+/// changes go on through the restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_added_to_publisher_and_applier_gets_its_topic_copied_and_applied() {
+    let db = TestDb::new(
+        "t_kafka_add_table",
+        &format!("{DOCS} CREATE TABLE notes (id bigint PRIMARY KEY, title text, n int, v real[]);"),
+    )
+    .await;
+    db.exec("INSERT INTO notes SELECT g, 'note ' || g, g, '{0,0,1}' FROM generate_series(1, 50) g")
+        .await;
+    let notes = format!("{}_notes", db.name);
+    let docs_only = table("docs", &db.name, 3, "");
+    let both = docs_only.clone() + &table("notes", &notes, 3, "");
+    let config = |tables: &str| {
+        let mut cfg =
+            pg2qdrant::config::parse(&kafka_text_for(&db, tables, &brokers(), false)).unwrap();
+        streamed_only(&mut cfg);
+        cfg
+    };
+    let run = db.start(config(&docs_only)).await;
+    let applier = apply(config(&docs_only));
+    wait_collection(&db).await;
+    db.exec("INSERT INTO docs SELECT g, 'd', g, '{1,0,0}' FROM generate_series(1, 100) g")
+        .await;
+    wait_equal(&db).await;
+    // The operator adds `notes`: publisher first, then the applier.
+    run.stop().await;
+    let mut with_notes = config(&both);
+    // With the default `snapshot = "initial"`, a table new to the config is copied at its first
+    // start (docs, never copied, is copied too: its points are written again, fenced).
+    with_notes.source.snapshot = pg2qdrant::config::SnapshotMode::Initial;
+    let run = db.start(with_notes.clone()).await;
+    db.exec("INSERT INTO docs SELECT g, 'd', g, '{1,0,0}' FROM generate_series(101, 150) g; UPDATE notes SET title = 'edited' WHERE id <= 5")
+        .await;
+    applier.stop().await;
+    let applier = apply(with_notes);
+    wait_equal(&db).await;
+    wait_for("every note applied from its new topic", WAIT, || async {
+        if !qdrant().collection_exists(&notes).await.ok()? {
+            return None;
+        }
+        let points = all_points(&notes).await;
+        let edited = points
+            .iter()
+            .filter(|(_, p)| p.payload["title"] == serde_json::json!("edited"))
+            .count();
+        (points.len() == 50 && edited == 5).then_some(())
+    })
+    .await;
+    applier.stop().await;
+    run.stop().await;
 }
