@@ -279,7 +279,8 @@ pub(crate) async fn wait_equal(db: &TestDb) {
 
 /// Waits until the slot acknowledged everything written so far (in publish mode: delivered).
 pub(crate) async fn wait_published(db: &TestDb) {
-    let lsn = db.current_lsn_u64().await;
+    // The insert position: the write position can be short of the last commit.
+    let lsn = db.insert_lsn_u64().await;
     wait_for("the slot acknowledged every change", WAIT, || async {
         (db.confirmed_u64().await >= lsn).then_some(())
     })

@@ -4,7 +4,7 @@
 use crate::harness::*;
 use crate::kafka::{
     apply, apply_process, brokers, client, kafka_text, kafka_text_for, prefix, read_topic,
-    streamed_only, topic, wait_collection, wait_equal, DOCS,
+    streamed_only, topic, wait_collection, wait_equal, wait_published, DOCS,
 };
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
@@ -32,15 +32,6 @@ async fn writes(url: String, batches: i64) {
     }
 }
 
-/// Waits until the slot acknowledged everything written so far.
-async fn wait_acknowledged(db: &TestDb) {
-    let lsn = db.insert_lsn_u64().await;
-    wait_for("the slot acknowledged every change", WAIT, || async {
-        (db.confirmed_u64().await >= lsn).then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_of_three_sigkilled_under_load_loses_nothing_and_keeps_key_order() {
     let db = TestDb::new("t_kafka_cluster", DOCS).await;
@@ -65,7 +56,7 @@ async fn a_broker_of_three_sigkilled_under_load_loses_nothing_and_keeps_key_orde
     assert!(!load.is_finished(), "the broker dies mid-load");
     kafka.kill_node(0);
     load.await.unwrap();
-    wait_acknowledged(&db).await;
+    wait_published(&db).await;
     wait_equal(&db).await;
     let rows: i64 = db
         .client
@@ -80,7 +71,7 @@ async fn a_broker_of_three_sigkilled_under_load_loses_nothing_and_keeps_key_orde
     kafka.restart_node(0).await;
     db.exec("UPDATE docs SET title = 'after' WHERE id <= 100")
         .await;
-    wait_acknowledged(&db).await;
+    wait_published(&db).await;
     wait_equal(&db).await;
     for (name, applier) in [("a", &mut a), ("b", &mut b)] {
         assert!(
@@ -156,7 +147,7 @@ async fn sasl_scram_over_tls_publishes_applies_and_dead_letters_and_a_wrong_pass
         .await;
     db.exec("UPDATE docs SET title = 'u' WHERE id % 3 = 0; DELETE FROM docs WHERE id % 10 = 0")
         .await;
-    wait_acknowledged(&db).await;
+    wait_published(&db).await;
     wait_equal(&db).await;
     // Garbage on the topic (written through the plain listener): the applier parks it on the
     // dead-letter topic, which it writes through SASL_SSL too.
