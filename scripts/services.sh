@@ -179,8 +179,12 @@ install_kafka() {
   log "fetching Apache Kafka $KAFKA_VERSION's jars from Maven Central"
   local started=$SECONDS
   rm -rf "$KAFKA_LIBS.part" "$KAFKA_LIBS"
-  mvn -q -B -Dstyle.color=never -f "$(dirname "$KAFKA_BROKER")/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.part" >&2
+  mkdir -p "$CACHE_DIR"
+  local out="$CACHE_DIR/kafka-$KAFKA_VERSION.mvn.log"
+  if ! mvn -B -Dstyle.color=never -f "$(dirname "$KAFKA_BROKER")/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.part" >"$out" 2>&1; then
+    log "Maven could not fetch Apache Kafka $KAFKA_VERSION; its output ends:"; tail -30 "$out" >&2; return 1
+  fi
   mv "$KAFKA_LIBS.part" "$KAFKA_LIBS"
   log "Apache Kafka $KAFKA_VERSION in $((SECONDS - started)) s: $KAFKA_LIBS"
 }
