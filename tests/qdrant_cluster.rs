@@ -63,8 +63,8 @@ async fn node_lost_under_the_writer(name: &str, write_consistency_factor: u32) {
     let run = db.start(cfg).await;
     let q = nodes[0].client();
     load(db.url.clone(), 1, 1_000, 50).await;
-    assert_mirrored_read(&db, name, &q, Some(ReadConsistencyType::All)).await;
     wait_for("every replica active", WAIT, || replicas_active(&q, name)).await;
+    assert_mirrored_read(&db, name, &q, Some(ReadConsistencyType::All)).await;
     let third = nodes[2].client();
     let local = third
         .collection_cluster_info(CollectionClusterInfoRequest {

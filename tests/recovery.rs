@@ -62,7 +62,9 @@ pub async fn assert_mirrored_read(
         })
         .collect();
     wait_ok("every point equal to its row", WAIT, || async {
-        let points = all_points_read(q, collection, consistency).await;
+        let points = try_all_points_read(q, collection, consistency)
+            .await
+            .map_err(|e| e.to_string())?;
         if points.len() != expected.len() {
             return Err(format!("{} points, {} rows", points.len(), expected.len()));
         }

@@ -437,6 +437,17 @@ pub async fn all_points_read(
     collection: &str,
     consistency: Option<qdrant_client::qdrant::ReadConsistencyType>,
 ) -> Vec<(String, Stored)> {
+    try_all_points_read(q, collection, consistency)
+        .await
+        .unwrap()
+}
+
+/// [`all_points_read`], Qdrant's refusal returned (a cluster's replicas not all active yet).
+pub async fn try_all_points_read(
+    q: &Qdrant,
+    collection: &str,
+    consistency: Option<qdrant_client::qdrant::ReadConsistencyType>,
+) -> Result<Vec<(String, Stored)>, qdrant_client::QdrantError> {
     let mut out = Vec::new();
     let mut offset: Option<PointId> = None;
     loop {
@@ -452,7 +463,7 @@ pub async fn all_points_read(
         if let Some(o) = offset.take() {
             b = b.offset(o);
         }
-        let r = q.scroll(b).await.unwrap();
+        let r = q.scroll(b).await?;
         for p in r.result {
             let id = match p.id.and_then(|i| i.point_id_options) {
                 Some(qdrant_client::qdrant::point_id::PointIdOptions::Num(n)) => n.to_string(),
@@ -476,7 +487,7 @@ pub async fn all_points_read(
         }
         match r.next_page_offset {
             Some(o) => offset = Some(o),
-            None => return out,
+            None => return Ok(out),
         }
     }
 }
