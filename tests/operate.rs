@@ -232,17 +232,7 @@ async fn sigterm_with_qdrant_down_exits_within_the_grace_and_loses_nothing() {
     // Nothing unwritten was acknowledged: a new start writes the 10 rows.
     q.restart().await;
     let _again = Process::start("run", &config, "run2.log");
-    let client = q.client();
-    wait_for("20 points", WAIT, || async {
-        let n = client
-            .count(qdrant_client::qdrant::CountPointsBuilder::new("t_stop").exact(true))
-            .await
-            .ok()?
-            .result?
-            .count;
-        (n == 20).then_some(())
-    })
-    .await;
+    wait_count_at(&q.client(), "t_stop", 20).await;
 }
 
 /// The process's CPU time so far, in clock ticks (utime + stime of `/proc/PID/stat`).

@@ -153,17 +153,7 @@ async fn qdrant_stopped_and_restarted_mid_load_loses_nothing() {
     let run = db.start(cfg).await;
     // First part of the load lands while Qdrant is up.
     db.exec(&format!("INSERT INTO docs SELECT g, 'a', g, array_fill(1::real, ARRAY[{DIM}]) FROM generate_series(1, 1000) g")).await;
-    let qc = q.client();
-    wait_for("first part in qdrant", WAIT, || async {
-        let n = qc
-            .count(qdrant_client::qdrant::CountPointsBuilder::new("t_qdrant_restart").exact(true))
-            .await
-            .ok()?
-            .result?
-            .count;
-        (n == 1000).then_some(())
-    })
-    .await;
+    wait_count_at(&q.client(), "t_qdrant_restart", 1000).await;
     q.kill();
     // The rest of the load (inserts, updates, deletes) commits while Qdrant is down.
     load(db.url.clone(), 1_001, 3_000, 50).await;
@@ -328,17 +318,7 @@ async fn an_unmappable_row_read_back_during_an_outage_is_parked_once() {
            (2, 'good', repeat('body ', 4000), array_fill(1::real, ARRAY[{DIM}]))"
     ))
     .await;
-    let qc = q.client();
-    wait_for("row 2 in qdrant", WAIT, || async {
-        let n = qc
-            .count(qdrant_client::qdrant::CountPointsBuilder::new("t_readback_once").exact(true))
-            .await
-            .ok()?
-            .result?
-            .count;
-        (n == 1).then_some(())
-    })
-    .await;
+    wait_count_at(&q.client(), "t_readback_once", 1).await;
     let parked_for_row_1 = || {
         std::fs::read_to_string(&dead_letters)
             .unwrap_or_default()

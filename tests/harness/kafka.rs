@@ -61,13 +61,7 @@ impl PrivateKafka {
             extra,
             scram,
         };
-        // A cluster's nodes wait for each other's controllers: start them all, then wait.
-        for i in 0..k.nodes.len() {
-            k.spawn(i);
-        }
-        for i in 0..k.nodes.len() {
-            k.wait_listening(i).await;
-        }
+        k.restart().await;
         k.wait_registered().await;
         k
     }
@@ -186,7 +180,8 @@ impl PrivateKafka {
         }
     }
 
-    /// Every node started again.
+    /// Every node started (again), all spawned before any is waited for: a cluster's nodes wait
+    /// for each other's controllers.
     pub async fn restart(&mut self) {
         for i in 0..self.nodes.len() {
             self.spawn(i);

@@ -322,7 +322,12 @@ where
 pub const WAIT: Duration = Duration::from_secs(60);
 
 pub async fn count(collection: &str) -> u64 {
-    match qdrant()
+    count_at(&qdrant(), collection).await
+}
+
+/// Points in `collection` of Qdrant `q` (0 while it does not answer).
+pub async fn count_at(q: &Qdrant, collection: &str) -> u64 {
+    match q
         .count(CountPointsBuilder::new(collection).exact(true))
         .await
     {
@@ -332,8 +337,13 @@ pub async fn count(collection: &str) -> u64 {
 }
 
 pub async fn wait_count(collection: &str, n: u64) {
+    wait_count_at(&qdrant(), collection, n).await
+}
+
+/// Until `collection` of Qdrant `q` holds `n` points.
+pub async fn wait_count_at(q: &Qdrant, collection: &str, n: u64) {
     wait_for(&format!("{n} points in {collection}"), WAIT, || async {
-        (count(collection).await == n).then_some(())
+        (count_at(q, collection).await == n).then_some(())
     })
     .await;
 }
