@@ -3,8 +3,9 @@
 //! Consecutive ops go into one request, in order:
 //! - a run of upserts → one `Upsert` with `update_filter` = per-point fence (last op per id wins
 //!   within the run: it holds the latest position). The stored positions are read first (one
-//!   request, `sink`): points already newer are left out, and points that do not exist need no
-//!   fence clause, which keeps the filter small for inserts (the common case);
+//!   request, `sink`): points already newer are left out of the request. Every point keeps its
+//!   fence clause, also one the read found absent: Qdrant inserts a missing point whatever the
+//!   filter, and checks the clause only against a point that exists when the write applies;
 //! - a run of deletes → one `DeletePoints` selecting by the per-point fence;
 //! - a merge → `UpdateVectors` (if a vector changed) then `SetPayload`, both fenced, so the
 //!   position in the payload moves only after the vectors were written;
@@ -67,9 +68,9 @@ pub fn free(position: Position, copied: bool, above: Option<u64>) -> bool {
     !copied && above.is_some_and(|m| position.commit_lsn > m)
 }
 
-/// Translates ops of one collection into its ordered operation list. `stored` lets upserts of
-/// points that did not exist skip the per-point fence clause (the fence is for existing points;
-/// a point that appears meanwhile still matches `has_id` of the absent list and is replaced).
+/// Translates ops of one collection into its ordered operation list. `stored` (read just before)
+/// leaves out upserts whose point already holds their position or a later one; every other
+/// fenced upsert keeps its own clause, whatever the read found (a point may appear meanwhile).
 /// Ops that are [`free`] under `above` are written without a fence (see the module doc).
 /// `keys`: the shard keys of a custom-sharded collection (`None`: sharded by id).
 pub fn operations(
@@ -127,20 +128,16 @@ pub fn operations(
                     .map(|(d, _)| d)
                     .filter(|d| !matches!(stored.get(&d.key), Some(Some(p)) if *p >= d.position));
                 for (key, group) in by_shard(docs, sharded) {
-                    let (existing, absent): (Vec<&Document>, Vec<&Document>) = group
-                        .iter()
-                        .copied()
-                        .partition(|d| stored.contains_key(&d.key));
-                    let mut filter = fence::per_point(
-                        existing
+                    // Every point gets its own clause, also one the read found absent: Qdrant
+                    // inserts a point that does not exist whatever the filter, and one that
+                    // appeared since the read (another applier after a rebalance, a repair) is
+                    // replaced only if it is older. A bare `has_id` for "absent" points would
+                    // let this write regress a newer one.
+                    let filter = fence::per_point(
+                        group
                             .iter()
                             .map(|d| (mapping::point_id(&d.key), d.position)),
                     );
-                    if !absent.is_empty() {
-                        filter.should.push(Condition::has_id(
-                            absent.iter().map(|d| mapping::point_id(&d.key)),
-                        ));
-                    }
                     if let Some(k) = key {
                         moved.extend(group.iter().map(|d| {
                             Filter::must([
@@ -297,7 +294,10 @@ mod tests {
     }
 
     #[test]
-    fn absent_points_need_no_fence_clause_existing_ones_get_their_own() {
+    fn a_point_the_read_found_absent_keeps_its_own_fence_clause() {
+        // Point 1 was absent when the positions were read; if it appears before the write
+        // applies (another applier after a rebalance), only its own clause may let this write
+        // replace it: a bare `has_id` would regress a newer point.
         let ops = [upsert(1, 10, 0), upsert(2, 10, 1)];
         let refs: Vec<&Op> = ops.iter().collect();
         let stored: Stored = [(
@@ -311,17 +311,33 @@ mod tests {
         .collect();
         let out = operations(&refs, &stored, None, None);
         let filter = upsert_of(&out[0]).update_filter.clone().unwrap();
+        let expected = fence::per_point([
+            (
+                mapping::point_id(&PointKey::Num(1)),
+                Position {
+                    commit_lsn: 10,
+                    seq: 0,
+                },
+            ),
+            (
+                mapping::point_id(&PointKey::Num(2)),
+                Position {
+                    commit_lsn: 10,
+                    seq: 1,
+                },
+            ),
+        ]);
         assert_eq!(
-            filter.should.len(),
-            2,
-            "one clause for point 2, one has_id for absent point 1"
+            filter, expected,
+            "one fence clause per point, absent or not"
         );
-        let kinds: Vec<_> = filter
-            .should
-            .iter()
-            .map(|c| matches!(c.condition_one_of, Some(ConditionOneOf::HasId(_))))
-            .collect();
-        assert_eq!(kinds, [false, true]);
+        assert!(
+            !filter
+                .should
+                .iter()
+                .any(|c| matches!(c.condition_one_of, Some(ConditionOneOf::HasId(_)))),
+            "no bare has_id clause: {filter:?}"
+        );
     }
 
     #[test]
