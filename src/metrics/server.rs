@@ -305,18 +305,30 @@ mod tests {
         .await
         .unwrap();
         let served = tokio::spawn(server);
-        let mut gone = tokio::net::TcpStream::connect(addr).await.unwrap();
-        gone.write_all(b"GET /wait?lsn=1/0&timeout_ms=600000 HTTP/1.0\r\n\r\n")
-            .await
-            .unwrap();
-        // The slot is taken: a second waiter is refused.
-        let refused = loop {
-            let answer = get(addr, "/wait?lsn=1/0&timeout_ms=10").await;
-            if !answer.starts_with("HTTP/1.1 504") {
-                break answer;
-            }
+        let long_wait = async || {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET /wait?lsn=1/0&timeout_ms=600000 HTTP/1.0\r\n\r\n")
+                .await
+                .unwrap();
+            c
         };
-        assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+        // The long waiter holds the slot once a second waiter is refused (503). A probe that
+        // got the slot first (504) may have had the long waiter refused meanwhile: then that
+        // one has its answer already and is sent again.
+        let mut gone = long_wait().await;
+        loop {
+            let answer = get(addr, "/wait?lsn=1/0&timeout_ms=10").await;
+            if answer.starts_with("HTTP/1.1 503") {
+                break;
+            }
+            assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+            let mut byte = [0u8; 1];
+            let answered =
+                tokio::time::timeout(Duration::from_millis(50), gone.read(&mut byte)).await;
+            if answered.is_ok() {
+                gone = long_wait().await;
+            }
+        }
         drop(gone);
         let answer = tokio::time::timeout(Duration::from_secs(10), async {
             loop {
