@@ -70,26 +70,44 @@ impl PrivateKafka {
     /// controller yet, and a topic of replication factor 3 cannot be created before it has.
     async fn wait_registered(&self) {
         let (brokers, n) = (self.brokers(), self.nodes.len());
-        super::wait_for("every Kafka node registered", WAIT, || {
-            let brokers = brokers.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    use rdkafka::consumer::{BaseConsumer, Consumer};
-                    let c: BaseConsumer = rdkafka::ClientConfig::new()
-                        .set("bootstrap.servers", &brokers)
-                        .create()
-                        .ok()?;
-                    let md = c
-                        .fetch_metadata(None, std::time::Duration::from_secs(5))
-                        .ok()?;
-                    (md.brokers().len() == n).then_some(())
-                })
-                .await
-                .ok()
-                .flatten()
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let bootstrap = brokers.clone();
+            let registered = tokio::task::spawn_blocking(move || {
+                use rdkafka::consumer::{BaseConsumer, Consumer};
+                let c: BaseConsumer = rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .create()
+                    .ok()?;
+                let md = c
+                    .fetch_metadata(None, std::time::Duration::from_secs(5))
+                    .ok()?;
+                Some(md.brokers().len())
+            })
+            .await
+            .ok()
+            .flatten();
+            if registered == Some(n) {
+                return;
             }
-        })
-        .await
+            if std::time::Instant::now() > deadline {
+                let logs: Vec<String> = (0..n)
+                    .map(|i| format!("node {}:\n{}", self.nodes[i].id, self.log_tail(i)))
+                    .collect();
+                panic!(
+                    "timed out waiting for {n} Kafka nodes registered at {brokers} (metadata lists {registered:?}); their logs end:\n{}",
+                    logs.join("\n")
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines of node `i`'s log.
+    fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.nodes[i].dir.join("kafka.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
     /// The bootstrap list of every node.
@@ -139,20 +157,16 @@ impl PrivateKafka {
 
     async fn wait_listening(&mut self, i: usize) {
         let deadline = std::time::Instant::now() + WAIT;
-        let node = &mut self.nodes[i];
-        while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
-            let exited = node
+        while std::net::TcpStream::connect(("127.0.0.1", self.nodes[i].port)).is_err() {
+            let exited = self.nodes[i]
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten());
             if exited.is_some() || std::time::Instant::now() > deadline {
-                let log = std::fs::read_to_string(node.dir.join("kafka.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                let (id, port) = (self.nodes[i].id, self.nodes[i].port);
                 panic!(
-                    "Kafka node {} not listening on {} ({exited:?}); its log ends:\n{}",
-                    node.id,
-                    node.port,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    "Kafka node {id} not listening on {port} ({exited:?}); its log ends:\n{}",
+                    self.log_tail(i)
                 );
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;

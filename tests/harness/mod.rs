@@ -509,12 +509,30 @@ pub fn table(name: &str, collection: &str, size: u64, extra: &str) -> String {
     )
 }
 
+/// A loopback port for a private server to listen on. Taken below the kernel's ephemeral range
+/// (32768–60999 by default), where `bind(0)` and every outgoing connection of the tests take
+/// theirs: a port handed out that way and freed again may be taken by a client socket or by
+/// another `bind(0)` before the server (a JVM) gets to bind it, and a test that then talks to
+/// someone else's server waits for nothing. Each process walks its own stretch of 20000–32767
+/// (by pid), never hands a port out twice, and skips ports already bound.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() % 64) * (SPAN / 64),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000-32767");
 }
 
 /// A private Qdrant server (for tests that stop and restart it, or need cluster mode).
