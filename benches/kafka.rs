@@ -177,7 +177,7 @@ async fn main() {
     };
     let direct_cfg = config_of("bench_kafka_direct", "bench_kafka_direct", "", true);
     // 7. The direct path into a 3-node Qdrant cluster on this machine: 6 shards of 2 replicas,
-    // a write counted once one replica has it (the README's advice). Its own slot, like 5b.
+    // a write counted once one replica has it (docs/kafka.md's advice). Its own slot, like 5b.
     let cluster = qdrant_cluster::Cluster::start(&env("PG2QDRANT_TEST_QDRANT_BIN"), &work, 3);
     let mut cluster_cfg = config_of("bench_kafka_cluster", "bench_kafka_cluster", "", true);
     cluster_cfg.qdrant.url = cluster.grpc.clone();

@@ -10,7 +10,7 @@ install_kafka
 echo "[test] building" >&2
 cargo build --locked --all-targets
 # The fuzz targets must keep building (a separate crate sharing target/); a short unguided smoke
-# run of each here, the coverage-guided run is `cargo fuzz run pgoutput` (see README).
+# run of each here, the coverage-guided run is `cargo fuzz run pgoutput` (see docs/design.md, Development).
 (cd fuzz && CARGO_TARGET_DIR=../target cargo build --locked --bins)
 # (values tries every decoder on each input: fewer runs for about the same time.)
 for t in pgoutput:2000000 values:500000; do ./target/debug/${t%:*} -runs=${t#*:} -seed=1 -artifact_prefix=target/ 2>&1 | tail -1; done

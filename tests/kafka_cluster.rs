@@ -128,7 +128,7 @@ async fn sasl_scram_over_tls_publishes_applies_and_dead_letters_and_a_wrong_pass
     .await;
     let ca = std::path::PathBuf::from(env("PG2QDRANT_TEST_TLS")).join("ca.crt");
     // The connector and its appliers reach the broker only through SASL_SSL; the password
-    // comes from the environment, as the README says.
+    // comes from the environment, as docs/kafka.md says.
     let config = |password: &str| {
         kafka_text(&db, &format!("localhost:{sasl}"), false)
             + &format!(

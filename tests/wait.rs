@@ -1,5 +1,5 @@
 //! Read-your-writes: `GET /wait?lsn=…` and `pg2qdrant wait` against a running connector, with
-//! the app's side as the README gives it (commit, then `SELECT pg_current_wal_insert_lsn()`;
+//! the app's side as docs/operations.md gives it (commit, then `SELECT pg_current_wal_insert_lsn()`;
 //! the test cluster runs with `synchronous_commit = off`, where `pg_current_wal_lsn()` can be
 //! short of the commit just made).
 

@@ -215,6 +215,29 @@ mod tests {
         vector = { column = "v", size = 3, distance = "Cosine" }
     "#;
 
+    /// The README's minimal configuration, as a reader would copy it.
+    fn readme_minimal() -> String {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## A minimal configuration")
+            .nth(1)
+            .expect("the README has a minimal configuration");
+        let block = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block in it");
+        block.to_owned()
+    }
+
+    #[test]
+    fn the_readme_minimal_configuration_loads_and_validates() {
+        let cfg = parse(&readme_minimal()).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.tables.len(), 1);
+        assert!(cfg.tables[0].collection_config.create);
+    }
+
     #[test]
     fn unknown_key_names_the_key() {
         let err = parse(&MINIMAL.replace("slot = \"s\"", "slot = \"s\"\nslott = 1"))

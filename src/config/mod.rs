@@ -121,7 +121,7 @@ pub struct EmbedderConfig {
     #[serde(default)]
     pub runtime: Option<std::path::PathBuf>,
     /// `local`: `"int8"` runs the projections as dynamically quantised int8 (faster, vectors a
-    /// little off the model's: see the README); default: f32, the model's own vectors.
+    /// little off the model's: see docs/configuration.md, Embeddings); default: f32, the model's own vectors.
     #[serde(default)]
     pub quantize: Option<Quantize>,
     /// `openai`: requests in flight at once.

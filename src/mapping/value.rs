@@ -1,6 +1,6 @@
 //! PostgreSQL text-output values → JSON payload values and vectors. Pure functions.
 //!
-//! Choices (also in README "Mapping rules"):
+//! Choices (also in docs/configuration.md, "Mapping rules"):
 //! - integers → JSON integers; float4/float8 → numbers (NaN/±Infinity → strings, JSON has none);
 //! - numeric → a JSON number: an integer when it has no fraction and fits i64, otherwise the
 //!   nearest f64. Qdrant payload numbers are i64 or f64 anyway, and a number (not a string) is what
