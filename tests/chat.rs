@@ -26,10 +26,12 @@ async fn chat_example(schema: &str, config: &str, name: &str, inserts_seen: u64)
     let _ = qdrant().delete_collection("chat_history").await;
     let dir = work_dir(name);
     let metrics_port = free_port();
-    let mut cfg = pg2qdrant::config::load(std::path::Path::new(&format!("{root}/config/{config}")))
+    let text = std::fs::read_to_string(format!("{root}/config/{config}")).unwrap();
+    pg2qdrant::config::parse(&text)
+        .and_then(|c| c.validate())
         .expect("shipped config is valid");
-    pg2qdrant::config::apply_env(
-        &mut cfg,
+    let cfg = pg2qdrant::config::with_env(
+        &text,
         [
             ("PG2QDRANT__SOURCE__URL".to_owned(), db.url.clone()),
             ("PG2QDRANT__SOURCE__SLOT".to_owned(), name.to_owned()),

@@ -762,9 +762,9 @@ fn the_compose_stack_configures_pg2qdrant_prometheus_and_grafana_consistently() 
         .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
         .collect();
     assert!(service_env.len() >= 4, "{service_env:?}");
-    let mut cfg = pg2qdrant::config::parse(&image_config).unwrap();
-    pg2qdrant::config::apply_env(&mut cfg, image_env.iter().chain(&service_env).cloned())
-        .unwrap_or_else(|e| panic!("compose overrides: {e}"));
+    let cfg =
+        pg2qdrant::config::with_env(&image_config, image_env.iter().chain(&service_env).cloned())
+            .unwrap_or_else(|e| panic!("compose overrides: {e}"));
     cfg.validate().unwrap();
     assert_eq!(cfg.metrics.addr, "0.0.0.0:9187");
     assert!(cfg.kafka.is_some() && !cfg.qdrant.direct);

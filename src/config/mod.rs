@@ -2,6 +2,7 @@
 //! `PG2QDRANT__SECTION__KEY`, and a `validate()` whose errors name the field path.
 
 mod collection;
+mod env;
 mod kafka;
 mod load;
 pub mod sparse;
@@ -11,7 +12,7 @@ mod validate;
 pub use collection::{CollectionConfig, IndexType, PayloadIndexConfig};
 pub use kafka::{KafkaConfig, DEFAULT_COMPRESSION};
 
-pub use load::{apply_env, load, parse};
+pub use load::{load, parse, with_env};
 pub use sparse::{SparseKind, SparseVectorConfig};
 pub use validate::{CHUNK_FIELDS, META_FIELD};
 
@@ -55,6 +56,29 @@ pub struct Config {
     /// Publish change events (`run`) and consume them (`apply`); see `kafka`.
     #[serde(default)]
     pub kafka: Option<KafkaConfig>,
+}
+
+/// Which process this is: `run` (the slot's reader, and writer or publisher) or `apply` (a
+/// member of the Kafka consumer group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Run,
+    Apply,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Run => "run",
+            Mode::Apply => "apply",
+        }
+    }
+
+    /// Whether this process writes Qdrant with `cfg` (an applier always; `run` unless it only
+    /// publishes).
+    pub fn writes_qdrant(self, cfg: &Config) -> bool {
+        self == Mode::Apply || cfg.qdrant.direct
+    }
 }
 
 /// Which embedder implementation.
@@ -418,11 +442,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// Qdrant's spelling (`Cosine`); the all-lower and all-upper case forms are taken too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Distance {
+    #[serde(alias = "cosine", alias = "COSINE")]
     Cosine,
+    #[serde(alias = "euclid", alias = "EUCLID")]
     Euclid,
+    #[serde(alias = "dot", alias = "DOT")]
     Dot,
+    #[serde(alias = "manhattan", alias = "MANHATTAN")]
     Manhattan,
 }
 

@@ -18,8 +18,90 @@ fn is_simple_name(s: &str) -> bool {
 }
 
 impl Config {
+    /// Every section, then every embedder and table; the first error names its field.
     pub fn validate(&self) -> Result<(), Error> {
-        let s = &self.source;
+        self.source.validate()?;
+        self.qdrant.validate()?;
+        match &self.kafka {
+            Some(k) => k.validate()?,
+            None if !self.qdrant.direct => {
+                return Err(Error::config(
+                    "qdrant.direct",
+                    "false needs a [kafka] section (changes must go somewhere): add [kafka] or remove direct".to_owned(),
+                ))
+            }
+            None => {}
+        }
+        if self.checkpoint.path.as_os_str().is_empty() {
+            return Err(Error::config(
+                "checkpoint.path",
+                "must not be empty".to_owned(),
+            ));
+        }
+        if !self.metrics.addr.is_empty()
+            && self.metrics.addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(Error::config(
+                "metrics.addr",
+                format!(
+                    "{:?} is not host:port (e.g. 127.0.0.1:9187)",
+                    self.metrics.addr
+                ),
+            ));
+        }
+        if self.tables.is_empty() {
+            return Err(Error::config(
+                "tables",
+                "no [[tables]] entry: name at least one table to mirror".to_owned(),
+            ));
+        }
+        let mut embedders = HashSet::new();
+        for (i, e) in self.embedders.iter().enumerate() {
+            if e.name.is_empty() || !embedders.insert(e.name.as_str()) {
+                return Err(Error::config(
+                    format!("embedders[{i}].name"),
+                    format!("{:?} is empty or used twice", e.name),
+                ));
+            }
+            e.validate(i)?;
+        }
+        self.validate_tables(&embedders)
+    }
+
+    /// Each table, and what tables must agree on (a shared collection's sharding, no table
+    /// listed twice).
+    fn validate_tables(&self, embedders: &HashSet<&str>) -> Result<(), Error> {
+        let mut seen = HashSet::new();
+        for (i, t) in self.tables.iter().enumerate() {
+            validate_table(i, t, embedders)?;
+            // Every point of a custom-sharded collection needs a shard key: tables sharing a
+            // collection shard alike.
+            let sharded = t.collection_config.sharding.is_some();
+            if let Some((j, _)) = self.tables[..i].iter().enumerate().find(|(_, o)| {
+                o.collection == t.collection && o.collection_config.sharding.is_some() != sharded
+            }) {
+                return Err(Error::config(
+                    format!("tables[{i}].collection_config.sharding"),
+                    format!(
+                        "collection {} is shared with tables[{j}], and only one of them sets sharding: every point of a custom-sharded collection needs a shard key, so set sharding = {{ key = \"<column>\" }} on both or on neither",
+                        t.collection
+                    ),
+                ));
+            }
+            if !seen.insert(crate::event::TableName::parse(&t.table)) {
+                return Err(Error::config(
+                    format!("tables[{i}].table"),
+                    format!("{} is listed twice", t.table),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl super::SourceConfig {
+    fn validate(&self) -> Result<(), Error> {
+        let s = self;
         let pg: tokio_postgres::Config = s
             .url
             .parse()
@@ -76,7 +158,13 @@ impl Config {
                 "must be at least 1 (heap pages of 8 KiB per copy chunk)".to_owned(),
             ));
         }
-        let q = &self.qdrant;
+        Ok(())
+    }
+}
+
+impl super::QdrantConfig {
+    fn validate(&self) -> Result<(), Error> {
+        let q = self;
         if !(q.url.starts_with("http://") || q.url.starts_with("https://")) {
             return Err(Error::config(
                 "qdrant.url",
@@ -113,117 +201,59 @@ impl Config {
                 "must be at least 10".to_owned(),
             ));
         }
-        match &self.kafka {
-            Some(k) => k.validate()?,
-            None if !q.direct => {
-                return Err(Error::config(
-                    "qdrant.direct",
-                    "false needs a [kafka] section (changes must go somewhere): add [kafka] or remove direct".to_owned(),
-                ))
-            }
-            None => {}
-        }
-        if self.checkpoint.path.as_os_str().is_empty() {
+        Ok(())
+    }
+}
+
+impl super::EmbedderConfig {
+    /// Entry `i` of `[[embedders]]` (its name was checked with the others').
+    fn validate(&self, i: usize) -> Result<(), Error> {
+        let e = self;
+        if e.name.starts_with("bm25(") {
             return Err(Error::config(
-                "checkpoint.path",
-                "must not be empty".to_owned(),
-            ));
-        }
-        if !self.metrics.addr.is_empty()
-            && self.metrics.addr.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(Error::config(
-                "metrics.addr",
+                format!("embedders[{i}].name"),
                 format!(
-                    "{:?} is not host:port (e.g. 127.0.0.1:9187)",
-                    self.metrics.addr
+                    "{:?}: names starting with bm25( are the built-in BM25 encoders'",
+                    e.name
                 ),
             ));
         }
-        if self.tables.is_empty() {
+        if e.batch_size == 0 || e.batch_size > 4096 {
             return Err(Error::config(
-                "tables",
-                "no [[tables]] entry: name at least one table to mirror".to_owned(),
+                format!("embedders[{i}].batch_size"),
+                format!("{} is out of range 1..=4096", e.batch_size),
             ));
         }
-        let mut embedders = HashSet::new();
-        for (i, e) in self.embedders.iter().enumerate() {
-            if e.name.is_empty() || !embedders.insert(e.name.as_str()) {
-                return Err(Error::config(
-                    format!("embedders[{i}].name"),
-                    format!("{:?} is empty or used twice", e.name),
-                ));
-            }
-            if e.name.starts_with("bm25(") {
-                return Err(Error::config(
-                    format!("embedders[{i}].name"),
-                    format!(
-                        "{:?}: names starting with bm25( are the built-in BM25 encoders'",
-                        e.name
-                    ),
-                ));
-            }
-            if e.batch_size == 0 || e.batch_size > 4096 {
-                return Err(Error::config(
-                    format!("embedders[{i}].batch_size"),
-                    format!("{} is out of range 1..=4096", e.batch_size),
-                ));
-            }
-            if e.kind == crate::config::EmbedderKind::Local && e.path.as_os_str().is_empty() {
-                return Err(Error::config(
-                    format!("embedders[{i}].path"),
-                    "required for kind = \"local\": the model directory".to_owned(),
-                ));
-            }
-            if e.concurrency == 0 || e.concurrency > 64 {
-                return Err(Error::config(
-                    format!("embedders[{i}].concurrency"),
-                    format!("{} is out of range 1..=64", e.concurrency),
-                ));
-            }
-            if e.kind != crate::config::EmbedderKind::Local {
-                for (field, set) in [
-                    ("runtime", e.runtime.is_some()),
-                    ("quantize", e.quantize.is_some()),
-                ] {
-                    if set {
-                        return Err(Error::config(
-                            format!("embedders[{i}].{field}"),
-                            "only for kind = \"local\": remove it".to_owned(),
-                        ));
-                    }
+        if e.kind == crate::config::EmbedderKind::Local && e.path.as_os_str().is_empty() {
+            return Err(Error::config(
+                format!("embedders[{i}].path"),
+                "required for kind = \"local\": the model directory".to_owned(),
+            ));
+        }
+        if e.concurrency == 0 || e.concurrency > 64 {
+            return Err(Error::config(
+                format!("embedders[{i}].concurrency"),
+                format!("{} is out of range 1..=64", e.concurrency),
+            ));
+        }
+        if e.kind != crate::config::EmbedderKind::Local {
+            for (field, set) in [
+                ("runtime", e.runtime.is_some()),
+                ("quantize", e.quantize.is_some()),
+            ] {
+                if set {
+                    return Err(Error::config(
+                        format!("embedders[{i}].{field}"),
+                        "only for kind = \"local\": remove it".to_owned(),
+                    ));
                 }
             }
-            if e.threads == Some(0) {
-                return Err(Error::config(
-                    format!("embedders[{i}].threads"),
-                    "must be at least 1".to_owned(),
-                ));
-            }
         }
-        let mut seen = HashSet::new();
-        for (i, t) in self.tables.iter().enumerate() {
-            validate_table(i, t, &embedders)?;
-            // Every point of a custom-sharded collection needs a shard key: tables sharing a
-            // collection shard alike.
-            let sharded = t.collection_config.sharding.is_some();
-            if let Some((j, _)) = self.tables[..i].iter().enumerate().find(|(_, o)| {
-                o.collection == t.collection && o.collection_config.sharding.is_some() != sharded
-            }) {
-                return Err(Error::config(
-                    format!("tables[{i}].collection_config.sharding"),
-                    format!(
-                        "collection {} is shared with tables[{j}], and only one of them sets sharding: every point of a custom-sharded collection needs a shard key, so set sharding = {{ key = \"<column>\" }} on both or on neither",
-                        t.collection
-                    ),
-                ));
-            }
-            if !seen.insert(crate::event::TableName::parse(&t.table)) {
-                return Err(Error::config(
-                    format!("tables[{i}].table"),
-                    format!("{} is listed twice", t.table),
-                ));
-            }
+        if e.threads == Some(0) {
+            return Err(Error::config(
+                format!("embedders[{i}].threads"),
+                "must be at least 1".to_owned(),
+            ));
         }
         Ok(())
     }
