@@ -53,7 +53,7 @@ struct Started {
 /// Runs the connector until `shutdown` is cancelled (Ok), `snapshot = initial_only` finished
 /// its copies (Ok), a definite error stops it, or a task fails (`Error::Task`).
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> {
-    let health = Health::new(&health::components(&cfg, "run"));
+    let health = Health::new(&health::components(&cfg, crate::config::Mode::Run));
     let mut tasks = Tasks::new(health.clone());
     // Cancelled by `shutdown`, and by a task that fails.
     let stop = shutdown.child_token();
@@ -67,7 +67,15 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
     };
     let status = StatusSlot::default();
     let served = Some(status.clone());
-    setup::serve_metrics(&cfg, &stop, &mut tasks, "run", waiters, served).await?;
+    setup::serve_metrics(
+        &cfg,
+        &stop,
+        &mut tasks,
+        crate::config::Mode::Run,
+        waiters,
+        served,
+    )
+    .await?;
     let Started {
         mut replicator,
         writer_stop,

@@ -84,7 +84,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
             "pg2qdrant apply consumes change events: add a [kafka] section with brokers".to_owned(),
         ));
     };
-    let health = Health::new(&health::components(&cfg, "apply"));
+    let health = Health::new(&health::components(&cfg, crate::config::Mode::Apply));
     let mut tasks = Tasks::new(health.clone());
     // Cancelled by `shutdown`, and by a task that fails.
     let stop = shutdown.child_token();
@@ -96,7 +96,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         &cfg,
         &stop,
         &mut tasks,
-        "apply",
+        crate::config::Mode::Apply,
         waiters,
         Some(served.clone()),
     )

@@ -86,7 +86,7 @@ impl StatusSource for Board {
             })
             .collect();
         Status {
-            mode: "apply".to_owned(),
+            mode: crate::config::Mode::Apply.as_str().to_owned(),
             writes_qdrant: true,
             partitions: partitions.unwrap_or_default(),
             ready,

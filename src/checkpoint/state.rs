@@ -17,13 +17,49 @@ pub enum Status {
     Done,
 }
 
+/// Why a table is (was) copied; stored as the words shown (`"slot lost"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CopyReason {
+    /// The first time the connector sees the table.
+    #[serde(rename = "initial")]
+    Initial,
+    /// `pg2qdrant resync`.
+    #[serde(rename = "resync")]
+    Resync,
+    /// The slot lost changes (or is gone): every table again.
+    #[serde(rename = "slot lost")]
+    SlotLost,
+    /// VACUUM FULL, CLUSTER or TRUNCATE moved rows between pages mid-copy.
+    #[serde(rename = "table rewritten")]
+    TableRewritten,
+    /// The collection was created anew while its copy state said done.
+    #[serde(rename = "collection recreated")]
+    CollectionRecreated,
+    /// `pg2qdrant rebuild`: into the new collection.
+    #[serde(rename = "rebuild")]
+    Rebuild,
+}
+
+impl std::fmt::Display for CopyReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Initial => "initial",
+            Self::Resync => "resync",
+            Self::SlotLost => "slot lost",
+            Self::TableRewritten => "table rewritten",
+            Self::CollectionRecreated => "collection recreated",
+            Self::Rebuild => "rebuild",
+        })
+    }
+}
+
 /// One table's copy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableCopy {
     pub status: Status,
-    /// Why it is (was) copied: `initial`, `resync`, `slot lost`, `table rewritten`.
-    pub reason: String,
+    /// Why it is (was) copied.
+    pub reason: CopyReason,
     /// The copy's start position (commit LSN): rows last changed before it are read by the
     /// chunks, every later change streams. At the end, the table's points still older than
     /// this are orphans and are removed.
@@ -45,10 +81,10 @@ pub struct TableCopy {
 }
 
 impl TableCopy {
-    pub fn new(reason: &str, start_lsn: u64) -> Self {
+    pub fn new(reason: CopyReason, start_lsn: u64) -> Self {
         Self {
             status: Status::Copying,
-            reason: reason.to_owned(),
+            reason,
             start_lsn,
             relfilenode: None,
             chunk_pages: 0,
@@ -142,7 +178,7 @@ impl StateFile {
     }
 
     /// Records that every table in `tables` must be copied again (the slot lost changes).
-    pub fn recopy_all(&self, tables: &[TableName], reason: &str) -> Result<(), Error> {
+    pub fn recopy_all(&self, tables: &[TableName], reason: CopyReason) -> Result<(), Error> {
         let mut state = self.load()?;
         for t in tables {
             state
@@ -160,7 +196,9 @@ impl StateFile {
             return Ok(());
         }
         for t in &rebuild.tables {
-            state.tables.insert(t.clone(), TableCopy::new("rebuild", 0));
+            state
+                .tables
+                .insert(t.clone(), TableCopy::new(CopyReason::Rebuild, 0));
         }
         state.rebuilds.insert(alias.to_owned(), rebuild);
         self.store(&state)
@@ -189,7 +227,7 @@ mod tests {
 
     #[test]
     fn remaining_chunks_and_round_trip() {
-        let mut t = TableCopy::new("initial", 7);
+        let mut t = TableCopy::new(CopyReason::Initial, 7);
         assert!(t.remaining().is_empty(), "unplanned");
         t.chunks = Some(4);
         t.mark_done(2, 10);

@@ -14,6 +14,7 @@
 //! `/healthz` is liveness only (the process answers): an orchestrator restarting the connector
 //! because Qdrant is down would gain nothing, the writer already retries.
 
+use crate::config::Mode;
 use crate::metrics::names;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -24,15 +25,15 @@ pub struct Health {
     parts: Mutex<BTreeMap<&'static str, BTreeMap<&'static str, Option<String>>>>,
 }
 
-/// The components `/readyz` waits for in `mode` ("run" or "apply") with this config.
-pub fn components(cfg: &crate::config::Config, mode: &str) -> Vec<&'static str> {
-    let writes_qdrant = mode == "apply" || cfg.qdrant.direct;
-    let mut out = if mode == "apply" {
+/// The components `/readyz` waits for in `mode` with this config.
+pub fn components(cfg: &crate::config::Config, mode: Mode) -> Vec<&'static str> {
+    let writes_qdrant = mode.writes_qdrant(cfg);
+    let mut out = if mode == Mode::Apply {
         vec!["kafka"]
     } else {
         vec!["stream", "postgres", "slot"]
     };
-    if mode == "run" && cfg.kafka.is_some() {
+    if mode == Mode::Run && cfg.kafka.is_some() {
         out.push("kafka");
     }
     if writes_qdrant {

@@ -5,18 +5,17 @@
 //! connector (or hides a renamed metric). Labels stay bounded: they come from the config.
 
 use super::names::*;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use metrics::{counter, gauge};
 
 const RECEIVED_OPS: [&str; 4] = ["insert", "update", "delete", "truncate"];
 const APPLIED_OPS: [&str; 4] = ["upsert", "merge", "delete", "truncate"];
 
-/// `mode`: "run" or "apply".
-pub fn register(cfg: &Config, mode: &str) {
+pub fn register(cfg: &Config, mode: Mode) {
     let mut collections: Vec<&str> = cfg.tables.iter().map(|t| t.collection.as_str()).collect();
     collections.sort_unstable();
     collections.dedup();
-    let writes_qdrant = mode == "apply" || cfg.qdrant.direct;
+    let writes_qdrant = mode.writes_qdrant(cfg);
     if writes_qdrant {
         for c in &collections {
             for op in APPLIED_OPS {
@@ -39,7 +38,7 @@ pub fn register(cfg: &Config, mode: &str) {
         .iter()
         .map(|t| crate::event::TableName::parse(&t.table).to_string())
         .collect();
-    if mode == "run" {
+    if mode == Mode::Run {
         for t in &tables {
             for op in RECEIVED_OPS {
                 counter!(CHANGES_RECEIVED, "table" => t.clone(), "op" => op).increment(0);
@@ -65,7 +64,7 @@ pub fn register(cfg: &Config, mode: &str) {
         topics.sort_unstable();
         topics.dedup();
         for topic in topics {
-            if mode == "run" {
+            if mode == Mode::Run {
                 counter!(KAFKA_PRODUCED, "topic" => topic.clone()).increment(0);
                 counter!(KAFKA_DELIVERED, "topic" => topic.clone()).increment(0);
                 counter!(KAFKA_FAILED, "topic" => topic.clone()).increment(0);
@@ -74,7 +73,7 @@ pub fn register(cfg: &Config, mode: &str) {
                 counter!(KAFKA_DLQ, "topic" => topic.clone()).increment(0);
             }
         }
-        if mode == "run" {
+        if mode == Mode::Run {
             counter!(WRITE_RETRIES, "sink" => "kafka").increment(0);
         }
     }

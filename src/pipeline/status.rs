@@ -80,7 +80,7 @@ impl StatusSource for Board {
                     verify: verified.get(&name).cloned(),
                     collection,
                     copy: state.to_owned(),
-                    copy_reason: copy.as_ref().map(|c| c.reason.clone()),
+                    copy_reason: copy.as_ref().map(|c| c.reason.to_string()),
                     rows_copied: rows,
                     chunks_done: copy.as_ref().map_or(0, |c| c.done.len() as u32),
                     chunks: copy.as_ref().and_then(|c| c.chunks),
@@ -92,7 +92,7 @@ impl StatusSource for Board {
             })
             .collect();
         Status {
-            mode: "run".to_owned(),
+            mode: crate::config::Mode::Run.as_str().to_owned(),
             writes_qdrant: self.cfg.qdrant.direct,
             partitions: Vec::new(),
             ready,

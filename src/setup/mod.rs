@@ -94,7 +94,10 @@ async fn recopy_into_missing(
             .map_err(Error::qdrant(format!("look up collection {collection}")))?;
         if !exists {
             tracing::warn!(collection, tables = ?tables.iter().map(ToString::to_string).collect::<Vec<_>>(), "the collection is missing and is created again; its tables are copied again");
-            state.recopy_all(&tables, "collection recreated")?;
+            state.recopy_all(
+                &tables,
+                crate::checkpoint::state::CopyReason::CollectionRecreated,
+            )?;
         }
     }
     Ok(())
@@ -106,12 +109,12 @@ pub async fn serve_metrics(
     cfg: &Config,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
-    mode: &'static str,
+    mode: crate::config::Mode,
     waiters: crate::metrics::wait::Waiters,
     status: Option<crate::metrics::status::StatusSlot>,
 ) -> Result<(), Error> {
     let handle = crate::metrics::server::install();
-    metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "mode" => mode)
+    metrics::gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "mode" => mode.as_str())
         .set(1.0);
     crate::metrics::series::register(cfg, mode);
     if cfg.metrics.addr.is_empty() {

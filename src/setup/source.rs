@@ -64,7 +64,10 @@ pub async fn connect(cfg: &Config, current: &State, had_progress: bool) -> Resul
             cfg.source.create_slot,
             had_progress,
             cfg.source.snapshot_on_slot_loss,
-            || StateFile::new(&cfg.checkpoint.snapshot_path()).recopy_all(&names, "slot lost"),
+            || {
+                StateFile::new(&cfg.checkpoint.snapshot_path())
+                    .recopy_all(&names, crate::checkpoint::state::CopyReason::SlotLost)
+            },
         )
         .await?;
     let resume = catalog

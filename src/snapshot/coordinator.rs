@@ -5,7 +5,7 @@
 //! durable LSN). See the module essay in `snapshot/mod.rs` for why this is consistent.
 
 use super::window::Window;
-use crate::checkpoint::state::{State, StateFile, Status, TableCopy};
+use crate::checkpoint::state::{CopyReason, State, StateFile, Status, TableCopy};
 use crate::config::SnapshotMode;
 use crate::error::Error;
 use crate::event::{Op, TableName};
@@ -142,7 +142,7 @@ impl Coordinator {
                     inner
                         .state
                         .tables
-                        .insert(t.to_string(), TableCopy::new("initial", 0));
+                        .insert(t.to_string(), TableCopy::new(CopyReason::Initial, 0));
                 }
                 c.launch(&mut inner, t.clone());
             }
@@ -226,7 +226,7 @@ impl Coordinator {
         if !resumable {
             if copy.chunks.is_some() {
                 tracing::warn!(table = %table, "table was rewritten (VACUUM FULL, CLUSTER, TRUNCATE) since its copy started; copying it again from the start");
-                copy.reason = "table rewritten".to_owned();
+                copy.reason = CopyReason::TableRewritten;
                 copy.start_lsn = 0;
             }
             if copy.start_lsn == 0 {
@@ -471,7 +471,7 @@ impl Coordinator {
         inner
             .state
             .tables
-            .insert(key, TableCopy::new("resync", at.as_u64()));
+            .insert(key, TableCopy::new(CopyReason::Resync, at.as_u64()));
         self.launch(&mut inner, name);
         self.persist(&inner)
     }
@@ -545,11 +545,9 @@ impl Coordinator {
             .iter()
             .filter(|(_, r)| {
                 r.tables.iter().all(|t| {
-                    inner
-                        .state
-                        .tables
-                        .get(t)
-                        .is_some_and(|c| c.status == Status::Done && c.reason == "rebuild")
+                    inner.state.tables.get(t).is_some_and(|c| {
+                        c.status == Status::Done && c.reason == CopyReason::Rebuild
+                    })
                 })
             })
             .map(|(a, r)| (a.clone(), r.clone()))
