@@ -26,7 +26,7 @@
 //! set-up    setup
 //! stages    snapshot pipeline
 //! modes     verify rebuild check apply app
-//! entry     cli
+//! entry     cmd cli
 //! ```
 //!
 //! - base: `lsn` (positions), `blocking` (file work off the async runtime), `event` (the domain model of changes, documents and ops),
@@ -44,7 +44,8 @@
 //!   `pipeline` (replication loop, assembly, embedding, the writer, sampler, lag).
 //! - modes: `verify` (and dead-letter replay), `rebuild` (the request), `check`, `apply` (the
 //!   Kafka consumer group), `app` (`run`: wiring only).
-//! - entry: `cli` (the command line; `main.rs` dispatches).
+//! - entry: `cmd` (one file per command: its arguments, what it runs, what it prints),
+//!   `cli` (the command line and the dispatch; `main.rs` only loads, runs and prints).
 
 pub mod blocking;
 pub mod config;
@@ -75,6 +76,7 @@ pub mod rebuild;
 pub mod verify;
 
 pub mod cli;
+pub mod cmd;
 
 pub use app::run;
 pub use config::Config;
