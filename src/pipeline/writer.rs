@@ -1,7 +1,7 @@
 //! The writer: the one task that makes batches durable, in order, then moves progress forward.
 //!
 //! ```text
-//!   Batch ─▶ resolve TOAST merges ─▶ embed text ─▶ sink.write (retry transient, capped backoff) ─▶ durable
+//!   Batch ─▶ resolve TOAST merges (`toast`) ─▶ embed text (`embedding`) ─▶ sink.write (retry transient, capped backoff) ─▶ durable
 //!                                                          │
 //!                     ack LSN ─▶ watch (slot feedback) + checkpoint file (throttled, fsynced)
 //! ```
@@ -14,8 +14,18 @@
 //! writer retries forever and acknowledges nothing; the replication stream backs up behind the
 //! bounded channel. After shutdown is requested, retries stop after a grace period and the
 //! unwritten batch is abandoned: nothing was acknowledged for it, so a restart replays it.
+//!
+//! # The ordering rules (held by the unit tests in `writer/tests.rs`, on an in-memory sink)
+//! - Up to `qdrant.parallel` batches are written at once, and no two of them touch the same
+//!   point: a batch that shares a point with one in flight (or any batch, for a truncate or a
+//!   TOAST merge) waits until those landed. So each point's changes land in commit order.
+//! - Progress is told batch by batch in the order the batches came ([`Progress::durable`]),
+//!   each only after it and every batch before it landed, whatever order the writes finish in.
+//! - A batch that fails for good ends the writer: nothing from it on is acknowledged, and what
+//!   was durable before it is still flushed to the checkpoint.
 
 use super::assemble::Batch;
+use super::toast::SourceReads;
 use crate::checkpoint::CheckpointStore;
 use crate::config::SourceConfig;
 use crate::deadletter::DeadLetter;
@@ -25,7 +35,6 @@ use crate::lsn::Lsn;
 use crate::mapping::Mappings;
 use crate::metrics::names;
 use crate::sink::Sink;
-use crate::source::catalog::Catalog;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -61,9 +70,6 @@ pub struct Writer<S: Sink> {
     /// forward in commit order.
     pub parallel: usize,
 }
-
-/// The connection TOAST merges read rows with, opened on first use.
-pub type SourceReads = tokio::sync::Mutex<Option<Catalog>>;
 
 /// The rows (their [`Op::row_key`]) a batch touches; `None` when it must run alone (a truncate,
 /// or a TOAST merge that may read the source).
@@ -179,7 +185,7 @@ impl<S: Sink> Writer<S> {
         mut progress: impl Progress,
     ) -> Result<(), Error> {
         let parallel = self.parallel.max(1);
-        let catalog: SourceReads = tokio::sync::Mutex::new(None);
+        let reads = SourceReads::new(self.source.clone());
         // Batches being written, in order, with the point keys each touches (None: exclusive).
         let mut inflight = FuturesOrdered::new();
         let mut touched: VecDeque<Option<HashSet<(Arc<str>, PointKey)>>> = VecDeque::new();
@@ -229,7 +235,7 @@ impl<S: Sink> Writer<S> {
                         }
                     }
                     touched.push_back(keys);
-                    inflight.push_back(self.apply(&catalog, batch));
+                    inflight.push_back(self.apply(&reads, batch));
                 }
             }
         };
@@ -240,7 +246,7 @@ impl<S: Sink> Writer<S> {
     }
 
     /// Makes one batch durable (its events delivered, its ops written); returns its ack.
-    pub async fn apply(&self, catalog: &SourceReads, batch: Batch) -> Result<Option<Lsn>, Error> {
+    pub async fn apply(&self, reads: &SourceReads, batch: Batch) -> Result<Option<Lsn>, Error> {
         if batch.ops.is_empty() && batch.events.is_empty() {
             return Ok(batch.ack);
         }
@@ -250,7 +256,7 @@ impl<S: Sink> Writer<S> {
             super::embedding::count_waiting(&super::embedding::waiting(&batch.ops), -1.0);
             Vec::new()
         };
-        tokio::try_join!(self.publish(&batch.events), self.write_ops(catalog, ops))?;
+        tokio::try_join!(self.publish(&batch.events), self.write_ops(reads, ops))?;
         Ok(batch.ack)
     }
 
@@ -281,7 +287,7 @@ impl<S: Sink> Writer<S> {
     }
 
     /// Makes ops durable in the sink: TOAST merges resolved, text embedded, written.
-    async fn write_ops(&self, catalog: &SourceReads, ops: Vec<Op>) -> Result<(), Error> {
+    async fn write_ops(&self, reads: &SourceReads, ops: Vec<Op>) -> Result<(), Error> {
         if ops.is_empty() {
             return Ok(());
         }
@@ -290,7 +296,9 @@ impl<S: Sink> Writer<S> {
         let waiting = super::embedding::waiting(&ops);
         let mut ops = if ops.iter().any(|o| matches!(o, Op::Merge { .. })) {
             let (resolved, unmappable) = self
-                .retry_for("postgres", || self.resolve_merges(catalog, ops.clone()))
+                .retry_for("postgres", || {
+                    reads.resolve(&*self.sink, &self.mappings, ops.clone())
+                })
                 .await?;
             // Parked once the step succeeded: a retried step would park them again.
             let mut dead = self.dead_letter.lock().expect("dead-letter lock");
@@ -462,96 +470,6 @@ impl<S: Sink> Writer<S> {
             tracing::warn!("shutting down with an unwritten batch; it was not acknowledged and will be replayed");
         }
         r
-    }
-
-    /// Replaces each TOAST merge whose point is missing (and each of a chunked or sharded
-    /// table, and each that sets a field to NULL) by an upsert of the current row read from
-    /// PostgreSQL (or drops it when the row is gone: its delete follows in the stream).
-    /// Rows read back that cannot be mapped come back beside the ops, for the caller to park.
-    async fn resolve_merges(
-        &self,
-        catalog: &SourceReads,
-        ops: Vec<Op>,
-    ) -> Result<(Vec<Op>, Vec<(crate::mapping::MappingError, Lsn)>), Error> {
-        let mut out = Vec::with_capacity(ops.len());
-        let mut unmappable = Vec::new();
-        for op in ops {
-            let Op::Merge {
-                collection,
-                doc,
-                table,
-                row,
-            } = &op
-            else {
-                out.push(op);
-                continue;
-            };
-            // During a rebuild the old collection's merges map with its own (shadow) mapping.
-            let Some(mapping) = self.mappings.get(table).and_then(|m| m.writing(collection)) else {
-                out.push(op);
-                continue;
-            };
-            // A chunked row is always rewritten from the whole row: its chunks are cut from
-            // the whole text (unchanged chunk texts keep their vectors, see `embedding`). So is
-            // a sharded one: a merge cannot move its point to another shard key. And one with
-            // a NULL field: Qdrant's set-payload removes a key given null, where an upsert
-            // stores it (`{"h": null}`), and the point must be what an upsert makes of the row.
-            if !mapping.chunked()
-                && !mapping.sharded()
-                && !doc.payload.values().any(serde_json::Value::is_null)
-                && self
-                    .sink
-                    .missing(collection, std::slice::from_ref(&doc.key))
-                    .await?
-                    .is_empty()
-            {
-                out.push(op);
-                continue;
-            }
-            metrics::counter!(names::TOAST_FETCHES, "table" => table.to_string()).increment(1);
-            let mut catalog = catalog.lock().await;
-            if catalog.is_none() {
-                *catalog = Some(Catalog::connect(&self.source).await?);
-            }
-            let key = mapping.key_values(row);
-            let fetched = catalog
-                .as_ref()
-                .expect("connected above")
-                .fetch_row(table, &row.columns, &key)
-                .await;
-            let row = match fetched {
-                Ok(row) => row,
-                Err(e) => {
-                    *catalog = None;
-                    return Err(e);
-                }
-            };
-            match row {
-                Some(row) => match mapping.document(&row, doc.key.clone(), doc.position, 0) {
-                    Ok(mut full) => {
-                        // Keep the change's own commit time.
-                        if let Some(meta) = doc.payload.get(crate::config::META_FIELD) {
-                            full.payload
-                                .insert(crate::config::META_FIELD.to_owned(), meta.clone());
-                        }
-                        if mapping.chunked() {
-                            out.extend(mapping.chunks(&row, full, false));
-                        } else {
-                            out.push(Op::Upsert {
-                                collection: collection.clone(),
-                                doc: full,
-                                copied: false,
-                            });
-                        }
-                    }
-                    Err(e) => unmappable.push((e, Lsn(doc.position.commit_lsn))),
-                },
-                None => {
-                    tracing::debug!(table = %table, key = %doc.key, "row gone before its TOAST merge; its delete follows")
-                }
-            }
-        }
-        Ok((out, unmappable))
     }
 }
 

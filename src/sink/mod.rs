@@ -14,8 +14,9 @@ pub type Skipped = Vec<(std::sync::Arc<str>, u64)>;
 ///
 /// Contract:
 /// - **Who calls, and how concurrently.** The writer (`pipeline::writer`, one per process) calls
-///   `write` with batches in commit order and keeps up to two calls in flight at once; two calls
-///   in flight never touch the same point (a truncate or a TOAST merge runs alone). Repairs
+///   `write` with batches in commit order and keeps up to `qdrant.parallel` calls in flight at
+///   once (1–16, default 2); two calls in flight never touch the same point (a truncate or a
+///   TOAST merge runs alone). `pipeline::writer`'s unit tests hold it to both. Repairs
 ///   (`verify --repair`, dead-letter replay) call it from their own task while the connector
 ///   runs, fenced below every change they might not have seen. Implementations are shared
 ///   (`Send + Sync`) and must not assume one caller.

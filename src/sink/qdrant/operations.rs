@@ -79,124 +79,33 @@ pub fn operations(
     above: Option<u64>,
     keys: Option<&Keys>,
 ) -> Vec<PointsUpdateOperation> {
-    // Where an op that may meet its point in any shard key goes: `Some(None)` unsharded;
-    // `None` sharded without any key yet (no point exists: the op is skipped).
-    let everywhere: Option<Option<ShardKeySelector>> = match keys {
-        None => Some(None),
-        Some(k) => k.all().map(Some),
+    let target = Target {
+        stored,
+        above,
+        everywhere: match keys {
+            None => Some(None),
+            Some(k) => k.all().map(Some),
+        },
+        sharded: keys.is_some(),
     };
-    let sharded = keys.is_some();
     let mut out = Vec::new();
     let mut i = 0;
     while i < ops.len() {
+        let run = |same: fn(&Op) -> bool| ops[i..].iter().take_while(|o| same(o)).count();
         match ops[i] {
             Op::Upsert { .. } => {
-                // Last op per id wins inside the run (it has the highest position).
-                let mut latest: HashMap<&PointKey, usize> = HashMap::new();
-                let start = i;
-                while let Some(Op::Upsert { doc, .. }) = ops.get(i) {
-                    latest.insert(&doc.key, i);
-                    i += 1;
-                }
-                let mut keep: Vec<usize> = latest.into_values().collect();
-                keep.sort_unstable();
-                debug_assert!(start < i);
-                let (free_docs, docs): (Vec<_>, Vec<_>) = keep
-                    .iter()
-                    .map(|&j| match ops[j] {
-                        Op::Upsert { doc, copied, .. } => (doc, *copied),
-                        _ => unreachable!("run holds upserts only"),
-                    })
-                    .partition(|(d, copied)| free(d.position, *copied, above));
-                // Clauses of the delete that removes these ids from other shard keys.
-                let mut moved: Vec<Condition> = Vec::new();
-                for (key, group) in by_shard(free_docs.into_iter().map(|(d, _)| d), sharded) {
-                    if let Some(k) = key {
-                        moved.push(
-                            Filter::must([
-                                Condition::has_id(group.iter().map(|d| mapping::point_id(&d.key))),
-                                fence::elsewhere(k),
-                            ])
-                            .into(),
-                        );
-                    }
-                    out.push(upsert(&group, key, None));
-                }
-                // Stored newer: the fence would skip it anyway; leave it out of the request.
-                let docs = docs
-                    .into_iter()
-                    .map(|(d, _)| d)
-                    .filter(|d| !matches!(stored.get(&d.key), Some(Some(p)) if *p >= d.position));
-                for (key, group) in by_shard(docs, sharded) {
-                    // Every point gets its own clause, also one the read found absent: Qdrant
-                    // inserts a point that does not exist whatever the filter, and one that
-                    // appeared since the read (another applier after a rebalance, a repair) is
-                    // replaced only if it is older. A bare `has_id` for "absent" points would
-                    // let this write regress a newer one.
-                    let filter = fence::per_point(
-                        group
-                            .iter()
-                            .map(|d| (mapping::point_id(&d.key), d.position)),
-                    );
-                    if let Some(k) = key {
-                        moved.extend(group.iter().map(|d| {
-                            Filter::must([
-                                Condition::has_id([mapping::point_id(&d.key)]),
-                                fence::older_than(d.position),
-                                fence::elsewhere(k),
-                            ])
-                            .into()
-                        }));
-                    }
-                    out.push(upsert(&group, key, Some(filter)));
-                }
-                if let (false, Some(selector)) = (moved.is_empty(), everywhere.clone()) {
-                    out.push(delete_where(Filter::should(moved), selector));
-                }
+                let n = run(|o| matches!(o, Op::Upsert { .. }));
+                target.upserts(&ops[i..i + n], &mut out);
+                i += n;
             }
             Op::Delete { .. } => {
-                let mut targets: Vec<(qdrant_client::qdrant::PointId, Position)> = Vec::new();
-                let mut free_ids = Vec::new();
-                while let Some(Op::Delete { key, position, .. }) = ops.get(i) {
-                    if free(*position, false, above) {
-                        free_ids.push(mapping::point_id(key));
-                    } else {
-                        targets.push((mapping::point_id(key), *position));
-                    }
-                    i += 1;
-                }
-                let Some(selector) = everywhere.clone() else {
-                    continue;
-                };
-                if !free_ids.is_empty() {
-                    out.push(op(Operation::DeletePoints(DeletePoints {
-                        points: Some(free_ids.into()),
-                        shard_key_selector: selector.clone(),
-                    })));
-                }
-                if !targets.is_empty() {
-                    out.push(delete_where(fence::per_point(targets), selector));
-                }
+                let n = run(|o| matches!(o, Op::Delete { .. }));
+                target.deletes(&ops[i..i + n], &mut out);
+                i += n;
             }
             Op::Merge { doc, .. } => {
+                target.merge(doc, &mut out);
                 i += 1;
-                let Some(selector) = everywhere.clone() else {
-                    continue;
-                };
-                let own = || fence::per_point([(mapping::point_id(&doc.key), doc.position)]);
-                if let Some(pv) = mapping::point_vectors(doc) {
-                    out.push(op(Operation::UpdateVectors(UpdateVectors {
-                        points: vec![pv],
-                        shard_key_selector: selector.clone(),
-                        update_filter: Some(own()),
-                    })));
-                }
-                out.push(op(Operation::SetPayload(SetPayload {
-                    payload: mapping::payload(doc).into(),
-                    points_selector: Some(own().into()),
-                    shard_key_selector: selector,
-                    key: None,
-                })));
             }
             Op::DeleteChunks {
                 table,
@@ -205,28 +114,158 @@ pub fn operations(
                 position,
                 ..
             } => {
+                let filter =
+                    fence::row_chunks_older_than(&table.to_string(), key, *from, *position);
+                target.delete_everywhere(filter, &mut out);
                 i += 1;
-                if let Some(selector) = everywhere.clone() {
-                    out.push(delete_where(
-                        fence::row_chunks_older_than(&table.to_string(), key, *from, *position),
-                        selector,
-                    ));
-                }
             }
             Op::Truncate {
                 table, position, ..
             } => {
+                target.delete_everywhere(
+                    fence::table_older_than(&table.to_string(), *position),
+                    &mut out,
+                );
                 i += 1;
-                if let Some(selector) = everywhere.clone() {
-                    out.push(delete_where(
-                        fence::table_older_than(&table.to_string(), *position),
-                        selector,
-                    ));
-                }
             }
         }
     }
     out
+}
+
+/// What the ops of one [`operations`] call are written against.
+struct Target<'a> {
+    stored: &'a Stored,
+    above: Option<u64>,
+    /// Where an op that may meet its point in any shard key goes: `Some(None)` unsharded;
+    /// `None` sharded without any key yet (no point exists: the op is skipped).
+    everywhere: Option<Option<ShardKeySelector>>,
+    sharded: bool,
+}
+
+impl Target<'_> {
+    /// A run of upserts: the last op per id wins (it has the highest position); free ones go
+    /// unfenced, the others each with their own clause; in a custom-sharded collection, then
+    /// one delete of these ids from every other shard key.
+    fn upserts(&self, run: &[&Op], out: &mut Vec<PointsUpdateOperation>) {
+        let mut latest: HashMap<&PointKey, usize> = HashMap::new();
+        for (j, o) in run.iter().enumerate() {
+            if let Op::Upsert { doc, .. } = o {
+                latest.insert(&doc.key, j);
+            }
+        }
+        let mut keep: Vec<usize> = latest.into_values().collect();
+        keep.sort_unstable();
+        let (free_docs, docs): (Vec<_>, Vec<_>) = keep
+            .iter()
+            .map(|&j| match run[j] {
+                Op::Upsert { doc, copied, .. } => (doc, *copied),
+                _ => unreachable!("run holds upserts only"),
+            })
+            .partition(|(d, copied)| free(d.position, *copied, self.above));
+        // Clauses of the delete that removes these ids from other shard keys.
+        let mut moved: Vec<Condition> = Vec::new();
+        for (key, group) in by_shard(free_docs.into_iter().map(|(d, _)| d), self.sharded) {
+            if let Some(k) = key {
+                moved.push(
+                    Filter::must([
+                        Condition::has_id(group.iter().map(|d| mapping::point_id(&d.key))),
+                        fence::elsewhere(k),
+                    ])
+                    .into(),
+                );
+            }
+            out.push(upsert(&group, key, None));
+        }
+        // Stored newer: the fence would skip it anyway; leave it out of the request.
+        let docs = docs
+            .into_iter()
+            .map(|(d, _)| d)
+            .filter(|d| !matches!(self.stored.get(&d.key), Some(Some(p)) if *p >= d.position));
+        for (key, group) in by_shard(docs, self.sharded) {
+            // Every point gets its own clause, also one the read found absent: Qdrant inserts a
+            // point that does not exist whatever the filter, and one that appeared since the
+            // read (another applier after a rebalance, a repair) is replaced only if it is
+            // older. A bare `has_id` for "absent" points would let this write regress a newer
+            // one.
+            let filter = fence::per_point(
+                group
+                    .iter()
+                    .map(|d| (mapping::point_id(&d.key), d.position)),
+            );
+            if let Some(k) = key {
+                moved.extend(group.iter().map(|d| {
+                    Filter::must([
+                        Condition::has_id([mapping::point_id(&d.key)]),
+                        fence::older_than(d.position),
+                        fence::elsewhere(k),
+                    ])
+                    .into()
+                }));
+            }
+            out.push(upsert(&group, key, Some(filter)));
+        }
+        if !moved.is_empty() {
+            self.delete_everywhere(Filter::should(moved), out);
+        }
+    }
+
+    /// A run of deletes: free ones by id, the others fenced.
+    fn deletes(&self, run: &[&Op], out: &mut Vec<PointsUpdateOperation>) {
+        let Some(selector) = self.everywhere.clone() else {
+            return;
+        };
+        let mut targets: Vec<(qdrant_client::qdrant::PointId, Position)> = Vec::new();
+        let mut free_ids = Vec::new();
+        for o in run {
+            let Op::Delete { key, position, .. } = o else {
+                unreachable!("run holds deletes only")
+            };
+            if free(*position, false, self.above) {
+                free_ids.push(mapping::point_id(key));
+            } else {
+                targets.push((mapping::point_id(key), *position));
+            }
+        }
+        if !free_ids.is_empty() {
+            out.push(op(Operation::DeletePoints(DeletePoints {
+                points: Some(free_ids.into()),
+                shard_key_selector: selector.clone(),
+            })));
+        }
+        if !targets.is_empty() {
+            out.push(delete_where(fence::per_point(targets), selector));
+        }
+    }
+
+    /// A TOAST merge: its vectors (when one changed), then its payload, both fenced, so the
+    /// position in the payload moves only after the vectors were written.
+    fn merge(&self, doc: &Document, out: &mut Vec<PointsUpdateOperation>) {
+        let Some(selector) = self.everywhere.clone() else {
+            return;
+        };
+        let own = || fence::per_point([(mapping::point_id(&doc.key), doc.position)]);
+        if let Some(pv) = mapping::point_vectors(doc) {
+            out.push(op(Operation::UpdateVectors(UpdateVectors {
+                points: vec![pv],
+                shard_key_selector: selector.clone(),
+                update_filter: Some(own()),
+            })));
+        }
+        out.push(op(Operation::SetPayload(SetPayload {
+            payload: mapping::payload(doc).into(),
+            points_selector: Some(own().into()),
+            shard_key_selector: selector,
+            key: None,
+        })));
+    }
+
+    /// A delete by `filter` in every shard key (none without any key yet).
+    fn delete_everywhere(&self, filter: Filter, out: &mut Vec<PointsUpdateOperation>) {
+        if let Some(selector) = self.everywhere.clone() {
+            out.push(delete_where(filter, selector));
+        }
+    }
 }
 
 /// Documents grouped by the shard key their row names (one group, key `None`, when the
