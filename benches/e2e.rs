@@ -241,7 +241,11 @@ async fn main() {
             }
         })
         .collect();
-    let fenced_sink = pg2qdrant::sink::qdrant::QdrantSink::new(q.clone()).unwrap();
+    // Fenced as `run` fences (the sole writer of stream positions); appliers' fencing is the
+    // Kafka bench's apply phase.
+    let fenced_sink = pg2qdrant::sink::qdrant::QdrantSink::new(q.clone())
+        .unwrap()
+        .sole_writer();
     settle(&q).await;
     let sampling = sampler(&url, &qdrant_pid, STREAM).await;
     let t = Instant::now();

@@ -143,7 +143,7 @@ async fn prepare(
         cfg.source.snapshot_chunk_pages,
     )?;
     tracing::info!(start = %start, slot = %cfg.source.slot, tables = mappings.len(), "starting replication");
-    let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)?);
+    let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)?.sole_writer());
     let (topics, publisher) = setup::publishing(&cfg, &mappings, max_backoff, stop).await?;
     let embedders = match loaded {
         Some(loaded) => {

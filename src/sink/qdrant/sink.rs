@@ -21,7 +21,7 @@
 //! repeated or replayed request converges to the same state.
 
 use super::mapping;
-use super::operations::{free, operations, superseded, Stored};
+use super::operations::{free, operations, superseded, Fencing, Stored};
 use crate::config::META_FIELD;
 use crate::error::Error;
 use crate::event::{Op, PointKey};
@@ -46,6 +46,10 @@ pub struct QdrantSink {
     retired: RwLock<std::collections::HashSet<String>>,
     /// Custom-sharded collections and their shard keys (see `shards`).
     sharding: super::shards::Sharding,
+    /// Whether this sink is the one writer of stream positions into its collections (`run`),
+    /// so a point absent at the pre-read of a fenced upsert can only appear by a write fenced
+    /// below the stream (see `operations::Fencing`). False for appliers and repairs.
+    sole_writer: bool,
 }
 
 impl QdrantSink {
@@ -56,7 +60,15 @@ impl QdrantSink {
             newest: RwLock::new(HashMap::new()),
             retired: RwLock::default(),
             sharding: Default::default(),
+            sole_writer: false,
         })
+    }
+
+    /// This sink is the only writer of stream positions into its collections (`run`: one
+    /// stream, one writer; repairs write below the stream's positions).
+    pub fn sole_writer(mut self) -> Self {
+        self.sole_writer = true;
+        self
     }
 
     /// Reads the newest position stored in `collection` (indexing `_pg2qdrant.lsn` first, which
@@ -232,7 +244,12 @@ impl Sink for QdrantSink {
                     .prepare(&self.client, &collection, &segment)
                     .await?;
                 let stored = self.stored_positions(&collection, &segment, above).await?;
-                let operations = operations(&segment, &stored, above, keys.as_ref());
+                let fencing = Fencing {
+                    stored: &stored,
+                    above,
+                    sole_writer: self.sole_writer,
+                };
+                let operations = operations(&segment, &fencing, keys.as_ref());
                 let superseded = superseded(&segment, &stored, above);
                 if !operations.is_empty() {
                     self.writer
