@@ -30,7 +30,8 @@ pub enum Command {
     Resync(TableArgs),
     /// Build a new collection behind the table's alias (with the config's settings, e.g. a new
     /// model) while streaming, then switch the alias to it and drop the old one. Creates the
-    /// collection and leaves the request for the connector's next start.
+    /// collection and leaves the request for the connector's next start. Every table writing the
+    /// alias of the table named is rebuilt.
     Rebuild(TableArgs),
     /// Compare every row with its point; exit 1 on drift, 0 when equal (after --repair: when
     /// everything was fixed).

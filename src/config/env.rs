@@ -5,21 +5,23 @@
 //! The name after the prefix is split at `__` and lower-cased: `PG2QDRANT__QDRANT__BATCH_SIZE`
 //! is `qdrant.batch_size`. Two kinds of keys have no fixed name and are addressed by what they
 //! hold instead:
-//! - `PG2QDRANT__KAFKA__PROPERTIES__SASL_PASSWORD` is the librdkafka property `sasl.password`
-//!   (`_` for `.`);
+//! - `PG2QDRANT__KAFKA__PROPERTIES__SASL_PASSWORD` (or `…__SASL__PASSWORD`) is the librdkafka
+//!   property `sasl.password` (`_` and `__` for `.`);
 //! - `PG2QDRANT__EMBEDDERS__<NAME>__PATH` is the `path` of the `[[embedders]]` entry named
 //!   `<NAME>` (case-insensitive).
 //!
 //! Any other key under `[[tables]]` or `[[embedders]]` cannot be overridden (an array has no
-//! stable names). A missing section is created (`[kafka]` from the environment alone). An empty
-//! value removes the key, so its default applies (`PG2QDRANT__QDRANT__API_KEY=` means none).
+//! stable names). A missing section is created (`[kafka]` from the environment alone).
 //!
 //! # Types
-//! An environment value is a string. The tree is read through [`Lenient`], which lets a string
-//! stand for a number or a boolean when the field wants one; so the field's own type decides,
-//! as in the file, and `PG2QDRANT__SOURCE__SLOT=123` stays the string it must be. Unknown keys
-//! are refused by the same `deny_unknown_fields` as the file's, and every error names the
-//! variable that caused it (with the value left out when the key holds a secret).
+//! An environment value is a string. The tree (the file's values too) is read through
+//! [`Lenient`], which lets a string stand for a number or a boolean when the field wants one,
+//! and an empty string for "none" when the field is optional; so the field's own type decides,
+//! `PG2QDRANT__SOURCE__SLOT=123` stays the string it must be, `PG2QDRANT__QDRANT__API_KEY=` means
+//! no key and `PG2QDRANT__METRICS__ADDR=` an empty address (no endpoint). Unknown keys are
+//! refused by the same `deny_unknown_fields` as the file's. An error at a key a variable set (or
+//! an unknown key a variable named) names that variable, with the value left out when the key
+//! holds a secret; any other error is the file's, named by its key.
 
 use super::Config;
 use crate::error::Error;
@@ -37,7 +39,7 @@ enum Step {
 }
 
 /// A variable applied to the tree: its name, where it went, what it held.
-struct Applied {
+pub(super) struct Applied {
     name: String,
     path: Vec<Step>,
     value: String,
@@ -73,11 +75,13 @@ fn path_of(tree: &Table, name: &str, rest: &str) -> Result<Vec<Step>, Error> {
     }
     let key = |s: &str| Step::Key(s.to_owned());
     match segments.as_slice() {
-        [kafka, properties, property] if kafka == "kafka" && properties == "properties" => {
+        [kafka, properties, property @ ..]
+            if kafka == "kafka" && properties == "properties" && !property.is_empty() =>
+        {
             Ok(vec![
                 key("kafka"),
                 key("properties"),
-                key(&property.replace('_', ".")),
+                key(&property.join(".").replace('_', ".")),
             ])
         }
         [embedders, entry, field] if embedders == "embedders" => {
@@ -103,12 +107,9 @@ fn path_of(tree: &Table, name: &str, rest: &str) -> Result<Vec<Step>, Error> {
     }
 }
 
-/// Puts `value` at `path` (a string; empty: the key removed), creating missing tables.
+/// Puts `value` at `path` as a string, creating missing tables.
 fn set(table: &mut Table, path: &[Step], value: &str) {
     match path {
-        [Step::Key(k)] if value.is_empty() => {
-            table.remove(k);
-        }
         [Step::Key(k)] => {
             table.insert(k.clone(), Value::String(value.to_owned()));
         }
@@ -150,33 +151,33 @@ fn dotted(path: &[Step]) -> String {
     out
 }
 
-/// The error of reading the tree, named after the variable that put the failing key there (or
-/// an unknown key under that path), else after the key itself (the file's).
+/// The error of reading the tree, named after the variable that set the failing key, or that
+/// named the unknown key the error reports; else after the key itself (the file's error).
 fn blame(applied: &[Applied], at: &str, message: &str) -> Error {
     let at = at.trim_start_matches('.');
-    let printed: Vec<String> = applied.iter().map(|a| dotted(&a.path)).collect();
-    let below = |p: &str| {
-        p.strip_prefix(at)
-            .filter(|rest| at.is_empty() || rest.starts_with(['.', '[']))
-            .map(|rest| rest.trim_start_matches('.').to_owned())
-    };
-    // The key itself; else an unknown key (reported at its parent, named in the message); else
-    // anything the variable put below the failing key.
-    let exact = printed.iter().rposition(|p| p == at);
-    let unknown = || {
-        printed.iter().rposition(|p| {
-            below(p).is_some_and(|rest| {
-                let first = rest.split(['.', '[']).next().unwrap_or_default();
-                message.contains(&format!("`{first}`"))
-            })
-        })
-    };
-    let inside = || printed.iter().rposition(|p| below(p).is_some());
-    match exact.or_else(unknown).or_else(inside) {
+    // serde: "unknown field `x`, expected one of `a`, `b`", reported at the parent of `x`.
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+        .map(|field| {
+            if at.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{at}.{field}")
+            }
+        });
+    let culprit = applied.iter().rposition(|a| {
+        let p = dotted(&a.path);
+        p == at
+            || unknown
+                .as_ref()
+                .is_some_and(|u| p == *u || p.starts_with(&format!("{u}.")))
+    });
+    match culprit {
         Some(i) => {
-            let (a, path) = (&applied[i], &printed[i]);
+            let (a, path) = (&applied[i], dotted(&applied[i].path));
             let secret =
-                path.contains("url") || path.contains("key") || super::kafka::is_secret(path);
+                path.contains("url") || path.contains("key") || super::kafka::is_secret(&path);
             let message = if secret && !a.value.is_empty() {
                 message.replace(&a.value, "<redacted>")
             } else {
@@ -262,7 +263,10 @@ impl<'de> de::Deserializer<'de> for Lenient {
     }
 
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
-        visitor.visit_some(self)
+        match &self.0 {
+            Value::String(s) if s.is_empty() => visitor.visit_none(),
+            _ => visitor.visit_some(self),
+        }
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -288,5 +292,24 @@ impl<'de> de::Deserializer<'de> for Lenient {
     forward_to_deserialize_any! {
         char str string bytes byte_buf unit unit_struct seq tuple tuple_struct map struct
         identifier ignored_any i128 u128
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// One variable as `read` records it.
+    pub fn applied(name: &str, value: &str) -> Vec<Applied> {
+        let rest = name.strip_prefix(ENV_PREFIX).expect("prefixed");
+        vec![Applied {
+            name: name.to_owned(),
+            path: path_of(&Table::new(), name, rest).expect("a path"),
+            value: value.to_owned(),
+        }]
+    }
+
+    pub fn blame_of(applied: &[Applied], at: &str, message: &str) -> Error {
+        blame(applied, at, message)
     }
 }

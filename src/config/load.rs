@@ -25,12 +25,12 @@ pub fn load(path: &Path) -> Result<Config, Error> {
 
 /// Parses TOML text (no env, no validation). Unknown keys are errors that name the key.
 pub fn parse(text: &str) -> Result<Config, Error> {
-    toml::from_str(text).map_err(|e| Error::config("", e.to_string().trim_end().to_owned()))
+    with_env(text, std::iter::empty())
 }
 
-/// Parses TOML text with the `PG2QDRANT__*` variables among `vars` applied (no validation). A
-/// key the file lacks may come from the environment; an error the file alone has is reported
-/// as [`parse`] reports it (with its line).
+/// Parses TOML text with the `PG2QDRANT__*` variables among `vars` applied (no validation; see
+/// `env`). A key the file lacks may come from the environment. An error of the file's own is
+/// given as toml's strict reading gives it, with its line, when that reading finds the same.
 pub fn with_env(
     text: &str,
     vars: impl IntoIterator<Item = (String, String)>,
@@ -38,8 +38,15 @@ pub fn with_env(
     let tree: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| Error::config("", e.to_string().trim_end().to_owned()))?;
-    super::env::read(tree, vars).map_err(|e| match parse(text) {
-        Err(file) if !e.to_string().contains(super::env::ENV_PREFIX) => file,
+    super::env::read(tree, vars).map_err(|e| match &e {
+        Error::Config { field, message } if !field.starts_with(super::env::ENV_PREFIX) => {
+            match toml::from_str::<Config>(text) {
+                Err(strict) if strict.to_string().contains(message.as_str()) => {
+                    Error::config("", strict.to_string().trim_end().to_owned())
+                }
+                _ => e,
+            }
+        }
         _ => e,
     })
 }
@@ -145,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn a_key_the_file_lacks_comes_from_the_environment_and_an_empty_value_removes_one() {
+    fn a_key_the_file_lacks_comes_from_the_environment_and_an_empty_value_is_none_or_empty() {
         let text = MINIMAL.replace("url = \"postgres://u@127.0.0.1/db\"", "");
         let file_only = with_env(&text, Vec::new()).unwrap_err().to_string();
         assert!(file_only.contains("url"), "{file_only}");
@@ -154,11 +161,16 @@ mod tests {
             env(&[
                 ("PG2QDRANT__SOURCE__URL", "postgres://e@db/x"),
                 ("PG2QDRANT__QDRANT__API_KEY", ""),
+                ("PG2QDRANT__METRICS__ADDR", ""),
             ]),
         )
         .unwrap();
         assert_eq!(cfg.source.url, "postgres://e@db/x");
-        assert_eq!(cfg.qdrant.api_key, None);
+        assert_eq!(cfg.qdrant.api_key, None, "empty: an optional key is none");
+        assert_eq!(
+            cfg.metrics.addr, "",
+            "empty: a text key is empty (no endpoint)"
+        );
     }
 
     #[test]
@@ -196,7 +208,56 @@ mod tests {
         let err = with_env(MINIMAL, env(&[("PG2QDRANT__QDRANT__API_KEY__X", "s3cret")]))
             .unwrap_err()
             .to_string();
-        assert!(!err.contains("s3cret") && err.contains("API_KEY"), "{err}");
+        assert!(!err.contains("s3cret") && err.contains("api_key"), "{err}");
+        // Where a message does hold the value of a secret key, it is left out.
+        let applied = super::super::env::tests::applied("PG2QDRANT__QDRANT__API_KEY", "s3cret");
+        let err = super::super::env::tests::blame_of(&applied, "qdrant.api_key", "bad \"s3cret\"")
+            .to_string();
+        assert!(
+            !err.contains("s3cret") && err.contains("<redacted>"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_error_of_the_file_is_the_file_s_even_with_variables_set() {
+        let text = MINIMAL.replace("slot = \"s\"", "slot = \"s\"\nslott = 1");
+        let err = with_env(
+            &text,
+            env(&[("PG2QDRANT__SOURCE__URL", "postgres://e@db/x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("slott") && err.contains("line") && !err.contains("PG2QDRANT__"),
+            "{err}"
+        );
+        let text = MINIMAL.replace("slot = \"s\"\n", "");
+        let err = with_env(
+            &text,
+            env(&[("PG2QDRANT__SOURCE__URL", "postgres://e@db/x")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("slot") && !err.contains("PG2QDRANT__SOURCE__URL"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn kafka_property_names_take_single_or_double_underscores() {
+        for var in [
+            "PG2QDRANT__KAFKA__PROPERTIES__SASL_PASSWORD",
+            "PG2QDRANT__KAFKA__PROPERTIES__SASL__PASSWORD",
+        ] {
+            let cfg = with_env(
+                MINIMAL,
+                env(&[("PG2QDRANT__KAFKA__BROKERS", "k:9092"), (var, "p")]),
+            )
+            .unwrap();
+            assert_eq!(cfg.kafka.unwrap().properties["sasl.password"], "p", "{var}");
+        }
     }
 
     #[test]

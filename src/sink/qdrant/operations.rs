@@ -76,8 +76,10 @@ pub struct Fencing<'a> {
     /// The newest commit LSN stored at start: stream changes above it go unfenced ([`free`]).
     pub above: Option<u64>,
     /// Whether the writer is the only writer of stream positions into the collection (`run`).
-    /// Then a point the read found absent can appear before the write only by a write fenced
-    /// below the stream (a repair) or carrying a change the stream delivers again, and one
+    /// Then a point the read found absent can appear before the write only by another process's
+    /// write of a state the stream also carries (a repair or a replay, at its read's position):
+    /// if this older change replaces it, the stream goes on to write every later change of that
+    /// row itself, so the point converges (a verify in between may see it behind), and one
     /// `has_id` clause for all absent points is enough. Otherwise (appliers of one group
     /// across a rebalance, repairs) each point keeps its own clause: Qdrant inserts a missing
     /// point whatever the filter and tests the clause only against a point that exists when
