@@ -221,24 +221,20 @@ mod tests {
 
     #[test]
     fn an_error_of_the_file_is_the_file_s_even_with_variables_set() {
-        let text = MINIMAL.replace("slot = \"s\"", "slot = \"s\"\nslott = 1");
-        let err = with_env(
-            &text,
-            env(&[("PG2QDRANT__SOURCE__URL", "postgres://e@db/x")]),
-        )
-        .unwrap_err()
-        .to_string();
+        let with_url = |text: &str| {
+            with_env(
+                text,
+                env(&[("PG2QDRANT__SOURCE__URL", "postgres://e@db/x")]),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let err = with_url(&MINIMAL.replace("slot = \"s\"", "slot = \"s\"\nslott = 1"));
         assert!(
             err.contains("slott") && err.contains("line") && !err.contains("PG2QDRANT__"),
             "{err}"
         );
-        let text = MINIMAL.replace("slot = \"s\"\n", "");
-        let err = with_env(
-            &text,
-            env(&[("PG2QDRANT__SOURCE__URL", "postgres://e@db/x")]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = with_url(&MINIMAL.replace("slot = \"s\"\n", ""));
         assert!(
             err.contains("slot") && !err.contains("PG2QDRANT__SOURCE__URL"),
             "{err}"

@@ -331,6 +331,19 @@ mod tests {
     use qdrant_client::qdrant::condition::ConditionOneOf;
     use std::sync::Arc;
 
+    /// What the pre-read found: point `key` at commit LSN `lsn`, nothing else.
+    fn stored_at(key: u64, lsn: u64) -> Stored {
+        [(
+            PointKey::Num(key),
+            Some(Position {
+                commit_lsn: lsn,
+                seq: 0,
+            }),
+        )]
+        .into_iter()
+        .collect()
+    }
+
     /// Fencing as appliers and repairs write: not the sole writer.
     fn shared(stored: &Stored, above: Option<u64>) -> Fencing<'_> {
         Fencing {
@@ -372,15 +385,7 @@ mod tests {
         // replace it: a bare `has_id` would regress a newer point.
         let ops = [upsert(1, 10, 0), upsert(2, 10, 1)];
         let refs: Vec<&Op> = ops.iter().collect();
-        let stored: Stored = [(
-            PointKey::Num(2),
-            Some(Position {
-                commit_lsn: 5,
-                seq: 0,
-            }),
-        )]
-        .into_iter()
-        .collect();
+        let stored = stored_at(2, 5);
         let out = operations(&refs, &shared(&stored, None), None);
         let filter = upsert_of(&out[0]).update_filter.clone().unwrap();
         let expected = fence::per_point([
@@ -416,15 +421,7 @@ mod tests {
     fn the_sole_writer_fences_points_the_read_found_absent_with_one_has_id() {
         let ops = [upsert(1, 10, 0), upsert(2, 10, 1), upsert(3, 10, 2)];
         let refs: Vec<&Op> = ops.iter().collect();
-        let stored: Stored = [(
-            PointKey::Num(2),
-            Some(Position {
-                commit_lsn: 5,
-                seq: 0,
-            }),
-        )]
-        .into_iter()
-        .collect();
+        let stored = stored_at(2, 5);
         let sole = Fencing {
             stored: &stored,
             above: None,
