@@ -49,20 +49,6 @@ fn delete_where(
 /// point that exists without a position. Points not in the map did not exist.
 pub type Stored = HashMap<PointKey, Option<Position>>;
 
-/// Upserts [`operations`] leaves out because the stored point already holds their position or
-/// a later one (what the fence would skip).
-pub fn superseded(ops: &[&Op], stored: &Stored, above: Option<u64>) -> u64 {
-    ops.iter()
-        .filter(|o| match o {
-            Op::Upsert { doc, copied, .. } => {
-                !free(doc.position, *copied, above)
-                    && matches!(stored.get(&doc.key), Some(Some(p)) if *p >= doc.position)
-            }
-            _ => false,
-        })
-        .count() as u64
-}
-
 /// Whether an op of the stream with this position may be written without a fence: above the
 /// collection's newest stored commit LSN at start (`above`), and not a copied row.
 pub fn free(position: Position, copied: bool, above: Option<u64>) -> bool {
@@ -89,6 +75,26 @@ pub struct Fencing<'a> {
     pub sole_writer: bool,
 }
 
+impl Fencing<'_> {
+    /// Whether the stored point already holds `doc`'s change or a later one (what the fence
+    /// would skip anyway: [`operations`] leaves it out of the request).
+    fn holds(&self, doc: &Document) -> bool {
+        matches!(self.stored.get(&doc.key), Some(Some(p)) if *p >= doc.position)
+    }
+
+    /// Upserts [`operations`] leaves out because their point already holds their change.
+    pub fn superseded(&self, ops: &[&Op]) -> u64 {
+        ops.iter()
+            .filter(|o| match o {
+                Op::Upsert { doc, copied, .. } => {
+                    !free(doc.position, *copied, self.above) && self.holds(doc)
+                }
+                _ => false,
+            })
+            .count() as u64
+    }
+}
+
 /// Translates ops of one collection into its ordered operation list. `fencing.stored` leaves
 /// out upserts whose point already holds their position or a later one. Ops that are [`free`]
 /// are written without a fence (see the module doc). `keys`: the shard keys of a
@@ -99,9 +105,7 @@ pub fn operations(
     keys: Option<&Keys>,
 ) -> Vec<PointsUpdateOperation> {
     let target = Target {
-        stored: fencing.stored,
-        above: fencing.above,
-        sole_writer: fencing.sole_writer,
+        fencing,
         everywhere: match keys {
             None => Some(None),
             Some(k) => k.all().map(Some),
@@ -155,9 +159,7 @@ pub fn operations(
 
 /// What the ops of one [`operations`] call are written against.
 struct Target<'a> {
-    stored: &'a Stored,
-    above: Option<u64>,
-    sole_writer: bool,
+    fencing: &'a Fencing<'a>,
     /// Where an op that may meet its point in any shard key goes: `Some(None)` unsharded;
     /// `None` sharded without any key yet (no point exists: the op is skipped).
     everywhere: Option<Option<ShardKeySelector>>,
@@ -183,7 +185,7 @@ impl Target<'_> {
                 Op::Upsert { doc, copied, .. } => (doc, *copied),
                 _ => unreachable!("run holds upserts only"),
             })
-            .partition(|(d, copied)| free(d.position, *copied, self.above));
+            .partition(|(d, copied)| free(d.position, *copied, self.fencing.above));
         // Clauses of the delete that removes these ids from other shard keys.
         let mut moved: Vec<Condition> = Vec::new();
         for (key, group) in by_shard(free_docs.into_iter().map(|(d, _)| d), self.sharded) {
@@ -202,14 +204,14 @@ impl Target<'_> {
         let docs = docs
             .into_iter()
             .map(|(d, _)| d)
-            .filter(|d| !matches!(self.stored.get(&d.key), Some(Some(p)) if *p >= d.position));
+            .filter(|d| !self.fencing.holds(d));
         for (key, group) in by_shard(docs, self.sharded) {
             // A point the read found absent gets its own clause too unless this is the sole
             // writer (see `Fencing::sole_writer`).
-            let (own, absent): (Vec<&Document>, Vec<&Document>) = group
-                .iter()
-                .copied()
-                .partition(|d| !self.sole_writer || self.stored.contains_key(&d.key));
+            let (own, absent): (Vec<&Document>, Vec<&Document>) =
+                group.iter().copied().partition(|d| {
+                    !self.fencing.sole_writer || self.fencing.stored.contains_key(&d.key)
+                });
             let mut filter =
                 fence::per_point(own.iter().map(|d| (mapping::point_id(&d.key), d.position)));
             if !absent.is_empty() {
@@ -245,7 +247,7 @@ impl Target<'_> {
             let Op::Delete { key, position, .. } = o else {
                 unreachable!("run holds deletes only")
             };
-            if free(*position, false, self.above) {
+            if free(*position, false, self.fencing.above) {
                 free_ids.push(mapping::point_id(key));
             } else {
                 targets.push((mapping::point_id(key), *position));

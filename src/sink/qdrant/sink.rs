@@ -21,7 +21,7 @@
 //! repeated or replayed request converges to the same state.
 
 use super::mapping;
-use super::operations::{free, operations, superseded, Fencing, Stored};
+use super::operations::{free, operations, Fencing, Stored};
 use crate::config::META_FIELD;
 use crate::error::Error;
 use crate::event::{Op, PointKey};
@@ -250,7 +250,7 @@ impl Sink for QdrantSink {
                     sole_writer: self.sole_writer,
                 };
                 let operations = operations(&segment, &fencing, keys.as_ref());
-                let superseded = superseded(&segment, &stored, above);
+                let superseded = fencing.superseded(&segment);
                 if !operations.is_empty() {
                     self.writer
                         .write(&collection, operations)
