@@ -61,6 +61,7 @@ async fn node_lost_under_the_writer(name: &str, write_consistency_factor: u32) {
     let addr = format!("127.0.0.1:{}", free_port());
     cfg.metrics.addr = addr.clone();
     let run = db.start(cfg).await;
+    db.wait_first_copy_settled().await;
     let q = nodes[0].client();
     load(db.url.clone(), 1, 1_000, 50).await;
     wait_for("every replica active", WAIT, || replicas_active(&q, name)).await;

@@ -160,11 +160,7 @@ async fn resync_under_updates_and_deletes_leaves_no_ghost_and_no_stale_point() {
     // Mirrored first: the first copy done and its deferred indexing restored, so the resync
     // below is what removes the drift (not the first copy's sweep, and not while Qdrant
     // reconfigures the collection).
-    wait_copy_done(&dir).await;
-    wait_for("indexing restored after the first copy", WAIT, || async {
-        state(&dir)["bulk"]["t_resync"].is_null().then_some(())
-    })
-    .await;
+    db.wait_first_copy_settled().await;
     // Drift: an orphan (its row never existed), a stale payload, a missing point.
     let q = qdrant();
     let orphan = serde_json::json!({"title": "ghost", "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": 0, "key": {"id": "900000"}}});

@@ -221,6 +221,27 @@ pub struct Running {
 impl TestDb {
     /// Starts the connector in-process and waits until its slot is streaming, so every change
     /// made after this returns is captured.
+    /// Until the connector started with [`Self::config_text`]'s checkpoint has copied every
+    /// table and restored the indexing it deferred for the first copy (the copy state file
+    /// says so). Tests whose checks read the collection exactly start their load after it:
+    /// twice, in full runs, a write was lost around that restore (suspected: Qdrant 1.16.3
+    /// updating the collection's optimizer settings while writes land; not shown).
+    pub async fn wait_first_copy_settled(&self) {
+        let path = work_dir(&self.name).join("checkpoint.snapshot.json");
+        wait_for(
+            "the first copy done and its indexing restored",
+            WAIT,
+            || async {
+                let state: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+                let copies = state["tables"].as_object()?;
+                let done = !copies.is_empty() && copies.values().all(|c| c["status"] == "done");
+                let restored = state["bulk"].as_object().is_none_or(|b| b.is_empty());
+                (done && restored).then_some(())
+            },
+        )
+        .await
+    }
+
     pub async fn start(&self, cfg: Config) -> Running {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
