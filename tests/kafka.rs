@@ -726,6 +726,60 @@ async fn two_appliers_one_killed_the_survivor_takes_its_partitions_and_nothing_i
     run.stop().await;
 }
 
+/// The publisher SIGKILLed mid-load and started again: the slot resumes from the last position
+/// it acknowledged (every event before it delivered), so the events after it are published
+/// again (at least once) and the applier's fences make the repeats harmless: every row equals
+/// its point, deleted rows leave no ghost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_sigkilled_mid_load_and_restarted_loses_nothing_and_leaves_no_ghost() {
+    let db = TestDb::new("t_kafka_publisher_kill", DOCS).await;
+    let (cfg, path) = kafka_config(&db, &brokers(), false);
+    let mut publisher = Process::start("run", &path, "run-1.log");
+    db.wait_streaming().await;
+    let applier = apply(cfg);
+    let url = db.url.clone();
+    let writes = tokio::spawn(async move {
+        let c = connect(&url).await;
+        for batch in 0..60i64 {
+            c.batch_execute(&format!(
+                "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g;
+                 UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {};
+                 DELETE FROM docs WHERE id % 31 = {} AND id <= {}",
+                batch * 20 + 1,
+                batch * 20 + 20,
+                batch % 29,
+                batch * 20,
+                batch % 31,
+                batch * 20,
+            ))
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let start = db.confirmed_u64().await;
+    wait_for("events delivered before the kill", WAIT, || async {
+        (db.confirmed_u64().await > start).then_some(())
+    })
+    .await;
+    publisher.0.kill().unwrap();
+    publisher.0.wait().unwrap();
+    assert!(!writes.is_finished(), "the publisher died mid-load");
+    let held = db.confirmed_u64().await;
+    let _publisher = Process::start("run", &path, "run-2.log");
+    writes.await.unwrap();
+    wait_published(&db).await;
+    assert!(
+        db.confirmed_u64().await > held,
+        "the restarted publisher resumed"
+    );
+    wait_group_caught_up(&db).await;
+    wait_equal(&db).await;
+    let (code, report) = crate::verify::verify(&path, &[]);
+    assert_eq!(code, 0, "{report}");
+    applier.stop().await;
+}
+
 /// Key changes waiting in the topic while no applier runs: each is a delete in the old key's
 /// partition (after that key's INSERT) and an insert in the new key's, so no applier order can
 /// bring an old point back.

@@ -3,10 +3,15 @@
 //! the loss; with 2, every write to a shard whose replica died fails (the live replica applied
 //! it) and is retried until Qdrant reports it applied, so the replicas agree once the node is
 //! back. Either way every row equals its point on every replica, and no point is left over.
+//! And `/wait`'s 200 on a replicated collection means every replica holds the write.
 
 use crate::harness::*;
 use crate::recovery::{assert_mirrored_read, load, DIM, LOAD};
-use qdrant_client::qdrant::{CollectionClusterInfoRequest, ReadConsistencyType, ReplicaState};
+use qdrant_client::qdrant::{
+    point_id, read_consistency, vectors_output, CollectionClusterInfoRequest, GetPointsBuilder,
+    PointId, ReadConsistencyType, ReplicaState, VectorsOutput,
+};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Inserts 2 000 rows from `first` in 80 transactions 50 ms apart, each also updating and
@@ -129,4 +134,108 @@ async fn a_node_of_three_sigkilled_under_the_writer_leaves_every_replica_equal()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_failed_on_a_dead_replica_are_retried_until_applied_and_the_replicas_agree() {
     node_lost_under_the_writer("t_qdrant_cluster_w2", 2).await;
+}
+
+/// The vectors of points `ids` read through `q` with `consistency`, by id (a missed point is
+/// absent).
+async fn vectors_read(
+    q: &qdrant_client::Qdrant,
+    collection: &str,
+    ids: std::ops::RangeInclusive<u64>,
+    consistency: Option<ReadConsistencyType>,
+) -> BTreeMap<u64, Vec<f32>> {
+    let ids: Vec<_> = ids.map(Into::into).collect();
+    let mut get = GetPointsBuilder::new(collection, ids).with_vectors(true);
+    if let Some(c) = consistency {
+        get = get.read_consistency(read_consistency::Value::Type(c as i32));
+    }
+    let points = q.get_points(get).await.unwrap().result;
+    let id = |p: Option<PointId>| match p?.point_id_options? {
+        point_id::PointIdOptions::Num(n) => Some(n),
+        point_id::PointIdOptions::Uuid(_) => None,
+    };
+    let vector = |v: Option<VectorsOutput>| match v?.vectors_options? {
+        vectors_output::VectorsOptions::Vector(v) => dense(v),
+        _ => None,
+    };
+    points
+        .into_iter()
+        .filter_map(|p| Some((id(p.id)?, vector(p.vectors)?)))
+        .collect()
+}
+
+/// `/wait`'s promise on a replicated collection: Qdrant 1.16 sends a write to every active
+/// replica of its shard and answers `wait=true` once each applied it (a replica that failed is
+/// deactivated first, and is no longer read), so once `/wait` says 200 the rows are on every
+/// replica. Each step inserts 500 rows and updates the step before's in one transaction; right
+/// after the 200, every node (its own replica when it holds one) and `consistency = all` (every
+/// replica) are read at once, with no retry. Checked to fail with the sink's `wait=false`
+/// (points missing or old on a replica right after the 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_answers_once_every_replica_holds_the_write() {
+    let name = "t_qdrant_cluster_wait";
+    let db = TestDb::new(name, "CREATE TABLE msgs (id bigint PRIMARY KEY, v real[]);").await;
+    let nodes = PrivateQdrant::start_nodes(name, 3).await;
+    let collection = "collection_config = { shard_number = 6, replication_factor = 2, write_consistency_factor = 1 }";
+    let mut cfg = pg2qdrant::config::parse(
+        &db.config_text(&table("msgs", name, 3, collection), &nodes[0].url()),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    cfg.metrics.addr = addr.clone();
+    let run = db.start(cfg).await;
+    db.wait_first_copy_settled().await;
+    let q = nodes[0].client();
+    wait_for("every replica active", WAIT, || replicas_active(&q, name)).await;
+    let clients: Vec<_> = nodes.iter().map(PrivateQdrant::client).collect();
+    const STEP: u64 = 500;
+    for step in 0..8u64 {
+        // A step's rows inserted and the step before's updated, in one transaction.
+        let (lo, hi) = (step * STEP + 1, step * STEP + STEP);
+        db.exec(&format!(
+            "INSERT INTO msgs SELECT g, ARRAY[1, 0, g]::real[] FROM generate_series({lo}, {hi}) g;
+             UPDATE msgs SET v = ARRAY[2, 0, id]::real[] WHERE id < {lo} AND id >= {lo} - {STEP}"
+        ))
+        .await;
+        let lsn: String = db
+            .client
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let (status, body) = http_get(&addr, &format!("/wait?lsn={lsn}&timeout_ms=60000"))
+            .await
+            .expect("the endpoint answers");
+        assert_eq!(status, 200, "{body}");
+        // Right away, every node and both read consistencies at once.
+        let reads = clients.iter().enumerate().flat_map(|(node, c)| {
+            [None, Some(ReadConsistencyType::All)].map(|consistency| async move {
+                let from = lo.saturating_sub(STEP).max(1);
+                (
+                    node,
+                    consistency,
+                    vectors_read(c, name, from..=hi, consistency).await,
+                )
+            })
+        });
+        for (node, consistency, got) in futures_util::future::join_all(reads).await {
+            let from = lo.saturating_sub(STEP).max(1);
+            let expected: BTreeMap<u64, Vec<f32>> = (from..=hi)
+                .map(|id| (id, vec![if id < lo { 2.0 } else { 1.0 }, 0.0, id as f32]))
+                .collect();
+            let wrong: Vec<_> = expected
+                .iter()
+                .filter(|(id, v)| got.get(id) != Some(v))
+                .map(|(id, _)| (id, got.get(id)))
+                .take(5)
+                .collect();
+            assert!(
+                wrong.is_empty(),
+                "step {step} through node {node} ({consistency:?}) right after /wait said 200: {} of {} points missing or old, e.g. {wrong:?}",
+                expected.iter().filter(|(id, v)| got.get(id) != Some(v)).count(),
+                expected.len()
+            );
+        }
+    }
+    run.stop().await;
 }
