@@ -14,8 +14,9 @@
 //! 5. Sink ceiling: bare `wait=true` upserts of the same points, same batch size. Direct path:
 //!    `run` without `[kafka]` from a second slot over the same rows (the mapping and writes an
 //!    applier does, from the slot instead of a topic).
-//! 6. Two appliers in one group (one process here: the figure shows what a second member
-//!    costs and gives on two cores, not a second machine).
+//! 6. Two appliers in one group, each its own `pg2qdrant apply` process (the release binary;
+//!    their CPU from `/proc`, start and group join included in the phase's): on two cores the
+//!    figure shows what a second member costs and gives, not a second machine.
 //!
 //! CPU: this process (pg2qdrant), the walsender, and the server of the phase (the broker for
 //! 2–3, Qdrant for 4–6), from `/proc`, over the whole phase (start and group join included).
@@ -154,7 +155,7 @@ async fn main() {
         .unwrap_or(pg2qdrant::config::DEFAULT_PARALLEL);
     // `slot` "bench_kafka" publishes (and its config serves the appliers); "bench_kafka_direct"
     // is the direct path's, with no `[kafka]`.
-    let config_of = |slot: &str, collection: &str, group: &str, direct: bool| {
+    let text_of = |slot: &str, collection: &str, group: &str, direct: bool| {
         let kafka = if slot == "bench_kafka" {
             format!("[kafka]\nbrokers = \"{brokers}\"\ntopic_template = \"{prefix}.{{schema}}.{{table}}\"\npartitions = 3\ngroup_id = \"{prefix}{group}\"\n")
         } else {
@@ -168,7 +169,10 @@ async fn main() {
             cp = work.join(format!("cp_{slot}")).display(),
             dl = work.join(format!("dl_{slot}")).display(),
         );
-        let cfg = parse(&text).unwrap();
+        text
+    };
+    let config_of = |slot: &str, collection: &str, group: &str, direct: bool| {
+        let cfg = parse(&text_of(slot, collection, group, direct)).unwrap();
         cfg.validate().unwrap();
         cfg
     };
@@ -347,29 +351,22 @@ async fn main() {
         )
     };
 
-    // 4. One applier.
-    let apply_secs_of = |collection: &'static str, group: &'static str, appliers: usize| {
-        let cfg = config(collection, group, true);
-        let (q, qhttp) = (&q, &qhttp);
-        let (url, qdrant_pid) = (url.clone(), qdrant_pid.clone());
-        async move {
-            let _ = q.delete_collection(collection).await;
-            let sampling = sampler(&url, &qdrant_pid).await;
-            let token = CancellationToken::new();
-            let handles: Vec<_> = (0..appliers)
-                .map(|_| tokio::spawn(pg2qdrant::apply::run(cfg.clone(), token.clone())))
-                .collect();
-            let timed =
-                until_every_point(qhttp, collection, rows, &format!("apply ({appliers})")).await;
-            let cpu = sampling.stop().await.less_watching(timed.watching);
-            token.cancel();
-            for h in handles {
-                h.await.unwrap().unwrap();
-            }
-            (timed, cpu)
-        }
+    // 4. One applier, in this process (as the direct path of 5b is).
+    let (apply, apply_cpu) = {
+        let collection = "bench_kafka_apply1";
+        let _ = q.delete_collection(collection).await;
+        let sampling = sampler(&url, &qdrant_pid).await;
+        let token = CancellationToken::new();
+        let applier = tokio::spawn(pg2qdrant::apply::run(
+            config(collection, "a1", true),
+            token.clone(),
+        ));
+        let timed = until_every_point(&qhttp, collection, rows, "apply (1)").await;
+        let cpu = sampling.stop().await.less_watching(timed.watching);
+        token.cancel();
+        applier.await.unwrap().unwrap();
+        (timed, cpu)
     };
-    let (apply, apply_cpu) = apply_secs_of("bench_kafka_apply1", "a1", 1).await;
     let apply_secs = apply.secs;
 
     // 5. Qdrant sink ceiling.
@@ -404,7 +401,53 @@ async fn main() {
     token.cancel();
     run.await.unwrap().unwrap();
 
-    let (two, two_cpu) = apply_secs_of("bench_kafka_apply2", "a2", 2).await;
+    // 6. Two appliers, each its own `pg2qdrant apply` process (the release binary beside this
+    // bench), as they are deployed; their CPU read from /proc (utime + stime).
+    let (two, two_cpu) = {
+        let collection = "bench_kafka_apply2";
+        let _ = q.delete_collection(collection).await;
+        let path = work.join("apply2.toml");
+        std::fs::write(&path, text_of("bench_kafka", collection, "a2", true)).unwrap();
+        let bin = std::env::current_exe()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("pg2qdrant");
+        let sampling = sampler(&url, &qdrant_pid).await;
+        let appliers: Vec<std::process::Child> = (0..2)
+            .map(|i| {
+                std::process::Command::new(&bin)
+                    .args(["apply", "--config"])
+                    .arg(&path)
+                    .stderr(std::fs::File::create(work.join(format!("apply2-{i}.log"))).unwrap())
+                    .spawn()
+                    .unwrap_or_else(|e| {
+                        panic!("{}: {e} (scripts/bench.sh builds it)", bin.display())
+                    })
+            })
+            .collect();
+        let pids: Vec<String> = appliers.iter().map(|c| c.id().to_string()).collect();
+        let pids = pids.join(",");
+        let ours = {
+            let pids = pids.clone();
+            move || cpu::seconds_of(&pids)
+        };
+        let cpu0 = cpu::seconds_of(&pids);
+        let timed =
+            until_every_point_by(&qhttp, collection, rows, "apply (2 processes)", ours).await;
+        let applied = cpu::seconds_of(&pids) - cpu0;
+        let cpu = sampling.stop().await.with_ours(applied);
+        for mut c in appliers {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "an applier process ended with {status}");
+        }
+        (timed, cpu)
+    };
     let two_secs = two.secs;
 
     // 7. The direct path into the 3-node cluster, the nodes' CPU summed.
@@ -467,7 +510,7 @@ async fn main() {
     println!(
         "{}",
         two_cpu.line_for(
-            "apply, two appliers (one process)",
+            "apply, two appliers (two processes)",
             rows,
             two_secs,
             "qdrant"
@@ -544,7 +587,20 @@ fn count_http(http: &str, collection: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// [`until_every_point_by`] with pg2qdrant running in this process.
 async fn until_every_point(http: &str, collection: &str, rows: i64, name: &str) -> Timed {
+    until_every_point_by(http, collection, rows, name, cpu::own).await
+}
+
+/// Waits until `collection` holds `rows` points; `ours` reads pg2qdrant's CPU seconds so far
+/// (this process's, or the applier processes').
+async fn until_every_point_by(
+    http: &str,
+    collection: &str,
+    rows: i64,
+    name: &str,
+    ours: impl Fn() -> f64 + Send + 'static,
+) -> Timed {
     let (http, collection) = (http.to_owned(), collection.to_owned());
     // On a `WATCH` thread: its polling is not pg2qdrant's CPU.
     let watch = std::thread::Builder::new()
@@ -557,7 +613,7 @@ async fn until_every_point(http: &str, collection: &str, rows: i64, name: &str) 
             loop {
                 let n = count_http(&http, &collection);
                 if n > 0 && first.is_none() {
-                    first = Some((Instant::now(), n, cpu::own()));
+                    first = Some((Instant::now(), n, ours()));
                 }
                 if n >= rows as u64 {
                     break;
@@ -566,7 +622,7 @@ async fn until_every_point(http: &str, collection: &str, rows: i64, name: &str) 
             }
             let (t0, n0, cpu0) = first.expect("points arrived");
             let rest = (rows as u64 - n0).max(1) as f64;
-            let cpu = cpu::own() - cpu0;
+            let cpu = ours() - cpu0;
             (
                 t0 - t,
                 t0.elapsed(),

@@ -9,7 +9,7 @@ source scripts/services.sh
 install_all
 BENCH=e2e
 if [ "${BENCH_ONLY:-}" = kafka ]; then install_kafka; BENCH=kafka; fi
-cargo build --locked --release --bench "$BENCH"
+cargo build --locked --release --bench "$BENCH" --bin pg2qdrant
 if [ "$BENCH" = kafka ]; then start_services bench kafka; else start_services bench; fi
 export PG2QDRANT_LOG=warn
 cargo bench --locked --bench "$BENCH"

@@ -23,6 +23,13 @@ fn ticks(pid: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
+/// CPU seconds of the processes `pids` (comma-separated) so far, their ended threads included
+/// (10 ms ticks).
+#[allow(dead_code)]
+pub fn seconds_of(pids: &str) -> f64 {
+    pids.split(',').map(|p| ticks(p).unwrap_or(0)).sum::<u64>() as f64 * TICK
+}
+
 /// CPU seconds of this process's living threads but the [`WATCH`] ones
 /// (`/proc/self/task/*/schedstat`, nanoseconds: finer than the 10 ms ticks, for phases of a
 /// fraction of a second). A thread that ends between two readings takes its time with it; the
@@ -161,6 +168,15 @@ impl Totals {
     #[allow(dead_code)]
     pub fn less_watching(mut self, secs: f64) -> Totals {
         self.ours = (self.ours - secs).max(0.0);
+        self
+    }
+}
+
+impl Totals {
+    /// With pg2qdrant's CPU measured elsewhere (its own processes).
+    #[allow(dead_code)]
+    pub fn with_ours(mut self, secs: f64) -> Totals {
+        self.ours = secs;
         self
     }
 }
