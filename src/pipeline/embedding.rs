@@ -94,7 +94,7 @@ pub struct Embedders {
 /// What [`Embedders::compute`] found: a vector per (op, input), and the ops whose text the
 /// embedder refused (with the reason).
 #[derive(Debug, Default)]
-pub struct Computed {
+struct Computed {
     vectors: HashMap<(usize, usize), Vector>,
     failed: HashMap<usize, String>,
 }
@@ -255,7 +255,7 @@ impl Embedders {
     /// busy or down) is an error to call again with the same `done`: what an earlier attempt
     /// embedded is kept, never paid for twice. An input the embedder refuses is recorded in
     /// `done` as failed.
-    pub async fn compute(
+    async fn compute(
         &self,
         ops: &[Op],
         stored: &Stored,
@@ -374,7 +374,7 @@ impl Embedders {
     /// Moves the computed vectors into the documents of `ops` (the same ops `computed` was made
     /// for) and records what each was built from. Returns the ops that could not be embedded,
     /// by index, with the reason.
-    pub fn apply(&self, ops: &mut [Op], mut computed: Computed) -> Vec<(usize, String)> {
+    fn apply(&self, ops: &mut [Op], mut computed: Computed) -> Vec<(usize, String)> {
         for (i, op) in ops.iter_mut().enumerate() {
             if computed.failed.contains_key(&i) {
                 continue;
@@ -431,7 +431,93 @@ fn doc_mut(op: &mut Op) -> Option<&mut Document> {
     }
 }
 
-/// Does `ops` hold text still to embed?
+/// One batch's way through the embedders, the protocol written once for the writer (and so
+/// `run` and `apply`) and for `verify --repair`:
+///
+/// 1. [`Pass::read`] what the batch's points were embedded from ([`Stored`]), once;
+/// 2. [`Pass::compute`] the vectors whose input changed, keeping what each attempt computed
+///    (a caller retries a transient failure by calling it again: nothing is paid for twice);
+/// 3. [`Pass::finish`] moves the vectors into the documents, records their inputs, and hands
+///    back the ops whose text the embedder refused, taken out of the batch.
+///
+/// Each step is its own call so a caller can retry the read (a Qdrant outage) and the
+/// computation (an embedder outage) as the outages they are; [`Pass::run`] does all three once.
+pub struct Pass<'e> {
+    embedders: &'e Embedders,
+    reuse: Reuse,
+    stored: std::sync::Mutex<Option<Arc<Stored>>>,
+    done: std::sync::Mutex<Computed>,
+}
+
+/// Which stored vectors a [`Pass`] may reuse when their input did not change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Every one (the stream: an update of other columns, a replay, a resync cost nothing).
+    All,
+    /// Dense vectors only: the sparse ones are computed again (a repair: `verify` compares them
+    /// with the row's text, and a drifted one must record the right hash).
+    DenseOnly,
+}
+
+impl<'e> Pass<'e> {
+    pub fn new(embedders: &'e Embedders, reuse: Reuse) -> Self {
+        Self {
+            embedders,
+            reuse,
+            stored: std::sync::Mutex::new(None),
+            done: std::sync::Mutex::new(Computed::default()),
+        }
+    }
+
+    /// Step 1: reads [`Stored`] for `ops` unless an earlier call did.
+    pub async fn read<S: Sink>(&self, sink: &S, ops: &[Op]) -> Result<(), Error> {
+        if self.stored.lock().expect("stored lock").is_some() {
+            return Ok(());
+        }
+        let mut found = stored(sink, ops).await?;
+        if self.reuse == Reuse::DenseOnly {
+            forget_sparse(&mut found);
+        }
+        *self.stored.lock().expect("stored lock") = Some(Arc::new(found));
+        Ok(())
+    }
+
+    /// Step 2: computes what is still missing (after [`Pass::read`]).
+    pub async fn compute(&self, ops: &[Op]) -> Result<(), Error> {
+        let stored = self
+            .stored
+            .lock()
+            .expect("stored lock")
+            .clone()
+            .expect("Pass::read before Pass::compute");
+        self.embedders.compute(ops, &stored, &self.done).await
+    }
+
+    /// Step 3: the vectors into `ops`; the refused ops taken out, returned with the reason.
+    pub fn finish(self, ops: &mut Vec<Op>) -> Vec<(Op, String)> {
+        let computed = self.done.into_inner().expect("computed lock");
+        let failed = self.embedders.apply(ops, computed);
+        let mut refused: Vec<(Op, String)> = failed
+            .into_iter()
+            .rev()
+            .map(|(i, reason)| (ops.remove(i), reason))
+            .collect();
+        refused.reverse();
+        refused
+    }
+
+    /// The three steps once, no retry.
+    pub async fn run<S: Sink>(
+        self,
+        sink: &S,
+        ops: &mut Vec<Op>,
+    ) -> Result<Vec<(Op, String)>, Error> {
+        self.read(sink, ops).await?;
+        self.compute(ops).await?;
+        Ok(self.finish(ops))
+    }
+}
+
 /// The documents of `ops` that wait for a vector from text, by embedder (for the
 /// `EMBED_WAITING` gauge: up when a batch is handed to the writer, down once its vectors are
 /// computed, by the same counts).
@@ -457,6 +543,7 @@ pub fn count_waiting(counts: &[(Arc<str>, usize)], sign: f64) {
     }
 }
 
+/// Does `ops` hold text still to embed?
 pub fn pending(ops: &[Op]) -> bool {
     ops.iter()
         .any(|o| doc(o).is_some_and(|d| !d.embed.is_empty()))
@@ -466,7 +553,7 @@ pub fn pending(ops: &[Op]) -> bool {
 pub type Stored = HashMap<(String, PointKey), (Value, Vectors)>;
 
 /// Reads [`Stored`] for the documents of `ops` with text to embed (one read per collection).
-pub async fn stored<S: Sink>(sink: &S, ops: &[Op]) -> Result<Stored, Error> {
+async fn stored<S: Sink>(sink: &S, ops: &[Op]) -> Result<Stored, Error> {
     let mut keys: HashMap<&str, Vec<PointKey>> = HashMap::new();
     for op in ops {
         if let Some(d) = doc(op).filter(|d| !d.embed.is_empty()) {
@@ -484,7 +571,7 @@ pub async fn stored<S: Sink>(sink: &S, ops: &[Op]) -> Result<Stored, Error> {
 
 /// Leaves the sparse vectors out of `stored`, so they are computed again rather than reused (a
 /// repair: `verify` compares them with the row's text, and a drifted one records the right hash).
-pub fn forget_sparse(stored: &mut Stored) {
+fn forget_sparse(stored: &mut Stored) {
     for (_, vs) in stored.values_mut() {
         if let Vectors::Named(list) = vs {
             list.retain(|(_, v)| matches!(v, Vector::Dense(_)));

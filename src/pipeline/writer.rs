@@ -25,6 +25,7 @@
 //!   was durable before it is still flushed to the checkpoint.
 
 use super::assemble::Batch;
+use super::embedding::{Pass, Reuse};
 use super::toast::SourceReads;
 use crate::checkpoint::CheckpointStore;
 use crate::config::SourceConfig;
@@ -310,18 +311,11 @@ impl<S: Sink> Writer<S> {
             ops
         };
         if super::embedding::pending(&ops) {
-            let stored = self
-                .retry(|| super::embedding::stored(&*self.sink, &ops))
-                .await?;
-            // Kept across retries: a transient failure does not pay again for what was embedded.
-            let done = std::sync::Mutex::new(super::embedding::Computed::default());
-            self.retry_for("embedder", || self.embedders.compute(&ops, &stored, &done))
-                .await?;
-            let computed = done.into_inner().expect("computed lock");
-            let failed = self.embedders.apply(&mut ops, computed);
-            for (i, reason) in failed.into_iter().rev() {
-                self.dead_letter_op(&ops[i], &reason)?;
-                ops.remove(i);
+            let pass = Pass::new(&self.embedders, Reuse::All);
+            self.retry(|| pass.read(&*self.sink, &ops)).await?;
+            self.retry_for("embedder", || pass.compute(&ops)).await?;
+            for (op, reason) in pass.finish(&mut ops) {
+                self.dead_letter_op(&op, &reason)?;
             }
         }
         super::embedding::count_waiting(&waiting, -1.0);

@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::event::{Op, PointKey, TableName};
 use crate::lsn::{Lsn, Position};
 use crate::mapping::TableMapping;
-use crate::pipeline::embedding::Embedders;
+use crate::pipeline::embedding::{Embedders, Pass, Reuse};
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::sink::Sink;
 use crate::source::catalog::Catalog;
@@ -167,15 +167,10 @@ impl Check<'_> {
             return self.sink.write(ops).await.map(drop);
         }
         let mut ops = ops.to_vec();
-        let mut stored = crate::pipeline::embedding::stored(self.sink, &ops).await?;
         // verify compared the sparse vectors with the row's: they may be what drifted.
-        crate::pipeline::embedding::forget_sparse(&mut stored);
-        let done = std::sync::Mutex::new(crate::pipeline::embedding::Computed::default());
-        self.embedders.compute(&ops, &stored, &done).await?;
-        let computed = done.into_inner().expect("computed lock");
-        for (i, reason) in self.embedders.apply(&mut ops, computed).into_iter().rev() {
+        let pass = Pass::new(self.embedders, Reuse::DenseOnly);
+        for (_, reason) in pass.run(self.sink, &mut ops).await? {
             tracing::warn!(table = %self.mapping.table, reason = %reason, "repair left out: its text cannot be embedded");
-            ops.remove(i);
         }
         self.sink.write(&ops).await.map(drop)
     }
