@@ -672,12 +672,18 @@ async fn two_appliers_one_killed_the_survivor_takes_its_partitions_and_nothing_i
     let writes = tokio::spawn(async move {
         let c = connect(&url).await;
         for batch in 0..60i64 {
+            // Deletes too: a member's write still in flight when its partitions move could
+            // bring a deleted row back (a revocation waits for the writes, see
+            // `kafka::client::GroupLog`).
             c.batch_execute(&format!(
                 "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g;
-                 UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {}",
+                 UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {};
+                 DELETE FROM docs WHERE id % 31 = {} AND id <= {}",
                 batch * 20 + 1,
                 batch * 20 + 20,
                 batch % 29,
+                batch * 20,
+                batch % 31,
                 batch * 20
             ))
             .await
@@ -715,7 +721,14 @@ async fn two_appliers_one_killed_the_survivor_takes_its_partitions_and_nothing_i
     writes.await.unwrap();
     wait_published(&db).await;
     wait_equal(&db).await;
-    assert_eq!(count(&db.name).await, 1200);
+    let rows: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(rows < 1200, "rows were deleted under the rebalances");
+    assert_eq!(count(&db.name).await, rows as u64);
     let (code, report) = crate::verify::verify(&path, &[]);
     assert_eq!(code, 0, "{report}");
     let _ = std::process::Command::new("kill")
@@ -726,10 +739,11 @@ async fn two_appliers_one_killed_the_survivor_takes_its_partitions_and_nothing_i
     run.stop().await;
 }
 
-/// The publisher SIGKILLed mid-load and started again: the slot resumes from the last position
-/// it acknowledged (every event before it delivered), so the events after it are published
-/// again (at least once) and the applier's fences make the repeats harmless: every row equals
-/// its point, deleted rows leave no ghost.
+/// The publisher SIGKILLed mid-load (after events were applied, before the writer ends) and
+/// started again: the slot resumes from the last position it acknowledged (every event before
+/// it delivered), so events delivered but not yet acknowledged are published again and the
+/// applier's fences make any repeat harmless: every row equals its point, deleted rows leave
+/// no ghost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_publisher_sigkilled_mid_load_and_restarted_loses_nothing_and_leaves_no_ghost() {
     let db = TestDb::new("t_kafka_publisher_kill", DOCS).await;
@@ -757,9 +771,9 @@ async fn the_publisher_sigkilled_mid_load_and_restarted_loses_nothing_and_leaves
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     });
-    let start = db.confirmed_u64().await;
-    wait_for("events delivered before the kill", WAIT, || async {
-        (db.confirmed_u64().await > start).then_some(())
+    // Events published and applied before the kill.
+    wait_for("events applied before the kill", WAIT, || async {
+        (count(&db.name).await >= 100).then_some(())
     })
     .await;
     publisher.0.kill().unwrap();
@@ -778,6 +792,133 @@ async fn the_publisher_sigkilled_mid_load_and_restarted_loses_nothing_and_leaves
     let (code, report) = crate::verify::verify(&path, &[]);
     assert_eq!(code, 0, "{report}");
     applier.stop().await;
+}
+
+/// A member's writes stuck in flight (its Qdrant down) when another member joins the group:
+/// the revocation waits until they are durable (Qdrant back within `DRAIN_LIMIT`) before the
+/// partitions move, so a next owner never applies a row's DELETE while an older write of that
+/// row is still on its way (it would bring the row back). The member that joins is a bare
+/// consumer (an applier would wait for Qdrant before joining); once it leaves, the applier owns
+/// every partition again and rows inserted while Qdrant was down, some deleted since, leave no
+/// ghost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_waits_for_the_writes_in_flight_and_no_deleted_row_comes_back() {
+    let db = TestDb::new("t_kafka_drain", DOCS).await;
+    let mut q = PrivateQdrant::start(&db.name).await;
+    let path = work_dir(&db.name).join("config.toml");
+    let text = kafka_text(&db, &brokers(), false).replace(&qdrant_url(), &q.url());
+    std::fs::write(&path, &text).unwrap();
+    let mut cfg = parse(&text).unwrap();
+    streamed_only(&mut cfg);
+    let run = db.start(cfg).await;
+    let log_of = |log: &str| std::fs::read_to_string(path.with_file_name(log)).unwrap_or_default();
+    let lines = |what: &str| {
+        log_of("applier.log")
+            .lines()
+            .filter(|l| l.contains(what))
+            .count()
+    };
+    let _applier = apply_process(&path, "applier.log");
+    wait_for("the applier owns the partitions", WAIT, || async {
+        (lines("partitions assigned") > 0).then_some(())
+    })
+    .await;
+    db.exec("INSERT INTO docs SELECT g, 'r', g, '{1,1,1}' FROM generate_series(1, 50) g")
+        .await;
+    let qc = q.client();
+    wait_count_at(&qc, &db.name, 50).await;
+    // Qdrant down: the applier takes the next rows and its write of them stays in flight.
+    q.kill();
+    db.exec("INSERT INTO docs SELECT g, 'r', g, '{1,1,1}' FROM generate_series(51, 100) g")
+        .await;
+    wait_published(&db).await;
+    wait_for("the write in flight, failing", WAIT, || async {
+        (lines("write failed; retrying") > 0).then_some(())
+    })
+    .await;
+    db.exec("DELETE FROM docs WHERE id BETWEEN 51 AND 60").await;
+    wait_published(&db).await;
+    // Another member joins: the group revokes the applier's partitions, and the applier holds
+    // them while its write is in flight.
+    let revoked = lines("partitions revoked");
+    let joined = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Leaves the group when the test ends, passed or not (the runtime waits for the thread).
+    struct Leave(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    let leave = Leave(joined.clone());
+    let member = {
+        let (brokers, group, topic, joined) = (brokers(), prefix(&db), topic(&db), joined.clone());
+        tokio::task::spawn_blocking(move || {
+            let c: BaseConsumer = client(&brokers)
+                .set("group.id", &group)
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap();
+            c.subscribe(&[&topic]).unwrap();
+            // Polls (to take part in the rebalance) and reads nothing it keeps.
+            while joined.load(std::sync::atomic::Ordering::SeqCst) {
+                let _ = c.poll(Duration::from_millis(100));
+            }
+            c.unsubscribe();
+        })
+    };
+    wait_for(
+        "the applier waiting to give up its partitions",
+        WAIT,
+        || async {
+            (lines("waiting for the writes in flight to become durable") > 0).then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        lines("partitions revoked"),
+        revoked,
+        "partitions given up with a write in flight:\n{}",
+        log_of("applier.log")
+    );
+    q.restart().await;
+    wait_ok(
+        "the writes made durable, then the partitions given up",
+        WAIT,
+        || async {
+            let durable = lines("writes in flight made durable before giving up partitions");
+            match durable > 0 && lines("partitions revoked") > revoked {
+                true => Ok(()),
+                false => Err(log_of("applier.log")),
+            }
+        },
+    )
+    .await;
+    // The other member leaves; the applier takes every partition again.
+    drop(leave);
+    member.await.unwrap();
+    wait_group_caught_up(&db).await;
+    let expected: BTreeSet<String> = (1..=100)
+        .filter(|id| !(51..=60).contains(id))
+        .map(|id: i64| id.to_string())
+        .collect();
+    wait_ok("every row's point, no deleted one", WAIT, || async {
+        let held: BTreeSet<String> = all_points_at(&qc, &db.name)
+            .await
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        match held == expected {
+            true => Ok(()),
+            false => Err(format!(
+                "extra {:?}, missing {:?}",
+                held.difference(&expected).collect::<Vec<_>>(),
+                expected.difference(&held).collect::<Vec<_>>()
+            )),
+        }
+    })
+    .await;
+    run.stop().await;
 }
 
 /// Key changes waiting in the topic while no applier runs: each is a delete in the old key's

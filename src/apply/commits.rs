@@ -3,8 +3,10 @@
 //! the batch and committing it (an interim owner may have committed further; the messages come
 //! again instead, and apply fenced).
 
-use super::{client, export_apply_lag, Offsets};
+use super::offsets::export_apply_lag;
+use super::offsets::Offsets;
 use crate::error::Error;
+use crate::kafka::client;
 use crate::metrics::names;
 use crate::pipeline::writer::Progress;
 use rdkafka::consumer::{CommitMode, Consumer};

@@ -27,7 +27,7 @@ pub struct Board {
     pub cfg: Config,
     pub health: Arc<Health>,
     pub observed: Arc<Observed>,
-    pub queue: Arc<Mutex<VecDeque<super::Offsets>>>,
+    pub queue: Arc<Mutex<VecDeque<super::offsets::Offsets>>>,
 }
 
 impl StatusSource for Board {
@@ -92,7 +92,7 @@ impl StatusSource for Board {
             ready,
             not_ready,
             durable_lsn: String::new(),
-            lag_seconds: super::seconds_behind(&self.queue),
+            lag_seconds: super::offsets::seconds_behind(&self.queue),
             lag_bytes: None,
             in_sync: false,
             tables,

@@ -116,6 +116,24 @@ impl KafkaConfig {
                 format!("{:?} gives topic names with characters Kafka refuses: use a-z, A-Z, 0-9, '.', '_' and '-'", self.topic_template),
             ));
         }
+        // The eager rebalance protocol: after a rebalance every partition starts again from
+        // its committed offset, which lets an applier drop the batch it was taking (see
+        // `apply`'s "Why a rebalance brings no deleted row back").
+        let eager = |name: &str, refused: &dyn Fn(&str) -> bool| {
+            match self.properties.get(name) {
+            Some(v) if refused(v) => Err(Error::config(
+                format!("kafka.properties.{name}"),
+                format!("{v:?} gives partitions over incrementally; pg2qdrant's appliers need the eager protocol (range or roundrobin, with group.protocol = \"classic\"): remove it"),
+            )),
+            _ => Ok(()),
+        }
+        };
+        eager("partition.assignment.strategy", &|v| {
+            v.contains("cooperative")
+        })?;
+        eager("group.protocol", &|v| {
+            !v.trim().eq_ignore_ascii_case("classic")
+        })?;
         if self.partitions < 1 {
             return Err(Error::config(
                 "kafka.partitions",
@@ -226,5 +244,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("kafka.topic_template"));
+    }
+
+    #[test]
+    fn the_cooperative_rebalance_protocol_is_refused_naming_the_property() {
+        let mut k = KafkaConfig::with_brokers("b:9092".into());
+        for (name, value) in [
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("group.protocol", "consumer"),
+        ] {
+            k.properties.insert(name.into(), value.into());
+            let err = k.validate().unwrap_err().to_string();
+            assert!(err.contains(&format!("kafka.properties.{name}")), "{err}");
+            assert!(err.contains("eager"), "{err}");
+            k.properties.clear();
+        }
+        k.properties
+            .insert("partition.assignment.strategy".into(), "roundrobin".into());
+        k.properties
+            .insert("group.protocol".into(), "classic".into());
+        k.validate().unwrap();
     }
 }

@@ -144,17 +144,72 @@ pub(super) fn producer_config(cfg: &KafkaConfig) -> rdkafka::ClientConfig {
 }
 
 /// Logs the group's partition assignments (who owns what is the first question when lag grows),
-/// and counts revocations: an offset taken before one may be stale once it is committed (see
-/// `apply`'s commits).
-#[derive(Debug, Default)]
+/// counts revocations (an offset taken before one may be stale once it is committed, see
+/// `apply`'s commits), and makes a revocation wait until the member's writes are durable.
+///
+/// **Why a revocation waits.** A partition's next owner starts from its committed offset. If
+/// this member's write of an older change of row X were still in flight when the next owner
+/// applies X's later DELETE, the write would land on a point that is gone, and Qdrant inserts a
+/// point it does not find whatever the fence: X would come back as a ghost. So before giving up
+/// partitions (the eager protocol: every partition is revoked, then assigned again), the member
+/// waits until every batch it handed to its writer is durable (their offsets are committed as
+/// they become durable, still under the old assignment), for at most [`DRAIN_LIMIT`]; the batch
+/// it was still taking is dropped by the consumer loop (its messages come again from the
+/// committed offsets, here or at the next owner).
+#[derive(Default)]
 pub struct GroupLog {
     revocations: std::sync::atomic::AtomicU64,
+    /// Whether the member has no batch in flight (set once by the applier).
+    idle: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>>,
 }
+
+/// How long a revocation waits for the member's writes to become durable. Past it (Qdrant down
+/// through a rebalance) the partitions are given up anyway, so the group goes on; a write still
+/// in flight may then bring back a row deleted meanwhile (logged: run `verify --repair`).
+pub const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl GroupLog {
     /// Partition revocations so far (a rebalance took partitions from this member).
     pub fn revocations(&self) -> u64 {
         self.revocations.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Makes every revocation wait (up to [`DRAIN_LIMIT`]) until `idle` says no write is in
+    /// flight. Set once; a second call is ignored.
+    pub fn wait_on_revoke(&self, idle: impl Fn() -> bool + Send + Sync + 'static) {
+        let _ = self.idle.set(Box::new(idle));
+    }
+
+    /// Waits until the member is idle or [`DRAIN_LIMIT`] passed, letting the runtime's other
+    /// tasks (the writer) run meanwhile.
+    fn drain(&self) {
+        let Some(idle) = self.idle.get() else { return };
+        if idle() {
+            return;
+        }
+        tracing::info!("partitions to give up: waiting for the writes in flight to become durable");
+        let started = std::time::Instant::now();
+        crate::blocking::off_runtime(|| {
+            while !idle() && started.elapsed() < DRAIN_LIMIT {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+        if idle() {
+            tracing::info!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "writes in flight made durable before giving up partitions"
+            );
+        } else {
+            tracing::warn!(waited_s = DRAIN_LIMIT.as_secs(), "partitions given up with writes still in flight (Qdrant down?): a row deleted meanwhile by the partitions' next owner may come back; run `pg2qdrant verify --repair` once the group caught up");
+        }
+    }
+}
+
+impl std::fmt::Debug for GroupLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupLog")
+            .field("revocations", &self.revocations())
+            .finish_non_exhaustive()
     }
 }
 
@@ -168,6 +223,16 @@ impl rdkafka::ClientContext for GroupLog {
 }
 
 impl rdkafka::consumer::ConsumerContext for GroupLog {
+    fn pre_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Revoke(_) = rebalance {
+            self.drain();
+        }
+    }
+
     fn post_rebalance(
         &self,
         _: &rdkafka::consumer::BaseConsumer<Self>,

@@ -1,0 +1,261 @@
+//! The consumer loop of an applier: messages taken into batches (up to `qdrant.batch_size`, or
+//! what came within `qdrant.linger_ms` of the first), decoded and mapped into ops, handed to the
+//! writer; a copy's closing sweep run in line; what cannot be decoded or mapped delivered to the
+//! dead-letter topic (`dlq`) before its offset may be committed (`commits`).
+
+use crate::config::{Config, KafkaConfig};
+use crate::error::{retry_until_stopped, Error};
+use crate::event::{Op, TableName};
+use crate::kafka::{client, decode, proto as pb};
+use crate::mapping::Mappings;
+use crate::pipeline::assemble::Batch;
+use crate::pipeline::writer::{Pending, Writer};
+use crate::sink::qdrant::QdrantSink;
+use futures_util::StreamExt as _;
+use prost::Message as _;
+use rdkafka::consumer::Consumer;
+use rdkafka::Message;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::commits::Commits;
+use super::offsets::Offsets;
+use super::status;
+
+pub(super) struct Applier {
+    pub(super) consumer: Arc<client::GroupConsumer>,
+    /// The dead-letter topic's producer, made when the first message is dead-lettered.
+    pub(super) dlq: Mutex<Option<client::Producer>>,
+    pub(super) dlq_topic: String,
+    pub(super) kafka: KafkaConfig,
+    pub(super) mappings: Arc<Mappings>,
+    /// Batches handed to the writer and not yet durable, in order (see [`Commits`]).
+    pub(super) queue: Arc<Mutex<VecDeque<Offsets>>>,
+    pub(super) group: String,
+    pub(super) batch_size: usize,
+    pub(super) linger: Duration,
+    pub(super) max_backoff: Duration,
+    pub(super) shutdown: CancellationToken,
+    pub(super) health: Arc<crate::metrics::health::Health>,
+    /// For a copy's sweep: its tables and source (rows are looked up) and the writer's sink.
+    pub(super) config: Arc<Config>,
+    pub(super) sink: Arc<QdrantSink>,
+    /// What `/status` reports (see `status`).
+    pub(super) observed: Arc<status::Observed>,
+}
+
+/// What one message asks for.
+enum Decoded {
+    /// Ops for the writer, and the change's commit time (Unix µs).
+    Ops(Vec<Op>, i64),
+    /// A copy's closing sweep (see `verify::sweep`), and its commit time.
+    Sweep(TableName, crate::lsn::Position, i64),
+}
+
+/// Messages taken into one batch.
+#[derive(Default)]
+struct Taken {
+    ops: Vec<Op>,
+    /// What is committed once the batch is durable.
+    offsets: Offsets,
+    messages: usize,
+}
+
+impl Applier {
+    /// Consumes batches into the writer, which keeps `qdrant.parallel` of them in flight and
+    /// commits each one's offsets once it and every batch before it are durable.
+    pub(super) async fn run(&self, writer: Writer<QdrantSink>) -> Result<(), Error> {
+        let pending = writer.pending.clone();
+        let queue = &self.queue;
+        let commits = Commits {
+            consumer: self.consumer.clone(),
+            group: self.group.clone(),
+            queue: queue.clone(),
+            newest: BTreeMap::new(),
+        };
+        let (tx, rx) = mpsc::channel::<Batch>(1);
+        // A task of its own: a revocation blocks the consumer's task until the writes in flight
+        // are durable (see `kafka::client::GroupLog`), so the writer must not share it.
+        let writing = tokio::spawn(writer.run(rx, commits));
+        // The consumer ends on shutdown, an error, or the writer gone; dropping `tx` lets the
+        // writer finish what it holds.
+        let consumed = self.consume(&tx, &pending, queue).await;
+        drop(tx);
+        let written = writing.await.unwrap_or_else(|e| {
+            Err(Error::Task {
+                task: "writer".to_owned(),
+                reason: e.to_string(),
+            })
+        });
+        match written {
+            Err(Error::Shutdown) | Ok(()) => consumed,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes batches of up to `qdrant.batch_size` messages (or what came within
+    /// `qdrant.linger_ms` of the first) and hands them to the writer.
+    async fn consume(
+        &self,
+        tx: &mpsc::Sender<Batch>,
+        pending: &Pending,
+        queue: &Mutex<VecDeque<Offsets>>,
+    ) -> Result<(), Error> {
+        let mut backoff = crate::error::Backoff::new(self.max_backoff);
+        // One stream for the whole run: `recv` would register and drop a waker per message.
+        let mut messages = self.consumer.stream();
+        loop {
+            let mut taken = Taken::default();
+            let first = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                // The writer failed: its error ends the run.
+                _ = tx.closed() => return Ok(()),
+                m = messages.next() => m.expect("kafka streams never terminate"),
+            };
+            match first {
+                Ok(m) => {
+                    taken.offsets.revocations = self.consumer.context().revocations();
+                    self.take(&mut taken, &m).await?
+                }
+                Err(e) => {
+                    let e = Error::kafka("receiving")(e);
+                    if e.disposition() == crate::error::Disposition::Definite {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "consumer error; retrying");
+                    self.health.down("kafka", e.to_string());
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
+                    continue;
+                }
+            }
+            backoff.reset();
+            self.health.up("kafka");
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while taken.messages < self.batch_size && taken.ops.len() < self.batch_size {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(m))) => {
+                        let revocations = self.consumer.context().revocations();
+                        if revocations != taken.offsets.revocations {
+                            // Taken before a rebalance: under the eager protocol every
+                            // partition starts again from its committed offset, here or at its
+                            // next owner, so these messages come again; written now, they
+                            // could land after the next owner's later changes.
+                            tracing::debug!(
+                                messages = taken.messages,
+                                "batch taken before a rebalance dropped"
+                            );
+                            taken = Taken::default();
+                            taken.offsets.revocations = revocations;
+                        }
+                        self.take(&mut taken, &m).await?
+                    }
+                    Ok(None) => unreachable!("kafka streams never terminate"),
+                    Ok(Some(Err(e))) => {
+                        tracing::warn!(error = %e, "consumer error");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let batch = Batch {
+                ops: taken.ops,
+                events: Vec::new(),
+                ack: None,
+            };
+            // The writer counts these down once their vectors are computed.
+            crate::pipeline::embedding::count_waiting(
+                &crate::pipeline::embedding::waiting(&batch.ops),
+                1.0,
+            );
+            // Queued before the batch is sent: the writer's n-th durable batch is the n-th here.
+            queue.lock().expect("commit queue").push_back(taken.offsets);
+            pending.sent();
+            let sent = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                r = tx.send(batch) => r,
+            };
+            if sent.is_err() {
+                // The writer ended (its error is the run's); nothing more is taken.
+                return Ok(());
+            }
+        }
+    }
+
+    /// One message: its ops join the batch, or it goes to the dead-letter topic.
+    async fn take(
+        &self,
+        taken: &mut Taken,
+        m: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Result<(), Error> {
+        let topic = m.topic();
+        taken.messages += 1;
+        taken.offsets.taken(topic, m.partition(), m.offset());
+        let payload = m.payload().unwrap_or_default();
+        match self.ops(payload) {
+            Ok(Decoded::Ops(ops, committed)) => {
+                taken.ops.extend(ops);
+                taken.offsets.event(topic, committed);
+                Ok(())
+            }
+            Ok(Decoded::Sweep(table, before, committed)) => {
+                // Done here, before the message's offset can be committed (with the batch).
+                self.sweep(&table, before).await?;
+                taken.offsets.event(topic, committed);
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(topic = %topic, partition = m.partition(), offset = m.offset(), reason = %reason, dlq = %self.dlq_topic, "message cannot be applied; sent to the dead-letter topic");
+                self.dead_letter(m, &reason).await
+            }
+        }
+    }
+
+    /// The ops of one message's change event and its commit time (Unix µs), or its sweep, or
+    /// why there are none.
+    fn ops(&self, payload: &[u8]) -> Result<Decoded, String> {
+        let event = pb::ChangeEvent::decode(payload)
+            .map_err(|e| format!("not a pg2qdrant.v1.ChangeEvent: {e}"))?;
+        let table: TableName = decode::table(&event).ok_or("the event names no source table")?;
+        let mapping = self
+            .mappings
+            .get(&table)
+            .ok_or_else(|| format!("table {table} is not in this applier's [[tables]]"))?;
+        let change = decode::change(mapping, &event)?;
+        if change.kind == crate::event::ChangeKind::Sweep {
+            return Ok(Decoded::Sweep(
+                table,
+                change.position,
+                event.commit_time_unix_micros,
+            ));
+        }
+        let ops = mapping.ops(&change).map_err(|e| e.to_string())?;
+        Ok(Decoded::Ops(ops, event.commit_time_unix_micros))
+    }
+
+    /// A copy's sweep of `table` (see `verify::sweep`), retried while PostgreSQL or Qdrant is
+    /// unreachable. Points of other writers' batches in flight need no wait: the sweep deletes
+    /// only points of rows that do not exist, fenced.
+    async fn sweep(&self, table: &TableName, before: crate::lsn::Position) -> Result<(), Error> {
+        let (Some(t), Some(mapping)) = (
+            self.config
+                .tables
+                .iter()
+                .find(|t| &TableName::parse(&t.table) == table),
+            self.mappings.get(table),
+        ) else {
+            return Ok(()); // `ops` found the mapping; the config holds its table
+        };
+        let removed = retry_until_stopped("copy sweep", self.max_backoff, &self.shutdown, || {
+            crate::verify::sweep::sweep(&self.config, &self.sink, t, mapping, before)
+        })
+        .await?;
+        tracing::info!(table = %table, before = %crate::lsn::Lsn(before.commit_lsn), removed, "copy sweep applied: points of rows gone before the copy removed");
+        Ok(())
+    }
+}
