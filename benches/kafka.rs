@@ -14,9 +14,9 @@
 //! 5. Sink ceiling: bare `wait=true` upserts of the same points, same batch size. Direct path:
 //!    `run` without `[kafka]` from a second slot over the same rows (the mapping and writes an
 //!    applier does, from the slot instead of a topic).
-//! 6. Two appliers in one group, each its own `pg2qdrant apply` process (the release binary;
-//!    their CPU from `/proc`, start and group join included in the phase's): on two cores the
-//!    figure shows what a second member costs and gives, not a second machine.
+//! 6. One applier, then two in one group, each its own `pg2qdrant apply` process (the release
+//!    binary; their CPU from `/proc`, start and group join included in the phase's): on two
+//!    cores the figure shows what a second member costs and gives, not a second machine.
 //!
 //! CPU: this process (pg2qdrant), the walsender, and the server of the phase (the broker for
 //! 2–3, Qdrant for 4–6), from `/proc`, over the whole phase (start and group join included).
@@ -401,53 +401,61 @@ async fn main() {
     token.cancel();
     run.await.unwrap().unwrap();
 
-    // 6. Two appliers, each its own `pg2qdrant apply` process (the release binary beside this
-    // bench), as they are deployed; their CPU read from /proc (utime + stime).
-    let (two, two_cpu) = {
-        let collection = "bench_kafka_apply2";
-        let _ = q.delete_collection(collection).await;
-        let path = work.join("apply2.toml");
-        std::fs::write(&path, text_of("bench_kafka", collection, "a2", true)).unwrap();
-        let bin = std::env::current_exe()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("pg2qdrant");
-        let sampling = sampler(&url, &qdrant_pid).await;
-        let appliers: Vec<std::process::Child> = (0..2)
-            .map(|i| {
-                std::process::Command::new(&bin)
-                    .args(["apply", "--config"])
-                    .arg(&path)
-                    .stderr(std::fs::File::create(work.join(format!("apply2-{i}.log"))).unwrap())
-                    .spawn()
-                    .unwrap_or_else(|e| {
-                        panic!("{}: {e} (scripts/bench.sh builds it)", bin.display())
-                    })
-            })
-            .collect();
-        let pids: Vec<String> = appliers.iter().map(|c| c.id().to_string()).collect();
-        let pids = pids.join(",");
-        let ours = {
-            let pids = pids.clone();
-            move || cpu::seconds_of(&pids)
-        };
-        let cpu0 = cpu::seconds_of(&pids);
-        let timed =
-            until_every_point_by(&qhttp, collection, rows, "apply (2 processes)", ours).await;
-        let applied = cpu::seconds_of(&pids) - cpu0;
-        let cpu = sampling.stop().await.with_ours(applied);
-        for mut c in appliers {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let status = c.wait().unwrap();
-            assert!(status.success(), "an applier process ended with {status}");
+    // 6. One applier, then two, each its own `pg2qdrant apply` process (the release binary
+    // beside this bench), as they are deployed; their CPU read from /proc (utime + stime).
+    let processes = |n: usize, collection: &'static str, group: &'static str| {
+        let (q, qhttp, url, qdrant_pid) = (&q, &qhttp, &url, &qdrant_pid);
+        let path = work.join(format!("{collection}.toml"));
+        let logs = work.clone();
+        std::fs::write(&path, text_of("bench_kafka", collection, group, true)).unwrap();
+        async move {
+            let _ = q.delete_collection(collection).await;
+            let bin = std::env::current_exe()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("pg2qdrant");
+            let sampling = sampler(url, qdrant_pid).await;
+            let appliers: Vec<std::process::Child> = (0..n)
+                .map(|i| {
+                    std::process::Command::new(&bin)
+                        .args(["apply", "--config"])
+                        .arg(&path)
+                        .stderr(
+                            std::fs::File::create(logs.join(format!("{collection}-{i}.log")))
+                                .unwrap(),
+                        )
+                        .spawn()
+                        .unwrap_or_else(|e| {
+                            panic!("{}: {e} (scripts/bench.sh builds it)", bin.display())
+                        })
+                })
+                .collect();
+            let pids: Vec<String> = appliers.iter().map(|c| c.id().to_string()).collect();
+            let pids = pids.join(",");
+            let ours = {
+                let pids = pids.clone();
+                move || cpu::seconds_of(&pids)
+            };
+            let cpu0 = cpu::seconds_of(&pids);
+            let name = format!("apply ({n} processes)");
+            let timed = until_every_point_by(qhttp, collection, rows, &name, ours).await;
+            let applied = cpu::seconds_of(&pids) - cpu0;
+            let cpu = sampling.stop().await.with_ours(applied);
+            for mut c in appliers {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &c.id().to_string()])
+                    .status();
+                let status = c.wait().unwrap();
+                assert!(status.success(), "an applier process ended with {status}");
+            }
+            (timed, cpu)
         }
-        (timed, cpu)
     };
+    let (one_process, one_process_cpu) = processes(1, "bench_kafka_apply1p", "a1p").await;
+    let (two, two_cpu) = processes(2, "bench_kafka_apply2", "a2").await;
     let two_secs = two.secs;
 
     // 7. The direct path into the 3-node cluster, the nodes' CPU summed.
@@ -509,6 +517,15 @@ async fn main() {
     );
     println!(
         "{}",
+        one_process_cpu.line_for(
+            "apply, one applier (a process)",
+            rows,
+            one_process.secs,
+            "qdrant"
+        )
+    );
+    println!(
+        "{}",
         two_cpu.line_for(
             "apply, two appliers (two processes)",
             rows,
@@ -526,17 +543,17 @@ async fn main() {
         )
     );
     println!(
-        "\npg2qdrant CPU µs/row after the first point (start and group join left out): apply {:.1}, two appliers {:.1}, direct {:.1}, bare consumer {:.1}",
-        apply.steady_us, two.steady_us, direct.steady_us, consume_steady
+        "\npg2qdrant CPU µs/row after the first point (start and group join left out): apply {:.1}, one applier process {:.1}, two applier processes {:.1}, direct {:.1}, bare consumer {:.1}",
+        apply.steady_us, one_process.steady_us, two.steady_us, direct.steady_us, consume_steady
     );
     println!(
-        "ratios: publish / producer ceiling {:.2}; apply / sink ceiling {:.2}; two appliers / one {:.2}; \
-         after the first point, CPU per event: applier / direct {:.2}, two appliers / one {:.2}",
+        "ratios: publish / producer ceiling {:.2}; apply / sink ceiling {:.2}; two applier processes / one, rows/s {:.2}; \
+         after the first point, CPU per event: applier / direct {:.2}, two applier processes / one {:.2}",
         per_s(publish_secs) / per_s(ceiling_secs),
         per_s(apply_secs) / per_s(sink_secs),
-        per_s(two_secs) / per_s(apply_secs),
+        per_s(two_secs) / per_s(one_process.secs),
         apply.steady_us / direct.steady_us,
-        two.steady_us / apply.steady_us,
+        two.steady_us / one_process.steady_us,
     );
     println!(
         "direct path, 3-node cluster (6 shards × 2 replicas, write factor 1) / one node: {:.2} in rows/s, \
