@@ -287,6 +287,29 @@ pub(crate) async fn wait_published(db: &TestDb) {
     .await;
 }
 
+/// Inserts rows in batches of 20, `pause` apart, updating earlier rows as it goes (the last
+/// update of a row decides its title, so per-key order shows in the end state) and deleting
+/// some (a point left behind would show).
+pub(crate) async fn writes(url: String, batches: i64, pause: Duration) {
+    let c = connect(&url).await;
+    for batch in 0..batches {
+        c.batch_execute(&format!(
+            "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g;
+             UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {};
+             DELETE FROM docs WHERE id % 31 = {} AND id <= {}",
+            batch * 20 + 1,
+            batch * 20 + 20,
+            batch % 29,
+            batch * 20,
+            batch % 31,
+            batch * 20
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(pause).await;
+    }
+}
+
 async fn titles(collection: &str) -> BTreeMap<String, serde_json::Value> {
     all_points(collection)
         .await
@@ -668,29 +691,9 @@ async fn two_appliers_one_killed_the_survivor_takes_its_partitions_and_nothing_i
     })
     .await;
     let mut b = apply_process(&path, "applier-b.log");
-    let url = db.url.clone();
-    let writes = tokio::spawn(async move {
-        let c = connect(&url).await;
-        for batch in 0..60i64 {
-            // Deletes too: a member's write still in flight when its partitions move could
-            // bring a deleted row back (a revocation waits for the writes, see
-            // `kafka::client::GroupLog`).
-            c.batch_execute(&format!(
-                "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g;
-                 UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {};
-                 DELETE FROM docs WHERE id % 31 = {} AND id <= {}",
-                batch * 20 + 1,
-                batch * 20 + 20,
-                batch % 29,
-                batch * 20,
-                batch % 31,
-                batch * 20
-            ))
-            .await
-            .unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
+    // Deletes too: a member's write still in flight when its partitions move could bring a
+    // deleted row back (a revocation waits for the writes, see `kafka::client::GroupLog`).
+    let writes = tokio::spawn(writes(db.url.clone(), 60, Duration::from_millis(100)));
     // Both members own partitions, and changes are being applied.
     wait_for("both appliers own partitions", WAIT, || async {
         assigned_at("applier-b.log")
@@ -751,26 +754,7 @@ async fn the_publisher_sigkilled_mid_load_and_restarted_loses_nothing_and_leaves
     let mut publisher = Process::start("run", &path, "run-1.log");
     db.wait_streaming().await;
     let applier = apply(cfg);
-    let url = db.url.clone();
-    let writes = tokio::spawn(async move {
-        let c = connect(&url).await;
-        for batch in 0..60i64 {
-            c.batch_execute(&format!(
-                "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g;
-                 UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {};
-                 DELETE FROM docs WHERE id % 31 = {} AND id <= {}",
-                batch * 20 + 1,
-                batch * 20 + 20,
-                batch % 29,
-                batch * 20,
-                batch % 31,
-                batch * 20,
-            ))
-            .await
-            .unwrap();
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    });
+    let writes = tokio::spawn(writes(db.url.clone(), 60, Duration::from_millis(50)));
     // Events published and applied before the kill.
     wait_for("events applied before the kill", WAIT, || async {
         (count(&db.name).await >= 100).then_some(())

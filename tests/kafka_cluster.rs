@@ -9,29 +9,6 @@ use crate::kafka::{
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::time::Duration;
 
-/// Inserts rows in batches of 20, updating earlier rows as it goes (the last update of a row
-/// decides its title, so per-key order shows in the end state) and deleting some (a point left
-/// behind would show).
-async fn writes(url: String, batches: i64) {
-    let c = connect(&url).await;
-    for batch in 0..batches {
-        c.batch_execute(&format!(
-            "INSERT INTO docs SELECT g, 'r', g, '{{1,1,1}}' FROM generate_series({}, {}) g;
-             UPDATE docs SET title = 'u' || {batch} WHERE id % 29 = {} AND id <= {};
-             DELETE FROM docs WHERE id % 31 = {} AND id <= {}",
-            batch * 20 + 1,
-            batch * 20 + 20,
-            batch % 29,
-            batch * 20,
-            batch % 31,
-            batch * 20
-        ))
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_of_three_sigkilled_under_load_loses_nothing_and_keeps_key_order() {
     let db = TestDb::new("t_kafka_cluster", DOCS).await;
@@ -47,7 +24,11 @@ async fn a_broker_of_three_sigkilled_under_load_loses_nothing_and_keeps_key_orde
     let run = db.start(cfg).await;
     let mut a = apply_process(&path, "applier-a.log");
     let mut b = apply_process(&path, "applier-b.log");
-    let load = tokio::spawn(writes(db.url.clone(), 150));
+    let load = tokio::spawn(crate::kafka::writes(
+        db.url.clone(),
+        150,
+        Duration::from_millis(50),
+    ));
     wait_for("changes being applied", WAIT, || async {
         (count(&db.name).await >= 100).then_some(())
     })
