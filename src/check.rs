@@ -21,8 +21,8 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
                 what: "postgres".into(),
                 detail: "reachable".into(),
             });
-            lines.extend(c.check(cfg).await);
-            lines.extend(c.check_publication(cfg).await);
+            lines.extend(c.check(&cfg.source, &cfg.tables).await);
+            lines.extend(c.check_publication(&cfg.source, &cfg.tables).await);
             lines.push(ids(&c, cfg).await);
             lines.push(format(&c, cfg).await);
         }

@@ -38,7 +38,7 @@ impl Action {
     pub async fn execute(self, cfg: &Config) -> Result<Outcome, Error> {
         match self {
             Action::List { json, .. } => {
-                let groups = crate::deadletter::parked::list(cfg)?;
+                let groups = crate::deadletter::parked::list(&cfg.dead_letter.path, &cfg.tables)?;
                 let path = cfg.dead_letter.path.display().to_string();
                 Ok(Outcome::rendered(groups.is_empty(), &groups, json, |g| {
                     listed(g, &path)

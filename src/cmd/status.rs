@@ -15,7 +15,7 @@ pub struct Args {
 
 impl Args {
     pub async fn execute(self, cfg: &Config) -> Result<Outcome, Error> {
-        let status = crate::metrics::client::status(cfg).await?;
+        let status = crate::metrics::client::status(&cfg.metrics).await?;
         Ok(Outcome::rendered(status.in_sync, &status, self.json, |s| {
             s.render()
         }))

@@ -22,7 +22,7 @@ impl Args {
     pub async fn execute(self, cfg: &Config) -> Result<Outcome, Error> {
         let (lsn, timeout) = (self.lsn, self.timeout);
         Ok(
-            match crate::metrics::client::wait(cfg, lsn, timeout).await? {
+            match crate::metrics::client::wait(&cfg.metrics, lsn, timeout).await? {
                 Waited::Reached(d) => Outcome::done(format!(
                     "durable at {d}: every change committed up to {lsn} is in Qdrant\n"
                 )),

@@ -10,7 +10,7 @@
 //! Kafka's (`topic:NAME`) carry a point, not a row key: `list` shows them, with the command that
 //! fixes their rows (`verify --repair --table`, or `resync`).
 
-use crate::config::Config;
+use crate::config::TableConfig;
 use crate::error::Error;
 use serde::Serialize;
 use serde_json::Value;
@@ -149,10 +149,11 @@ pub fn mark(path: &Path, records: &[&Record]) -> Result<(), Error> {
 /// Keys shown per table and reason by `list`.
 pub const SAMPLES: usize = 5;
 
-/// `list`: pending records by table and reason.
-pub fn list(cfg: &Config) -> Result<Vec<Group>, Error> {
+/// `list`: the records pending in the dead-letter file at `path` by table and reason; `tables`
+/// name the way out of a record the sink refused.
+pub fn list(path: &Path, tables: &[TableConfig]) -> Result<Vec<Group>, Error> {
     let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
-    for r in pending(&cfg.dead_letter.path)? {
+    for r in pending(path)? {
         let g = groups
             .entry((r.table.clone(), r.reason.clone()))
             .or_insert_with(|| Group {
@@ -162,7 +163,7 @@ pub fn list(cfg: &Config) -> Result<Vec<Group>, Error> {
                 first_lsn: r.lsn.clone(),
                 last_lsn: r.lsn.clone(),
                 samples: Vec::new(),
-                hint: hint(cfg, &r),
+                hint: hint(tables, &r),
             });
         g.count += 1;
         if g.samples.len() < SAMPLES {
@@ -174,10 +175,9 @@ pub fn list(cfg: &Config) -> Result<Vec<Group>, Error> {
 }
 
 /// What fixes a record `replay` cannot apply.
-fn hint(cfg: &Config, r: &Record) -> Option<String> {
+fn hint(tables: &[TableConfig], r: &Record) -> Option<String> {
     if let Some(c) = r.table.strip_prefix("collection:") {
-        let tables: Vec<&str> = cfg
-            .tables
+        let tables: Vec<&str> = tables
             .iter()
             .filter(|t| t.collection == c)
             .map(|t| t.table.as_str())

@@ -1,7 +1,7 @@
 //! Asking a running connector's endpoint (`metrics.addr`) from the command line: `pg2qdrant
 //! wait`, `pg2qdrant status`. One GET per connection, HTTP/1.0 (the body is never chunked).
 
-use crate::config::Config;
+use crate::config::MetricsConfig;
 use crate::error::Error;
 use crate::lsn::Lsn;
 use std::time::Duration;
@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Where to reach the endpoint `metrics.addr` listens on (a wildcard address is reached on
 /// loopback).
-pub fn reach(cfg: &Config) -> Result<String, Error> {
-    let addr = cfg.metrics.addr.trim();
+pub fn reach(cfg: &MetricsConfig) -> Result<String, Error> {
+    let addr = cfg.addr.trim();
     if addr.is_empty() {
         return Err(Error::config(
             "metrics.addr",
@@ -24,7 +24,7 @@ pub fn reach(cfg: &Config) -> Result<String, Error> {
 
 /// GET `target` from the connector serving `cfg`'s endpoint, waiting at most `timeout` for the
 /// whole answer: its status code and body.
-pub async fn get(cfg: &Config, target: &str, timeout: Duration) -> Result<(u16, String), Error> {
+pub async fn get(cfg: &MetricsConfig, target: &str, timeout: Duration) -> Result<(u16, String), Error> {
     let addr = reach(cfg)?;
     let none_running = |e: std::io::Error| {
         Error::prerequisite(
@@ -73,7 +73,7 @@ pub enum Waited {
 }
 
 /// Asks the running connector to answer once everything committed up to `lsn` is durable.
-pub async fn wait(cfg: &Config, lsn: Lsn, timeout: Duration) -> Result<Waited, Error> {
+pub async fn wait(cfg: &MetricsConfig, lsn: Lsn, timeout: Duration) -> Result<Waited, Error> {
     let target = format!("/wait?lsn={lsn}&timeout_ms={}", timeout.as_millis());
     // The server answers within `timeout`; the margin covers the exchange itself.
     let (status, body) = get(cfg, &target, timeout + Duration::from_secs(5)).await?;
@@ -98,7 +98,7 @@ pub async fn wait(cfg: &Config, lsn: Lsn, timeout: Duration) -> Result<Waited, E
 }
 
 /// The running connector's sync status (`/status`).
-pub async fn status(cfg: &Config) -> Result<super::status::Status, Error> {
+pub async fn status(cfg: &MetricsConfig) -> Result<super::status::Status, Error> {
     let (code, body) = get(cfg, "/status", Duration::from_secs(30)).await?;
     if code != 200 {
         let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();

@@ -458,7 +458,11 @@ impl Catalog {
     }
 
     /// The prerequisite checks of `pg2qdrant check`, one line each.
-    pub async fn check(&self, cfg: &crate::config::Config) -> Vec<CheckLine> {
+    pub async fn check(
+        &self,
+        source: &crate::config::SourceConfig,
+        tables: &[crate::config::TableConfig],
+    ) -> Vec<CheckLine> {
         let mut lines = Vec::new();
         let mut line =
             |ok: bool, what: String, detail: String| lines.push(CheckLine { ok, what, detail });
@@ -471,16 +475,16 @@ impl Catalog {
             ),
             Err(e) => line(false, "wal_level".into(), e.to_string()),
         }
-        for (i, t) in cfg.tables.iter().enumerate() {
+        for (i, t) in tables.iter().enumerate() {
             let what = format!("tables[{i}] {}", t.table);
             match self.resolve_keys(std::slice::from_ref(t)).await {
                 Ok(k) => line(true, what, format!("key {:?}", k[0])),
                 Err(e) => line(false, what, e.to_string()),
             }
         }
-        let slot = &cfg.source.slot;
+        let slot = &source.slot;
         match self.slot_info(slot).await {
-            Ok(None) if cfg.source.create_slot => line(
+            Ok(None) if source.create_slot => line(
                 true,
                 format!("slot {slot}"),
                 "missing; will be created at start".into(),

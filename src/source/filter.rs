@@ -197,14 +197,18 @@ impl Catalog {
 impl Catalog {
     /// `check`'s lines for the tables with a `where`: valid, within the replica identity, and
     /// the same as the publication's filter when the publication exists.
-    pub async fn check_filters(&self, cfg: &crate::config::Config) -> Vec<(bool, String, String)> {
-        let publication = &cfg.source.publication;
+    pub async fn check_filters(
+        &self,
+        source: &crate::config::SourceConfig,
+        tables: &[crate::config::TableConfig],
+    ) -> Vec<(bool, String, String)> {
+        let publication = &source.publication;
         let present = self
             .publication_filters(publication)
             .await
             .unwrap_or_default();
         let mut out = Vec::new();
-        for (i, t) in cfg.tables.iter().enumerate() {
+        for (i, t) in tables.iter().enumerate() {
             if t.row_filter.is_none() {
                 continue;
             }

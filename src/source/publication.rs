@@ -66,18 +66,21 @@ impl Catalog {
 
     /// `check`'s lines for the publication: it exists (or will be created), covers every
     /// table, and filters each as configured.
-    pub async fn check_publication(&self, cfg: &crate::config::Config) -> Vec<CheckLine> {
+    pub async fn check_publication(
+        &self,
+        source: &crate::config::SourceConfig,
+        tables: &[crate::config::TableConfig],
+    ) -> Vec<CheckLine> {
         let mut lines = Vec::new();
         let mut line =
             |ok: bool, what: String, detail: String| lines.push(CheckLine { ok, what, detail });
-        let names: Vec<TableName> = cfg
-            .tables
+        let names: Vec<TableName> = tables
             .iter()
             .map(|t| TableName::parse(&t.table))
             .collect();
-        let publication = &cfg.source.publication;
+        let publication = &source.publication;
         match self.publication_tables(publication).await {
-            Ok(None) if cfg.source.create_publication => line(
+            Ok(None) if source.create_publication => line(
                 true,
                 format!("publication {publication}"),
                 "missing; will be created at start".into(),
@@ -109,7 +112,7 @@ impl Catalog {
             }
             Err(e) => line(false, format!("publication {publication}"), e.to_string()),
         }
-        for (ok, what, detail) in self.check_filters(cfg).await {
+        for (ok, what, detail) in self.check_filters(source, tables).await {
             line(ok, what, detail);
         }
         lines
