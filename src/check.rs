@@ -14,27 +14,51 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
     lines.extend(copies(cfg));
     lines.extend(embedders(cfg));
     lines.extend(kafka(cfg).await);
-    match Catalog::connect(&cfg.source).await {
-        Ok(c) => {
-            lines.push(CheckLine {
-                ok: true,
-                what: "postgres".into(),
-                detail: "reachable".into(),
-            });
-            lines.extend(c.check(&cfg.source, &cfg.tables).await);
-            lines.extend(c.check_publication(&cfg.source, &cfg.tables).await);
-            lines.push(ids(&c, cfg).await);
-            lines.push(format(&c, cfg).await);
-        }
-        Err(e) => lines.push(CheckLine {
-            ok: false,
-            what: "postgres".into(),
-            detail: match e.hint() {
-                Some(h) => format!("{e}; fix: {h}"),
-                None => e.to_string(),
-            },
-        }),
+    lines.extend(postgres(cfg).await);
+    let Some(client) = qdrant(cfg, &mut lines).await else {
+        return lines;
+    };
+    lines.extend(rebuilds(cfg));
+    // During a rebuild the tables write its new collection: check that one (the state's error
+    // is the "rebuild state" line above; the configured collections are checked then).
+    let planned = crate::setup::rebuild::planned(cfg).unwrap_or_default();
+    let effective = crate::setup::rebuild::effective(cfg.clone(), &planned);
+    for (i, t) in effective.tables.iter().enumerate() {
+        lines.extend(collection(&client, i, t).await);
     }
+    lines
+}
+
+/// PostgreSQL reachable, then its prerequisites: wal_level, keys, slot, publication, the
+/// point ids and the value format.
+async fn postgres(cfg: &Config) -> Vec<CheckLine> {
+    let c = match Catalog::connect(&cfg.source).await {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![CheckLine {
+                ok: false,
+                what: "postgres".into(),
+                detail: match e.hint() {
+                    Some(h) => format!("{e}; fix: {h}"),
+                    None => e.to_string(),
+                },
+            }]
+        }
+    };
+    let mut lines = vec![CheckLine {
+        ok: true,
+        what: "postgres".into(),
+        detail: "reachable".into(),
+    }];
+    lines.extend(c.check(&cfg.source, &cfg.tables).await);
+    lines.extend(c.check_publication(&cfg.source, &cfg.tables).await);
+    lines.push(ids(&c, cfg).await);
+    lines.push(format(&c, cfg).await);
+    lines
+}
+
+/// Qdrant's client when Qdrant answers (its line added either way).
+async fn qdrant(cfg: &Config, lines: &mut Vec<CheckLine>) -> Option<qdrant_client::Qdrant> {
     let client = match qdrant::client(&cfg.qdrant) {
         Ok(c) => c,
         Err(e) => {
@@ -43,7 +67,7 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
                 what: "qdrant".into(),
                 detail: e.to_string(),
             });
-            return lines;
+            return None;
         }
     };
     match client.health_check().await {
@@ -58,86 +82,82 @@ pub async fn run(cfg: &Config) -> Vec<CheckLine> {
                 what: "qdrant".into(),
                 detail: format!("{e}: is Qdrant running at qdrant.url?"),
             });
-            return lines;
+            return None;
         }
     }
+    Some(client)
+}
+
+/// A line per rebuild in progress, or the state file's error.
+fn rebuilds(cfg: &Config) -> Vec<CheckLine> {
     match crate::setup::rebuild::status(cfg) {
-        Ok(rebuilds) => lines.extend(rebuilds.into_iter().map(|(alias, detail)| CheckLine {
-            ok: true,
-            what: format!("rebuild of {alias}"),
-            detail,
-        })),
-        Err(e) => lines.push(CheckLine {
+        Ok(rebuilds) => rebuilds
+            .into_iter()
+            .map(|(alias, detail)| CheckLine {
+                ok: true,
+                what: format!("rebuild of {alias}"),
+                detail,
+            })
+            .collect(),
+        Err(e) => vec![CheckLine {
             ok: false,
             what: "rebuild state".into(),
             detail: e.to_string(),
-        }),
+        }],
     }
-    // During a rebuild the tables write its new collection: check that one (the state's error
-    // is the "rebuild state" line above; the configured collections are checked then).
-    let planned = crate::setup::rebuild::planned(cfg).unwrap_or_default();
-    let effective = crate::setup::rebuild::effective(cfg.clone(), &planned);
-    for (i, t) in effective.tables.iter().enumerate() {
-        let behind = match collections::alias_target(&client, &t.collection).await {
-            Ok(Some(c)) => format!(" (an alias of {c})"),
-            Ok(None) => String::new(),
-            Err(e) => {
-                lines.push(CheckLine {
-                    ok: false,
-                    what: format!("tables[{i}] collection {}", t.collection),
-                    detail: format!("looking up whether it is an alias failed: {e}"),
-                });
-                continue;
-            }
-        };
-        let what = format!("tables[{i}] collection {}{behind}", t.collection);
-        let line = match client.collection_exists(&t.collection).await {
-            Ok(false) if t.collection_config.create => CheckLine {
-                ok: true,
-                what,
-                detail: "missing; will be created at start".into(),
-            },
-            Ok(false) => CheckLine {
+}
+
+/// Table `i`'s collection: whether it is an alias, exists (or will be created) and is
+/// compatible, and its payload indexes.
+async fn collection(
+    client: &qdrant_client::Qdrant,
+    i: usize,
+    t: &crate::config::TableConfig,
+) -> Vec<CheckLine> {
+    let behind = match collections::alias_target(client, &t.collection).await {
+        Ok(Some(c)) => format!(" (an alias of {c})"),
+        Ok(None) => String::new(),
+        Err(e) => {
+            return vec![CheckLine {
                 ok: false,
-                what,
-                detail: "missing and collection_config.create = false".into(),
-            },
-            Ok(true) => match collections::compatible(&client, t).await {
-                Ok(Ok(())) => CheckLine {
-                    ok: true,
-                    what,
-                    detail: "exists and is compatible".into(),
-                },
-                Ok(Err(p)) => CheckLine {
-                    ok: false,
-                    what,
-                    detail: format!("incompatible: {p}"),
-                },
-                Err(e) => CheckLine {
-                    ok: false,
-                    what,
-                    detail: e.to_string(),
-                },
-            },
-            Err(e) => CheckLine {
-                ok: false,
-                what,
-                detail: e.to_string(),
-            },
-        };
-        let exists = line.ok && line.detail.starts_with("exists");
-        lines.push(line);
-        if !t.collection_config.payload_indexes.is_empty() && exists {
-            // Informational: the connector creates what is missing at start.
-            lines.push(match collections::indexes(&client, t).await {
-                Ok(phrases) => CheckLine {
-                    ok: true,
-                    what: format!("tables[{i}] payload indexes of {}", t.collection),
-                    detail: phrases.join("; "),
-                },
-                Err(e) => failed(&format!("tables[{i}] payload indexes"), &e),
-            });
+                what: format!("tables[{i}] collection {}", t.collection),
+                detail: format!("looking up whether it is an alias failed: {e}"),
+            }]
         }
+    };
+    let what = format!("tables[{i}] collection {}{behind}", t.collection);
+    let line = |ok: bool, detail: String| CheckLine {
+        ok,
+        what: what.clone(),
+        detail,
+    };
+    let (state, exists) = match client.collection_exists(&t.collection).await {
+        Ok(false) if t.collection_config.create => (
+            line(true, "missing; will be created at start".into()),
+            false,
+        ),
+        Ok(false) => (
+            line(false, "missing and collection_config.create = false".into()),
+            false,
+        ),
+        Ok(true) => match collections::compatible(client, t).await {
+            Ok(Ok(())) => (line(true, "exists and is compatible".into()), true),
+            Ok(Err(p)) => (line(false, format!("incompatible: {p}")), false),
+            Err(e) => (line(false, e.to_string()), false),
+        },
+        Err(e) => (line(false, e.to_string()), false),
+    };
+    let mut lines = vec![state];
+    if !t.collection_config.payload_indexes.is_empty() && exists {
+        // Informational: the connector creates what is missing at start.
+        lines.push(match collections::indexes(client, t).await {
+            Ok(phrases) => CheckLine {
+                ok: true,
+                what: format!("tables[{i}] payload indexes of {}", t.collection),
+                detail: phrases.join("; "),
+            },
+            Err(e) => failed(&format!("tables[{i}] payload indexes"), &e),
+        });
     }
     lines
 }

@@ -355,6 +355,18 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
             "must not be empty".to_owned(),
         ));
     }
+    validate_vectors(i, t, embedders)?;
+    if let Some(c) = &t.chunk {
+        validate_chunk(&f, t, c)?;
+    }
+    super::sparse::validate(i, t)?;
+    validate_row_shape(i, t)?;
+    validate_collection(i, &t.collection_config)
+}
+
+/// The table's vectors: one `vector` or named `vectors`, each sized and with one source.
+fn validate_vectors(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Result<(), Error> {
+    let f = |name: &str| format!("tables[{i}].{name}");
     match (&t.vector, t.vectors.is_empty()) {
         (Some(_), false) => {
             return Err(Error::config(
@@ -407,10 +419,13 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
             embedders,
         )?;
     }
-    if let Some(c) = &t.chunk {
-        validate_chunk(&f, t, c)?;
-    }
-    super::sparse::validate(i, t)?;
+    Ok(())
+}
+
+/// What the table's rows give: the key, the row filter, the soft-delete column, renamed and
+/// converted payload fields.
+fn validate_row_shape(i: usize, t: &TableConfig) -> Result<(), Error> {
+    let f = |name: &str| format!("tables[{i}].{name}");
     if let Some(k) = &t.key {
         if k.is_empty() || k.iter().any(|c| c.is_empty()) {
             return Err(Error::config(
@@ -452,7 +467,12 @@ fn validate_table(i: usize, t: &TableConfig, embedders: &HashSet<&str>) -> Resul
             ));
         }
     }
-    let c = &t.collection_config;
+    Ok(())
+}
+
+/// The collection's settings: HNSW, shards and replicas, payload indexes, sharding.
+fn validate_collection(i: usize, c: &super::CollectionConfig) -> Result<(), Error> {
+    let f = |name: &str| format!("tables[{i}].{name}");
     if c.hnsw_m == Some(0) {
         return Err(Error::config(
             f("collection_config.hnsw_m"),

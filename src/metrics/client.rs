@@ -24,7 +24,11 @@ pub fn reach(cfg: &MetricsConfig) -> Result<String, Error> {
 
 /// GET `target` from the connector serving `cfg`'s endpoint, waiting at most `timeout` for the
 /// whole answer: its status code and body.
-pub async fn get(cfg: &MetricsConfig, target: &str, timeout: Duration) -> Result<(u16, String), Error> {
+pub async fn get(
+    cfg: &MetricsConfig,
+    target: &str,
+    timeout: Duration,
+) -> Result<(u16, String), Error> {
     let addr = reach(cfg)?;
     let none_running = |e: std::io::Error| {
         Error::prerequisite(

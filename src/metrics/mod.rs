@@ -112,7 +112,18 @@ pub mod names {
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 
+/// Describes every metric (type, unit, help) to the exporter, by stage.
 pub fn describe() {
+    describe_stream();
+    describe_slot();
+    describe_sink();
+    describe_copy_and_verify();
+    describe_embedding();
+    describe_kafka();
+}
+
+/// What the stream received and how far behind it is.
+fn describe_stream() {
     use names::*;
     describe_counter!(
         CHANGES_RECEIVED,
@@ -138,6 +149,11 @@ pub fn describe() {
         Unit::Seconds,
         "Per transaction, from its commit in PostgreSQL to durable in every sink"
     );
+}
+
+/// The replication slot's health, the components' and the process's.
+fn describe_slot() {
+    use names::*;
     describe_gauge!(
         SLOT_WAL_STATUS,
         "The slot's wal_status: 1 for the current one (reserved, extended, unreserved, lost)"
@@ -156,6 +172,11 @@ pub fn describe() {
     describe_gauge!(UP, "1 when the component is reachable and working");
     describe_gauge!(READY, "1 when /readyz answers ready");
     describe_gauge!(BUILD_INFO, "Always 1; labels carry the version and mode");
+}
+
+/// Writes: batches, their latency and retries, the position acknowledged.
+fn describe_sink() {
+    use names::*;
     describe_counter!(
         DEAD_LETTERED,
         "Rows that could not be mapped and went to the dead-letter file"
@@ -174,6 +195,11 @@ pub fn describe() {
         "WAL bytes between pg_current_wal_lsn() and the last ack"
     );
     describe_counter!(REPLICATION_CONNECTS, "Replication connections opened");
+}
+
+/// The copy of existing rows and the last verify.
+fn describe_copy_and_verify() {
+    use names::*;
     describe_counter!(SNAPSHOT_ROWS, "Rows copied by the snapshot");
     describe_gauge!(
         SNAPSHOT_ROWS_ESTIMATED,
@@ -197,6 +223,11 @@ pub fn describe() {
         Unit::Seconds,
         "Unix time of the last verify"
     );
+}
+
+/// TOAST read-backs and vectors computed from text.
+fn describe_embedding() {
+    use names::*;
     describe_counter!(
         TOAST_FETCHES,
         "TOAST merges that read the current row from PostgreSQL"
@@ -218,6 +249,11 @@ pub fn describe() {
         EMBED_WAITING,
         "Points read from the source whose vectors are still to be computed from text"
     );
+}
+
+/// Kafka: publish and apply.
+fn describe_kafka() {
+    use names::*;
     describe_counter!(KAFKA_PRODUCED, "Change events handed to the Kafka producer");
     describe_counter!(KAFKA_DELIVERED, "Change events Kafka confirmed");
     describe_counter!(KAFKA_FAILED, "Change events whose delivery failed");

@@ -74,10 +74,7 @@ impl Catalog {
         let mut lines = Vec::new();
         let mut line =
             |ok: bool, what: String, detail: String| lines.push(CheckLine { ok, what, detail });
-        let names: Vec<TableName> = tables
-            .iter()
-            .map(|t| TableName::parse(&t.table))
-            .collect();
+        let names: Vec<TableName> = tables.iter().map(|t| TableName::parse(&t.table)).collect();
         let publication = &source.publication;
         match self.publication_tables(publication).await {
             Ok(None) if source.create_publication => line(
