@@ -197,72 +197,8 @@ impl Status {
                 p.topic, p.partition, p.lag
             ));
         }
-        let rows: Vec<[String; 7]> = self
-            .tables
-            .iter()
-            .map(|t| {
-                let copy = match t.chunks {
-                    Some(n) if t.copy == "copying" => {
-                        format!(
-                            "copying {}/{} chunks, {} rows",
-                            t.chunks_done, n, t.rows_copied
-                        )
-                    }
-                    _ if t.copy == "done" => format!("done, {} rows", t.rows_copied),
-                    _ => t.copy.clone(),
-                };
-                let (verified, drift, percent) = match &t.verify {
-                    None => ("never".to_owned(), "-".to_owned(), "-".to_owned()),
-                    Some(v) => (
-                        chrono::DateTime::from_timestamp(v.checked_at, 0)
-                            .map_or(v.checked_at.to_string(), |d| {
-                                d.format("%Y-%m-%d %H:%M:%SZ").to_string()
-                            }),
-                        format!("{}/{}/{}", v.missing, v.orphaned, v.stale),
-                        format!("{:.1}%", v.in_sync_percent),
-                    ),
-                };
-                [
-                    t.table.clone(),
-                    copy,
-                    verified,
-                    drift,
-                    percent,
-                    t.dead_letters.to_string(),
-                    if t.in_sync { "in sync" } else { "NOT IN SYNC" }.to_owned(),
-                ]
-            })
-            .collect();
-        let head = [
-            "TABLE",
-            "COPY",
-            "LAST VERIFY",
-            "MISSING/ORPHANED/STALE",
-            "IN SYNC %",
-            "DEAD LETTERS",
-            "STATE",
-        ];
-        let widths: Vec<usize> = (0..head.len())
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([head[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let line = |cells: Vec<&str>| {
-            let padded: Vec<String> = cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            padded.join("  ").trim_end().to_owned() + "\n"
-        };
-        out.push_str(&line(head.to_vec()));
-        for r in &rows {
-            out.push_str(&line(r.iter().map(String::as_str).collect()));
-        }
+        let rows: Vec<[String; 7]> = self.tables.iter().map(TableStatus::cells).collect();
+        out.push_str(&table_text(&rows));
         for t in &self.tables {
             for r in &t.reasons {
                 out.push_str(&format!("  {}: {r}\n", t.table));
@@ -270,6 +206,82 @@ impl Status {
         }
         out
     }
+}
+
+impl TableStatus {
+    /// The table's row in [`Status::render`]'s table.
+    fn cells(&self) -> [String; 7] {
+        let copy = match self.chunks {
+            Some(n) if self.copy == "copying" => {
+                format!(
+                    "copying {}/{} chunks, {} rows",
+                    self.chunks_done, n, self.rows_copied
+                )
+            }
+            _ if self.copy == "done" => format!("done, {} rows", self.rows_copied),
+            _ => self.copy.clone(),
+        };
+        let (verified, drift, percent) = match &self.verify {
+            None => ("never".to_owned(), "-".to_owned(), "-".to_owned()),
+            Some(v) => (
+                chrono::DateTime::from_timestamp(v.checked_at, 0)
+                    .map_or(v.checked_at.to_string(), |d| {
+                        d.format("%Y-%m-%d %H:%M:%SZ").to_string()
+                    }),
+                format!("{}/{}/{}", v.missing, v.orphaned, v.stale),
+                format!("{:.1}%", v.in_sync_percent),
+            ),
+        };
+        [
+            self.table.clone(),
+            copy,
+            verified,
+            drift,
+            percent,
+            self.dead_letters.to_string(),
+            if self.in_sync {
+                "in sync"
+            } else {
+                "NOT IN SYNC"
+            }
+            .to_owned(),
+        ]
+    }
+}
+
+/// [`Status::render`]'s table: a header and a row per table, columns padded to their widest.
+fn table_text(rows: &[[String; 7]]) -> String {
+    let head = [
+        "TABLE",
+        "COPY",
+        "LAST VERIFY",
+        "MISSING/ORPHANED/STALE",
+        "IN SYNC %",
+        "DEAD LETTERS",
+        "STATE",
+    ];
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned() + "\n"
+    };
+    let mut out = line(head.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
 }
 
 /// What assembles the document in a running connector.

@@ -273,7 +273,38 @@ impl Embedders {
         stored: &Stored,
         out: &mut Computed,
     ) -> Result<(), Error> {
-        // (op, input) pairs to embed, by embedder; the rest reuse their stored vector.
+        for (name, pairs) in self.wanted(ops, stored, out) {
+            // BM25 (sparse_vectors kind = "bm25"): pure and cheap, computed here.
+            if let (None, Some(bm25)) = (self.by_name.get(name), Bm25::parse(name)) {
+                for pair in &pairs {
+                    let v = bm25.document(input_text(ops, pair));
+                    out.vectors.insert(*pair, Vector::Sparse(v));
+                }
+                metrics::counter!(names::EMBEDDINGS, "embedder" => name.to_owned())
+                    .increment(pairs.len() as u64);
+                continue;
+            }
+            let Some(e) = self.by_name.get(name) else {
+                for (i, _) in pairs {
+                    out.failed
+                        .insert(i, format!("no embedder named {name:?} is loaded"));
+                }
+                continue;
+            };
+            embed_with(e, name, &pairs, ops, out).await?;
+        }
+        Ok(())
+    }
+
+    /// The (op, input) pairs of `ops` still to embed, by embedder: those `out` holds from an
+    /// earlier attempt are left out, and so are those whose stored vector was embedded from the
+    /// same input by the same model (reused into `out`).
+    fn wanted<'o>(
+        &self,
+        ops: &'o [Op],
+        stored: &Stored,
+        out: &mut Computed,
+    ) -> HashMap<&'o str, Vec<(usize, usize)>> {
         let mut wanted: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
         for (i, op) in ops.iter().enumerate() {
             let Some(doc) = doc(op) else { continue };
@@ -297,78 +328,7 @@ impl Embedders {
                 }
             }
         }
-        for (name, pairs) in wanted {
-            // BM25 (sparse_vectors kind = "bm25"): pure and cheap, computed here.
-            if let (None, Some(bm25)) = (self.by_name.get(name), Bm25::parse(name)) {
-                for pair in &pairs {
-                    let v = bm25.document(input_text(ops, pair));
-                    out.vectors.insert(*pair, Vector::Sparse(v));
-                }
-                metrics::counter!(names::EMBEDDINGS, "embedder" => name.to_owned())
-                    .increment(pairs.len() as u64);
-                continue;
-            }
-            let Some(e) = self.by_name.get(name) else {
-                for (i, _) in pairs {
-                    out.failed
-                        .insert(i, format!("no embedder named {name:?} is loaded"));
-                }
-                continue;
-            };
-            let text = |p: &(usize, usize)| input_text(ops, p).to_owned();
-            // Up to `concurrency` calls in flight, results taken in order; every call that
-            // succeeded is kept even when another failed transiently (the retry skips them).
-            let mut waiting = e
-                .calls(&pairs, ops)
-                .into_iter()
-                .map(|g| (g, g.iter().map(text).collect::<Vec<_>>()));
-            let mut calls = futures_util::stream::FuturesOrdered::new();
-            let mut transient = None;
-            loop {
-                while calls.len() < e.concurrency {
-                    let Some((group, texts)) = waiting.next() else {
-                        break;
-                    };
-                    calls.push_back(call_group(&e.model, name, group, texts));
-                }
-                let Some((group, result)) = calls.next().await else {
-                    break;
-                };
-                let result = match result {
-                    Ok(r) => r,
-                    Err(err) => {
-                        transient.get_or_insert(err);
-                        continue;
-                    }
-                };
-                match result {
-                    Ok(vs) => {
-                        for (&pair, v) in group.iter().zip(vs) {
-                            out.vectors.insert(pair, Vector::Dense(v));
-                        }
-                    }
-                    // Find the input at fault: one at a time.
-                    Err(_) => {
-                        for (&pair, text) in group.iter().map(|p| (p, text(p))) {
-                            match call(&e.model, name, vec![text]).await? {
-                                Ok(mut v) => {
-                                    out.vectors.insert(pair, Vector::Dense(v.remove(0)));
-                                }
-                                Err(reason) => {
-                                    metrics::counter!(names::EMBED_FAILED, "embedder" => name.to_owned()).increment(1);
-                                    out.failed
-                                        .insert(pair.0, format!("embedder {name:?}: {reason}"));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            if let Some(err) = transient {
-                return Err(err);
-            }
-        }
-        Ok(())
+        wanted
     }
 
     /// Moves the computed vectors into the documents of `ops` (the same ops `computed` was made
@@ -396,6 +356,71 @@ impl Embedders {
         let mut failed: Vec<(usize, String)> = computed.failed.into_iter().collect();
         failed.sort_unstable_by_key(|(i, _)| *i);
         failed
+    }
+}
+
+/// Embeds `pairs` with model `e` (named `name`): up to its `concurrency` calls in flight,
+/// results taken in order; every call that succeeded is kept in `out` even when another failed
+/// transiently (that failure is returned, and the retry skips what is kept). A call the model
+/// refuses is tried again input by input to find the one at fault.
+async fn embed_with(
+    e: &Loaded,
+    name: &str,
+    pairs: &[(usize, usize)],
+    ops: &[Op],
+    out: &mut Computed,
+) -> Result<(), Error> {
+    let text = |p: &(usize, usize)| input_text(ops, p).to_owned();
+    let mut waiting = e
+        .calls(pairs, ops)
+        .into_iter()
+        .map(|g| (g, g.iter().map(text).collect::<Vec<_>>()));
+    let mut calls = futures_util::stream::FuturesOrdered::new();
+    let mut transient = None;
+    loop {
+        while calls.len() < e.concurrency {
+            let Some((group, texts)) = waiting.next() else {
+                break;
+            };
+            calls.push_back(call_group(&e.model, name, group, texts));
+        }
+        let Some((group, result)) = calls.next().await else {
+            break;
+        };
+        let result = match result {
+            Ok(r) => r,
+            Err(err) => {
+                transient.get_or_insert(err);
+                continue;
+            }
+        };
+        match result {
+            Ok(vs) => {
+                for (&pair, v) in group.iter().zip(vs) {
+                    out.vectors.insert(pair, Vector::Dense(v));
+                }
+            }
+            // Find the input at fault: one at a time.
+            Err(_) => {
+                for (&pair, text) in group.iter().map(|p| (p, text(p))) {
+                    match call(&e.model, name, vec![text]).await? {
+                        Ok(mut v) => {
+                            out.vectors.insert(pair, Vector::Dense(v.remove(0)));
+                        }
+                        Err(reason) => {
+                            metrics::counter!(names::EMBED_FAILED, "embedder" => name.to_owned())
+                                .increment(1);
+                            out.failed
+                                .insert(pair.0, format!("embedder {name:?}: {reason}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match transient {
+        Some(err) => Err(err),
+        None => Ok(()),
     }
 }
 
