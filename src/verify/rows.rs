@@ -79,16 +79,7 @@ impl Check<'_> {
 
     pub async fn rows(&self, r: &mut TableReport) -> Result<(), Error> {
         let client = self.catalog.client();
-        let t = self.config;
-        let present = self.present;
         let bar = progress_bar(self.table(), self.layout.estimated_rows);
-        let distance_of = |name: &str| -> Distance {
-            t.vector_columns()
-                .into_iter()
-                .find(|v| v.name == name)
-                .map_or(Distance::Dot, |v| v.distance)
-        };
-        // Rows pass.
         loop {
             let rows = fetch(client, &self.layout.columns)
                 .await
@@ -99,61 +90,24 @@ impl Check<'_> {
             r.rows += rows.len() as u64;
             bar.set_length(bar.length().unwrap_or(0).max(r.rows));
             bar.set_position(r.rows);
-            let mut expected = Vec::with_capacity(rows.len());
-            // A chunked row's removal of chunks past its count, written before its repairs.
-            let mut trims: HashMap<PointKey, Op> = HashMap::new();
-            for row in rows {
-                let change = Change {
-                    table: self.table().clone(),
-                    position: self.fence,
-                    commit_time_micros: 0,
-                    kind: ChangeKind::Insert { new: row.clone() },
-                };
-                match self.mapping.ops(&change) {
-                    Ok(ops) => {
-                        for op in ops {
-                            match op {
-                                Op::DeleteChunks {
-                                    from, ref anchor, ..
-                                } if from > 0 => {
-                                    trims.insert(anchor.clone(), op);
-                                }
-                                op => expected.push((op, row.clone())),
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        r.unmappable += 1;
-                        if self.keys.is_some() {
-                            r.unmappable_reasons
-                                .push((self.mapping.key_json(&row), e.reason));
-                        }
-                    }
-                }
-            }
-            let ids: Vec<PointId> = expected
+            let Expected { ops, mut trims } = self.expected(rows, r);
+            let ids: Vec<PointId> = ops
                 .iter()
                 .map(|(op, _)| qmap::point_id(op_key(op)))
                 .collect();
             let stored = self.points(ids, true).await?;
             let mut repairs = Vec::new();
-            for (op, row) in expected {
+            for (op, row) in ops {
                 let id = qmap::point_id(op_key(&op));
                 let point = stored.iter().find(|p| p.id.as_ref() == Some(&id));
                 let key = self.mapping.key_json(&row);
-                let trim = |repairs: &mut Vec<Op>, trims: &mut HashMap<PointKey, Op>, op: &Op| {
-                    if let Some(t) = op.row_key().and_then(|a| trims.remove(a)) {
-                        repairs.push(t);
-                    }
-                };
-                match (&op, point) {
+                let keys = match (&op, point) {
                     (Op::Upsert { .. }, None) => {
-                        if still_exists(present, self.table(), self.mapping, &row).await? {
-                            r.missing += 1;
-                            sample(&mut r.missing_keys, key);
-                            trim(&mut repairs, &mut trims, &op);
-                            repairs.push(op);
+                        if !still_exists(self.present, self.table(), self.mapping, &row).await? {
+                            continue;
                         }
+                        r.missing += 1;
+                        &mut r.missing_keys
                     }
                     (Op::Upsert { doc, .. }, Some(p)) => {
                         let payload = Value::from(qdrant_client::Payload::from(p.payload.clone()));
@@ -161,47 +115,108 @@ impl Check<'_> {
                             r.skipped_changed += 1;
                             continue;
                         }
-                        let vectors = p.vectors.clone().and_then(qmap::stored_vectors);
-                        // A computed vector is stale when its point records other text or
-                        // another model than the row would be embedded with now.
-                        let why = compare::difference(
-                            &doc.payload,
-                            crate::mapping::bm25::with_computed(doc).as_ref(),
-                            &payload,
-                            vectors.as_ref(),
-                            distance_of,
-                        )
-                        .or_else(|| {
-                            crate::embed::record::stale_embedding(doc, &payload, self.identities)
-                                .map(|name| {
-                                    format!(
-                                        "{name} was embedded from other text or by another model"
-                                    )
-                                })
-                        });
-                        if let Some(why) = why {
-                            tracing::debug!(table = %self.table(), key = %key, "stale point: {why}");
-                            r.stale += 1;
-                            sample(&mut r.stale_keys, key);
-                            trim(&mut repairs, &mut trims, &op);
-                            repairs.push(op);
-                        }
+                        let Some(why) = self.stale(doc, p, &payload) else {
+                            continue;
+                        };
+                        tracing::debug!(table = %self.table(), key = %key, "stale point: {why}");
+                        r.stale += 1;
+                        &mut r.stale_keys
                     }
                     // A soft-deleted row: its point must not exist.
                     (Op::Delete { .. } | Op::DeleteChunks { .. }, Some(_)) => {
                         r.orphaned += 1;
                         sample(&mut r.orphaned_keys, key);
                         repairs.push(op);
+                        continue;
                     }
-                    _ => {}
+                    _ => continue,
+                };
+                sample(keys, key);
+                // A chunked row's removal of chunks past its count, before its repairs.
+                if let Some(t) = op.row_key().and_then(|a| trims.remove(a)) {
+                    repairs.push(t);
                 }
+                repairs.push(op);
             }
             self.repair(&repairs).await?;
         }
         bar.finish_and_clear();
-        bar.finish_and_clear();
         Ok(())
     }
+
+    /// The ops a page of rows maps to, each with its row, and the chunk trims apart; rows that
+    /// cannot be mapped are counted in `r`.
+    fn expected(&self, rows: Vec<Row>, r: &mut TableReport) -> Expected {
+        let mut out = Expected::default();
+        for row in rows {
+            let change = Change {
+                table: self.table().clone(),
+                position: self.fence,
+                commit_time_micros: 0,
+                kind: ChangeKind::Insert { new: row.clone() },
+            };
+            match self.mapping.ops(&change) {
+                Ok(ops) => {
+                    for op in ops {
+                        match op {
+                            Op::DeleteChunks {
+                                from, ref anchor, ..
+                            } if from > 0 => {
+                                out.trims.insert(anchor.clone(), op);
+                            }
+                            op => out.ops.push((op, row.clone())),
+                        }
+                    }
+                }
+                Err(e) => {
+                    r.unmappable += 1;
+                    if self.keys.is_some() {
+                        r.unmappable_reasons
+                            .push((self.mapping.key_json(&row), e.reason));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Why the stored point `p` (its payload `payload`) differs from `doc`, the row's document:
+    /// a payload field, a vector, or a computed vector whose point records other text or another
+    /// model than the row would be embedded with now.
+    fn stale(
+        &self,
+        doc: &crate::event::Document,
+        p: &qdrant_client::qdrant::RetrievedPoint,
+        payload: &Value,
+    ) -> Option<String> {
+        let distance_of = |name: &str| -> Distance {
+            self.config
+                .vector_columns()
+                .into_iter()
+                .find(|v| v.name == name)
+                .map_or(Distance::Dot, |v| v.distance)
+        };
+        let vectors = p.vectors.clone().and_then(qmap::stored_vectors);
+        compare::difference(
+            &doc.payload,
+            crate::mapping::bm25::with_computed(doc).as_ref(),
+            payload,
+            vectors.as_ref(),
+            distance_of,
+        )
+        .or_else(|| {
+            crate::embed::record::stale_embedding(doc, payload, self.identities)
+                .map(|name| format!("{name} was embedded from other text or by another model"))
+        })
+    }
+}
+
+/// What a page of rows maps to: (op, its row), and a chunked row's removal of chunks past its
+/// count by the row's key (written before that row's repairs).
+#[derive(Default)]
+struct Expected {
+    ops: Vec<(Op, Row)>,
+    trims: HashMap<PointKey, Op>,
 }
 
 /// Rows checked against the estimate, on stderr when it is a terminal (hidden otherwise).
