@@ -232,6 +232,37 @@ pub async fn ensure(
             "create it, or set collection_config.create = true",
         ));
     }
+    // Behind an alias: the collection gets a name of its own, the alias the configured one.
+    let physical = if c.alias {
+        new_name(client, &t.collection).await?
+    } else {
+        t.collection.clone()
+    };
+    let create = creation(t, &physical);
+    match client.create_collection(create).await {
+        Ok(_) if c.alias => {
+            point_alias(client, &t.collection, &physical).await?;
+            tracing::info!(collection = %physical, alias = %t.collection, "created collection behind an alias");
+        }
+        Ok(_) => tracing::info!(collection = %t.collection, "created collection"),
+        // Another instance created it meanwhile: check it like an existing one.
+        Err(e) if e.to_string().contains("already exists") => {
+            return Box::pin(ensure(client, index, t, false)).await
+        }
+        Err(e) => return Err(Error::qdrant(format!("create collection {}", t.collection))(e)),
+    }
+    ensure_indexes(client, t).await?;
+    Ok(if bulk {
+        Ensured::CreatedForBulk
+    } else {
+        Ensured::Ready
+    })
+}
+
+/// The request that creates table `t`'s collection under the name `physical`: its vectors
+/// (dense and sparse), HNSW, shards, replicas and sharding method.
+fn creation(t: &TableConfig, physical: &str) -> CreateCollectionBuilder {
+    let c = &t.collection_config;
     let mut vectors = VectorsConfigBuilder::default();
     for crate::config::VectorColumn {
         name,
@@ -257,13 +288,7 @@ pub async fn ensure(
     if let Some(f) = c.full_scan_threshold {
         hnsw = hnsw.full_scan_threshold(f);
     }
-    // Behind an alias: the collection gets a name of its own, the alias the configured one.
-    let physical = if c.alias {
-        new_name(client, &t.collection).await?
-    } else {
-        t.collection.clone()
-    };
-    let mut create = CreateCollectionBuilder::new(&physical)
+    let mut create = CreateCollectionBuilder::new(physical)
         .vectors_config(vectors)
         .hnsw_config(hnsw)
         .on_disk_payload(c.on_disk_payload);
@@ -283,24 +308,7 @@ pub async fn ensure(
         // Shard keys are created as rows need them (`shards`); `shard_number` is per key.
         create = create.sharding_method(qdrant_client::qdrant::ShardingMethod::Custom as i32);
     }
-    match client.create_collection(create).await {
-        Ok(_) if c.alias => {
-            point_alias(client, &t.collection, &physical).await?;
-            tracing::info!(collection = %physical, alias = %t.collection, "created collection behind an alias");
-        }
-        Ok(_) => tracing::info!(collection = %t.collection, "created collection"),
-        // Another instance created it meanwhile: check it like an existing one.
-        Err(e) if e.to_string().contains("already exists") => {
-            return Box::pin(ensure(client, index, t, false)).await
-        }
-        Err(e) => return Err(Error::qdrant(format!("create collection {}", t.collection))(e)),
-    }
-    ensure_indexes(client, t).await?;
-    Ok(if bulk {
-        Ensured::CreatedForBulk
-    } else {
-        Ensured::Ready
-    })
+    create
 }
 
 /// The table's `sparse_vectors` as Qdrant's sparse vector config (IDF as configured; index on
