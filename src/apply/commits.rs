@@ -23,6 +23,9 @@ pub(super) struct Commits {
     /// The consumer group (the apply lag's label).
     pub(super) group: String,
     pub(super) queue: Arc<Mutex<VecDeque<Offsets>>>,
+    /// Batches whose offsets are not settled yet: counted down once a batch's commit is done
+    /// (or skipped), after its entry left `queue`.
+    pub(super) unsettled: Arc<std::sync::atomic::AtomicUsize>,
     /// Every partition's newest durable offset, committed synchronously by `flush`, with the
     /// revocations when it was taken.
     pub(super) newest: BTreeMap<(String, i32), (i64, u64)>,
@@ -72,6 +75,35 @@ impl Progress for Commits {
         let Some(batch) = self.queue.lock().expect("commit queue").pop_front() else {
             return Ok(());
         };
+        let settled = self.settle(batch);
+        self.unsettled
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        settled
+    }
+
+    /// Commits every durable offset once more (a failed commit of a partition no later batch
+    /// touched is made up for here).
+    fn flush(&mut self) -> Result<(), Error> {
+        let tpl = committable(
+            self.newest
+                .iter()
+                .map(|((t, p), (o, r))| (t.as_str(), *p, *o, *r)),
+            &self.owned(),
+            self.consumer.context().revocations(),
+        );
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        if let Err(e) = commit(&self.consumer, &tpl) {
+            tracing::warn!(error = %e, "final offset commit failed; those messages are applied again by the partitions' next owners, fenced");
+        }
+        Ok(())
+    }
+}
+
+impl Commits {
+    /// A durable batch's counters, and its offsets committed unless taken before a rebalance.
+    fn settle(&mut self, batch: Offsets) -> Result<(), Error> {
         for (topic, n) in &batch.events {
             metrics::counter!(names::KAFKA_APPLIED, "topic" => topic.clone()).increment(*n);
         }
@@ -97,25 +129,6 @@ impl Progress for Commits {
         for (topic, partition, offset) in batch.next {
             self.newest
                 .insert((topic, partition), (offset, batch.revocations));
-        }
-        Ok(())
-    }
-
-    /// Commits every durable offset once more (a failed commit of a partition no later batch
-    /// touched is made up for here).
-    fn flush(&mut self) -> Result<(), Error> {
-        let tpl = committable(
-            self.newest
-                .iter()
-                .map(|((t, p), (o, r))| (t.as_str(), *p, *o, *r)),
-            &self.owned(),
-            self.consumer.context().revocations(),
-        );
-        if tpl.count() == 0 {
-            return Ok(());
-        }
-        if let Err(e) = commit(&self.consumer, &tpl) {
-            tracing::warn!(error = %e, "final offset commit failed; those messages are applied again by the partitions' next owners, fenced");
         }
         Ok(())
     }

@@ -16,6 +16,7 @@ use prost::Message as _;
 use rdkafka::consumer::Consumer;
 use rdkafka::Message;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -45,6 +46,11 @@ pub(super) struct Applier {
     pub(super) sink: Arc<QdrantSink>,
     /// What `/status` reports (see `status`).
     pub(super) observed: Arc<status::Observed>,
+    /// Batches handed to the writer whose offsets are not yet settled (committed, or known not
+    /// to be): a revocation waits for none (see `kafka::client::GroupLog`).
+    pub(super) unsettled: Arc<AtomicUsize>,
+    /// Whether the writer task ended (its batches will never settle).
+    pub(super) writer_ended: Arc<AtomicBool>,
 }
 
 /// What one message asks for.
@@ -74,12 +80,20 @@ impl Applier {
             consumer: self.consumer.clone(),
             group: self.group.clone(),
             queue: queue.clone(),
+            unsettled: self.unsettled.clone(),
             newest: BTreeMap::new(),
         };
         let (tx, rx) = mpsc::channel::<Batch>(1);
         // A task of its own: a revocation blocks the consumer's task until the writes in flight
         // are durable (see `kafka::client::GroupLog`), so the writer must not share it.
-        let writing = tokio::spawn(writer.run(rx, commits));
+        let writing = {
+            let ended = self.writer_ended.clone();
+            tokio::spawn(async move {
+                let r = writer.run(rx, commits).await;
+                ended.store(true, Ordering::SeqCst);
+                r
+            })
+        };
         // The consumer ends on shutdown, an error, or the writer gone; dropping `tx` lets the
         // writer finish what it holds.
         let consumed = self.consume(&tx, &pending, queue).await;
@@ -142,14 +156,7 @@ impl Applier {
                     Ok(Some(Ok(m))) => {
                         let revocations = self.consumer.context().revocations();
                         if revocations != taken.offsets.revocations {
-                            // Taken before a rebalance: under the eager protocol every
-                            // partition starts again from its committed offset, here or at its
-                            // next owner, so these messages come again; written now, they
-                            // could land after the next owner's later changes.
-                            tracing::debug!(
-                                messages = taken.messages,
-                                "batch taken before a rebalance dropped"
-                            );
+                            drop_taken(&taken);
                             taken = Taken::default();
                             taken.offsets.revocations = revocations;
                         }
@@ -163,6 +170,12 @@ impl Applier {
                     Err(_) => break,
                 }
             }
+            // A revocation served while waiting for more (the stream answers it with no
+            // message): the batch was taken under the old assignment.
+            if self.consumer.context().revocations() != taken.offsets.revocations {
+                drop_taken(&taken);
+                continue;
+            }
             let batch = Batch {
                 ops: taken.ops,
                 events: Vec::new(),
@@ -175,6 +188,7 @@ impl Applier {
             );
             // Queued before the batch is sent: the writer's n-th durable batch is the n-th here.
             queue.lock().expect("commit queue").push_back(taken.offsets);
+            self.unsettled.fetch_add(1, Ordering::SeqCst);
             pending.sent();
             let sent = tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
@@ -257,5 +271,17 @@ impl Applier {
         .await?;
         tracing::info!(table = %table, before = %crate::lsn::Lsn(before.commit_lsn), removed, "copy sweep applied: points of rows gone before the copy removed");
         Ok(())
+    }
+}
+
+/// Logs a batch dropped because it was taken before a revocation: under the eager protocol
+/// every partition starts again from its committed offset, here or at its next owner, so its
+/// messages come again; written now, they could land after the next owner's later changes.
+fn drop_taken(taken: &Taken) {
+    if taken.messages > 0 {
+        tracing::info!(
+            messages = taken.messages,
+            "a batch taken before a rebalance dropped: its messages come again from the committed offsets"
+        );
     }
 }

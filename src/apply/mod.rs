@@ -58,6 +58,7 @@ use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
 use crate::source::catalog::Catalog;
 use rdkafka::consumer::Consumer;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -204,13 +205,19 @@ async fn start(
         config: Arc::new(cfg.clone()),
         sink: writer.sink.clone(),
         observed: Arc::default(),
+        unsettled: Arc::default(),
+        writer_ended: Arc::default(),
     };
-    // A revocation waits until no batch handed to the writer is still in flight.
-    let queue = applier.queue.clone();
-    applier
-        .consumer
-        .context()
-        .wait_on_revoke(move || queue.lock().expect("commit queue").is_empty());
+    // A revocation waits until every batch handed to the writer has settled its offsets, unless
+    // they never will: the applier stopping, or its writer ended.
+    let (unsettled, ended, stop) = (
+        applier.unsettled.clone(),
+        applier.writer_ended.clone(),
+        stop.clone(),
+    );
+    applier.consumer.context().wait_on_revoke(move || {
+        unsettled.load(Ordering::SeqCst) == 0 || ended.load(Ordering::SeqCst) || stop.is_cancelled()
+    });
     Ok((applier, writer))
 }
 

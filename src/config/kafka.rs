@@ -90,6 +90,19 @@ impl KafkaConfig {
             .replace("{table}", table)
     }
 
+    /// `partition.assignment.strategy` when it names a cooperative (incremental) assignor.
+    fn incremental_strategy(&self) -> Option<&str> {
+        let v = self.properties.get("partition.assignment.strategy")?;
+        v.contains("cooperative").then_some(v.as_str())
+    }
+
+    /// `group.protocol` when it is not the classic one (the consumer protocol of KIP-848
+    /// assigns incrementally).
+    fn incremental_protocol(&self) -> Option<&str> {
+        let v = self.properties.get("group.protocol")?;
+        (!v.trim().eq_ignore_ascii_case("classic")).then_some(v.as_str())
+    }
+
     pub fn validate(&self) -> Result<(), Error> {
         if self.brokers.trim().is_empty() {
             return Err(Error::config(
@@ -119,21 +132,16 @@ impl KafkaConfig {
         // The eager rebalance protocol: after a rebalance every partition starts again from
         // its committed offset, which lets an applier drop the batch it was taking (see
         // `apply`'s "Why a rebalance brings no deleted row back").
-        let eager = |name: &str, refused: &dyn Fn(&str) -> bool| {
-            match self.properties.get(name) {
-            Some(v) if refused(v) => Err(Error::config(
+        let incremental = [
+            ("partition.assignment.strategy", self.incremental_strategy()),
+            ("group.protocol", self.incremental_protocol()),
+        ];
+        if let Some((name, Some(v))) = incremental.into_iter().find(|(_, v)| v.is_some()) {
+            return Err(Error::config(
                 format!("kafka.properties.{name}"),
-                format!("{v:?} gives partitions over incrementally; pg2qdrant's appliers need the eager protocol (range or roundrobin, with group.protocol = \"classic\"): remove it"),
-            )),
-            _ => Ok(()),
+                format!("{v:?} hands partitions over incrementally; pg2qdrant's appliers need the eager protocol (range or roundrobin, with group.protocol = \"classic\"): remove it"),
+            ));
         }
-        };
-        eager("partition.assignment.strategy", &|v| {
-            v.contains("cooperative")
-        })?;
-        eager("group.protocol", &|v| {
-            !v.trim().eq_ignore_ascii_case("classic")
-        })?;
         if self.partitions < 1 {
             return Err(Error::config(
                 "kafka.partitions",
