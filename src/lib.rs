@@ -11,6 +11,27 @@
 //!      slot feedback ◀── durable LSN ──┴──▶ checkpoint (file, fsynced, never backwards)
 //! ```
 //!
+//! # Invariants
+//!
+//! The rules the rest of the code may rely on, each with where it is held and what tests it:
+//!
+//! - **Mapping is pure.** `mapping` and the decoders (`source::pgoutput`, `kafka::decode`) do no
+//!   I/O and keep no state between calls: the same input gives the same output, and bad input
+//!   is an error naming the table and the field, never a panic (fuzzed: `fuzz/`).
+//! - **Only the writer acks.** The slot's position (run) and the group's offsets (apply) move
+//!   only through [`pipeline::writer::Progress::durable`], which the writer calls once per batch,
+//!   in the order the batches came, after that batch and every one before it are durable in
+//!   every sink (`pipeline/writer/tests.rs`, on an in-memory sink).
+//! - **Progress never moves backwards.** The checkpoint file and the slot feedback take the
+//!   highest durable position only (`checkpoint`).
+//! - **No write regresses a point.** Every write that may meet a newer point is fenced by the
+//!   position the point stores (`sink::qdrant::fence`); unfenced writes are only those above the
+//!   newest position stored when the writer started (`sink::qdrant::operations::free`).
+//! - **An outage is not bad input.** Whether an error is definite or transient is decided in one
+//!   place ([`error::Error::disposition`]); transient errors are retried and park nothing.
+//! - **A partition moves only when its writes are in.** An applier gives up partitions after the
+//!   writes it took from them are durable and their offsets committed (`kafka::client::GroupLog`).
+//!
 //! # The module map
 //!
 //! **Rule: a module may use only the modules listed above it; nothing imports upwards.**

@@ -150,54 +150,77 @@ impl Applier {
             }
             backoff.reset();
             self.health.up("kafka");
-            let deadline = tokio::time::Instant::now() + self.linger;
-            while taken.messages < self.batch_size && taken.ops.len() < self.batch_size {
-                match tokio::time::timeout_at(deadline, messages.next()).await {
-                    Ok(Some(Ok(m))) => {
-                        let revocations = self.consumer.context().revocations();
-                        if revocations != taken.offsets.revocations {
-                            drop_taken(&taken);
-                            taken = Taken::default();
-                            taken.offsets.revocations = revocations;
-                        }
-                        self.take(&mut taken, &m).await?
-                    }
-                    Ok(None) => unreachable!("kafka streams never terminate"),
-                    Ok(Some(Err(e))) => {
-                        tracing::warn!(error = %e, "consumer error");
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            // A revocation served while waiting for more (the stream answers it with no
-            // message): the batch was taken under the old assignment.
-            if self.consumer.context().revocations() != taken.offsets.revocations {
-                drop_taken(&taken);
+            if !self.fill(&mut messages, &mut taken).await? {
                 continue;
             }
-            let batch = Batch {
-                ops: taken.ops,
-                events: Vec::new(),
-                ack: None,
-            };
-            // The writer counts these down once their vectors are computed.
-            crate::pipeline::embedding::count_waiting(
-                &crate::pipeline::embedding::waiting(&batch.ops),
-                1.0,
-            );
-            // Queued before the batch is sent: the writer's n-th durable batch is the n-th here.
-            queue.lock().expect("commit queue").push_back(taken.offsets);
-            self.unsettled.fetch_add(1, Ordering::SeqCst);
-            pending.sent();
-            let sent = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
-                r = tx.send(batch) => r,
-            };
-            if sent.is_err() {
-                // The writer ended (its error is the run's); nothing more is taken.
+            if !self.hand_off(taken, tx, pending, queue).await {
                 return Ok(());
             }
+        }
+    }
+
+    /// Takes more messages into `taken` (up to `qdrant.batch_size`, within `qdrant.linger_ms`
+    /// of the first). `false` when the batch was taken before a revocation and is dropped.
+    async fn fill(
+        &self,
+        messages: &mut rdkafka::consumer::MessageStream<'_, client::GroupLog>,
+        taken: &mut Taken,
+    ) -> Result<bool, Error> {
+        let deadline = tokio::time::Instant::now() + self.linger;
+        while taken.messages < self.batch_size && taken.ops.len() < self.batch_size {
+            match tokio::time::timeout_at(deadline, messages.next()).await {
+                Ok(Some(Ok(m))) => {
+                    let revocations = self.consumer.context().revocations();
+                    if revocations != taken.offsets.revocations {
+                        drop_taken(taken);
+                        *taken = Taken::default();
+                        taken.offsets.revocations = revocations;
+                    }
+                    self.take(taken, &m).await?
+                }
+                Ok(None) => unreachable!("kafka streams never terminate"),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        // A revocation served while waiting for more (the stream answers it with no message):
+        // the batch was taken under the old assignment.
+        if self.consumer.context().revocations() != taken.offsets.revocations {
+            drop_taken(taken);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Queues `taken`'s offsets and sends its ops to the writer; `false` when the run ends
+    /// (shutdown, or the writer gone: its error is the run's).
+    async fn hand_off(
+        &self,
+        taken: Taken,
+        tx: &mpsc::Sender<Batch>,
+        pending: &Pending,
+        queue: &Mutex<VecDeque<Offsets>>,
+    ) -> bool {
+        let batch = Batch {
+            ops: taken.ops,
+            events: Vec::new(),
+            ack: None,
+        };
+        // The writer counts these down once their vectors are computed.
+        crate::pipeline::embedding::count_waiting(
+            &crate::pipeline::embedding::waiting(&batch.ops),
+            1.0,
+        );
+        // Queued before the batch is sent: the writer's n-th durable batch is the n-th here.
+        queue.lock().expect("commit queue").push_back(taken.offsets);
+        self.unsettled.fetch_add(1, Ordering::SeqCst);
+        pending.sent();
+        tokio::select! {
+            _ = self.shutdown.cancelled() => false,
+            r = tx.send(batch) => r.is_ok(),
         }
     }
 

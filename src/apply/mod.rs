@@ -208,8 +208,13 @@ async fn start(
         unsettled: Arc::default(),
         writer_ended: Arc::default(),
     };
-    // A revocation waits until every batch handed to the writer has settled its offsets, unless
-    // they never will: the applier stopping, or its writer ended.
+    wait_on_revoke(&applier, stop);
+    Ok((applier, writer))
+}
+
+/// Makes a revocation wait until every batch handed to the writer has settled its offsets,
+/// unless they never will: the applier stopping, or its writer ended.
+fn wait_on_revoke(applier: &Applier, stop: &CancellationToken) {
     let (unsettled, ended, stop) = (
         applier.unsettled.clone(),
         applier.writer_ended.clone(),
@@ -218,7 +223,6 @@ async fn start(
     applier.consumer.context().wait_on_revoke(move || {
         unsettled.load(Ordering::SeqCst) == 0 || ended.load(Ordering::SeqCst) || stop.is_cancelled()
     });
-    Ok((applier, writer))
 }
 
 /// Compiles the mappings against the source's catalog (key columns, types; TOAST merges read
