@@ -310,6 +310,15 @@ pub(crate) async fn writes(url: String, batches: i64, pause: Duration) {
     }
 }
 
+/// Rows in `docs` now.
+pub(crate) async fn rows(db: &TestDb) -> i64 {
+    db.client
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn titles(collection: &str) -> BTreeMap<String, serde_json::Value> {
     all_points(collection)
         .await
@@ -724,12 +733,7 @@ async fn two_appliers_one_killed_the_survivor_takes_its_partitions_and_nothing_i
     writes.await.unwrap();
     wait_published(&db).await;
     wait_equal(&db).await;
-    let rows: i64 = db
-        .client
-        .query_one("SELECT count(*) FROM docs", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let rows = rows(&db).await;
     assert!(rows < 1200, "rows were deleted under the rebalances");
     assert_eq!(count(&db.name).await, rows as u64);
     let (code, report) = crate::verify::verify(&path, &[]);

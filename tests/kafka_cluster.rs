@@ -39,12 +39,7 @@ async fn a_broker_of_three_sigkilled_under_load_loses_nothing_and_keeps_key_orde
     load.await.unwrap();
     wait_published(&db).await;
     wait_equal(&db).await;
-    let rows: i64 = db
-        .client
-        .query_one("SELECT count(*) FROM docs", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let rows = crate::kafka::rows(&db).await;
     assert!(rows > 300, "{rows} rows");
     let (code, report) = crate::verify::verify(&path, &[]);
     assert_eq!(code, 0, "{report}");

@@ -52,21 +52,38 @@ async fn replicas_active(q: &qdrant_client::Qdrant, collection: &str) -> Option<
     (states.len() == 12 && states.iter().all(|s| *s == active)).then_some(())
 }
 
+/// Starts the connector on `db` with `tables`, writing the cluster of `nodes` through the first
+/// node, its endpoint on a free port; waits for the first copy to settle and every replica to be
+/// active. The running connector and the endpoint's address.
+async fn start_on_cluster(
+    db: &TestDb,
+    name: &str,
+    tables: &str,
+    nodes: &[PrivateQdrant],
+) -> (Running, String) {
+    let mut cfg = pg2qdrant::config::parse(&db.config_text(tables, &nodes[0].url())).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    cfg.metrics.addr = addr.clone();
+    let run = db.start(cfg).await;
+    db.wait_first_copy_settled().await;
+    let q = nodes[0].client();
+    wait_for("every replica active", WAIT, || replicas_active(&q, name)).await;
+    (run, addr)
+}
+
 async fn node_lost_under_the_writer(name: &str, write_consistency_factor: u32) {
     let db = TestDb::new(name, LOAD).await;
     let mut nodes = PrivateQdrant::start_nodes(name, 3).await;
     let collection = format!(
         "collection_config = {{ shard_number = 6, replication_factor = 2, write_consistency_factor = {write_consistency_factor} }}"
     );
-    let mut cfg = pg2qdrant::config::parse(&db.config_text(
+    let (run, addr) = start_on_cluster(
+        &db,
+        name,
         &table("docs", name, DIM as u64, &collection),
-        &nodes[0].url(),
-    ))
-    .unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    cfg.metrics.addr = addr.clone();
-    let run = db.start(cfg).await;
-    db.wait_first_copy_settled().await;
+        &nodes,
+    )
+    .await;
     let q = nodes[0].client();
     load(db.url.clone(), 1, 1_000, 50).await;
     wait_for("every replica active", WAIT, || replicas_active(&q, name)).await;
@@ -177,16 +194,8 @@ async fn wait_answers_once_every_replica_holds_the_write() {
     let db = TestDb::new(name, "CREATE TABLE msgs (id bigint PRIMARY KEY, v real[]);").await;
     let nodes = PrivateQdrant::start_nodes(name, 3).await;
     let collection = "collection_config = { shard_number = 6, replication_factor = 2, write_consistency_factor = 1 }";
-    let mut cfg = pg2qdrant::config::parse(
-        &db.config_text(&table("msgs", name, 3, collection), &nodes[0].url()),
-    )
-    .unwrap();
-    let addr = format!("127.0.0.1:{}", free_port());
-    cfg.metrics.addr = addr.clone();
-    let run = db.start(cfg).await;
-    db.wait_first_copy_settled().await;
-    let q = nodes[0].client();
-    wait_for("every replica active", WAIT, || replicas_active(&q, name)).await;
+    let (run, addr) =
+        start_on_cluster(&db, name, &table("msgs", name, 3, collection), &nodes).await;
     let clients: Vec<_> = nodes.iter().map(PrivateQdrant::client).collect();
     const STEP: u64 = 500;
     for step in 0..8u64 {
