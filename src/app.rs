@@ -26,10 +26,15 @@ use crate::metrics::status::StatusSlot;
 use crate::metrics::wait::Waiters;
 use crate::pipeline::assemble::{Assembler, Batch};
 use crate::pipeline::embedding::Embedders;
+use crate::pipeline::fanout::Fanout;
 use crate::pipeline::lag::LagClock;
 use crate::pipeline::replicate::Replicator;
+use crate::pipeline::retrying::Retrying;
 use crate::pipeline::sampler::Sampler;
 use crate::pipeline::status::Board;
+use crate::pipeline::to_kafka::ToKafka;
+use crate::pipeline::to_qdrant::ToQdrant;
+use crate::pipeline::toast::SourceReads;
 use crate::pipeline::writer::{DurableProgress, Pending, Writer};
 use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
@@ -193,34 +198,35 @@ async fn start(
         Arc::new(LagClock::default()),
         CancellationToken::new(),
     );
-    let writer = Writer {
-        embedders: Arc::new(p.embedders),
-        sink: sink.clone(),
-        pending: pending.clone(),
-        mappings: mappings.clone(),
-        source: cfg.source.clone(),
-        dead_letter: dead_letter.clone(),
+    let retrying = Retrying {
         max_backoff,
         shutdown: writer_stop.clone(),
-        publisher: p.publisher,
-        direct: cfg.qdrant.direct,
         health: health.clone(),
+    };
+    let destination = destination(
+        &cfg,
+        p.publisher,
+        p.embedders,
+        &sink,
+        &mappings,
+        &dead_letter,
+        retrying,
+    );
+    let writer = Writer {
+        destination: Arc::new(destination),
+        pending: pending.clone(),
         parallel: cfg.qdrant.parallel,
     };
     let progress = DurableProgress::new(Box::new(p.checkpoint), durable_tx).with_lag(lag.clone());
     let writer = tokio::spawn(writer.run(rx, progress));
-    let sampler = Sampler {
+    let watched = Watched {
         cfg: cfg.clone(),
+        coordinator: p.coordinator.clone(),
         durable: durable.clone(),
         lag: lag.clone(),
         health: health.clone(),
-        qdrant: cfg
-            .qdrant
-            .direct
-            .then(|| qdrant::client(&cfg.qdrant))
-            .transpose()?,
     };
-    tasks.spawn_quiet("sampler", sampler.run(stop.clone()));
+    watched.start(tasks, status, stop)?;
     let copies_stop = stop.child_token();
     start_copies(
         tasks,
@@ -232,15 +238,6 @@ async fn start(
         p.topics.is_some(),
         &copies_stop,
     )?;
-    let board = Board {
-        cfg: cfg.clone(),
-        coordinator: p.coordinator.clone(),
-        lag: lag.clone(),
-        health: health.clone(),
-        durable: durable.clone(),
-    };
-    // Filled once per run (a second fill cannot happen: `start` runs once).
-    let _ = status.set(Box::new(board));
     let replicator = Replicator {
         source: cfg.source.clone(),
         binary: p.binary,
@@ -266,6 +263,76 @@ async fn start(
         writer_stop,
         copies_stop,
     })
+}
+
+/// What the sampler and `/status` watch.
+struct Watched {
+    cfg: Config,
+    coordinator: Arc<Coordinator>,
+    durable: watch::Receiver<Lsn>,
+    lag: Arc<LagClock>,
+    health: Arc<Health>,
+}
+
+impl Watched {
+    /// Starts the sampler (metrics of the slot, the lag, Qdrant) and fills the `/status` slot.
+    fn start(
+        self,
+        tasks: &mut Tasks,
+        status: &StatusSlot,
+        stop: &CancellationToken,
+    ) -> Result<(), Error> {
+        let cfg = &self.cfg;
+        let sampler = Sampler {
+            cfg: cfg.clone(),
+            durable: self.durable.clone(),
+            lag: self.lag.clone(),
+            health: self.health.clone(),
+            qdrant: cfg
+                .qdrant
+                .direct
+                .then(|| qdrant::client(&cfg.qdrant))
+                .transpose()?,
+        };
+        tasks.spawn_quiet("sampler", sampler.run(stop.clone()));
+        // Filled once per run (a second fill cannot happen: `start` runs once).
+        let _ = status.set(Box::new(Board {
+            cfg: self.cfg,
+            coordinator: self.coordinator,
+            lag: self.lag,
+            health: self.health,
+            durable: self.durable,
+        }));
+        Ok(())
+    }
+}
+
+/// Where the writer makes batches durable: Kafka when `[kafka]` is set, Qdrant unless
+/// `qdrant.direct = false`.
+fn destination(
+    cfg: &Config,
+    publisher: Option<Arc<Publisher>>,
+    embedders: Embedders,
+    sink: &Arc<QdrantSink>,
+    mappings: &Arc<Mappings>,
+    dead_letter: &Arc<Mutex<DeadLetter>>,
+    retrying: Retrying,
+) -> Fanout<ToKafka, ToQdrant<QdrantSink>> {
+    Fanout {
+        kafka: publisher.map(|publisher| ToKafka {
+            publisher,
+            dead_letter: dead_letter.clone(),
+            retrying: retrying.clone(),
+        }),
+        qdrant: cfg.qdrant.direct.then(|| ToQdrant {
+            sink: sink.clone(),
+            mappings: mappings.clone(),
+            reads: SourceReads::new(cfg.source.clone()),
+            embedders: Arc::new(embedders),
+            dead_letter: dead_letter.clone(),
+            retrying,
+        }),
+    }
 }
 
 /// The copy side: workers reading chunks, the progress report, the bulk-load and rebuild

@@ -6,8 +6,9 @@
 //!                                      │
 //!                       pipeline::assemble (transactions → positions → mapping → batches)
 //!                                      │  bounded queue
-//!                       pipeline::writer ─▶ sink::qdrant (fenced upsert/delete, wait=true)
-//!                                      │          └──▶ kafka::publish (change events)
+//!                       pipeline::writer (order, acks) ─▶ destination: to_qdrant ─▶ sink::qdrant
+//!                                      │             (fenced upsert/delete, wait=true)
+//!                                      │           └▶ destination: to_kafka ─▶ kafka::publish
 //!      slot feedback ◀── durable LSN ──┴──▶ checkpoint (file, fsynced, never backwards)
 //! ```
 //!
@@ -21,7 +22,7 @@
 //! - **Only the writer acks.** The slot's position (run) and the group's offsets (apply) move
 //!   only through [`pipeline::writer::Progress::durable`], which the writer calls once per batch,
 //!   in the order the batches came, after that batch and every one before it are durable in
-//!   every sink (`pipeline/writer/tests.rs`, on an in-memory sink).
+//!   every destination (`pipeline/writer/tests.rs`, on an in-memory destination).
 //! - **Progress never moves backwards.** The checkpoint file and the slot feedback take the
 //!   highest durable position only (`checkpoint`).
 //! - **No write regresses a point.** Every write that may meet a newer point is fenced by the

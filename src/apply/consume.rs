@@ -9,6 +9,7 @@ use crate::event::{Op, TableName};
 use crate::kafka::{client, decode, proto as pb};
 use crate::mapping::Mappings;
 use crate::pipeline::assemble::Batch;
+use crate::pipeline::to_qdrant::ToQdrant;
 use crate::pipeline::writer::{Pending, Writer};
 use crate::sink::qdrant::QdrantSink;
 use futures_util::StreamExt as _;
@@ -73,7 +74,7 @@ struct Taken {
 impl Applier {
     /// Consumes batches into the writer, which keeps `qdrant.parallel` of them in flight and
     /// commits each one's offsets once it and every batch before it are durable.
-    pub(super) async fn run(&self, writer: Writer<QdrantSink>) -> Result<(), Error> {
+    pub(super) async fn run(&self, writer: Writer<ToQdrant<QdrantSink>>) -> Result<(), Error> {
         let pending = writer.pending.clone();
         let queue = &self.queue;
         let commits = Commits {

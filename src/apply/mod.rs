@@ -53,6 +53,9 @@ use crate::kafka::{client, Topics};
 use crate::mapping::Mappings;
 use crate::metrics::health::{self, Health};
 use crate::pipeline::embedding::Embedders;
+use crate::pipeline::retrying::Retrying;
+use crate::pipeline::to_qdrant::ToQdrant;
+use crate::pipeline::toast::SourceReads;
 use crate::pipeline::writer::{Pending, Writer};
 use crate::setup::{self, tasks::Tasks};
 use crate::sink::qdrant::{self, QdrantSink};
@@ -144,7 +147,7 @@ async fn start(
     kafka: &KafkaConfig,
     stop: &CancellationToken,
     health: &Arc<Health>,
-) -> Result<(Applier, Writer<QdrantSink>), Error> {
+) -> Result<(Applier, Writer<ToQdrant<QdrantSink>>), Error> {
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let mappings = retry_until_stopped("apply set-up", max_backoff, stop, || prepare(cfg)).await?;
     let mappings = Arc::new(mappings);
@@ -162,18 +165,21 @@ async fn start(
     let sink = Arc::new(QdrantSink::new(qdrant::client(&cfg.qdrant)?)?);
     let embedders = Embedders::load_checked(cfg, &sink, max_backoff, stop).await?;
     health.up("embedder");
-    let writer = Writer {
-        sink,
-        pending: Pending::default(),
+    let destination = ToQdrant {
+        sink: sink.clone(),
         mappings: mappings.clone(),
-        source: cfg.source.clone(),
-        dead_letter: Arc::new(Mutex::new(DeadLetter::new(&cfg.dead_letter.path))),
+        reads: SourceReads::new(cfg.source.clone()),
         embedders: Arc::new(embedders),
-        max_backoff,
-        shutdown: stop.clone(),
-        publisher: None,
-        direct: true,
-        health: health.clone(),
+        dead_letter: Arc::new(Mutex::new(DeadLetter::new(&cfg.dead_letter.path))),
+        retrying: Retrying {
+            max_backoff,
+            shutdown: stop.clone(),
+            health: health.clone(),
+        },
+    };
+    let writer = Writer {
+        destination: Arc::new(destination),
+        pending: Pending::default(),
         parallel: cfg.qdrant.parallel,
     };
     let consumer = Arc::new(client::consumer(kafka)?);
@@ -203,7 +209,7 @@ async fn start(
         shutdown: stop.clone(),
         health: health.clone(),
         config: Arc::new(cfg.clone()),
-        sink: writer.sink.clone(),
+        sink,
         observed: Arc::default(),
         unsettled: Arc::default(),
         writer_ended: Arc::default(),

@@ -128,7 +128,7 @@ impl Replicator {
             if let Some(b) = self.assembler.take() {
                 super::embedding::count_waiting(&super::embedding::waiting(&b.ops), 1.0);
                 // No room within the grace: the writer is stuck; the batch is replayed next start.
-                if tokio::time::timeout(super::writer::SHUTDOWN_GRACE, self.batches.send(b))
+                if tokio::time::timeout(super::retrying::SHUTDOWN_GRACE, self.batches.send(b))
                     .await
                     .is_err()
                 {

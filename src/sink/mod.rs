@@ -13,10 +13,11 @@ pub type Skipped = Vec<(std::sync::Arc<str>, u64)>;
 /// A destination for ops.
 ///
 /// Contract:
-/// - **Who calls, and how concurrently.** The writer (`pipeline::writer`, one per process) calls
-///   `write` with batches in commit order and keeps up to `qdrant.parallel` calls in flight at
-///   once (1–16, default 2); two calls in flight never touch the same point (a truncate or a
-///   TOAST merge runs alone). `pipeline::writer`'s unit tests hold it to both. Repairs
+/// - **Who calls, and how concurrently.** The Qdrant destination (`pipeline::to_qdrant`) under
+///   the writer (`pipeline::writer`, one per process) calls `write` with batches in commit order,
+///   up to `qdrant.parallel` calls in flight at once (1–16, default 2); two calls in flight never
+///   touch the same point (a truncate or a TOAST merge runs alone). `pipeline::writer`'s unit
+///   tests hold the writer to both. Repairs
 ///   (`verify --repair`, dead-letter replay) call it from their own task while the connector
 ///   runs, fenced below every change they might not have seen. Implementations are shared
 ///   (`Send + Sync`) and must not assume one caller.

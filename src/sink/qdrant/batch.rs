@@ -2,8 +2,8 @@
 //!
 //! qdrant-client's `update_points_batch` clones the whole request (every vector and payload of
 //! the batch) before sending it, for the retry wrapper around its channel pool; the profile of a
-//! 384-float stream showed that copy and its allocations. The writer retries on its own
-//! (`pipeline::writer`), so the request is built once per attempt and moved into the call. The
+//! 384-float stream showed that copy and its allocations. The destination retries on its own
+//! (`pipeline::to_qdrant`), so the request is built once per attempt and moved into the call. The
 //! channel is made from the same settings as the `Qdrant` client (URL, TLS for `https`, timeouts,
 //! API key as the `api-key` header) and connects lazily, reconnecting after a failure.
 

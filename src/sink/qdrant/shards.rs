@@ -24,9 +24,9 @@
 //! request fail transiently; the retry reads the list again. With no key yet there is no point,
 //! and a delete is skipped.
 //!
-//! A TOAST merge cannot move a point (it lacks the row's unchanged columns), so the writer
+//! A TOAST merge cannot move a point (it lacks the row's unchanged columns), so the Qdrant destination
 //! rewrites merges of sharded tables from the whole row read from PostgreSQL, like chunked
-//! tables' (`pipeline::writer`).
+//! tables' (`pipeline::to_qdrant`, `pipeline::toast`).
 //!
 //! Whether a collection is custom-sharded is read from Qdrant once per collection (its
 //! `sharding_method`), so an existing collection is written as it is, whatever the config says
