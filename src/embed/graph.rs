@@ -237,7 +237,6 @@ pub fn build(
     normalize: bool,
     precision: Precision,
 ) -> Result<Vec<u8>, String> {
-    let (h, ff) = (shape.hidden, shape.intermediate);
     let mut b = Builder {
         graph: GraphProto {
             name: "sentence_encoder".into(),
@@ -248,16 +247,51 @@ pub fn build(
             output: vec![onnx::value(
                 "embedding",
                 DataType::Float,
-                &["batch", &h.to_string()],
+                &["batch", &shape.hidden.to_string()],
             )],
             ..Default::default()
         },
         precision,
         next: 0,
     };
-    let eps = onnx::float("epsilon", shape.eps);
+    let (mut x, axes) = embeddings(&mut b, weights, shape)?;
+    for l in 0..shape.layers {
+        x = layer(&mut b, weights, shape, l, x)?;
+    }
+    let pooled = pool(&mut b, &x, &axes, normalize);
+    b.graph.node.push(NodeProto {
+        input: vec![pooled],
+        output: vec!["embedding".into()],
+        name: "embedding".into(),
+        op_type: "Identity".into(),
+        ..Default::default()
+    });
+    Ok(onnx::encode(&ModelProto {
+        ir_version: 8,
+        producer_name: "pg2qdrant".into(),
+        graph: Some(b.graph),
+        opset_import: vec![
+            OperatorSetIdProto {
+                domain: String::new(),
+                version: 17,
+            },
+            OperatorSetIdProto {
+                domain: "com.microsoft".into(),
+                version: 1,
+            },
+        ],
+    }))
+}
 
-    // Embeddings.
+/// The constants `[1]` and `[2]` (axes the pooling reuses).
+struct Axes {
+    one: String,
+    two: String,
+}
+
+/// Word, position and token-type embeddings summed and normalised: the first layer's input.
+fn embeddings(b: &mut Builder, weights: &Weights, shape: &Shape) -> Result<(String, Axes), String> {
+    let h = shape.hidden;
     let vocab = weights.rows("embeddings.word_embeddings.weight")?;
     let positions = weights.rows("embeddings.position_embeddings.weight")?;
     // The largest table (vocabulary × hidden) goes in as the file's bytes.
@@ -291,94 +325,123 @@ pub fn build(
         b.constant("ln_g", &[h], &g),
         b.constant("ln_b", &[h], &beta),
     );
-    let mut x = b.node(
+    let x = b.node(
         "LayerNormalization",
         "",
         &[&summed, &g, &beta],
-        vec![onnx::int("axis", -1), eps.clone()],
+        vec![onnx::int("axis", -1), onnx::float("epsilon", shape.eps)],
     );
+    Ok((x, Axes { one, two }))
+}
 
-    for l in 0..shape.layers {
-        let p = |s: &str| format!("encoder.layer.{l}.{s}");
-        let w = |s: &str, dims: &[usize]| weights.get(&p(s), dims);
-        // Query, key and value as one `Linear` of [3h, h].
-        let mut qkv = Vec::with_capacity(3 * h * h);
-        let mut qkv_b = Vec::with_capacity(3 * h);
-        for part in ["query", "key", "value"] {
-            qkv.extend(w(&format!("attention.self.{part}.weight"), &[h, h])?);
-            qkv_b.extend(w(&format!("attention.self.{part}.bias"), &[h])?);
-        }
-        let heads = onnx::int("num_heads", shape.heads as i64);
-        let qkv_bias = b.constant("qkv_b", &[3 * h], &qkv_b);
-        let attended = match precision {
-            Precision::F32 => {
-                // Attention's weight is [h, 3h]: the three transposed projections side by side.
-                let wq = b.constant("qkv_w", &[h, 3 * h], &transpose(&qkv, 3 * h, h));
-                b.node(
-                    "Attention",
-                    "com.microsoft",
-                    &[&x, &wq, &qkv_bias, "attention_mask"],
-                    vec![heads],
-                )
-            }
-            Precision::Int8 => {
-                let projected = b.linear(&x, &qkv, 3 * h, h);
-                let sizes = b.constant("split", &[3], &[h as i64; 3]);
-                let names = [b.name("q"), b.name("k"), b.name("v")];
-                let name = b.name("Split");
-                b.graph.node.push(NodeProto {
-                    input: vec![projected, sizes],
-                    output: names.to_vec(),
-                    name,
-                    op_type: "Split".into(),
-                    attribute: vec![onnx::int("axis", 2)],
-                    domain: String::new(),
-                });
-                b.node(
-                    "MultiHeadAttention",
-                    "com.microsoft",
-                    &[&names[0], &names[1], &names[2], &qkv_bias, "attention_mask"],
-                    vec![heads],
-                )
-            }
-        };
-        let out = b.linear(
-            &attended,
-            &w("attention.output.dense.weight", &[h, h])?,
-            h,
-            h,
-        );
-        let bias = b.constant("b", &[h], &w("attention.output.dense.bias", &[h])?);
-        let g = b.constant("g", &[h], &w("attention.output.LayerNorm.weight", &[h])?);
-        let beta = b.constant("beta", &[h], &w("attention.output.LayerNorm.bias", &[h])?);
-        let x1 = b.node(
-            "SkipLayerNormalization",
-            "com.microsoft",
-            &[&out, &x, &g, &beta, &bias],
-            vec![eps.clone()],
-        );
-        let inner = b.linear(&x1, &w("intermediate.dense.weight", &[ff, h])?, ff, h);
-        let bias = b.constant("b", &[ff], &w("intermediate.dense.bias", &[ff])?);
-        let inner = b.node("BiasGelu", "com.microsoft", &[&inner, &bias], vec![]);
-        let out = b.linear(&inner, &w("output.dense.weight", &[h, ff])?, h, ff);
-        let bias = b.constant("b", &[h], &w("output.dense.bias", &[h])?);
-        let g = b.constant("g", &[h], &w("output.LayerNorm.weight", &[h])?);
-        let beta = b.constant("beta", &[h], &w("output.LayerNorm.bias", &[h])?);
-        x = b.node(
-            "SkipLayerNormalization",
-            "com.microsoft",
-            &[&out, &x1, &g, &beta, &bias],
-            vec![eps.clone()],
-        );
+/// Encoder layer `l` over `x`: self-attention, then the feed-forward block, each with its
+/// residual and layer norm.
+fn layer(
+    b: &mut Builder,
+    weights: &Weights,
+    shape: &Shape,
+    l: usize,
+    x: String,
+) -> Result<String, String> {
+    let (h, ff) = (shape.hidden, shape.intermediate);
+    let eps = onnx::float("epsilon", shape.eps);
+    let p = |s: &str| format!("encoder.layer.{l}.{s}");
+    let w = |s: &str, dims: &[usize]| weights.get(&p(s), dims);
+    let attended = attention(b, weights, shape, l, &x)?;
+    let out = b.linear(
+        &attended,
+        &w("attention.output.dense.weight", &[h, h])?,
+        h,
+        h,
+    );
+    let bias = b.constant("b", &[h], &w("attention.output.dense.bias", &[h])?);
+    let g = b.constant("g", &[h], &w("attention.output.LayerNorm.weight", &[h])?);
+    let beta = b.constant("beta", &[h], &w("attention.output.LayerNorm.bias", &[h])?);
+    let x1 = b.node(
+        "SkipLayerNormalization",
+        "com.microsoft",
+        &[&out, &x, &g, &beta, &bias],
+        vec![eps.clone()],
+    );
+    let inner = b.linear(&x1, &w("intermediate.dense.weight", &[ff, h])?, ff, h);
+    let bias = b.constant("b", &[ff], &w("intermediate.dense.bias", &[ff])?);
+    let inner = b.node("BiasGelu", "com.microsoft", &[&inner, &bias], vec![]);
+    let out = b.linear(&inner, &w("output.dense.weight", &[h, ff])?, h, ff);
+    let bias = b.constant("b", &[h], &w("output.dense.bias", &[h])?);
+    let g = b.constant("g", &[h], &w("output.LayerNorm.weight", &[h])?);
+    let beta = b.constant("beta", &[h], &w("output.LayerNorm.bias", &[h])?);
+    Ok(b.node(
+        "SkipLayerNormalization",
+        "com.microsoft",
+        &[&out, &x1, &g, &beta, &bias],
+        vec![eps],
+    ))
+}
+
+/// Layer `l`'s multi-head self-attention over `x` (before its output projection): one fused
+/// `Attention` node in f32; in int8, the query, key and value projection quantised, split, and
+/// `MultiHeadAttention`.
+fn attention(
+    b: &mut Builder,
+    weights: &Weights,
+    shape: &Shape,
+    l: usize,
+    x: &str,
+) -> Result<String, String> {
+    let h = shape.hidden;
+    let w = |s: &str, dims: &[usize]| weights.get(&format!("encoder.layer.{l}.{s}"), dims);
+    // Query, key and value as one `Linear` of [3h, h].
+    let mut qkv = Vec::with_capacity(3 * h * h);
+    let mut qkv_b = Vec::with_capacity(3 * h);
+    for part in ["query", "key", "value"] {
+        qkv.extend(w(&format!("attention.self.{part}.weight"), &[h, h])?);
+        qkv_b.extend(w(&format!("attention.self.{part}.bias"), &[h])?);
     }
+    let heads = onnx::int("num_heads", shape.heads as i64);
+    let qkv_bias = b.constant("qkv_b", &[3 * h], &qkv_b);
+    Ok(match b.precision {
+        Precision::F32 => {
+            // Attention's weight is [h, 3h]: the three transposed projections side by side.
+            let wq = b.constant("qkv_w", &[h, 3 * h], &transpose(&qkv, 3 * h, h));
+            b.node(
+                "Attention",
+                "com.microsoft",
+                &[x, &wq, &qkv_bias, "attention_mask"],
+                vec![heads],
+            )
+        }
+        Precision::Int8 => {
+            let projected = b.linear(x, &qkv, 3 * h, h);
+            let sizes = b.constant("split", &[3], &[h as i64; 3]);
+            let names = [b.name("q"), b.name("k"), b.name("v")];
+            let name = b.name("Split");
+            b.graph.node.push(NodeProto {
+                input: vec![projected, sizes],
+                output: names.to_vec(),
+                name,
+                op_type: "Split".into(),
+                attribute: vec![onnx::int("axis", 2)],
+                domain: String::new(),
+            });
+            b.node(
+                "MultiHeadAttention",
+                "com.microsoft",
+                &[&names[0], &names[1], &names[2], &qkv_bias, "attention_mask"],
+                vec![heads],
+            )
+        }
+    })
+}
 
-    // Mean pooling over the mask, then L2 normalisation.
+/// Mean pooling of `x` over the attention mask, then (with `normalize`) L2 normalisation.
+fn pool(b: &mut Builder, x: &str, axes: &Axes, normalize: bool) -> String {
+    let (one, two) = (&axes.one, &axes.two);
     let mask = b.node("Cast", "", &["attention_mask"], vec![onnx::int("to", 1)]);
-    let mask = b.node("Unsqueeze", "", &[&mask, &two], vec![]);
-    let kept = b.node("Mul", "", &[&x, &mask], vec![]);
+    let mask = b.node("Unsqueeze", "", &[&mask, two], vec![]);
+    let kept = b.node("Mul", "", &[x, &mask], vec![]);
     let keep = onnx::int("keepdims", 0);
-    let sum = b.node("ReduceSum", "", &[&kept, &one], vec![keep.clone()]);
-    let count = b.node("ReduceSum", "", &[&mask, &one], vec![keep]);
+    let sum = b.node("ReduceSum", "", &[&kept, one], vec![keep.clone()]);
+    let count = b.node("ReduceSum", "", &[&mask, one], vec![keep]);
     let tiny = b.constant("tiny", &[1], &[1e-9f32]);
     let count = b.node("Max", "", &[&count, &tiny], vec![]);
     let mut pooled = b.node("Div", "", &[&sum, &count], vec![]);
@@ -393,26 +456,5 @@ pub fn build(
         let norm = b.node("Max", "", &[&norm, &tiny], vec![]);
         pooled = b.node("Div", "", &[&pooled, &norm], vec![]);
     }
-    b.graph.node.push(NodeProto {
-        input: vec![pooled],
-        output: vec!["embedding".into()],
-        name: "embedding".into(),
-        op_type: "Identity".into(),
-        ..Default::default()
-    });
-    Ok(onnx::encode(&ModelProto {
-        ir_version: 8,
-        producer_name: "pg2qdrant".into(),
-        graph: Some(b.graph),
-        opset_import: vec![
-            OperatorSetIdProto {
-                domain: String::new(),
-                version: 17,
-            },
-            OperatorSetIdProto {
-                domain: "com.microsoft".into(),
-                version: 1,
-            },
-        ],
-    }))
+    pooled
 }

@@ -137,42 +137,21 @@ fn identity(dir: &Path, config: &str, head: &[u8], len: u64, precision: Precisio
     )
 }
 
-impl LocalEmbedder {
-    /// The [`identity`](Self::identity) of the model in `dir` run at `precision`, without
-    /// loading it (verify, check).
-    pub fn identity_of(dir: &Path, precision: Precision) -> Result<String, Error> {
-        use std::io::Read as _;
-        let config = std::fs::read_to_string(file(dir, "config.json")?)
-            .map_err(Error::io("read config.json"))?;
-        let path = file(dir, "model.safetensors")?;
-        let mut f =
-            std::fs::File::open(&path).map_err(Error::io(format!("open {}", path.display())))?;
-        let len = f
-            .metadata()
-            .map_err(Error::io(format!("stat {}", path.display())))?
-            .len();
-        let mut head = Vec::with_capacity(1 << 20);
-        f.by_ref()
-            .take(1 << 20)
-            .read_to_end(&mut head)
-            .map_err(Error::io(format!("read {}", path.display())))?;
-        Ok(identity(dir, &config, &head, len, precision))
-    }
+/// What a model directory says besides its weights.
+struct Settings {
+    config: BertConfig,
+    /// `config.json` as read (part of the identity).
+    config_text: String,
+    /// Tokens per input at most (`sentence_bert_config.json`, within the positions).
+    max_tokens: usize,
+    /// Whether the sentence-transformers modules end with `Normalize` (default: yes).
+    normalize: bool,
+}
 
-    /// Loads the model in `dir` in f32 on the runtime of `ORT_DYLIB_PATH`; `threads` bounds the
-    /// CPU threads one batch uses.
-    pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
-        Self::open(
-            dir,
-            &Options {
-                threads,
-                ..Options::default()
-            },
-        )
-    }
-
-    /// Loads the model in `dir` as `options` say.
-    pub fn open(dir: &Path, options: &Options) -> Result<Self, Error> {
+impl Settings {
+    /// Reads `dir`'s configuration, refusing a model this encoder cannot run (not a gelu BERT
+    /// with absolute positions, or a pooling other than mean tokens).
+    fn read(dir: &Path) -> Result<Self, Error> {
         let config_text = std::fs::read_to_string(file(dir, "config.json")?)
             .map_err(Error::io("read config.json"))?;
         let config: BertConfig = serde_json::from_str(&config_text)
@@ -218,6 +197,77 @@ impl LocalEmbedder {
             }),
             false => true,
         };
+        Ok(Self {
+            config,
+            config_text,
+            max_tokens,
+            normalize,
+        })
+    }
+}
+
+/// `dir`'s tokenizer, truncating at `max_tokens`, unpadded (batches are padded by hand), and
+/// its padding token's id.
+fn tokenizer(dir: &Path, max_tokens: usize) -> Result<(Tokenizer, u32), Error> {
+    let mut tokenizer = Tokenizer::from_file(file(dir, "tokenizer.json")?)
+        .map_err(|e| Error::prerequisite(format!("{}/tokenizer.json: {e}", dir.display()), FIX))?;
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            ..Default::default()
+        }))
+        .map_err(|e| Error::prerequisite(format!("tokenizer truncation: {e}"), FIX))?;
+    let pad_id = tokenizer
+        .get_padding()
+        .map(|p| p.pad_id)
+        .or_else(|| tokenizer.token_to_id("[PAD]"))
+        .unwrap_or(0);
+    tokenizer.with_padding(None);
+    Ok((tokenizer, pad_id))
+}
+
+impl LocalEmbedder {
+    /// The [`identity`](Self::identity) of the model in `dir` run at `precision`, without
+    /// loading it (verify, check).
+    pub fn identity_of(dir: &Path, precision: Precision) -> Result<String, Error> {
+        use std::io::Read as _;
+        let config = std::fs::read_to_string(file(dir, "config.json")?)
+            .map_err(Error::io("read config.json"))?;
+        let path = file(dir, "model.safetensors")?;
+        let mut f =
+            std::fs::File::open(&path).map_err(Error::io(format!("open {}", path.display())))?;
+        let len = f
+            .metadata()
+            .map_err(Error::io(format!("stat {}", path.display())))?
+            .len();
+        let mut head = Vec::with_capacity(1 << 20);
+        f.by_ref()
+            .take(1 << 20)
+            .read_to_end(&mut head)
+            .map_err(Error::io(format!("read {}", path.display())))?;
+        Ok(identity(dir, &config, &head, len, precision))
+    }
+
+    /// Loads the model in `dir` in f32 on the runtime of `ORT_DYLIB_PATH`; `threads` bounds the
+    /// CPU threads one batch uses.
+    pub fn load(dir: &Path, threads: usize) -> Result<Self, Error> {
+        Self::open(
+            dir,
+            &Options {
+                threads,
+                ..Options::default()
+            },
+        )
+    }
+
+    /// Loads the model in `dir` as `options` say.
+    pub fn open(dir: &Path, options: &Options) -> Result<Self, Error> {
+        let Settings {
+            config,
+            config_text,
+            max_tokens,
+            normalize,
+        } = Settings::read(dir)?;
         let weights_path = file(dir, "model.safetensors")?;
         let weights = std::fs::read(&weights_path)
             .map_err(Error::io(format!("read {}", weights_path.display())))?;
@@ -248,21 +298,7 @@ impl LocalEmbedder {
         };
         let env = super::runtime::environment(&runtime, options.runtime.as_deref())?;
         let session = session(&env, options.threads.max(1), &onnx).map_err(model_error(dir))?;
-        let mut tokenizer = Tokenizer::from_file(file(dir, "tokenizer.json")?).map_err(|e| {
-            Error::prerequisite(format!("{}/tokenizer.json: {e}", dir.display()), FIX)
-        })?;
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_tokens,
-                ..Default::default()
-            }))
-            .map_err(|e| Error::prerequisite(format!("tokenizer truncation: {e}"), FIX))?;
-        let pad_id = tokenizer
-            .get_padding()
-            .map(|p| p.pad_id)
-            .or_else(|| tokenizer.token_to_id("[PAD]"))
-            .unwrap_or(0);
-        tokenizer.with_padding(None);
+        let (tokenizer, pad_id) = tokenizer(dir, max_tokens)?;
         Ok(Self {
             session: std::sync::Mutex::new(session),
             tokenizer,

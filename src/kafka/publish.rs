@@ -107,12 +107,55 @@ impl Publisher {
             }
         }
         self.refresh_partitions(events, delivered).await?;
-        let partitions_of = self.partitions.lock().expect("partitions lock").clone();
         let started = Instant::now();
         let reports = Batch::new(events.len());
         let mut parts_of = vec![0usize; events.len()];
-        let mut refused: Vec<(usize, String)> = Vec::new();
-        let mut failure: Option<Error> = None;
+        let mut outcome = self
+            .enqueue(events, delivered, &reports, &mut parts_of)
+            .await;
+        reports.wait().await;
+        for (i, err) in reports.take_failed() {
+            let topic = &*events[i].topic;
+            metrics::counter!(names::KAFKA_FAILED, "topic" => topic.to_string()).increment(1);
+            let e = Error::kafka(format!("delivering to {topic}"))(err);
+            if e.blames_input() {
+                if !outcome.refused.iter().any(|(j, _)| *j == i) {
+                    outcome.refused.push((i, e.to_string()));
+                }
+            } else {
+                outcome.failure.get_or_insert(e);
+            }
+        }
+        mark_delivered(events, delivered, &reports, &parts_of);
+        metrics::histogram!(names::KAFKA_DELIVERY_LATENCY).record(started.elapsed().as_secs_f64());
+        if outcome.failure.is_some() {
+            outcome.failure = self.fatal().or(outcome.failure);
+        }
+        match outcome.failure {
+            Some(e) => Err(e),
+            None => {
+                let mut d = delivered.lock().expect("delivered lock");
+                for (i, _) in &outcome.refused {
+                    d[*i] = true;
+                }
+                Ok(outcome.refused)
+            }
+        }
+    }
+
+    /// Hands the events not yet delivered to the producer, in order (one record per partition
+    /// for an event to every partition, counted in `parts_of`), tracked by `reports`. Stops at
+    /// the first failure that is not the event's own fault; what was enqueued is awaited by the
+    /// caller and the rest goes again on its retry.
+    async fn enqueue(
+        &self,
+        events: &[Event],
+        delivered: &Delivered,
+        reports: &Arc<Batch>,
+        parts_of: &mut [usize],
+    ) -> Outcome {
+        let partitions_of = self.partitions.lock().expect("partitions lock").clone();
+        let mut outcome = Outcome::default();
         // Counted per topic and batch, not per event (a label is a string to build).
         let mut produced: Vec<(&str, u64)> = Vec::new();
         let (mut lsn_buf, mut seq_buf) = ([0u8; 20], [0u8; 20]);
@@ -121,8 +164,7 @@ impl Publisher {
             if delivered.lock().expect("delivered lock")[i] {
                 continue;
             }
-            let lsn = decimal(e.lsn, &mut lsn_buf);
-            let seq = decimal(e.seq, &mut seq_buf);
+            let numbers = (decimal(e.lsn, &mut lsn_buf), decimal(e.seq, &mut seq_buf));
             let partitions: Vec<Option<i32>> = match &e.key {
                 Some(_) => vec![None],
                 None => (0..*partitions_of.get(&*e.topic).unwrap_or(&1))
@@ -131,100 +173,96 @@ impl Publisher {
             };
             parts_of[i] = partitions.len();
             for partition in partitions {
-                let headers = OwnedHeaders::new_with_capacity(3)
-                    .insert(Header {
-                        key: super::HEADER_LSN,
-                        value: Some(lsn),
-                    })
-                    .insert(Header {
-                        key: super::HEADER_SEQ,
-                        value: Some(seq),
-                    })
-                    .insert(Header {
-                        key: super::HEADER_TABLE,
-                        value: Some(&*e.table),
-                    });
-                let mut record =
-                    BaseRecord::<str, [u8], _>::with_opaque_to(&e.topic, reports.track(i))
-                        .payload(&e.payload)
-                        .headers(headers);
-                if let Some(k) = &e.key {
-                    record = record.key(k.as_str());
-                }
-                if let Some(p) = partition {
-                    record = record.partition(p);
-                }
-                loop {
-                    match self.producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                            record = r;
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        Err((err, r)) => {
-                            (*r.delivery_opaque).unsent();
-                            // Refused before sending (e.g. too large for the client).
-                            let err = Error::kafka(format!("producing to {}", e.topic))(err);
-                            metrics::counter!(names::KAFKA_FAILED, "topic" => e.topic.to_string())
-                                .increment(1);
-                            if err.blames_input() {
-                                refused.push((i, err.to_string()));
-                                continue 'events;
-                            }
-                            // Stop here; what was enqueued is awaited, the rest goes again.
-                            failure = Some(err);
-                            break 'events;
-                        }
+                if let Err(err) = self.send(e, partition, numbers, reports.track(i)).await {
+                    metrics::counter!(names::KAFKA_FAILED, "topic" => e.topic.to_string())
+                        .increment(1);
+                    if err.blames_input() {
+                        outcome.refused.push((i, err.to_string()));
+                        continue 'events;
                     }
+                    outcome.failure = Some(err);
+                    break 'events;
                 }
                 tally(&mut produced, &e.topic, 1);
             }
         }
         drop(enqueueing);
         count(names::KAFKA_PRODUCED, &produced);
-        reports.wait().await;
-        for (i, err) in reports.take_failed() {
-            let topic = &*events[i].topic;
-            metrics::counter!(names::KAFKA_FAILED, "topic" => topic.to_string()).increment(1);
-            let e = Error::kafka(format!("delivering to {topic}"))(err);
-            if e.blames_input() {
-                if !refused.iter().any(|(j, _)| *j == i) {
-                    refused.push((i, e.to_string()));
-                }
-            } else {
-                failure.get_or_insert(e);
-            }
+        outcome
+    }
+
+    /// Hands one record of `e` (to `partition`, or by its key) to the producer, waiting while
+    /// its queue is full. An error is a refusal before sending (e.g. too large for the client).
+    async fn send(
+        &self,
+        e: &Event,
+        partition: Option<i32>,
+        (lsn, seq): (&[u8], &[u8]),
+        report: Box<super::delivery::Pending>,
+    ) -> Result<(), Error> {
+        let headers = OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: super::HEADER_LSN,
+                value: Some(lsn),
+            })
+            .insert(Header {
+                key: super::HEADER_SEQ,
+                value: Some(seq),
+            })
+            .insert(Header {
+                key: super::HEADER_TABLE,
+                value: Some(&*e.table),
+            });
+        let mut record = BaseRecord::<str, [u8], _>::with_opaque_to(&e.topic, report)
+            .payload(&e.payload)
+            .headers(headers);
+        if let Some(k) = &e.key {
+            record = record.key(k.as_str());
         }
-        let mut delivered_to: Vec<(&str, u64)> = Vec::new();
-        {
-            let mut d = delivered.lock().expect("delivered lock");
-            for (i, e) in events.iter().enumerate() {
-                let parts = reports.delivered(i) as usize;
-                if parts == 0 {
-                    continue;
-                }
-                tally(&mut delivered_to, &e.topic, parts as u64);
-                if parts == parts_of[i] {
-                    d[i] = true;
-                }
-            }
+        if let Some(p) = partition {
+            record = record.partition(p);
         }
-        count(names::KAFKA_DELIVERED, &delivered_to);
-        metrics::histogram!(names::KAFKA_DELIVERY_LATENCY).record(started.elapsed().as_secs_f64());
-        if failure.is_some() {
-            failure = self.fatal().or(failure);
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => {
-                let mut d = delivered.lock().expect("delivered lock");
-                for (i, _) in &refused {
-                    d[*i] = true;
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Ok(refused)
+                Err((err, r)) => {
+                    (*r.delivery_opaque).unsent();
+                    return Err(Error::kafka(format!("producing to {}", e.topic))(err));
+                }
             }
         }
     }
+}
+
+/// What enqueueing a batch's events left: the events refused for their own sake (with the
+/// reason), and the failure that stopped it.
+#[derive(Default)]
+struct Outcome {
+    refused: Vec<(usize, String)>,
+    failure: Option<Error>,
+}
+
+/// Marks the events whose every record was delivered, and counts the deliveries per topic.
+fn mark_delivered(events: &[Event], delivered: &Delivered, reports: &Batch, parts_of: &[usize]) {
+    let mut delivered_to: Vec<(&str, u64)> = Vec::new();
+    {
+        let mut d = delivered.lock().expect("delivered lock");
+        for (i, e) in events.iter().enumerate() {
+            let parts = reports.delivered(i) as usize;
+            if parts == 0 {
+                continue;
+            }
+            tally(&mut delivered_to, &e.topic, parts as u64);
+            if parts == parts_of[i] {
+                d[i] = true;
+            }
+        }
+    }
+    count(names::KAFKA_DELIVERED, &delivered_to);
 }
 
 impl Publisher {
