@@ -242,29 +242,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
                 new: tuple(&mut r)?,
             }
         }
-        TAG_UPDATE => {
-            let relation_id = r.u32("update.relation_id")?;
-            let kind = r.u8("update.tuple_kind")?;
-            let (old, new) = match kind {
-                TUPLE_KEY | TUPLE_OLD => {
-                    let old = tuple(&mut r)?;
-                    expect(&mut r, TUPLE_NEW, "update.new_tuple_kind")?;
-                    (Some((kind, old)), tuple(&mut r)?)
-                }
-                TUPLE_NEW => (None, tuple(&mut r)?),
-                byte => {
-                    return Err(DecodeError::Unexpected {
-                        what: "update.tuple_kind",
-                        byte,
-                    })
-                }
-            };
-            Message::Update {
-                relation_id,
-                old,
-                new,
-            }
-        }
+        TAG_UPDATE => update(&mut r)?,
         TAG_DELETE => {
             let relation_id = r.u32("delete.relation_id")?;
             let kind = r.u8("delete.tuple_kind")?;
@@ -279,39 +257,71 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
                 old: (kind, tuple(&mut r)?),
             }
         }
-        TAG_TRUNCATE => {
-            let n = r.i32("truncate.count")?;
-            let options = r.u8("truncate.options")?;
-            let n = r.count(n.into(), 4, "truncate.relation_ids")?;
-            let mut relation_ids = Vec::with_capacity(n);
-            for _ in 0..n {
-                relation_ids.push(r.u32("truncate.relation_id")?);
-            }
-            Message::Truncate {
-                options,
-                relation_ids,
-            }
-        }
-        TAG_MESSAGE => {
-            let flags = r.u8("message.flags")?;
-            let lsn = r.u64("message.lsn")?;
-            let prefix = r.cstr("message.prefix")?;
-            let len = r.i32("message.length")?;
-            let len = r.count(len.into(), 1, "message.content")?;
-            let content = r.take(len, "message.content")?.to_vec();
-            Message::LogicalMessage {
-                transactional: flags & 1 != 0,
-                lsn,
-                prefix,
-                content,
-            }
-        }
+        TAG_TRUNCATE => truncate(&mut r)?,
+        TAG_MESSAGE => logical_message(&mut r)?,
         other => return Err(DecodeError::UnknownTag(other)),
     };
     if !r.buf.is_empty() {
         return Err(DecodeError::Trailing(r.buf.len()));
     }
     Ok(msg)
+}
+
+/// An UPDATE's body: its relation, the old tuple if one was sent (the key, or the whole old
+/// row under `REPLICA IDENTITY FULL`), and the new tuple.
+fn update(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    let relation_id = r.u32("update.relation_id")?;
+    let kind = r.u8("update.tuple_kind")?;
+    let (old, new) = match kind {
+        TUPLE_KEY | TUPLE_OLD => {
+            let old = tuple(r)?;
+            expect(r, TUPLE_NEW, "update.new_tuple_kind")?;
+            (Some((kind, old)), tuple(r)?)
+        }
+        TUPLE_NEW => (None, tuple(r)?),
+        byte => {
+            return Err(DecodeError::Unexpected {
+                what: "update.tuple_kind",
+                byte,
+            })
+        }
+    };
+    Ok(Message::Update {
+        relation_id,
+        old,
+        new,
+    })
+}
+
+/// A TRUNCATE's body: its options and the relations truncated.
+fn truncate(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    let n = r.i32("truncate.count")?;
+    let options = r.u8("truncate.options")?;
+    let n = r.count(n.into(), 4, "truncate.relation_ids")?;
+    let mut relation_ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        relation_ids.push(r.u32("truncate.relation_id")?);
+    }
+    Ok(Message::Truncate {
+        options,
+        relation_ids,
+    })
+}
+
+/// A logical decoding message's body (`pg_logical_emit_message`).
+fn logical_message(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    let flags = r.u8("message.flags")?;
+    let lsn = r.u64("message.lsn")?;
+    let prefix = r.cstr("message.prefix")?;
+    let len = r.i32("message.length")?;
+    let len = r.count(len.into(), 1, "message.content")?;
+    let content = r.take(len, "message.content")?.to_vec();
+    Ok(Message::LogicalMessage {
+        transactional: flags & 1 != 0,
+        lsn,
+        prefix,
+        content,
+    })
 }
 
 fn expect(r: &mut Reader<'_>, want: u8, what: &'static str) -> Result<(), DecodeError> {
@@ -383,29 +393,6 @@ fn tuple(r: &mut Reader<'_>) -> Result<Tuple, DecodeError> {
 /// corpus; the connector itself only decodes.
 pub fn encode(msg: &Message) -> Vec<u8> {
     let mut out = Vec::new();
-    fn cstr(out: &mut Vec<u8>, s: &str) {
-        out.extend_from_slice(s.as_bytes());
-        out.push(0);
-    }
-    fn tuple(out: &mut Vec<u8>, t: &Tuple) {
-        out.extend_from_slice(&(t.len() as i16).to_be_bytes());
-        for c in t {
-            match c {
-                Cell::Null => out.push(CELL_NULL),
-                Cell::UnchangedToast => out.push(CELL_UNCHANGED_TOAST),
-                Cell::Text(s) => {
-                    out.push(CELL_TEXT);
-                    out.extend_from_slice(&(s.len() as i32).to_be_bytes());
-                    out.extend_from_slice(s.as_bytes());
-                }
-                Cell::Binary(b) => {
-                    out.push(CELL_BINARY);
-                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                    out.extend_from_slice(b);
-                }
-            }
-        }
-    }
     match msg {
         Message::Begin {
             final_lsn,
@@ -432,22 +419,9 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         Message::Origin { lsn, name } => {
             out.push(TAG_ORIGIN);
             out.extend_from_slice(&lsn.to_be_bytes());
-            cstr(&mut out, name);
+            put_cstr(&mut out, name);
         }
-        Message::Relation(rel) => {
-            out.push(TAG_RELATION);
-            out.extend_from_slice(&rel.id.to_be_bytes());
-            cstr(&mut out, &rel.namespace);
-            cstr(&mut out, &rel.name);
-            out.push(rel.replica_identity);
-            out.extend_from_slice(&(rel.columns.len() as i16).to_be_bytes());
-            for c in &rel.columns {
-                out.push(c.flags);
-                cstr(&mut out, &c.name);
-                out.extend_from_slice(&c.type_oid.to_be_bytes());
-                out.extend_from_slice(&c.type_modifier.to_be_bytes());
-            }
-        }
+        Message::Relation(rel) => put_relation(&mut out, rel),
         Message::Type {
             id,
             namespace,
@@ -455,34 +429,25 @@ pub fn encode(msg: &Message) -> Vec<u8> {
         } => {
             out.push(TAG_TYPE);
             out.extend_from_slice(&id.to_be_bytes());
-            cstr(&mut out, namespace);
-            cstr(&mut out, name);
+            put_cstr(&mut out, namespace);
+            put_cstr(&mut out, name);
         }
         Message::Insert { relation_id, new } => {
             out.push(TAG_INSERT);
             out.extend_from_slice(&relation_id.to_be_bytes());
             out.push(TUPLE_NEW);
-            tuple(&mut out, new);
+            put_tuple(&mut out, new);
         }
         Message::Update {
             relation_id,
             old,
             new,
-        } => {
-            out.push(TAG_UPDATE);
-            out.extend_from_slice(&relation_id.to_be_bytes());
-            if let Some((kind, t)) = old {
-                out.push(*kind);
-                tuple(&mut out, t);
-            }
-            out.push(TUPLE_NEW);
-            tuple(&mut out, new);
-        }
+        } => put_update(&mut out, *relation_id, old.as_ref(), new),
         Message::Delete { relation_id, old } => {
             out.push(TAG_DELETE);
             out.extend_from_slice(&relation_id.to_be_bytes());
             out.push(old.0);
-            tuple(&mut out, &old.1);
+            put_tuple(&mut out, &old.1);
         }
         Message::Truncate {
             options,
@@ -500,16 +465,75 @@ pub fn encode(msg: &Message) -> Vec<u8> {
             lsn,
             prefix,
             content,
-        } => {
-            out.push(TAG_MESSAGE);
-            out.push(u8::from(*transactional));
-            out.extend_from_slice(&lsn.to_be_bytes());
-            cstr(&mut out, prefix);
-            out.extend_from_slice(&(content.len() as i32).to_be_bytes());
-            out.extend_from_slice(content);
-        }
+        } => put_logical_message(&mut out, *transactional, *lsn, prefix, content),
     }
     out
+}
+
+fn put_cstr(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(s.as_bytes());
+    out.push(0);
+}
+
+fn put_tuple(out: &mut Vec<u8>, t: &Tuple) {
+    out.extend_from_slice(&(t.len() as i16).to_be_bytes());
+    for c in t {
+        match c {
+            Cell::Null => out.push(CELL_NULL),
+            Cell::UnchangedToast => out.push(CELL_UNCHANGED_TOAST),
+            Cell::Text(s) => {
+                out.push(CELL_TEXT);
+                out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            Cell::Binary(b) => {
+                out.push(CELL_BINARY);
+                out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+}
+
+fn put_relation(out: &mut Vec<u8>, rel: &Relation) {
+    out.push(TAG_RELATION);
+    out.extend_from_slice(&rel.id.to_be_bytes());
+    put_cstr(out, &rel.namespace);
+    put_cstr(out, &rel.name);
+    out.push(rel.replica_identity);
+    out.extend_from_slice(&(rel.columns.len() as i16).to_be_bytes());
+    for c in &rel.columns {
+        out.push(c.flags);
+        put_cstr(out, &c.name);
+        out.extend_from_slice(&c.type_oid.to_be_bytes());
+        out.extend_from_slice(&c.type_modifier.to_be_bytes());
+    }
+}
+
+fn put_update(out: &mut Vec<u8>, relation_id: u32, old: Option<&(u8, Tuple)>, new: &Tuple) {
+    out.push(TAG_UPDATE);
+    out.extend_from_slice(&relation_id.to_be_bytes());
+    if let Some((kind, t)) = old {
+        out.push(*kind);
+        put_tuple(out, t);
+    }
+    out.push(TUPLE_NEW);
+    put_tuple(out, new);
+}
+
+fn put_logical_message(
+    out: &mut Vec<u8>,
+    transactional: bool,
+    lsn: u64,
+    prefix: &str,
+    content: &[u8],
+) {
+    out.push(TAG_MESSAGE);
+    out.push(u8::from(transactional));
+    out.extend_from_slice(&lsn.to_be_bytes());
+    put_cstr(out, prefix);
+    out.extend_from_slice(&(content.len() as i32).to_be_bytes());
+    out.extend_from_slice(content);
 }
 
 #[cfg(test)]
