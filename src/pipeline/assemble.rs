@@ -140,8 +140,26 @@ impl Assembler {
         bytes: &[u8],
         dead: &mut Vec<(MappingError, Lsn)>,
     ) -> Result<Option<Batch>, crate::error::Error> {
-        let msg = decode(bytes)?;
-        let changes = match msg {
+        let Some(changes) = self.changes(decode(bytes)?)? else {
+            return Ok(None);
+        };
+        for (table, kind) in changes {
+            self.add(table, kind, dead)?;
+        }
+        Ok(if self.buffered() >= self.batch_size {
+            self.take()
+        } else {
+            None
+        })
+    }
+
+    /// The row changes a message carries, by table (`None` for a message that carries none,
+    /// after learning what it says: a relation's columns).
+    fn changes(
+        &mut self,
+        msg: Message,
+    ) -> Result<Option<Vec<(TableName, ChangeKind)>>, crate::error::Error> {
+        Ok(Some(match msg {
             Message::Relation(rel) => {
                 self.relations.update(&rel);
                 if self.binary {
@@ -175,61 +193,66 @@ impl Assembler {
             // Begin/Commit come as their own events from the transport; the rest carries nothing
             // we mirror.
             _ => return Ok(None),
+        }))
+    }
+
+    /// Positions one change of a watched table in its transaction, maps it, and buffers its
+    /// ops (and events, with `[kafka]`); a row that cannot be mapped goes to `dead`.
+    fn add(
+        &mut self,
+        table: TableName,
+        kind: ChangeKind,
+        dead: &mut Vec<(MappingError, Lsn)>,
+    ) -> Result<(), crate::error::Error> {
+        let Some(mapping) = self.mappings.get(&table) else {
+            return Ok(());
         };
-        for (table, kind) in changes {
-            let Some(mapping) = self.mappings.get(&table) else {
-                continue;
-            };
-            let txn = self
-                .txn
-                .as_mut()
-                .ok_or_else(|| protocol("change outside a transaction".to_owned()))?;
-            let position = Position::new(txn.commit_lsn, txn.seq);
-            txn.seq += 1;
-            let op_name = match &kind {
-                ChangeKind::Insert { .. } => "insert",
-                ChangeKind::Update { .. } => "update",
-                ChangeKind::Delete { .. } => "delete",
-                ChangeKind::Truncate => "truncate",
-                ChangeKind::Sweep => "sweep",
-            };
-            metrics::counter!(names::CHANGES_RECEIVED, "table" => table.to_string(), "op" => op_name).increment(1);
-            let change = Change {
-                table,
-                position,
-                commit_time_micros: txn.commit_time,
-                kind,
-            };
-            if let Some(t) = &self.topics {
-                t.events(mapping, &change, false, &mut self.events);
-                self.since.get_or_insert_with(Instant::now);
-            }
-            match mapping.ops(&change) {
-                Ok(ops) => {
-                    if !self.windows.is_empty() {
-                        self.windows.record(&change.table, &ops);
-                    }
-                    self.since.get_or_insert_with(Instant::now);
-                    self.ops.extend(ops);
-                }
-                Err(e) => dead.push((e, txn.commit_lsn)),
-            }
-            // During a rebuild the old collection is kept current too (see `rebuild`); a row
-            // its old mapping cannot take is logged (the new collection has it, or its dead
-            // letter).
-            match mapping.shadow_ops(&change) {
-                Some(Ok(ops)) => self.ops.extend(ops),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "the collection being replaced cannot take this change; it is in the new one")
-                }
-                None => {}
-            }
+        let txn = self
+            .txn
+            .as_mut()
+            .ok_or_else(|| protocol("change outside a transaction".to_owned()))?;
+        let position = Position::new(txn.commit_lsn, txn.seq);
+        txn.seq += 1;
+        let op_name = match &kind {
+            ChangeKind::Insert { .. } => "insert",
+            ChangeKind::Update { .. } => "update",
+            ChangeKind::Delete { .. } => "delete",
+            ChangeKind::Truncate => "truncate",
+            ChangeKind::Sweep => "sweep",
+        };
+        metrics::counter!(names::CHANGES_RECEIVED, "table" => table.to_string(), "op" => op_name)
+            .increment(1);
+        let change = Change {
+            table,
+            position,
+            commit_time_micros: txn.commit_time,
+            kind,
+        };
+        if let Some(t) = &self.topics {
+            t.events(mapping, &change, false, &mut self.events);
+            self.since.get_or_insert_with(Instant::now);
         }
-        Ok(if self.buffered() >= self.batch_size {
-            self.take()
-        } else {
-            None
-        })
+        match mapping.ops(&change) {
+            Ok(ops) => {
+                if !self.windows.is_empty() {
+                    self.windows.record(&change.table, &ops);
+                }
+                self.since.get_or_insert_with(Instant::now);
+                self.ops.extend(ops);
+            }
+            Err(e) => dead.push((e, txn.commit_lsn)),
+        }
+        // During a rebuild the old collection is kept current too (see `rebuild`); a row
+        // its old mapping cannot take is logged (the new collection has it, or its dead
+        // letter).
+        match mapping.shadow_ops(&change) {
+            Some(Ok(ops)) => self.ops.extend(ops),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the collection being replaced cannot take this change; it is in the new one")
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     fn row_change(
