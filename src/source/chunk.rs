@@ -182,26 +182,7 @@ impl Catalog {
         binary: bool,
         filter: Option<&str>,
     ) -> Result<Option<Vec<Row>>, Error> {
-        let cols: Vec<String> = layout
-            .columns
-            .iter()
-            .map(|c| quote_ident(&c.name))
-            .collect();
-        let mut upper = end
-            .map(|e| format!(" AND ctid < '({e},0)'::tid"))
-            .unwrap_or_default();
-        if let Some(f) = filter {
-            upper.push_str(&format!(" AND ({f})"));
-        }
-        let select = format!(
-            "SELECT {} FROM {} WHERE ctid >= '({first},0)'::tid{upper}",
-            if cols.is_empty() {
-                "1".to_owned()
-            } else {
-                cols.join(", ")
-            },
-            table.quoted(),
-        );
+        let select = chunk_select(table, layout, first, end, filter);
         let relfilenode_sql = format!(
             "SELECT relfilenode::text FROM pg_class WHERE oid = {}",
             layout.oid
@@ -210,47 +191,15 @@ impl Catalog {
         // The chunk's read takes a lock that keeps the table from being rewritten until the
         // transaction ends, so the file check after it covers the rows it read.
         let read = async {
-            if binary {
-                self.client()
-                    .batch_execute("BEGIN READ ONLY")
-                    .await
-                    .map_err(Error::pg(ctx()))?;
-                let rows = self
-                    .copy_binary(&select, layout)
-                    .await
-                    .map_err(|e| match e {
-                        CopyError::Pg(e) => Error::pg(ctx())(e),
-                        CopyError::Parse(e) => Error::prerequisite(
-                            format!("{}: {e}", ctx()),
-                            "this is a bug; set source.format = \"text\" and report it",
-                        ),
-                    })?;
-                let messages = self
-                    .client()
-                    .simple_query(&format!("{relfilenode_sql}; COMMIT"))
-                    .await
-                    .map_err(Error::pg(ctx()))?;
-                Ok((rows, first_value(&messages, 0)))
-            } else {
-                let messages = self
-                    .client()
-                    .simple_query(&format!(
-                        "BEGIN READ ONLY; {select}; {relfilenode_sql}; COMMIT"
-                    ))
-                    .await
-                    .map_err(Error::pg(ctx()))?;
-                let mut rows = Vec::new();
-                let mut statement = 0;
-                for m in &messages {
-                    match m {
-                        SimpleQueryMessage::CommandComplete(_) => statement += 1,
-                        SimpleQueryMessage::Row(r) if statement == 1 => {
-                            rows.push(text_row(r, &layout.columns))
-                        }
-                        _ => {}
-                    }
+            match binary {
+                true => {
+                    self.read_binary(&select, &relfilenode_sql, layout, &ctx)
+                        .await
                 }
-                Ok((rows, first_value(&messages, 2)))
+                false => {
+                    self.read_text(&select, &relfilenode_sql, layout, &ctx)
+                        .await
+                }
             }
         };
         let (rows, relfilenode) = match read.await {
@@ -266,6 +215,67 @@ impl Catalog {
         };
         let relfilenode = relfilenode.and_then(|v| v.parse::<u32>().ok());
         Ok((relfilenode == Some(layout.relfilenode)).then_some(rows))
+    }
+
+    /// The chunk's rows by `COPY ... (FORMAT binary)` in a read-only transaction, and the
+    /// table's file read in the same transaction (text).
+    async fn read_binary(
+        &self,
+        select: &str,
+        relfilenode_sql: &str,
+        layout: &TableLayout,
+        ctx: &impl Fn() -> String,
+    ) -> Result<(Vec<Row>, Option<String>), Error> {
+        self.client()
+            .batch_execute("BEGIN READ ONLY")
+            .await
+            .map_err(Error::pg(ctx()))?;
+        let rows = self
+            .copy_binary(select, layout)
+            .await
+            .map_err(|e| match e {
+                CopyError::Pg(e) => Error::pg(ctx())(e),
+                CopyError::Parse(e) => Error::prerequisite(
+                    format!("{}: {e}", ctx()),
+                    "this is a bug; set source.format = \"text\" and report it",
+                ),
+            })?;
+        let messages = self
+            .client()
+            .simple_query(&format!("{relfilenode_sql}; COMMIT"))
+            .await
+            .map_err(Error::pg(ctx()))?;
+        Ok((rows, first_value(&messages, 0)))
+    }
+
+    /// The chunk's rows by a query in text form in a read-only transaction, and the table's
+    /// file read in the same transaction (text).
+    async fn read_text(
+        &self,
+        select: &str,
+        relfilenode_sql: &str,
+        layout: &TableLayout,
+        ctx: &impl Fn() -> String,
+    ) -> Result<(Vec<Row>, Option<String>), Error> {
+        let messages = self
+            .client()
+            .simple_query(&format!(
+                "BEGIN READ ONLY; {select}; {relfilenode_sql}; COMMIT"
+            ))
+            .await
+            .map_err(Error::pg(ctx()))?;
+        let mut rows = Vec::new();
+        let mut statement = 0;
+        for m in &messages {
+            match m {
+                SimpleQueryMessage::CommandComplete(_) => statement += 1,
+                SimpleQueryMessage::Row(r) if statement == 1 => {
+                    rows.push(text_row(r, &layout.columns))
+                }
+                _ => {}
+            }
+        }
+        Ok((rows, first_value(&messages, 2)))
     }
 
     async fn copy_binary(&self, select: &str, layout: &TableLayout) -> Result<Vec<Row>, CopyError> {
@@ -300,4 +310,34 @@ fn first_value(messages: &[SimpleQueryMessage], statement: usize) -> Option<Stri
         }
     }
     None
+}
+
+/// The query of the rows in heap pages `[first, end)` of `table` (only those matching `filter`).
+fn chunk_select(
+    table: &TableName,
+    layout: &TableLayout,
+    first: u32,
+    end: Option<u32>,
+    filter: Option<&str>,
+) -> String {
+    let cols: Vec<String> = layout
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    let mut upper = end
+        .map(|e| format!(" AND ctid < '({e},0)'::tid"))
+        .unwrap_or_default();
+    if let Some(f) = filter {
+        upper.push_str(&format!(" AND ({f})"));
+    }
+    format!(
+        "SELECT {} FROM {} WHERE ctid >= '({first},0)'::tid{upper}",
+        if cols.is_empty() {
+            "1".to_owned()
+        } else {
+            cols.join(", ")
+        },
+        table.quoted(),
+    )
 }
