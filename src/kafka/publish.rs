@@ -7,7 +7,8 @@
 //! Qdrant is a sink too). So the slot never moves past a change Kafka does not hold (with
 //! `acks=all`: every in-sync replica). The producer is idempotent: librdkafka's own retries
 //! neither duplicate nor reorder inside a partition. A delivery that fails anyway (broker down
-//! past `message.timeout.ms`) fails the batch; the writer retries it and produces again only
+//! past `message.timeout.ms`) fails the attempt; the Kafka destination (`pipeline::to_kafka`)
+//! retries it and produces again only
 //! the events not yet delivered ([`Delivered`]). A restart replays from the slot. Both can
 //! repeat an event: delivery is at least once, and every consumer that applies by position
 //! (as `apply` does, fenced) converges.
@@ -40,7 +41,8 @@ pub struct Publisher {
     enqueue: tokio::sync::Mutex<()>,
 }
 
-/// Which events of a batch are delivered, kept across the writer's retries of that batch.
+/// Which events of a batch are delivered, kept across the retries of that batch
+/// (`pipeline::to_kafka`).
 pub type Delivered = Mutex<Vec<bool>>;
 
 impl Publisher {

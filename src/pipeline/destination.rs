@@ -26,8 +26,10 @@ use std::future::Future;
 ///   rows that are bad for good are parked in the dead-letter file and count as landed.
 ///   After shutdown was requested, retries give up after `retrying::SHUTDOWN_GRACE` with
 ///   [`Error::Shutdown`].
-/// - **What may be repeated.** A batch may be landed again after a restart: every write must be
-///   idempotent and fenced by its position.
+/// - **What may be repeated.** A batch may be landed again (after a restart, or part of it
+///   after a failed attempt). In Qdrant every write is idempotent and fenced by its position,
+///   so a replay never regresses a point; to Kafka delivery is at least once (an event may be
+///   published twice) and the consumers fence by the position each event carries.
 pub trait Destination: Send + Sync + 'static {
     /// Makes `batch` durable here (see the trait's contract).
     fn land(&self, batch: Batch) -> impl Future<Output = Result<(), Error>> + Send;

@@ -456,8 +456,8 @@ fn doc_mut(op: &mut Op) -> Option<&mut Document> {
     }
 }
 
-/// One batch's way through the embedders, the protocol written once for the writer (and so
-/// `run` and `apply`) and for `verify --repair`:
+/// One batch's way through the embedders, the protocol written once for the Qdrant destination
+/// (`to_qdrant`, and so `run` and `apply`) and for `verify --repair`:
 ///
 /// 1. [`Pass::read`] what the batch's points were embedded from ([`Stored`]), once;
 /// 2. [`Pass::compute`] the vectors whose input changed, keeping what each attempt computed

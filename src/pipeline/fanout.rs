@@ -15,6 +15,10 @@ pub struct Fanout<K, Q> {
 impl<K: Destination, Q: Destination> Destination for Fanout<K, Q> {
     async fn land(&self, batch: Batch) -> Result<(), Error> {
         let Batch { ops, events, ack } = batch;
+        if self.qdrant.is_none() {
+            // Never embedded here: what the assembly counted as waiting is not.
+            super::embedding::count_waiting(&super::embedding::waiting(&ops), -1.0);
+        }
         let to_kafka = async {
             match &self.kafka {
                 Some(k) if !events.is_empty() => {
@@ -30,12 +34,7 @@ impl<K: Destination, Q: Destination> Destination for Fanout<K, Q> {
                     let events = Vec::new();
                     q.land(Batch { ops, events, ack }).await
                 }
-                Some(_) => Ok(()),
-                None => {
-                    // Never embedded here: what the assembly counted as waiting is not.
-                    super::embedding::count_waiting(&super::embedding::waiting(&ops), -1.0);
-                    Ok(())
-                }
+                _ => Ok(()),
             }
         };
         tokio::try_join!(to_kafka, to_qdrant)?;
@@ -100,10 +99,21 @@ mod tests {
             qdrant: Some(Recorder::default()),
         };
         assert!(kafka_refuses.land(with_event()).await.is_err());
+        let qdrant_refuses = Fanout {
+            kafka: Some(Recorder::default()),
+            qdrant: Some(Recorder {
+                fail: true,
+                ..Recorder::default()
+            }),
+        };
+        assert!(qdrant_refuses.land(with_event()).await.is_err());
+        // Publish only: the events still go to Kafka, the ops nowhere.
         let publish_only: Fanout<Recorder, Recorder> = Fanout {
             kafka: Some(Recorder::default()),
             qdrant: None,
         };
         publish_only.land(with_event()).await.unwrap();
+        let kafka = publish_only.kafka.as_ref().unwrap();
+        assert_eq!(*kafka.got.lock().unwrap(), [(0, 1)]);
     }
 }

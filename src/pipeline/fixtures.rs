@@ -46,3 +46,33 @@ pub fn upserts(keys: &[u64], lsn: u64) -> Batch {
     }
     batch
 }
+
+/// A batch of one TOAST merge of point `key` (a row of `public.t` with no columns) at `lsn`.
+pub fn merge(key: u64, lsn: u64) -> Batch {
+    let mut batch = upsert(key, lsn);
+    let Some(Op::Upsert {
+        collection, doc, ..
+    }) = batch.ops.pop()
+    else {
+        unreachable!("upsert makes one upsert")
+    };
+    batch.ops.push(Op::Merge {
+        collection,
+        doc,
+        table: crate::event::TableName::parse("public.t"),
+        row: crate::event::Row {
+            columns: Vec::new().into(),
+            values: Vec::new(),
+        },
+    });
+    batch
+}
+
+/// A batch with nothing to write (a keepalive's or a skipped transaction's ack) at `lsn`.
+pub fn empty(lsn: u64) -> Batch {
+    Batch {
+        ops: Vec::new(),
+        events: Vec::new(),
+        ack: Some(Lsn(lsn)),
+    }
+}

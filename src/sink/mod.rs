@@ -29,8 +29,10 @@ pub type Skipped = Vec<(std::sync::Arc<str>, u64)>;
 ///   their point already held that change or a later one (not counted as applied). Progress is
 ///   acknowledged to the slot only after `Ok`.
 /// - **Errors** are classified by [`Error::disposition`]: transient ones are retried by the
-///   caller with the same ops; a definite one makes the caller retry op by op and dead-letter
-///   what still fails.
+///   caller with the same ops. A definite one that may be an op's own fault
+///   ([`Error::blames_input`]) makes the caller write op by op and park only the ops that fail
+///   alone (unless every op fails alone for one reason: then the sink refuses everything, an
+///   outage, and nothing is parked); any other definite one fails the batch, unacknowledged.
 pub trait Sink: Send + Sync + 'static {
     /// Makes `ops` durable (see the trait's contract).
     fn write(&self, ops: &[Op]) -> impl Future<Output = Result<Skipped, Error>> + Send;

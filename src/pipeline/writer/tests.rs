@@ -1,7 +1,7 @@
 //! The writer's ordering, conflict-set and ack rules on an in-memory destination (no services).
 
 use super::*;
-use crate::pipeline::fixtures::{truncate, upsert};
+use crate::pipeline::fixtures::{empty, merge, truncate, upsert};
 use std::sync::Mutex;
 
 /// A destination in memory: batches with key 1 land after a pause (so later batches are taken
@@ -15,18 +15,28 @@ struct Memory {
 
 #[derive(Default)]
 struct Flight {
-    /// The keys of each write in flight (`None`: a truncate, which touches every key).
+    /// The keys of each write in flight (`None`: a truncate or a merge, which must be alone).
     now: Vec<Option<HashSet<PointKey>>>,
     most: usize,
     overlaps: Vec<String>,
     /// Keys in the order their writes landed.
     landed: Vec<PointKey>,
+    /// Batches handed to the destination.
+    calls: usize,
 }
 
 impl Memory {
     fn enter(&self, ops: &[Op]) -> Option<HashSet<PointKey>> {
-        let keys: Option<HashSet<PointKey>> = ops.iter().map(|o| o.row_key().cloned()).collect();
+        // A truncate or a TOAST merge must be alone: it stands for every key.
+        let keys: Option<HashSet<PointKey>> = ops
+            .iter()
+            .map(|o| match o {
+                Op::Merge { .. } => None,
+                _ => o.row_key().cloned(),
+            })
+            .collect();
         let mut f = self.flight.lock().unwrap();
+        f.calls += 1;
         let clashes: Vec<String> = f
             .now
             .iter()
@@ -181,4 +191,42 @@ async fn batches_in_flight_never_share_a_point_and_a_truncate_runs_alone() {
     );
     let acks: Vec<u64> = r.acks.iter().map(|a| a.unwrap().as_u64()).collect();
     assert_eq!(acks, [10, 20, 30, 40, 50, 60, 70, 80, 90]);
+}
+
+/// A TOAST merge (which may read the source) is written alone too: batches before it land
+/// first, batches after it wait.
+#[tokio::test(start_paused = true)]
+async fn a_toast_merge_runs_alone() {
+    let batches = vec![
+        upsert(1, 10),
+        upsert(5, 20),
+        merge(6, 30),
+        upsert(7, 40),
+        upsert(8, 50),
+    ];
+    let r = ran(batches).await;
+    r.result.unwrap();
+    let f = r.destination.flight.lock().unwrap();
+    assert!(f.overlaps.is_empty(), "{:#?}", f.overlaps);
+    assert!(f.most >= 2, "disjoint batches were written at once");
+    let acks: Vec<u64> = r.acks.iter().map(|a| a.unwrap().as_u64()).collect();
+    assert_eq!(acks, [10, 20, 30, 40, 50]);
+}
+
+/// A batch with nothing to write is acknowledged without a call to the destination, in its
+/// place in the order (after a slow batch before it); a batch without an ack (an applier's)
+/// is still told, as `None`, in its place.
+#[tokio::test(start_paused = true)]
+async fn an_empty_batch_is_acked_in_order_without_a_write_and_a_batch_without_ack_is_told_as_none()
+{
+    let mut unacked = upsert(5, 30);
+    unacked.ack = None;
+    let r = ran(vec![upsert(1, 10), empty(20), unacked, empty(40)]).await;
+    r.result.unwrap();
+    assert_eq!(
+        r.destination.flight.lock().unwrap().calls,
+        2,
+        "only the batches with ops"
+    );
+    assert_eq!(r.acks, [Some(Lsn(10)), Some(Lsn(20)), None, Some(Lsn(40))]);
 }
