@@ -1,20 +1,20 @@
-//! The consumer loop of an applier: messages taken into batches (up to `qdrant.batch_size`, or
-//! what came within `qdrant.linger_ms` of the first), decoded and mapped into ops, handed to the
-//! writer; a copy's closing sweep run in line; what cannot be decoded or mapped delivered to the
-//! dead-letter topic (`dlq`) before its offset may be committed (`commits`).
+//! What an applier does with the batches its consumer loop (`kafka::consume`) takes: each
+//! message decoded and mapped into ops, a copy's closing sweep run in line, what cannot be
+//! decoded or mapped delivered to the dead-letter topic (`dlq`) before its offset may be
+//! committed (`commits`); each batch handed to the writer, its offsets queued in the same order.
 
 use crate::config::{Config, KafkaConfig};
 use crate::error::{retry_until_stopped, Error};
 use crate::event::{Op, TableName};
+use crate::kafka::consume::{Batches, Batching, Offsets, Take, Taken};
 use crate::kafka::{client, decode, proto as pb};
 use crate::mapping::Mappings;
 use crate::pipeline::assemble::Batch;
 use crate::pipeline::to_qdrant::ToQdrant;
 use crate::pipeline::writer::{Pending, Writer};
 use crate::sink::qdrant::QdrantSink;
-use futures_util::StreamExt as _;
 use prost::Message as _;
-use rdkafka::consumer::Consumer;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::Message;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,7 +24,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::commits::Commits;
-use super::offsets::Offsets;
 use super::status;
 
 pub(super) struct Applier {
@@ -62,15 +61,6 @@ enum Decoded {
     Sweep(TableName, crate::lsn::Position, i64),
 }
 
-/// Messages taken into one batch.
-#[derive(Default)]
-struct Taken {
-    ops: Vec<Op>,
-    /// What is committed once the batch is durable.
-    offsets: Offsets,
-    messages: usize,
-}
-
 impl Applier {
     /// Consumes batches into the writer, which keeps `qdrant.parallel` of them in flight and
     /// commits each one's offsets once it and every batch before it are durable.
@@ -85,19 +75,21 @@ impl Applier {
             newest: BTreeMap::new(),
         };
         let (tx, rx) = mpsc::channel::<Batch>(1);
+        // The consumer ends on shutdown, an error, or the writer gone (its error is the run's).
+        let stop = self.shutdown.child_token();
         // A task of its own: a revocation blocks the consumer's task until the writes in flight
         // are durable (see `kafka::client::GroupLog`), so the writer must not share it.
         let writing = {
-            let ended = self.writer_ended.clone();
+            let (ended, stop) = (self.writer_ended.clone(), stop.clone());
             tokio::spawn(async move {
                 let r = writer.run(rx, commits).await;
                 ended.store(true, Ordering::SeqCst);
+                stop.cancel();
                 r
             })
         };
-        // The consumer ends on shutdown, an error, or the writer gone; dropping `tx` lets the
-        // writer finish what it holds.
-        let consumed = self.consume(&tx, &pending, queue).await;
+        // Dropping `tx` lets the writer finish what it holds.
+        let consumed = self.consume(stop, &tx, &pending, queue).await;
         drop(tx);
         let written = writing.await.unwrap_or_else(|e| {
             Err(Error::Task {
@@ -111,102 +103,42 @@ impl Applier {
         }
     }
 
-    /// Takes batches of up to `qdrant.batch_size` messages (or what came within
-    /// `qdrant.linger_ms` of the first) and hands them to the writer.
+    /// Takes batches (up to `qdrant.batch_size` messages or ops, or what came within
+    /// `qdrant.linger_ms` of the first) and hands them to the writer, until `stop`.
     async fn consume(
         &self,
+        stop: CancellationToken,
         tx: &mpsc::Sender<Batch>,
         pending: &Pending,
         queue: &Mutex<VecDeque<Offsets>>,
     ) -> Result<(), Error> {
-        let mut backoff = crate::error::Backoff::new(self.max_backoff);
-        // One stream for the whole run: `recv` would register and drop a waker per message.
-        let mut messages = self.consumer.stream();
-        loop {
-            let mut taken = Taken::default();
-            let first = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
-                // The writer failed: its error ends the run.
-                _ = tx.closed() => return Ok(()),
-                m = messages.next() => m.expect("kafka streams never terminate"),
-            };
-            match first {
-                Ok(m) => {
-                    taken.offsets.revocations = self.consumer.context().revocations();
-                    self.take(&mut taken, &m).await?
-                }
-                Err(e) => {
-                    let e = Error::kafka("receiving")(e);
-                    if e.disposition() == crate::error::Disposition::Definite {
-                        return Err(e);
-                    }
-                    tracing::warn!(error = %e, "consumer error; retrying");
-                    self.health.down("kafka", e.to_string());
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    }
-                    continue;
-                }
-            }
-            backoff.reset();
-            self.health.up("kafka");
-            if !self.fill(&mut messages, &mut taken).await? {
-                continue;
-            }
+        let how = Batching {
+            batch_size: self.batch_size,
+            linger: self.linger,
+            max_backoff: self.max_backoff,
+            stop,
+            health: self.health.clone(),
+        };
+        let mut batches = Batches::new(&self.consumer, self, how);
+        while let Some(taken) = batches.next().await? {
             if !self.hand_off(taken, tx, pending, queue).await {
                 return Ok(());
             }
         }
-    }
-
-    /// Takes more messages into `taken` (up to `qdrant.batch_size`, within `qdrant.linger_ms`
-    /// of the first). `false` when the batch was taken before a revocation and is dropped.
-    async fn fill(
-        &self,
-        messages: &mut rdkafka::consumer::MessageStream<'_, client::GroupLog>,
-        taken: &mut Taken,
-    ) -> Result<bool, Error> {
-        let deadline = tokio::time::Instant::now() + self.linger;
-        while taken.messages < self.batch_size && taken.ops.len() < self.batch_size {
-            match tokio::time::timeout_at(deadline, messages.next()).await {
-                Ok(Some(Ok(m))) => {
-                    let revocations = self.consumer.context().revocations();
-                    if revocations != taken.offsets.revocations {
-                        drop_taken(taken);
-                        *taken = Taken::default();
-                        taken.offsets.revocations = revocations;
-                    }
-                    self.take(taken, &m).await?
-                }
-                Ok(None) => unreachable!("kafka streams never terminate"),
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "consumer error");
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        // A revocation served while waiting for more (the stream answers it with no message):
-        // the batch was taken under the old assignment.
-        if self.consumer.context().revocations() != taken.offsets.revocations {
-            drop_taken(taken);
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(())
     }
 
     /// Queues `taken`'s offsets and sends its ops to the writer; `false` when the run ends
     /// (shutdown, or the writer gone: its error is the run's).
     async fn hand_off(
         &self,
-        taken: Taken,
+        taken: Taken<Vec<Op>>,
         tx: &mpsc::Sender<Batch>,
         pending: &Pending,
         queue: &Mutex<VecDeque<Offsets>>,
     ) -> bool {
         let batch = Batch {
-            ops: taken.ops,
+            ops: taken.batch,
             events: Vec::new(),
             ack: None,
         };
@@ -222,35 +154,6 @@ impl Applier {
         tokio::select! {
             _ = self.shutdown.cancelled() => false,
             r = tx.send(batch) => r.is_ok(),
-        }
-    }
-
-    /// One message: its ops join the batch, or it goes to the dead-letter topic.
-    async fn take(
-        &self,
-        taken: &mut Taken,
-        m: &rdkafka::message::BorrowedMessage<'_>,
-    ) -> Result<(), Error> {
-        let topic = m.topic();
-        taken.messages += 1;
-        taken.offsets.taken(topic, m.partition(), m.offset());
-        let payload = m.payload().unwrap_or_default();
-        match self.ops(payload) {
-            Ok(Decoded::Ops(ops, committed)) => {
-                taken.ops.extend(ops);
-                taken.offsets.event(topic, committed);
-                Ok(())
-            }
-            Ok(Decoded::Sweep(table, before, committed)) => {
-                // Done here, before the message's offset can be committed (with the batch).
-                self.sweep(&table, before).await?;
-                taken.offsets.event(topic, committed);
-                Ok(())
-            }
-            Err(reason) => {
-                tracing::warn!(topic = %topic, partition = m.partition(), offset = m.offset(), reason = %reason, dlq = %self.dlq_topic, "message cannot be applied; sent to the dead-letter topic");
-                self.dead_letter(m, &reason).await
-            }
         }
     }
 
@@ -298,14 +201,38 @@ impl Applier {
     }
 }
 
-/// Logs a batch dropped because it was taken before a revocation: under the eager protocol
-/// every partition starts again from its committed offset, here or at its next owner, so its
-/// messages come again; written now, they could land after the next owner's later changes.
-fn drop_taken(taken: &Taken) {
-    if taken.messages > 0 {
-        tracing::info!(
-            messages = taken.messages,
-            "a batch taken before a rebalance dropped: its messages come again from the committed offsets"
-        );
+impl Take for Applier {
+    type Batch = Vec<Op>;
+
+    /// One message: its ops join the batch, or it goes to the dead-letter topic.
+    async fn take(
+        &self,
+        ops: &mut Vec<Op>,
+        offsets: &mut Offsets,
+        m: &BorrowedMessage<'_>,
+    ) -> Result<(), Error> {
+        let topic = m.topic();
+        let payload = m.payload().unwrap_or_default();
+        match self.ops(payload) {
+            Ok(Decoded::Ops(more, committed)) => {
+                ops.extend(more);
+                offsets.event(topic, committed);
+                Ok(())
+            }
+            Ok(Decoded::Sweep(table, before, committed)) => {
+                // Done here, before the message's offset can be committed (with the batch).
+                self.sweep(&table, before).await?;
+                offsets.event(topic, committed);
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(topic = %topic, partition = m.partition(), offset = m.offset(), reason = %reason, dlq = %self.dlq_topic, "message cannot be applied; sent to the dead-letter topic");
+                self.dead_letter(m, &reason).await
+            }
+        }
+    }
+
+    fn size(ops: &Vec<Op>) -> usize {
+        ops.len()
     }
 }

@@ -15,6 +15,7 @@
 //! `pg2qdrant apply` (the consumer group writing Qdrant) is its own mode (`apply` at the top level).
 
 pub mod client;
+pub mod consume;
 pub mod decode;
 pub mod delivery;
 pub mod event;
