@@ -186,32 +186,21 @@ async fn start(
     status: &StatusSlot,
 ) -> Result<Started, Error> {
     let health = &tasks.health().clone();
-    let p = prepare(cfg, stop, health).await?;
-    let (cfg, mappings, sink) = (p.cfg, p.mappings, p.sink);
-    let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
-    let dead_letter = Arc::new(Mutex::new(DeadLetter::new(&cfg.dead_letter.path)));
-    durable_tx.send_replace(p.start);
-    let durable = durable_tx.subscribe();
-    let (batches, rx) = mpsc::channel::<Batch>(WRITER_QUEUE);
-    let (pending, lag, writer_stop) = (
-        Pending::default(),
-        Arc::new(LagClock::default()),
-        CancellationToken::new(),
-    );
+    let mut p = prepare(cfg, stop, health).await?;
+    let max_backoff = Duration::from_millis(p.cfg.qdrant.max_backoff_ms);
+    let dead_letter = Arc::new(Mutex::new(DeadLetter::new(&p.cfg.dead_letter.path)));
+    let writer_stop = CancellationToken::new();
     let retrying = Retrying {
         max_backoff,
         shutdown: writer_stop.clone(),
         health: health.clone(),
     };
-    let destination = destination(
-        &cfg,
-        p.publisher,
-        p.embedders,
-        &sink,
-        &mappings,
-        &dead_letter,
-        retrying,
-    );
+    let destination = p.destination(&dead_letter, retrying);
+    let (cfg, mappings, sink) = (p.cfg, p.mappings, p.sink);
+    durable_tx.send_replace(p.start);
+    let durable = durable_tx.subscribe();
+    let (batches, rx) = mpsc::channel::<Batch>(WRITER_QUEUE);
+    let (pending, lag) = (Pending::default(), Arc::new(LagClock::default()));
     let writer = Writer {
         destination: Arc::new(destination),
         pending: pending.clone(),
@@ -307,31 +296,30 @@ impl Watched {
     }
 }
 
-/// Where the writer makes batches durable: Kafka when `[kafka]` is set, Qdrant unless
-/// `qdrant.direct = false`.
-fn destination(
-    cfg: &Config,
-    publisher: Option<Arc<Publisher>>,
-    embedders: Embedders,
-    sink: &Arc<QdrantSink>,
-    mappings: &Arc<Mappings>,
-    dead_letter: &Arc<Mutex<DeadLetter>>,
-    retrying: Retrying,
-) -> Fanout<ToKafka, ToQdrant<QdrantSink>> {
-    Fanout {
-        kafka: publisher.map(|publisher| ToKafka {
-            publisher,
-            dead_letter: dead_letter.clone(),
-            retrying: retrying.clone(),
-        }),
-        qdrant: cfg.qdrant.direct.then(|| ToQdrant {
-            sink: sink.clone(),
-            mappings: mappings.clone(),
-            reads: SourceReads::new(cfg.source.clone()),
-            embedders: Arc::new(embedders),
-            dead_letter: dead_letter.clone(),
-            retrying,
-        }),
+impl Prepared {
+    /// Where the writer makes batches durable: Kafka when `[kafka]` is set, Qdrant unless
+    /// `qdrant.direct = false` (the producer and the embedders move there).
+    fn destination(
+        &mut self,
+        dead_letter: &Arc<Mutex<DeadLetter>>,
+        retrying: Retrying,
+    ) -> Fanout<ToKafka, ToQdrant<QdrantSink>> {
+        let cfg = &self.cfg;
+        Fanout {
+            kafka: self.publisher.take().map(|publisher| ToKafka {
+                publisher,
+                dead_letter: dead_letter.clone(),
+                retrying: retrying.clone(),
+            }),
+            qdrant: cfg.qdrant.direct.then(|| ToQdrant {
+                sink: self.sink.clone(),
+                mappings: self.mappings.clone(),
+                reads: SourceReads::new(cfg.source.clone()),
+                embedders: Arc::new(std::mem::take(&mut self.embedders)),
+                dead_letter: dead_letter.clone(),
+                retrying,
+            }),
+        }
     }
 }
 

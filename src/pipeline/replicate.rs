@@ -235,31 +235,8 @@ impl Replicator {
                         }
                     };
                     backoff.reset();
-                    match ev {
-                        ReplicationEvent::Begin { final_lsn, commit_time_micros, .. } => self.assembler.begin(final_lsn, commit_time_micros),
-                        ReplicationEvent::XLogData { data, .. } => match self.assembler.data(&data, &mut dead) {
-                            Ok(b) => batches.extend(b),
-                            Err(e @ Error::TextNeeded { .. }) => return self.text_needed(e),
-                            Err(e) => return Stop::Exit(Err(e), false),
-                        },
-                        ReplicationEvent::Commit { end_lsn, commit_time_micros, .. } => {
-                            self.lag.committed(end_lsn, commit_time_micros);
-                            metrics::counter!(names::TRANSACTIONS).increment(1);
-                            self.assembler.commit(end_lsn)
-                        }
-                        ReplicationEvent::KeepAlive { wal_end, .. } => self.assembler.keepalive(wal_end),
-                        ReplicationEvent::Message { prefix, content, .. } if prefix == PREFIX => {
-                            match self.control(&content) {
-                                Ok(b) => batches.extend(b),
-                                Err(e) => return Stop::Exit(Err(e), false),
-                            }
-                        }
-                        _ => {}
-                    }
-                    for (e, lsn) in dead.drain(..) {
-                        if let Err(err) = self.dead_letter.lock().expect("dead-letter lock").row(&e, lsn) {
-                            return Stop::Exit(Err(err), false);
-                        }
+                    if let Some(stop) = self.event(ev, &mut batches, &mut dead) {
+                        return stop;
                     }
                 }
             }
@@ -274,6 +251,56 @@ impl Replicator {
                 }
             }
         }
+    }
+
+    /// One event of the stream into the assembler: batches it completes join `batches`, rows
+    /// that cannot be mapped are parked; `Some` when the loop must stop.
+    fn event(
+        &mut self,
+        ev: ReplicationEvent,
+        batches: &mut Vec<Batch>,
+        dead: &mut Vec<(crate::mapping::MappingError, Lsn)>,
+    ) -> Option<Stop> {
+        match ev {
+            ReplicationEvent::Begin {
+                final_lsn,
+                commit_time_micros,
+                ..
+            } => self.assembler.begin(final_lsn, commit_time_micros),
+            ReplicationEvent::XLogData { data, .. } => match self.assembler.data(&data, dead) {
+                Ok(b) => batches.extend(b),
+                Err(e @ Error::TextNeeded { .. }) => return Some(self.text_needed(e)),
+                Err(e) => return Some(Stop::Exit(Err(e), false)),
+            },
+            ReplicationEvent::Commit {
+                end_lsn,
+                commit_time_micros,
+                ..
+            } => {
+                self.lag.committed(end_lsn, commit_time_micros);
+                metrics::counter!(names::TRANSACTIONS).increment(1);
+                self.assembler.commit(end_lsn)
+            }
+            ReplicationEvent::KeepAlive { wal_end, .. } => self.assembler.keepalive(wal_end),
+            ReplicationEvent::Message {
+                prefix, content, ..
+            } if prefix == PREFIX => match self.control(&content) {
+                Ok(b) => batches.extend(b),
+                Err(e) => return Some(Stop::Exit(Err(e), false)),
+            },
+            _ => {}
+        }
+        for (e, lsn) in dead.drain(..) {
+            if let Err(err) = self
+                .dead_letter
+                .lock()
+                .expect("dead-letter lock")
+                .row(&e, lsn)
+            {
+                return Some(Stop::Exit(Err(err), false));
+            }
+        }
+        None
     }
 
     /// A watched table gained a column binary values cannot carry: under `auto`, reconnect in
