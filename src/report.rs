@@ -2,11 +2,11 @@
 //! read by the running connector's sampler (the `pg2qdrant_verify_*` gauges). A leaf: it knows
 //! the report's shape and file, nothing of how a check runs.
 
-use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::names;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::path::Path;
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct TableReport {
@@ -40,17 +40,17 @@ impl TableReport {
     }
 }
 
-/// Writes `reports` as the last verify's result (atomically).
-pub fn store(cfg: &Config, reports: &[TableReport]) -> Result<(), Error> {
-    let path = cfg.checkpoint.verify_path();
+/// Writes `reports` as the last verify's result (atomically) to `path`
+/// (`checkpoint.verify_path()`).
+pub fn store(path: &Path, reports: &[TableReport]) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(reports).expect("report serializes");
-    crate::checkpoint::write_atomically(&path, &bytes)
+    crate::checkpoint::write_atomically(path, &bytes)
         .map_err(Error::io(format!("write verify report {}", path.display())))
 }
 
-/// The last verify's reports (empty when none was made, or the file cannot be read).
-pub fn load(cfg: &Config) -> Vec<TableReport> {
-    std::fs::read(cfg.checkpoint.verify_path())
+/// The last verify's reports in `path` (empty when none was made, or the file cannot be read).
+pub fn load(path: &Path) -> Vec<TableReport> {
+    std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
@@ -58,16 +58,15 @@ pub fn load(cfg: &Config) -> Vec<TableReport> {
 
 /// Sets the `pg2qdrant_verify_*` gauges from the last report `verify` wrote beside the
 /// checkpoint, when it changed since `seen` (its modification time). Called by the connector.
-pub fn export_last(cfg: &Config, seen: &mut Option<std::time::SystemTime>) {
-    let path = cfg.checkpoint.verify_path();
-    let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
+pub fn export_last(path: &Path, seen: &mut Option<std::time::SystemTime>) {
+    let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified()) else {
         return;
     };
     if *seen == Some(modified) {
         return;
     }
     *seen = Some(modified);
-    match std::fs::read(&path)
+    match std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<Vec<TableReport>>(&b).ok())
     {

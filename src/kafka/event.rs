@@ -104,48 +104,13 @@ fn read(mapping: &TableMapping, col: &Column, kind: Kind, datum: &Datum) -> Resu
     };
     let Kind::Scalar(s) = kind else {
         return match kind {
-            // Parsed once: packed when it can be, else item by item.
-            Kind::Array(elem) => Ok(match datum {
-                Datum::Text(t) => {
-                    let items = value::parse_array(t)?;
-                    match packed_text(elem, &items) {
-                        Some(floats) => V::FloatArray(floats),
-                        None => V::Array(text_array(elem, &items)),
-                    }
-                }
-                Datum::Binary(b) => match packed_binary(elem, b) {
-                    Some(floats) => V::FloatArray(floats),
-                    None => V::Array(binary_array(elem, b)?),
-                },
-                _ => unreachable!("values only"),
-            }),
+            Kind::Array(elem) => array(elem, datum),
             _ => text(mapping, col, datum),
         };
     };
     Ok(match s {
         Scalar::Timestamp | Scalar::TimestampTz => {
-            let with_time_zone = s == Scalar::TimestampTz;
-            let infinite = |unix_micros| pb::Timestamp {
-                unix_micros,
-                with_time_zone,
-                infinite: true,
-            };
-            let finite = |unix_micros| pb::Timestamp {
-                unix_micros,
-                with_time_zone,
-                infinite: false,
-            };
-            V::Timestamp(match datum {
-                Datum::Text(t) if t == "infinity" => infinite(i64::MAX),
-                Datum::Text(t) if t == "-infinity" => infinite(i64::MIN),
-                Datum::Text(t) => finite(value::unix_micros(kind, t)?),
-                Datum::Binary(b) => match b.as_slice().try_into().map(i64::from_be_bytes) {
-                    Ok(i64::MAX) => infinite(i64::MAX),
-                    Ok(i64::MIN) => infinite(i64::MIN),
-                    _ => finite(binary::unix_micros(kind, b)?),
-                },
-                _ => unreachable!("values only"),
-            })
+            V::Timestamp(timestamp(kind, s == Scalar::TimestampTz, datum)?)
         }
         Scalar::Bytea => V::Bytes(match datum {
             Datum::Binary(b) => b.clone(),
@@ -177,6 +142,49 @@ fn read(mapping: &TableMapping, col: &Column, kind: Kind, datum: &Datum) -> Resu
                 other => V::Json(other.to_string()),
             })
         }
+    })
+}
+
+/// An array, parsed once: packed as floats when it can be, else item by item.
+fn array(elem: Scalar, datum: &Datum) -> Result<V, String> {
+    Ok(match datum {
+        Datum::Text(t) => {
+            let items = value::parse_array(t)?;
+            match packed_text(elem, &items) {
+                Some(floats) => V::FloatArray(floats),
+                None => V::Array(text_array(elem, &items)),
+            }
+        }
+        Datum::Binary(b) => match packed_binary(elem, b) {
+            Some(floats) => V::FloatArray(floats),
+            None => V::Array(binary_array(elem, b)?),
+        },
+        _ => unreachable!("values only"),
+    })
+}
+
+/// A timestamp as Unix microseconds, `infinity` and `-infinity` kept as such.
+fn timestamp(kind: Kind, with_time_zone: bool, datum: &Datum) -> Result<pb::Timestamp, String> {
+    let infinite = |unix_micros| pb::Timestamp {
+        unix_micros,
+        with_time_zone,
+        infinite: true,
+    };
+    let finite = |unix_micros| pb::Timestamp {
+        unix_micros,
+        with_time_zone,
+        infinite: false,
+    };
+    Ok(match datum {
+        Datum::Text(t) if t == "infinity" => infinite(i64::MAX),
+        Datum::Text(t) if t == "-infinity" => infinite(i64::MIN),
+        Datum::Text(t) => finite(value::unix_micros(kind, t)?),
+        Datum::Binary(b) => match b.as_slice().try_into().map(i64::from_be_bytes) {
+            Ok(i64::MAX) => infinite(i64::MAX),
+            Ok(i64::MIN) => infinite(i64::MIN),
+            _ => finite(binary::unix_micros(kind, b)?),
+        },
+        _ => unreachable!("values only"),
     })
 }
 

@@ -181,11 +181,7 @@ const TEXT: &str = "text/plain; version=0.0.4";
 const JSON: &str = "application/json";
 
 /// The status line, content type and body for a request target (path and query).
-async fn respond(
-    target: &str,
-    handle: &PrometheusHandle,
-    endpoints: &Endpoints,
-) -> (&'static str, &'static str, String) {
+async fn respond(target: &str, handle: &PrometheusHandle, endpoints: &Endpoints) -> Response {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     match path {
         "/metrics" => ("200 OK", TEXT, handle.render()),
@@ -198,71 +194,80 @@ async fn respond(
                 format!("not ready\n{}\n", down.join("\n")),
             ),
         },
-        "/wait" => {
-            let (lsn, timeout) = match wait::parse_query(query) {
-                Ok(q) => q,
-                Err(e) => return ("400 Bad Request", JSON, error_json(&e)),
-            };
-            let durable = |status, d: crate::lsn::Lsn| {
-                (
-                    status,
-                    JSON,
-                    format!("{{\"lsn\":\"{lsn}\",\"durable_lsn\":\"{d}\"}}\n"),
-                )
-            };
-            match endpoints.waiters.wait(lsn, timeout).await {
-                Answer::Reached(d) => durable("200 OK", d),
-                Answer::TimedOut(d) => durable("504 Gateway Timeout", d),
-                Answer::Stopping(d) => durable("503 Service Unavailable", d),
-                Answer::Full(max) => (
-                    "503 Service Unavailable",
-                    JSON,
-                    error_json(&format!(
-                        "{max} waiters already wait (metrics.max_waiters): retry shortly"
-                    )),
-                ),
-                Answer::NotServed(why) => ("501 Not Implemented", JSON, error_json(why)),
-            }
-        }
-        "/status" => match &endpoints.status {
-            None => (
-                "501 Not Implemented",
-                JSON,
-                error_json("sync status is served by `pg2qdrant run` and `pg2qdrant apply`"),
-            ),
-            Some(slot) => match slot.get() {
-                Some(_) => {
-                    // It reads files (the dead-letter file, the last verify): not on the runtime,
-                    // and a few at a time.
-                    let _build = STATUS_BUILDS.acquire().await.expect("never closed");
-                    let slot = slot.clone();
-                    let doc = tokio::task::spawn_blocking(move || {
-                        slot.get().map(|source| source.status())
-                    })
-                    .await;
-                    match doc {
-                        Ok(Some(doc)) => (
-                            "200 OK",
-                            JSON,
-                            serde_json::to_string(&doc).expect("status serializes") + "\n",
-                        ),
-                        _ => (
-                            "503 Service Unavailable",
-                            JSON,
-                            error_json("the status could not be assembled; see the log"),
-                        ),
-                    }
-                }
-                None => {
-                    let why = match endpoints.health.ready() {
-                        Ok(()) => "starting".to_owned(),
-                        Err(down) => format!("starting: {}", down.join("; ")),
-                    };
-                    ("503 Service Unavailable", JSON, error_json(&why))
-                }
-            },
-        },
+        "/wait" => wait_for(query, endpoints).await,
+        "/status" => status_of(endpoints).await,
         _ => ("404 Not Found", TEXT, "not found\n".to_owned()),
+    }
+}
+
+type Response = (&'static str, &'static str, String);
+
+/// `/wait?lsn=…&timeout_ms=…`: answers once `lsn` is durable, or the timeout passed.
+async fn wait_for(query: &str, endpoints: &Endpoints) -> Response {
+    let (lsn, timeout) = match wait::parse_query(query) {
+        Ok(q) => q,
+        Err(e) => return ("400 Bad Request", JSON, error_json(&e)),
+    };
+    let durable = |status, d: crate::lsn::Lsn| {
+        (
+            status,
+            JSON,
+            format!("{{\"lsn\":\"{lsn}\",\"durable_lsn\":\"{d}\"}}\n"),
+        )
+    };
+    match endpoints.waiters.wait(lsn, timeout).await {
+        Answer::Reached(d) => durable("200 OK", d),
+        Answer::TimedOut(d) => durable("504 Gateway Timeout", d),
+        Answer::Stopping(d) => durable("503 Service Unavailable", d),
+        Answer::Full(max) => (
+            "503 Service Unavailable",
+            JSON,
+            error_json(&format!(
+                "{max} waiters already wait (metrics.max_waiters): retry shortly"
+            )),
+        ),
+        Answer::NotServed(why) => ("501 Not Implemented", JSON, error_json(why)),
+    }
+}
+
+/// `/status`: the sync status document (`run` and `apply` only).
+async fn status_of(endpoints: &Endpoints) -> Response {
+    match &endpoints.status {
+        None => (
+            "501 Not Implemented",
+            JSON,
+            error_json("sync status is served by `pg2qdrant run` and `pg2qdrant apply`"),
+        ),
+        Some(slot) => match slot.get() {
+            Some(_) => {
+                // It reads files (the dead-letter file, the last verify): not on the runtime,
+                // and a few at a time.
+                let _build = STATUS_BUILDS.acquire().await.expect("never closed");
+                let slot = slot.clone();
+                let doc =
+                    tokio::task::spawn_blocking(move || slot.get().map(|source| source.status()))
+                        .await;
+                match doc {
+                    Ok(Some(doc)) => (
+                        "200 OK",
+                        JSON,
+                        serde_json::to_string(&doc).expect("status serializes") + "\n",
+                    ),
+                    _ => (
+                        "503 Service Unavailable",
+                        JSON,
+                        error_json("the status could not be assembled; see the log"),
+                    ),
+                }
+            }
+            None => {
+                let why = match endpoints.health.ready() {
+                    Ok(()) => "starting".to_owned(),
+                    Err(down) => format!("starting: {}", down.join("; ")),
+                };
+                ("503 Service Unavailable", JSON, error_json(&why))
+            }
+        },
     }
 }
 

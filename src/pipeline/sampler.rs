@@ -61,7 +61,7 @@ impl Sampler {
                 }
                 continue;
             }
-            crate::report::export_last(&self.cfg, &mut verified);
+            crate::report::export_last(&self.cfg.checkpoint.verify_path(), &mut verified);
             metrics::gauge!(names::LAG_SECONDS).set(self.lag.seconds_behind());
             if let Some(c) = &catalog {
                 if let Err(e) = self.postgres(c).await {

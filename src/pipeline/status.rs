@@ -28,21 +28,7 @@ impl StatusSource for Board {
             Ok(()) => (true, Vec::new()),
             Err(down) => (false, down),
         };
-        let verified: BTreeMap<String, Verified> = crate::report::load(&self.cfg)
-            .into_iter()
-            .map(|r| {
-                let v = Verified {
-                    checked_at: r.checked_at,
-                    rows: r.rows,
-                    points: r.points,
-                    missing: r.missing,
-                    orphaned: r.orphaned,
-                    stale: r.stale,
-                    in_sync_percent: Verified::percent(r.rows, r.missing, r.orphaned, r.stale),
-                };
-                (r.table, v)
-            })
-            .collect();
+        let verified = verified(&self.cfg.checkpoint.verify_path());
         let parked = crate::deadletter::parked::counts(&self.cfg.dead_letter.path);
         let mappings = self.coordinator.mappings();
         let tables = self
@@ -105,4 +91,23 @@ impl StatusSource for Board {
         }
         .settle()
     }
+}
+
+/// What the last `verify` found, by table (from its report beside the checkpoint).
+fn verified(report: &std::path::Path) -> BTreeMap<String, Verified> {
+    crate::report::load(report)
+        .into_iter()
+        .map(|r| {
+            let v = Verified {
+                checked_at: r.checked_at,
+                rows: r.rows,
+                points: r.points,
+                missing: r.missing,
+                orphaned: r.orphaned,
+                stale: r.stale,
+                in_sync_percent: Verified::percent(r.rows, r.missing, r.orphaned, r.stale),
+            };
+            (r.table, v)
+        })
+        .collect()
 }

@@ -65,7 +65,7 @@ pub async fn run(
         out.push(report);
     }
     // The running connector exports the last result (see `report::export_last`).
-    crate::report::store(cfg, &out)?;
+    crate::report::store(&cfg.checkpoint.verify_path(), &out)?;
     Ok(out)
 }
 
