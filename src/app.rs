@@ -48,7 +48,7 @@ use tokio_util::sync::CancellationToken;
 const WRITER_QUEUE: usize = 4;
 
 /// The stages of a run, started.
-struct Started {
+struct Stages {
     replicator: Replicator,
     /// From this token on, the writer's retries get the grace, no more.
     writer_stop: CancellationToken,
@@ -81,7 +81,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
         served,
     )
     .await?;
-    let Started {
+    let Stages {
         mut replicator,
         writer_stop,
         copies_stop,
@@ -100,7 +100,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), Error> 
 }
 
 /// What the set-up of a run found and made, before any stage starts.
-struct Prepared {
+struct SetUp {
     /// The config with rebuilt tables writing their new collections.
     cfg: Config,
     mappings: Arc<Mappings>,
@@ -117,11 +117,7 @@ struct Prepared {
 
 /// Sets up (`setup`): the checkpoint, the source side, the copy coordinator, the sinks and the
 /// embedders. Transient failures are retried until `stop` (then `Error::Shutdown`).
-async fn prepare(
-    cfg: Config,
-    stop: &CancellationToken,
-    health: &Health,
-) -> Result<Prepared, Error> {
+async fn prepare(cfg: Config, stop: &CancellationToken, health: &Health) -> Result<SetUp, Error> {
     let max_backoff = Duration::from_millis(cfg.qdrant.max_backoff_ms);
     let checkpoint = FileCheckpoint::open(&cfg.checkpoint.path)?;
     let stored = checkpoint.load()?;
@@ -162,7 +158,7 @@ async fn prepare(
     if publisher.is_some() {
         health.up("kafka"); // the producer connected and the topics exist
     }
-    Ok(Prepared {
+    Ok(SetUp {
         cfg,
         mappings,
         binary: source.binary,
@@ -184,7 +180,7 @@ async fn start(
     tasks: &mut Tasks,
     durable_tx: watch::Sender<Lsn>,
     status: &StatusSlot,
-) -> Result<Started, Error> {
+) -> Result<Stages, Error> {
     let health = &tasks.health().clone();
     let mut p = prepare(cfg, stop, health).await?;
     let max_backoff = Duration::from_millis(p.cfg.qdrant.max_backoff_ms);
@@ -208,7 +204,7 @@ async fn start(
     };
     let progress = DurableProgress::new(Box::new(p.checkpoint), durable_tx).with_lag(lag.clone());
     let writer = tokio::spawn(writer.run(rx, progress));
-    let watched = Watched {
+    let watched = Watchers {
         cfg: cfg.clone(),
         coordinator: p.coordinator.clone(),
         durable: durable.clone(),
@@ -247,7 +243,7 @@ async fn start(
         lag,
         health: health.clone(),
     };
-    Ok(Started {
+    Ok(Stages {
         replicator,
         writer_stop,
         copies_stop,
@@ -255,7 +251,7 @@ async fn start(
 }
 
 /// What the sampler and `/status` watch.
-struct Watched {
+struct Watchers {
     cfg: Config,
     coordinator: Arc<Coordinator>,
     durable: watch::Receiver<Lsn>,
@@ -263,7 +259,7 @@ struct Watched {
     health: Arc<Health>,
 }
 
-impl Watched {
+impl Watchers {
     /// Starts the sampler (metrics of the slot, the lag, Qdrant) and fills the `/status` slot.
     fn start(
         self,
@@ -296,7 +292,7 @@ impl Watched {
     }
 }
 
-impl Prepared {
+impl SetUp {
     /// Where the writer makes batches durable: Kafka when `[kafka]` is set, Qdrant unless
     /// `qdrant.direct = false` (the producer and the embedders move there).
     fn destination(

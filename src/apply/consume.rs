@@ -54,7 +54,7 @@ pub(super) struct Applier {
 }
 
 /// What one message asks for.
-enum Decoded {
+enum Meaning {
     /// Ops for the writer, and the change's commit time (Unix µs).
     Ops(Vec<Op>, i64),
     /// A copy's closing sweep (see `verify::sweep`), and its commit time.
@@ -159,7 +159,7 @@ impl Applier {
 
     /// The ops of one message's change event and its commit time (Unix µs), or its sweep, or
     /// why there are none.
-    fn ops(&self, payload: &[u8]) -> Result<Decoded, String> {
+    fn ops(&self, payload: &[u8]) -> Result<Meaning, String> {
         let event = pb::ChangeEvent::decode(payload)
             .map_err(|e| format!("not a pg2qdrant.v1.ChangeEvent: {e}"))?;
         let table: TableName = decode::table(&event).ok_or("the event names no source table")?;
@@ -169,14 +169,14 @@ impl Applier {
             .ok_or_else(|| format!("table {table} is not in this applier's [[tables]]"))?;
         let change = decode::change(mapping, &event)?;
         if change.kind == crate::event::ChangeKind::Sweep {
-            return Ok(Decoded::Sweep(
+            return Ok(Meaning::Sweep(
                 table,
                 change.position,
                 event.commit_time_unix_micros,
             ));
         }
         let ops = mapping.ops(&change).map_err(|e| e.to_string())?;
-        Ok(Decoded::Ops(ops, event.commit_time_unix_micros))
+        Ok(Meaning::Ops(ops, event.commit_time_unix_micros))
     }
 
     /// A copy's sweep of `table` (see `verify::sweep`), retried while PostgreSQL or Qdrant is
@@ -214,12 +214,12 @@ impl Take for Applier {
         let topic = m.topic();
         let payload = m.payload().unwrap_or_default();
         match self.ops(payload) {
-            Ok(Decoded::Ops(more, committed)) => {
+            Ok(Meaning::Ops(more, committed)) => {
                 ops.extend(more);
                 offsets.event(topic, committed);
                 Ok(())
             }
-            Ok(Decoded::Sweep(table, before, committed)) => {
+            Ok(Meaning::Sweep(table, before, committed)) => {
                 // Done here, before the message's offset can be committed (with the batch).
                 self.sweep(&table, before).await?;
                 offsets.event(topic, committed);

@@ -39,7 +39,7 @@ enum Step {
 }
 
 /// A variable applied to the tree: its name, where it went, what it held.
-pub(super) struct Applied {
+pub(super) struct Override {
     name: String,
     path: Vec<Step>,
     value: String,
@@ -57,7 +57,7 @@ pub fn read(
         };
         let path = path_of(&tree, &name, rest)?;
         set(&mut tree, &path, &value);
-        applied.push(Applied { name, path, value });
+        applied.push(Override { name, path, value });
     }
     serde_path_to_error::deserialize(Lenient(Value::Table(tree))).map_err(|e| {
         let at = e.path().to_string();
@@ -153,7 +153,7 @@ fn dotted(path: &[Step]) -> String {
 
 /// The error of reading the tree, named after the variable that set the failing key, or that
 /// named the unknown key the error reports; else after the key itself (the file's error).
-fn blame(applied: &[Applied], at: &str, message: &str) -> Error {
+fn blame(applied: &[Override], at: &str, message: &str) -> Error {
     let at = at.trim_start_matches('.');
     // serde: "unknown field `x`, expected one of `a`, `b`", reported at the parent of `x`.
     let unknown = message
@@ -300,16 +300,16 @@ pub(super) mod tests {
     use super::*;
 
     /// One variable as `read` records it.
-    pub fn applied(name: &str, value: &str) -> Vec<Applied> {
+    pub fn applied(name: &str, value: &str) -> Vec<Override> {
         let rest = name.strip_prefix(ENV_PREFIX).expect("prefixed");
-        vec![Applied {
+        vec![Override {
             name: name.to_owned(),
             path: path_of(&Table::new(), name, rest).expect("a path"),
             value: value.to_owned(),
         }]
     }
 
-    pub fn blame_of(applied: &[Applied], at: &str, message: &str) -> Error {
+    pub fn blame_of(applied: &[Override], at: &str, message: &str) -> Error {
         blame(applied, at, message)
     }
 }

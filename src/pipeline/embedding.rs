@@ -35,7 +35,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-struct Loaded {
+/// One embedder, loaded, with the limits of its calls.
+struct Model {
     model: Arc<dyn Embedder>,
     /// Most inputs in one call.
     batch_size: usize,
@@ -46,7 +47,7 @@ struct Loaded {
     concurrency: usize,
 }
 
-impl Loaded {
+impl Model {
     /// `(op, input)` pairs cut into calls (see [`group_calls`]).
     fn calls<'p>(&self, pairs: &'p [(usize, usize)], ops: &[Op]) -> Vec<&'p [(usize, usize)]> {
         let limited = self.max_batch_tokens > 0;
@@ -88,13 +89,13 @@ fn group_calls<T>(
 /// The configured embedders, loaded.
 #[derive(Default)]
 pub struct Embedders {
-    by_name: HashMap<String, Loaded>,
+    by_name: HashMap<String, Model>,
 }
 
 /// What [`Embedders::compute`] found: a vector per (op, input), and the ops whose text the
 /// embedder refused (with the reason).
 #[derive(Debug, Default)]
-struct Computed {
+struct Results {
     vectors: HashMap<(usize, usize), Vector>,
     failed: HashMap<usize, String>,
 }
@@ -109,7 +110,7 @@ impl Embedders {
             let loaded = match c.kind {
                 // One call with every text of the batch: the model orders them by length and
                 // cuts its own passes by `batch_size` and `max_batch_tokens`.
-                EmbedderKind::Local => Loaded {
+                EmbedderKind::Local => Model {
                     model,
                     batch_size: usize::MAX,
                     max_batch_tokens: 0,
@@ -117,7 +118,7 @@ impl Embedders {
                     concurrency: 1,
                 },
                 // A tokenizer only to keep requests within a token budget.
-                EmbedderKind::Openai => Loaded {
+                EmbedderKind::Openai => Model {
                     model,
                     batch_size: c.batch_size,
                     max_batch_tokens: c.max_batch_tokens,
@@ -259,7 +260,7 @@ impl Embedders {
         &self,
         ops: &[Op],
         stored: &Stored,
-        done: &std::sync::Mutex<Computed>,
+        done: &std::sync::Mutex<Results>,
     ) -> Result<(), Error> {
         let mut out = std::mem::take(&mut *done.lock().expect("computed lock"));
         let result = self.compute_into(ops, stored, &mut out).await;
@@ -271,7 +272,7 @@ impl Embedders {
         &self,
         ops: &[Op],
         stored: &Stored,
-        out: &mut Computed,
+        out: &mut Results,
     ) -> Result<(), Error> {
         for (name, pairs) in self.wanted(ops, stored, out) {
             // BM25 (sparse_vectors kind = "bm25"): pure and cheap, computed here.
@@ -303,7 +304,7 @@ impl Embedders {
         &self,
         ops: &'o [Op],
         stored: &Stored,
-        out: &mut Computed,
+        out: &mut Results,
     ) -> HashMap<&'o str, Vec<(usize, usize)>> {
         let mut wanted: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
         for (i, op) in ops.iter().enumerate() {
@@ -334,7 +335,7 @@ impl Embedders {
     /// Moves the computed vectors into the documents of `ops` (the same ops `computed` was made
     /// for) and records what each was built from. Returns the ops that could not be embedded,
     /// by index, with the reason.
-    fn apply(&self, ops: &mut [Op], mut computed: Computed) -> Vec<(usize, String)> {
+    fn apply(&self, ops: &mut [Op], mut computed: Results) -> Vec<(usize, String)> {
         for (i, op) in ops.iter_mut().enumerate() {
             if computed.failed.contains_key(&i) {
                 continue;
@@ -364,11 +365,11 @@ impl Embedders {
 /// transiently (that failure is returned, and the retry skips what is kept). A call the model
 /// refuses is tried again input by input to find the one at fault.
 async fn embed_with(
-    e: &Loaded,
+    e: &Model,
     name: &str,
     pairs: &[(usize, usize)],
     ops: &[Op],
-    out: &mut Computed,
+    out: &mut Results,
 ) -> Result<(), Error> {
     let text = |p: &(usize, usize)| input_text(ops, p).to_owned();
     let mut waiting = e
@@ -471,7 +472,7 @@ pub struct Pass<'e> {
     embedders: &'e Embedders,
     reuse: Reuse,
     stored: std::sync::Mutex<Option<Arc<Stored>>>,
-    done: std::sync::Mutex<Computed>,
+    done: std::sync::Mutex<Results>,
 }
 
 /// Which stored vectors a [`Pass`] may reuse when their input did not change.
@@ -490,7 +491,7 @@ impl<'e> Pass<'e> {
             embedders,
             reuse,
             stored: std::sync::Mutex::new(None),
-            done: std::sync::Mutex::new(Computed::default()),
+            done: std::sync::Mutex::new(Results::default()),
         }
     }
 
