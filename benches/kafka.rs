@@ -47,6 +47,10 @@ mod cpu;
 mod docs;
 #[path = "support/qdrant_cluster.rs"]
 mod qdrant_cluster;
+#[path = "support/watch.rs"]
+mod watch;
+
+use watch::{until_every_point, until_every_point_by};
 
 use docs::DIM;
 const STREAM: &[&str] = &["pg2qdrant"];
@@ -566,102 +570,6 @@ async fn main() {
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
             .await;
     }
-}
-
-/// A phase that ends when every point is in its collection: timed from the first point on (the
-/// start before it — set-up, connections, a group join — is reported apart), with this
-/// process's CPU per row from the first point on, the bench's watching left out.
-struct Timed {
-    /// Seconds for all rows at the rate after the first point.
-    secs: f64,
-    /// pg2qdrant's CPU µs per row after the first point.
-    steady_us: f64,
-    /// CPU seconds of the watching thread (left out of the phase's [`cpu::Totals`]).
-    watching: f64,
-}
-
-/// Points in `collection`, from Qdrant's REST API on a plain connection of the calling thread
-/// (so its cost stays on the [`cpu::WATCH`] thread of [`until_every_point`]).
-fn count_http(http: &str, collection: &str) -> u64 {
-    use std::io::{Read, Write};
-    let addr = http.trim_start_matches("http://");
-    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let body = r#"{"exact":true}"#;
-    let request = format!(
-        "POST /collections/{collection}/points/count HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut reply = String::new();
-    if conn.write_all(request.as_bytes()).is_err() || conn.read_to_string(&mut reply).is_err() {
-        return 0;
-    }
-    let json = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str::<serde_json::Value>(json)
-        .ok()
-        .and_then(|v| v["result"]["count"].as_u64())
-        .unwrap_or(0)
-}
-
-/// [`until_every_point_by`] with pg2qdrant running in this process.
-async fn until_every_point(http: &str, collection: &str, rows: i64, name: &str) -> Timed {
-    until_every_point_by(http, collection, rows, name, cpu::own).await
-}
-
-/// Waits until `collection` holds `rows` points; `ours` reads pg2qdrant's CPU seconds so far
-/// (this process's, or the applier processes').
-async fn until_every_point_by(
-    http: &str,
-    collection: &str,
-    rows: i64,
-    name: &str,
-    ours: impl Fn() -> f64 + Send + 'static,
-) -> Timed {
-    let (http, collection) = (http.to_owned(), collection.to_owned());
-    // On a `WATCH` thread: its polling is not pg2qdrant's CPU.
-    let watch = std::thread::Builder::new()
-        .name(cpu::WATCH.into())
-        .spawn(move || {
-            let t = Instant::now();
-            let mine = cpu::this_thread();
-            // (when, points then, pg2qdrant's CPU then)
-            let mut first: Option<(Instant, u64, f64)> = None;
-            loop {
-                let n = count_http(&http, &collection);
-                if n > 0 && first.is_none() {
-                    first = Some((Instant::now(), n, ours()));
-                }
-                if n >= rows as u64 {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let (t0, n0, cpu0) = first.expect("points arrived");
-            let rest = (rows as u64 - n0).max(1) as f64;
-            let cpu = ours() - cpu0;
-            (
-                t0 - t,
-                t0.elapsed(),
-                Timed {
-                    secs: t0.elapsed().as_secs_f64() * rows as f64 / rest,
-                    steady_us: cpu * 1e6 / rest,
-                    watching: cpu::this_thread() - mine,
-                },
-            )
-        })
-        .unwrap();
-    let timed = tokio::task::spawn_blocking(move || watch.join().unwrap())
-        .await
-        .unwrap();
-    let (before, after, timed) = timed;
-    eprintln!(
-        "{name}: first point after {:.1} s, then {:.1} s at {:.1} µs of pg2qdrant CPU per row",
-        before.as_secs_f64(),
-        after.as_secs_f64(),
-        timed.steady_us
-    );
-    timed
 }
 
 /// A `[kafka]` section for topic creation.

@@ -2,13 +2,16 @@
 # The benchmark: starts the services like the tests, then runs benches/e2e.rs (release build).
 # BENCH_ROWS (default 100000) and BENCH_BATCH (default 256) tune it; BENCH_ONLY=latency runs the
 # commit → visible phase alone; BENCH_ONLY=kafka the Kafka fan-out bench (benches/kafka.rs, default
-# 5 000 rows) alone; BENCH_PARALLEL sets qdrant.parallel in the Kafka bench. Prints figures only.
+# 5 000 rows) alone; BENCH_PARALLEL sets qdrant.parallel in the Kafka bench; BENCH_ONLY=peer
+# pg2qdrant next to Debezium Server's Qdrant sink (benches/peer.rs, default 10 000 rows; fetches
+# Debezium Server once, ~780 MB). Prints figures only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
 install_all
 BENCH=e2e
 if [ "${BENCH_ONLY:-}" = kafka ]; then install_kafka; BENCH=kafka; fi
+if [ "${BENCH_ONLY:-}" = peer ]; then install_debezium; BENCH=peer; fi
 cargo build --locked --release --bench "$BENCH" --bin pg2qdrant
 if [ "$BENCH" = kafka ]; then start_services bench kafka; else start_services bench; fi
 export PG2QDRANT_LOG=warn

@@ -169,6 +169,46 @@ KAFKA_VERSION=4.1.1
 export KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
 KAFKA_BROKER="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kafka/broker.sh"
 
+# Debezium Server for the peer bench (BENCH_ONLY=peer): its distribution from Maven Central
+# (a Quarkus runner jar with every sink and connector, ~780 MB, once into the cache), run on Java
+# 21 or newer (its classes need 21): the newest JDK under /usr/lib/jvm, else Debian's.
+export DEBEZIUM_VERSION=3.6.1.Final
+export DEBEZIUM_HOME="$CACHE_DIR/debezium-server-$DEBEZIUM_VERSION/debezium-server"
+DEBEZIUM_URL="https://repo1.maven.org/maven2/io/debezium/debezium-server-dist/$DEBEZIUM_VERSION/debezium-server-dist-$DEBEZIUM_VERSION.tar.gz"
+
+# The java binary of the newest JDK under /usr/lib/jvm that is 21 or newer (empty if none).
+java21() {
+  local j v best="" best_v=0
+  for j in /usr/lib/jvm/*/bin/java; do
+    [ -x "$j" ] || continue
+    v=$("$j" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+    if [ "${v:-0}" -ge 21 ] && [ "$v" -gt "$best_v" ]; then best="$j"; best_v=$v; fi
+  done
+  echo "$best"
+}
+
+install_debezium() {
+  if [ -z "$(java21)" ]; then
+    log "installing a Java 21+ runtime for Debezium Server (Debian package)"
+    apt_install --no-install-recommends openjdk-21-jre-headless || apt_install --no-install-recommends openjdk-25-jre-headless \
+      || { log "no Java 21 or newer found or installable; Debezium Server $DEBEZIUM_VERSION needs one"; return 1; }
+  fi
+  export DEBEZIUM_JAVA="$(java21)"
+  if [ -f "$DEBEZIUM_HOME/debezium-server-dist-$DEBEZIUM_VERSION-runner.jar" ] \
+    && [ -f "$DEBEZIUM_HOME/lib/debezium-server-qdrant-$DEBEZIUM_VERSION.jar" ]; then return; fi
+  local tgz="$CACHE_DIR/debezium-server-dist-$DEBEZIUM_VERSION.tar.gz" started=$SECONDS
+  mkdir -p "$CACHE_DIR"
+  if [ ! -f "$tgz" ]; then
+    log "fetching Debezium Server $DEBEZIUM_VERSION from Maven Central (~780 MB, once)"
+    curl -fsSL --retry 3 -o "$tgz.part" "$DEBEZIUM_URL"
+    mv "$tgz.part" "$tgz"
+  fi
+  rm -rf "$(dirname "$DEBEZIUM_HOME")"
+  mkdir -p "$(dirname "$DEBEZIUM_HOME")"
+  tar -xzf "$tgz" -C "$(dirname "$DEBEZIUM_HOME")" --no-same-owner
+  log "Debezium Server $DEBEZIUM_VERSION in $((SECONDS - started)) s: $DEBEZIUM_HOME"
+}
+
 install_kafka() {
   # Kafka 4 runs on Java 17 or newer.
   local major

@@ -1,5 +1,6 @@
 //! What the benches share: a fresh database with the `docs` table (id, title, n, 384-float
 //! vector), loading it, the points of the sink ceiling, and Qdrant counts.
+#![allow(dead_code)]
 
 use qdrant_client::qdrant::{CountPointsBuilder, PointStruct};
 use qdrant_client::{Payload, Qdrant};
