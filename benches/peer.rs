@@ -120,7 +120,12 @@ async fn main() {
     let (url, db) = fresh(&admin, &pg, &slots).await;
     let q = docs::qdrant(&qgrpc);
     let mut results = Vec::new();
-    for tool in [Tool::Pg2qdrant, Tool::Debezium] {
+    // `BENCH_TOOL=pg2qdrant` (or `debezium`) runs one tool alone (to profile it).
+    let only = std::env::var("BENCH_TOOL").unwrap_or_default();
+    let tools = [Tool::Pg2qdrant, Tool::Debezium]
+        .into_iter()
+        .filter(|t| only.is_empty() || t.name().to_lowercase().starts_with(&only));
+    for tool in tools {
         db.batch_execute("TRUNCATE docs").await.unwrap();
         load(&db, 1, rows).await;
         let _ = q.delete_collection(tool.collection()).await;
