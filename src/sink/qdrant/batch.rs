@@ -7,16 +7,16 @@
 //! channel is made from the same settings as the `Qdrant` client (URL, TLS for `https`, timeouts,
 //! API key as the `api-key` header) and connects lazily, reconnecting after a failure.
 
+use super::encode::{Encoded, Update};
 use crate::error::Error;
-use qdrant_client::qdrant::points_client::PointsClient;
-use qdrant_client::qdrant::{PointsUpdateOperation, UpdateBatchPoints};
+use qdrant_client::qdrant::UpdateBatchResponse;
 use qdrant_client::{Qdrant, QdrantError};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 #[derive(Clone)]
 pub struct BatchWriter {
-    points: PointsClient<Channel>,
+    grpc: tonic::client::Grpc<Channel>,
     api_key: Option<MetadataValue<Ascii>>,
 }
 
@@ -47,31 +47,30 @@ impl BatchWriter {
             None => None,
         };
         Ok(Self {
-            points: PointsClient::new(endpoint.connect_lazy())
+            grpc: tonic::client::Grpc::new(endpoint.connect_lazy())
                 .max_decoding_message_size(usize::MAX),
             api_key,
         })
     }
 
-    /// Applies `operations` to `collection` in order and waits until they are applied.
-    pub async fn write(
-        &self,
-        collection: &str,
-        operations: Vec<PointsUpdateOperation>,
-    ) -> Result<(), QdrantError> {
-        let mut request = tonic::Request::new(UpdateBatchPoints {
-            collection_name: collection.to_owned(),
-            wait: Some(true),
-            operations,
-            ordering: None,
-            timeout: None,
-        });
+    /// Applies `updates` to `collection` in order and waits until they are applied. The
+    /// request is encoded from the documents (see `encode`) and sent as `UpdateBatch`.
+    pub async fn write(&self, collection: &str, updates: &[Update<'_>]) -> Result<(), QdrantError> {
+        let mut request = tonic::Request::new(super::encode::request(collection, updates));
         if let Some(k) = &self.api_key {
             request.metadata_mut().insert("api-key", k.clone());
         }
-        self.points
-            .clone()
-            .update_batch(request)
+        request
+            .extensions_mut()
+            .insert(tonic::GrpcMethod::new("qdrant.Points", "UpdateBatch"));
+        let mut grpc = self.grpc.clone();
+        grpc.ready()
+            .await
+            .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
+        let codec = tonic_prost::ProstCodec::<Encoded, UpdateBatchResponse>::default();
+        let path =
+            tonic::codegen::http::uri::PathAndQuery::from_static("/qdrant.Points/UpdateBatch");
+        grpc.unary(request, path, codec)
             .await
             .map(|_| ())
             .map_err(QdrantError::from)

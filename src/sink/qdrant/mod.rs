@@ -2,6 +2,7 @@
 
 mod batch;
 pub mod collections;
+mod encode;
 pub mod fence;
 pub mod mapping;
 mod operations;

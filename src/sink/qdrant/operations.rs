@@ -19,26 +19,24 @@
 //! split by shard key, each run of upserts is followed by the delete of its ids from every other
 //! key (fenced like the upsert), and every other operation names all keys.
 
+use super::encode::Update;
 use super::shards::Keys;
 use super::{fence, mapping};
 use crate::event::{Document, Op, PointKey};
 use crate::lsn::Position;
 use qdrant_client::qdrant::points_update_operation::{
-    DeletePoints, Operation, PointStructList, SetPayload, UpdateVectors,
+    DeletePoints, Operation, SetPayload, UpdateVectors,
 };
 use qdrant_client::qdrant::{Condition, Filter, PointsUpdateOperation, ShardKeySelector};
 use std::collections::{BTreeMap, HashMap};
 
-fn op(operation: Operation) -> PointsUpdateOperation {
-    PointsUpdateOperation {
+fn op(operation: Operation) -> Update<'static> {
+    Update::Other(PointsUpdateOperation {
         operation: Some(operation),
-    }
+    })
 }
 
-fn delete_where(
-    filter: Filter,
-    shard_key_selector: Option<ShardKeySelector>,
-) -> PointsUpdateOperation {
+fn delete_where(filter: Filter, shard_key_selector: Option<ShardKeySelector>) -> Update<'static> {
     op(Operation::DeletePoints(DeletePoints {
         points: Some(filter.into()),
         shard_key_selector,
@@ -99,11 +97,7 @@ impl Fencing<'_> {
 /// out upserts whose point already holds their position or a later one. Ops that are [`free`]
 /// are written without a fence (see the module doc). `keys`: the shard keys of a
 /// custom-sharded collection (`None`: sharded by id).
-pub fn operations(
-    ops: &[&Op],
-    fencing: &Fencing,
-    keys: Option<&Keys>,
-) -> Vec<PointsUpdateOperation> {
+pub fn operations<'d>(ops: &[&'d Op], fencing: &Fencing, keys: Option<&Keys>) -> Vec<Update<'d>> {
     let target = Target {
         fencing,
         everywhere: match keys {
@@ -170,7 +164,7 @@ impl Target<'_> {
     /// A run of upserts: the last op per id wins (it has the highest position); free ones go
     /// unfenced, the others each with their own clause; in a custom-sharded collection, then
     /// one delete of these ids from every other shard key.
-    fn upserts(&self, run: &[&Op], out: &mut Vec<PointsUpdateOperation>) {
+    fn upserts<'d>(&self, run: &[&'d Op], out: &mut Vec<Update<'d>>) {
         let mut latest: HashMap<&PointKey, usize> = HashMap::new();
         for (j, o) in run.iter().enumerate() {
             if let Op::Upsert { doc, .. } = o {
@@ -237,7 +231,7 @@ impl Target<'_> {
     }
 
     /// A run of deletes: free ones by id, the others fenced.
-    fn deletes(&self, run: &[&Op], out: &mut Vec<PointsUpdateOperation>) {
+    fn deletes(&self, run: &[&Op], out: &mut Vec<Update>) {
         let Some(selector) = self.everywhere.clone() else {
             return;
         };
@@ -266,7 +260,7 @@ impl Target<'_> {
 
     /// A TOAST merge: its vectors (when one changed), then its payload, both fenced, so the
     /// position in the payload moves only after the vectors were written.
-    fn merge(&self, doc: &Document, out: &mut Vec<PointsUpdateOperation>) {
+    fn merge(&self, doc: &Document, out: &mut Vec<Update>) {
         let Some(selector) = self.everywhere.clone() else {
             return;
         };
@@ -287,7 +281,7 @@ impl Target<'_> {
     }
 
     /// A delete by `filter` in every shard key (none without any key yet).
-    fn delete_everywhere(&self, filter: Filter, out: &mut Vec<PointsUpdateOperation>) {
+    fn delete_everywhere(&self, filter: Filter, out: &mut Vec<Update>) {
         if let Some(selector) = self.everywhere.clone() {
             out.push(delete_where(filter, selector));
         }
@@ -312,18 +306,17 @@ fn by_shard<'d>(
     groups
 }
 
-/// One `Upsert` of `docs` into shard key `key` (`None`: placed by id).
-fn upsert(
-    docs: &[&Document],
+/// One `Upsert` of `docs` into shard key `key` (`None`: placed by id), encoded from them.
+fn upsert<'d>(
+    docs: &[&'d Document],
     key: Option<&str>,
     update_filter: Option<Filter>,
-) -> PointsUpdateOperation {
-    op(Operation::Upsert(PointStructList {
-        points: docs.iter().map(|d| mapping::point(d)).collect(),
+) -> Update<'d> {
+    Update::Upsert {
+        docs: docs.to_vec(),
         shard_key_selector: key.map(Keys::one),
         update_filter,
-        update_mode: None,
-    }))
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +324,7 @@ mod tests {
     use super::*;
     use crate::event::Document;
     use qdrant_client::qdrant::condition::ConditionOneOf;
+    use qdrant_client::qdrant::points_update_operation::PointStructList;
     use std::sync::Arc;
 
     /// What the pre-read found: point `key` at commit LSN `lsn`, nothing else.
@@ -373,6 +367,11 @@ mod tests {
         }
     }
 
+    /// The operations as qdrant-client's types.
+    fn plain(updates: Vec<Update>) -> Vec<PointsUpdateOperation> {
+        updates.iter().map(Update::to_operation).collect()
+    }
+
     fn upsert_of(op: &PointsUpdateOperation) -> &PointStructList {
         match &op.operation {
             Some(Operation::Upsert(list)) => list,
@@ -388,7 +387,7 @@ mod tests {
         let ops = [upsert(1, 10, 0), upsert(2, 10, 1)];
         let refs: Vec<&Op> = ops.iter().collect();
         let stored = stored_at(2, 5);
-        let out = operations(&refs, &shared(&stored, None), None);
+        let out = plain(operations(&refs, &shared(&stored, None), None));
         let filter = upsert_of(&out[0]).update_filter.clone().unwrap();
         let expected = fence::per_point([
             (
@@ -429,7 +428,7 @@ mod tests {
             above: None,
             sole_writer: true,
         };
-        let filter = upsert_of(&operations(&refs, &sole, None)[0])
+        let filter = upsert_of(&plain(operations(&refs, &sole, None))[0])
             .update_filter
             .clone()
             .unwrap();
@@ -458,14 +457,14 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let out = operations(&refs, &shared(&stored, None), None);
+        let out = plain(operations(&refs, &shared(&stored, None), None));
         let list = upsert_of(&out[0]);
         assert_eq!(list.points.len(), 1);
         assert_eq!(
             list.points[0].id,
             Some(mapping::point_id(&PointKey::Num(1)))
         );
-        let everything_stale = operations(&refs[2..], &shared(&stored, None), None);
+        let everything_stale = plain(operations(&refs[2..], &shared(&stored, None), None));
         assert!(everything_stale.is_empty());
     }
 
@@ -477,7 +476,7 @@ mod tests {
         }
         let ops = [upsert(1, 30, 0), upsert(2, 10, 0), copied];
         let refs: Vec<&Op> = ops.iter().collect();
-        let out = operations(&refs, &shared(&Stored::new(), Some(20)), None);
+        let out = plain(operations(&refs, &shared(&Stored::new(), Some(20)), None));
         assert_eq!(out.len(), 2, "{out:?}");
         let free = upsert_of(&out[0]);
         assert!(free.update_filter.is_none());
@@ -490,7 +489,7 @@ mod tests {
             "the replayed change and the copied row"
         );
         // Unknown newest position: everything fenced.
-        let out = operations(&refs, &shared(&Stored::new(), None), None);
+        let out = plain(operations(&refs, &shared(&Stored::new(), None), None));
         assert_eq!(out.len(), 1);
         assert!(upsert_of(&out[0]).update_filter.is_some());
     }
@@ -507,7 +506,7 @@ mod tests {
         };
         let ops = [del(1, 30), del(2, 10)];
         let refs: Vec<&Op> = ops.iter().collect();
-        let out = operations(&refs, &shared(&Stored::new(), Some(20)), None);
+        let out = plain(operations(&refs, &shared(&Stored::new(), Some(20)), None));
         let selectors: Vec<_> = out
             .iter()
             .map(|o| match &o.operation {
@@ -561,11 +560,11 @@ mod tests {
             sharded_upsert(3, 10, "a"),
         ];
         let refs: Vec<&Op> = ops.iter().collect();
-        let out = operations(
+        let out = plain(operations(
             &refs,
             &shared(&Stored::new(), Some(20)),
             Some(&keys(&["a", "b", "c"])),
-        );
+        ));
         assert_eq!(out.len(), 4, "{out:#?}");
         // Free upserts by key, then the fenced one, then one delete across every key.
         assert_eq!(selected(&upsert_of(&out[0]).shard_key_selector), ["a"]);
@@ -597,19 +596,22 @@ mod tests {
                 seq: 0,
             },
         };
-        let out = operations(
+        let out = plain(operations(
             &[&del],
             &shared(&Stored::new(), Some(20)),
             Some(&keys(&["a", "b"])),
-        );
+        ));
         let Some(Operation::DeletePoints(d)) = &out[0].operation else {
             panic!("{out:?}");
         };
         assert_eq!(selected(&d.shard_key_selector), ["a", "b"]);
-        assert!(
-            operations(&[&del], &shared(&Stored::new(), Some(20)), Some(&keys(&[]))).is_empty()
-        );
-        let unsharded = operations(&[&del], &shared(&Stored::new(), Some(20)), None);
+        assert!(plain(operations(
+            &[&del],
+            &shared(&Stored::new(), Some(20)),
+            Some(&keys(&[]))
+        ))
+        .is_empty());
+        let unsharded = plain(operations(&[&del], &shared(&Stored::new(), Some(20)), None));
         let Some(Operation::DeletePoints(d)) = &unsharded[0].operation else {
             panic!("{unsharded:?}");
         };

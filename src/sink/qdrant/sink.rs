@@ -253,7 +253,7 @@ impl Sink for QdrantSink {
                 let superseded = fencing.superseded(&segment);
                 if !operations.is_empty() {
                     self.writer
-                        .write(&collection, operations)
+                        .write(&collection, &operations)
                         .await
                         .map_err(Error::qdrant(format!(
                             "write {} ops to collection {collection}",
