@@ -130,12 +130,37 @@ async fn main() {
         load(&db, 1, rows).await;
         let _ = q.delete_collection(tool.collection()).await;
         let figures = run(tool, &url, &db, &qhttp, &qgrpc, rows).await;
-        let _ = admin
-            .execute("SELECT pg_drop_replication_slot($1)", &[&tool.slot()])
-            .await;
+        drop_slot(&admin, tool.slot()).await;
+        // Its index work must not run into the next tool's phases.
+        let _ = q.delete_collection(tool.collection()).await;
         results.push((tool, figures));
     }
     print(&results, rows);
+}
+
+/// Drops `slot` once its walsender is gone (a stopped tool's may linger a moment).
+async fn drop_slot(admin: &Client, slot: &str) {
+    for _ in 0..100 {
+        let dropped = admin
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = $1 AND NOT active",
+                &[&slot],
+            )
+            .await;
+        let left = admin
+            .query(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_or(1, |r| r.len());
+        if dropped.is_ok() && left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("slot {slot} is still active 10 s after its tool stopped");
 }
 
 /// One tool through every phase.
@@ -146,25 +171,29 @@ async fn run(tool: Tool, url: &str, db: &Client, http: &str, grpc: &str, rows: i
     .map(|p| p.trim().to_owned())
     .unwrap_or_default();
     let collection = tool.collection();
-    let mut child = start(tool, url, http, grpc, true).await;
+    let child = start(tool, url, http, grpc, true).await;
     let mut f = Figures::default();
     // 1. Copy.
     let sampling = cpu::start(url, &qdrant_pid, &[]);
     let name = format!("{}: copy", tool.name());
     let copy = watch::until_count(http, collection, 0, rows, &name, cpu_of(&child)).await;
+    // Qdrant's share includes the index it builds for these points (pg2qdrant defers it during
+    // a first copy; Debezium's collection indexes as it goes).
+    until_green(http, collection).await;
     // The wait began as the tool was started.
     f.start_s = copy.first_s;
     f.copy = phase(copy, sampling.stop().await, rows);
     // 2. Stream: the rows written while the tool was stopped, read from its slot once it is back
     // (so the figure is the tool's, not the loader's).
     f.rss_mb = peak_rss_mb(child.id());
-    stop(&mut child);
+    child.stop();
     load(db, rows + 1, 2 * rows).await;
     let sampling = cpu::start(url, &qdrant_pid, &[]);
-    let mut child = start(tool, url, http, grpc, false).await;
+    let child = start(tool, url, http, grpc, false).await;
     let name = format!("{}: stream", tool.name());
     let stream =
         watch::until_count(http, collection, rows as u64, rows, &name, cpu_of(&child)).await;
+    until_green(http, collection).await;
     f.stream = phase(stream, sampling.stop().await, rows);
     // 3. Commit → visible.
     (f.p50_ms, f.p99_ms) = latency(db, http, collection, 10 * rows).await;
@@ -174,20 +203,20 @@ async fn run(tool: Tool, url: &str, db: &Client, http: &str, grpc: &str, rows: i
         .await
         .err();
     f.rss_mb = f.rss_mb.max(peak_rss_mb(child.id()));
-    stop(&mut child);
+    child.stop();
     f
 }
 
 /// Starts `tool`; `fresh`: from nothing (else it resumes where it stopped).
-async fn start(tool: Tool, url: &str, http: &str, grpc: &str, fresh: bool) -> Child {
-    match tool {
+async fn start(tool: Tool, url: &str, http: &str, grpc: &str, fresh: bool) -> Running {
+    Running(match tool {
         Tool::Pg2qdrant => start_pg2qdrant(url, grpc, fresh),
         Tool::Debezium => start_debezium(url, http, grpc, fresh).await,
-    }
+    })
 }
 
 /// Reads the CPU seconds of `child` so far.
-fn cpu_of(child: &Child) -> impl Fn() -> f64 + Send + 'static {
+fn cpu_of(child: &Running) -> impl Fn() -> f64 + Send + 'static {
     let pid = child.id().to_string();
     move || cpu::seconds_of(&pid)
 }
@@ -392,6 +421,23 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `collection` is green: its optimisations (index build) done.
+async fn until_green(http: &str, collection: &str) {
+    let (http, path) = (http.to_owned(), format!("/collections/{collection}"));
+    tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        while !rest(&http, "GET", &path, "").contains("\"status\":\"green\"") {
+            assert!(
+                t.elapsed() < Duration::from_secs(600),
+                "{path} never became green"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+}
+
 /// `collection` with an unnamed `Dot` vector of [`DIM`], through Qdrant's REST API.
 fn create_collection(http: &str, collection: &str) {
     let body = format!(r#"{{"vectors":{{"size":{DIM},"distance":"Dot"}}}}"#);
@@ -488,7 +534,12 @@ async fn equal_within(
     let q = docs::qdrant(grpc);
     let t = Instant::now();
     loop {
-        let found = differences(db, &q, collection).await;
+        let mut found = differences(db, &q, collection).await;
+        if found.is_ok() {
+            // Once more a second later: a late stale write would show.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            found = differences(db, &q, collection).await;
+        }
         if found.is_ok() || t.elapsed() > limit {
             return found;
         }
@@ -564,6 +615,20 @@ async fn differences(
     }
 }
 
+/// `java -version`'s first line, for Debezium Server's runtime.
+fn java_version() -> String {
+    std::env::var("DEBEZIUM_JAVA")
+        .ok()
+        .and_then(|java| Command::new(java).arg("-version").output().ok())
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
+
 /// Peak resident memory of process `pid` (`VmHWM`), MB.
 fn peak_rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -577,16 +642,40 @@ fn peak_rss_mb(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// SIGTERM, then the process reaped.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+/// A tool's process: stopped with SIGTERM ([`Running::stop`]), or killed if the bench panics
+/// first (so no JVM outlives a failed run).
+struct Running(Child);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGTERM, then the process reaped.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 fn print(results: &[(Tool, Figures)], rows: i64) {
-    println!("\n## pg2qdrant and Debezium Server 3.6.1.Final (Qdrant sink), {rows} rows copied, {rows} streamed\n");
+    println!(
+        "\n## pg2qdrant {} and Debezium Server {} (Qdrant sink; {}), {rows} rows copied, {rows} streamed\n",
+        env!("CARGO_PKG_VERSION"),
+        std::env::var("DEBEZIUM_VERSION").unwrap_or_default(),
+        java_version(),
+    );
     println!("| tool | start → first point s | copy rows/s | copy CPU µs/row (tool / Qdrant) | stream rows/s | stream CPU µs/row (tool / Qdrant) | peak RSS MB | commit → visible p50 / p99 ms | every row equals its point |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for (tool, f) in results {

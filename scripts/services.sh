@@ -203,9 +203,16 @@ install_debezium() {
     curl -fsSL --retry 3 -o "$tgz.part" "$DEBEZIUM_URL"
     mv "$tgz.part" "$tgz"
   fi
-  rm -rf "$(dirname "$DEBEZIUM_HOME")"
-  mkdir -p "$(dirname "$DEBEZIUM_HOME")"
-  tar -xzf "$tgz" -C "$(dirname "$DEBEZIUM_HOME")" --no-same-owner
+  # Into a fresh directory, moved in place once whole (an interrupted extraction is never taken
+  # for a finished one); a tarball that does not extract is fetched again next time.
+  local dest part
+  dest="$(dirname "$DEBEZIUM_HOME")"; part="$dest.part"
+  rm -rf "$part" "$dest"
+  mkdir -p "$part"
+  if ! tar -xzf "$tgz" -C "$part" --no-same-owner; then
+    rm -rf "$part" "$tgz"; log "the Debezium Server tarball did not extract; removed, fetched again next time"; return 1
+  fi
+  mv "$part" "$dest"
   log "Debezium Server $DEBEZIUM_VERSION in $((SECONDS - started)) s: $DEBEZIUM_HOME"
 }
 

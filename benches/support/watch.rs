@@ -79,6 +79,7 @@ pub async fn until_count(
             let mine = cpu::this_thread();
             // (when, points then, pg2qdrant's CPU then)
             let mut first: Option<(Instant, u64, f64)> = None;
+            let (mut seen, mut moved) = (0, Instant::now());
             loop {
                 let n = count_http(&http, &collection).saturating_sub(from);
                 if n > 0 && first.is_none() {
@@ -87,6 +88,14 @@ pub async fn until_count(
                 if n >= rows as u64 {
                     break;
                 }
+                // A tool that stopped (or never started) must not hang the bench.
+                if n != seen {
+                    (seen, moved) = (n, Instant::now());
+                }
+                assert!(
+                    moved.elapsed() < Duration::from_secs(300),
+                    "{collection}: no new point for 300 s ({n} of {rows})"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
             let (t0, n0, cpu0) = first.expect("points arrived");
