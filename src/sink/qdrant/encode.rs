@@ -81,10 +81,17 @@ impl Message for Encoded {
 
 /// `UpdateBatchPoints { collection_name, wait: true, operations }`.
 pub fn request(collection: &str, updates: &[Update]) -> Encoded {
-    let mut buf = BytesMut::with_capacity(request_len(collection, updates));
+    // Each point's and each operation's size, computed once (a nested message's size is
+    // written before it).
+    let sizes: Vec<Sizes> = updates.iter().map(Sizes::of).collect();
+    let total = len_of(1, collection.len())
+        + key_len(2)
+        + 1
+        + sizes.iter().map(|s| len_of(3, s.operation)).sum::<usize>();
+    let mut buf = BytesMut::with_capacity(total);
     prost::encoding::string::encode(1, &collection.to_owned(), &mut buf);
     prost::encoding::bool::encode(2, &true, &mut buf);
-    for u in updates {
+    for (u, size) in updates.iter().zip(&sizes) {
         match u {
             Update::Other(op) => prost::encoding::message::encode(3, op, &mut buf),
             Update::Upsert {
@@ -92,12 +99,11 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
                 shard_key_selector,
                 update_filter,
             } => {
-                let list = list_len(docs, shard_key_selector, update_filter);
                 // PointsUpdateOperation { upsert (1): PointStructList }
-                put_head(3, len_of(1, list), &mut buf);
-                put_head(1, list, &mut buf);
-                for d in docs {
-                    put_head(1, point_len(d), &mut buf);
+                put_head(3, size.operation, &mut buf);
+                put_head(1, size.list, &mut buf);
+                for (d, len) in docs.iter().zip(&size.points) {
+                    put_head(1, *len, &mut buf);
                     put_point(d, &mut buf);
                 }
                 if let Some(s) = shard_key_selector {
@@ -109,35 +115,48 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
             }
         }
     }
+    debug_assert_eq!(buf.len(), total, "the sizes computed first");
     Encoded(buf.freeze())
 }
 
-fn request_len(collection: &str, updates: &[Update]) -> usize {
-    len_of(1, collection.len())
-        + key_len(2)
-        + 1
-        + updates
-            .iter()
-            .map(|u| match u {
-                Update::Other(op) => len_of(3, op.encoded_len()),
-                Update::Upsert {
-                    docs,
-                    shard_key_selector,
-                    update_filter,
-                } => len_of(
-                    3,
-                    len_of(1, list_len(docs, shard_key_selector, update_filter)),
-                ),
-            })
-            .sum::<usize>()
+/// The sizes of one operation: of each point (upserts), of the point list, of the whole.
+struct Sizes {
+    points: Vec<usize>,
+    list: usize,
+    operation: usize,
+}
+
+impl Sizes {
+    fn of(u: &Update) -> Sizes {
+        match u {
+            Update::Other(op) => Sizes {
+                points: Vec::new(),
+                list: 0,
+                operation: op.encoded_len(),
+            },
+            Update::Upsert {
+                docs,
+                shard_key_selector,
+                update_filter,
+            } => {
+                let points: Vec<usize> = docs.iter().map(|d| point_len(d)).collect();
+                let list = list_len(&points, shard_key_selector, update_filter);
+                Sizes {
+                    points,
+                    list,
+                    operation: len_of(1, list),
+                }
+            }
+        }
+    }
 }
 
 fn list_len(
-    docs: &[&Document],
+    points: &[usize],
     shard_key_selector: &Option<ShardKeySelector>,
     update_filter: &Option<Filter>,
 ) -> usize {
-    docs.iter().map(|d| len_of(1, point_len(d))).sum::<usize>()
+    points.iter().map(|l| len_of(1, *l)).sum::<usize>()
         + shard_key_selector
             .as_ref()
             .map_or(0, |s| len_of(2, s.encoded_len()))
@@ -419,11 +438,7 @@ mod tests {
             ordering: None,
             timeout: None,
         };
+        // (`request` also checks, in debug builds, that it wrote the size it computed first.)
         assert_eq!(decoded, expected);
-        assert_eq!(
-            encoded.0.len(),
-            request_len("coll", &updates),
-            "the length computed first"
-        );
     }
 }
