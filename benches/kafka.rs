@@ -414,13 +414,7 @@ async fn main() {
         std::fs::write(&path, text_of("bench_kafka", collection, group, true)).unwrap();
         async move {
             let _ = q.delete_collection(collection).await;
-            let bin = std::env::current_exe()
-                .unwrap()
-                .parent()
-                .unwrap()
-                .parent()
-                .unwrap()
-                .join("pg2qdrant");
+            let bin = docs::binary();
             let sampling = sampler(url, qdrant_pid).await;
             let appliers: Vec<std::process::Child> = (0..n)
                 .map(|i| {

@@ -293,13 +293,7 @@ fn start_pg2qdrant(url: &str, grpc: &str, fresh: bool) -> Child {
         ),
     )
     .unwrap();
-    let bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("pg2qdrant");
+    let bin = docs::binary();
     Command::new(&bin)
         .args(["run", "--config"])
         .arg(&config)
@@ -323,7 +317,7 @@ async fn start_debezium(url: &str, http: &str, grpc: &str, fresh: bool) -> Child
     std::fs::create_dir_all(dir.join("data")).unwrap();
     let pg = url::parse(url);
     let grpc_port = grpc.rsplit(':').next().unwrap();
-    let http_port = free_port();
+    let http_port = docs::free_port();
     std::fs::write(
         dir.join("config/application.properties"),
         format!(
@@ -410,15 +404,6 @@ mod url {
             db: db.to_owned(),
         }
     }
-}
-
-/// A loopback port free now (for Debezium's HTTP endpoint).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Waits until `collection` is green: its optimisations (index build) done.
@@ -702,29 +687,31 @@ fn print(results: &[(Tool, Figures)], rows: i64) {
         return;
     };
     println!("\n| pg2qdrant / Debezium Server | aim | result |\n|---|---|---|");
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    println!(
-        "| copy rows/s | ≥ 5 | {:.1} |",
-        ratio(ours.copy.rows_s, peer.copy.rows_s)
-    );
-    println!(
-        "| stream rows/s | ≥ 5 | {:.1} |",
-        ratio(ours.stream.rows_s, peer.stream.rows_s)
-    );
-    println!(
-        "| copy CPU per row | ≤ 0.2 | {:.2} |",
-        ratio(ours.copy.tool_us, peer.copy.tool_us)
-    );
-    println!(
-        "| stream CPU per row | ≤ 0.2 | {:.2} |",
-        ratio(ours.stream.tool_us, peer.stream.tool_us)
-    );
-    println!(
-        "| peak RSS | ≤ 0.2 | {:.2} |",
-        ratio(ours.rss_mb, peer.rss_mb)
-    );
-    println!(
-        "| commit → visible p50 | — | {:.2} |",
-        ratio(ours.p50_ms, peer.p50_ms)
-    );
+    let ratios = [
+        ("copy rows/s", "≥ 5", ours.copy.rows_s, peer.copy.rows_s),
+        (
+            "stream rows/s",
+            "≥ 5",
+            ours.stream.rows_s,
+            peer.stream.rows_s,
+        ),
+        (
+            "copy CPU per row",
+            "≤ 0.2",
+            ours.copy.tool_us,
+            peer.copy.tool_us,
+        ),
+        (
+            "stream CPU per row",
+            "≤ 0.2",
+            ours.stream.tool_us,
+            peer.stream.tool_us,
+        ),
+        ("peak RSS", "≤ 0.2", ours.rss_mb, peer.rss_mb),
+        ("commit → visible p50", "—", ours.p50_ms, peer.p50_ms),
+    ];
+    for (what, aim, a, b) in ratios {
+        let r = if b > 0.0 { a / b } else { f64::NAN };
+        println!("| {what} | {aim} | {r:.2} |");
+    }
 }

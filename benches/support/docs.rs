@@ -106,3 +106,23 @@ pub async fn count(q: &Qdrant, c: &str) -> u64 {
         .map(|r| r.count)
         .unwrap_or(0)
 }
+
+/// A loopback port free now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The release `pg2qdrant` binary beside the running bench (`scripts/bench.sh` builds it).
+pub fn binary() -> std::path::PathBuf {
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("pg2qdrant")
+}

@@ -11,13 +11,7 @@ pub struct Cluster {
     pub http: String,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::docs::free_port;
 
 /// A plain `GET` of `path` on the REST port: the body, when it answered 200.
 fn get(http: &str, path: &str) -> Option<String> {

@@ -1,11 +1,12 @@
-//! The write request itself, sent through the generated gRPC client over our own channel.
+//! The write request itself, sent as `/qdrant.Points/UpdateBatch` over our own channel.
 //!
 //! qdrant-client's `update_points_batch` clones the whole request (every vector and payload of
 //! the batch) before sending it, for the retry wrapper around its channel pool; the profile of a
 //! 384-float stream showed that copy and its allocations. The destination retries on its own
-//! (`pipeline::to_qdrant`), so the request is built once per attempt and moved into the call. The
-//! channel is made from the same settings as the `Qdrant` client (URL, TLS for `https`, timeouts,
-//! API key as the `api-key` header) and connects lazily, reconnecting after a failure.
+//! (`pipeline::to_qdrant`), so the request is encoded once per attempt, straight from the
+//! documents (`encode`), and its bytes go out as they are. The channel is made from the same
+//! settings as the `Qdrant` client (URL, TLS for `https`, timeouts, API key as the `api-key`
+//! header) and connects lazily, reconnecting after a failure.
 
 use super::encode::{Encoded, Update};
 use crate::error::Error;
