@@ -17,7 +17,7 @@ use crate::event::{Document, PointKey, Vectors};
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
-use qdrant_client::qdrant::{Filter, PointsUpdateOperation, ShardKeySelector};
+use qdrant_client::qdrant::{Filter, PointsUpdateOperation, ShardKeySelector, Vectors as QVectors};
 use serde_json::Value;
 
 /// One operation of a write: an upsert of documents (encoded from them), or any other.
@@ -58,6 +58,8 @@ impl Update<'_> {
 #[derive(Debug, Default, Clone)]
 pub struct Encoded(pub Bytes);
 
+// `encode_raw` and `merge_field` are prost's `#[doc(hidden)]` methods, the ones its generated code
+// implements too: a change there would break every generated message, not only this one.
 impl Message for Encoded {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         buf.put_slice(&self.0);
@@ -102,9 +104,9 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
                 // PointsUpdateOperation { upsert (1): PointStructList }
                 put_head(3, size.operation, &mut buf);
                 put_head(1, size.list, &mut buf);
-                for (d, len) in docs.iter().zip(&size.points) {
-                    put_head(1, *len, &mut buf);
-                    put_point(d, &mut buf);
+                for (d, point) in docs.iter().zip(&size.points) {
+                    put_head(1, point.len, &mut buf);
+                    put_point(d, point, &mut buf);
                 }
                 if let Some(s) = shard_key_selector {
                     prost::encoding::message::encode(2, s, &mut buf);
@@ -121,7 +123,7 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
 
 /// The sizes of one operation: of each point (upserts), of the point list, of the whole.
 struct Sizes {
-    points: Vec<usize>,
+    points: Vec<PointSize>,
     list: usize,
     operation: usize,
 }
@@ -139,7 +141,7 @@ impl Sizes {
                 shard_key_selector,
                 update_filter,
             } => {
-                let points: Vec<usize> = docs.iter().map(|d| point_len(d)).collect();
+                let points: Vec<PointSize> = docs.iter().map(|d| PointSize::of(d)).collect();
                 let list = list_len(&points, shard_key_selector, update_filter);
                 Sizes {
                     points,
@@ -152,11 +154,11 @@ impl Sizes {
 }
 
 fn list_len(
-    points: &[usize],
+    points: &[PointSize],
     shard_key_selector: &Option<ShardKeySelector>,
     update_filter: &Option<Filter>,
 ) -> usize {
-    points.iter().map(|l| len_of(1, *l)).sum::<usize>()
+    points.iter().map(|p| len_of(1, p.len)).sum::<usize>()
         + shard_key_selector
             .as_ref()
             .map_or(0, |s| len_of(2, s.encoded_len()))
@@ -178,25 +180,57 @@ fn put_head(tag: u32, len: usize, buf: &mut impl BufMut) {
 
 // PointStruct { id (1): PointId, payload (3): map<string, Value>, vectors (4): Vectors }
 
-fn point_len(d: &Document) -> usize {
-    len_of(1, id_len(&d.key))
-        + d.payload
-            .iter()
-            .map(|(k, v)| len_of(3, entry_len(k, v)))
-            .sum::<usize>()
-        + d.vectors.as_ref().map_or(0, |v| len_of(4, vectors_len(v)))
+/// A point's size, and its vectors as qdrant-client's type (with their size) when they are not
+/// one dense vector: named and sparse vectors are converted once per point and encoded by prost.
+struct PointSize {
+    len: usize,
+    converted: Option<(QVectors, usize)>,
 }
 
-fn put_point(d: &Document, buf: &mut impl BufMut) {
+impl PointSize {
+    fn of(d: &Document) -> PointSize {
+        let converted = match &d.vectors {
+            Some(v @ Vectors::Named(_)) => {
+                let q = mapping::vectors(v);
+                let len = q.encoded_len();
+                Some((q, len))
+            }
+            _ => None,
+        };
+        let vectors = match (&d.vectors, &converted) {
+            (_, Some((_, len))) => len_of(4, *len),
+            (Some(Vectors::Default(dense)), None) => len_of(4, len_of(1, dense_len(dense))),
+            _ => 0,
+        };
+        let payload: usize = d
+            .payload
+            .iter()
+            .map(|(k, v)| len_of(3, entry_len(k, v)))
+            .sum();
+        PointSize {
+            len: len_of(1, id_len(&d.key)) + payload + vectors,
+            converted,
+        }
+    }
+}
+
+fn put_point(d: &Document, size: &PointSize, buf: &mut impl BufMut) {
     put_head(1, id_len(&d.key), buf);
     put_id(&d.key, buf);
     for (k, v) in &d.payload {
         put_head(3, entry_len(k, v), buf);
         put_entry(k, v, buf);
     }
-    if let Some(v) = &d.vectors {
-        put_head(4, vectors_len(v), buf);
-        put_vectors(v, buf);
+    match (&size.converted, &d.vectors) {
+        (Some((q, len)), _) => {
+            put_head(4, *len, buf);
+            q.encode_raw(buf);
+        }
+        (None, Some(Vectors::Default(dense))) => {
+            put_head(4, len_of(1, dense_len(dense)), buf);
+            put_dense(dense, buf);
+        }
+        _ => {}
     }
 }
 
@@ -229,13 +263,6 @@ fn put_id(key: &PointKey, buf: &mut impl BufMut) {
 // Vectors { vector (1): Vector { dense (101): DenseVector { data (1): packed float } } }; any
 // other shape (named, sparse) through qdrant-client's types.
 
-fn vectors_len(v: &Vectors) -> usize {
-    match v {
-        Vectors::Default(d) => len_of(1, dense_len(d)),
-        other => mapping::vectors(other).encoded_len(),
-    }
-}
-
 /// `Vector { dense: DenseVector { data } }`'s size (an empty packed field is left out).
 fn dense_len(d: &[f32]) -> usize {
     let data = if d.is_empty() {
@@ -246,22 +273,18 @@ fn dense_len(d: &[f32]) -> usize {
     len_of(101, data)
 }
 
-fn put_vectors(v: &Vectors, buf: &mut impl BufMut) {
-    match v {
-        Vectors::Default(d) => {
-            put_head(1, dense_len(d), buf);
-            let data = if d.is_empty() {
-                0
-            } else {
-                len_of(1, 4 * d.len())
-            };
-            put_head(101, data, buf);
-            if !d.is_empty() {
-                put_head(1, 4 * d.len(), buf);
-                put_floats(d, buf);
-            }
-        }
-        other => mapping::vectors(other).encode_raw(buf),
+/// `Vectors { vector: Vector { dense: DenseVector { data } } }`'s content.
+fn put_dense(d: &[f32], buf: &mut impl BufMut) {
+    put_head(1, dense_len(d), buf);
+    let data = if d.is_empty() {
+        0
+    } else {
+        len_of(1, 4 * d.len())
+    };
+    put_head(101, data, buf);
+    if !d.is_empty() {
+        put_head(1, 4 * d.len(), buf);
+        put_floats(d, buf);
     }
 }
 
