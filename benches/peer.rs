@@ -430,23 +430,10 @@ fn create_collection(http: &str, collection: &str) {
     assert!(reply.contains("\"ok\""), "creating {collection}: {reply}");
 }
 
-/// One REST call on a plain connection; the reply's body.
+/// [`watch::rest`], which must answer.
 fn rest(http: &str, method: &str, path: &str, body: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = http.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr).unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    conn.write_all(request.as_bytes()).unwrap();
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply).unwrap();
-    reply
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned()
+    watch::rest(http, method, path, body)
+        .unwrap_or_else(|| panic!("{method} {path}: no answer from {http}"))
 }
 
 /// Commit → visible at light load: 200 single-row inserts (ids from `first`), each waited for

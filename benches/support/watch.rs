@@ -22,25 +22,33 @@ pub struct Timed {
 /// Points in `collection`, from Qdrant's REST API on a plain connection of the calling thread
 /// (so its cost stays on the [`cpu::WATCH`] thread of [`until_every_point`]).
 pub fn count_http(http: &str, collection: &str) -> u64 {
-    use std::io::{Read, Write};
-    let addr = http.trim_start_matches("http://");
-    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let body = r#"{"exact":true}"#;
-    let request = format!(
-        "POST /collections/{collection}/points/count HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut reply = String::new();
-    if conn.write_all(request.as_bytes()).is_err() || conn.read_to_string(&mut reply).is_err() {
-        return 0;
-    }
-    let json = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str::<serde_json::Value>(json)
-        .ok()
+    let path = format!("/collections/{collection}/points/count");
+    rest(http, "POST", &path, r#"{"exact":true}"#)
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
         .and_then(|v| v["result"]["count"].as_u64())
         .unwrap_or(0)
+}
+
+/// One call to Qdrant's REST API on a plain connection of the calling thread: the reply's body
+/// (`None` when the connection failed).
+pub fn rest(http: &str, method: &str, path: &str, body: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = http.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(request.as_bytes()).ok()?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).ok()?;
+    Some(
+        reply
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 /// [`until_every_point_by`] with pg2qdrant running in this process.
