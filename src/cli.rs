@@ -27,7 +27,7 @@ pub enum Command {
     /// Validate the config and the live prerequisites; non-zero exit when any check fails.
     Check(ConfigFile),
     /// Ask the running connector (or its next start) to copy a table again while streaming.
-    Resync(TableArgs),
+    Resync(cmd::resync::Args),
     /// Build a new collection behind the table's alias (with the config's settings, e.g. a new
     /// model) while streaming, then switch the alias to it and drop the old one. Creates the
     /// collection and leaves the request for the connector's next start. Every table writing the
@@ -58,7 +58,8 @@ impl Command {
     pub fn config(&self) -> &std::path::Path {
         let file = match self {
             Command::Run(file) | Command::Apply(file) | Command::Check(file) => file,
-            Command::Resync(a) | Command::Rebuild(a) => &a.file,
+            Command::Resync(a) => &a.target.file,
+            Command::Rebuild(a) => &a.file,
             Command::Verify(a) => &a.file,
             Command::DeadLetter(a) => a.file(),
             Command::Wait(a) => &a.file,

@@ -219,6 +219,137 @@ async fn resync_under_updates_and_deletes_leaves_no_ghost_and_no_stale_point() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_where_copies_exactly_the_matching_rows_while_others_stream() {
+    use qdrant_client::qdrant::{Filter, SetPayloadPointsBuilder};
+    let db = TestDb::new("t_resync_where", LOAD).await;
+    let dir = work_dir("t_resync_where");
+    let config = config_file(&db, "snapshot_chunk_pages = 2", "");
+    let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
+    existing_rows(&db, 2_000).await;
+    wait_count("t_resync_where", 2_000).await;
+    db.wait_first_copy_settled().await;
+    // Every point drifts: only a copy (or the stream) can put a row's title back.
+    qdrant()
+        .set_payload(
+            SetPayloadPointsBuilder::new(
+                "t_resync_where",
+                qdrant_client::Payload::try_from(serde_json::json!({"title": "WRONG"})).unwrap(),
+            )
+            .points_selector(Filter::default())
+            .wait(true),
+        )
+        .await
+        .unwrap();
+    // Other rows stream while the matching ones are copied: new rows, updates outside the
+    // condition and inside it.
+    let writer = {
+        let url = db.url.clone();
+        tokio::spawn(async move {
+            let c = connect(&url).await;
+            for r in 0..30 {
+                c.batch_execute(&format!(
+                    "INSERT INTO docs VALUES ({id}, 'new {r}', 500, array_fill(1::real, ARRAY[{DIM}]));
+                     UPDATE docs SET title = 'streamed {r}' WHERE id IN ({out}, {inside});",
+                    id = 10_000 + r,
+                    out = 500 + r,
+                    inside = 1_000 + r,
+                ))
+                .await
+                .unwrap();
+            }
+        })
+    };
+    // g % 1000 < 100 among 1..=2000: 1..=99, 1000..=1099, 2000.
+    let out = cli_ok(
+        &["resync", "--table", "docs", "--where", "n < 100"],
+        &config,
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("200 rows match"), "{said}");
+    writer.await.unwrap();
+    let copy = wait_for("the partial resync to finish", WAIT, || async {
+        let c = copy_of(&dir);
+        (c["reason"] == "resync" && c["status"] == "done").then_some(c)
+    })
+    .await;
+    assert_eq!(copy["where"], "n < 100", "{copy}");
+    assert_eq!(copy["rows"].as_u64(), Some(200), "{copy}");
+    assert!(copy["chunks"].as_u64().unwrap() > 1, "{copy}");
+    let rows: std::collections::HashMap<String, (String, i32)> = db
+        .client
+        .query("SELECT id, title, n FROM docs", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get::<_, i64>(0).to_string(), (r.get(1), r.get(2))))
+        .collect();
+    let streamed = |id: i64| {
+        (10_000..10_030).contains(&id) || (500..530).contains(&id) || (1_000..1_030).contains(&id)
+    };
+    wait_ok(
+        "matching and streamed rows equal, others untouched",
+        WAIT,
+        || async {
+            let points = all_points("t_resync_where").await;
+            if points.len() != rows.len() {
+                return Err(format!("{} points, {} rows", points.len(), rows.len()));
+            }
+            for (id, p) in &points {
+                let (title, n) = rows.get(id).ok_or(format!("extra point {id}"))?;
+                let want = if *n < 100 || streamed(id.parse().unwrap()) {
+                    title.as_str()
+                } else {
+                    "WRONG" // not matching, not streamed: the partial copy must not rewrite it
+                };
+                if p.payload["title"] != want {
+                    return Err(format!(
+                        "point {id} (n = {n}): title {}, want {want:?}",
+                        p.payload["title"]
+                    ));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_where_refuses_what_is_not_one_boolean_expression() {
+    let db = TestDb::new("t_resync_refuse", LOAD).await;
+    existing_rows(&db, 10).await;
+    let config = config_file(&db, "", "");
+    for (condition, says) in [
+        ("true; DROP TABLE docs", "`;`"),
+        ("n + 1", "boolean"),
+        ("n < 3) OR (true", "did not open"),
+        ("no_such_column = 1", "no_such_column"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
+            .args([
+                "resync", "--table", "docs", "--where", condition, "--config",
+            ])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{condition}: {stderr}");
+        assert!(
+            stderr.contains("--where") && stderr.contains(says),
+            "{condition}: {stderr}"
+        );
+    }
+    let rows: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM docs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 10, "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_never_streams_only_new_changes() {
     let db = TestDb::new("t_snap_never", LOAD).await;
     existing_rows(&db, 100).await;

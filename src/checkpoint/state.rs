@@ -78,6 +78,10 @@ pub struct TableCopy {
     /// Rows written by the durable chunks.
     #[serde(default)]
     pub rows: u64,
+    /// A partial resync (`resync --where`): only the rows matching this condition are read,
+    /// and no sweep follows (the points of other rows were not rewritten).
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 impl TableCopy {
@@ -91,6 +95,7 @@ impl TableCopy {
             chunks: None,
             done: Vec::new(),
             rows: 0,
+            condition: None,
         }
     }
 
@@ -240,7 +245,10 @@ mod tests {
         let f = StateFile::new(&dir.join("s.json"));
         assert!(f.load().unwrap().tables.is_empty());
         let mut s = State::default();
-        s.tables.insert("public.t".into(), t);
+        s.tables.insert("public.t".into(), t.clone());
+        // A partial resync keeps its condition across a restart.
+        t.condition = Some("n < 3".into());
+        s.tables.insert("public.u".into(), t);
         f.store(&s).unwrap();
         assert_eq!(f.load().unwrap(), s);
         std::fs::write(f.path(), "{").unwrap();

@@ -356,8 +356,10 @@ impl Replicator {
                         });
                 Ok(self.assembler.inject(ops, reads))
             }
-            Control::Resync { table, .. } => {
-                self.coordinator.request(&table, commit)?;
+            Control::Resync {
+                table, condition, ..
+            } => {
+                self.coordinator.request(&table, commit, condition)?;
                 Ok(Vec::new())
             }
         }

@@ -415,16 +415,21 @@ impl Coordinator {
             p.index,
             p.rows,
         ));
-        let start_lsn = inner
+        let (start_lsn, partial) = inner
             .state
             .tables
             .get(&p.table.to_string())
-            .map_or(0, |c| c.start_lsn);
+            .map_or((0, false), |c| (c.start_lsn, c.condition.is_some()));
         let live = inner.live.get_mut(&p.table).expect("live copy");
         live.rows_streamed += p.rows;
         live.outstanding.remove(&p.index);
-        if live.outstanding.is_empty() && live.sweep_at.is_none() {
+        let last = live.outstanding.is_empty() && live.sweep_at.is_none();
+        if last {
+            // The copy is done once this commit is durable. A partial one sweeps nothing: the
+            // points of rows outside its condition were not rewritten.
             live.sweep_at = Some(commit.as_u64());
+        }
+        if last && !partial {
             let mapping = &self.mappings[&p.table];
             let position = Position {
                 commit_lsn: start_lsn,
@@ -446,9 +451,12 @@ impl Coordinator {
         (ops, reads)
     }
 
-    /// Stream side: a resync request at commit LSN `at`. Persisted at once, so a stop right
-    /// after it still copies the table on the next start.
-    pub fn request(&self, table: &str, at: Lsn) -> Result<(), Error> {
+    /// Stream side: a resync request at commit LSN `at`, of the whole table or (`condition`)
+    /// of the rows matching it. Persisted at once, so a stop right after it still copies the
+    /// table on the next start. A request meeting a copy still running restarts it at `at` so
+    /// that it covers both: a whole-table copy stays whole, two partial ones read either
+    /// condition.
+    pub fn request(&self, table: &str, at: Lsn, condition: Option<String>) -> Result<(), Error> {
         let name = TableName::parse(table);
         if !self.mappings.contains_key(&name) {
             tracing::warn!(
@@ -459,21 +467,46 @@ impl Coordinator {
         }
         let mut inner = self.lock();
         let key = name.to_string();
-        if inner
-            .state
-            .tables
-            .get(&key)
-            .is_some_and(|c| c.start_lsn >= at.as_u64())
-        {
+        let running = inner.state.tables.get(&key);
+        if running.is_some_and(|c| c.start_lsn >= at.as_u64()) {
             return Ok(()); // replayed: this request (or a later one) was taken already
         }
-        tracing::info!(table = %name, at = %at, "resync requested: copying the table again while streaming");
-        inner
-            .state
-            .tables
-            .insert(key, TableCopy::new(CopyReason::Resync, at.as_u64()));
+        let condition = match (running.filter(|c| c.status == Status::Copying), condition) {
+            (_, None) => None,
+            (None, Some(c)) => Some(c),
+            (Some(r), Some(c)) => r
+                .condition
+                .as_ref()
+                .map(|earlier| format!("({earlier}) OR ({c})")),
+        };
+        match &condition {
+            None => {
+                tracing::info!(table = %name, at = %at, "resync requested: copying the table again while streaming")
+            }
+            Some(c) => {
+                tracing::info!(table = %name, at = %at, condition = %c, "partial resync requested: copying the rows matching the condition again while streaming")
+            }
+        }
+        let mut copy = TableCopy::new(CopyReason::Resync, at.as_u64());
+        copy.condition = condition;
+        inner.state.tables.insert(key, copy);
         self.launch(&mut inner, name);
         self.persist(&inner)
+    }
+
+    /// The rows a chunk of `table`'s copy reads: the table's row filter and, in a partial
+    /// resync, its condition (`None`: every row).
+    pub fn selection(&self, table: &TableName) -> Option<String> {
+        let condition = self
+            .lock()
+            .state
+            .tables
+            .get(&table.to_string())
+            .and_then(|c| c.condition.clone());
+        match (self.mappings[table].row_filter.clone(), condition) {
+            (Some(f), Some(c)) => Some(format!("({f}) AND ({c})")),
+            (f, c) => f.or(c),
+        }
     }
 
     /// Stream side: everything up to `durable` is in the sinks. Marks chunks and copies done
@@ -514,9 +547,16 @@ impl Coordinator {
             if let Some(copy) = inner.state.tables.get_mut(&t.to_string()) {
                 copy.status = Status::Done;
                 let secs = live.started.elapsed().as_secs_f64();
-                tracing::info!(table = %t, rows = copy.rows, seconds = format!("{secs:.1}"),
-                    rows_per_s = format!("{:.0}", live.rows_streamed as f64 / secs.max(1e-3)),
-                    "copy finished: every row is in Qdrant and points of rows gone before it were removed");
+                let rows_per_s = format!("{:.0}", live.rows_streamed as f64 / secs.max(1e-3));
+                let seconds = format!("{secs:.1}");
+                match &copy.condition {
+                    None => tracing::info!(table = %t, rows = copy.rows, seconds, rows_per_s,
+                        "copy finished: every row is in Qdrant and points of rows gone before it were removed"),
+                    Some(c) => {
+                        tracing::info!(table = %t, rows = copy.rows, seconds, rows_per_s, condition = %c,
+                        "partial copy finished: every row matching the condition is in Qdrant")
+                    }
+                }
             }
             set_state_metric(&t, Some(Status::Done));
             changed = true;

@@ -69,22 +69,34 @@ use crate::event::TableName;
 use crate::lsn::Lsn;
 
 /// `pg2qdrant resync`: asks the connector of `cfg`'s slot to copy `table` again while it keeps
-/// streaming, through the WAL (ordered with the data, durable, no extra port). With no
-/// connector running, the next start takes the request. Returns the request's LSN.
-pub async fn request_resync(cfg: &Config, table: &str) -> Result<Lsn, Error> {
+/// streaming, through the WAL (ordered with the data, durable, no extra port): every row, or
+/// with `condition` only the rows matching it (checked first, see `source::condition`). With no
+/// connector running, the next start takes the request. Returns the request's LSN and, for a
+/// condition, the rows matching it now.
+pub async fn request_resync(
+    cfg: &Config,
+    table: &str,
+    condition: Option<&str>,
+) -> Result<(Lsn, Option<u64>), Error> {
     let name = TableName::parse(table);
-    cfg.tables_named("--table", table)?;
+    let filter = cfg.tables_named("--table", table)?[0].row_filter.clone();
     let catalog = crate::source::catalog::Catalog::connect(&cfg.source).await?;
+    let matching = match condition {
+        Some(c) => Some(catalog.matching_rows(&name, filter.as_deref(), c).await?),
+        None => None,
+    };
     if catalog.slot_info(&cfg.source.slot).await?.is_none() {
         return Err(Error::prerequisite(
             format!("slot {} does not exist", cfg.source.slot),
             "start the connector first (`pg2qdrant run`): its first start copies every table anyway",
         ));
     }
-    catalog
+    let at = catalog
         .emit(&crate::source::control::Control::Resync {
             slot: cfg.source.slot.clone(),
             table: name.to_string(),
+            condition: condition.map(str::to_owned),
         })
-        .await
+        .await?;
+    Ok((at, matching))
 }

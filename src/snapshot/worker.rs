@@ -138,7 +138,7 @@ impl Worker {
                     first,
                     end,
                     binary,
-                    mapping.row_filter.as_deref(),
+                    self.coordinator.selection(table).as_deref(),
                 )
                 .await?
             else {

@@ -14,8 +14,14 @@ pub enum Control {
     Low { slot: String, chunk: String },
     /// A chunk read finished (high watermark): its rows take this message's position.
     High { slot: String, chunk: String },
-    /// Re-copy `table` (schema.table) while streaming; from `pg2qdrant resync`.
-    Resync { slot: String, table: String },
+    /// Re-copy `table` (schema.table) while streaming; from `pg2qdrant resync`. With a
+    /// condition (`--where`, checked by `source::condition`), only the rows matching it.
+    Resync {
+        slot: String,
+        table: String,
+        #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+        condition: Option<String>,
+    },
 }
 
 impl Control {
@@ -60,10 +66,25 @@ mod tests {
             Control::Resync {
                 slot: "s".into(),
                 table: "public.t".into(),
+                condition: None,
+            },
+            Control::Resync {
+                slot: "s".into(),
+                table: "public.t".into(),
+                condition: Some("n < 3 AND title = 'a'".into()),
             },
         ] {
             assert_eq!(Control::decode(c.encode().as_bytes()).unwrap(), c);
         }
+        // A request of an earlier version (no condition) is a whole-table resync.
+        assert_eq!(
+            Control::decode(br#"{"kind":"resync","slot":"s","table":"public.t"}"#).unwrap(),
+            Control::Resync {
+                slot: "s".into(),
+                table: "public.t".into(),
+                condition: None
+            }
+        );
         assert!(Control::decode(b"\xff\x00garbage").is_err());
         assert!(Control::decode(br#"{"kind":"low","slot":"s"}"#).is_err());
         assert!(Control::decode(br#"{"kind":"drop","slot":"s"}"#).is_err());

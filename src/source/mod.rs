@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod chunk;
+pub mod condition;
 pub mod control;
 pub mod copy_binary;
 pub mod filter;
