@@ -18,6 +18,7 @@ mod pgvector;
 mod qdrant_cluster;
 mod rebuild;
 mod recovery;
+mod schema;
 mod sharding;
 mod snapshot;
 mod status;

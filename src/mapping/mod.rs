@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod key;
 pub mod oid;
 mod position;
+pub mod schema;
 pub mod shard;
 pub mod sparsevec;
 pub mod types;
@@ -72,6 +73,8 @@ pub struct TableMapping {
     /// While the table's collection is rebuilt (see `rebuild`): the mapping that keeps the old
     /// collection current, until it is retired at the switch.
     shadow: Option<Arc<Shadow>>,
+    /// The columns it cannot do without, with their types at start-up (see [`schema`]).
+    needs: Vec<schema::Need>,
 }
 
 /// The old collection's mapping during a rebuild.
@@ -87,7 +90,7 @@ impl TableMapping {
     /// embedding an empty text instead).
     pub fn new(cfg: &TableConfig, key: Vec<String>) -> Result<Self, crate::error::Error> {
         let vectors = vectors::specs(cfg)?;
-        Ok(Self {
+        let mut m = Self {
             table: TableName::parse(&cfg.table),
             collection: Arc::from(cfg.collection.as_str()),
             key,
@@ -114,7 +117,10 @@ impl TableMapping {
                 .map(|s| s.key.clone()),
             splitter: None,
             shadow: None,
-        })
+            needs: Vec::new(),
+        };
+        m.needs = m.needs_of();
+        Ok(m)
     }
 
     /// Keeps `old` (the old collection's mapping) current next to this one during a rebuild.

@@ -17,6 +17,11 @@ pub mod names {
     /// Upserts left out because the point already held that change or a later one (a replay
     /// after a restart, a copied row older than the stream's), by `collection`.
     pub const CHANGES_SKIPPED: &str = "pg2qdrant_changes_skipped_total";
+    /// 1 while a schema change stops the `table` (a column its mapping needs is gone or
+    /// retyped, see `mapping::schema`); 0 otherwise.
+    pub const TABLE_STOPPED: &str = "pg2qdrant_table_stopped";
+    /// Changes of a stopped table, skipped (not written, not parked), by `table`.
+    pub const CHANGES_STOPPED: &str = "pg2qdrant_changes_stopped_total";
     /// Transactions read from the slot (commits; the heartbeat's included).
     pub const TRANSACTIONS: &str = "pg2qdrant_transactions_total";
     /// Age of the oldest transaction read and not yet durable in every sink; 0 when caught up.
@@ -136,6 +141,14 @@ fn describe_stream() {
     describe_counter!(
         CHANGES_SKIPPED,
         "Upserts left out: the point already held that change or a later one"
+    );
+    describe_gauge!(
+        TABLE_STOPPED,
+        "1 while a schema change stops the table (a column its mapping needs is gone or retyped)"
+    );
+    describe_counter!(
+        CHANGES_STOPPED,
+        "Changes of a table stopped by a schema change, skipped (not written, not parked)"
     );
     describe_counter!(TRANSACTIONS, "Transactions read from the slot");
     describe_gauge!(WAITERS, "GET /wait requests waiting now (read-your-writes)");

@@ -46,6 +46,8 @@ pub fn register(cfg: &Config, mode: Mode) {
             counter!(DEAD_LETTERED, "table" => t.clone()).increment(0);
             counter!(SNAPSHOT_ROWS, "table" => t.clone()).increment(0);
             counter!(SNAPSHOT_ERRORS, "table" => t.clone()).increment(0);
+            counter!(CHANGES_STOPPED, "table" => t.clone()).increment(0);
+            gauge!(TABLE_STOPPED, "table" => t.clone()).set(0.0);
         }
         counter!(TRANSACTIONS).increment(0);
         counter!(HEARTBEATS).increment(0);

@@ -65,6 +65,9 @@ pub struct Assembler {
     windows: Windows,
     /// The stream carries binary values (`source::format`).
     binary: bool,
+    /// Tables a schema change stopped (`mapping::schema`): their changes are skipped for the
+    /// rest of the process.
+    stopped: std::collections::HashSet<TableName>,
 }
 
 impl Assembler {
@@ -82,6 +85,7 @@ impl Assembler {
             since: None,
             windows: Windows::default(),
             binary: false,
+            stopped: Default::default(),
         }
     }
 
@@ -133,6 +137,33 @@ impl Assembler {
         }
     }
 
+    /// A watched table's new columns still give its mapping every column it needs; else the
+    /// table is stopped (`mapping::schema`), with one error naming the column and the fix.
+    fn check_schema(&mut self, relation_id: u32) {
+        let Some(rel) = self.relations.get(relation_id) else {
+            return;
+        };
+        let Some(mapping) = self.mappings.get(&rel.table) else {
+            return;
+        };
+        if self.stopped.contains(&rel.table) {
+            return;
+        }
+        if let Some(b) = mapping.schema_break(&rel.columns) {
+            let table = rel.table.clone();
+            tracing::error!(table = %table, column = %b.need.column,
+                "{table}: {b}. The table is stopped: its changes are skipped from here on (nothing written, nothing parked); the other tables go on. Fix: make tables ({table}) {} name the column as it is now (or undo the change), restart, then run `pg2qdrant resync --table {table}`",
+                b.need.field);
+            metrics::gauge!(names::TABLE_STOPPED, "table" => table.to_string()).set(1.0);
+            self.stopped.insert(table);
+        }
+    }
+
+    /// Whether a schema change stopped `table` (`mapping::schema`).
+    pub fn stopped(&self, table: &TableName) -> bool {
+        self.stopped.contains(table)
+    }
+
     /// Decodes one pgoutput message. Rows that cannot be mapped are returned for the
     /// dead-letter file; a full batch is returned for the writer.
     pub fn data(
@@ -162,6 +193,7 @@ impl Assembler {
         Ok(Some(match msg {
             Message::Relation(rel) => {
                 self.relations.update(&rel);
+                self.check_schema(rel.id);
                 if self.binary {
                     self.check_binary(rel.id)?;
                 }
@@ -207,6 +239,10 @@ impl Assembler {
         let Some(mapping) = self.mappings.get(&table) else {
             return Ok(());
         };
+        if self.stopped.contains(&table) {
+            metrics::counter!(names::CHANGES_STOPPED, "table" => table.to_string()).increment(1);
+            return Ok(());
+        }
         let txn = self
             .txn
             .as_mut()

@@ -2,7 +2,8 @@
 //! `pipeline::heartbeat`, on the same connection): lag in bytes
 //! (the server's WAL position − our acknowledged LSN), lag in seconds (`pipeline::lag`), the
 //! slot's health from `pg_replication_slots`, whether PostgreSQL and Qdrant answer (for
-//! `/readyz`), and the last `verify` report.
+//! `/readyz`), whether the publication still publishes every watched table, and the last
+//! `verify` report.
 
 use crate::config::Config;
 use crate::lsn::Lsn;
@@ -34,6 +35,7 @@ impl Sampler {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut catalog: Option<Catalog> = None;
         let mut verified = None;
+        let mut unpublished = std::collections::HashSet::new();
         let mut sample = tokio::time::interval(EVERY);
         let beats = self.cfg.source.heartbeat_ms;
         let mut heartbeat = tokio::time::interval(Duration::from_millis(beats.max(1)));
@@ -64,7 +66,11 @@ impl Sampler {
             crate::report::export_last(&self.cfg.checkpoint.verify_path(), &mut verified);
             metrics::gauge!(names::LAG_SECONDS).set(self.lag.seconds_behind());
             if let Some(c) = &catalog {
-                if let Err(e) = self.postgres(c).await {
+                let sampled = match self.postgres(c).await {
+                    Ok(()) => self.published(c, &mut unpublished).await,
+                    e => e,
+                };
+                if let Err(e) = sampled {
                     self.health.probe("postgres", Err(e.to_string()));
                     catalog = None;
                 }
@@ -77,6 +83,34 @@ impl Sampler {
                 );
             }
         }
+    }
+
+    /// Every watched table still in the publication. A table taken out of it (`ALTER
+    /// PUBLICATION … DROP TABLE`, or `DROP COLUMN … CASCADE` of a column its row filter reads)
+    /// sends no more changes, and nothing in the stream says so: it is reported here, once, as
+    /// stopped (`mapping::schema`), until it is back.
+    async fn published(
+        &self,
+        c: &Catalog,
+        unpublished: &mut std::collections::HashSet<crate::event::TableName>,
+    ) -> Result<(), crate::Error> {
+        let publication = &self.cfg.source.publication;
+        let Some(published) = c.publication_tables(publication).await? else {
+            return Ok(()); // the slot's stream fails on its own, naming the publication
+        };
+        for t in &self.cfg.tables {
+            let table = crate::event::TableName::parse(&t.table);
+            let gone = !published.contains(&table);
+            if gone && unpublished.insert(table.clone()) {
+                tracing::error!(table = %table, publication = %publication,
+                    "{table} is no longer in publication {publication} (ALTER PUBLICATION … DROP TABLE, or DROP COLUMN … CASCADE of a column its row filter reads): none of its changes reach pg2qdrant from here on; the other tables go on. Fix: make the config match the table (tables ({table}) where), restart (the publication gets the table back), then run `pg2qdrant resync --table {table}`");
+                metrics::gauge!(names::TABLE_STOPPED, "table" => table.to_string()).set(1.0);
+            } else if !gone && unpublished.remove(&table) {
+                tracing::warn!(table = %table, publication = %publication,
+                    "{table} is in publication {publication} again; changes made while it was out are missing: run `pg2qdrant resync --table {table}`");
+            }
+        }
+        Ok(())
     }
 
     /// Lag in bytes and the slot's health.

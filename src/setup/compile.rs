@@ -23,6 +23,7 @@ pub async fn compile(
     for (t, key) in tables.iter().zip(keys) {
         spaces.push(id_space(catalog, t, &key).await?);
         let mut mapping = TableMapping::new(t, key)?.with_types(types.clone());
+        mapping.pin_types(&catalog.column_shapes(&mapping.table).await?);
         if let Some(c) = &t.chunk {
             mapping = mapping.with_splitter(splitter(t, c, embedders)?);
         }

@@ -49,7 +49,14 @@ pub async fn connect(cfg: &Config, current: &State, had_progress: bool) -> Resul
         .collect();
     let mut filtered = Vec::with_capacity(names.len());
     for (i, (t, name)) in cfg.tables.iter().zip(&names).enumerate() {
-        filtered.push((name.clone(), catalog.row_filter(i, t).await?));
+        let filter = catalog.row_filter(i, t).await?;
+        if let Some(f) = &filter {
+            // The filter's columns are needed too (`mapping::schema`).
+            let m = &mut compiled[i];
+            m.need_filter_columns(&f.columns);
+            m.pin_types(&catalog.column_shapes(name).await?);
+        }
+        filtered.push((name.clone(), filter));
     }
     catalog
         .ensure_publication(

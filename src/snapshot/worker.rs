@@ -17,6 +17,7 @@ use crate::event::{Change, ChangeKind, TableName};
 use crate::lsn::{Lsn, Position};
 use crate::metrics::names;
 use crate::source::catalog::Catalog;
+use crate::source::chunk::TableLayout;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -115,7 +116,7 @@ impl Worker {
         c: &Catalog,
         id: &str,
         table: &TableName,
-        layout: &crate::source::chunk::TableLayout,
+        layout: &TableLayout,
         generation: u64,
         first: u32,
         end: Option<u32>,
@@ -124,11 +125,26 @@ impl Worker {
         let (ops, kept, rows) = if empty {
             (Vec::new(), Vec::new(), 0)
         } else {
+            let mapping = &self.coordinator.mappings()[table];
+            // The columns as they are now: a column added or dropped since the plan is read
+            // (or not) like the stream's rows after its Relation message. A column the mapping
+            // needs, gone or retyped, holds the copy with an error instead of parking every row
+            // (`mapping::schema`).
+            let now = c.layout(table, &mapping.key).await?.columns;
+            if let Some(b) = mapping.schema_break(&now) {
+                return Err(Error::prerequisite(
+                    format!("{table}: {b}: its copy waits"),
+                    format!("make tables ({table}) {} name the column as it is now (or undo the change) and restart", b.need.field),
+                ));
+            }
+            let layout = &TableLayout {
+                columns: now,
+                ..layout.clone()
+            };
             let low = c.emit(&self.coordinator.watermark(id, false)).await?;
             c.wait_running_transactions().await?;
             // Binary wherever every column has a binary decoder (any server version has binary
             // COPY); the stream's choice does not matter, both forms map alike.
-            let mapping = &self.coordinator.mappings()[table];
             let binary = self.source.format != crate::config::Format::Text
                 && crate::source::format::blocker(mapping, &layout.columns).is_none();
             let Some(rows) = c
