@@ -266,14 +266,17 @@ pub enum Op {
         position: Position,
     },
     /// Delete the chunk points of one row (`key`: its key columns as text, as stored in
-    /// `_pg2qdrant.key`) from chunk `from` on, if older than `position`. `anchor`: the row's
-    /// chunk 0 point, which stands for the row when batches are ordered.
+    /// `_pg2qdrant.key`) from chunk `from` on, except the points `keep`, if older than
+    /// `position`. `anchor`: the point that stands for the row when batches are ordered.
     DeleteChunks {
         collection: Arc<str>,
         table: TableName,
         key: serde_json::Value,
         anchor: PointKey,
         from: usize,
+        /// Content-defined chunks (`mapping::chunk::content`): the row's chunk points now,
+        /// which the delete leaves to their upserts (and their stored vectors to be reused).
+        keep: Vec<PointKey>,
         position: Position,
     },
     /// Delete every point of `table` older than `position`.

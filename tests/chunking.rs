@@ -290,3 +290,222 @@ async fn verify_finds_a_missing_chunk_and_a_chunk_past_the_count_and_repair_fixe
     wait_chunks("t_chunks_verify", "2", 2, json!(1)).await;
     run.stop().await;
 }
+
+/// Ten paragraphs of three sentences, each paragraph on its own topic.
+const TOPICS: [&str; 10] = [
+    "volcanoes",
+    "sourdough bread",
+    "chess openings",
+    "coral reefs",
+    "jazz piano",
+    "tax returns",
+    "marathon training",
+    "medieval castles",
+    "solar panels",
+    "honey bees",
+];
+
+fn paragraph(topic: &str) -> String {
+    format!(
+        "These notes talk about {topic} in some detail. The second remark about {topic} adds a few more facts. Finally {topic} come up once more before the paragraph ends."
+    )
+}
+
+fn document(paragraphs: &[String]) -> String {
+    paragraphs.join("\n\n")
+}
+
+/// The same document in two tables, one chunked by fixed windows, one by content, both
+/// `max_tokens = 24`: an edit's re-embeddings counted for each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_chunks_reembed_only_the_edited_paragraph_and_a_shortened_row_leaves_no_ghost() {
+    let db = TestDb::new(
+        "t_chunks_content",
+        "CREATE TABLE docs (id bigint PRIMARY KEY, body text, n int);
+         CREATE TABLE wins (id bigint PRIMARY KEY, body text, n int);",
+    )
+    .await;
+    let port = free_port();
+    let content = chunked("t_chunks_content", "minilm_content", 24, 0)
+        .replace("overlap = 0 }", "overlap = 0, chunking = \"content\" }");
+    let windows = chunked("t_chunks_content_w", "minilm_windows", 24, 0)
+        .replace("table = \"docs\"", "table = \"wins\"");
+    let mut cfg = db.config(&format!("{content}{windows}"));
+    cfg.metrics.addr = format!("127.0.0.1:{port}");
+    let run = db.start(cfg).await;
+    let model_dir = std::path::PathBuf::from(env("PG2QDRANT_TEST_MODEL"));
+    let splitter = |chunking| {
+        pg2qdrant::mapping::chunk::Splitter::load(
+            &pg2qdrant::config::ChunkConfig {
+                max_tokens: 24,
+                overlap: 0,
+                chunking,
+            },
+            Some(&model_dir.join("tokenizer.json")),
+        )
+        .unwrap()
+    };
+    let by_content = splitter(pg2qdrant::config::Chunking::Content);
+    let by_windows = splitter(pg2qdrant::config::Chunking::Windows);
+    let mut paragraphs: Vec<String> = TOPICS.iter().map(|t| paragraph(t)).collect();
+    let text = document(&paragraphs);
+    let set = |body: &str| {
+        format!(
+            "INSERT INTO docs VALUES (1, $${body}$$, 1) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body;
+             INSERT INTO wins VALUES (1, $${body}$$, 1) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body;"
+        )
+    };
+    // Waits until the row's points are exactly the chunks of `body`; returns them by text.
+    let settled = |collection: &'static str, body: String| {
+        let splitter = if collection.ends_with("_w") {
+            &by_windows
+        } else {
+            &by_content
+        };
+        let want: Vec<String> = splitter
+            .split(&body)
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        async move {
+            wait_for(
+                &format!("{collection}: the chunks of the new text"),
+                WAIT,
+                || async {
+                    let points = all_points(collection).await;
+                    let mut texts: Vec<String> = points
+                        .iter()
+                        .map(|(_, p)| p.payload["chunk_text"].as_str().unwrap_or("").to_owned())
+                        .collect();
+                    let mut expected = want.clone();
+                    texts.sort();
+                    expected.sort();
+                    (texts == expected
+                        && points
+                            .iter()
+                            .all(|(_, p)| p.payload["chunk_count"] == json!(want.len())))
+                    .then_some(points)
+                },
+            )
+            .await
+        }
+    };
+    let embedded = |name: &'static str| counter(port, "pg2qdrant_embeddings_total", name);
+    db.exec(&set(&text)).await;
+    let first = settled("t_chunks_content", text.clone()).await;
+    assert!(
+        first.len() >= 20,
+        "a document of 20 chunks or more: {}",
+        first.len()
+    );
+    settled("t_chunks_content_w", text.clone()).await;
+    let (c0, w0) = (
+        embedded("minilm_content").await,
+        embedded("minilm_windows").await,
+    );
+    assert_eq!(c0 as usize, first.len(), "one embedding per chunk");
+
+    // One sentence inserted in the third paragraph.
+    paragraphs[2] = paragraphs[2].replacen(
+        "The second remark",
+        "A sentence inserted here mentions openings once again. The second remark",
+        1,
+    );
+    let edited = document(&paragraphs);
+    db.exec(&set(&edited)).await;
+    settled("t_chunks_content", edited.clone()).await;
+    settled("t_chunks_content_w", edited.clone()).await;
+    let content_again = embedded("minilm_content").await - c0;
+    let windows_again = embedded("minilm_windows").await - w0;
+    println!(
+        "one sentence inserted in paragraph 3 of {} chunks: content-defined chunks embedded again {content_again}, fixed windows {windows_again}",
+        first.len()
+    );
+    assert!(
+        (1.0..=3.0).contains(&content_again),
+        "at most 3 chunks embedded again, got {content_again}"
+    );
+
+    // Search still finds every paragraph: its own topic's question ranks one of its chunks first.
+    let model = LocalEmbedder::load(&model_dir, 2).unwrap();
+    for topic in TOPICS {
+        let query = model
+            .embed(&[&format!("What do the notes say about {topic}?")])
+            .unwrap()
+            .vectors
+            .remove(0);
+        let hits = qdrant()
+            .query(
+                qdrant_client::qdrant::QueryPointsBuilder::new("t_chunks_content")
+                    .query(query)
+                    .with_payload(true)
+                    .limit(1),
+            )
+            .await
+            .unwrap()
+            .result;
+        let found = hits[0].payload["chunk_text"].to_string();
+        assert!(found.contains(topic), "{topic}: {found}");
+    }
+
+    // Shortened to its first five paragraphs: the chunks of the others are deleted, no ghost,
+    // and nothing is embedded (every chunk left was there before).
+    let before = embedded("minilm_content").await;
+    let short = document(&paragraphs[..5]);
+    db.exec(&set(&short)).await;
+    let left = settled("t_chunks_content", short.clone()).await;
+    assert!(
+        left.len() < first.len(),
+        "{} of {}",
+        left.len(),
+        first.len()
+    );
+    assert_eq!(
+        embedded("minilm_content").await,
+        before,
+        "nothing new to embed"
+    );
+    let config = work_dir("t_chunks_content").join("verify.toml");
+    std::fs::write(
+        &config,
+        db.config_text(&format!("{content}{windows}"), &qdrant_url()),
+    )
+    .unwrap();
+    assert_eq!(
+        crate::verify::verify(&config, &["--table", "docs"]).0,
+        0,
+        "in sync"
+    );
+    // A chunk an earlier version left behind (older than the row's chunks, an id of its own):
+    // verify counts it as an orphan and --repair removes it.
+    let ghost = json!({"chunk_text": "ghost", "chunk_index": 0, "chunk_count": 1, "n": 1,
+        "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": 0, "key": {"id": "1"}}});
+    qdrant()
+        .upsert_points(
+            qdrant_client::qdrant::UpsertPointsBuilder::new(
+                "t_chunks_content",
+                vec![qdrant_client::qdrant::PointStruct::new(
+                    "00000000-0000-5000-8000-000000000001".to_owned(),
+                    vec![0.1f32; 384],
+                    qdrant_client::Payload::try_from(ghost).unwrap(),
+                )],
+            )
+            .wait(true),
+        )
+        .await
+        .unwrap();
+    let (code, report) = crate::verify::verify(&config, &["--table", "docs"]);
+    assert_eq!(
+        (code, report["orphaned"].as_u64()),
+        (1, Some(1)),
+        "{report}"
+    );
+    crate::verify::verify(&config, &["--table", "docs", "--repair"]);
+    assert_eq!(
+        crate::verify::verify(&config, &["--table", "docs"]).0,
+        0,
+        "repaired"
+    );
+    assert_eq!(count("t_chunks_content").await, left.len() as u64);
+    run.stop().await;
+}

@@ -313,6 +313,12 @@ fn validate_chunk(
             format!("{} is out of range 2..=8192", c.max_tokens),
         ));
     }
+    if c.chunking == crate::config::Chunking::Content && c.overlap > 0 {
+        return Err(Error::config(
+            f("chunk.overlap"),
+            "chunking = \"content\" cuts at paragraphs and sentences, without overlap: leave overlap out".to_owned(),
+        ));
+    }
     if c.overlap >= c.max_tokens {
         return Err(Error::config(
             f("chunk.overlap"),
@@ -584,6 +590,28 @@ mod tests {
                 && e.contains("replication_factor"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn content_chunking_with_an_overlap_names_the_field() {
+        let t = |chunk: &str| {
+            parse(&cfg(&format!(
+                "[[embedders]]\nname = \"e\"\npath = \"/models/e\"\n\
+                 [[tables]]\ntable = \"a\"\ncollection = \"a\"\n\
+                 vector = {{ embed = \"e\", text = \"{{body}}\", size = 3, distance = \"Cosine\" }}\n\
+                 chunk = {{ {chunk} }}\n"
+            )))
+            .map_err(|e| e.to_string())
+            .and_then(|c| c.validate().map_err(|e| e.to_string()))
+        };
+        assert_eq!(t("max_tokens = 8, chunking = \"content\""), Ok(()));
+        let e = t("max_tokens = 8, overlap = 2, chunking = \"content\"").unwrap_err();
+        assert!(
+            e.contains("tables[0].chunk.overlap") && e.contains("content"),
+            "{e}"
+        );
+        let e = t("max_tokens = 8, chunking = \"sentences\"").unwrap_err();
+        assert!(e.contains("chunking") || e.contains("sentences"), "{e}");
     }
 
     #[test]

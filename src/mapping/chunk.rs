@@ -23,7 +23,9 @@
 //! Within one batch, and between the batches the writer runs at once, a row's ops are ordered
 //! by its *anchor*, the point `chunk(R, 0)`: every op of `R` names it.
 
-use crate::config::ChunkConfig;
+pub mod content;
+
+use crate::config::{ChunkConfig, Chunking};
 use crate::error::Error;
 use std::path::Path;
 use tokenizers::Tokenizer;
@@ -92,6 +94,7 @@ pub struct Splitter {
     tokens: Tokens,
     max_tokens: usize,
     overlap: usize,
+    chunking: Chunking,
 }
 
 impl Splitter {
@@ -101,11 +104,20 @@ impl Splitter {
             tokens: Tokens::load(tokenizer)?,
             max_tokens: cfg.max_tokens,
             overlap: cfg.overlap,
+            chunking: cfg.chunking,
         })
+    }
+
+    /// Whether chunk boundaries (and so chunk ids) follow the content (`content`).
+    pub fn by_content(&self) -> bool {
+        self.chunking == Chunking::Content
     }
 
     /// The chunks of `text`, in order; at least one (an empty text is one empty chunk).
     pub fn split<'a>(&self, text: &'a str) -> Vec<&'a str> {
+        if self.by_content() {
+            return content::split(&self.tokens, text, self.max_tokens);
+        }
         let spans = self.tokens.spans(text);
         if spans.is_empty() {
             return vec![text];
@@ -155,6 +167,7 @@ mod tests {
             &ChunkConfig {
                 max_tokens,
                 overlap,
+                chunking: Chunking::Windows,
             },
             None,
         )

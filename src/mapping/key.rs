@@ -87,6 +87,23 @@ pub fn chunk_uuid5(table: &TableName, parts: &[(u32, &str)], index: usize) -> Po
     PointKey::Uuid(uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()))
 }
 
+/// A content-defined chunk of a row (`chunk::content`): UUIDv5 over `[["schema","table",key
+/// values…], "content", text, n]`, `n` the chunks of the row before it with the same text. An
+/// unchanged chunk keeps its id wherever an edit moves it.
+pub fn content_chunk_uuid5(
+    table: &TableName,
+    parts: &[(u32, &str)],
+    text: &str,
+    n: usize,
+) -> PointKey {
+    let mut row: Vec<&str> = Vec::with_capacity(parts.len() + 2);
+    row.push(&table.schema);
+    row.push(&table.name);
+    row.extend(parts.iter().map(|(_, t)| *t));
+    let name = serde_json::to_string(&(row, "content", text, n)).expect("strings serialize");
+    PointKey::Uuid(uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

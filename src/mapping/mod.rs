@@ -171,6 +171,11 @@ impl TableMapping {
         self.splitter.is_some()
     }
 
+    /// Whether its chunks are cut by content, with ids by content (`chunk::content`).
+    pub fn chunked_by_content(&self) -> bool {
+        self.splitter.as_ref().is_some_and(|s| s.by_content())
+    }
+
     /// The database's types (see `source::catalog::Catalog::types`).
     pub fn with_types(mut self, types: Arc<Types>) -> Self {
         self.types = types;
@@ -317,6 +322,7 @@ impl TableMapping {
                 key: self.key_json(row),
                 anchor: self.point_key(row)?,
                 from: 0,
+                keep: Vec::new(),
                 position,
             });
         }
@@ -358,16 +364,41 @@ impl TableMapping {
         let parts = self.key_parts(row).unwrap_or_default();
         let parts: Vec<(u32, &str)> = parts.iter().map(|(o, t)| (*o, t.as_ref())).collect();
         let pieces = splitter.split(&input.text);
+        // Fixed windows: ids by index, the delete trims what is past the new count. Content
+        // chunks: ids by content, the delete removes every other chunk point of the row.
+        let ids: Vec<PointKey> = if splitter.by_content() {
+            pieces
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let same = pieces[..i].iter().filter(|q| *q == p).count();
+                    key::content_chunk_uuid5(&self.table, &parts, p, same)
+                })
+                .collect()
+        } else {
+            (0..pieces.len())
+                .map(|i| key::chunk_uuid5(&self.table, &parts, i))
+                .collect()
+        };
         let mut ops = Vec::with_capacity(pieces.len() + 1);
         ops.push(Op::DeleteChunks {
             collection: self.collection.clone(),
             table: self.table.clone(),
             key: self.key_json(row),
             anchor: anchor.clone(),
-            from: pieces.len(),
+            from: if splitter.by_content() {
+                0
+            } else {
+                pieces.len()
+            },
+            keep: if splitter.by_content() {
+                ids.clone()
+            } else {
+                Vec::new()
+            },
             position,
         });
-        for (i, piece) in pieces.iter().enumerate() {
+        for ((i, piece), id) in pieces.iter().enumerate().zip(ids) {
             let mut payload = payload.clone();
             payload.insert(chunk::FIELDS[0].to_owned(), Value::from(i));
             payload.insert(chunk::FIELDS[1].to_owned(), Value::from(pieces.len()));
@@ -375,7 +406,7 @@ impl TableMapping {
             ops.push(Op::Upsert {
                 collection: self.collection.clone(),
                 doc: Document {
-                    key: key::chunk_uuid5(&self.table, &parts, i),
+                    key: id,
                     payload,
                     vectors: None,
                     embed: embed

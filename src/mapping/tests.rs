@@ -344,3 +344,53 @@ fn a_sparsevec_column_is_kept_sparse() {
         Some(Vector::Sparse(Sparse::default()))
     );
 }
+
+#[test]
+fn content_chunks_keep_their_ids_across_an_edit_and_the_trim_keeps_them() {
+    let cfg = parse(
+        "[source]\nurl = \"postgres://u@h/d\"\nslot = \"s\"\npublication = \"p\"\n\
+         [[embedders]]\nname = \"e\"\npath = \"/models/e\"\n\
+         [[tables]]\ntable = \"public.m\"\ncollection = \"c\"\n\
+         vector = { embed = \"e\", text = \"{body}\", size = 2, distance = \"Cosine\" }\n\
+         chunk = { max_tokens = 6, chunking = \"content\" }\n",
+    )
+    .unwrap();
+    let splitter = chunk::Splitter::load(&cfg.tables[0].chunk.unwrap(), None).unwrap();
+    let m = TableMapping::new(&cfg.tables[0], vec!["id".into()])
+        .unwrap()
+        .with_splitter(splitter);
+    // (trim's from and keep, the upserts' ids and texts) of a row with this body.
+    let of = |body: &str| {
+        let ops = m
+            .ops(&change(ChangeKind::Insert {
+                new: row(&[t("5"), t(body), t("{1,2}"), t("f"), Datum::Null]),
+            }))
+            .unwrap();
+        let Op::DeleteChunks { from, keep, .. } = &ops[0] else {
+            panic!("the trim first: {ops:?}")
+        };
+        let docs: Vec<(PointKey, String)> = ops[1..]
+            .iter()
+            .map(|o| match o {
+                Op::Upsert { doc, .. } => (doc.key.clone(), doc.embed[0].text.clone()),
+                o => panic!("{o:?}"),
+            })
+            .collect();
+        (*from, keep.clone(), docs)
+    };
+    let (from, keep, before) = of("Alpha one.\n\nBeta two.\n\nGamma three.\n\nAlpha one.");
+    assert_eq!(from, 0, "every chunk point of the row but those kept");
+    assert_eq!(
+        keep,
+        before.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(before.len(), 4);
+    assert_ne!(before[0].0, before[3].0, "equal texts, distinct ids");
+    let (_, _, after) = of("Alpha one.\n\nBeta two. Inserted.\n\nGamma three.\n\nAlpha one.");
+    let same: Vec<&(PointKey, String)> = after.iter().filter(|d| before.contains(d)).collect();
+    assert_eq!(
+        same.len(),
+        3,
+        "only the edited paragraph's chunk is new: {after:?}"
+    );
+}

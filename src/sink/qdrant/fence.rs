@@ -77,14 +77,9 @@ pub fn table_older_than(table: &str, pos: Position) -> Filter {
     ])
 }
 
-/// The chunk points of one row (`key`: its key columns as stored in `_pg2qdrant.key`) from
-/// chunk `from` on, older than `pos` (see `mapping::chunk`).
-pub fn row_chunks_older_than(
-    table: &str,
-    key: &serde_json::Value,
-    from: usize,
-    pos: Position,
-) -> Filter {
+/// The points of one row of `table` (`key`: its key columns as stored in `_pg2qdrant.key`):
+/// its chunk points, in a chunked table.
+pub fn row_points(table: &str, key: &serde_json::Value) -> Vec<Condition> {
     let mut must = vec![Condition::matches(
         format!("{META_FIELD}.table"),
         table.to_owned(),
@@ -97,6 +92,19 @@ pub fn row_chunks_older_than(
             ));
         }
     }
+    must
+}
+
+/// The chunk points of one row (`key`: its key columns as stored in `_pg2qdrant.key`) from
+/// chunk `from` on, but for the points `keep`, older than `pos` (see `mapping::chunk`).
+pub fn row_chunks_older_than(
+    table: &str,
+    key: &serde_json::Value,
+    from: usize,
+    keep: &[crate::event::PointKey],
+    pos: Position,
+) -> Filter {
+    let mut must = row_points(table, key);
     if from > 0 {
         must.push(Condition::range(
             crate::mapping::chunk::FIELDS[0],
@@ -107,5 +115,9 @@ pub fn row_chunks_older_than(
         ));
     }
     must.push(older_than(pos));
-    Filter::must(must)
+    let mut filter = Filter::must(must);
+    if !keep.is_empty() {
+        filter.must_not = vec![Condition::has_id(keep.iter().map(super::mapping::point_id))];
+    }
+    filter
 }

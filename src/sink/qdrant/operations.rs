@@ -129,11 +129,12 @@ pub fn operations<'d>(ops: &[&'d Op], fencing: &Fencing, keys: Option<&Keys>) ->
                 table,
                 key,
                 from,
+                keep,
                 position,
                 ..
             } => {
                 let filter =
-                    fence::row_chunks_older_than(&table.to_string(), key, *from, *position);
+                    fence::row_chunks_older_than(&table.to_string(), key, *from, keep, *position);
                 target.delete_everywhere(filter, &mut out);
                 i += 1;
             }
