@@ -507,5 +507,17 @@ async fn content_chunks_reembed_only_the_edited_paragraph_and_a_shortened_row_le
         "repaired"
     );
     assert_eq!(count("t_chunks_content").await, left.len() as u64);
+    // Copied chunks take consecutive positions: verify still finds nothing left over.
+    cli_ok(&["resync", "--table", "docs"], &config);
+    let state = work_dir("t_chunks_content").join("checkpoint.snapshot.json");
+    wait_for("the resync", WAIT, || async {
+        let s: Value = serde_json::from_slice(&std::fs::read(&state).ok()?).ok()?;
+        let c = &s["tables"]["public.docs"];
+        (c["reason"] == "resync" && c["status"] == "done").then_some(())
+    })
+    .await;
+    let (code, report) = crate::verify::verify(&config, &["--table", "docs"]);
+    assert_eq!(code, 0, "after a copy: {report}");
+    assert_eq!(count("t_chunks_content").await, left.len() as u64);
     run.stop().await;
 }

@@ -325,6 +325,9 @@ async fn resync_where_refuses_what_is_not_one_boolean_expression() {
         ("n + 1", "boolean"),
         ("n < 3) OR (true", "did not open"),
         ("no_such_column = 1", "no_such_column"),
+        // Only what a publication row filter may hold: nothing with an effect or a subquery.
+        ("n < 3 AND random() < 2", "not allowed"),
+        ("n IN (SELECT 1)", "Only columns, constants"),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_pg2qdrant"))
             .args([
@@ -347,6 +350,41 @@ async fn resync_where_refuses_what_is_not_one_boolean_expression() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 10, "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_resync_request_with_a_condition_that_may_run_anything_copies_nothing() {
+    let db = TestDb::new("t_resync_forged", LOAD).await;
+    let dir = work_dir("t_resync_forged");
+    let config = config_file(&db, "", "");
+    let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
+    existing_rows(&db, 10).await;
+    wait_count("t_resync_forged", 10).await;
+    db.wait_first_copy_settled().await;
+    // Any role may write into the WAL: a request that did not come from `pg2qdrant resync`,
+    // with a condition calling a volatile function, is checked again by the connector.
+    db.exec(
+        r#"SELECT pg_logical_emit_message(true, 'pg2qdrant',
+             '{"kind":"resync","slot":"t_resync_forged","table":"public.docs","where":"n < 5 AND random() < 2"}')"#,
+    )
+    .await;
+    let copy = wait_for("the request refused", WAIT, || async {
+        let c = copy_of(&dir);
+        (c["reason"] == "resync" && c["status"] == "done").then_some(c)
+    })
+    .await;
+    assert_eq!(copy["rows"].as_u64(), Some(0), "nothing copied: {copy}");
+    assert!(copy["chunks"].is_null(), "never planned: {copy}");
+    // The stream goes on.
+    db.exec("UPDATE docs SET title = 'after' WHERE id = 1")
+        .await;
+    wait_for("the stream", WAIT, || async {
+        point("t_resync_forged", 1u64)
+            .await
+            .filter(|p| p.payload["title"] == "after")
+    })
+    .await;
+    run.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,10 @@ pub struct TableCopy {
     /// Rows written by the durable chunks.
     #[serde(default)]
     pub rows: u64,
+    /// The commit LSN of the resync request this copy serves (0: not a request's). A request
+    /// at or below it is a replay; the copy's start may move past it (a rewrite re-plans).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requested: u64,
     /// A partial resync (`resync --where`): only the rows matching this condition are read,
     /// and no sweep follows (the points of other rows were not rewritten).
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
@@ -95,6 +99,7 @@ impl TableCopy {
             chunks: None,
             done: Vec::new(),
             rows: 0,
+            requested: 0,
             condition: None,
         }
     }
@@ -115,6 +120,10 @@ impl TableCopy {
             self.rows += rows;
         }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -22,7 +22,7 @@ use crate::lsn::Position;
 pub use position::{meta, set_positions, PG_EPOCH_UNIX_MICROS};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use types::{Kind, Types};
 use vectors::VectorSpec;
@@ -367,12 +367,13 @@ impl TableMapping {
         // Fixed windows: ids by index, the delete trims what is past the new count. Content
         // chunks: ids by content, the delete removes every other chunk point of the row.
         let ids: Vec<PointKey> = if splitter.by_content() {
+            let mut seen: HashMap<&str, usize> = HashMap::new();
             pieces
                 .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let same = pieces[..i].iter().filter(|q| *q == p).count();
-                    key::content_chunk_uuid5(&self.table, &parts, p, same)
+                .map(|p| {
+                    let same = seen.entry(p).or_default();
+                    *same += 1;
+                    key::content_chunk_uuid5(&self.table, &parts, p, *same - 1)
                 })
                 .collect()
         } else {

@@ -359,6 +359,14 @@ impl Replicator {
             Control::Resync {
                 table, condition, ..
             } => {
+                if self
+                    .assembler
+                    .stopped(&crate::event::TableName::parse(&table))
+                {
+                    // Its changes are being skipped: a copy now would be overtaken by them.
+                    tracing::error!(table = %table, "resync requested for a table a schema change stopped: ignored. Make the config name the table's columns as they are now, restart, then request the resync again");
+                    return Ok(Vec::new());
+                }
                 self.coordinator.request(&table, commit, condition)?;
                 Ok(Vec::new())
             }

@@ -468,7 +468,12 @@ impl Coordinator {
         let mut inner = self.lock();
         let key = name.to_string();
         let running = inner.state.tables.get(&key);
-        if running.is_some_and(|c| c.start_lsn >= at.as_u64()) {
+        // A state file of a release without `requested`: its resync's start stands for it.
+        let taken = |c: &TableCopy| match (c.requested, c.reason) {
+            (0, CopyReason::Resync) => c.start_lsn,
+            (r, _) => r,
+        };
+        if running.is_some_and(|c| taken(c) >= at.as_u64()) {
             return Ok(()); // replayed: this request (or a later one) was taken already
         }
         let condition = match (running.filter(|c| c.status == Status::Copying), condition) {
@@ -488,21 +493,47 @@ impl Coordinator {
             }
         }
         let mut copy = TableCopy::new(CopyReason::Resync, at.as_u64());
+        copy.requested = at.as_u64();
         copy.condition = condition;
         inner.state.tables.insert(key, copy);
         self.launch(&mut inner, name);
         self.persist(&inner)
     }
 
-    /// The rows a chunk of `table`'s copy reads: the table's row filter and, in a partial
-    /// resync, its condition (`None`: every row).
-    pub fn selection(&self, table: &TableName) -> Option<String> {
-        let condition = self
-            .lock()
+    /// A partial resync's condition (`None`: the copy reads every row).
+    pub fn condition(&self, table: &TableName) -> Option<String> {
+        self.lock()
             .state
             .tables
             .get(&table.to_string())
-            .and_then(|c| c.condition.clone());
+            .and_then(|c| c.condition.clone())
+    }
+
+    /// The copy's condition was refused (`source::condition`: it came through the WAL, which
+    /// any role may write): the copy ends without reading a row.
+    pub fn refuse(&self, table: &TableName, generation: u64, why: &str) -> Result<(), Error> {
+        let mut inner = self.lock();
+        if !Self::current(&inner, table, generation) {
+            return Ok(());
+        }
+        inner.live.remove(table);
+        if let Some(copy) = inner.state.tables.get_mut(&table.to_string()) {
+            tracing::error!(table = %table, condition = copy.condition.as_deref().unwrap_or(""),
+                "a partial resync request was refused, nothing is copied (requests travel through the WAL, where any role may write; `pg2qdrant resync --where` checks its condition the same way): {why}");
+            copy.status = Status::Done;
+        }
+        set_state_metric(table, Some(Status::Done));
+        self.persist(&inner)?;
+        drop(inner);
+        self.settled.notify_one();
+        self.copied.notify_one();
+        Ok(())
+    }
+
+    /// The rows a chunk of `table`'s copy reads: the table's row filter and, in a partial
+    /// resync, its condition (`None`: every row).
+    pub fn selection(&self, table: &TableName) -> Option<String> {
+        let condition = self.condition(table);
         match (self.mappings[table].row_filter.clone(), condition) {
             (Some(f), Some(c)) => Some(format!("({f}) AND ({c})")),
             (f, c) => f.or(c),

@@ -81,6 +81,12 @@ impl Worker {
         let c = self.connection(catalog).await?;
         match task {
             Task::Plan { table, generation } => {
+                // A partial resync's condition came through the WAL: checked again here.
+                if let Some(condition) = self.coordinator.condition(table) {
+                    if let Err(why) = c.allowed_condition(table, &condition).await? {
+                        return self.coordinator.refuse(table, *generation, &why);
+                    }
+                }
                 let mapping = &self.coordinator.mappings()[table];
                 let layout = c.layout(table, &mapping.key).await?;
                 let now = c.current_wal_lsn().await?;

@@ -27,29 +27,16 @@ use crate::config::TableConfig;
 use crate::error::Error;
 use crate::event::{quote_ident, TableName};
 
-/// A table's row filter as PostgreSQL has it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filter {
-    /// The configured expression, as written.
-    pub expr: String,
-    /// PostgreSQL's text for it (what `pg_publication_tables.rowfilter` shows).
-    pub stored: String,
-    /// The columns it reads.
-    pub columns: Vec<String>,
-}
-
-const PROBE: &str = "pg2qdrant_row_filter_probe";
-
 impl Catalog {
-    /// Validates `tables[index].where` with PostgreSQL (see the module doc) and checks its
-    /// columns against the table's replica identity; `None` without a filter. Errors name the
-    /// field, the table and the fix.
-    pub async fn row_filter(&self, index: usize, t: &TableConfig) -> Result<Option<Filter>, Error> {
-        let Some(expr) = t.row_filter.clone() else {
-            return Ok(None);
-        };
-        let table = TableName::parse(&t.table);
-        let field = format!("tables[{index}].where");
+    /// Hands `expr` to PostgreSQL as a publication row filter of `table`, inside a transaction
+    /// that is rolled back: `Ok(Err(why))` when PostgreSQL refuses it (only simple expressions
+    /// over the table's columns, constants and immutable built-in functions pass), else its
+    /// stored text and expression tree. The outer error is the connection's.
+    pub async fn probe_filter(
+        &self,
+        table: &TableName,
+        expr: &str,
+    ) -> Result<Result<(String, String), tokio_postgres::Error>, Error> {
         let client = self.client();
         client
             .batch_execute("BEGIN")
@@ -84,6 +71,34 @@ impl Catalog {
             .batch_execute("ROLLBACK")
             .await
             .map_err(Error::pg("row filter probe"))?;
+        Ok(probed)
+    }
+}
+
+/// A table's row filter as PostgreSQL has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// The configured expression, as written.
+    pub expr: String,
+    /// PostgreSQL's text for it (what `pg_publication_tables.rowfilter` shows).
+    pub stored: String,
+    /// The columns it reads.
+    pub columns: Vec<String>,
+}
+
+const PROBE: &str = "pg2qdrant_row_filter_probe";
+
+impl Catalog {
+    /// Validates `tables[index].where` with PostgreSQL (see the module doc) and checks its
+    /// columns against the table's replica identity; `None` without a filter. Errors name the
+    /// field, the table and the fix.
+    pub async fn row_filter(&self, index: usize, t: &TableConfig) -> Result<Option<Filter>, Error> {
+        let Some(expr) = t.row_filter.clone() else {
+            return Ok(None);
+        };
+        let table = TableName::parse(&t.table);
+        let field = format!("tables[{index}].where");
+        let probed = self.probe_filter(&table, &expr).await?;
         let (stored, tree) = probed.map_err(|e| {
             let why = e
                 .as_db_error()

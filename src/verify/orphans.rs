@@ -17,7 +17,6 @@ impl Check<'_> {
     pub async fn orphans(&self, r: &mut TableReport) -> Result<(), Error> {
         let key_types = key_types(self.catalog, &self.layout.columns, &self.mapping.key).await?;
         let mut offset: Option<PointId> = None;
-        let mut rows_seen = HashSet::new();
         loop {
             let table = self.table().to_string();
             let filter = if self.older_only {
@@ -42,8 +41,6 @@ impl Check<'_> {
             let mut candidates: Vec<(PointId, Vec<String>, Value)> = Vec::new();
             // Chunk points past chunk 0: (id, key, index), checked against the row's count.
             let mut chunks: Vec<(PointId, Vec<String>, u64)> = Vec::new();
-            // Rows with content-defined chunks on this page: (key, key as stored).
-            let mut by_content: Vec<(Vec<String>, Value)> = Vec::new();
             for p in page.result {
                 r.points += 1;
                 let payload = Value::from(qdrant_client::Payload::from(p.payload));
@@ -56,19 +53,18 @@ impl Check<'_> {
                     continue;
                 };
                 let shown = payload[META_FIELD]["key"].clone();
-                if self.mapping.chunked_by_content() {
-                    by_content.push((key.clone(), shown.clone()));
-                } else if let Some(i) = payload[crate::mapping::chunk::FIELDS[0]]
+                // Content-defined chunks have ids by content, not by index: the rows pass
+                // checks them against their row (`left_over_chunks`).
+                let by_index = self.mapping.chunked() && !self.mapping.chunked_by_content();
+                if let Some(i) = payload[crate::mapping::chunk::FIELDS[0]]
                     .as_u64()
-                    .filter(|i| *i > 0 && self.mapping.chunked())
+                    .filter(|i| *i > 0 && by_index)
                 {
                     chunks.push((id.clone(), key.clone(), i));
                 }
                 candidates.push((id, key, shown));
             }
             self.chunks_past_count(&chunks, r).await?;
-            self.stale_content_chunks(by_content, &mut rows_seen, r)
-                .await?;
             if !candidates.is_empty() {
                 let present = existing_keys(
                     self.catalog.client(),
@@ -104,66 +100,6 @@ impl Check<'_> {
 }
 
 impl Check<'_> {
-    /// Content-defined chunks (`mapping::chunk::content`) have no index to check against a
-    /// count: a change at `P` writes every chunk point of its row at `P` and removes the
-    /// others, so a chunk point of the row older than the newest one is left over from an
-    /// earlier version, an orphan. Rows the stream changed since the check began are the
-    /// stream's (skipped). Each row once (`seen`).
-    async fn stale_content_chunks(
-        &self,
-        rows: Vec<(Vec<String>, Value)>,
-        seen: &mut HashSet<Vec<String>>,
-        r: &mut TableReport,
-    ) -> Result<(), Error> {
-        let table = self.table().to_string();
-        let mut repairs = Vec::new();
-        for (key, shown) in rows {
-            if !seen.insert(key) {
-                continue;
-            }
-            let filter = Filter::must(crate::sink::qdrant::fence::row_points(&table, &shown));
-            let points = self
-                .sink
-                .client()
-                .scroll(
-                    ScrollPointsBuilder::new(self.mapping.collection.as_ref())
-                        .filter(filter)
-                        .limit(10_000)
-                        .with_payload(true)
-                        .with_vectors(false),
-                )
-                .await
-                .map_err(Error::qdrant(format!("scroll {}", self.mapping.collection)))?
-                .result;
-            let positions: Vec<(PointId, Option<crate::lsn::Position>)> = points
-                .into_iter()
-                .filter_map(|p| {
-                    let payload = Value::from(qdrant_client::Payload::from(p.payload));
-                    Some((p.id?, stored_position(&payload)))
-                })
-                .collect();
-            let newest = positions.iter().filter_map(|(_, p)| *p).max();
-            if newest.is_none_or(|n| n >= self.fence) {
-                continue;
-            }
-            for (id, position) in positions {
-                if position < newest {
-                    r.orphaned += 1;
-                    sample(
-                        &mut r.orphaned_keys,
-                        serde_json::json!({"key": shown, "chunk": "left over"}),
-                    );
-                    repairs.push(Op::Delete {
-                        collection: self.mapping.collection.clone(),
-                        key: point_key(&self.mapping.collection, &id)?,
-                        position: self.fence,
-                    });
-                }
-            }
-        }
-        self.repair(&repairs).await
-    }
-
     /// Chunk points whose index is at or past the count their row's chunk 0 holds (left over by
     /// a longer version of the row) are orphans too. Rows without a chunk 0 are the rows pass's.
     async fn chunks_past_count(

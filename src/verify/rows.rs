@@ -97,6 +97,7 @@ impl Check<'_> {
                 .collect();
             let stored = self.points(ids, true).await?;
             let mut repairs = Vec::new();
+            self.left_over_chunks(&mut trims, r, &mut repairs).await?;
             for (op, row) in ops {
                 let id = qmap::point_id(op_key(&op));
                 let point = stored.iter().find(|p| p.id.as_ref() == Some(&id));
@@ -144,6 +145,62 @@ impl Check<'_> {
         Ok(())
     }
 
+    /// Content-defined chunks (`mapping::chunk::content`): a row's chunk points other than
+    /// those its text gives now (the trim's `keep`), older than the check, are left over from
+    /// an earlier version: orphans. The trim itself is their repair (it deletes exactly them).
+    async fn left_over_chunks(
+        &self,
+        trims: &mut HashMap<PointKey, Op>,
+        r: &mut TableReport,
+        repairs: &mut Vec<Op>,
+    ) -> Result<(), Error> {
+        if !self.mapping.chunked_by_content() {
+            return Ok(());
+        }
+        let mut found = Vec::new();
+        for (anchor, trim) in trims.iter() {
+            let Op::DeleteChunks {
+                table, key, keep, ..
+            } = trim
+            else {
+                continue;
+            };
+            let filter = crate::sink::qdrant::fence::row_chunks_older_than(
+                &table.to_string(),
+                key,
+                0,
+                keep,
+                self.fence,
+            );
+            let n = self
+                .sink
+                .client()
+                .count(
+                    qdrant_client::qdrant::CountPointsBuilder::new(
+                        self.mapping.collection.as_ref(),
+                    )
+                    .filter(filter)
+                    .exact(true),
+                )
+                .await
+                .map_err(Error::qdrant(format!("count {}", self.mapping.collection)))?
+                .result
+                .map_or(0, |c| c.count);
+            if n > 0 {
+                r.orphaned += n;
+                sample(
+                    &mut r.orphaned_keys,
+                    serde_json::json!({"key": key, "left_over_chunks": n}),
+                );
+                found.push(anchor.clone());
+            }
+        }
+        for anchor in found {
+            repairs.extend(trims.remove(&anchor));
+        }
+        Ok(())
+    }
+
     /// The ops a page of rows maps to, each with its row, and the chunk trims apart; rows that
     /// cannot be mapped are counted in `r`.
     fn expected(&self, rows: Vec<Row>, r: &mut TableReport) -> Expected {
@@ -160,8 +217,11 @@ impl Check<'_> {
                     for op in ops {
                         match op {
                             Op::DeleteChunks {
-                                from, ref anchor, ..
-                            } if from > 0 => {
+                                from,
+                                ref anchor,
+                                ref keep,
+                                ..
+                            } if from > 0 || !keep.is_empty() => {
                                 out.trims.insert(anchor.clone(), op);
                             }
                             op => out.ops.push((op, row.clone())),

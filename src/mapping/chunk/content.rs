@@ -35,7 +35,7 @@ pub fn split<'a>(tokens: &Tokens, text: &'a str, max_tokens: usize) -> Vec<&'a s
         let mut units: Vec<(usize, usize, usize)> = Vec::new();
         let mut at = 0;
         for sentence in sentences(paragraph) {
-            let spans = tokens.spans(sentence);
+            let spans = starts(tokens.spans(sentence));
             if spans.len() <= max_tokens {
                 units.push((at, at + sentence.len(), spans.len()));
             } else {
@@ -53,6 +53,19 @@ pub fn split<'a>(tokens: &Tokens, text: &'a str, max_tokens: usize) -> Vec<&'a s
         out.push(text.trim());
     }
     out
+}
+
+/// Token spans with distinct starts (the word pieces of one word may share their bounds: they
+/// count as one token here, a cut never falls inside a character or between equal starts).
+fn starts(mut spans: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    spans.dedup_by(|next, kept| {
+        let same = next.0 == kept.0;
+        if same {
+            kept.1 = kept.1.max(next.1);
+        }
+        same
+    });
+    spans
 }
 
 /// Consecutive units of one paragraph into chunks (rule 3 of the module doc).
@@ -298,6 +311,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn tokens_sharing_a_start_count_once_and_no_piece_is_empty() {
+        assert_eq!(
+            starts(vec![(0, 3), (0, 5), (6, 8), (6, 7)]),
+            [(0, 5), (6, 8)]
+        );
+        let text = "abcdefgh ijk";
+        let spans = starts(vec![(0, 4), (0, 8), (9, 12)]);
+        let cut = pieces(text, &spans, 1);
+        assert_eq!(cut, [(0, 9, 1), (9, 12, 1)]);
+        assert!(cut.iter().all(|(a, b, _)| a < b));
     }
 
     #[test]
