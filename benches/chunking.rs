@@ -151,7 +151,7 @@ fn main() {
     let corpus = corpus(docs, &mut rng, &mut seen);
     let texts: Vec<String> = corpus.iter().map(|d| text(d)).collect();
     let facts: Vec<&Fact> = corpus.iter().flatten().flatten().collect();
-    // Up to 400 questions, spread over the corpus.
+    // Every second fact or so asked (at least 400 questions when the corpus has them).
     let step = (facts.len() / 400).max(1);
     let asked: Vec<&Fact> = facts.iter().step_by(step).copied().collect();
     let questions: Vec<&str> = asked.iter().map(|f| f.question.as_str()).collect();

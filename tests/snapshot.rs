@@ -52,6 +52,30 @@ fn copy_of(dir: &Path) -> Value {
     state(dir)["tables"]["public.docs"].clone()
 }
 
+/// A copy killed at `at_kill` and finished (`done`) by a second process (metrics on `port`):
+/// it copied `rows` in all, kept its start, and the second process read only the chunks that
+/// were not durable at the kill.
+async fn assert_resumed(done: &Value, at_kill: &Value, port: u16, rows: u64) {
+    assert_eq!(done["rows"].as_u64(), Some(rows), "{done}");
+    assert_eq!(
+        done["start_lsn"], at_kill["start_lsn"],
+        "the resumed copy keeps its start"
+    );
+    let body = http_get(port, "/metrics").await;
+    let copied: u64 = body
+        .lines()
+        .find(|l| l.starts_with("pg2qdrant_snapshot_rows_total{table=\"public.docs\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no snapshot rows metric:\n{body}"));
+    let at_kill = at_kill["rows"].as_u64().unwrap();
+    assert_eq!(
+        copied,
+        rows - at_kill,
+        "finished chunks are not copied again"
+    );
+}
+
 async fn wait_copy_done(dir: &Path) -> Value {
     wait_for("the copy to finish", WAIT, || async {
         let c = copy_of(dir);
@@ -121,24 +145,7 @@ async fn kill_9_during_a_copy_resumes_from_the_finished_chunks() {
     );
     let mut child = spawn_binary(&config, &dir.join("run2.log"));
     let done = wait_copy_done(&dir).await;
-    assert_eq!(done["rows"].as_u64(), Some(ROWS));
-    assert_eq!(
-        done["start_lsn"], at_kill["start_lsn"],
-        "the resumed copy keeps its start"
-    );
-    // The second process copied only the chunks that were not durable at the kill.
-    let body = http_get(port, "/metrics").await;
-    let copied: u64 = body
-        .lines()
-        .find(|l| l.starts_with("pg2qdrant_snapshot_rows_total{table=\"public.docs\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no snapshot rows metric:\n{body}"));
-    assert_eq!(
-        copied,
-        ROWS - rows_at_kill,
-        "finished chunks are not copied again"
-    );
+    assert_resumed(&done, &at_kill, port, ROWS).await;
     assert_mirrored(&db, "t_snap_kill").await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -316,6 +323,55 @@ async fn resync_where_copies_exactly_the_matching_rows_while_others_stream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_partial_resync_resumes_it_with_its_condition() {
+    let db = TestDb::new("t_resync_where_kill", LOAD).await;
+    const ROWS: u64 = 40_000;
+    existing_rows(&db, ROWS as i64).await;
+    let dir = work_dir("t_resync_where_kill");
+    let knobs = "snapshot_workers = 1\nsnapshot_chunk_pages = 4";
+    let config = config_file(&db, knobs, "");
+    let mut child = spawn_binary(&config, &dir.join("run1.log"));
+    wait_copy_done(&dir).await;
+    wait_count("t_resync_where_kill", ROWS).await;
+    // n = id % 1000: half the rows match.
+    let out = cli_ok(
+        &["resync", "--table", "docs", "--where", "n < 500"],
+        &config,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("20000 rows match"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    wait_for("a few durable chunks of the partial copy", WAIT, || async {
+        let c = copy_of(&dir);
+        (c["where"] == "n < 500" && c["done"].as_array().is_some_and(|d| d.len() >= 5))
+            .then_some(())
+    })
+    .await;
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    let at_kill = copy_of(&dir);
+    assert_eq!(at_kill["status"], "copying", "killed mid-copy: {at_kill}");
+    let rows_at_kill = at_kill["rows"].as_u64().unwrap();
+    assert!(rows_at_kill > 0 && rows_at_kill < 20_000, "{at_kill}");
+
+    let port = free_port();
+    let config = config_file(&db, knobs, &format!("127.0.0.1:{port}"));
+    let mut child = spawn_binary(&config, &dir.join("run2.log"));
+    let done = wait_copy_done(&dir).await;
+    assert_eq!(
+        done["where"], "n < 500",
+        "the condition survives the restart: {done}"
+    );
+    assert_resumed(&done, &at_kill, port, 20_000).await;
+    // No sweep: every point is still there.
+    assert_mirrored(&db, "t_resync_where_kill").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resync_where_refuses_what_is_not_one_boolean_expression() {
     let db = TestDb::new("t_resync_refuse", LOAD).await;
     existing_rows(&db, 10).await;
@@ -375,6 +431,12 @@ async fn a_forged_resync_request_with_a_condition_that_may_run_anything_copies_n
     .await;
     assert_eq!(copy["rows"].as_u64(), Some(0), "nothing copied: {copy}");
     assert!(copy["chunks"].is_null(), "never planned: {copy}");
+    // A condition that would end its parenthesis is refused as soon as the stream reads it.
+    db.exec(
+        r#"SELECT pg_logical_emit_message(true, 'pg2qdrant',
+             '{"kind":"resync","slot":"t_resync_forged","table":"public.docs","where":"1=1) ; DROP TABLE docs; SELECT (1"}')"#,
+    )
+    .await;
     // The stream goes on.
     db.exec("UPDATE docs SET title = 'after' WHERE id = 1")
         .await;
@@ -384,6 +446,7 @@ async fn a_forged_resync_request_with_a_condition_that_may_run_anything_copies_n
             .filter(|p| p.payload["title"] == "after")
     })
     .await;
+    assert_eq!(copy_of(&dir), copy, "the second request took nothing");
     run.stop().await;
 }
 

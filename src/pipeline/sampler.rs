@@ -88,7 +88,8 @@ impl Sampler {
     /// Every watched table still in the publication. A table taken out of it (`ALTER
     /// PUBLICATION … DROP TABLE`, or `DROP COLUMN … CASCADE` of a column its row filter reads)
     /// sends no more changes, and nothing in the stream says so: it is reported here, once, as
-    /// stopped (`mapping::schema`), until it is back (then a resync is asked for).
+    /// stopped (`mapping::schema`; the gauge stays 1 until a restart), until it is back (then a
+    /// resync is asked for).
     async fn published(
         &self,
         c: &Catalog,
@@ -106,7 +107,6 @@ impl Sampler {
                     "{table} is no longer in publication {publication} (ALTER PUBLICATION … DROP TABLE, or DROP COLUMN … CASCADE of a column its row filter reads): none of its changes reach pg2qdrant from here on; the other tables go on. Fix: make the config match the table (tables ({table}) where), restart (the publication gets the table back), then run `pg2qdrant resync --table {table}`");
                 metrics::gauge!(names::TABLE_STOPPED, "table" => table.to_string()).set(1.0);
             } else if !gone && unpublished.remove(&table) {
-                metrics::gauge!(names::TABLE_STOPPED, "table" => table.to_string()).set(0.0);
                 tracing::warn!(table = %table, publication = %publication,
                     "{table} is in publication {publication} again; changes made while it was out are missing: run `pg2qdrant resync --table {table}`");
             }

@@ -55,6 +55,9 @@ struct ReadChunk {
 struct Live {
     generation: u64,
     layout: Option<TableLayout>,
+    /// The rows its chunks read (the row filter and a partial resync's condition), fixed when
+    /// the copy is planned, after the condition was checked (`source::condition`).
+    selection: Option<String>,
     /// Chunks not yet turned into ops by the stream.
     outstanding: HashSet<u32>,
     /// The stream injected the closing sweep at this commit LSN; the copy is done once durable
@@ -169,6 +172,7 @@ impl Coordinator {
             Live {
                 generation,
                 layout: None,
+                selection: None,
                 outstanding: HashSet::new(),
                 sweep_at: None,
                 started: Instant::now(),
@@ -205,14 +209,16 @@ impl Coordinator {
             .is_some_and(|l| l.generation == generation)
     }
 
-    /// A worker read the layout. `now` is the current WAL position (the start of a copy that has
-    /// none yet). Queues the chunks still to read.
+    /// A worker read the layout and checked the copy's `condition` (a partial resync's, as the
+    /// worker read it: only this generation's reads use it). `now` is the current WAL position
+    /// (the start of a copy that has none yet). Queues the chunks still to read.
     pub fn planned(
         &self,
         table: &TableName,
         generation: u64,
         layout: TableLayout,
         now: Lsn,
+        condition: Option<String>,
     ) -> Result<(), Error> {
         let mut inner = self.lock();
         if !Self::current(&inner, table, generation) {
@@ -249,6 +255,10 @@ impl Coordinator {
         let resumed = copy.rows;
         let live = inner.live.get_mut(table).expect("live copy");
         live.layout = Some(layout);
+        live.selection = match (self.mappings[table].row_filter.clone(), condition) {
+            (Some(f), Some(c)) => Some(format!("({f}) AND ({c})")),
+            (f, c) => f.or(c),
+        };
         live.resumed = resumed;
         let tasks: Vec<Task> = if remaining.is_empty() {
             // Every chunk is durable; only the closing sweep is missing: an empty chunk gets
@@ -281,13 +291,19 @@ impl Coordinator {
         Ok(())
     }
 
-    /// The layout a planned copy uses (`None`: the copy was restarted meanwhile).
-    pub fn layout(&self, table: &TableName, generation: u64) -> Option<TableLayout> {
+    /// The layout a planned copy uses and the rows it selects (`None`: the copy was restarted
+    /// meanwhile).
+    pub fn layout(
+        &self,
+        table: &TableName,
+        generation: u64,
+    ) -> Option<(TableLayout, Option<String>)> {
         let inner = self.lock();
         let live = inner.live.get(table)?;
-        (live.generation == generation)
-            .then(|| live.layout.clone())
-            .flatten()
+        if live.generation != generation {
+            return None;
+        }
+        Some((live.layout.clone()?, live.selection.clone()))
     }
 
     /// A chunk read found the table rewritten: plan the copy again.
@@ -468,13 +484,19 @@ impl Coordinator {
         let mut inner = self.lock();
         let key = name.to_string();
         let running = inner.state.tables.get(&key);
-        // A state file of a release without `requested`: its resync's start stands for it.
-        let taken = |c: &TableCopy| match (c.requested, c.reason) {
-            (0, CopyReason::Resync) => c.start_lsn,
+        // The request a copy serves; a whole-table copy that started after a request covers it
+        // (a copy of a state file without `requested` too).
+        let taken = |c: &TableCopy| match (c.requested, &c.condition) {
+            (0, None) => c.start_lsn,
             (r, _) => r,
         };
         if running.is_some_and(|c| taken(c) >= at.as_u64()) {
             return Ok(()); // replayed: this request (or a later one) was taken already
+        }
+        if let Some(Err(why)) = condition.as_deref().map(crate::source::condition::check) {
+            // Anyone may write into the WAL: the shape is checked here, the rest at the plan.
+            tracing::error!(table = %name, at = %at, "a partial resync request was refused, nothing is copied: {why}");
+            return Ok(());
         }
         let condition = match (running.filter(|c| c.status == Status::Copying), condition) {
             (_, None) => None,
@@ -528,16 +550,6 @@ impl Coordinator {
         self.settled.notify_one();
         self.copied.notify_one();
         Ok(())
-    }
-
-    /// The rows a chunk of `table`'s copy reads: the table's row filter and, in a partial
-    /// resync, its condition (`None`: every row).
-    pub fn selection(&self, table: &TableName) -> Option<String> {
-        let condition = self.condition(table);
-        match (self.mappings[table].row_filter.clone(), condition) {
-            (Some(f), Some(c)) => Some(format!("({f}) AND ({c})")),
-            (f, c) => f.or(c),
-        }
     }
 
     /// Stream side: everything up to `durable` is in the sinks. Marks chunks and copies done

@@ -81,16 +81,19 @@ impl Worker {
         let c = self.connection(catalog).await?;
         match task {
             Task::Plan { table, generation } => {
-                // A partial resync's condition came through the WAL: checked again here.
-                if let Some(condition) = self.coordinator.condition(table) {
-                    if let Err(why) = c.allowed_condition(table, &condition).await? {
+                // A partial resync's condition came through the WAL: checked again here, and
+                // only this generation's reads use it (`Coordinator::planned`).
+                let condition = self.coordinator.condition(table);
+                if let Some(condition) = &condition {
+                    if let Err(why) = c.allowed_condition(table, condition).await? {
                         return self.coordinator.refuse(table, *generation, &why);
                     }
                 }
                 let mapping = &self.coordinator.mappings()[table];
                 let layout = c.layout(table, &mapping.key).await?;
                 let now = c.current_wal_lsn().await?;
-                self.coordinator.planned(table, *generation, layout, now)
+                self.coordinator
+                    .planned(table, *generation, layout, now, condition)
             }
             Task::Chunk {
                 table,
@@ -99,14 +102,21 @@ impl Worker {
                 first,
                 end,
             } => {
-                let Some(layout) = self.coordinator.layout(table, *generation) else {
+                let Some((layout, selection)) = self.coordinator.layout(table, *generation) else {
                     return Ok(()); // the copy was restarted; its new plan has its own tasks
                 };
                 let Some(id) = self.coordinator.register(table, *generation, *index) else {
                     return Ok(());
                 };
                 let result = self
-                    .chunk(c, &id, table, &layout, *generation, *first, *end)
+                    .chunk(
+                        c,
+                        &id,
+                        table,
+                        (&layout, selection.as_deref()),
+                        *generation,
+                        (*first, *end),
+                    )
                     .await;
                 if result.is_err() {
                     self.coordinator.abandon(&id);
@@ -122,10 +132,9 @@ impl Worker {
         c: &Catalog,
         id: &str,
         table: &TableName,
-        layout: &TableLayout,
+        (layout, selection): (&TableLayout, Option<&str>),
         generation: u64,
-        first: u32,
-        end: Option<u32>,
+        (first, end): (u32, Option<u32>),
     ) -> Result<(), Error> {
         let empty = end == Some(first);
         let (ops, kept, rows) = if empty {
@@ -154,14 +163,7 @@ impl Worker {
             let binary = self.source.format != crate::config::Format::Text
                 && crate::source::format::blocker(mapping, &layout.columns).is_none();
             let Some(rows) = c
-                .read_chunk(
-                    table,
-                    layout,
-                    first,
-                    end,
-                    binary,
-                    self.coordinator.selection(table).as_deref(),
-                )
+                .read_chunk(table, layout, first, end, binary, selection)
                 .await?
             else {
                 self.coordinator.rewritten(table, generation);

@@ -146,8 +146,9 @@ impl Check<'_> {
     }
 
     /// Content-defined chunks (`mapping::chunk::content`): a row's chunk points other than
-    /// those its text gives now (the trim's `keep`), older than the check, are left over from
-    /// an earlier version: orphans. The trim itself is their repair (it deletes exactly them).
+    /// those its text gives now (the trim's `keep`; none for a soft-deleted row), older than
+    /// the check, are left over from an earlier version: orphans. The trim itself is their
+    /// repair (it deletes exactly them).
     async fn left_over_chunks(
         &self,
         trims: &mut HashMap<PointKey, Op>,
@@ -221,7 +222,10 @@ impl Check<'_> {
                                 ref anchor,
                                 ref keep,
                                 ..
-                            } if from > 0 || !keep.is_empty() => {
+                            } if from > 0
+                                || !keep.is_empty()
+                                || self.mapping.chunked_by_content() =>
+                            {
                                 out.trims.insert(anchor.clone(), op);
                             }
                             op => out.ops.push((op, row.clone())),
