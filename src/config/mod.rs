@@ -1,6 +1,7 @@
 //! Configuration: TOML with unknown keys rejected, defaults as named constants, env overrides
 //! `PG2QDRANT__SECTION__KEY`, and a `validate()` whose errors name the field path.
 
+mod chunk;
 mod collection;
 mod env;
 mod kafka;
@@ -9,6 +10,7 @@ pub mod sparse;
 pub mod template;
 mod validate;
 
+pub use chunk::{ChunkConfig, Chunking};
 pub use collection::{CollectionConfig, IndexType, PayloadIndexConfig};
 pub use kafka::{KafkaConfig, DEFAULT_COMPRESSION};
 
@@ -566,30 +568,6 @@ pub struct TableConfig {
     /// computed from text.
     #[serde(default)]
     pub chunk: Option<ChunkConfig>,
-}
-
-/// `chunk = { max_tokens, overlap, chunking }`: the embedding text split into chunks of at most
-/// `max_tokens` tokens (the embedder's tokenizer): fixed windows sharing `overlap` tokens, or
-/// (`chunking = "content"`) cut where the text says so (`mapping::chunk::content`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChunkConfig {
-    pub max_tokens: usize,
-    #[serde(default)]
-    pub overlap: usize,
-    #[serde(default)]
-    pub chunking: Chunking,
-}
-
-/// Where chunk boundaries go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Chunking {
-    /// Every `max_tokens - overlap` tokens from the start; chunk ids by index.
-    #[default]
-    Windows,
-    /// At paragraphs, sentences and a rolling hash over tokens; chunk ids by content.
-    Content,
 }
 
 /// One vector of a table (`vector` or an entry of `vectors`).
