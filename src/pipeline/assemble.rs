@@ -239,7 +239,7 @@ impl Assembler {
         let Some(mapping) = self.mappings.get(&table) else {
             return Ok(());
         };
-        if self.stopped.contains(&table) {
+        if !self.stopped.is_empty() && self.stopped.contains(&table) {
             metrics::counter!(names::CHANGES_STOPPED, "table" => table.to_string()).increment(1);
             return Ok(());
         }
