@@ -21,9 +21,10 @@ pub async fn compile(
     let mut spaces = Vec::with_capacity(tables.len());
     let mut out = Vec::with_capacity(tables.len());
     for (t, key) in tables.iter().zip(keys) {
-        spaces.push(id_space(catalog, t, &key).await?);
+        let shapes = catalog.column_shapes(&TableName::parse(&t.table)).await?;
+        spaces.push(space_of(t, &key, &shapes));
         let mut mapping = TableMapping::new(t, key)?.with_types(types.clone());
-        mapping.pin_types(&catalog.column_shapes(&mapping.table).await?);
+        mapping.pin_types(&shapes);
         if let Some(c) = &t.chunk {
             mapping = mapping.with_splitter(splitter(t, c, embedders)?);
         }
@@ -61,9 +62,21 @@ pub async fn id_space(
     t: &TableConfig,
     key: &[String],
 ) -> Result<key::IdSpace, Error> {
-    let types = catalog.column_types(&TableName::parse(&t.table)).await?;
-    let key_types: Vec<u32> = key.iter().filter_map(|k| types.get(k).copied()).collect();
-    Ok(key::id_space(t.id, &key_types))
+    let shapes = catalog.column_shapes(&TableName::parse(&t.table)).await?;
+    Ok(space_of(t, key, &shapes))
+}
+
+/// [`id_space`] from the table's column types and modifiers as already read.
+fn space_of(
+    t: &TableConfig,
+    key: &[String],
+    shapes: &std::collections::HashMap<String, (u32, i32)>,
+) -> key::IdSpace {
+    let key_types: Vec<u32> = key
+        .iter()
+        .filter_map(|k| shapes.get(k).map(|s| s.0))
+        .collect();
+    key::id_space(t.id, &key_types)
 }
 
 /// Two tables writing integer (or uuid) keys as ids into one collection would overwrite each

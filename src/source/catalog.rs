@@ -184,23 +184,6 @@ impl Catalog {
     }
 
     /// The type of each column of `table`, by name.
-    pub async fn column_types(
-        &self,
-        table: &TableName,
-    ) -> Result<std::collections::HashMap<String, u32>, Error> {
-        let rows = self
-            .client
-            .query(
-                "SELECT a.attname::text, a.atttypid FROM pg_attribute a \
-                 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&table.schema, &table.name],
-            )
-            .await
-            .map_err(Error::pg(format!("column types of {table}")))?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
     /// Each column's type oid and type modifier (`atttypid`, `atttypmod`), as a Relation message
     /// gives them.
     pub async fn column_shapes(
