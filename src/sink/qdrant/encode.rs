@@ -8,6 +8,11 @@
 //! dense vector's floats. Everything else in the request (fence filters, shard key selectors,
 //! deletes, payload updates) is qdrant-client's own types, encoded by prost as before.
 //!
+//! Protobuf writes a nested message's length before its bytes, so the request is sized before it
+//! is written. The sizing pass walks each value once and leaves every length in a list, in the
+//! order the writing pass needs them ([`Lens`]); sizing a value inside the writing pass instead
+//! would size the `_pg2qdrant` object and its `key` object again at every level they are nested.
+//!
 //! The bytes are `UpdateBatchPoints` of Qdrant's `points_service.proto` (`/qdrant.Points/
 //! UpdateBatch`); `tests` decode them with qdrant-client's types and compare with what those
 //! types hold for the same documents, so a field number or a length gone wrong fails there.
@@ -83,17 +88,22 @@ impl Message for Encoded {
 
 /// `UpdateBatchPoints { collection_name, wait: true, operations }`.
 pub fn request(collection: &str, updates: &[Update]) -> Encoded {
-    // Each point's and each operation's size, computed once (a nested message's size is
-    // written before it).
-    let sizes: Vec<Sizes> = updates.iter().map(Sizes::of).collect();
-    let total = len_of(1, collection.len())
-        + key_len(2)
-        + 1
-        + sizes.iter().map(|s| len_of(3, s.operation)).sum::<usize>();
+    // Every length the bytes need ahead of a nested message is computed once, in the order the
+    // writing pass reads them back (see [`Lens`]).
+    let mut lens = Lens::default();
+    let mut converted = Vec::new();
+    let operations: usize = updates
+        .iter()
+        .map(|u| len_of(3, size_update(u, &mut lens, &mut converted)))
+        .sum();
+    let total = len_of(1, collection.len()) + key_len(2) + 1 + operations;
     let mut buf = BytesMut::with_capacity(total);
-    prost::encoding::string::encode(1, &collection.to_owned(), &mut buf);
+    put_head(1, collection.len(), &mut buf);
+    buf.put_slice(collection.as_bytes());
     prost::encoding::bool::encode(2, &true, &mut buf);
-    for (u, size) in updates.iter().zip(&sizes) {
+    let mut lens = lens.reader();
+    let mut converted = converted.iter();
+    for u in updates {
         match u {
             Update::Other(op) => prost::encoding::message::encode(3, op, &mut buf),
             Update::Upsert {
@@ -102,11 +112,12 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
                 update_filter,
             } => {
                 // PointsUpdateOperation { upsert (1): PointStructList }
-                put_head(3, size.operation, &mut buf);
-                put_head(1, size.list, &mut buf);
-                for (d, point) in docs.iter().zip(&size.points) {
-                    put_head(1, point.len, &mut buf);
-                    put_point(d, point, &mut buf);
+                let list = lens.next();
+                put_head(3, len_of(1, list), &mut buf);
+                put_head(1, list, &mut buf);
+                for d in docs {
+                    put_head(1, lens.next(), &mut buf);
+                    put_point(d, &mut lens, &mut converted, &mut buf);
                 }
                 if let Some(s) = shard_key_selector {
                     prost::encoding::message::encode(2, s, &mut buf);
@@ -117,54 +128,67 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
             }
         }
     }
+    debug_assert!(lens.done(), "every length computed first was written");
     debug_assert_eq!(buf.len(), total, "the sizes computed first");
     Encoded(buf.freeze())
 }
 
-/// The sizes of one operation: of each point (upserts), of the point list, of the whole.
-struct Sizes {
-    points: Vec<PointSize>,
-    list: usize,
-    operation: usize,
-}
+/// The lengths of the nested messages of a request, in the order they are written: the sizing
+/// pass reserves a slot where a length goes, fills it once the contents are sized, and the
+/// writing pass reads them back one by one. Each value is sized once, however deep it is nested.
+#[derive(Default)]
+struct Lens(Vec<usize>);
 
-impl Sizes {
-    fn of(u: &Update) -> Sizes {
-        match u {
-            Update::Other(op) => Sizes {
-                points: Vec::new(),
-                list: 0,
-                operation: op.encoded_len(),
-            },
-            Update::Upsert {
-                docs,
-                shard_key_selector,
-                update_filter,
-            } => {
-                let points: Vec<PointSize> = docs.iter().map(|d| PointSize::of(d)).collect();
-                let list = list_len(&points, shard_key_selector, update_filter);
-                Sizes {
-                    points,
-                    list,
-                    operation: len_of(1, list),
-                }
-            }
-        }
+impl Lens {
+    fn reserve(&mut self) -> usize {
+        self.0.push(0);
+        self.0.len() - 1
+    }
+    fn fill(&mut self, slot: usize, len: usize) -> usize {
+        self.0[slot] = len;
+        len
+    }
+    fn reader(&self) -> LensReader<'_> {
+        LensReader(self.0.iter())
     }
 }
 
-fn list_len(
-    points: &[PointSize],
-    shard_key_selector: &Option<ShardKeySelector>,
-    update_filter: &Option<Filter>,
-) -> usize {
-    points.iter().map(|p| len_of(1, p.len)).sum::<usize>()
-        + shard_key_selector
-            .as_ref()
-            .map_or(0, |s| len_of(2, s.encoded_len()))
-        + update_filter
-            .as_ref()
-            .map_or(0, |f| len_of(3, f.encoded_len()))
+struct LensReader<'a>(std::slice::Iter<'a, usize>);
+
+impl LensReader<'_> {
+    fn next(&mut self) -> usize {
+        *self.0.next().expect("a length for every nested message")
+    }
+    fn done(&self) -> bool {
+        self.0.len() == 0
+    }
+}
+
+/// The size of one operation's contents (`PointsUpdateOperation`'s): for an upsert, its point
+/// list's field; the lengths of its points and their values go to `lens`, its named or sparse
+/// vectors (converted to qdrant-client's type) to `converted`.
+fn size_update(u: &Update, lens: &mut Lens, converted: &mut Vec<QVectors>) -> usize {
+    match u {
+        Update::Other(op) => op.encoded_len(),
+        Update::Upsert {
+            docs,
+            shard_key_selector,
+            update_filter,
+        } => {
+            let slot = lens.reserve();
+            let mut list = 0;
+            for d in docs {
+                list += len_of(1, size_point(d, lens, converted));
+            }
+            list += shard_key_selector
+                .as_ref()
+                .map_or(0, |s| len_of(2, s.encoded_len()))
+                + update_filter
+                    .as_ref()
+                    .map_or(0, |f| len_of(3, f.encoded_len()));
+            len_of(1, lens.fill(slot, list))
+        }
+    }
 }
 
 /// A length-delimited field's size: its key, its length, its bytes.
@@ -180,57 +204,55 @@ fn put_head(tag: u32, len: usize, buf: &mut impl BufMut) {
 
 // PointStruct { id (1): PointId, payload (3): map<string, Value>, vectors (4): Vectors }
 
-/// A point's size, and its vectors as qdrant-client's type (with their size) when they are not
-/// one dense vector: named and sparse vectors are converted once per point and encoded by prost.
-struct PointSize {
-    len: usize,
-    converted: Option<(QVectors, usize)>,
-}
-
-impl PointSize {
-    fn of(d: &Document) -> PointSize {
-        let converted = match &d.vectors {
-            Some(v @ Vectors::Named(_)) => {
-                let q = mapping::vectors(v);
-                let len = q.encoded_len();
-                Some((q, len))
-            }
-            _ => None,
-        };
-        let vectors = match (&d.vectors, &converted) {
-            (_, Some((_, len))) => len_of(4, *len),
-            (Some(Vectors::Default(dense)), None) => len_of(4, len_of(1, dense_len(dense))),
-            _ => 0,
-        };
-        let payload: usize = d
-            .payload
-            .iter()
-            .map(|(k, v)| len_of(3, entry_len(k, v)))
-            .sum();
-        PointSize {
-            len: len_of(1, id_len(&d.key)) + payload + vectors,
-            converted,
-        }
+/// A point's size (its slot in `lens` is filled); named and sparse vectors are converted once
+/// and encoded by prost.
+fn size_point(d: &Document, lens: &mut Lens, converted: &mut Vec<QVectors>) -> usize {
+    let slot = lens.reserve();
+    let mut len = len_of(1, id_len(&d.key));
+    for (k, v) in &d.payload {
+        let entry = lens.reserve();
+        let n = size_entry(k, v, lens);
+        len += len_of(3, lens.fill(entry, n));
     }
+    len += match &d.vectors {
+        Some(v @ Vectors::Named(_)) => {
+            let q = mapping::vectors(v);
+            let slot = lens.reserve();
+            let n = lens.fill(slot, q.encoded_len());
+            converted.push(q);
+            len_of(4, n)
+        }
+        Some(Vectors::Default(dense)) => len_of(4, len_of(1, dense_len(dense))),
+        None => 0,
+    };
+    lens.fill(slot, len)
 }
 
-fn put_point(d: &Document, size: &PointSize, buf: &mut impl BufMut) {
+fn put_point<'c>(
+    d: &Document,
+    lens: &mut LensReader,
+    converted: &mut impl Iterator<Item = &'c QVectors>,
+    buf: &mut impl BufMut,
+) {
     put_head(1, id_len(&d.key), buf);
     put_id(&d.key, buf);
     for (k, v) in &d.payload {
-        put_head(3, entry_len(k, v), buf);
-        put_entry(k, v, buf);
+        put_head(3, lens.next(), buf);
+        put_entry(k, v, lens, buf);
     }
-    match (&size.converted, &d.vectors) {
-        (Some((q, len)), _) => {
-            put_head(4, *len, buf);
-            q.encode_raw(buf);
+    match &d.vectors {
+        Some(Vectors::Named(_)) => {
+            put_head(4, lens.next(), buf);
+            converted
+                .next()
+                .expect("converted while sized")
+                .encode_raw(buf);
         }
-        (None, Some(Vectors::Default(dense))) => {
+        Some(Vectors::Default(dense)) => {
             put_head(4, len_of(1, dense_len(dense)), buf);
             put_dense(dense, buf);
         }
-        _ => {}
+        None => {}
     }
 }
 
@@ -263,25 +285,24 @@ fn put_id(key: &PointKey, buf: &mut impl BufMut) {
 // Vectors { vector (1): Vector { dense (101): DenseVector { data (1): packed float } } }; any
 // other shape (named, sparse) through qdrant-client's types.
 
-/// `Vector { dense: DenseVector { data } }`'s size (an empty packed field is left out).
-fn dense_len(d: &[f32]) -> usize {
-    let data = if d.is_empty() {
+/// `DenseVector { data }`'s size (an empty packed field is left out).
+fn data_len(d: &[f32]) -> usize {
+    if d.is_empty() {
         0
     } else {
         len_of(1, 4 * d.len())
-    };
-    len_of(101, data)
+    }
+}
+
+/// `Vector { dense: DenseVector { data } }`'s size.
+fn dense_len(d: &[f32]) -> usize {
+    len_of(101, data_len(d))
 }
 
 /// `Vectors { vector: Vector { dense: DenseVector { data } } }`'s content.
 fn put_dense(d: &[f32], buf: &mut impl BufMut) {
     put_head(1, dense_len(d), buf);
-    let data = if d.is_empty() {
-        0
-    } else {
-        len_of(1, 4 * d.len())
-    };
-    put_head(101, data, buf);
+    put_head(101, data_len(d), buf);
     if !d.is_empty() {
         put_head(1, 4 * d.len(), buf);
         put_floats(d, buf);
@@ -301,22 +322,25 @@ fn put_floats(d: &[f32], buf: &mut impl BufMut) {
 
 // map<string, Value> entry { key (1): string, value (2): Value }
 
-fn entry_len(k: &str, v: &Value) -> usize {
-    len_of(1, k.len()) + len_of(2, value_len(v))
+/// An entry's size; its value's length goes to `lens`.
+fn size_entry(k: &str, v: &Value, lens: &mut Lens) -> usize {
+    len_of(1, k.len()) + len_of(2, size_value(v, lens))
 }
 
-fn put_entry(k: &str, v: &Value, buf: &mut impl BufMut) {
+fn put_entry(k: &str, v: &Value, lens: &mut LensReader, buf: &mut impl BufMut) {
     put_head(1, k.len(), buf);
     buf.put_slice(k.as_bytes());
-    put_head(2, value_len(v), buf);
-    put_value(v, buf);
+    put_head(2, lens.next(), buf);
+    put_value(v, lens, buf);
 }
 
 // Value { null (1) | double (2) | integer (3) | string (4) | bool (5) | struct (6) | list (7) }
 // Numbers as `mapping::payload`: an integer when it fits i64, else a double.
 
-fn value_len(v: &Value) -> usize {
-    match v {
+/// A value's size, in a slot of `lens` (followed by the slots of what it holds).
+fn size_value(v: &Value, lens: &mut Lens) -> usize {
+    let slot = lens.reserve();
+    let len = match v {
         Value::Null => key_len(1) + 1,
         Value::Bool(_) => key_len(5) + 1,
         Value::Number(n) => match n.as_i64() {
@@ -324,12 +348,29 @@ fn value_len(v: &Value) -> usize {
             None => key_len(2) + 8,
         },
         Value::String(s) => len_of(4, s.len()),
-        Value::Array(a) => len_of(7, a.iter().map(|x| len_of(1, value_len(x))).sum()),
-        Value::Object(o) => len_of(6, o.iter().map(|(k, x)| len_of(1, entry_len(k, x))).sum()),
-    }
+        Value::Array(a) => {
+            let inner = lens.reserve();
+            let items = a.iter().map(|x| len_of(1, size_value(x, lens))).sum();
+            len_of(7, lens.fill(inner, items))
+        }
+        Value::Object(o) => {
+            let inner = lens.reserve();
+            let fields = o
+                .iter()
+                .map(|(k, x)| {
+                    let entry = lens.reserve();
+                    let n = size_entry(k, x, lens);
+                    len_of(1, lens.fill(entry, n))
+                })
+                .sum();
+            len_of(6, lens.fill(inner, fields))
+        }
+    };
+    lens.fill(slot, len)
 }
 
-fn put_value(v: &Value, buf: &mut impl BufMut) {
+/// Writes a value whose length was just read; reads the lengths of what it holds.
+fn put_value(v: &Value, lens: &mut LensReader, buf: &mut impl BufMut) {
     match v {
         Value::Null => {
             encode_key(1, WireType::Varint, buf);
@@ -354,21 +395,17 @@ fn put_value(v: &Value, buf: &mut impl BufMut) {
             buf.put_slice(s.as_bytes());
         }
         Value::Array(a) => {
-            put_head(7, a.iter().map(|x| len_of(1, value_len(x))).sum(), buf);
+            put_head(7, lens.next(), buf);
             for x in a {
-                put_head(1, value_len(x), buf);
-                put_value(x, buf);
+                put_head(1, lens.next(), buf);
+                put_value(x, lens, buf);
             }
         }
         Value::Object(o) => {
-            put_head(
-                6,
-                o.iter().map(|(k, x)| len_of(1, entry_len(k, x))).sum(),
-                buf,
-            );
+            put_head(6, lens.next(), buf);
             for (k, x) in o {
-                put_head(1, entry_len(k, x), buf);
-                put_entry(k, x, buf);
+                put_head(1, lens.next(), buf);
+                put_entry(k, x, lens, buf);
             }
         }
     }
