@@ -122,4 +122,61 @@ mod tests {
             assert_eq!(m["commit_time"], time, "{m}");
         }
     }
+
+    /// Copied rows move to their real positions: each op's position and the metadata fields
+    /// that carry it, the other fields untouched, deletes' positions too.
+    #[test]
+    fn set_positions_moves_the_fields_in_place() {
+        use crate::event::{Document, PointKey};
+        let t = TableName::parse("public.t");
+        let provisional = Position::default();
+        let upsert = |n: u64| {
+            let mut payload = Map::new();
+            payload.insert("n".to_owned(), Value::from(n));
+            let mut m = meta(&t, provisional, 0);
+            m["key"] = serde_json::json!({"id": n.to_string()});
+            payload.insert(META_FIELD.to_owned(), m);
+            Op::Upsert {
+                collection: "c".into(),
+                doc: Document {
+                    key: PointKey::Num(n),
+                    payload,
+                    vectors: None,
+                    embed: Vec::new(),
+                    position: provisional,
+                    anchor: None,
+                },
+                copied: true,
+            }
+        };
+        let mut ops = vec![
+            upsert(1),
+            Op::Delete {
+                collection: "c".into(),
+                key: PointKey::Num(7),
+                position: provisional,
+            },
+            upsert(2),
+        ];
+        let first = Position {
+            commit_lsn: 0x5_0000_0000,
+            seq: 10,
+        };
+        set_positions(&mut ops, first, 2_000_000);
+        for (i, op) in ops.iter().enumerate() {
+            let at = Position {
+                commit_lsn: first.commit_lsn,
+                seq: 10 + i as u64,
+            };
+            assert_eq!(op.position(), at);
+            if let Op::Upsert { doc, .. } = op {
+                let m = &doc.payload[META_FIELD];
+                let mut expected = meta(&t, at, 2_000_000);
+                expected["key"] = m["key"].clone();
+                assert_eq!(m, &expected);
+                assert_eq!(m["commit_lsn"], "5/0");
+                assert_eq!(m["commit_time"], "2000-01-01T00:00:02.000000Z");
+            }
+        }
+    }
 }

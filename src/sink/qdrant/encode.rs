@@ -501,4 +501,68 @@ mod tests {
         // (`request` also checks, in debug builds, that it wrote the size it computed first.)
         assert_eq!(decoded, expected);
     }
+
+    /// The lengths are read back in the order they were sized whatever the shapes: empty
+    /// containers, an upsert of no points, named vectors in several points of several
+    /// operations, other operations first and last, a shard key and a filter together.
+    #[test]
+    fn lengths_line_up_for_every_shape() {
+        let named = |n: f32| {
+            Some(Vectors::Named(vec![
+                ("a".to_owned(), Vector::Dense(vec![n; 3])),
+                (
+                    "s".to_owned(),
+                    Vector::Sparse(Sparse::from_pairs(vec![(1, n)])),
+                ),
+            ]))
+        };
+        let docs = [
+            doc(
+                PointKey::Num(1),
+                json!({"e": [], "o": {}, "x": [[], {}, [[{"k": []}]]], "z": 1}),
+                named(1.0),
+            ),
+            doc(PointKey::Num(2), json!({"o": {"a": {"b": {}}}}), named(2.0)),
+            doc(PointKey::Num(3), json!({}), named(3.0)),
+        ];
+        let refs: Vec<&Document> = docs.iter().collect();
+        let other = || {
+            Update::Other(PointsUpdateOperation {
+                operation: Some(Operation::DeletePoints(
+                    qdrant_client::qdrant::points_update_operation::DeletePoints {
+                        points: Some(vec![mapping::point_id(&PointKey::Num(9))].into()),
+                        shard_key_selector: None,
+                    },
+                )),
+            })
+        };
+        let filter = crate::sink::qdrant::fence::per_point([(
+            mapping::point_id(&PointKey::Num(2)),
+            Position::default(),
+        )]);
+        let updates = vec![
+            other(),
+            Update::Upsert {
+                docs: Vec::new(),
+                shard_key_selector: None,
+                update_filter: None,
+            },
+            Update::Upsert {
+                docs: refs[..2].to_vec(),
+                shard_key_selector: Some(crate::sink::qdrant::shards::Keys::one("t")),
+                update_filter: Some(filter),
+            },
+            Update::Upsert {
+                docs: refs[2..].to_vec(),
+                shard_key_selector: None,
+                update_filter: None,
+            },
+            other(),
+        ];
+        let decoded = UpdateBatchPoints::decode(request("c", &updates).0).unwrap();
+        assert_eq!(
+            decoded.operations,
+            updates.iter().map(Update::to_operation).collect::<Vec<_>>()
+        );
+    }
 }
