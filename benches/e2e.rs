@@ -211,7 +211,7 @@ async fn main() {
     )
     .await
     .unwrap();
-    let table = pg2qdrant::event::TableName::parse("public.docs");
+    let table: std::sync::Arc<str> = "public.docs".into();
     let coll: std::sync::Arc<str> = "bench_sink".into();
     let ops: Vec<pg2qdrant::event::Op> = (1..=rows)
         .map(|i| {
@@ -223,16 +223,13 @@ async fn main() {
             payload.insert("id".into(), serde_json::json!(i));
             payload.insert("title".into(), serde_json::json!(format!("title {i}")));
             payload.insert("n".into(), serde_json::json!(i % 100));
-            payload.insert(
-                "_pg2qdrant".into(),
-                pg2qdrant::mapping::meta(&table, position, 0),
-            );
             pg2qdrant::event::Op::Upsert {
                 collection: coll.clone(),
                 copied: false,
                 doc: pg2qdrant::event::Document {
                     key: pg2qdrant::event::PointKey::Num(i as u64),
                     payload,
+                    meta: Some(pg2qdrant::mapping::meta(&table, position, 0)),
                     vectors: Some(pg2qdrant::event::Vectors::Default(vector(i))),
                     embed: Vec::new(),
                     anchor: None,

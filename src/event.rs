@@ -226,11 +226,79 @@ pub struct EmbedInput {
     pub text: String,
 }
 
+/// The connector's metadata of a point (stored as `_pg2qdrant`), kept typed from the mapping
+/// to the request: the Qdrant sink writes it straight into the point, without a JSON object per
+/// row. Its LSN and ordinal are the document's position, so they cannot disagree with it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Meta {
+    /// The source table, `schema.name`.
+    pub table: Arc<str>,
+    /// The commit's LSN as PostgreSQL writes it (`0/16B3748`), and its time (RFC 3339, UTC, µs).
+    pub commit_lsn: Arc<str>,
+    pub commit_time: Arc<str>,
+    /// The row's key columns as text (`{"id": "42"}`); `Null`: left out.
+    pub key: Value,
+    /// The point's shard key (custom sharding), if any.
+    pub shard: Option<String>,
+    /// What each vector was built from: `<vector>` → `{model, hash}` (left out when empty).
+    pub embedded: Map<String, Value>,
+}
+
+/// One field of [`Meta`] as stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetaField<'a> {
+    Text(&'a str),
+    Number(u64),
+    Json(&'a Value),
+    Object(&'a Map<String, Value>),
+}
+
+impl Meta {
+    /// The field that holds the shard key.
+    pub const SHARD: &'static str = "shard";
+
+    /// The stored fields of a point at position `at`, in the one order every writer uses.
+    pub fn fields(&self, at: Position) -> impl Iterator<Item = (&'static str, MetaField<'_>)> {
+        [
+            Some(("table", MetaField::Text(&self.table))),
+            Some(("lsn", MetaField::Number(at.commit_lsn))),
+            Some(("seq", MetaField::Number(at.seq))),
+            Some(("commit_lsn", MetaField::Text(&self.commit_lsn))),
+            Some(("commit_time", MetaField::Text(&self.commit_time))),
+            (!self.key.is_null()).then_some(("key", MetaField::Json(&self.key))),
+            self.shard
+                .as_deref()
+                .map(|s| (Self::SHARD, MetaField::Text(s))),
+            (!self.embedded.is_empty()).then_some(("embedded", MetaField::Object(&self.embedded))),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// The stored object at position `at`, as JSON.
+    pub fn to_json(&self, at: Position) -> Value {
+        let mut m = Map::new();
+        for (k, f) in self.fields(at) {
+            let v = match f {
+                MetaField::Text(t) => Value::String(t.to_owned()),
+                MetaField::Number(n) => Value::from(n),
+                MetaField::Json(v) => v.clone(),
+                MetaField::Object(o) => Value::Object(o.clone()),
+            };
+            m.insert(k.to_owned(), v);
+        }
+        Value::Object(m)
+    }
+}
+
 /// What a point should hold after a change: payload fields, vectors, and the change's position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
     pub key: PointKey,
+    /// The row's fields (the connector's metadata is `meta`).
     pub payload: Map<String, Value>,
+    /// The connector's metadata; `None` for a point that carries none (tests and benches).
+    pub meta: Option<Meta>,
     /// `None` in a merge whose vector column was an unchanged TOAST value.
     pub vectors: Option<Vectors>,
     /// Vectors to compute from text before writing (the writer moves them into `vectors`).

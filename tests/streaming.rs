@@ -325,7 +325,7 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
     let cfg = db.config(&table("items", "t_fence", 2, ""));
     pg2qdrant::setup::prepare(&cfg).await.unwrap();
     let sink = pg2qdrant::sink::qdrant::QdrantSink::new(qdrant()).unwrap();
-    let table = pg2qdrant::event::TableName::parse("public.items");
+    let table: std::sync::Arc<str> = "public.items".into();
     let doc = |title: &str, lsn: u64, seq: u64, v: Vec<f32>| {
         let position = Position {
             commit_lsn: lsn,
@@ -333,13 +333,10 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
         };
         let mut payload = serde_json::Map::new();
         payload.insert("title".into(), json!(title));
-        payload.insert(
-            "_pg2qdrant".into(),
-            pg2qdrant::mapping::meta(&table, position, 0),
-        );
         Document {
             key: PointKey::Num(9),
             payload,
+            meta: Some(pg2qdrant::mapping::meta(&table, position, 0)),
             vectors: Some(Vectors::Default(v)),
             embed: Vec::new(),
             anchor: None,

@@ -16,10 +16,10 @@ pub mod types;
 pub mod value;
 mod vectors;
 
-use crate::config::{TableConfig, META_FIELD};
+use crate::config::TableConfig;
 use crate::event::{Change, ChangeKind, Column, Datum, Document, Op, PointKey, Row, TableName};
 use crate::lsn::Position;
-pub use position::{meta, set_positions, PG_EPOCH_UNIX_MICROS};
+pub use position::{meta, payload_json, set_positions, PG_EPOCH_UNIX_MICROS};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -50,6 +50,8 @@ impl std::fmt::Display for MappingError {
 #[derive(Debug, Clone)]
 pub struct TableMapping {
     pub table: TableName,
+    /// `schema.name`, as each point's metadata stores it.
+    name: Arc<str>,
     pub collection: Arc<str>,
     /// Key columns, resolved at start-up (configured, else the primary key).
     pub key: Vec<String>,
@@ -90,8 +92,10 @@ impl TableMapping {
     /// embedding an empty text instead).
     pub fn new(cfg: &TableConfig, key: Vec<String>) -> Result<Self, crate::error::Error> {
         let vectors = vectors::specs(cfg)?;
+        let table = TableName::parse(&cfg.table);
         let mut m = Self {
-            table: TableName::parse(&cfg.table),
+            name: Arc::from(table.to_string()),
+            table,
             collection: Arc::from(cfg.collection.as_str()),
             key,
             vectors,
@@ -353,6 +357,7 @@ impl TableMapping {
         let Document {
             key: anchor,
             payload,
+            meta,
             embed,
             position,
             ..
@@ -409,6 +414,7 @@ impl TableMapping {
                 doc: Document {
                     key: id,
                     payload,
+                    meta: meta.clone(),
                     vectors: None,
                     embed: embed
                         .iter()
@@ -523,17 +529,15 @@ impl TableMapping {
                 }
             }
         }
-        let mut m = meta(&self.table, position, commit_time);
-        m["key"] = self.key_json(row);
-        if let Some(shard) = self.shard_key(row)? {
-            m[shard::FIELD] = Value::String(shard);
-        }
-        payload.insert(META_FIELD.to_owned(), m);
+        let mut meta = meta(&self.name, position, commit_time);
+        meta.key = self.key_json(row);
+        meta.shard = self.shard_key(row)?;
         let vectors = self.vectors(row)?;
         let embed = self.embed_inputs(row)?;
         Ok(Document {
             key,
             payload,
+            meta: Some(meta),
             vectors,
             embed,
             position,

@@ -1,17 +1,19 @@
 //! Where a point's write stands in the stream, stored in the point itself: the connector's
-//! metadata object (`_pg2qdrant`: table, commit LSN, ordinal, commit time), which the sink's
-//! fences compare before replacing or deleting a point.
+//! metadata (`_pg2qdrant`: table, commit LSN, ordinal, commit time, key), which the sink's
+//! fences compare before replacing or deleting a point. The mapping makes it typed
+//! ([`Meta`]); its LSN and ordinal are the document's position, written with it.
 
 use crate::config::META_FIELD;
-use crate::event::{Op, TableName};
+use crate::event::{Document, Meta, Op};
 use crate::lsn::{Lsn, Position};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Moves ops produced with provisional positions (copied rows) to consecutive real positions
-/// from `first` in one transaction: the position and the metadata fields that carry it. The
-/// transaction's commit LSN and time are formatted once for all of them.
+/// from `first` in one transaction: the position (which the metadata's LSN and ordinal are) and
+/// the commit's texts. The transaction's commit LSN and time are formatted once for all of them.
 pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
-    let shared = meta(&TableName::default(), first, commit_time_micros);
+    let (commit_lsn, commit_time) = commit_texts(first.commit_lsn, commit_time_micros);
     for (i, op) in ops.iter_mut().enumerate() {
         let position = Position {
             commit_lsn: first.commit_lsn,
@@ -20,18 +22,9 @@ pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
         match op {
             Op::Upsert { doc, .. } | Op::Merge { doc, .. } => {
                 doc.position = position;
-                if let Some(Value::Object(m)) = doc.payload.get_mut(META_FIELD) {
-                    // In place: the fields are there already (`meta`), no key is made again.
-                    let mut set = |field: &str, value: Value| match m.get_mut(field) {
-                        Some(v) => *v = value,
-                        None => {
-                            m.insert(field.to_owned(), value);
-                        }
-                    };
-                    set("lsn", Value::from(position.commit_lsn));
-                    set("seq", Value::from(position.seq));
-                    set("commit_lsn", shared["commit_lsn"].clone());
-                    set("commit_time", shared["commit_time"].clone());
+                if let Some(m) = &mut doc.meta {
+                    m.commit_lsn = commit_lsn.clone();
+                    m.commit_time = commit_time.clone();
                 }
             }
             Op::Delete { position: p, .. }
@@ -44,30 +37,36 @@ pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
 /// PostgreSQL epoch (2000-01-01) in unix microseconds.
 pub const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
-/// The connector's metadata object stored in every point under [`META_FIELD`].
-pub fn meta(table: &TableName, position: Position, commit_time_micros: i64) -> Value {
+/// The connector's metadata for a row of `table` (`schema.name`) in the commit at `position`
+/// (its key, shard and embedding records are the mapping's to fill).
+pub fn meta(table: &Arc<str>, position: Position, commit_time_micros: i64) -> Meta {
     let (commit_lsn, commit_time) = commit_texts(position.commit_lsn, commit_time_micros);
-    // `schema.name`, as `TableName`'s Display writes it, without the formatter.
-    let mut name = String::with_capacity(table.schema.len() + 1 + table.name.len());
-    name.push_str(&table.schema);
-    name.push('.');
-    name.push_str(&table.name);
-    let table = name;
-    let mut m = Map::new();
-    m.insert("table".to_owned(), Value::String(table));
-    m.insert("lsn".to_owned(), Value::from(position.commit_lsn));
-    m.insert("seq".to_owned(), Value::from(position.seq));
-    m.insert("commit_lsn".to_owned(), Value::String(commit_lsn));
-    m.insert("commit_time".to_owned(), Value::String(commit_time));
-    Value::Object(m)
+    Meta {
+        table: table.clone(),
+        commit_lsn,
+        commit_time,
+        key: Value::Null,
+        shard: None,
+        embedded: Map::new(),
+    }
+}
+
+/// The document's payload as stored: its fields and, under [`META_FIELD`], its metadata (which
+/// wins over a column of that name, as it always has).
+pub fn payload_json(doc: &Document) -> Map<String, Value> {
+    let mut payload = doc.payload.clone();
+    if let Some(m) = &doc.meta {
+        payload.insert(META_FIELD.to_owned(), m.to_json(doc.position));
+    }
+    payload
 }
 
 /// A commit's LSN and time as text. The rows of one transaction share them, so the last
 /// commit's texts are kept (per thread) and formatted again only when the commit changes.
-fn commit_texts(commit_lsn: u64, commit_time_micros: i64) -> (String, String) {
+fn commit_texts(commit_lsn: u64, commit_time_micros: i64) -> (Arc<str>, Arc<str>) {
+    type Texts = (u64, i64, Arc<str>, Arc<str>);
     thread_local! {
-        static LAST: std::cell::RefCell<Option<(u64, i64, String, String)>> =
-            const { std::cell::RefCell::new(None) };
+        static LAST: std::cell::RefCell<Option<Texts>> = const { std::cell::RefCell::new(None) };
     }
     LAST.with(|last| {
         let mut last = last.borrow_mut();
@@ -77,10 +76,11 @@ fn commit_texts(commit_lsn: u64, commit_time_micros: i64) -> (String, String) {
             }
             _ => {
                 let unix_micros = commit_time_micros.saturating_add(PG_EPOCH_UNIX_MICROS);
-                let time = chrono::DateTime::from_timestamp_micros(unix_micros)
+                let time: Arc<str> = chrono::DateTime::from_timestamp_micros(unix_micros)
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                    .unwrap_or_default();
-                let lsn = Lsn(commit_lsn).to_string();
+                    .unwrap_or_default()
+                    .into();
+                let lsn: Arc<str> = Lsn(commit_lsn).to_string().into();
                 *last = Some((commit_lsn, commit_time_micros, lsn.clone(), time.clone()));
                 (lsn, time)
             }
@@ -91,30 +91,27 @@ fn commit_texts(commit_lsn: u64, commit_time_micros: i64) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::PointKey;
 
     /// The texts kept from the last commit are reused only for that commit: another LSN or
     /// another time (and a return to the first) is formatted for itself.
     #[test]
     fn each_commit_gets_its_own_texts() {
-        let t = TableName::parse("public.t");
+        let t: Arc<str> = "public.t".into();
         let at = |lsn, seq| Position {
             commit_lsn: lsn,
             seq,
         };
+        let first = "2000-01-01T00:00:00.000000Z";
+        let later = "2000-01-01T00:00:01.500000Z";
         for (lsn, seq, micros, lsn_text, time) in [
-            (0x1_0000_0010, 0, 0, "1/10", "2000-01-01T00:00:00.000000Z"),
-            (0x1_0000_0010, 1, 0, "1/10", "2000-01-01T00:00:00.000000Z"),
-            (
-                0x1_0000_0010,
-                2,
-                1_500_000,
-                "1/10",
-                "2000-01-01T00:00:01.500000Z",
-            ),
-            (0x2A, 0, 1_500_000, "0/2A", "2000-01-01T00:00:01.500000Z"),
-            (0x1_0000_0010, 3, 0, "1/10", "2000-01-01T00:00:00.000000Z"),
+            (0x1_0000_0010, 0, 0, "1/10", first),
+            (0x1_0000_0010, 1, 0, "1/10", first),
+            (0x1_0000_0010, 2, 1_500_000, "1/10", later),
+            (0x2A, 0, 1_500_000, "0/2A", later),
+            (0x1_0000_0010, 3, 0, "1/10", first),
         ] {
-            let m = meta(&t, at(lsn, seq), micros);
+            let m = meta(&t, at(lsn, seq), micros).to_json(at(lsn, seq));
             assert_eq!(m["table"], "public.t");
             assert_eq!(m["lsn"], lsn);
             assert_eq!(m["seq"], seq);
@@ -123,24 +120,61 @@ mod tests {
         }
     }
 
-    /// Copied rows move to their real positions: each op's position and the metadata fields
-    /// that carry it, the other fields untouched, deletes' positions too.
+    /// The stored object is the one the connector has always written: the same fields, numbers
+    /// as unsigned integers, the key, shard and embedding records only when there are any, and
+    /// it wins over a column of its name.
     #[test]
-    fn set_positions_moves_the_fields_in_place() {
-        use crate::event::{Document, PointKey};
-        let t = TableName::parse("public.t");
+    fn the_stored_object_is_the_one_always_written() {
+        let at = Position {
+            commit_lsn: 0x16B_3748,
+            seq: u64::MAX,
+        };
+        let mut m = meta(&Arc::from("s.t"), at, 1_500_000);
+        let bare = serde_json::json!({"table": "s.t", "lsn": 0x16B_3748_u64, "seq": u64::MAX,
+            "commit_lsn": "0/16B3748", "commit_time": "2000-01-01T00:00:01.500000Z"});
+        assert_eq!(m.to_json(at), bare);
+        m.key = serde_json::json!({"id": "42"});
+        m.shard = Some("tenant-a".into());
+        m.embedded
+            .insert("v".into(), serde_json::json!({"model": "m", "hash": "h"}));
+        let mut full = bare.clone();
+        full["key"] = serde_json::json!({"id": "42"});
+        full["shard"] = serde_json::json!("tenant-a");
+        full["embedded"] = serde_json::json!({"v": {"model": "m", "hash": "h"}});
+        assert_eq!(m.to_json(at), full);
+        let mut payload = Map::new();
+        payload.insert(META_FIELD.to_owned(), Value::from("a column"));
+        payload.insert("n".to_owned(), Value::from(1));
+        let doc = Document {
+            key: PointKey::Num(1),
+            payload,
+            meta: Some(m),
+            vectors: None,
+            embed: Vec::new(),
+            position: at,
+            anchor: None,
+        };
+        assert_eq!(
+            Value::Object(payload_json(&doc)),
+            serde_json::json!({"n": 1, META_FIELD: full})
+        );
+    }
+
+    /// Copied rows move to their real positions: each op's position and the commit's texts,
+    /// the other fields untouched, deletes' positions too.
+    #[test]
+    fn set_positions_moves_the_rows_to_their_commit() {
+        let t: Arc<str> = "public.t".into();
         let provisional = Position::default();
         let upsert = |n: u64| {
-            let mut payload = Map::new();
-            payload.insert("n".to_owned(), Value::from(n));
             let mut m = meta(&t, provisional, 0);
-            m["key"] = serde_json::json!({"id": n.to_string()});
-            payload.insert(META_FIELD.to_owned(), m);
+            m.key = serde_json::json!({"id": n.to_string()});
             Op::Upsert {
                 collection: "c".into(),
                 doc: Document {
                     key: PointKey::Num(n),
-                    payload,
+                    payload: Map::new(),
+                    meta: Some(m),
                     vectors: None,
                     embed: Vec::new(),
                     position: provisional,
@@ -170,12 +204,16 @@ mod tests {
             };
             assert_eq!(op.position(), at);
             if let Op::Upsert { doc, .. } = op {
-                let m = &doc.payload[META_FIELD];
+                let stored = payload_json(doc);
                 let mut expected = meta(&t, at, 2_000_000);
-                expected["key"] = m["key"].clone();
-                assert_eq!(m, &expected);
-                assert_eq!(m["commit_lsn"], "5/0");
-                assert_eq!(m["commit_time"], "2000-01-01T00:00:02.000000Z");
+                expected.key = serde_json::json!({"id": doc.key.to_string()});
+                assert_eq!(stored[META_FIELD], expected.to_json(at));
+                assert_eq!(stored[META_FIELD]["seq"], 10 + i as u64);
+                assert_eq!(stored[META_FIELD]["commit_lsn"], "5/0");
+                assert_eq!(
+                    stored[META_FIELD]["commit_time"],
+                    "2000-01-01T00:00:02.000000Z"
+                );
             }
         }
     }

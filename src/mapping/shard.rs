@@ -11,7 +11,7 @@ use super::TableMapping;
 use crate::event::{Datum, Row};
 
 /// The metadata field (under `_pg2qdrant`) that holds the point's shard key.
-pub const FIELD: &str = "shard";
+pub const FIELD: &str = crate::event::Meta::SHARD;
 
 impl TableMapping {
     /// Whether rows carry a shard key (`collection_config.sharding`).
@@ -42,6 +42,6 @@ impl TableMapping {
 }
 
 /// The shard key a document's metadata names (see [`FIELD`]).
-pub fn of(payload: &serde_json::Map<String, serde_json::Value>) -> Option<&str> {
-    payload.get(crate::config::META_FIELD)?.get(FIELD)?.as_str()
+pub fn of(doc: &crate::event::Document) -> Option<&str> {
+    doc.meta.as_ref()?.shard.as_deref()
 }

@@ -21,7 +21,7 @@
 //! the batch is written.
 
 use crate::config::EmbedderKind;
-use crate::config::{EmbedderConfig, TableConfig, META_FIELD};
+use crate::config::{EmbedderConfig, TableConfig};
 use crate::embed::record::{hash, record_name};
 use crate::embed::{EmbedError, Embedder};
 use crate::error::Error;
@@ -647,13 +647,9 @@ async fn call(
 fn record(doc: &mut Document, vector: &str, identity: &str, text: &str) {
     let hash = hash(identity, text);
     let name = record_name(vector);
-    if let Some(Value::Object(meta)) = doc.payload.get_mut(META_FIELD) {
-        let embedded = meta
-            .entry("embedded".to_owned())
-            .or_insert_with(|| json!({}));
-        if let Value::Object(m) = embedded {
-            m.insert(name.to_owned(), json!({"model": identity, "hash": hash}));
-        }
+    if let Some(meta) = &mut doc.meta {
+        meta.embedded
+            .insert(name.to_owned(), json!({"model": identity, "hash": hash}));
     }
 }
 

@@ -13,6 +13,7 @@ pub fn upsert(key: u64, lsn: u64) -> Batch {
             doc: Document {
                 key: PointKey::Num(key),
                 payload: Default::default(),
+                meta: None,
                 vectors: None,
                 embed: Vec::new(),
                 position,

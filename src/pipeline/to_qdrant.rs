@@ -155,7 +155,7 @@ impl<S: Sink> ToQdrant<S> {
         let (key, row) = match op {
             Op::Upsert { doc, .. } | Op::Merge { doc, .. } => (
                 serde_json::json!(doc.key.to_string()),
-                serde_json::Value::Object(doc.payload.clone()),
+                serde_json::Value::Object(crate::mapping::payload_json(doc)),
             ),
             Op::Delete { key, .. } => (serde_json::json!(key.to_string()), serde_json::Value::Null),
             Op::DeleteChunks { key, .. } => (key.clone(), serde_json::Value::Null),

@@ -78,9 +78,8 @@ impl SourceReads {
             match mapping.document(&now, doc.key.clone(), doc.position, 0) {
                 Ok(mut full) => {
                     // Keep the change's own commit time.
-                    if let Some(meta) = doc.payload.get(crate::config::META_FIELD) {
-                        full.payload
-                            .insert(crate::config::META_FIELD.to_owned(), meta.clone());
+                    if doc.meta.is_some() {
+                        full.meta = doc.meta.clone();
                     }
                     if mapping.chunked() {
                         out.extend(mapping.chunks(&now, full, false));

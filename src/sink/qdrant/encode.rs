@@ -5,6 +5,8 @@
 //! then bytes) before the whole thing is dropped; the profile of a 384-float stream was led by
 //! those copies and allocations. Here an upsert's points are written once, from the borrowed
 //! [`Document`], into the request's buffer: the id, the payload from the document's JSON, the
+//! connector's metadata (`_pg2qdrant`) from its typed fields (no JSON object per row: its texts
+//! are shared by the rows of a commit, its LSN and ordinal are the document's position), the
 //! dense vector's floats. Everything else in the request (fence filters, shard key selectors,
 //! deletes, payload updates) is qdrant-client's own types, encoded by prost as before.
 //!
@@ -18,12 +20,14 @@
 //! types hold for the same documents, so a field number or a length gone wrong fails there.
 
 use super::mapping;
-use crate::event::{Document, PointKey, Vectors};
+use crate::config::META_FIELD;
+use crate::event::{Document, Meta, MetaField, PointKey, Vectors};
+use crate::lsn::Position;
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 use qdrant_client::qdrant::{Filter, PointsUpdateOperation, ShardKeySelector, Vectors as QVectors};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// One operation of a write: an upsert of documents (encoded from them), or any other.
 #[derive(Debug)]
@@ -214,6 +218,11 @@ fn size_point(d: &Document, lens: &mut Lens, converted: &mut Vec<QVectors>) -> u
         let n = size_entry(k, v, lens);
         len += len_of(3, lens.fill(entry, n));
     }
+    if let Some(meta) = &d.meta {
+        let entry = lens.reserve();
+        let n = len_of(1, META_FIELD.len()) + len_of(2, size_meta(meta, d.position, lens));
+        len += len_of(3, lens.fill(entry, n));
+    }
     len += match &d.vectors {
         Some(v @ Vectors::Named(_)) => {
             let q = mapping::vectors(v);
@@ -239,6 +248,13 @@ fn put_point<'c>(
     for (k, v) in &d.payload {
         put_head(3, lens.next(), buf);
         put_entry(k, v, lens, buf);
+    }
+    if let Some(meta) = &d.meta {
+        put_head(3, lens.next(), buf);
+        put_head(1, META_FIELD.len(), buf);
+        buf.put_slice(META_FIELD.as_bytes());
+        put_head(2, lens.next(), buf);
+        put_meta(meta, d.position, lens, buf);
     }
     match &d.vectors {
         Some(Vectors::Named(_)) => {
@@ -343,30 +359,59 @@ fn size_value(v: &Value, lens: &mut Lens) -> usize {
     let len = match v {
         Value::Null => key_len(1) + 1,
         Value::Bool(_) => key_len(5) + 1,
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => key_len(3) + encoded_len_varint(i as u64),
-            None => key_len(2) + 8,
-        },
+        Value::Number(n) => number_len(n.as_i64()),
         Value::String(s) => len_of(4, s.len()),
         Value::Array(a) => {
             let inner = lens.reserve();
             let items = a.iter().map(|x| len_of(1, size_value(x, lens))).sum();
             len_of(7, lens.fill(inner, items))
         }
-        Value::Object(o) => {
-            let inner = lens.reserve();
-            let fields = o
-                .iter()
-                .map(|(k, x)| {
-                    let entry = lens.reserve();
-                    let n = size_entry(k, x, lens);
-                    len_of(1, lens.fill(entry, n))
-                })
-                .sum();
-            len_of(6, lens.fill(inner, fields))
-        }
+        Value::Object(o) => size_struct(o, lens),
     };
     lens.fill(slot, len)
+}
+
+/// `struct (6)`'s size, for an object (its slot, then its fields' slots).
+fn size_struct(o: &Map<String, Value>, lens: &mut Lens) -> usize {
+    let inner = lens.reserve();
+    let fields = o
+        .iter()
+        .map(|(k, x)| {
+            let entry = lens.reserve();
+            let n = size_entry(k, x, lens);
+            len_of(1, lens.fill(entry, n))
+        })
+        .sum();
+    len_of(6, lens.fill(inner, fields))
+}
+
+fn put_struct(o: &Map<String, Value>, lens: &mut LensReader, buf: &mut impl BufMut) {
+    put_head(6, lens.next(), buf);
+    for (k, x) in o {
+        put_head(1, lens.next(), buf);
+        put_entry(k, x, lens, buf);
+    }
+}
+
+/// A number's size: an integer (`Some`, as i64) or a double (`None`).
+fn number_len(integer: Option<i64>) -> usize {
+    match integer {
+        Some(i) => key_len(3) + encoded_len_varint(i as u64),
+        None => key_len(2) + 8,
+    }
+}
+
+fn put_number(integer: Option<i64>, double: f64, buf: &mut impl BufMut) {
+    match integer {
+        Some(i) => {
+            encode_key(3, WireType::Varint, buf);
+            encode_varint(i as u64, buf);
+        }
+        None => {
+            encode_key(2, WireType::SixtyFourBit, buf);
+            buf.put_f64_le(double);
+        }
+    }
 }
 
 /// Writes a value whose length was just read; reads the lengths of what it holds.
@@ -380,16 +425,7 @@ fn put_value(v: &Value, lens: &mut LensReader, buf: &mut impl BufMut) {
             encode_key(5, WireType::Varint, buf);
             encode_varint(u64::from(*b), buf);
         }
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => {
-                encode_key(3, WireType::Varint, buf);
-                encode_varint(i as u64, buf);
-            }
-            None => {
-                encode_key(2, WireType::SixtyFourBit, buf);
-                buf.put_f64_le(n.as_f64().unwrap_or(f64::NAN));
-            }
-        },
+        Value::Number(n) => put_number(n.as_i64(), n.as_f64().unwrap_or(f64::NAN), buf),
         Value::String(s) => {
             put_head(4, s.len(), buf);
             buf.put_slice(s.as_bytes());
@@ -401,13 +437,68 @@ fn put_value(v: &Value, lens: &mut LensReader, buf: &mut impl BufMut) {
                 put_value(x, lens, buf);
             }
         }
-        Value::Object(o) => {
-            put_head(6, lens.next(), buf);
-            for (k, x) in o {
-                put_head(1, lens.next(), buf);
-                put_entry(k, x, lens, buf);
-            }
+        Value::Object(o) => put_struct(o, lens, buf),
+    }
+}
+
+// The connector's metadata, `_pg2qdrant`: a `struct (6)` of its fields, written from the typed
+// [`Meta`] as `Meta::to_json` would have them (numbers as serde_json's: an integer when the u64
+// fits i64, else a double).
+
+/// The metadata's size as a `Value` (its slot, then the slots of what it holds).
+fn size_meta(meta: &Meta, at: Position, lens: &mut Lens) -> usize {
+    let slot = lens.reserve();
+    let inner = lens.reserve();
+    let mut fields = 0;
+    for (k, f) in meta.fields(at) {
+        let entry = lens.reserve();
+        let n = len_of(1, k.len()) + len_of(2, size_field(f, lens));
+        fields += len_of(1, lens.fill(entry, n));
+    }
+    let len = len_of(6, lens.fill(inner, fields));
+    lens.fill(slot, len)
+}
+
+fn put_meta(meta: &Meta, at: Position, lens: &mut LensReader, buf: &mut impl BufMut) {
+    put_head(6, lens.next(), buf);
+    for (k, f) in meta.fields(at) {
+        put_head(1, lens.next(), buf);
+        put_head(1, k.len(), buf);
+        buf.put_slice(k.as_bytes());
+        put_head(2, lens.next(), buf);
+        put_field(f, lens, buf);
+    }
+}
+
+/// A metadata field's size as a `Value`, in a slot as [`size_value`]'s.
+fn size_field(f: MetaField, lens: &mut Lens) -> usize {
+    match f {
+        MetaField::Json(v) => size_value(v, lens),
+        MetaField::Text(t) => {
+            let slot = lens.reserve();
+            lens.fill(slot, len_of(4, t.len()))
         }
+        MetaField::Number(n) => {
+            let slot = lens.reserve();
+            lens.fill(slot, number_len(i64::try_from(n).ok()))
+        }
+        MetaField::Object(o) => {
+            let slot = lens.reserve();
+            let len = size_struct(o, lens);
+            lens.fill(slot, len)
+        }
+    }
+}
+
+fn put_field(f: MetaField, lens: &mut LensReader, buf: &mut impl BufMut) {
+    match f {
+        MetaField::Json(v) => put_value(v, lens, buf),
+        MetaField::Text(t) => {
+            put_head(4, t.len(), buf);
+            buf.put_slice(t.as_bytes());
+        }
+        MetaField::Number(n) => put_number(i64::try_from(n).ok(), n as f64, buf),
+        MetaField::Object(o) => put_struct(o, lens, buf),
     }
 }
 
@@ -424,6 +515,7 @@ mod tests {
         Document {
             key,
             payload: payload.as_object().unwrap().clone(),
+            meta: None,
             vectors,
             embed: Vec::new(),
             anchor: None,
@@ -464,6 +556,21 @@ mod tests {
                 ])),
             ),
         ];
+        let mut docs = docs;
+        // The metadata, typed: every field, a seq past i64 (a double, as serde_json has it),
+        // and on another point the bare fields beside a column of the same name.
+        let mut meta = crate::mapping::meta(&"public.t".into(), Position::default(), 1_500_000);
+        meta.key = json!({"id": "1", "n": null});
+        meta.shard = Some("tenant-a".into());
+        meta.embedded
+            .insert("v".into(), json!({"model": "m", "hash": "h"}));
+        docs[0].meta = Some(meta.clone());
+        docs[0].position = Position {
+            commit_lsn: 0x16B_3748,
+            seq: u64::MAX,
+        };
+        docs[2].meta = Some(crate::mapping::meta(&"s.t".into(), Position::default(), 0));
+        docs[3].meta = Some(meta);
         let refs: Vec<&Document> = docs.iter().collect();
         let filter = crate::sink::qdrant::fence::per_point([(
             mapping::point_id(&PointKey::Num(1)),
@@ -525,6 +632,8 @@ mod tests {
             doc(PointKey::Num(2), json!({"o": {"a": {"b": {}}}}), named(2.0)),
             doc(PointKey::Num(3), json!({}), named(3.0)),
         ];
+        let mut docs = docs;
+        docs[1].meta = Some(crate::mapping::meta(&"s.t".into(), Position::default(), 0));
         let refs: Vec<&Document> = docs.iter().collect();
         let other = || {
             Update::Other(PointsUpdateOperation {

@@ -46,14 +46,21 @@ fn vector(v: &Vector) -> qdrant_client::qdrant::Vector {
 }
 
 /// The document's payload as Qdrant values, converted straight from the borrowed JSON (one
-/// allocation per value, not a clone of the map and then a conversion).
+/// allocation per value, not a clone of the map and then a conversion), with its metadata under
+/// `_pg2qdrant` as `mapping::payload_json` has it.
 pub fn payload(doc: &Document) -> Payload {
-    Payload::from(
-        doc.payload
-            .iter()
-            .map(|(k, v)| (k.clone(), value(v)))
-            .collect::<std::collections::HashMap<String, QValue>>(),
-    )
+    let mut map: std::collections::HashMap<String, QValue> = doc
+        .payload
+        .iter()
+        .map(|(k, v)| (k.clone(), value(v)))
+        .collect();
+    if let Some(m) = &doc.meta {
+        map.insert(
+            crate::config::META_FIELD.to_owned(),
+            value(&m.to_json(doc.position)),
+        );
+    }
+    Payload::from(map)
 }
 
 /// A JSON value as a Qdrant payload value (numbers: integer when it fits i64, else double —
@@ -143,6 +150,7 @@ mod tests {
         let doc = Document {
             key: PointKey::Num(1),
             payload: map.as_object().unwrap().clone(),
+            meta: None,
             vectors: None,
             embed: Vec::new(),
             anchor: None,

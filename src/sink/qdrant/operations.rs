@@ -298,7 +298,7 @@ fn by_shard<'d>(
     let mut groups: BTreeMap<Option<&str>, Vec<&Document>> = BTreeMap::new();
     for d in docs {
         let key = if sharded {
-            crate::mapping::shard::of(&d.payload)
+            crate::mapping::shard::of(d)
         } else {
             None
         };
@@ -357,6 +357,7 @@ mod tests {
             doc: Document {
                 key: PointKey::Num(id),
                 payload: Default::default(),
+                meta: None,
                 vectors: None,
                 embed: Vec::new(),
                 anchor: None,
@@ -525,10 +526,10 @@ mod tests {
     fn sharded_upsert(id: u64, lsn: u64, shard: &str) -> Op {
         let mut op = upsert(id, lsn, 0);
         if let Op::Upsert { doc, .. } = &mut op {
-            doc.payload.insert(
-                crate::config::META_FIELD.to_owned(),
-                serde_json::json!({ "shard": shard }),
-            );
+            doc.meta = Some(crate::event::Meta {
+                shard: Some(shard.to_owned()),
+                ..Default::default()
+            });
         }
         op
     }

@@ -111,7 +111,7 @@ impl Sharding {
         );
         for op in ops {
             let Op::Upsert { doc, .. } = op else { continue };
-            let Some(key) = crate::mapping::shard::of(&doc.payload) else {
+            let Some(key) = crate::mapping::shard::of(doc) else {
                 return Err(Error::prerequisite(
                     format!("collection {collection} is custom-sharded, and a row written to it names no shard key (point {})", doc.key),
                     "set collection_config.sharding = { key = \"<column>\" } on every table written to it (or recreate the collection without custom sharding)",
