@@ -16,7 +16,7 @@ pub mod types;
 pub mod value;
 mod vectors;
 
-use crate::config::TableConfig;
+use crate::config::{TableConfig, META_FIELD};
 use crate::event::{Change, ChangeKind, Column, Datum, Document, Op, PointKey, Row, TableName};
 use crate::lsn::Position;
 pub use position::{meta, payload_json, set_positions, PG_EPOCH_UNIX_MICROS};
@@ -495,6 +495,9 @@ impl TableMapping {
                 .get(&col.name)
                 .cloned()
                 .unwrap_or_else(|| col.name.clone());
+            if field == META_FIELD {
+                continue; // the metadata's name: the metadata has always taken its place
+            }
             let value = match datum {
                 Datum::Unchanged => continue,
                 Datum::Null => Value::Null,

@@ -96,6 +96,28 @@ fn insert_becomes_upsert_with_renames_and_unix_seconds() {
     assert_eq!(doc.payload["ts_unix"], json!(1_697_193_000));
     assert!(!doc.payload.contains_key("v"));
     assert_eq!(doc.vectors, Some(Vectors::Default(vec![1.0, 2.0])));
+    assert_eq!(
+        payload_json(doc)[META_FIELD],
+        json!({"table": "public.m", "lsn": 10, "seq": 1, "commit_lsn": "0/A",
+            "commit_time": "2000-01-01T00:00:00.000000Z", "key": {"id": "5"}})
+    );
+}
+
+/// A column named like the connector's metadata is left out: the metadata takes its place in
+/// the stored payload, as it always has.
+#[test]
+fn a_column_named_like_the_metadata_is_left_out() {
+    let m = mapping("");
+    let mut r = row(&[t("5"), t("hi"), t("{1,2}"), t("f"), Datum::Null]);
+    let mut cols = r.columns.to_vec();
+    cols[1].name = META_FIELD.to_owned();
+    r.columns = cols.into();
+    let ops = m.ops(&change(ChangeKind::Insert { new: r })).unwrap();
+    let Op::Upsert { doc, .. } = &ops[0] else {
+        panic!("{ops:?}")
+    };
+    assert!(!doc.payload.contains_key(META_FIELD), "{doc:?}");
+    assert_eq!(payload_json(doc)[META_FIELD]["key"], json!({"id": "5"}));
 }
 
 #[test]
