@@ -94,7 +94,15 @@ impl Message for Encoded {
 pub fn request(collection: &str, updates: &[Update]) -> Encoded {
     // Every length the bytes need ahead of a nested message is computed once, in the order the
     // writing pass reads them back (see [`Lens`]).
-    let mut lens = Lens::default();
+    let points: usize = updates
+        .iter()
+        .map(|u| match u {
+            Update::Upsert { docs, .. } => docs.len(),
+            Update::Other(_) => 0,
+        })
+        .sum();
+    // About two dozen lengths per point with its metadata: allocated once.
+    let mut lens = Lens(Vec::with_capacity(1 + points * 24));
     let mut converted = Vec::new();
     let operations: usize = updates
         .iter()
@@ -140,7 +148,6 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
 /// The lengths of the nested messages of a request, in the order they are written: the sizing
 /// pass reserves a slot where a length goes, fills it once the contents are sized, and the
 /// writing pass reads them back one by one. Each value is sized once, however deep it is nested.
-#[derive(Default)]
 struct Lens(Vec<usize>);
 
 impl Lens {
