@@ -230,7 +230,7 @@ async fn main() {
                 doc: pg2qdrant::event::Document {
                     key: pg2qdrant::event::PointKey::Num(i as u64),
                     payload,
-                    meta: Some(pg2qdrant::mapping::meta(&table, position, 0)),
+                    meta: Some(pg2qdrant::mapping::meta(&table, 0)),
                     vectors: Some(pg2qdrant::event::Vectors::Default(vector(i))),
                     embed: Vec::new(),
                     anchor: None,

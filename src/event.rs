@@ -228,14 +228,14 @@ pub struct EmbedInput {
 
 /// The connector's metadata of a point (stored as `_pg2qdrant`), kept typed from the mapping
 /// to the request: the Qdrant sink writes it straight into the point, without a JSON object per
-/// row. Its LSN and ordinal are the document's position, so they cannot disagree with it.
+/// row. What the position says (its LSN, ordinal and LSN text) is taken from the document's
+/// position when written, so it cannot disagree with it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Meta {
     /// The source table, `schema.name`.
     pub table: Arc<str>,
-    /// The commit's LSN as PostgreSQL writes it (`0/16B3748`), and its time (RFC 3339, UTC, µs).
-    pub commit_lsn: Arc<str>,
-    pub commit_time: Arc<str>,
+    /// The commit's time: PostgreSQL's microseconds since 2000-01-01.
+    pub commit_time: i64,
     /// The row's key columns as text (`{"id": "42"}`); `Null`: left out.
     pub key: Value,
     /// The point's shard key (custom sharding), if any.
@@ -245,9 +245,11 @@ pub struct Meta {
 }
 
 /// One field of [`Meta`] as stored.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MetaField<'a> {
     Text(&'a str),
+    /// A text shared by the rows of a commit (`crate::lsn::commit_texts`).
+    Shared(Arc<str>),
     Number(u64),
     Json(&'a Value),
     Object(&'a Map<String, Value>),
@@ -259,12 +261,13 @@ impl Meta {
 
     /// The stored fields of a point at position `at`, in the one order every writer uses.
     pub fn fields(&self, at: Position) -> impl Iterator<Item = (&'static str, MetaField<'_>)> {
+        let (commit_lsn, commit_time) = crate::lsn::commit_texts(at.commit_lsn, self.commit_time);
         [
             Some(("table", MetaField::Text(&self.table))),
             Some(("lsn", MetaField::Number(at.commit_lsn))),
             Some(("seq", MetaField::Number(at.seq))),
-            Some(("commit_lsn", MetaField::Text(&self.commit_lsn))),
-            Some(("commit_time", MetaField::Text(&self.commit_time))),
+            Some(("commit_lsn", MetaField::Shared(commit_lsn))),
+            Some(("commit_time", MetaField::Shared(commit_time))),
             (!self.key.is_null()).then_some(("key", MetaField::Json(&self.key))),
             self.shard
                 .as_deref()
@@ -281,6 +284,7 @@ impl Meta {
         for (k, f) in self.fields(at) {
             let v = match f {
                 MetaField::Text(t) => Value::String(t.to_owned()),
+                MetaField::Shared(t) => Value::String(t.to_string()),
                 MetaField::Number(n) => Value::from(n),
                 MetaField::Json(v) => v.clone(),
                 MetaField::Object(o) => Value::Object(o.clone()),

@@ -336,7 +336,7 @@ async fn old_change_applied_after_a_newer_one_does_not_regress_the_point() {
         Document {
             key: PointKey::Num(9),
             payload,
-            meta: Some(pg2qdrant::mapping::meta(&table, position, 0)),
+            meta: Some(pg2qdrant::mapping::meta(&table, 0)),
             vectors: Some(Vectors::Default(v)),
             embed: Vec::new(),
             anchor: None,

@@ -532,7 +532,7 @@ impl TableMapping {
                 }
             }
         }
-        let mut meta = meta(&self.name, position, commit_time);
+        let mut meta = meta(&self.name, commit_time);
         meta.key = self.key_json(row);
         meta.shard = self.shard_key(row)?;
         let vectors = self.vectors(row)?;

@@ -5,15 +5,15 @@
 
 use crate::config::META_FIELD;
 use crate::event::{Document, Meta, Op};
-use crate::lsn::{Lsn, Position};
+use crate::lsn::Position;
+pub use crate::lsn::PG_EPOCH_UNIX_MICROS;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Moves ops produced with provisional positions (copied rows) to consecutive real positions
-/// from `first` in one transaction: the position (which the metadata's LSN and ordinal are) and
-/// the commit's texts. The transaction's commit LSN and time are formatted once for all of them.
+/// from `first` in one transaction committed at `commit_time_micros`: the position (which the
+/// metadata's LSN and ordinal are) and the commit's time.
 pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
-    let (commit_lsn, commit_time) = commit_texts(first.commit_lsn, commit_time_micros);
     for (i, op) in ops.iter_mut().enumerate() {
         let position = Position {
             commit_lsn: first.commit_lsn,
@@ -23,8 +23,7 @@ pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
             Op::Upsert { doc, .. } | Op::Merge { doc, .. } => {
                 doc.position = position;
                 if let Some(m) = &mut doc.meta {
-                    m.commit_lsn = commit_lsn.clone();
-                    m.commit_time = commit_time.clone();
+                    m.commit_time = commit_time_micros;
                 }
             }
             Op::Delete { position: p, .. }
@@ -34,17 +33,12 @@ pub fn set_positions(ops: &mut [Op], first: Position, commit_time_micros: i64) {
     }
 }
 
-/// PostgreSQL epoch (2000-01-01) in unix microseconds.
-pub const PG_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
-
-/// The connector's metadata for a row of `table` (`schema.name`) in the commit at `position`
-/// (its key, shard and embedding records are the mapping's to fill).
-pub fn meta(table: &Arc<str>, position: Position, commit_time_micros: i64) -> Meta {
-    let (commit_lsn, commit_time) = commit_texts(position.commit_lsn, commit_time_micros);
+/// The connector's metadata for a row of `table` (`schema.name`) in a commit made at
+/// `commit_time_micros` (its key, shard and embedding records are the mapping's to fill).
+pub fn meta(table: &Arc<str>, commit_time_micros: i64) -> Meta {
     Meta {
         table: table.clone(),
-        commit_lsn,
-        commit_time,
+        commit_time: commit_time_micros,
         key: Value::Null,
         shard: None,
         embedded: Map::new(),
@@ -59,33 +53,6 @@ pub fn payload_json(doc: &Document) -> Map<String, Value> {
         payload.insert(META_FIELD.to_owned(), m.to_json(doc.position));
     }
     payload
-}
-
-/// A commit's LSN and time as text. The rows of one transaction share them, so the last
-/// commit's texts are kept (per thread) and formatted again only when the commit changes.
-fn commit_texts(commit_lsn: u64, commit_time_micros: i64) -> (Arc<str>, Arc<str>) {
-    type Texts = (u64, i64, Arc<str>, Arc<str>);
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<Texts>> = const { std::cell::RefCell::new(None) };
-    }
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        match &*last {
-            Some((l, t, lsn, time)) if *l == commit_lsn && *t == commit_time_micros => {
-                (lsn.clone(), time.clone())
-            }
-            _ => {
-                let unix_micros = commit_time_micros.saturating_add(PG_EPOCH_UNIX_MICROS);
-                let time: Arc<str> = chrono::DateTime::from_timestamp_micros(unix_micros)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
-                    .unwrap_or_default()
-                    .into();
-                let lsn: Arc<str> = Lsn(commit_lsn).to_string().into();
-                *last = Some((commit_lsn, commit_time_micros, lsn.clone(), time.clone()));
-                (lsn, time)
-            }
-        }
-    })
 }
 
 #[cfg(test)]
@@ -111,7 +78,7 @@ mod tests {
             (0x2A, 0, 1_500_000, "0/2A", later),
             (0x1_0000_0010, 3, 0, "1/10", first),
         ] {
-            let m = meta(&t, at(lsn, seq), micros).to_json(at(lsn, seq));
+            let m = meta(&t, micros).to_json(at(lsn, seq));
             assert_eq!(m["table"], "public.t");
             assert_eq!(m["lsn"], lsn);
             assert_eq!(m["seq"], seq);
@@ -129,7 +96,7 @@ mod tests {
             commit_lsn: 0x16B_3748,
             seq: u64::MAX,
         };
-        let mut m = meta(&Arc::from("s.t"), at, 1_500_000);
+        let mut m = meta(&Arc::from("s.t"), 1_500_000);
         let bare = serde_json::json!({"table": "s.t", "lsn": 0x16B_3748_u64, "seq": u64::MAX,
             "commit_lsn": "0/16B3748", "commit_time": "2000-01-01T00:00:01.500000Z"});
         assert_eq!(m.to_json(at), bare);
@@ -167,7 +134,7 @@ mod tests {
         let t: Arc<str> = "public.t".into();
         let provisional = Position::default();
         let upsert = |n: u64| {
-            let mut m = meta(&t, provisional, 0);
+            let mut m = meta(&t, 0);
             m.key = serde_json::json!({"id": n.to_string()});
             Op::Upsert {
                 collection: "c".into(),
@@ -205,7 +172,7 @@ mod tests {
             assert_eq!(op.position(), at);
             if let Op::Upsert { doc, .. } = op {
                 let stored = payload_json(doc);
-                let mut expected = meta(&t, at, 2_000_000);
+                let mut expected = meta(&t, 2_000_000);
                 expected.key = serde_json::json!({"id": doc.key.to_string()});
                 assert_eq!(stored[META_FIELD], expected.to_json(at));
                 assert_eq!(stored[META_FIELD]["seq"], 10 + i as u64);

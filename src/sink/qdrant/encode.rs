@@ -433,10 +433,7 @@ fn put_value(v: &Value, lens: &mut LensReader, buf: &mut impl BufMut) {
             encode_varint(u64::from(*b), buf);
         }
         Value::Number(n) => put_number(n.as_i64(), n.as_f64().unwrap_or(f64::NAN), buf),
-        Value::String(s) => {
-            put_head(4, s.len(), buf);
-            buf.put_slice(s.as_bytes());
-        }
+        Value::String(s) => put_text(s, buf),
         Value::Array(a) => {
             put_head(7, lens.next(), buf);
             for x in a {
@@ -459,7 +456,7 @@ fn size_meta(meta: &Meta, at: Position, lens: &mut Lens) -> usize {
     let mut fields = 0;
     for (k, f) in meta.fields(at) {
         let entry = lens.reserve();
-        let n = len_of(1, k.len()) + len_of(2, size_field(f, lens));
+        let n = len_of(1, k.len()) + len_of(2, size_field(&f, lens));
         fields += len_of(1, lens.fill(entry, n));
     }
     let len = len_of(6, lens.fill(inner, fields));
@@ -473,22 +470,21 @@ fn put_meta(meta: &Meta, at: Position, lens: &mut LensReader, buf: &mut impl Buf
         put_head(1, k.len(), buf);
         buf.put_slice(k.as_bytes());
         put_head(2, lens.next(), buf);
-        put_field(f, lens, buf);
+        put_field(&f, lens, buf);
     }
 }
 
 /// A metadata field's size as a `Value`, in a slot as [`size_value`]'s.
-fn size_field(f: MetaField, lens: &mut Lens) -> usize {
+fn size_field(f: &MetaField, lens: &mut Lens) -> usize {
+    let mut scalar = |len: usize| {
+        let slot = lens.reserve();
+        lens.fill(slot, len)
+    };
     match f {
+        MetaField::Text(t) => scalar(len_of(4, t.len())),
+        MetaField::Shared(t) => scalar(len_of(4, t.len())),
+        MetaField::Number(n) => scalar(number_len(i64::try_from(*n).ok())),
         MetaField::Json(v) => size_value(v, lens),
-        MetaField::Text(t) => {
-            let slot = lens.reserve();
-            lens.fill(slot, len_of(4, t.len()))
-        }
-        MetaField::Number(n) => {
-            let slot = lens.reserve();
-            lens.fill(slot, number_len(i64::try_from(n).ok()))
-        }
         MetaField::Object(o) => {
             let slot = lens.reserve();
             let len = size_struct(o, lens);
@@ -497,16 +493,20 @@ fn size_field(f: MetaField, lens: &mut Lens) -> usize {
     }
 }
 
-fn put_field(f: MetaField, lens: &mut LensReader, buf: &mut impl BufMut) {
+fn put_field(f: &MetaField, lens: &mut LensReader, buf: &mut impl BufMut) {
     match f {
+        MetaField::Text(t) => put_text(t, buf),
+        MetaField::Shared(t) => put_text(t, buf),
+        MetaField::Number(n) => put_number(i64::try_from(*n).ok(), *n as f64, buf),
         MetaField::Json(v) => put_value(v, lens, buf),
-        MetaField::Text(t) => {
-            put_head(4, t.len(), buf);
-            buf.put_slice(t.as_bytes());
-        }
-        MetaField::Number(n) => put_number(i64::try_from(n).ok(), n as f64, buf),
         MetaField::Object(o) => put_struct(o, lens, buf),
     }
+}
+
+/// `string (4)`.
+fn put_text(t: &str, buf: &mut impl BufMut) {
+    put_head(4, t.len(), buf);
+    buf.put_slice(t.as_bytes());
 }
 
 #[cfg(test)]
@@ -566,7 +566,7 @@ mod tests {
         let mut docs = docs;
         // The metadata, typed: every field, a seq past i64 (a double, as serde_json has it),
         // and on another point the bare fields beside a column of the same name.
-        let mut meta = crate::mapping::meta(&"public.t".into(), Position::default(), 1_500_000);
+        let mut meta = crate::mapping::meta(&"public.t".into(), 1_500_000);
         meta.key = json!({"id": "1", "n": null});
         meta.shard = Some("tenant-a".into());
         meta.embedded
@@ -576,7 +576,7 @@ mod tests {
             commit_lsn: 0x16B_3748,
             seq: u64::MAX,
         };
-        docs[2].meta = Some(crate::mapping::meta(&"s.t".into(), Position::default(), 0));
+        docs[2].meta = Some(crate::mapping::meta(&"s.t".into(), 0));
         docs[3].meta = Some(meta);
         let refs: Vec<&Document> = docs.iter().collect();
         let filter = crate::sink::qdrant::fence::per_point([(
@@ -640,7 +640,7 @@ mod tests {
             doc(PointKey::Num(3), json!({}), named(3.0)),
         ];
         let mut docs = docs;
-        docs[1].meta = Some(crate::mapping::meta(&"s.t".into(), Position::default(), 0));
+        docs[1].meta = Some(crate::mapping::meta(&"s.t".into(), 0));
         let refs: Vec<&Document> = docs.iter().collect();
         let other = || {
             Update::Other(PointsUpdateOperation {
