@@ -84,6 +84,22 @@ async fn wait_copy_done(dir: &Path) -> Value {
     .await
 }
 
+/// The connector started on `db` (its config with `source_extra`) over `n` existing rows, once
+/// every row is a point and the first copy has settled (done, its deferred indexing restored):
+/// the config file and the running connector.
+async fn running_over_copied_rows(
+    db: &TestDb,
+    n: i64,
+    source_extra: &str,
+) -> (std::path::PathBuf, Running) {
+    let config = config_file(db, source_extra, "");
+    let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
+    existing_rows(db, n).await;
+    wait_count(&db.name, n as u64).await;
+    db.wait_first_copy_settled().await;
+    (config, run)
+}
+
 /// The config file of `db` with extra `[source]` lines (e.g. the snapshot knobs).
 fn config_file(db: &TestDb, source_extra: &str, metrics: &str) -> std::path::PathBuf {
     let dir = work_dir(&db.name);
@@ -159,15 +175,10 @@ async fn resync_under_updates_and_deletes_leaves_no_ghost_and_no_stale_point() {
     };
     let db = TestDb::new("t_resync", LOAD).await;
     let dir = work_dir("t_resync");
-    let config = config_file(&db, "snapshot_chunk_pages = 2", "");
-    let cfg = pg2qdrant::config::load(&config).unwrap();
-    let run = db.start(cfg).await;
-    existing_rows(&db, 10_000).await;
-    wait_count("t_resync", 10_000).await;
     // Mirrored first: the first copy done and its deferred indexing restored, so the resync
     // below is what removes the drift (not the first copy's sweep, and not while Qdrant
     // reconfigures the collection).
-    db.wait_first_copy_settled().await;
+    let (config, run) = running_over_copied_rows(&db, 10_000, "snapshot_chunk_pages = 2").await;
     // Drift: an orphan (its row never existed), a stale payload, a missing point.
     let q = qdrant();
     let orphan = serde_json::json!({"title": "ghost", "_pg2qdrant": {"table": "public.docs", "lsn": 1, "seq": 0, "key": {"id": "900000"}}});
@@ -230,11 +241,7 @@ async fn resync_where_copies_exactly_the_matching_rows_while_others_stream() {
     use qdrant_client::qdrant::{Filter, SetPayloadPointsBuilder};
     let db = TestDb::new("t_resync_where", LOAD).await;
     let dir = work_dir("t_resync_where");
-    let config = config_file(&db, "snapshot_chunk_pages = 2", "");
-    let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
-    existing_rows(&db, 2_000).await;
-    wait_count("t_resync_where", 2_000).await;
-    db.wait_first_copy_settled().await;
+    let (config, run) = running_over_copied_rows(&db, 2_000, "snapshot_chunk_pages = 2").await;
     // Every point drifts: only a copy (or the stream) can put a row's title back.
     qdrant()
         .set_payload(
@@ -412,11 +419,7 @@ async fn resync_where_refuses_what_is_not_one_boolean_expression() {
 async fn a_forged_resync_request_with_a_condition_that_may_run_anything_copies_nothing() {
     let db = TestDb::new("t_resync_forged", LOAD).await;
     let dir = work_dir("t_resync_forged");
-    let config = config_file(&db, "", "");
-    let run = db.start(pg2qdrant::config::load(&config).unwrap()).await;
-    existing_rows(&db, 10).await;
-    wait_count("t_resync_forged", 10).await;
-    db.wait_first_copy_settled().await;
+    let (_, run) = running_over_copied_rows(&db, 10, "").await;
     // Any role may write into the WAL: a request that did not come from `pg2qdrant resync`,
     // with a condition calling a volatile function, is checked again by the connector.
     db.exec(

@@ -45,22 +45,16 @@ fn vector(v: &Vector) -> qdrant_client::qdrant::Vector {
     }
 }
 
-/// The document's payload as Qdrant values, converted straight from the borrowed JSON (one
-/// allocation per value, not a clone of the map and then a conversion), with its metadata under
-/// `_pg2qdrant` as `mapping::payload_json` has it.
+/// The document's payload as Qdrant values: the stored payload `mapping::payload_json` gives
+/// (its fields and its metadata), converted value by value. Merges and tests only: upserts are
+/// encoded from the document (`encode`).
 pub fn payload(doc: &Document) -> Payload {
-    let mut map: std::collections::HashMap<String, QValue> = doc
-        .payload
-        .iter()
-        .map(|(k, v)| (k.clone(), value(v)))
-        .collect();
-    if let Some(m) = &doc.meta {
-        map.insert(
-            crate::config::META_FIELD.to_owned(),
-            value(&m.to_json(doc.position)),
-        );
-    }
-    Payload::from(map)
+    Payload::from(
+        crate::mapping::payload_json(doc)
+            .into_iter()
+            .map(|(k, v)| (k, value(&v)))
+            .collect::<std::collections::HashMap<String, QValue>>(),
+    )
 }
 
 /// A JSON value as a Qdrant payload value (numbers: integer when it fits i64, else double —
