@@ -68,6 +68,33 @@ pub struct Assembler {
     /// Tables a schema change stopped (`mapping::schema`): their changes are skipped for the
     /// rest of the process.
     stopped: std::collections::HashSet<TableName>,
+    received: Received,
+}
+
+/// The `changes_received` counters by table and kind of change, looked up once: a row then
+/// costs one increment, not its labels built, hashed and looked up in the registry.
+#[derive(Default)]
+struct Received(std::collections::HashMap<TableName, [Option<metrics::Counter>; 5]>);
+
+impl Received {
+    fn count(&mut self, table: &TableName, kind: &ChangeKind) {
+        let (i, op) = match kind {
+            ChangeKind::Insert { .. } => (0, "insert"),
+            ChangeKind::Update { .. } => (1, "update"),
+            ChangeKind::Delete { .. } => (2, "delete"),
+            ChangeKind::Truncate => (3, "truncate"),
+            ChangeKind::Sweep => (4, "sweep"),
+        };
+        let slots = match self.0.get_mut(table) {
+            Some(slots) => slots,
+            None => self.0.entry(table.clone()).or_default(),
+        };
+        slots[i]
+            .get_or_insert_with(|| {
+                metrics::counter!(names::CHANGES_RECEIVED, "table" => table.to_string(), "op" => op)
+            })
+            .increment(1);
+    }
 }
 
 impl Assembler {
@@ -86,6 +113,7 @@ impl Assembler {
             windows: Windows::default(),
             binary: false,
             stopped: Default::default(),
+            received: Received::default(),
         }
     }
 
@@ -249,15 +277,7 @@ impl Assembler {
             .ok_or_else(|| protocol("change outside a transaction".to_owned()))?;
         let position = Position::new(txn.commit_lsn, txn.seq);
         txn.seq += 1;
-        let op_name = match &kind {
-            ChangeKind::Insert { .. } => "insert",
-            ChangeKind::Update { .. } => "update",
-            ChangeKind::Delete { .. } => "delete",
-            ChangeKind::Truncate => "truncate",
-            ChangeKind::Sweep => "sweep",
-        };
-        metrics::counter!(names::CHANGES_RECEIVED, "table" => table.to_string(), "op" => op_name)
-            .increment(1);
+        self.received.count(&table, &kind);
         let change = Change {
             table,
             position,

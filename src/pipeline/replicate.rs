@@ -13,12 +13,18 @@ use crate::metrics::names;
 use crate::snapshot::Coordinator;
 use crate::source::control::{Control, PREFIX};
 use crate::source::stream;
+use futures_util::FutureExt;
 use pgwire_replication::{ReplicationClient, ReplicationEvent};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Events taken from the stream's channel in one go once one has arrived (see `stream`). A
+/// poll that finds the channel closed may drop the wait for the worker's end: the next `recv`
+/// then fails (transient), and the loop reconnects as it does when the stream ends.
+const DRAIN: usize = 256;
 
 pub struct Replicator {
     pub source: SourceConfig,
@@ -224,19 +230,18 @@ impl Replicator {
                 // The writer finished while something waits: the check below sends it.
                 _ = self.pending.became_idle(), if self.assembler.ready() => {}
                 ev = c.recv() => {
-                    let ev = match ev {
-                        Ok(Some(ev)) => ev,
-                        Ok(None) => { tracing::warn!("replication stream ended; reconnecting"); return Stop::Reconnect }
-                        Err(e) => {
-                            let e = Error::replication("stream")(e);
-                            if e.disposition() == Disposition::Definite { return Stop::Exit(Err(e), false) }
-                            tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), "replication stream broke; reconnecting");
-                            return Stop::Reconnect;
-                        }
-                    };
-                    backoff.reset();
-                    if let Some(stop) = self.event(ev, &mut batches, &mut dead) {
+                    if let Some(stop) = self.received(ev, &mut batches, &mut dead) {
                         return stop;
+                    }
+                    backoff.reset();
+                    // Events already waiting are taken without going round this select (whose
+                    // futures cost more than an event), up to a bound so the branches above
+                    // are still looked at between runs.
+                    for _ in 0..DRAIN {
+                        let Some(ev) = c.recv().now_or_never() else { break };
+                        if let Some(stop) = self.received(ev, &mut batches, &mut dead) {
+                            return stop;
+                        }
                     }
                 }
             }
@@ -249,6 +254,31 @@ impl Replicator {
                 if let Some(stop) = self.send(b).await {
                     return stop;
                 }
+            }
+        }
+    }
+
+    /// What the stream's `recv` gave: the end of the stream, a break, or one event (into
+    /// [`Self::event`]); `Some` when the loop must stop.
+    fn received(
+        &mut self,
+        ev: pgwire_replication::Result<Option<ReplicationEvent>>,
+        batches: &mut Vec<Batch>,
+        dead: &mut Vec<(crate::mapping::MappingError, Lsn)>,
+    ) -> Option<Stop> {
+        match ev {
+            Ok(Some(ev)) => self.event(ev, batches, dead),
+            Ok(None) => {
+                tracing::warn!("replication stream ended; reconnecting");
+                Some(Stop::Reconnect)
+            }
+            Err(e) => {
+                let e = Error::replication("stream")(e);
+                if e.disposition() == Disposition::Definite {
+                    return Some(Stop::Exit(Err(e), false));
+                }
+                tracing::warn!(error = %e, hint = e.hint().unwrap_or(""), "replication stream broke; reconnecting");
+                Some(Stop::Reconnect)
             }
         }
     }
