@@ -16,14 +16,16 @@
 //! would size the `_pg2qdrant` object and its `key` object again at every level they are nested.
 //!
 //! The bytes are `UpdateBatchPoints` of Qdrant's `points_service.proto` (`/qdrant.Points/
-//! UpdateBatch`); `tests` decode them with qdrant-client's types and compare with what those
-//! types hold for the same documents, so a field number or a length gone wrong fails there.
+//! UpdateBatch`), appended to the buffer the request goes out in (`batch`: after the gRPC
+//! frame's header, in a buffer reused across batches); `tests` decode them with qdrant-client's
+//! types and compare with what those types hold for the same documents, so a field number or a
+//! length gone wrong fails there.
 
 use super::mapping;
 use crate::config::META_FIELD;
 use crate::event::{Document, Meta, MetaField, PointKey, Vectors};
 use crate::lsn::Position;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 use qdrant_client::qdrant::{Filter, PointsUpdateOperation, ShardKeySelector, Vectors as QVectors};
@@ -63,35 +65,8 @@ impl Update<'_> {
     }
 }
 
-/// A request already encoded: its bytes go out as they are.
-#[derive(Debug, Default, Clone)]
-pub struct Encoded(pub Bytes);
-
-// `encode_raw` and `merge_field` are prost's `#[doc(hidden)]` methods, the ones its generated code
-// implements too: a change there would break every generated message, not only this one.
-impl Message for Encoded {
-    fn encode_raw(&self, buf: &mut impl BufMut) {
-        buf.put_slice(&self.0);
-    }
-    fn merge_field(
-        &mut self,
-        tag: u32,
-        wire_type: WireType,
-        buf: &mut impl bytes::Buf,
-        ctx: prost::encoding::DecodeContext,
-    ) -> Result<(), prost::DecodeError> {
-        prost::encoding::skip_field(wire_type, tag, buf, ctx)
-    }
-    fn encoded_len(&self) -> usize {
-        self.0.len()
-    }
-    fn clear(&mut self) {
-        self.0 = Bytes::new();
-    }
-}
-
-/// `UpdateBatchPoints { collection_name, wait: true, operations }`.
-pub fn request(collection: &str, updates: &[Update]) -> Encoded {
+/// `UpdateBatchPoints { collection_name, wait: true, operations }`, appended to `buf`.
+pub fn request(collection: &str, updates: &[Update], buf: &mut BytesMut) {
     // Every length the bytes need ahead of a nested message is computed once, in the order the
     // writing pass reads them back (see [`Lens`]).
     let points: usize = updates
@@ -109,15 +84,16 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
         .map(|u| len_of(3, size_update(u, &mut lens, &mut converted)))
         .sum();
     let total = len_of(1, collection.len()) + key_len(2) + 1 + operations;
-    let mut buf = BytesMut::with_capacity(total);
-    put_head(1, collection.len(), &mut buf);
+    buf.reserve(total);
+    let start = buf.len();
+    put_head(1, collection.len(), buf);
     buf.put_slice(collection.as_bytes());
-    prost::encoding::bool::encode(2, &true, &mut buf);
+    prost::encoding::bool::encode(2, &true, buf);
     let mut lens = lens.reader();
     let mut converted = converted.iter();
     for u in updates {
         match u {
-            Update::Other(op) => prost::encoding::message::encode(3, op, &mut buf),
+            Update::Other(op) => prost::encoding::message::encode(3, op, buf),
             Update::Upsert {
                 docs,
                 shard_key_selector,
@@ -125,24 +101,23 @@ pub fn request(collection: &str, updates: &[Update]) -> Encoded {
             } => {
                 // PointsUpdateOperation { upsert (1): PointStructList }
                 let list = lens.next();
-                put_head(3, len_of(1, list), &mut buf);
-                put_head(1, list, &mut buf);
+                put_head(3, len_of(1, list), buf);
+                put_head(1, list, buf);
                 for d in docs {
-                    put_head(1, lens.next(), &mut buf);
-                    put_point(d, &mut lens, &mut converted, &mut buf);
+                    put_head(1, lens.next(), buf);
+                    put_point(d, &mut lens, &mut converted, buf);
                 }
                 if let Some(s) = shard_key_selector {
-                    prost::encoding::message::encode(2, s, &mut buf);
+                    prost::encoding::message::encode(2, s, buf);
                 }
                 if let Some(f) = update_filter {
-                    prost::encoding::message::encode(3, f, &mut buf);
+                    prost::encoding::message::encode(3, f, buf);
                 }
             }
         }
     }
     debug_assert!(lens.done(), "every length computed first was written");
-    debug_assert_eq!(buf.len(), total, "the sizes computed first");
-    Encoded(buf.freeze())
+    debug_assert_eq!(buf.len() - start, total, "the sizes computed first");
 }
 
 /// The lengths of the nested messages of a request, in the order they are written: the sizing
@@ -530,6 +505,15 @@ mod tests {
         }
     }
 
+    /// The request's bytes, appended to a buffer that already holds some (the frame's header,
+    /// when it is sent): what was there stays, and the request's bytes follow.
+    fn encoded(collection: &str, updates: &[Update]) -> bytes::Bytes {
+        let mut buf = BytesMut::from(&b"head"[..]);
+        request(collection, updates, &mut buf);
+        assert_eq!(&buf[..4], b"head");
+        buf.split_off(4).freeze()
+    }
+
     /// The bytes decode, with qdrant-client's types, to what those types hold for the same
     /// documents: every payload kind, both id kinds, dense, empty, named and sparse vectors, a
     /// filter and a shard key beside them, and another operation between two upserts.
@@ -603,8 +587,7 @@ mod tests {
                 update_filter: None,
             },
         ];
-        let encoded = request("coll", &updates);
-        let decoded = UpdateBatchPoints::decode(encoded.0.clone()).unwrap();
+        let decoded = UpdateBatchPoints::decode(encoded("coll", &updates)).unwrap();
         let expected = UpdateBatchPoints {
             collection_name: "coll".to_owned(),
             wait: Some(true),
@@ -675,7 +658,7 @@ mod tests {
             },
             other(),
         ];
-        let decoded = UpdateBatchPoints::decode(request("c", &updates).0).unwrap();
+        let decoded = UpdateBatchPoints::decode(encoded("c", &updates)).unwrap();
         assert_eq!(
             decoded.operations,
             updates.iter().map(Update::to_operation).collect::<Vec<_>>()
