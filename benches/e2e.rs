@@ -327,7 +327,7 @@ async fn main() {
                 col("v", 1021, 0),
             ],
         }));
-        let msgs: Vec<Vec<u8>> = (1..=rows)
+        let msgs: Vec<bytes::Bytes> = (1..=rows)
             .map(|i| {
                 let new = if binary {
                     let mut arr = Vec::with_capacity(20 + 8 * DIM);
@@ -339,10 +339,10 @@ async fn main() {
                         arr.extend(f.to_be_bytes());
                     }
                     vec![
-                        Cell::Binary(i.to_be_bytes().to_vec()),
-                        Cell::Binary(format!("title {i}").into_bytes()),
-                        Cell::Binary(((i % 100) as i32).to_be_bytes().to_vec()),
-                        Cell::Binary(arr),
+                        Cell::Binary(i.to_be_bytes().to_vec().into()),
+                        Cell::Binary(format!("title {i}").into_bytes().into()),
+                        Cell::Binary(((i % 100) as i32).to_be_bytes().to_vec().into()),
+                        Cell::Binary(arr.into()),
                     ]
                 } else {
                     let v: Vec<String> = vector(i).iter().map(|f| f.to_string()).collect();
@@ -357,12 +357,13 @@ async fn main() {
                     relation_id: 1,
                     new,
                 })
+                .into()
             })
             .collect();
         let mut dead = Vec::new();
         let t = Instant::now();
         a.begin(pg2qdrant::lsn::Lsn(1), 0);
-        a.data(&rel, &mut dead).unwrap();
+        a.data(&rel.into(), &mut dead).unwrap();
         for m in &msgs {
             a.data(m, &mut dead).unwrap();
         }

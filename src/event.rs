@@ -63,7 +63,8 @@ pub enum Datum {
     /// An unchanged TOASTed value the server did not send: keep what the sink has.
     Unchanged,
     Text(String),
-    Binary(Vec<u8>),
+    /// The value's bytes: a slice of the message or copy data they came in, shared, not copied.
+    Binary(bytes::Bytes),
 }
 
 /// A row image: values aligned with `columns`.

@@ -464,7 +464,8 @@ fn same_event_value(types: &Types, type_oid: u32, ty: &str, t: &str, b: &[u8]) {
     };
     use pg2qdrant::event::Datum;
     let from_text = pg2qdrant::kafka::event::value(&mapping, &col, &Datum::Text(t.into()));
-    let from_binary = pg2qdrant::kafka::event::value(&mapping, &col, &Datum::Binary(b.to_vec()));
+    let from_binary =
+        pg2qdrant::kafka::event::value(&mapping, &col, &Datum::Binary(b.to_vec().into()));
     // Compared encoded: NaN equals itself there.
     use prost::Message as _;
     assert_eq!(
@@ -489,7 +490,7 @@ fn same_event_value(types: &Types, type_oid: u32, ty: &str, t: &str, b: &[u8]) {
         },
     ]
     .into();
-    for datum in [Datum::Text(t.into()), Datum::Binary(b.to_vec())] {
+    for datum in [Datum::Text(t.into()), Datum::Binary(b.to_vec().into())] {
         let change = pg2qdrant::event::Change {
             table: pg2qdrant::event::TableName::parse("t"),
             position: pg2qdrant::lsn::Position {

@@ -8,8 +8,8 @@ use pg2qdrant::source::control::Control;
 use pg2qdrant::source::pgoutput::{decode, encode};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(msg) = decode(data) {
-        assert_eq!(decode(&encode(&msg)).as_ref(), Ok(&msg));
+    if let Ok(msg) = decode(&bytes::Bytes::copy_from_slice(data)) {
+        assert_eq!(decode(&encode(&msg).into()).as_ref(), Ok(&msg));
     }
     if let Ok(c) = Control::decode(data) {
         assert_eq!(Control::decode(c.encode().as_bytes()).as_ref(), Ok(&c));

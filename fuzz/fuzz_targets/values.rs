@@ -62,5 +62,5 @@ fuzz_target!(|data: &[u8]| {
         })
         .collect::<Vec<_>>()
         .into();
-    let _ = copy_binary::parse(data, &columns);
+    let _ = copy_binary::parse(&bytes::Bytes::copy_from_slice(data), &columns);
 });

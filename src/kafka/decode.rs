@@ -120,17 +120,17 @@ fn datum(kind: Kind, v: &V) -> Result<Datum, String> {
                     .checked_sub(crate::mapping::PG_EPOCH_UNIX_MICROS)
                     .ok_or("timestamp out of range")?
             };
-            Datum::Binary(pg.to_be_bytes().to_vec())
+            Datum::Binary(pg.to_be_bytes().to_vec().into())
         }
         // Float arrays and vectors (the usual vector columns) in PostgreSQL's binary form: the
         // mapping reads the floats straight, as it does from a binary stream, instead of
         // printing and parsing each one.
         V::Array(a) => match float_array(kind, a) {
-            Some(b) => Datum::Binary(b),
+            Some(b) => Datum::Binary(b.into()),
             None => Datum::Text(text(kind, v)?),
         },
         V::FloatArray(p) => match packed(kind, p) {
-            Some(b) => Datum::Binary(b),
+            Some(b) => Datum::Binary(b.into()),
             None => Datum::Text(text(kind, v)?),
         },
         V::Vector(vec) if kind == Kind::Scalar(Scalar::Vector) => {
@@ -141,7 +141,7 @@ fn datum(kind: Kind, v: &V) -> Result<Datum, String> {
             for f in &vec.values {
                 b.extend_from_slice(&f.to_be_bytes());
             }
-            Datum::Binary(b)
+            Datum::Binary(b.into())
         }
         other => Datum::Text(text(kind, other)?),
     })
@@ -469,7 +469,7 @@ mod tests {
             float8: vec![],
         };
         assert_eq!(
-            Datum::Binary(packed(Kind::Array(Scalar::Float4), &p).unwrap()),
+            Datum::Binary(packed(Kind::Array(Scalar::Float4), &p).unwrap().into()),
             binary_real_array(&odd.map(Some))
         );
         assert!(packed(Kind::Array(Scalar::Float4), &pb::FloatArray::default()).is_none());

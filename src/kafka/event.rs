@@ -84,7 +84,7 @@ fn typed(mapping: &TableMapping, col: &Column, datum: &Datum) -> V {
     read(mapping, col, kind, datum).unwrap_or_else(|_| match mapping.text_of(col, datum) {
         Some(Ok(t)) => V::Text(t.into_owned()),
         _ => V::Bytes(match datum {
-            Datum::Binary(b) => b.clone(),
+            Datum::Binary(b) => b.to_vec(),
             Datum::Text(t) => t.as_bytes().to_vec(),
             _ => Vec::new(),
         }),
@@ -113,7 +113,7 @@ fn read(mapping: &TableMapping, col: &Column, kind: Kind, datum: &Datum) -> Resu
             V::Timestamp(timestamp(kind, s == Scalar::TimestampTz, datum)?)
         }
         Scalar::Bytea => V::Bytes(match datum {
-            Datum::Binary(b) => b.clone(),
+            Datum::Binary(b) => b.to_vec(),
             Datum::Text(t) => value::bytea(t)?,
             _ => unreachable!("values only"),
         }),
@@ -179,7 +179,7 @@ fn timestamp(kind: Kind, with_time_zone: bool, datum: &Datum) -> Result<pb::Time
         Datum::Text(t) if t == "infinity" => infinite(i64::MAX),
         Datum::Text(t) if t == "-infinity" => infinite(i64::MIN),
         Datum::Text(t) => finite(value::unix_micros(kind, t)?),
-        Datum::Binary(b) => match b.as_slice().try_into().map(i64::from_be_bytes) {
+        Datum::Binary(b) => match b[..].try_into().map(i64::from_be_bytes) {
             Ok(i64::MAX) => infinite(i64::MAX),
             Ok(i64::MIN) => infinite(i64::MIN),
             _ => finite(binary::unix_micros(kind, b)?),

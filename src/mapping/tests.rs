@@ -58,7 +58,7 @@ pub(crate) fn binary_real_array(items: &[Option<f32>]) -> Datum {
             None => b.extend((-1i32).to_be_bytes()),
         }
     }
-    Datum::Binary(b)
+    Datum::Binary(b.into())
 }
 
 pub(crate) fn change(kind: ChangeKind) -> Change {

@@ -196,7 +196,7 @@ impl Assembler {
     /// dead-letter file; a full batch is returned for the writer.
     pub fn data(
         &mut self,
-        bytes: &[u8],
+        bytes: &bytes::Bytes,
         dead: &mut Vec<(MappingError, Lsn)>,
     ) -> Result<Option<Batch>, crate::error::Error> {
         let Some(changes) = self.changes(decode(bytes)?)? else {
@@ -471,7 +471,7 @@ mod tests {
         )
     }
 
-    fn rel(name: &str) -> Vec<u8> {
+    fn rel(name: &str) -> bytes::Bytes {
         encode(&Message::Relation(Relation {
             id: if name == "t" { 1 } else { 2 },
             namespace: "public".into(),
@@ -492,13 +492,15 @@ mod tests {
                 },
             ],
         }))
+        .into()
     }
 
-    fn insert(rel: u32, id: &str, v: &str) -> Vec<u8> {
+    fn insert(rel: u32, id: &str, v: &str) -> bytes::Bytes {
         encode(&Message::Insert {
             relation_id: rel,
             new: vec![Cell::Text(id.into()), Cell::Text(v.into())],
         })
+        .into()
     }
 
     #[test]

@@ -290,7 +290,7 @@ impl Catalog {
         while let Some(chunk) = stream.next().await {
             bytes.extend_from_slice(&chunk.map_err(CopyError::Pg)?);
         }
-        super::copy_binary::parse(&bytes, &layout.columns).map_err(CopyError::Parse)
+        super::copy_binary::parse(&bytes.into(), &layout.columns).map_err(CopyError::Parse)
     }
 }
 

@@ -5,6 +5,7 @@
 //! Random bytes give an error, never a panic (`fuzz/fuzz_targets/values.rs`).
 
 use crate::event::{Column, Datum, Row};
+use bytes::Bytes;
 use std::sync::Arc;
 
 pub const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
@@ -25,8 +26,9 @@ fn i32_at(b: &mut &[u8], what: &str) -> Result<i32, String> {
     Ok(i32::from_be_bytes(take(b, 4, what)?.try_into().expect("4")))
 }
 
-/// The rows of a binary COPY of `columns` (in that order).
-pub fn parse(mut b: &[u8], columns: &Arc<[Column]>) -> Result<Vec<Row>, String> {
+/// The rows of a binary COPY of `columns` (in that order). Values are slices of `whole`.
+pub fn parse(whole: &Bytes, columns: &Arc<[Column]>) -> Result<Vec<Row>, String> {
+    let mut b: &[u8] = whole;
     if take(&mut b, SIGNATURE.len(), "signature")? != SIGNATURE {
         return Err("binary COPY: bad signature".to_owned());
     }
@@ -58,7 +60,7 @@ pub fn parse(mut b: &[u8], columns: &Arc<[Column]>) -> Result<Vec<Row>, String> 
             values.push(if len < 0 {
                 Datum::Null
             } else {
-                Datum::Binary(take(&mut b, len as usize, "field")?.to_vec())
+                Datum::Binary(whole.slice_ref(take(&mut b, len as usize, "field")?))
             });
         }
         rows.push(Row {
@@ -88,7 +90,7 @@ mod tests {
             .into()
     }
 
-    fn copy(tuples: &[Vec<Option<&[u8]>>]) -> Vec<u8> {
+    fn copy(tuples: &[Vec<Option<&[u8]>>]) -> Bytes {
         let mut b = SIGNATURE.to_vec();
         b.extend(0i32.to_be_bytes());
         b.extend(0i32.to_be_bytes());
@@ -105,7 +107,7 @@ mod tests {
             }
         }
         b.extend((-1i16).to_be_bytes());
-        b
+        b.into()
     }
 
     #[test]
@@ -116,9 +118,9 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(
             rows[0].values,
-            vec![Datum::Binary(one.to_vec()), Datum::Null]
+            vec![Datum::Binary(Bytes::copy_from_slice(&one)), Datum::Null]
         );
-        assert_eq!(rows[1].values[0], Datum::Binary(Vec::new()));
+        assert_eq!(rows[1].values[0], Datum::Binary(Bytes::new()));
     }
 
     #[test]
@@ -126,7 +128,7 @@ mod tests {
         let one = 1i32.to_be_bytes();
         let b = copy(&[vec![Some(&one), None]]);
         for cut in 0..b.len() {
-            assert!(parse(&b[..cut], &columns(2)).is_err(), "cut at {cut}");
+            assert!(parse(&b.slice(..cut), &columns(2)).is_err(), "cut at {cut}");
         }
         assert!(parse(&b, &columns(3)).is_err(), "field count checked");
     }

@@ -42,6 +42,7 @@ pub const TRUNCATE_CASCADE: u8 = 1;
 pub const TRUNCATE_RESTART_IDENTITY: u8 = 2;
 
 pub use crate::error::DecodeError;
+use bytes::Bytes;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RelationColumn {
@@ -74,7 +75,8 @@ pub enum Cell {
     /// An unchanged TOASTed value: the server did not send it; the sink must keep what it has.
     UnchangedToast,
     Text(String),
-    Binary(Vec<u8>),
+    /// The value's bytes, shared with the message they came in (no copy per value).
+    Binary(Bytes),
 }
 
 pub type Tuple = Vec<Cell>;
@@ -131,6 +133,8 @@ pub enum Message {
 
 struct Reader<'a> {
     buf: &'a [u8],
+    /// The whole message, which binary values are slices of.
+    whole: &'a Bytes,
 }
 
 impl<'a> Reader<'a> {
@@ -208,10 +212,14 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes one pgoutput message. Never panics; every byte must be consumed.
-pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+/// Decodes one pgoutput message. Never panics; every byte must be consumed. Binary values are
+/// slices of `bytes`, which they keep alive.
+pub fn decode(bytes: &Bytes) -> Result<Message, DecodeError> {
     let (&tag, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    let mut r = Reader { buf: rest };
+    let mut r = Reader {
+        buf: rest,
+        whole: bytes,
+    };
     let msg = match tag {
         TAG_BEGIN => Message::Begin {
             final_lsn: r.u64("begin.final_lsn")?,
@@ -374,7 +382,7 @@ fn tuple(r: &mut Reader<'_>) -> Result<Tuple, DecodeError> {
                         .map_err(|_| DecodeError::Utf8 { what: "tuple.cell" })?;
                     Cell::Text(s.to_owned())
                 } else {
-                    Cell::Binary(raw.to_vec())
+                    Cell::Binary(r.whole.slice_ref(raw))
                 }
             }
             byte => {
@@ -405,27 +413,36 @@ mod tests {
                 Cell::Text("1".into()),
                 Cell::Null,
                 Cell::UnchangedToast,
-                Cell::Binary(vec![1, 2]),
+                Cell::Binary(Bytes::from_static(&[1, 2])),
             ],
         };
-        assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+        assert_eq!(decode(&encode(&msg).into()).unwrap(), msg);
     }
 
     #[test]
     fn rejects_unknown_tag_and_short_input() {
-        assert_eq!(decode(b"Z"), Err(DecodeError::UnknownTag(b'Z')));
-        assert_eq!(decode(b""), Err(DecodeError::Empty));
-        assert!(matches!(decode(b"I\0\0"), Err(DecodeError::Short { .. })));
+        assert_eq!(
+            decode(&Bytes::from_static(b"Z")),
+            Err(DecodeError::UnknownTag(b'Z'))
+        );
+        assert_eq!(decode(&Bytes::new()), Err(DecodeError::Empty));
+        assert!(matches!(
+            decode(&Bytes::from_static(b"I\0\0")),
+            Err(DecodeError::Short { .. })
+        ));
     }
 
     #[test]
     fn huge_counts_fail_before_allocating() {
         // Truncate claiming 2^31-1 relations with nothing behind it.
         let bytes = [b'T', 0x7f, 0xff, 0xff, 0xff, 0];
-        assert!(matches!(decode(&bytes), Err(DecodeError::Short { .. })));
+        assert!(matches!(
+            decode(&Bytes::copy_from_slice(&bytes)),
+            Err(DecodeError::Short { .. })
+        ));
         let neg = [b'T', 0xff, 0xff, 0xff, 0xff, 0];
         assert!(matches!(
-            decode(&neg),
+            decode(&Bytes::copy_from_slice(&neg)),
             Err(DecodeError::NegativeCount { .. })
         ));
     }
@@ -437,7 +454,7 @@ mod tests {
             old: Some((TUPLE_KEY, vec![Cell::Text("1".into()), Cell::Null])),
             new: vec![Cell::Text("2".into()), Cell::Text("x".into())],
         };
-        assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+        assert_eq!(decode(&encode(&msg).into()).unwrap(), msg);
     }
 
     #[test]
@@ -448,7 +465,7 @@ mod tests {
             name: "vector".into(),
         });
         b.push(0);
-        assert_eq!(decode(&b), Err(DecodeError::Trailing(1)));
+        assert_eq!(decode(&b.into()), Err(DecodeError::Trailing(1)));
     }
 
     fn cell() -> impl Strategy<Value = Cell> {
@@ -456,7 +473,7 @@ mod tests {
             Just(Cell::Null),
             Just(Cell::UnchangedToast),
             ".{0,40}".prop_map(Cell::Text),
-            proptest::collection::vec(any::<u8>(), 0..40).prop_map(Cell::Binary),
+            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Cell::Binary(b.into())),
         ]
     }
 
@@ -553,19 +570,19 @@ mod tests {
     proptest! {
         #[test]
         fn every_message_round_trips(msg in message()) {
-            prop_assert_eq!(decode(&encode(&msg)).unwrap(), msg);
+            prop_assert_eq!(decode(&encode(&msg).into()).unwrap(), msg);
         }
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = decode(&bytes);
+            let _ = decode(&bytes.into());
         }
 
         #[test]
         fn every_truncation_of_a_valid_message_is_an_error(msg in message(), cut in 0usize..64) {
             let bytes = encode(&msg);
             if cut < bytes.len() {
-                prop_assert!(decode(&bytes[..cut]).is_err());
+                prop_assert!(decode(&Bytes::copy_from_slice(&bytes[..cut])).is_err());
             }
         }
     }
