@@ -21,9 +21,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// Events taken from the stream's channel in one go once one has arrived (see `stream`). A
-/// poll that finds the channel closed may drop the wait for the worker's end: the next `recv`
-/// then fails (transient), and the loop reconnects as it does when the stream ends.
+/// Events taken from the stream's channel in one go once one has arrived (see `stream`),
+/// without the select around them. Two rules keep this the same as taking them one by one:
+/// - **Only items known to be there are polled for.** The worker counts an item after it is in
+///   the channel (`events_forwarded`), so while it has counted more than were taken, one is
+///   waiting and `recv` returns it at once. `recv` is never polled in a way that could find the
+///   channel closed: that poll would start waiting for the worker's end, and dropping it there
+///   would lose the worker's own error.
+/// - **The drain stops as soon as a batch is complete**, so the batches taken are sent before
+///   another event is read: an event that stops the stream (an error, the end) finds nothing
+///   taken from the assembler and not sent.
 const DRAIN: usize = 256;
 
 pub struct Replicator {
@@ -197,6 +204,9 @@ impl Replicator {
 
     async fn stream(&mut self, c: &mut ReplicationClient, backoff: &mut Backoff) -> Stop {
         let mut dead = Vec::new();
+        // Items the worker has put in the channel, and items taken from it (see [`DRAIN`]).
+        let forwarded = c.metrics();
+        let mut taken = 0u64;
         loop {
             let deadline = self.assembler.deadline();
             let linger = async {
@@ -230,16 +240,19 @@ impl Replicator {
                 // The writer finished while something waits: the check below sends it.
                 _ = self.pending.became_idle(), if self.assembler.ready() => {}
                 ev = c.recv() => {
-                    if let Some(stop) = self.received(ev, &mut batches, &mut dead) {
+                    taken += 1;
+                    if let Some(stop) = self.received(ev, backoff, &mut batches, &mut dead) {
                         return stop;
                     }
-                    backoff.reset();
                     // Events already waiting are taken without going round this select (whose
-                    // futures cost more than an event), up to a bound so the branches above
-                    // are still looked at between runs.
+                    // futures cost more than an event): see [`DRAIN`].
                     for _ in 0..DRAIN {
+                        if !batches.is_empty() || forwarded.events_forwarded() <= taken {
+                            break;
+                        }
                         let Some(ev) = c.recv().now_or_never() else { break };
-                        if let Some(stop) = self.received(ev, &mut batches, &mut dead) {
+                        taken += 1;
+                        if let Some(stop) = self.received(ev, backoff, &mut batches, &mut dead) {
                             return stop;
                         }
                     }
@@ -263,11 +276,15 @@ impl Replicator {
     fn received(
         &mut self,
         ev: pgwire_replication::Result<Option<ReplicationEvent>>,
+        backoff: &mut Backoff,
         batches: &mut Vec<Batch>,
         dead: &mut Vec<(crate::mapping::MappingError, Lsn)>,
     ) -> Option<Stop> {
         match ev {
-            Ok(Some(ev)) => self.event(ev, batches, dead),
+            Ok(Some(ev)) => {
+                backoff.reset();
+                self.event(ev, batches, dead)
+            }
             Ok(None) => {
                 tracing::warn!("replication stream ended; reconnecting");
                 Some(Stop::Reconnect)

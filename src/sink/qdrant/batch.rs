@@ -32,10 +32,12 @@ use tonic::Status;
 
 /// The gRPC frame's header: the compressed flag (0), then the message's length (big-endian u32).
 const FRAME_HEADER: usize = 5;
-/// Buffers kept for reuse: one per write in flight (`qdrant.parallel`) is enough.
-const KEEP_BUFFERS: usize = 8;
-/// A buffer larger than this (one batch of very large rows) is not kept.
-const KEEP_CAPACITY: usize = 64 << 20;
+/// Buffers kept for reuse: one per write in flight (`qdrant.parallel`, 2 by default) is
+/// enough; a few more cover retries overlapping a write.
+const KEEP_BUFFERS: usize = 4;
+/// A buffer larger than this (a batch of very large rows) is freed, not kept: at most
+/// `KEEP_BUFFERS` × 8 MiB stay allocated between batches.
+const KEEP_CAPACITY: usize = 8 << 20;
 
 #[derive(Clone)]
 pub struct BatchWriter {
