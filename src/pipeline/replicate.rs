@@ -1,7 +1,9 @@
 //! The replication loop: reads the slot, feeds the assembler, hands batches to the writer,
 //! reports durable progress to the slot and to the copy coordinator, and reconnects with
 //! backoff when the stream breaks. Control messages (watermarks, resync requests) arrive here
-//! in commit order with the data.
+//! in commit order with the data. Events already waiting in the stream's channel are taken in
+//! runs, without the loop's `select!` around each one ([`DRAIN`] says why that changes nothing
+//! in what is sent or acknowledged).
 
 use super::assemble::{Assembler, Batch};
 use super::writer::Pending;
