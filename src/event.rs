@@ -63,7 +63,8 @@ pub enum Datum {
     /// An unchanged TOASTed value the server did not send: keep what the sink has.
     Unchanged,
     Text(String),
-    /// The value's bytes: a slice of the message or copy data they came in, shared, not copied.
+    /// The value's bytes: from the stream or a copy, a slice of the message or copy data they
+    /// came in (shared, not copied); from a Kafka event, bytes of their own.
     Binary(bytes::Bytes),
 }
 
