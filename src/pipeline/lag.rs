@@ -11,13 +11,10 @@
 //! What the gauge cannot see is WAL the stream has not delivered yet (the loop stops reading
 //! while the writer is full): that is `pg2qdrant_replication_lag_bytes`, sampled from the server.
 
-use crate::lsn::Lsn;
+use crate::lsn::{Lsn, PG_EPOCH_UNIX_MICROS};
 use crate::metrics::names;
 use std::collections::VecDeque;
 use std::sync::Mutex;
-
-/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
-const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 
 #[derive(Debug, Default)]
 pub struct LagClock {
@@ -42,7 +39,7 @@ impl LagClock {
         if p.back().is_some_and(|(last, _)| *last >= end) {
             return;
         }
-        p.push_back((end, commit_time + PG_EPOCH_MICROS));
+        p.push_back((end, commit_time + PG_EPOCH_UNIX_MICROS));
     }
 
     /// Everything up to `acked` is durable in every sink.
@@ -99,7 +96,7 @@ mod tests {
         let c = LagClock::default();
         assert_eq!(c.seconds_behind(), 0.0);
         // Committed 10 s ago (in PostgreSQL's epoch).
-        let ten_s_ago = now_micros() - PG_EPOCH_MICROS - 10_000_000;
+        let ten_s_ago = now_micros() - PG_EPOCH_UNIX_MICROS - 10_000_000;
         c.committed(Lsn(100), ten_s_ago);
         c.committed(Lsn(200), ten_s_ago + 5_000_000);
         c.committed(Lsn(150), ten_s_ago); // a replay after a reconnect: ignored
