@@ -439,15 +439,11 @@ impl<'a> Iterator for Elements<'a> {
 
 /// pgvector `vector` (int16 dim, int16 unused, float4 × dim) or `halfvec` (float2 × dim).
 fn dense(s: Scalar, b: &[u8]) -> Result<Vec<f32>, String> {
-    let what = if s == Scalar::HalfVec {
-        "halfvec"
-    } else {
-        "vector"
-    };
+    let half = s == Scalar::HalfVec;
+    let (what, width) = if half { ("halfvec", 2) } else { ("vector", 4) };
     let mut r = Reader { b, what };
     let dim = r.u16()? as usize;
     let _unused = r.i16()?;
-    let width = if s == Scalar::HalfVec { 2 } else { 4 };
     if r.b.len() != dim * width {
         return Err(format!(
             "binary {what}: {dim} dimensions need {} bytes, have {}",
@@ -455,15 +451,16 @@ fn dense(s: Scalar, b: &[u8]) -> Result<Vec<f32>, String> {
             r.b.len()
         ));
     }
-    let mut out = Vec::with_capacity(dim);
-    for _ in 0..dim {
-        out.push(if s == Scalar::HalfVec {
-            half_to_f32(r.u16()?)
-        } else {
-            r.f32()?
-        });
-    }
-    Ok(out)
+    // Length checked above: one pass over exact chunks into an exact allocation.
+    Ok(if half {
+        r.b.chunks_exact(2)
+            .map(|h| half_to_f32(u16::from_be_bytes([h[0], h[1]])))
+            .collect()
+    } else {
+        r.b.chunks_exact(4)
+            .map(|f| f32::from_be_bytes([f[0], f[1], f[2], f[3]]))
+            .collect()
+    })
 }
 
 /// pgvector `sparsevec`: int32 dim, int32 nnz, int32 unused, int32 indices × nnz (from 0),
