@@ -1,7 +1,7 @@
 //! The writer: the one task that makes batches durable, in order, then moves progress forward.
 //!
 //! ```text
-//!   Batch ─▶ conflict sets (which rows it touches) ─▶ destination.land (up to qdrant.parallel at once)
+//!   Batch ─▶ rows it touches (`rows`) ─▶ destination.land (up to qdrant.parallel at once)
 //!                                                              │ durable
 //!                     Progress::durable, batch by batch in the order they came ◀┘
 //!                     (slot feedback + checkpoint file, or the group's offsets)
@@ -29,11 +29,11 @@ use super::assemble::Batch;
 use super::destination::Destination;
 use crate::checkpoint::CheckpointStore;
 use crate::error::Error;
-use crate::event::{Op, PointKey};
 use crate::lsn::Lsn;
 use crate::metrics::names;
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use std::collections::{HashSet, VecDeque};
+use rows::Rows;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -50,19 +50,6 @@ pub struct Writer<D: Destination> {
     /// share a row, and acks are taken strictly in batch order, so durability still moves
     /// forward in commit order.
     pub parallel: usize,
-}
-
-/// The rows (their [`Op::row_key`]) a batch touches; `None` when it must run alone (a truncate,
-/// or a TOAST merge that may read the source).
-fn keys_of(ops: &[Op]) -> Option<HashSet<(Arc<str>, PointKey)>> {
-    let mut keys = HashSet::with_capacity(ops.len());
-    for op in ops {
-        match (op, op.row_key()) {
-            (Op::Merge { .. }, _) | (_, None) => return None,
-            (_, Some(key)) => keys.insert((op.collection().clone(), key.clone())),
-        };
-    }
-    Some(keys)
 }
 
 /// Batches sent to the writer and not yet durable: zero means the writer is idle, so the
@@ -168,7 +155,7 @@ impl<D: Destination> Writer<D> {
         let parallel = self.parallel.max(1);
         // Batches being written, in order, with the point keys each touches (None: exclusive).
         let mut inflight = FuturesOrdered::new();
-        let mut touched: VecDeque<Option<HashSet<(Arc<str>, PointKey)>>> = VecDeque::new();
+        let mut touched: VecDeque<Option<Rows>> = VecDeque::new();
         let mut closed = false;
         let result = loop {
             if closed && inflight.is_empty() {
@@ -190,10 +177,10 @@ impl<D: Destination> Writer<D> {
                 }
                 batch = rx.recv(), if !closed && inflight.len() < parallel => {
                     let Some(batch) = batch else { closed = true; continue };
-                    let keys = keys_of(&batch.ops);
+                    let keys = Rows::of(&batch.ops);
                     let conflicts = match &keys {
                         None => !inflight.is_empty(),
-                        Some(k) => touched.iter().any(|t| t.as_ref().is_none_or(|t| !t.is_disjoint(k))),
+                        Some(k) => touched.iter().any(|t| t.as_ref().is_none_or(|t| t.overlaps(k))),
                     };
                     if conflicts {
                         // Same points (or a truncate/merge) in flight: let them land first, so
@@ -235,5 +222,6 @@ impl<D: Destination> Writer<D> {
     }
 }
 
+mod rows;
 #[cfg(test)]
 mod tests;

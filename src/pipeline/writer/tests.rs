@@ -1,7 +1,9 @@
 //! The writer's ordering, conflict-set and ack rules on an in-memory destination (no services).
 
 use super::*;
+use crate::event::{Op, PointKey};
 use crate::pipeline::fixtures::{empty, merge, truncate, upsert};
+use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// A destination in memory: batches with key 1 land after a pause (so later batches are taken
