@@ -66,6 +66,22 @@ pub fn point_key(table: &TableName, parts: &[(u32, &str)]) -> PointKey {
     uuid5(table, parts)
 }
 
+/// The id [`point_key`] gives one key column of type `type_oid` whose value is `b` in binary
+/// form, read without printing and parsing its text; `None` where the id is not the value
+/// itself (a negative integer, another type, bytes of the wrong length): then the caller takes
+/// the text path.
+pub fn binary_point_key(type_oid: u32, b: &[u8]) -> Option<PointKey> {
+    let n = match (type_oid, b.len()) {
+        (oid::INT2, 2) => i64::from(i16::from_be_bytes([b[0], b[1]])),
+        (oid::INT4, 4) => i64::from(i32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        (oid::OID, 4) => i64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        (oid::INT8, 8) => i64::from_be_bytes(b.try_into().ok()?),
+        (oid::UUID, 16) => return Some(PointKey::Uuid(uuid::Uuid::from_slice(b).ok()?)),
+        _ => return None,
+    };
+    u64::try_from(n).ok().map(PointKey::Num)
+}
+
 /// UUIDv5 over `["schema","table",key values as text…]` in [`NAMESPACE`].
 pub fn uuid5(table: &TableName, parts: &[(u32, &str)]) -> PointKey {
     let mut name: Vec<&str> = Vec::with_capacity(parts.len() + 2);
@@ -117,6 +133,44 @@ mod tests {
             point_key(&t, &[(oid::UUID, u)]),
             PointKey::Uuid(u.parse().unwrap())
         );
+    }
+
+    #[test]
+    fn binary_integer_and_uuid_keys_give_the_ids_of_their_text() {
+        use crate::mapping::binary::text_form;
+        use crate::mapping::types::Scalar;
+        let t = TableName::parse("public.t");
+        let cases: Vec<(u32, Scalar, Vec<u8>)> = [0i16, 1, -1, i16::MAX, i16::MIN]
+            .iter()
+            .map(|n| (oid::INT2, Scalar::Int2, n.to_be_bytes().to_vec()))
+            .chain(
+                [0i32, 42, -7, i32::MAX, i32::MIN]
+                    .iter()
+                    .map(|n| (oid::INT4, Scalar::Int4, n.to_be_bytes().to_vec())),
+            )
+            .chain(
+                [0i64, 42, -7, i64::MAX, i64::MIN]
+                    .iter()
+                    .map(|n| (oid::INT8, Scalar::Int8, n.to_be_bytes().to_vec())),
+            )
+            .chain(
+                [0u32, 42, u32::MAX]
+                    .iter()
+                    .map(|n| (oid::OID, Scalar::Oid, n.to_be_bytes().to_vec())),
+            )
+            .chain([(oid::UUID, Scalar::Uuid, NAMESPACE.as_bytes().to_vec())])
+            .collect();
+        for (type_oid, scalar, b) in cases {
+            let text = text_form(scalar, &b).unwrap();
+            let by_text = point_key(&t, &[(type_oid, &text)]);
+            match binary_point_key(type_oid, &b) {
+                Some(k) => assert_eq!(k, by_text, "{text}"),
+                // Only a negative integer takes the text path (its id is a UUIDv5).
+                None => assert!(text.starts_with('-') && matches!(by_text, PointKey::Uuid(_))),
+            }
+        }
+        assert_eq!(binary_point_key(oid::INT8, &[0; 4]), None, "wrong length");
+        assert_eq!(binary_point_key(25, b"42"), None, "text is not read here");
     }
 
     #[test]

@@ -550,6 +550,16 @@ impl TableMapping {
 
     /// The row's point id; for a chunked row, its anchor (chunk 0).
     pub fn point_key(&self, row: &Row) -> Result<PointKey, MappingError> {
+        // The common key, one integer or uuid column in binary form, is read as it is.
+        if let (false, crate::config::IdMode::Auto, [col]) =
+            (self.chunked(), self.id, &self.key[..])
+        {
+            if let Some((c, Datum::Binary(b))) = row.column(col) {
+                if let Some(k) = key::binary_point_key(c.type_oid, b) {
+                    return Ok(k);
+                }
+            }
+        }
         let parts = self.key_parts(row)?;
         let parts: Vec<(u32, &str)> = parts.iter().map(|(o, t)| (*o, t.as_ref())).collect();
         if self.chunked() {
