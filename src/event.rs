@@ -69,7 +69,7 @@ pub enum Datum {
 }
 
 /// A row image: values aligned with `columns`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Row {
     pub columns: Arc<[Column]>,
     pub values: Vec<Datum>,
@@ -260,6 +260,8 @@ pub enum MetaField<'a> {
 impl Meta {
     /// The field that holds the shard key.
     pub const SHARD: &'static str = "shard";
+    /// The field that holds what each vector was built from.
+    pub const EMBEDDED: &'static str = "embedded";
 
     /// The stored fields of a point at position `at`, in the one order every writer uses.
     pub fn fields(&self, at: Position) -> impl Iterator<Item = (&'static str, MetaField<'_>)> {
@@ -274,7 +276,8 @@ impl Meta {
             self.shard
                 .as_deref()
                 .map(|s| (Self::SHARD, MetaField::Text(s))),
-            (!self.embedded.is_empty()).then_some(("embedded", MetaField::Object(&self.embedded))),
+            (!self.embedded.is_empty())
+                .then_some((Self::EMBEDDED, MetaField::Object(&self.embedded))),
         ]
         .into_iter()
         .flatten()

@@ -161,6 +161,40 @@ async fn unchanged_text_is_never_embedded_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_toast_merge_keeps_the_record_of_the_text_it_did_not_embed() {
+    let db = TestDb::new("t_embed_toast_record", NOTES).await;
+    let run = db.start(notes_config(&db, "t_embed_toast_record")).await;
+    // The body is stored out of line (TOAST), so an update of another column sends it as an
+    // unchanged value: the change is a merge, and its text is not embedded again.
+    db.exec(
+        "INSERT INTO notes SELECT 1, 'Long', string_agg(md5(i::text), ' '), 1 FROM generate_series(1, 300) i",
+    )
+    .await;
+    wait_count("t_embed_toast_record", 1).await;
+    let meta = |p: &Stored| p.payload["_pg2qdrant"].clone();
+    let before = meta(&point("t_embed_toast_record", 1).await.expect("point 1"));
+    assert!(
+        before["embedded"]
+            .as_object()
+            .is_some_and(|e| !e.is_empty()),
+        "the insert records what the vector was embedded from: {before}"
+    );
+    db.exec("UPDATE notes SET n = 2 WHERE id = 1").await;
+    let after = wait_for("n = 2 on 1", WAIT, || async {
+        point("t_embed_toast_record", 1)
+            .await
+            .filter(|p| p.payload["n"] == json!(2))
+    })
+    .await;
+    let after = meta(&after);
+    // The merge moved the point's position and kept the record of the vector it left alone,
+    // so a later change or `verify` still sees the stored vector as the one its text gives.
+    assert_ne!(before, after, "the merge wrote its own metadata");
+    assert_eq!(before["embedded"], after["embedded"]);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_a_vector_embedded_by_another_model_and_repair_embeds_it_again() {
     let db = TestDb::new(
         "t_embed_verify",

@@ -61,10 +61,7 @@ pub fn merge(key: u64, lsn: u64) -> Batch {
         collection,
         doc,
         table: crate::event::TableName::parse("public.t"),
-        row: crate::event::Row {
-            columns: Vec::new().into(),
-            values: Vec::new(),
-        },
+        row: crate::event::Row::default(),
     });
     batch
 }

@@ -46,8 +46,8 @@ fn vector(v: &Vector) -> qdrant_client::qdrant::Vector {
 }
 
 /// The document's payload as Qdrant values: the stored payload `mapping::payload_json` gives
-/// (its fields and its metadata), converted value by value. Merges and tests only: upserts are
-/// encoded from the document (`encode`).
+/// (its fields and its metadata), converted value by value. Tests only: upserts are encoded
+/// from the document (`encode`), and merges set their parts ([`merge_payload`]).
 pub fn payload(doc: &Document) -> Payload {
     Payload::from(
         crate::mapping::payload_json(doc)
@@ -55,6 +55,41 @@ pub fn payload(doc: &Document) -> Payload {
             .map(|(k, v)| (k, value(&v)))
             .collect::<std::collections::HashMap<String, QValue>>(),
     )
+}
+
+/// A merge's payload in the parts it is set in, each fenced (`operations`): the row's fields
+/// (at the top level), the records of the vectors the merge embedded (under
+/// `_pg2qdrant.embedded`, next to the records of the vectors it left alone, which setting
+/// `_pg2qdrant` whole would erase), and the rest of its metadata (under `_pg2qdrant`).
+pub struct MergePayload {
+    pub fields: Payload,
+    pub embedded: Option<Payload>,
+    pub meta: Option<Payload>,
+}
+
+pub fn merge_payload(doc: &Document) -> MergePayload {
+    let of = |m: serde_json::Map<String, serde_json::Value>| {
+        Payload::from(
+            m.into_iter()
+                .map(|(k, v)| (k, value(&v)))
+                .collect::<std::collections::HashMap<String, QValue>>(),
+        )
+    };
+    let (embedded, meta) = match doc.meta.as_ref().map(|m| m.to_json(doc.position)) {
+        Some(serde_json::Value::Object(mut meta)) => {
+            let embedded = match meta.remove(crate::event::Meta::EMBEDDED) {
+                Some(serde_json::Value::Object(e)) => Some(of(e)),
+                _ => None,
+            };
+            (embedded, Some(of(meta)))
+        }
+        _ => (None, None),
+    };
+    MergePayload {
+        fields: of(doc.payload.clone()),
+        embedded,
+        meta,
+    }
 }
 
 /// A JSON value as a Qdrant payload value (numbers: integer when it fits i64, else double —
