@@ -114,6 +114,25 @@ mod tests {
         let apart = [delete("c", PointKey::Num(1)), delete("c", PointKey::Num(2))];
         assert_eq!(Rows::of(&ops), Rows::of(&apart));
         assert_eq!(Rows::of(&ops), Some(a));
+        // Two collections in one batch: each op's own name is hashed.
+        let two = Rows::of(&[delete("c", PointKey::Num(1)), delete("d", PointKey::Num(1))]);
+        let two = two.unwrap();
+        assert_eq!(two.0.len(), 2);
+        assert!(two.overlaps(&Rows::of(&[delete("d", PointKey::Num(1))]).unwrap()));
+        let shared_d: Arc<str> = "d".into();
+        let ops = [
+            Op::Delete {
+                collection: shared.clone(),
+                key: PointKey::Num(1),
+                position: Position::new(Lsn(1), 0),
+            },
+            Op::Delete {
+                collection: shared_d,
+                key: PointKey::Num(1),
+                position: Position::new(Lsn(1), 0),
+            },
+        ];
+        assert_eq!(Rows::of(&ops), Some(two));
     }
 
     #[test]

@@ -69,6 +69,16 @@ pub fn per_point(points: impl IntoIterator<Item = (PointId, Position)>) -> Filte
     )
 }
 
+/// Point `id` if its stored position is exactly `pos`: the rest of a TOAST merge, after the
+/// merge's metadata moved the point there (see `operations`).
+pub fn at(id: PointId, pos: Position) -> Filter {
+    Filter::must([
+        Condition::has_id([id]),
+        Condition::matches(lsn_field(), pos.commit_lsn as i64),
+        Condition::matches(seq_field(), pos.seq as i64),
+    ])
+}
+
 /// Every point of `table` older than `pos` (TRUNCATE).
 pub fn table_older_than(table: &str, pos: Position) -> Filter {
     Filter::must([

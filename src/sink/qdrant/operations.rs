@@ -8,10 +8,10 @@
 //!   filter, and checks the clause only against a point that exists when the write applies),
 //!   except where the writer is the sole writer of stream positions ([`Fencing`]);
 //! - a run of deletes → one `DeletePoints` selecting by the per-point fence;
-//! - a merge → `UpdateVectors` (if a vector changed), then `SetPayload` of the row's fields, of
-//!   the records of the vectors it embedded (into `_pg2qdrant.embedded`, keeping the others),
-//!   and last of its metadata (into `_pg2qdrant`), all fenced, so the position in the payload
-//!   moves only after everything else was written;
+//! - a merge → `SetPayload` of its metadata (into `_pg2qdrant`, fenced: it moves the position),
+//!   then `UpdateVectors` (if a vector changed), `SetPayload` of the records of the vectors it
+//!   embedded (into `_pg2qdrant.embedded`, keeping the others) and of the row's fields, each
+//!   only where the point is still at the merge's position (`fence::at`);
 //! - a truncate → `DeletePoints` of every point of that table older than the truncate;
 //! - a row's chunks past its count → `DeletePoints` selecting them by table, key and
 //!   `chunk_index`, fenced (see `mapping::chunk`).
@@ -262,36 +262,49 @@ impl Target<'_> {
         }
     }
 
-    /// A TOAST merge: its vectors (when one changed), its fields, the records of the vectors it
-    /// embedded, then its metadata, all fenced, so the position in the payload moves only after
-    /// the rest was written (an op after it would find the point no longer older).
+    /// A TOAST merge. Its metadata goes first, fenced like every write: it moves the point to
+    /// the merge's position. Its vectors (when one changed), the records of the vectors it
+    /// embedded and its fields follow, each only where the point is still at exactly that
+    /// position ([`fence::at`]). So another writer's write can never land between them and
+    /// leave a point at the merge's position with older content: an older write is refused
+    /// once the position moved, and a newer one that lands first makes the rest select nothing.
+    /// A retried request finds the metadata in place and writes the rest again.
     fn merge(&self, doc: &Document, out: &mut Vec<Update>) {
         let Some(selector) = self.everywhere.clone() else {
             return;
         };
-        let own = || fence::per_point([(mapping::point_id(&doc.key), doc.position)]);
+        let id = mapping::point_id(&doc.key);
+        let parts = mapping::merge_payload(doc);
+        let set = |payload: qdrant_client::Payload, key: Option<String>, fence: Filter| {
+            op(Operation::SetPayload(SetPayload {
+                payload: payload.into(),
+                points_selector: Some(fence.into()),
+                shard_key_selector: selector.clone(),
+                key,
+            }))
+        };
+        let rest = match parts.meta {
+            Some(meta) => {
+                let own = fence::per_point([(id.clone(), doc.position)]);
+                out.push(set(meta, Some(META_FIELD.to_owned()), own));
+                fence::at(id, doc.position)
+            }
+            // A document without metadata (tests, benches) moves no position: all fenced alike.
+            None => fence::per_point([(id, doc.position)]),
+        };
         if let Some(pv) = mapping::point_vectors(doc) {
             out.push(op(Operation::UpdateVectors(UpdateVectors {
                 points: vec![pv],
                 shard_key_selector: selector.clone(),
-                update_filter: Some(own()),
+                update_filter: Some(rest.clone()),
             })));
         }
-        let parts = mapping::merge_payload(doc);
-        let embedded = format!("{META_FIELD}.{}", Meta::EMBEDDED);
-        for (payload, key) in [
-            (Some(parts.fields), None),
-            (parts.embedded, Some(embedded)),
-            (parts.meta, Some(META_FIELD.to_owned())),
-        ] {
-            if let Some(payload) = payload {
-                out.push(op(Operation::SetPayload(SetPayload {
-                    payload: payload.into(),
-                    points_selector: Some(own().into()),
-                    shard_key_selector: selector.clone(),
-                    key,
-                })));
-            }
+        if let Some(records) = parts.embedded {
+            let key = format!("{META_FIELD}.{}", Meta::EMBEDDED);
+            out.push(set(records, Some(key), rest.clone()));
+        }
+        if !doc.payload.is_empty() {
+            out.push(set(parts.fields, None, rest));
         }
     }
 

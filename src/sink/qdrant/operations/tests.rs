@@ -297,7 +297,7 @@ fn sharded_deletes_name_every_key_and_are_skipped_without_any() {
 }
 
 #[test]
-fn a_merge_sets_its_fields_then_the_records_it_made_then_its_metadata_each_under_its_key() {
+fn a_merge_moves_the_position_first_then_sets_the_rest_only_at_that_position() {
     let merge = |embedded: &[&str]| {
         let Op::Upsert {
             collection,
@@ -321,18 +321,23 @@ fn a_merge_sets_its_fields_then_the_records_it_made_then_its_metadata_each_under
             row: crate::event::Row::default(),
         }
     };
-    // (key set under, the fields set), in the order written; every one fenced.
-    let sets = |op: &Op| -> Vec<(Option<String>, Vec<String>)> {
+    // (key set under, the fields set, its fence), in the order written. The metadata's fence
+    // is `older_than` (a range); the rest's is `at` (the position matched exactly).
+    let sets = |op: &Op| -> Vec<(Option<String>, Vec<String>, &str)> {
         let out = plain(operations(&[op], &shared(&Stored::new(), None), None));
         out.into_iter()
             .map(|o| match o.operation {
                 Some(Operation::SetPayload(s)) => {
-                    assert!(s
-                        .points_selector
-                        .is_some_and(|p| format!("{p:?}").contains("30")));
+                    let fence = format!("{:?}", s.points_selector.expect("fenced"));
+                    assert!(fence.contains("30"), "{fence}");
                     let mut fields: Vec<String> = s.payload.into_keys().collect();
                     fields.sort();
-                    (s.key, fields)
+                    let kind = if fence.contains("Range") {
+                        "older"
+                    } else {
+                        "at"
+                    };
+                    (s.key, fields, kind)
                 }
                 other => panic!("{other:?}"),
             })
@@ -341,23 +346,25 @@ fn a_merge_sets_its_fields_then_the_records_it_made_then_its_metadata_each_under
     let meta: Vec<String> = ["commit_lsn", "commit_time", "lsn", "seq", "table"]
         .map(String::from)
         .into();
+    let n = || vec!["n".to_owned()];
     assert_eq!(
         sets(&merge(&["a", "b"])),
         [
-            (None, vec!["n".to_owned()]),
+            (Some("_pg2qdrant".into()), meta.clone(), "older"),
             (
                 Some("_pg2qdrant.embedded".into()),
-                vec!["a".into(), "b".into()]
+                vec!["a".into(), "b".into()],
+                "at"
             ),
-            (Some("_pg2qdrant".into()), meta.clone()),
+            (None, n(), "at"),
         ]
     );
     // Nothing embedded: the records stored are left as they are.
     assert_eq!(
         sets(&merge(&[])),
         [
-            (None, vec!["n".to_owned()]),
-            (Some("_pg2qdrant".into()), meta)
+            (Some("_pg2qdrant".into()), meta, "older"),
+            (None, n(), "at")
         ]
     );
 }
