@@ -33,8 +33,9 @@ impl Rows {
                 _ => {
                     let mut h = std::hash::DefaultHasher::new();
                     collection.hash(&mut h);
-                    last = Some((collection, h.finish()));
-                    h.finish()
+                    let named = h.finish();
+                    last = Some((collection, named));
+                    named
                 }
             };
             digests.push(digest(named, key));

@@ -49,10 +49,15 @@ fn vector(v: &Vector) -> qdrant_client::qdrant::Vector {
 /// (its fields and its metadata), converted value by value. Tests only: upserts are encoded
 /// from the document (`encode`), and merges set their parts ([`merge_payload`]).
 pub fn payload(doc: &Document) -> Payload {
+    payload_of(&crate::mapping::payload_json(doc))
+}
+
+/// JSON fields as a Qdrant payload, value by value.
+fn payload_of(fields: &serde_json::Map<String, serde_json::Value>) -> Payload {
     Payload::from(
-        crate::mapping::payload_json(doc)
-            .into_iter()
-            .map(|(k, v)| (k, value(&v)))
+        fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value(v)))
             .collect::<std::collections::HashMap<String, QValue>>(),
     )
 }
@@ -68,25 +73,18 @@ pub struct MergePayload {
 }
 
 pub fn merge_payload(doc: &Document) -> MergePayload {
-    let of = |m: serde_json::Map<String, serde_json::Value>| {
-        Payload::from(
-            m.into_iter()
-                .map(|(k, v)| (k, value(&v)))
-                .collect::<std::collections::HashMap<String, QValue>>(),
-        )
-    };
     let (embedded, meta) = match doc.meta.as_ref().map(|m| m.to_json(doc.position)) {
         Some(serde_json::Value::Object(mut meta)) => {
             let embedded = match meta.remove(crate::event::Meta::EMBEDDED) {
-                Some(serde_json::Value::Object(e)) => Some(of(e)),
+                Some(serde_json::Value::Object(e)) => Some(payload_of(&e)),
                 _ => None,
             };
-            (embedded, Some(of(meta)))
+            (embedded, Some(payload_of(&meta)))
         }
         _ => (None, None),
     };
     MergePayload {
-        fields: of(doc.payload.clone()),
+        fields: payload_of(&doc.payload),
         embedded,
         meta,
     }
